@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# kbreaker build: bpf/%.bpf.c -> build/%.bpf.o -> build/%.skel.h -> build/kbreakerd
+# `make help` lists the targets. V=1 shows full commands.
+
+VERSION   ?= 0.1.0
+BUILD     ?= build
+CC        ?= cc
+CLANG     ?= clang
+BPFTOOL   ?= bpftool
+PKG_CONFIG ?= pkg-config
+ARCH      ?= $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e 's/ppc64le/powerpc/' -e 's/s390x/s390/' -e 's/riscv64/riscv/' -e 's/loongarch64/loongarch/')
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+
+ifeq ($(V),1)
+Q =
+msg =
+else
+Q = @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+LIBS_PC   := libbpf libmicrohttpd yaml-0.1
+WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wmissing-prototypes
+CFLAGS    ?= -O2 -g
+SAN_FLAGS :=
+ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -DKB_VERSION='"$(VERSION)"' \
+	     -Iinclude -Iagent -I$(BUILD) $(SAN_FLAGS) -MMD -MP
+LDLIBS    = $(shell $(PKG_CONFIG) --libs $(LIBS_PC) 2>/dev/null || echo -lbpf -lelf -lz -lmicrohttpd -lyaml) -lpthread
+BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Iinclude -I$(BUILD)
+
+BPF_SRCS  := $(wildcard bpf/*.bpf.c)
+BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
+SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
+
+# Pure modules: no BPF, no clock, no I/O beyond reading a file; linked into unit tests.
+PURE_SRCS := agent/config.c agent/breaker.c agent/metrics.c
+AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/http.c agent/log.c agent/agent.c
+AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
+PURE_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(PURE_SRCS)) $(BUILD)/agent/log.o
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+DEB_PKGS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmicrohttpd-dev libyaml-dev \
+	    libcmocka-dev pkg-config prometheus nftables iproute2 curl procps
+
+.DELETE_ON_ERROR:
+.PHONY: all help deps run test test-unit test-e2e test-asan clean
+
+all: $(BUILD)/kbreakerd
+
+help:
+	@echo 'Targets:'
+	@echo '  all (default)  build $(BUILD)/kbreakerd and the BPF skeletons'
+	@echo '  deps           install the Debian packages kbreaker needs (skipped when present)'
+	@echo '  run            deps + build, then run kbreakerd on examples/kbreaker.yaml (root)'
+	@echo '  test           deps + build, then unit and end-to-end tests (root)'
+	@echo '  test-unit      cmocka unit tests only (no root)'
+	@echo '  test-e2e       end-to-end tests only (root, real kernel)'
+	@echo '  test-asan      unit + end-to-end tests on an ASan+UBSan build (part of test)'
+	@echo '  clean          remove $(BUILD)/'
+	@echo 'Variables: V=1 CC CLANG BPFTOOL ARCH VMLINUX_BTF BUILD'
+
+# dpkg-query answers "install ok installed" for each package that is present.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "  DEPS     installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BUILD) $(BUILD)/agent $(BUILD)/tests:
+	$(Q)mkdir -p $@
+
+$(BUILD)/vmlinux.h: | $(BUILD)
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(BUILD)/vmlinux.h | $(BUILD)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst .bpf,,$(basename $(notdir $<))) > $@
+
+$(BUILD)/agent/%.o: agent/%.c | $(BUILD)/agent
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The loader includes the skeletons.
+$(BUILD)/agent/bpf.o: $(SKELS)
+
+$(BUILD)/kbreakerd: $(AGENT_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(PURE_OBJS) | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $< $(PURE_OBJS) -o $@ $(LDLIBS) -lcmocka
+
+$(BUILD)/kbtool: tests/e2e/kbtool.c | $(BUILD)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@
+
+test-unit: $(UNIT_BINS)
+	$(Q)rc=0; for t in $(UNIT_BINS); do echo "  UNIT     $$t"; $$t || rc=1; done; exit $$rc
+
+test-e2e: $(BUILD)/kbreakerd $(BUILD)/kbtool
+	$(Q)tests/e2e/run.sh $(BUILD)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS)
+	$(Q)$(MAKE) --no-print-directory test-unit
+	$(Q)$(MAKE) --no-print-directory test-e2e
+	$(Q)$(MAKE) --no-print-directory test-asan
+
+# The same unit and end-to-end suites against an ASan+UBSan build, in its own build dir.
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+test-asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)-asan SAN_FLAGS="$(ASAN_FLAGS)" CFLAGS="-O1 -g" \
+		all $(BUILD)-asan/kbtool $(patsubst $(BUILD)/%,$(BUILD)-asan/%,$(UNIT_BINS))
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)-asan test-unit
+	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		tests/e2e/run.sh $(BUILD)-asan
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(BUILD)/kbreakerd -c examples/kbreaker.yaml
+
+clean:
+	$(call msg,CLEAN,$(BUILD))
+	$(Q)rm -rf $(BUILD) $(BUILD)-asan
+
+-include $(wildcard $(BUILD)/*.d $(BUILD)/agent/*.d $(BUILD)/tests/*.d)

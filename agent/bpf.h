@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * bpf: loads kb_observe and kb_enforce, attaches them, and is the only
+ * module that touches their maps. Links are owned by this process and not
+ * pinned, so when kbreakerd exits for any reason the kernel detaches the
+ * hooks and nothing stays blocked (fail open).
+ */
+#ifndef KB_BPF_H
+#define KB_BPF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/types.h>
+#include "kb_abi.h"
+
+struct kb_bpf;
+
+struct kb_bpf_opts {
+	uint32_t capacity;	/* destinations the maps hold */
+	const char *cgroup;	/* cgroup v2 directory for the connect hooks */
+};
+
+typedef void (*kb_event_fn)(void *ctx, const struct kb_event *ev);
+
+/* Route libbpf's messages through our logger, one level down. */
+void kb_bpf_setup_logging(void);
+
+/*
+ * Find the cgroup v2 mount point in /proc/mounts. Returns 0 or -ENOENT
+ * (no cgroup2 mount) / -errno.
+ */
+int kb_cgroup2_root(char *buf, size_t len);
+
+/* Load, size and attach everything. Returns 0 or -errno, logged here. */
+int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts);
+
+/* Detach and free; safe on NULL. */
+void kb_bpf_close(struct kb_bpf *k);
+
+/* Map destination (addr as in kb_dst_key, port in host order) to dst_id. */
+int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint16_t port, uint32_t dst_id);
+
+int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v);
+
+/* Sum the per-CPU counters of one destination into *sum. Callers serialize: it uses one scratch buffer. */
+int kb_bpf_read_stats(struct kb_bpf *k, uint32_t dst_id, struct kb_dst_stats *sum);
+
+/* An fd that polls readable when events are queued. */
+int kb_bpf_events_fd(const struct kb_bpf *k);
+
+/* Hand every queued event to fn, in order. Returns the count or -errno. */
+int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx);
+
+/* Events that did not fit in the ring, ever; read without a syscall. */
+uint64_t kb_bpf_lost_total(const struct kb_bpf *k);
+
+/* Whether refusals carry ECONNREFUSED (bpf_set_retval) rather than EPERM. */
+bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k);
+
+#endif /* KB_BPF_H */

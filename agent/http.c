@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <microhttpd.h>
+#include "http.h"
+#include "log.h"
+
+/*
+ * Limits: libmicrohttpd's defaults are no idle timeout and unbounded
+ * connections per client; a scrape endpoint needs a handful of either.
+ */
+#define HTTP_MAX_CONNECTIONS 64
+#define HTTP_MAX_PER_IP 16
+#define HTTP_IDLE_TIMEOUT_S 10
+#define HTTP_CONN_MEMORY (32 * 1024)
+
+#define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
+
+struct http_server {
+	struct MHD_Daemon *daemon;
+	int fd;
+	http_body_fn metrics;
+	void *ctx;
+};
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	log_vmsg(LOG_LVL_DEBUG, fmt, ap);
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
+			     void *body, size_t len, enum MHD_ResponseMemoryMode mode)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(len, body, mode);
+	if (!resp) {
+		if (mode == MHD_RESPMEM_MUST_FREE)
+			free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result static_reply(struct MHD_Connection *conn, unsigned status, const char *text)
+{
+	return reply(conn, status, "text/plain; charset=utf-8", (void *)text, strlen(text),
+		     MHD_RESPMEM_PERSISTENT);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **req_ctx)
+{
+	struct http_server *s = cls;
+	char *body = NULL;
+	size_t len = 0;
+
+	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
+		return static_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	if (!strcmp(url, "/"))
+		return static_reply(conn, MHD_HTTP_OK, "kbreaker: metrics at /metrics\n");
+	if (strcmp(url, "/metrics"))
+		return static_reply(conn, MHD_HTTP_NOT_FOUND, "not found\n");
+	if (s->metrics(s->ctx, &body, &len))
+		return static_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics unavailable\n");
+	return reply(conn, MHD_HTTP_OK, CT_METRICS, body, len, MHD_RESPMEM_MUST_FREE);
+}
+
+/* Bind ourselves so a taken or bad address is a clear error, not MHD's NULL. */
+static int listen_on(const char *host, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	socklen_t sl;
+	int fd, one = 1, err;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons(port);
+		sl = sizeof(*in4);
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		sl = sizeof(*in6);
+	} else {
+		return -EINVAL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 64)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int http_start(struct http_server **out, const char *host, uint16_t port,
+	       http_body_fn metrics, void *ctx)
+{
+	struct http_server *s;
+	int err;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->metrics = metrics;
+	s->ctx = ctx;
+	s->fd = listen_on(host, port);
+	if (s->fd < 0) {
+		err = s->fd;
+		log_err("http: listen on %s port %u: %s", host, port, strerror(-err));
+		free(s);
+		return err;
+	}
+	s->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0,
+				     NULL, NULL, on_request, s,
+				     /* first, so MHD's own start-up messages come through it too */
+				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				     MHD_OPTION_LISTEN_SOCKET, s->fd,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
+				     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_MAX_PER_IP,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
+				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+				     MHD_OPTION_END);
+	if (!s->daemon) {
+		log_err("http: libmicrohttpd failed to start on %s port %u", host, port);
+		close(s->fd);
+		free(s);
+		return -EIO;
+	}
+	s->fd = -1;	/* MHD_stop_daemon closes the listen socket it was given */
+	*out = s;
+	return 0;
+}
+
+void http_stop(struct http_server *s)
+{
+	if (!s)
+		return;
+	MHD_stop_daemon(s->daemon);
+	free(s);
+}

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * kbreakerd: argv, start-up, the event loop, teardown in reverse order.
+ * Only this file picks exit codes.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include "agent.h"
+#include "bpf.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+
+#define DEFAULT_CONFIG "/etc/kbreaker/kbreaker.yaml"
+
+static const char usage[] =
+	"Usage: kbreakerd [-c FILE] [--check-config] [--log-level LEVEL]\n"
+	"\n"
+	"A host-wide TCP circuit breaker: observes connect outcomes per destination in\n"
+	"the kernel and refuses connects to open destinations with ECONNREFUSED.\n"
+	"\n"
+	"  -c, --config FILE     YAML configuration (default " DEFAULT_CONFIG ")\n"
+	"      --check-config    validate the configuration and exit (0 valid, 1 invalid)\n"
+	"  -l, --log-level LEVEL error, warn, info (default) or debug\n"
+	"  -h, --help            show this help and exit\n"
+	"  -V, --version         show the version and exit\n"
+	"\n"
+	"Runs as root (loads BPF programs, attaches cgroup hooks). SIGTERM or SIGINT\n"
+	"detaches everything and exits 0.\n";
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static int epoll_add(int ep, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+	return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+static void arm_timer(int tfd, uint64_t at_ns)
+{
+	struct itimerspec its = {
+		.it_value = { .tv_sec = at_ns / 1000000000ULL, .tv_nsec = at_ns % 1000000000ULL },
+	};
+
+	timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* Runs until SIGTERM/SIGINT. Returns 0 or -errno. */
+static int run_loop(struct agent *a, struct kb_bpf *bpf, uint64_t poll_ns)
+{
+	int ep = -1, sfd = -1, tfd = -1, efd = kb_bpf_events_fd(bpf), err;
+	uint64_t next_poll = now_ns() + poll_ns, deadline, now;
+	struct epoll_event evs[4];
+	sigset_t mask;
+	bool stop = false;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (sfd < 0 || tfd < 0 || ep < 0) {
+		err = -errno;
+		log_err("loop: set up: %s", strerror(-err));
+		goto out;
+	}
+	err = epoll_add(ep, sfd);
+	err = err ?: epoll_add(ep, tfd);
+	err = err ?: epoll_add(ep, efd);
+	if (err) {
+		log_err("loop: epoll: %s", strerror(-err));
+		goto out;
+	}
+
+	while (!stop) {
+		deadline = agent_next_deadline(a);
+		arm_timer(tfd, deadline && deadline < next_poll ? deadline : next_poll);
+		int n = epoll_wait(ep, evs, 4, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			log_err("loop: epoll_wait: %s", strerror(-err));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+
+			if (fd == sfd) {
+				struct signalfd_siginfo si;
+
+				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo == SIGHUP) {
+						log_info("SIGHUP: reload is not supported yet; keeping the running config");
+						continue;
+					}
+					log_info("signal %s: stopping", strsignal(si.ssi_signo));
+					stop = true;
+				}
+			} else if (fd == tfd) {
+				uint64_t ticks;
+
+				if (read(tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+					log_warn("loop: timerfd: %s", strerror(errno));
+			}
+		}
+		/* Events first: an outcome that precedes a deadline must count before it. */
+		now = now_ns();
+		agent_drain(a, now);
+		if (now >= next_poll || (deadline && now >= deadline)) {
+			agent_tick(a, now);
+			if (now >= next_poll)
+				next_poll = now + poll_ns;
+		}
+	}
+out:
+	if (ep >= 0)
+		close(ep);
+	if (tfd >= 0)
+		close(tfd);
+	if (sfd >= 0)
+		close(sfd);
+	return err;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	const char *path = DEFAULT_CONFIG;
+	char err_text[CONFIG_ERR_MAX], cgroup[CONFIG_PATH_MAX];
+	struct http_server *http = NULL;
+	struct kb_bpf *bpf = NULL;
+	struct config cfg;
+	struct agent a;
+	bool check_only = false, agent_up = false;
+	enum log_level lvl;
+	sigset_t mask;
+	int c, err, rc = 1;
+
+	while ((c = getopt_long(argc, argv, "c:l:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'l':
+			if (log_parse_level(optarg, &lvl)) {
+				fprintf(stderr, "kbreakerd: --log-level: unknown level \"%s\" (error, warn, info, debug)\n",
+					optarg);
+				return 2;
+			}
+			log_set_level(lvl);
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		case 'V':
+			printf("kbreakerd %s\n", KB_VERSION);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kbreakerd: unexpected argument \"%s\"\n%s", argv[optind], usage);
+		return 2;
+	}
+
+	config_init(&cfg);
+	if (config_load(&cfg, path, err_text, sizeof(err_text))) {
+		fprintf(stderr, "%s\n", err_text);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: ok, %zu destinations\n", path, cfg.n_dsts);
+		config_free(&cfg);
+		return 0;
+	}
+
+	/* Block the signals before any thread starts so all of them inherit the mask. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (cfg.cgroup[0]) {
+		snprintf(cgroup, sizeof(cgroup), "%s", cfg.cgroup);
+	} else {
+		err = kb_cgroup2_root(cgroup, sizeof(cgroup));
+		if (err) {
+			log_err("no cgroup v2 mount in /proc/mounts: %s; kbreaker needs cgroup v2",
+				strerror(-err));
+			goto out;
+		}
+	}
+
+	kb_bpf_setup_logging();
+	struct kb_bpf_opts bo = {
+		.capacity = cfg.n_dsts > KB_MAX_DESTINATIONS_DEFAULT ? cfg.n_dsts : KB_MAX_DESTINATIONS_DEFAULT,
+		.cgroup = cgroup,
+	};
+	err = kb_bpf_open(&bpf, &bo);
+	if (err) {
+		if (err == -EPERM)
+			log_err("loading BPF needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_RESOURCE)");
+		goto out;
+	}
+	if (!kb_bpf_refuses_with_econnrefused(bpf))
+		log_warn("kernel lacks bpf_set_retval (5.18+): blocked connects fail with EPERM, not ECONNREFUSED");
+
+	err = agent_init(&a, &cfg, bpf, now_ns());
+	agent_up = true;
+	if (err)
+		goto out;
+	err = http_start(&http, cfg.listen_host, cfg.listen_port, agent_metrics, &a);
+	if (err)
+		goto out;
+
+	log_info("kbreakerd %s started\tdestinations=%zu cgroup=%s listen=%s:%u", KB_VERSION,
+		 cfg.n_dsts, cgroup, cfg.listen_host, cfg.listen_port);
+	err = run_loop(&a, bpf, cfg.poll_interval_ns);
+	if (!err)
+		rc = 0;
+out:
+	http_stop(http);
+	kb_bpf_close(bpf);
+	if (agent_up)
+		agent_fini(&a);
+	config_free(&cfg);
+	if (rc == 0)
+		log_info("kbreakerd stopped; all hooks detached");
+	return rc;
+}

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include "metrics.h"
+
+/*
+ * Histogram buckets, as log2 slots of microseconds: slot i holds
+ * [2^i, 2^(i+1)) us, so bucket le=2^k us is the sum of slots 0..k-1.
+ * Every other power of two from 64 us to 4.2 s keeps the series per
+ * destination at 11 while covering loopback to a transcontinental SYN retry.
+ */
+static const unsigned bucket_log2_us[] = { 6, 8, 10, 12, 14, 16, 18, 20, 22 };
+
+/* The transitions the machine makes; always exported so rate() sees the first one. */
+static const enum breaker_state core_transitions[][2] = {
+	{ BS_CLOSED, BS_OPEN },
+	{ BS_OPEN, BS_HALF_OPEN },
+	{ BS_HALF_OPEN, BS_CLOSED },
+	{ BS_HALF_OPEN, BS_OPEN },
+};
+
+static void family(FILE *out, const char *name, const char *type, const char *help)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static int is_core_transition(int from, int to)
+{
+	for (size_t i = 0; i < sizeof(core_transitions) / sizeof(core_transitions[0]); i++)
+		if ((int)core_transitions[i][0] == from && (int)core_transitions[i][1] == to)
+			return 1;
+	return 0;
+}
+
+int metrics_render(FILE *out, const struct metrics_agent *agent,
+		   const struct metrics_dst *dsts, size_t n)
+{
+	family(out, "kbreaker_build_info", "gauge",
+	       "kbreaker version and the kernel it runs on; always 1.");
+	fprintf(out, "kbreaker_build_info{version=\"%s\",kernel=\"%s\"} 1\n",
+		agent->version, agent->kernel);
+
+	family(out, "kbreaker_destinations", "gauge", "Configured destinations.");
+	fprintf(out, "kbreaker_destinations %zu\n", n);
+
+	family(out, "kbreaker_events_lost_total", "counter",
+	       "Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.");
+	fprintf(out, "kbreaker_events_lost_total %llu\n", (unsigned long long)agent->events_lost);
+
+	family(out, "circuit_breaker_state", "gauge",
+	       "Breaker state: 1 for the current state, 0 for the others.");
+	for (size_t i = 0; i < n; i++)
+		for (int s = 0; s < BS_MAX; s++)
+			fprintf(out, "circuit_breaker_state{circuit_name=\"%s\",state=\"%s\"} %d\n",
+				dsts[i].name, breaker_state_name(s), dsts[i].state == (enum breaker_state)s);
+
+	family(out, "circuit_breaker_state_transition_total", "counter",
+	       "Breaker state transitions.");
+	for (size_t i = 0; i < n; i++)
+		for (int from = 0; from < BS_MAX; from++)
+			for (int to = 0; to < BS_MAX; to++) {
+				uint64_t v = dsts[i].transitions[from][to];
+
+				if (!v && !is_core_transition(from, to))
+					continue;
+				fprintf(out, "circuit_breaker_state_transition_total{circuit_name=\"%s\","
+					"old_state=\"%s\",new_state=\"%s\"} %llu\n", dsts[i].name,
+					breaker_state_name(from), breaker_state_name(to),
+					(unsigned long long)v);
+			}
+
+	family(out, "kbreaker_tcp_connects_total", "counter",
+	       "TCP connects to the destination by outcome, as the kernel saw them.");
+	for (size_t i = 0; i < n; i++)
+		for (int r = 0; r < KB_RES_MAX; r++)
+			fprintf(out, "kbreaker_tcp_connects_total{circuit_name=\"%s\",result=\"%s\"} %llu\n",
+				dsts[i].name, breaker_result_name(r),
+				(unsigned long long)dsts[i].stats.connects[r]);
+
+	family(out, "kbreaker_connects_blocked_total", "counter",
+	       "TCP connects the breaker refused with ECONNREFUSED before a packet left.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "kbreaker_connects_blocked_total{circuit_name=\"%s\"} %llu\n",
+			dsts[i].name, (unsigned long long)dsts[i].stats.blocked);
+
+	family(out, "kbreaker_tcp_connect_duration_seconds", "histogram",
+	       "Time from SYN sent to ESTABLISHED for successful connects.");
+	for (size_t i = 0; i < n; i++) {
+		const struct kb_dst_stats *st = &dsts[i].stats;
+		unsigned long long cum = 0, total = 0;
+		unsigned slot = 0;
+
+		for (int s = 0; s < KB_LAT_SLOTS; s++)
+			total += st->lat_slots[s];
+		for (size_t b = 0; b < sizeof(bucket_log2_us) / sizeof(bucket_log2_us[0]); b++) {
+			for (; slot < bucket_log2_us[b]; slot++)
+				cum += st->lat_slots[slot];
+			fprintf(out, "kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"%s\","
+				"le=\"%.6f\"} %llu\n", dsts[i].name,
+				(double)(1ULL << bucket_log2_us[b]) / 1e6, cum);
+		}
+		fprintf(out, "kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"%s\",le=\"+Inf\"} %llu\n",
+			dsts[i].name, total);
+		fprintf(out, "kbreaker_tcp_connect_duration_seconds_sum{circuit_name=\"%s\"} %.9f\n",
+			dsts[i].name, (double)st->lat_sum_ns / 1e9);
+		fprintf(out, "kbreaker_tcp_connect_duration_seconds_count{circuit_name=\"%s\"} %llu\n",
+			dsts[i].name, total);
+	}
+	return ferror(out) ? -EIO : 0;
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * metrics: Prometheus text exposition (format 0.0.4) of what the agent
+ * knows. Pure rendering: the caller gathers the values and owns the stream.
+ */
+#ifndef KB_METRICS_H
+#define KB_METRICS_H
+
+#include <stdio.h>
+#include <stdint.h>
+#include "breaker.h"
+
+struct metrics_dst {
+	const char *name;
+	enum breaker_state state;			/* public state */
+	const uint64_t (*transitions)[BS_MAX];		/* [old][new] */
+	struct kb_dst_stats stats;			/* summed over CPUs */
+};
+
+struct metrics_agent {
+	const char *version;
+	const char *kernel;		/* uname release */
+	uint64_t events_lost;		/* outcomes the ring could not hold */
+};
+
+/* Write every metric family for `n` destinations to out. Returns 0 or -EIO. */
+int metrics_render(FILE *out, const struct metrics_agent *agent,
+		   const struct metrics_dst *dsts, size_t n);
+
+#endif /* KB_METRICS_H */

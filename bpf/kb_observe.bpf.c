@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * kb_observe: the outcome of every TCP connect this host makes to a
+ * configured destination, whatever process makes it.
+ *
+ * inet_sock_set_state is the one place every outcome passes through:
+ * CLOSE -> SYN_SENT marks the start, SYN_SENT -> ESTABLISHED a success and
+ * SYN_SENT -> CLOSE a failure whose cause the kernel has already stored in
+ * sk_err (tcp_reset, tcp_write_err and tcp_v[46]_err set it before
+ * tcp_done). A tp_btf program rather than a kprobe: it is stable ABI-wise,
+ * cheaper, and kprobes are not available everywhere.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "kb_maps.bpf.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETIMEDOUT 110
+#define ECONNREFUSED 111
+#define ENETUNREACH 101
+#define EHOSTUNREACH 113
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Per-socket state, set at SYN_SENT only for configured destinations. */
+struct kb_sk {
+	__u64 syn_ns;
+	__u32 dst_id;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kb_sk);
+} kb_sk_state SEC(".maps");
+
+/* Connect outcomes in order, for the agent's breakers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, KB_EVENTS_BYTES);
+} kb_events SEC(".maps");
+
+/* Sum of kb_dst_stats.lost over all destinations: lets the agent skip the scan while 0. */
+__u64 kb_lost_total = 0;
+
+static __always_inline __u32 kb_log2(__u64 v)
+{
+	__u32 r = 0, shift;
+
+	shift = (v > 0xffffffffULL) << 5; v >>= shift; r |= shift;
+	shift = (v > 0xffff) << 4; v >>= shift; r |= shift;
+	shift = (v > 0xff) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xf) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline enum kb_result kb_classify(int err)
+{
+	switch (err) {
+	case 0:
+		return KB_RES_CANCELLED;
+	case ECONNREFUSED:
+		return KB_RES_REFUSED;
+	case ETIMEDOUT:
+		return KB_RES_TIMEOUT;
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return KB_RES_UNREACHABLE;
+	default:
+		return KB_RES_ERROR;
+	}
+}
+
+/* Fill key with the socket's peer, IPv4 as IPv4-mapped IPv6. */
+static __always_inline int kb_sk_key(const struct sock *sk, struct kb_dst_key *key)
+{
+	__u16 family = sk->__sk_common.skc_family;
+
+	key->port = sk->__sk_common.skc_dport;
+	if (family == AF_INET) {
+		__u32 a = sk->__sk_common.skc_daddr;
+
+		key->addr[10] = 0xff;
+		key->addr[11] = 0xff;
+		__builtin_memcpy(&key->addr[12], &a, 4);
+		return 0;
+	}
+	if (family == AF_INET6) {
+		/* A mapped peer on an AF_INET6 socket is already ::ffff:a.b.c.d here. */
+		BPF_CORE_READ_INTO(&key->addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		return 0;
+	}
+	return -1;
+}
+
+static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now, __u64 syn_ns)
+{
+	struct kb_dst_stats *st = bpf_map_lookup_elem(&kb_stats, &dst_id);
+	__u64 lat = now - syn_ns;
+	struct kb_event *ev;
+
+	/* Bounds the array index for the verifier; kb_classify never exceeds it. */
+	if (!st || res >= KB_RES_MAX)
+		return;
+	/*
+	 * Per-CPU values, yet atomic adds: BPF programs only disable
+	 * migration, so two tasks on one CPU may interleave; an uncontended
+	 * locked add costs a few ns and never loses a count.
+	 */
+	__sync_fetch_and_add(&st->connects[res], 1);
+	if (res == KB_RES_SUCCESS) {
+		__u32 slot = kb_log2(lat / 1000);
+
+		if (slot >= KB_LAT_SLOTS)
+			slot = KB_LAT_SLOTS - 1;
+		__sync_fetch_and_add(&st->lat_slots[slot], 1);
+		__sync_fetch_and_add(&st->lat_sum_ns, lat);
+	}
+
+	ev = bpf_ringbuf_reserve(&kb_events, sizeof(*ev), 0);
+	if (!ev) {
+		__sync_fetch_and_add(&st->lost[res], 1);
+		__sync_fetch_and_add(&kb_lost_total, 1);
+		return;
+	}
+	ev->ts_ns = now;
+	ev->latency_ns = lat;
+	ev->dst_id = dst_id;
+	ev->result = res;
+	/* Failures may trip a breaker: wake the agent now. Successes wait for its poll. */
+	bpf_ringbuf_submit(ev, res == KB_RES_SUCCESS || res == KB_RES_CANCELLED ?
+			   BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(kb_sock_state, struct sock *sk, int oldstate, int newstate)
+{
+	struct kb_dst_key key = {};
+	enum kb_result res;
+	struct kb_sk *ks;
+	__u32 *dst_id;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+
+	if (newstate == TCP_SYN_SENT) {
+		if (kb_sk_key(sk, &key))
+			return 0;
+		dst_id = bpf_map_lookup_elem(&kb_dst, &key);
+		if (!dst_id)
+			return 0;
+		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!ks)
+			return 0;
+		ks->dst_id = *dst_id;
+		ks->syn_ns = bpf_ktime_get_ns();
+		return 0;
+	}
+
+	if (oldstate != TCP_SYN_SENT)
+		return 0;
+	if (newstate == TCP_ESTABLISHED)
+		res = KB_RES_SUCCESS;
+	else if (newstate == TCP_CLOSE)
+		res = kb_classify(sk->sk_err);
+	else
+		return 0;
+
+	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
+	if (!ks)
+		return 0;
+	kb_count(ks->dst_id, res, bpf_ktime_get_ns(), ks->syn_ns);
+	return 0;
+}

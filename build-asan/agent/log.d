@@ -1,0 +1,2 @@
+build-asan/agent/log.o: agent/log.c agent/log.h
+agent/log.h:

@@ -1,0 +1,1 @@
+build-asan/kbtool: tests/e2e/kbtool.c

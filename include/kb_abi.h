@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * kb_abi.h - the one contract between kbreaker's BPF programs and the agent.
+ *
+ * Included by BPF code (after vmlinux.h) and by user space (after
+ * <linux/types.h>). Fixed-width types only, explicit padding, no pointers.
+ */
+#ifndef KB_ABI_H
+#define KB_ABI_H
+
+/*
+ * Outcome of one actively opened TCP connection (SYN_SENT -> ...).
+ * The order is ABI: it indexes kb_dst_stats.connects and user-space tables.
+ */
+enum kb_result {
+	KB_RES_SUCCESS = 0,	/* SYN_SENT -> ESTABLISHED */
+	KB_RES_REFUSED = 1,	/* RST to our SYN: ECONNREFUSED */
+	KB_RES_TIMEOUT = 2,	/* SYN retries exhausted: ETIMEDOUT */
+	KB_RES_UNREACHABLE = 3,	/* ICMP unreachable: EHOSTUNREACH/ENETUNREACH */
+	KB_RES_ERROR = 4,	/* any other socket error */
+	KB_RES_CANCELLED = 5,	/* closed by the application before completion */
+	KB_RES_MAX = 6,
+};
+
+/* What the connect hooks do for a destination. */
+enum kb_action {
+	KB_ACT_ALLOW = 0,	/* closed, observe mode, or unknown: fail open */
+	KB_ACT_BLOCK = 1,	/* open: refuse with ECONNREFUSED */
+	KB_ACT_PROBE = 2,	/* half_open: let kb_verdict.permits through */
+};
+
+/* Connect latency histogram: slot i counts latencies in [2^i, 2^(i+1)) us, slot 0 also < 1 us. */
+#define KB_LAT_SLOTS 24
+
+/* Default map capacity; the agent sizes maps from the config before load. */
+#define KB_MAX_DESTINATIONS_DEFAULT 1024
+
+/*
+ * Key of kb_dst: a destination address and port.
+ * addr is IPv6 in network byte order; IPv4 is stored IPv4-mapped
+ * (::ffff:a.b.c.d) so AF_INET, AF_INET6 and mapped sockets all meet here.
+ * port is in network byte order. Zero the whole key before filling it:
+ * hash maps compare raw bytes, padding included.
+ */
+struct kb_dst_key {
+	__u8 addr[16];
+	__u16 port;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct kb_dst_key) == 20, "kb_dst_key ABI");
+
+/*
+ * Per-destination counters, cumulative since the maps were created.
+ * kb_stats is per-CPU: writers never share a cache line; the agent sums CPUs
+ * and takes deltas, so a late or missed poll loses nothing.
+ */
+struct kb_dst_stats {
+	__u64 connects[KB_RES_MAX];	/* by enum kb_result */
+	__u64 blocked;			/* connects refused by the connect hooks */
+	__u64 lat_slots[KB_LAT_SLOTS];	/* successful connect latency, log2(us) */
+	__u64 lat_sum_ns;		/* sum of successful connect latencies */
+	__u64 lost[KB_RES_MAX];		/* outcomes counted but not queued: ring full */
+};
+_Static_assert(sizeof(struct kb_dst_stats) == (2 * KB_RES_MAX + 2 + KB_LAT_SLOTS) * 8,
+	       "kb_dst_stats ABI");
+
+/*
+ * Verdict for one destination, written by the agent, read by the connect
+ * hooks. In KB_ACT_PROBE the hooks decrement permits atomically and allow
+ * the connect only while the value before the decrement was positive, so
+ * exactly `permits` connects pass however many CPUs race.
+ */
+struct kb_verdict {
+	__u32 action;	/* enum kb_action */
+	__u32 pad;
+	__s64 permits;
+};
+_Static_assert(sizeof(struct kb_verdict) == 16, "kb_verdict ABI");
+
+/*
+ * One connect outcome, in ring-buffer order. The agent's breakers consume
+ * these in order (consecutive counts need order); counters stay the truth
+ * for metrics. Failures force a wake-up so a trip happens within the
+ * agent's scheduling latency, not at the next poll.
+ */
+struct kb_event {
+	__u64 ts_ns;		/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 latency_ns;	/* SYN sent -> outcome */
+	__u32 dst_id;
+	__u32 result;		/* enum kb_result */
+};
+_Static_assert(sizeof(struct kb_event) == 24, "kb_event ABI");
+
+/* Ring buffer size in bytes (power of two, multiple of the page size). */
+#define KB_EVENTS_BYTES (1U << 20)
+
+#endif /* KB_ABI_H */

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * kbtool: real sockets for the end-to-end tests.
+ *
+ *   kbtool connect ADDR PORT COUNT [TIMEOUT_MS]
+ *	COUNT sequential blocking TCP connects; prints one line of counts:
+ *	"success=S refused=R timeout=T unreachable=U eperm=P other=O max_us=M"
+ *   kbtool udp ADDR PORT
+ *	connect() a UDP socket; prints "udp=ok" or "udp=<errno name>"
+ *   kbtool listen ADDR PORT SECONDS READY_FILE
+ *	accept (and close) for SECONDS or until SIGTERM, then print "accepted=N"; touches
+ *	READY_FILE once listening so the caller need not guess.
+ *
+ * ADDR is an IPv4 or IPv6 literal; an IPv6 literal uses an AF_INET6 socket,
+ * so ::ffff:a.b.c.d exercises the IPv4-mapped path.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static socklen_t make_addr(const char *host, const char *port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons(atoi(port));
+		return sizeof(*in4);
+	}
+	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(atoi(port));
+		return sizeof(*in6);
+	}
+	fprintf(stderr, "kbtool: bad address %s\n", host);
+	exit(2);
+}
+
+static long long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+static int do_connect(int argc, char **argv)
+{
+	long success = 0, refused = 0, timeout = 0, unreach = 0, eperm = 0, other = 0;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	long count, max_us = 0;
+	int timeout_ms = argc > 5 ? atoi(argv[5]) : 5000;
+
+	if (argc < 5)
+		return 2;
+	sl = make_addr(argv[2], argv[3], &ss);
+	count = atol(argv[4]);
+	for (long i = 0; i < count; i++) {
+		struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
+		int fd = socket(ss.ss_family, SOCK_STREAM, 0), err = 0;
+		long long t0;
+
+		if (fd < 0) {
+			perror("socket");
+			return 1;
+		}
+		/* SO_SNDTIMEO bounds a blocking connect. */
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		t0 = now_us();
+		if (connect(fd, (struct sockaddr *)&ss, sl))
+			err = errno;
+		t0 = now_us() - t0;
+		if (t0 > max_us)
+			max_us = t0;
+		close(fd);
+		switch (err) {
+		case 0: success++; break;
+		case ECONNREFUSED: refused++; break;
+		case ETIMEDOUT: case EINPROGRESS: case EAGAIN: timeout++; break;
+		case EHOSTUNREACH: case ENETUNREACH: unreach++; break;
+		case EPERM: eperm++; break;
+		default: other++; break;
+		}
+	}
+	printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld max_us=%ld\n",
+	       success, refused, timeout, unreach, eperm, other, max_us);
+	return 0;
+}
+
+static int do_udp(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd;
+
+	if (argc < 4)
+		return 2;
+	sl = make_addr(argv[2], argv[3], &ss);
+	fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl)) {
+		printf("udp=%s\n", strerrorname_np(errno));
+		return 0;
+	}
+	close(fd);
+	printf("udp=ok\n");
+	return 0;
+}
+
+static volatile sig_atomic_t stop_listening;
+
+static void on_term(int sig)
+{
+	stop_listening = 1;
+}
+
+static int do_listen(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_term };
+	struct sockaddr_storage ss;
+	long long end;
+	socklen_t sl;
+	int fd, one = 1;
+	long accepted = 0;
+	FILE *ready;
+
+	if (argc < 6)
+		return 2;
+	sl = make_addr(argv[2], argv[3], &ss);
+	fd = socket(ss.ss_family, SOCK_STREAM, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 128)) {
+		perror("kbtool: listen");
+		return 1;
+	}
+	ready = fopen(argv[5], "w");
+	if (ready)
+		fclose(ready);
+	/* SIGTERM ends the wait early but still reports the count. */
+	sigaction(SIGTERM, &sa, NULL);
+	end = now_us() + atol(argv[4]) * 1000000LL;
+	for (long long left; !stop_listening && (left = end - now_us()) > 0;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, (int)(left / 1000) + 1) > 0) {
+			int c = accept(fd, NULL, NULL);
+
+			if (c >= 0) {
+				accepted++;
+				close(c);
+			}
+		}
+	}
+	printf("accepted=%ld\n", accepted);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "connect"))
+		return do_connect(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "udp"))
+		return do_udp(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "listen"))
+		return do_listen(argc, argv);
+	fprintf(stderr, "usage: kbtool connect|udp|listen ...\n");
+	return 2;
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Run every tests/e2e/test_*.sh; print "N passed, N failed[, N skipped]".
+# Usage: tests/e2e/run.sh BUILD_DIR [TEST...]
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-build}" && pwd); shift || true
+export KBREAKERD="$build/kbreakerd" KBTOOL="$build/kbtool" PROMTOOL="${PROMTOOL:-promtool}"
+passed=0 failed=0 skipped=0
+tests=("$@"); [ ${#tests[@]} -gt 0 ] || tests=("$here"/test_*.sh)
+for t in "${tests[@]}"; do
+	echo "  E2E      $(basename "$t")"
+	bash "$t"; rc=$?
+	case $rc in
+	0) passed=$((passed + 1)) ;;
+	77) skipped=$((skipped + 1)) ;;
+	*) failed=$((failed + 1)) ;;
+	esac
+done
+echo "e2e: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]

@@ -1,0 +1,725 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Unit tests of the config parser. Every rule has a case asserting the exact
+ * line a user would see; fixtures in tests/data are loaded by path relative to
+ * the repository root, where the tests run.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <setjmp.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+#define MS 1000000ULL
+#define SEC 1000000000ULL
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* cmocka 1.1 has no message variants: name the failing case ourselves. */
+#define check_eq(ctx, got, want)                                                   \
+	do {                                                                       \
+		uintmax_t got_ = (uintmax_t)(got), want_ = (uintmax_t)(want);      \
+		if (got_ != want_)                                                 \
+			fail_msg("%s: %s is %ju, want %ju", (ctx), #got, got_, want_); \
+	} while (0)
+
+#define check_int(ctx, got, want)                                                  \
+	do {                                                                       \
+		intmax_t got_ = (intmax_t)(got), want_ = (intmax_t)(want);         \
+		if (got_ != want_)                                                 \
+			fail_msg("%s: %s is %jd, want %jd", (ctx), #got, got_, want_); \
+	} while (0)
+
+#define check_str(ctx, got, want)                                                  \
+	do {                                                                       \
+		const char *got_ = (got), *want_ = (want);                         \
+		if (strcmp(got_, want_) != 0)                                      \
+			fail_msg("%s: %s is \"%s\", want \"%s\"", (ctx), #got, got_, want_); \
+	} while (0)
+
+/*
+ * Parse len bytes; want NULL means "must parse". Reports instead of failing,
+ * so one run lists every broken case of a table. Returns 1 on a mismatch.
+ */
+static int try_case(const char *name, const char *yaml, size_t len, const char *want)
+{
+	struct config cfg;
+	char err[CONFIG_ERR_MAX];
+	int ret, bad = 0;
+
+	ret = config_parse(&cfg, "kb.yaml", yaml, len, err, sizeof(err));
+	if (!want) {
+		if (ret) {
+			print_error("%s: returned %d: %s\n", name, ret, err);
+			bad = 1;
+		}
+	} else if (ret != -EINVAL || strcmp(err, want)) {
+		print_error("%s: returned %d\n  got  %s\n  want %s\n", name, ret, ret ? err : "",
+			    want);
+		bad = 1;
+	} else if (cfg.dsts || cfg.n_dsts) {
+		print_error("%s: cfg not left empty after an error\n", name);
+		bad = 1;
+	}
+	config_free(&cfg);
+	return bad;
+}
+
+static void expect_err(const char *name, const char *yaml, size_t len, const char *want)
+{
+	if (try_case(name, yaml, len, want))
+		fail_msg("%s", name);
+}
+
+static const char full_yaml[] =
+	"# every key; destinations before the defaults they inherit\n"	/* 1 */
+	"destinations:\n"						/* 2 */
+	"  - name: payments\n"						/* 3 */
+	"    host: 127.0.0.1\n"
+	"    port: 8080\n"
+	"    consecutive_failures: 3\n"
+	"  - name: search.v2\n"						/* 7 */
+	"    host: \"2001:db8::10\"\n"
+	"    port: 443\n"
+	"    mode: enforce\n"
+	"    open_duration: 1m\n"
+	"    half_open_permits: 1\n"
+	"  - {name: legacy_db, host: \"::ffff:10.0.0.7\", port: 5432}\n"	/* 13 */
+	"listen: \"[::1]:9900\"\n"
+	"cgroup: /sys/fs/cgroup/kbreaker.slice\n"
+	"poll_interval: 250ms\n"
+	"defaults:\n"
+	"  mode: observe\n"
+	"  consecutive_failures: 7\n"
+	"  open_duration: 30s\n"
+	"  half_open_permits: 2\n";
+
+static void check_policy(const char *ctx, const struct breaker_policy *p, enum breaker_mode mode,
+			 uint32_t failures, uint64_t open_ns, uint32_t permits)
+{
+	check_eq(ctx, p->mode, mode);
+	check_eq(ctx, p->consecutive_failures, failures);
+	check_eq(ctx, p->open_duration_ns, open_ns);
+	check_eq(ctx, p->half_open_permits, permits);
+}
+
+static void test_full(void **state)
+{
+	static const uint8_t v4[16] = { [10] = 0xff, [11] = 0xff, 127, 0, 0, 1 };
+	static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 0x10 };
+	static const uint8_t mapped[16] = { [10] = 0xff, [11] = 0xff, 10, 0, 0, 7 };
+	struct config cfg;
+	char err[CONFIG_ERR_MAX];
+	const struct config_dst *d;
+
+	assert_int_equal(config_parse(&cfg, "kb.yaml", full_yaml, strlen(full_yaml), err,
+				      sizeof(err)), 0);
+	check_str("listen", cfg.listen_host, "::1");
+	check_eq("listen", cfg.listen_port, 9900);
+	check_str("cgroup", cfg.cgroup, "/sys/fs/cgroup/kbreaker.slice");
+	check_eq("poll", cfg.poll_interval_ns, 250 * MS);
+	check_policy("defaults", &cfg.defaults, MODE_OBSERVE, 7, 30 * SEC, 2);
+	assert_int_equal(cfg.n_dsts, 3);
+
+	d = &cfg.dsts[0];
+	check_str("payments", d->name, "payments");
+	check_str("payments", d->host, "127.0.0.1");
+	assert_memory_equal(d->addr, v4, 16);
+	check_eq("payments", d->port, 8080);
+	check_eq("payments", d->line, 3);
+	/* One override, the rest inherited from defaults that come later in the file. */
+	check_policy("payments", &d->policy, MODE_OBSERVE, 3, 30 * SEC, 2);
+
+	d = &cfg.dsts[1];
+	check_str("search", d->name, "search.v2");
+	check_str("search", d->host, "2001:db8::10");
+	assert_memory_equal(d->addr, v6, 16);
+	check_eq("search", d->port, 443);
+	check_eq("search", d->line, 7);
+	check_policy("search", &d->policy, MODE_ENFORCE, 7, MIN, 1);
+
+	d = &cfg.dsts[2];
+	check_str("legacy", d->name, "legacy_db");
+	check_str("legacy", d->host, "::ffff:10.0.0.7");	/* as written */
+	assert_memory_equal(d->addr, mapped, 16);
+	check_eq("legacy", d->port, 5432);
+	check_eq("legacy", d->line, 13);
+	check_policy("legacy", &d->policy, MODE_OBSERVE, 7, 30 * SEC, 2);
+
+	config_free(&cfg);
+	assert_null(cfg.dsts);
+	assert_int_equal(cfg.n_dsts, 0);
+}
+
+/* Absent keys take the built-in defaults, in defaults: and in a destination. */
+static void test_builtin_defaults(void **state)
+{
+	static const char *const yamls[] = {
+		"destinations: []\n",
+		"destinations:\ndefaults:\ncgroup:\n",
+		"defaults: ~\ncgroup: \"\"\ndestinations: null\n",
+		"destinations:\n  - {name: a, host: \"::1\", port: 1}\n",
+	};
+	struct config cfg;
+	char err[CONFIG_ERR_MAX];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(yamls); i++) {
+		assert_int_equal(config_parse(&cfg, "kb.yaml", yamls[i], strlen(yamls[i]), err,
+					      sizeof(err)), 0);
+		check_str(yamls[i], cfg.listen_host, "127.0.0.1");
+		check_eq(yamls[i], cfg.listen_port, 9877);
+		check_str(yamls[i], cfg.cgroup, "");
+		check_eq(yamls[i], cfg.poll_interval_ns, 100 * MS);
+		check_policy(yamls[i], &cfg.defaults, MODE_ENFORCE, 5, 10 * SEC, 3);
+		if (cfg.n_dsts)
+			check_policy(yamls[i], &cfg.dsts[0].policy, MODE_ENFORCE, 5, 10 * SEC, 3);
+		else
+			assert_null(cfg.dsts);
+		config_free(&cfg);
+	}
+}
+
+static void test_init_and_mode_names(void **state)
+{
+	struct config cfg;
+
+	config_init(&cfg);
+	check_str("init", cfg.listen_host, "127.0.0.1");
+	check_eq("init", cfg.listen_port, 9877);
+	check_policy("init", &cfg.defaults, MODE_ENFORCE, 5, 10 * SEC, 3);
+	assert_null(cfg.dsts);
+	config_free(&cfg);
+	assert_string_equal(config_mode_name(MODE_ENFORCE), "enforce");
+	assert_string_equal(config_mode_name(MODE_OBSERVE), "observe");
+}
+
+#define DST "destinations:\n  - name: a\n    host: 10.0.0.1\n    port: 80\n"
+#define RANGE_CF "must be an integer between 1 and 1000000"
+#define LISTEN_FMT "listen: must be host:port, as in 127.0.0.1:9877 or \"[::1]:9877\""
+#define LISTEN_PORT "listen: port must be an integer between 1 and 65535"
+#define BAD_DUR "must be a duration such as 100ms, 10s, 5m or 1h"
+#define NAME_RULE "name: must be 1 to 63 characters of [A-Za-z0-9_.-]"
+#define ALIAS "anchors and aliases are not allowed"
+
+static const struct {
+	const char *name;
+	const char *yaml;
+	const char *want_err;	/* NULL: must parse */
+} cases[] = {
+	/* document shape */
+	{ "empty file", "", "kb.yaml:1:1: empty document, expected a mapping" },
+	{ "comments only", "# nothing here\n\n", "kb.yaml:1:1: empty document, expected a mapping" },
+	{ "root scalar", "hello\n", "kb.yaml:1:1: the top level must be a mapping" },
+	{ "root sequence", "- listen: 127.0.0.1:1\n", "kb.yaml:1:1: the top level must be a mapping" },
+	{ "two documents", "poll_interval: 1s\n---\npoll_interval: 2s\n",
+	  "kb.yaml:2:1: only one document is allowed" },
+	{ "yaml syntax", "defaults:\n  mode: enforce\n bad: 1\n",
+	  "kb.yaml:3:2: did not find expected key" },
+	{ "unterminated quote", "listen: \"127.0.0.1:1\n",
+	  "kb.yaml:2:1: found unexpected end of stream" },
+	{ "unquoted IPv6 listen", "listen: [::1]:9877\n",
+	  "kb.yaml:1:10: did not find expected node content" },
+
+	/* keys */
+	{ "unknown top key", "listen: 127.0.0.1:9877\nfoo: 1\n", "kb.yaml:2:1: unknown key \"foo\"" },
+	{ "unknown key echo", "\"a\\tb\\\"c\": 1\n", "kb.yaml:1:1: unknown key \"a?b?c\"" },
+	{ "unknown key long",
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: 1\n",
+	  "kb.yaml:1:1: unknown key \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\"" },
+	{ "duplicate top key", "poll_interval: 1s\ncgroup: /a\npoll_interval: 2s\n",
+	  "kb.yaml:3:1: duplicate key \"poll_interval\"" },
+	{ "key not scalar", "? [listen]\n: 127.0.0.1:1\n", "kb.yaml:1:3: keys must be scalars" },
+	{ "quoted key ok", "\"poll_interval\": 2s\n", NULL },
+
+	/* listen */
+	{ "listen ok v4", "listen: 0.0.0.0:65535\n", NULL },
+	{ "listen ok mapped", "listen: \"[::ffff:127.0.0.1]:1\"\n", NULL },
+	{ "listen no port", "listen: 127.0.0.1\n", "kb.yaml:1:9: " LISTEN_FMT },
+	{ "listen empty port", "listen: \"127.0.0.1:\"\n", "kb.yaml:1:9: " LISTEN_PORT },
+	{ "listen port 0", "listen: 127.0.0.1:0\n", "kb.yaml:1:9: " LISTEN_PORT },
+	{ "listen port big", "listen: 127.0.0.1:65536\n", "kb.yaml:1:9: " LISTEN_PORT },
+	{ "listen port name", "listen: 127.0.0.1:http\n", "kb.yaml:1:9: " LISTEN_PORT },
+	{ "listen port zero-led", "listen: 127.0.0.1:09877\n", "kb.yaml:1:9: " LISTEN_PORT },
+	{ "listen hostname", "listen: localhost:9877\n",
+	  "kb.yaml:1:9: listen: host must be an IP address" },
+	{ "listen no host", "listen: \":9877\"\n", "kb.yaml:1:9: listen: host must be an IP address" },
+	{ "listen v6 no brackets", "listen: ::1:9877\n",
+	  "kb.yaml:1:9: listen: IPv6 addresses need brackets, as in \"[::1]:9877\"" },
+	{ "listen brackets no port", "listen: \"[::1]\"\n", "kb.yaml:1:9: " LISTEN_FMT },
+	{ "listen unclosed bracket", "listen: \"[::1:9877\"\n", "kb.yaml:1:9: " LISTEN_FMT },
+	{ "listen v4 in brackets", "listen: \"[127.0.0.1]:80\"\n",
+	  "kb.yaml:1:9: listen: host must be an IP address" },
+	{ "listen sequence", "listen:\n  - 127.0.0.1:1\n", "kb.yaml:2:3: listen: expected a scalar" },
+
+	/* cgroup */
+	{ "cgroup relative", "cgroup: sys/fs/cgroup\n", "kb.yaml:1:9: cgroup: must be an absolute path" },
+	{ "cgroup dot", "cgroup: ./x\n", "kb.yaml:1:9: cgroup: must be an absolute path" },
+	{ "cgroup mapping", "cgroup: {a: b}\n", "kb.yaml:1:9: cgroup: expected a scalar" },
+
+	/* poll_interval */
+	{ "poll 1ms", "poll_interval: 1ms\n", NULL },
+	{ "poll 1h", "poll_interval: 1h\n", NULL },
+	{ "poll bare number", "poll_interval: 100\n", "kb.yaml:1:16: poll_interval: " BAD_DUR },
+	{ "poll fraction", "poll_interval: 1.5s\n", "kb.yaml:1:16: poll_interval: " BAD_DUR },
+	{ "poll negative", "poll_interval: -1s\n", "kb.yaml:1:16: poll_interval: " BAD_DUR },
+	{ "poll space", "poll_interval: 10 s\n", "kb.yaml:1:16: poll_interval: " BAD_DUR },
+	{ "poll null", "poll_interval:\n", "kb.yaml:1:15: poll_interval: " BAD_DUR },
+	{ "poll zero", "poll_interval: 0ms\n",
+	  "kb.yaml:1:16: poll_interval: must be between 1ms and 1h" },
+	{ "poll too long", "poll_interval: 61m\n",
+	  "kb.yaml:1:16: poll_interval: must be between 1ms and 1h" },
+	{ "poll overflow", "poll_interval: 99999999999999999999h\n",
+	  "kb.yaml:1:16: poll_interval: must be between 1ms and 1h" },
+	{ "poll mapping", "poll_interval: {}\n", "kb.yaml:1:16: poll_interval: expected a scalar" },
+
+	/* defaults */
+	{ "defaults scalar", "defaults: 5\n", "kb.yaml:1:11: defaults: expected a mapping" },
+	{ "defaults sequence", "defaults: []\n", "kb.yaml:1:11: defaults: expected a mapping" },
+	{ "defaults unknown", "defaults:\n  mode: observe\n  timeout: 1s\n",
+	  "kb.yaml:3:3: defaults: unknown key \"timeout\"" },
+	{ "defaults duplicate", "defaults:\n  mode: observe\n  mode: enforce\n",
+	  "kb.yaml:3:3: defaults: duplicate key \"mode\"" },
+	{ "mode bad", "defaults:\n  mode: block\n",
+	  "kb.yaml:2:9: defaults: mode: must be \"enforce\" or \"observe\"" },
+	{ "mode case", "defaults:\n  mode: Enforce\n",
+	  "kb.yaml:2:9: defaults: mode: must be \"enforce\" or \"observe\"" },
+	{ "cf bounds ok", "defaults: {consecutive_failures: 1000000, half_open_permits: 100000}\n",
+	  NULL },
+	{ "cf zero", "defaults:\n  consecutive_failures: 0\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf too big", "defaults:\n  consecutive_failures: 1000001\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf negative", "defaults:\n  consecutive_failures: -1\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf plus", "defaults:\n  consecutive_failures: +5\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf fraction", "defaults:\n  consecutive_failures: 1.5\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf hex", "defaults:\n  consecutive_failures: 0x10\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf octal-looking", "defaults:\n  consecutive_failures: 010\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf empty string", "defaults:\n  consecutive_failures: \"\"\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf overflow", "defaults:\n  consecutive_failures: 99999999999999999999999\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf sequence", "defaults:\n  consecutive_failures: [5]\n",
+	  "kb.yaml:2:25: defaults: consecutive_failures: expected a scalar" },
+	{ "open bounds ok", "defaults: {open_duration: 24h}\n", NULL },
+	{ "open zero", "defaults:\n  open_duration: 0s\n",
+	  "kb.yaml:2:18: defaults: open_duration: must be between 1ms and 24h" },
+	{ "open too long", "defaults:\n  open_duration: 1441m\n",
+	  "kb.yaml:2:18: defaults: open_duration: must be between 1ms and 24h" },
+	{ "open bare", "defaults:\n  open_duration: 10\n",
+	  "kb.yaml:2:18: defaults: open_duration: " BAD_DUR },
+	{ "permits zero", "defaults:\n  half_open_permits: 0\n",
+	  "kb.yaml:2:22: defaults: half_open_permits: must be an integer between 1 and 100000" },
+	{ "permits too big", "defaults:\n  half_open_permits: 100001\n",
+	  "kb.yaml:2:22: defaults: half_open_permits: must be an integer between 1 and 100000" },
+
+	/* destinations */
+	{ "dsts mapping", "destinations: {}\n", "kb.yaml:1:15: destinations: expected a sequence" },
+	{ "dsts scalar", "destinations: payments\n",
+	  "kb.yaml:1:15: destinations: expected a sequence" },
+	{ "dst scalar", "destinations:\n  - payments\n",
+	  "kb.yaml:2:5: destination #1: expected a mapping" },
+	{ "dst missing name", "destinations:\n  - host: 10.0.0.1\n    port: 80\n",
+	  "kb.yaml:2:5: destination #1: missing required key \"name\"" },
+	{ "dst missing host", "destinations:\n  - name: payments\n    port: 80\n",
+	  "kb.yaml:2:5: destination \"payments\": missing required key \"host\"" },
+	{ "dst missing port", DST "  - name: payments\n    host: 10.0.0.2\n",
+	  "kb.yaml:5:5: destination \"payments\": missing required key \"port\"" },
+	{ "dst unknown key", DST "    timeout: 1s\n",
+	  "kb.yaml:5:5: destination \"a\": unknown key \"timeout\"" },
+	{ "dst duplicate key", DST "    port: 81\n", "kb.yaml:5:5: destination \"a\": duplicate key \"port\"" },
+	{ "dst name later", "destinations:\n  - port: 0\n    name: late\n",
+	  "kb.yaml:2:11: destination \"late\": port: must be an integer between 1 and 65535" },
+	{ "name charset", "destinations:\n  - name: pay/ments\n",
+	  "kb.yaml:2:11: destination #1: " NAME_RULE },
+	{ "name space", "destinations:\n  - name: \"pay ments\"\n",
+	  "kb.yaml:2:11: destination #1: " NAME_RULE },
+	{ "name empty", "destinations:\n  - name: \"\"\n", "kb.yaml:2:11: destination #1: " NAME_RULE },
+	{ "name 63 ok",
+	  "destinations:\n  - name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+	  "    host: ::1\n    port: 1\n", NULL },
+	{ "name 64",
+	  "destinations:\n  - name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+	  "kb.yaml:2:11: destination #1: " NAME_RULE },
+	{ "name number ok", "destinations:\n  - {name: 42, host: \"::1\", port: 1}\n", NULL },
+	{ "host name", DST "  - name: b\n    host: example.com\n    port: 80\n",
+	  "kb.yaml:6:11: destination \"b\": host: must be an IPv4 or IPv6 address" },
+	{ "host brackets", DST "  - name: b\n    host: \"[::1]\"\n    port: 80\n",
+	  "kb.yaml:6:11: destination \"b\": host: must be an IPv4 or IPv6 address" },
+	{ "host short v4", DST "  - name: b\n    host: 10.1\n    port: 80\n",
+	  "kb.yaml:6:11: destination \"b\": host: must be an IPv4 or IPv6 address" },
+	{ "host zone", DST "  - name: b\n    host: fe80::1%eth0\n    port: 80\n",
+	  "kb.yaml:6:11: destination \"b\": host: must be an IPv4 or IPv6 address" },
+	{ "host mapping", DST "  - name: b\n    host: {}\n",
+	  "kb.yaml:6:11: destination \"b\": host: expected a scalar" },
+	{ "port zero", DST "  - name: b\n    host: ::1\n    port: 0\n",
+	  "kb.yaml:7:11: destination \"b\": port: must be an integer between 1 and 65535" },
+	{ "port big", DST "  - name: b\n    host: ::1\n    port: 65536\n",
+	  "kb.yaml:7:11: destination \"b\": port: must be an integer between 1 and 65535" },
+	{ "port negative", DST "  - name: b\n    host: ::1\n    port: -1\n",
+	  "kb.yaml:7:11: destination \"b\": port: must be an integer between 1 and 65535" },
+	{ "port text", DST "  - name: b\n    host: ::1\n    port: 80a\n",
+	  "kb.yaml:7:11: destination \"b\": port: must be an integer between 1 and 65535" },
+	{ "dst override cf", DST "    consecutive_failures: 0\n",
+	  "kb.yaml:5:27: destination \"a\": consecutive_failures: " RANGE_CF },
+	{ "dst override mode", DST "    mode: off\n",
+	  "kb.yaml:5:11: destination \"a\": mode: must be \"enforce\" or \"observe\"" },
+	{ "dst override open", DST "    open_duration: 25h\n",
+	  "kb.yaml:5:20: destination \"a\": open_duration: must be between 1ms and 24h" },
+	{ "dst override permits", DST "    half_open_permits: x\n",
+	  "kb.yaml:5:24: destination \"a\": half_open_permits: must be an integer between 1 and 100000" },
+	{ "duplicate name", DST "  - name: a\n    host: 10.0.0.2\n    port: 80\n",
+	  "kb.yaml:5:11: duplicate destination name \"a\"" },
+	{ "duplicate name first repeat",
+	  "destinations:\n"
+	  "  - {name: x, host: \"::1\", port: 1}\n"
+	  "  - {name: a, host: \"::1\", port: 2}\n"
+	  "  - {name: a, host: \"::1\", port: 3}\n"
+	  "  - {name: x, host: \"::1\", port: 4}\n",
+	  "kb.yaml:4:12: duplicate destination name \"a\"" },
+	{ "duplicate address mapped", DST "  - name: b\n    host: ::ffff:10.0.0.1\n    port: 80\n",
+	  "kb.yaml:6:11: destination \"b\": same address and port as destination \"a\"" },
+	{ "duplicate address v6", DST
+	  "  - {name: b, host: \"2001:db8::1\", port: 80}\n"
+	  "  - {name: c, host: \"2001:DB8:0::1\", port: 80}\n",
+	  "kb.yaml:6:21: destination \"c\": same address and port as destination \"b\"" },
+	{ "same address other port", DST "  - name: b\n    host: 10.0.0.1\n    port: 81\n", NULL },
+
+	/* hostile input */
+	{ "anchor", "defaults: &d\n  mode: observe\n", "kb.yaml:1:11: " ALIAS },
+	{ "anchor scalar", "poll_interval: &p 1s\n", "kb.yaml:1:16: " ALIAS },
+	{ "alias", "poll_interval: *p\n", "kb.yaml:1:16: " ALIAS },
+	{ "merge key", "destinations:\n  - <<: {name: a}\n", "kb.yaml:2:5: destination #1: unknown key \"<<\"" },
+	{ "NUL escape", DST "  - name: \"b\\0c\"\n", "kb.yaml:5:11: NUL characters are not allowed" },
+	{ "bad UTF-8", "poll_interval: 1s\nlisten: \xff\n", "kb.yaml:2:9: invalid leading UTF-8 octet" },
+	{ "bad UTF-8 after BOM and CRLF", "\xef\xbb\xbfpoll_interval: 1s\r\ncgroup: /\xc3\xa9\xc3\r\n",
+	  "kb.yaml:2:12: invalid trailing UTF-8 octet" },
+	{ "control character", "cgroup: /a\x01\n", "kb.yaml:1:11: control characters are not allowed" },
+	{ "UTF-16", "\xfe\xff\x4e\x4e", "kb.yaml:1:1: only UTF-8 is supported" },
+	{ "UTF-8 ok", "\xef\xbb\xbf# caf\xc3\xa9\ncgroup: /sys/fs/cgroup/caf\xc3\xa9\n", NULL },
+};
+
+static void test_cases(void **state)
+{
+	int bad = 0;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++)
+		bad += try_case(cases[i].name, cases[i].yaml, strlen(cases[i].yaml), cases[i].want_err);
+	if (bad)
+		fail_msg("%d of %zu cases failed", bad, ARRAY_SIZE(cases));
+}
+
+/* Inputs a string literal cannot hold: NUL bytes, and sizes at the limits. */
+static void test_generated(void **state)
+{
+	static const char nul[] = "poll_interval: 1s\nlisten: 1\0\n";
+	size_t big = CONFIG_MAX_DESTINATIONS + 1, i;
+	char want[CONFIG_ERR_MAX];
+	char *s, *p;
+
+	expect_err("NUL byte", nul, sizeof(nul) - 1, "kb.yaml:2:10: NUL bytes are not allowed");
+
+	s = calloc(1, CONFIG_MAX_FILE_BYTES + 2);
+	assert_non_null(s);
+
+	memset(s, ' ', CONFIG_MAX_FILE_BYTES + 1);
+	expect_err("buffer too big", s, CONFIG_MAX_FILE_BYTES + 1, "kb.yaml: file is larger than 1 MiB");
+
+	/* 40 nested flow sequences: refused at the 33rd. */
+	memset(s, 0, CONFIG_MAX_FILE_BYTES + 2);
+	p = s + sprintf(s, "cgroup: ");
+	for (i = 0; i < 40; i++)
+		*p++ = '[';
+	for (i = 0; i < 40; i++)
+		*p++ = ']';
+	expect_err("deep nesting", s, strlen(s), "kb.yaml:1:40: nesting deeper than 32 levels");
+
+	/* Cheap to write, so it must be refused before anything is allocated per entry. */
+	p = s + sprintf(s, "destinations: [");
+	for (i = 0; i < big; i++)
+		p += sprintf(p, "{},");
+	strcpy(p, "]\n");
+	expect_err("too many destinations", s, strlen(s),
+		   "kb.yaml:1:15: destinations: more than 65536 entries");
+
+	p = s + sprintf(s, "cgroup: /");
+	memset(p, 'a', CONFIG_PATH_MAX - 2);
+	strcpy(p + CONFIG_PATH_MAX - 2, "\n");
+	expect_err("cgroup 4095", s, strlen(s), NULL);
+	strcpy(p + CONFIG_PATH_MAX - 2, "a\n");
+	expect_err("cgroup 4096", s, strlen(s), "kb.yaml:1:9: cgroup: longer than 4095 characters");
+
+	p = s + sprintf(s, DST "  - name: b\n    host: ");
+	memset(p, '1', CONFIG_HOST_MAX);
+	strcpy(p + CONFIG_HOST_MAX, "\n");
+	expect_err("host 256", s, strlen(s),
+		   "kb.yaml:6:11: destination \"b\": host: longer than 255 characters");
+
+	/* Long names are not echoed: the message cannot outgrow CONFIG_ERR_MAX. */
+	p = s + sprintf(s, "destinations:\n  - name: ");
+	memset(p, 'n', 1000);
+	strcpy(p + 1000, "\n");
+	snprintf(want, sizeof(want), "kb.yaml:2:11: destination #1: %s", NAME_RULE);
+	expect_err("name 1000", s, strlen(s), want);
+	free(s);
+}
+
+/* On error cfg is empty even when it held a config or the error came late. */
+static void test_error_leaves_cfg_empty(void **state)
+{
+	static const char late[] = DST "  - name: b\n    host: 10.0.0.2\n    port: 0\n";
+	struct config cfg;
+	char err[CONFIG_ERR_MAX], small[8];
+
+	assert_int_equal(config_parse(&cfg, "kb.yaml", full_yaml, strlen(full_yaml), err,
+				      sizeof(err)), 0);
+	config_free(&cfg);
+	assert_int_equal(config_parse(&cfg, "kb.yaml", late, strlen(late), err, sizeof(err)), -EINVAL);
+	assert_null(cfg.dsts);
+	assert_int_equal(cfg.n_dsts, 0);
+	check_eq("after error", cfg.listen_port, 9877);
+	config_free(&cfg);
+
+	/* A short buffer truncates; no buffer at all is allowed. */
+	assert_int_equal(config_parse(&cfg, "kb.yaml", late, strlen(late), small, sizeof(small)),
+			 -EINVAL);
+	assert_string_equal(small, "kb.yaml");
+	assert_int_equal(config_parse(&cfg, "kb.yaml", late, strlen(late), NULL, 0), -EINVAL);
+	config_free(&cfg);
+}
+
+static void test_durations(void **state)
+{
+	static const struct {
+		const char *in;
+		int ret;
+		uint64_t ns;
+	} cases_d[] = {
+		{ "0ms", 0, 0 },
+		{ "1ms", 0, MS },
+		{ "100ms", 0, 100 * MS },
+		{ "10s", 0, 10 * SEC },
+		{ "5m", 0, 5 * MIN },
+		{ "1h", 0, HOUR },
+		{ "007s", 0, 7 * SEC },
+		{ "18446744073709ms", 0, 18446744073709ULL * MS },
+		{ "5124095h", 0, 5124095ULL * HOUR },
+		{ "18446744073710ms", -ERANGE, 0 },
+		{ "5124096h", -ERANGE, 0 },
+		{ "18446744073709551616s", -ERANGE, 0 },
+		{ "99999999999999999999999999ms", -ERANGE, 0 },
+		{ "", -EINVAL, 0 },
+		{ "ms", -EINVAL, 0 },
+		{ "10", -EINVAL, 0 },
+		{ "1.5s", -EINVAL, 0 },
+		{ "-1s", -EINVAL, 0 },
+		{ "+1s", -EINVAL, 0 },
+		{ " 1s", -EINVAL, 0 },
+		{ "1s ", -EINVAL, 0 },
+		{ "1 s", -EINVAL, 0 },
+		{ "1S", -EINVAL, 0 },
+		{ "1us", -EINVAL, 0 },
+		{ "1ns", -EINVAL, 0 },
+		{ "1d", -EINVAL, 0 },
+		{ "1hh", -EINVAL, 0 },
+		{ "1m1s", -EINVAL, 0 },
+		{ "0x10s", -EINVAL, 0 },
+		{ "99999999999999999999999x", -EINVAL, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cases_d); i++) {
+		uint64_t ns = 12345;
+		int ret = config_parse_duration(cases_d[i].in, &ns);
+
+		check_int(cases_d[i].in, ret, cases_d[i].ret);
+		check_eq(cases_d[i].in, ns, cases_d[i].ret ? 12345 : cases_d[i].ns);
+	}
+	assert_int_equal(config_parse_duration(NULL, NULL), -EINVAL);
+}
+
+static void test_addresses(void **state)
+{
+	static const struct {
+		const char *in;
+		int ret;
+		uint8_t addr[16];
+	} cases_a[] = {
+		{ "127.0.0.1", 0, { [10] = 0xff, [11] = 0xff, 127, 0, 0, 1 } },
+		{ "::ffff:127.0.0.1", 0, { [10] = 0xff, [11] = 0xff, 127, 0, 0, 1 } },
+		{ "::FFFF:7f00:1", 0, { [10] = 0xff, [11] = 0xff, 127, 0, 0, 1 } },
+		{ "0.0.0.0", 0, { [10] = 0xff, [11] = 0xff } },
+		{ "255.255.255.255", 0, { [10] = 0xff, [11] = 0xff, 255, 255, 255, 255 } },
+		{ "::1", 0, { [15] = 1 } },
+		{ "::", 0, { 0 } },
+		{ "2001:db8::1", 0, { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 } },
+		{ "fe80::1:2", 0, { 0xfe, 0x80, [13] = 1, [15] = 2 } },
+		{ "::127.0.0.1", 0, { [12] = 127, 0, 0, 1 } },	/* compatible, not mapped */
+		{ "", -EINVAL, { 0 } },
+		{ "localhost", -EINVAL, { 0 } },
+		{ "1.2.3", -EINVAL, { 0 } },
+		{ "1.2.3.4.5", -EINVAL, { 0 } },
+		{ "256.1.1.1", -EINVAL, { 0 } },
+		{ "01.2.3.4", -EINVAL, { 0 } },
+		{ "0x7f.0.0.1", -EINVAL, { 0 } },
+		{ " 1.2.3.4", -EINVAL, { 0 } },
+		{ "1.2.3.4 ", -EINVAL, { 0 } },
+		{ "[::1]", -EINVAL, { 0 } },
+		{ "fe80::1%lo", -EINVAL, { 0 } },
+		{ "1::2::3", -EINVAL, { 0 } },
+		{ "12345::1", -EINVAL, { 0 } },
+	};
+	static const uint8_t untouched[16] = { 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
+					       0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa };
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cases_a); i++) {
+		uint8_t addr[16];
+
+		memset(addr, 0xaa, sizeof(addr));
+		check_int(cases_a[i].in, config_parse_addr(cases_a[i].in, addr), cases_a[i].ret);
+		if (memcmp(addr, cases_a[i].ret ? untouched : cases_a[i].addr, 16))
+			fail_msg("%s: wrong address bytes", cases_a[i].in);
+	}
+}
+
+/* A temp file of len bytes: a valid config padded with a comment. */
+static void write_file(const char *path, size_t len)
+{
+	static const char head[] = "poll_interval: 1s\n#";
+	char *buf = malloc(len);
+	int fd;
+
+	assert_non_null(buf);
+	memset(buf, 'x', len);
+	memcpy(buf, head, sizeof(head) - 1);
+	buf[len - 1] = '\n';
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+	free(buf);
+}
+
+static void test_load(void **state)
+{
+	char dir[] = "/tmp/kb-test-config-XXXXXX";
+	char path[256], want[CONFIG_ERR_MAX], err[CONFIG_ERR_MAX];
+	struct config cfg;
+
+	assert_non_null(mkdtemp(dir));
+
+	snprintf(path, sizeof(path), "%s/missing.yaml", dir);
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -ENOENT);
+	snprintf(want, sizeof(want), "%s: No such file or directory", path);
+	assert_string_equal(err, want);
+	assert_null(cfg.dsts);
+	config_free(&cfg);
+
+	assert_int_equal(config_load(&cfg, dir, err, sizeof(err)), -EISDIR);
+	snprintf(want, sizeof(want), "%s: Is a directory", dir);
+	assert_string_equal(err, want);
+
+	snprintf(path, sizeof(path), "%s/max.yaml", dir);
+	write_file(path, CONFIG_MAX_FILE_BYTES);
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), 0);
+	check_eq("max size", cfg.poll_interval_ns, SEC);
+	config_free(&cfg);
+
+	write_file(path, CONFIG_MAX_FILE_BYTES + 1);
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -EFBIG);
+	snprintf(want, sizeof(want), "%s: file is larger than 1 MiB", path);
+	assert_string_equal(err, want);
+	assert_null(cfg.dsts);
+
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_fixture_valid(void **state)
+{
+	static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 7 };
+	struct config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	if (config_load(&cfg, "tests/data/valid.yaml", err, sizeof(err)))
+		fail_msg("%s", err);
+	check_str("valid", cfg.listen_host, "::1");
+	check_eq("valid", cfg.listen_port, 9877);
+	check_str("valid", cfg.cgroup, "/sys/fs/cgroup/kbreaker.slice");
+	check_eq("valid", cfg.poll_interval_ns, 50 * MS);
+	check_policy("defaults", &cfg.defaults, MODE_ENFORCE, 10, 30 * SEC, 2);
+	assert_int_equal(cfg.n_dsts, 2);
+	check_str("payments", cfg.dsts[0].name, "payments");
+	check_eq("payments", cfg.dsts[0].port, 8080);
+	check_policy("payments", &cfg.dsts[0].policy, MODE_ENFORCE, 3, 30 * SEC, 2);
+	check_str("search", cfg.dsts[1].name, "search");
+	assert_memory_equal(cfg.dsts[1].addr, v6, 16);
+	check_policy("search", &cfg.dsts[1].policy, MODE_OBSERVE, 10, 2 * MIN, 2);
+	config_free(&cfg);
+}
+
+static void test_fixture_errors(void **state)
+{
+	static const struct {
+		const char *path;
+		const char *want_err;
+	} fixtures[] = {
+		{ "tests/data/bad-port.yaml",
+		  "tests/data/bad-port.yaml:5:11: destination \"payments\": port: "
+		  "must be an integer between 1 and 65535" },
+		{ "tests/data/dup-address.yaml",
+		  "tests/data/dup-address.yaml:7:11: destination \"payments-v6\": "
+		  "same address and port as destination \"payments\"" },
+		{ "tests/data/missing-port.yaml",
+		  "tests/data/missing-port.yaml:4:5: destination \"payments\": "
+		  "missing required key \"port\"" },
+		{ "tests/data/alias.yaml",
+		  "tests/data/alias.yaml:1:11: anchors and aliases are not allowed" },
+	};
+	struct config cfg;
+	char err[CONFIG_ERR_MAX];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(fixtures); i++) {
+		check_int(fixtures[i].path, config_load(&cfg, fixtures[i].path, err, sizeof(err)),
+			 -EINVAL);
+		check_str(fixtures[i].path, err, fixtures[i].want_err);
+		assert_null(cfg.dsts);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_full),
+		cmocka_unit_test(test_builtin_defaults),
+		cmocka_unit_test(test_init_and_mode_names),
+		cmocka_unit_test(test_cases),
+		cmocka_unit_test(test_generated),
+		cmocka_unit_test(test_error_leaves_cfg_empty),
+		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_fixture_valid),
+		cmocka_unit_test(test_fixture_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* metrics_render: the exposition text, compared exactly. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "metrics.h"
+
+static char *render(const struct metrics_agent *info, const struct metrics_dst *d, size_t n)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	assert_int_equal(metrics_render(out, info, d, n), 0);
+	assert_int_equal(fclose(out), 0);
+	return buf;
+}
+
+static const char want_empty[] =
+	"# HELP kbreaker_build_info kbreaker version and the kernel it runs on; always 1.\n"
+	"# TYPE kbreaker_build_info gauge\n"
+	"kbreaker_build_info{version=\"1.2.3\",kernel=\"6.1.0\"} 1\n"
+	"# HELP kbreaker_destinations Configured destinations.\n"
+	"# TYPE kbreaker_destinations gauge\n"
+	"kbreaker_destinations 0\n"
+	"# HELP kbreaker_events_lost_total Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.\n"
+	"# TYPE kbreaker_events_lost_total counter\n"
+	"kbreaker_events_lost_total 7\n"
+	"# HELP circuit_breaker_state Breaker state: 1 for the current state, 0 for the others.\n"
+	"# TYPE circuit_breaker_state gauge\n"
+	"# HELP circuit_breaker_state_transition_total Breaker state transitions.\n"
+	"# TYPE circuit_breaker_state_transition_total counter\n"
+	"# HELP kbreaker_tcp_connects_total TCP connects to the destination by outcome, as the kernel saw them.\n"
+	"# TYPE kbreaker_tcp_connects_total counter\n"
+	"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n"
+	"# TYPE kbreaker_connects_blocked_total counter\n"
+	"# HELP kbreaker_tcp_connect_duration_seconds Time from SYN sent to ESTABLISHED for successful connects.\n"
+	"# TYPE kbreaker_tcp_connect_duration_seconds histogram\n";
+
+static void test_no_destinations(void **state)
+{
+	struct metrics_agent info = { .version = "1.2.3", .kernel = "6.1.0", .events_lost = 7 };
+	char *text = render(&info, NULL, 0);
+
+	assert_string_equal(text, want_empty);
+	free(text);
+}
+
+static void test_one_destination(void **state)
+{
+	struct metrics_agent info = { .version = "1.2.3", .kernel = "6.1.0" };
+	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
+	struct metrics_dst d = { .name = "payments", .state = BS_HALF_OPEN, .transitions = tr };
+	char *text, *body;
+
+	tr[BS_CLOSED][BS_OPEN] = 2;
+	tr[BS_OPEN][BS_HALF_OPEN] = 1;
+	d.stats.connects[KB_RES_SUCCESS] = 6;
+	d.stats.connects[KB_RES_REFUSED] = 5;
+	d.stats.connects[KB_RES_TIMEOUT] = 1;
+	d.stats.blocked = 9;
+	d.stats.lat_slots[0] = 1;	/* < 2 us */
+	d.stats.lat_slots[5] = 2;	/* [32, 64) us: in le=0.000064 */
+	d.stats.lat_slots[6] = 1;	/* [64, 128) us: first in le=0.000256 */
+	d.stats.lat_slots[23] = 2;	/* >= 8.4 s: only in +Inf */
+	d.stats.lat_sum_ns = 1500000000ULL;
+	text = render(&info, &d, 1);
+	body = strstr(text, "# HELP circuit_breaker_state ");
+	assert_non_null(body);
+	assert_string_equal(body,
+		"# HELP circuit_breaker_state Breaker state: 1 for the current state, 0 for the others.\n"
+		"# TYPE circuit_breaker_state gauge\n"
+		"circuit_breaker_state{circuit_name=\"payments\",state=\"closed\"} 0\n"
+		"circuit_breaker_state{circuit_name=\"payments\",state=\"open\"} 0\n"
+		"circuit_breaker_state{circuit_name=\"payments\",state=\"half_open\"} 1\n"
+		"circuit_breaker_state{circuit_name=\"payments\",state=\"metrics_only\"} 0\n"
+		"circuit_breaker_state{circuit_name=\"payments\",state=\"disabled\"} 0\n"
+		"circuit_breaker_state{circuit_name=\"payments\",state=\"forced_open\"} 0\n"
+		"# HELP circuit_breaker_state_transition_total Breaker state transitions.\n"
+		"# TYPE circuit_breaker_state_transition_total counter\n"
+		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"closed\",new_state=\"open\"} 2\n"
+		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"open\",new_state=\"half_open\"} 1\n"
+		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"half_open\",new_state=\"closed\"} 0\n"
+		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"half_open\",new_state=\"open\"} 0\n"
+		"# HELP kbreaker_tcp_connects_total TCP connects to the destination by outcome, as the kernel saw them.\n"
+		"# TYPE kbreaker_tcp_connects_total counter\n"
+		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"success\"} 6\n"
+		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"refused\"} 5\n"
+		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"timeout\"} 1\n"
+		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"unreachable\"} 0\n"
+		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"error\"} 0\n"
+		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"cancelled\"} 0\n"
+		"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n"
+		"# TYPE kbreaker_connects_blocked_total counter\n"
+		"kbreaker_connects_blocked_total{circuit_name=\"payments\"} 9\n"
+		"# HELP kbreaker_tcp_connect_duration_seconds Time from SYN sent to ESTABLISHED for successful connects.\n"
+		"# TYPE kbreaker_tcp_connect_duration_seconds histogram\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.000064\"} 3\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.000256\"} 4\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.001024\"} 4\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.004096\"} 4\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.016384\"} 4\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.065536\"} 4\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.262144\"} 4\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"1.048576\"} 4\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"4.194304\"} 4\n"
+		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"+Inf\"} 6\n"
+		"kbreaker_tcp_connect_duration_seconds_sum{circuit_name=\"payments\"} 1.500000000\n"
+		"kbreaker_tcp_connect_duration_seconds_count{circuit_name=\"payments\"} 6\n");
+	free(text);
+}
+
+/* Transitions outside the core four appear once they have happened. */
+static void test_extra_transition_shown_when_nonzero(void **state)
+{
+	struct metrics_agent info = { .version = "v", .kernel = "k" };
+	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
+	struct metrics_dst d = { .name = "a", .state = BS_CLOSED, .transitions = tr };
+	char *text;
+
+	text = render(&info, &d, 1);
+	assert_null(strstr(text, "old_state=\"closed\",new_state=\"forced_open\""));
+	free(text);
+	tr[BS_CLOSED][BS_FORCED_OPEN] = 1;
+	text = render(&info, &d, 1);
+	assert_non_null(strstr(text, "circuit_breaker_state_transition_total{circuit_name=\"a\","
+				     "old_state=\"closed\",new_state=\"forced_open\"} 1\n"));
+	free(text);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_destinations),
+		cmocka_unit_test(test_one_destination),
+		cmocka_unit_test(test_extra_transition_shown_when_nonzero),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
