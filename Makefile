@@ -33,7 +33,7 @@ BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 
 # Pure modules: no BPF, no clock, no I/O beyond reading a file; linked into unit tests.
-PURE_SRCS := agent/config.c agent/breaker.c agent/metrics.c
+PURE_SRCS := agent/config.c agent/breaker.c agent/metrics.c agent/status.c
 AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/http.c agent/log.c agent/agent.c
 AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 PURE_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(PURE_SRCS)) $(BUILD)/agent/log.o
@@ -44,10 +44,17 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 DEB_PKGS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmicrohttpd-dev libyaml-dev \
 	    libcmocka-dev pkg-config prometheus nftables iproute2 curl procps
 
+# Fragments in mk/ add their own targets. Each may append to DEB_PKGS,
+# ALL_EXTRA (built by `make all`) and TEST_HOOKS (targets `make test` runs
+# after the unit and end-to-end suites).
+ALL_EXTRA :=
+TEST_HOOKS :=
+include $(sort $(wildcard mk/*.mk))
+
 .DELETE_ON_ERROR:
 .PHONY: all help deps run test test-unit test-e2e test-asan clean
 
-all: $(BUILD)/kbreakerd
+all: $(BUILD)/kbreakerd $(ALL_EXTRA)
 
 help:
 	@echo 'Targets:'
@@ -116,6 +123,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory test-unit
 	$(Q)$(MAKE) --no-print-directory test-e2e
 	$(Q)$(MAKE) --no-print-directory test-asan
+	$(Q)for h in $(TEST_HOOKS); do $(MAKE) --no-print-directory $$h || exit 1; done
 
 # The same unit and end-to-end suites against an ASan+UBSan build, in its own build dir.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

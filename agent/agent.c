@@ -2,11 +2,21 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/utsname.h>
 #include "agent.h"
 #include "bpf.h"
 #include "log.h"
 #include "metrics.h"
+#include "status.h"
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
 
 static const char *const transition_msgs[BS_MAX] = {
 	[BS_CLOSED] = "breaker closed",
@@ -59,6 +69,7 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf, ui
 	pthread_mutex_init(&a->lock, NULL);
 	a->cfg = cfg;
 	a->bpf = bpf;
+	a->started_ns = a->last_tick_ns = now;
 	if (!uname(&u))
 		snprintf(a->kernel, sizeof(a->kernel), "%s", u.release);
 	a->dsts = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*a->dsts));
@@ -135,6 +146,8 @@ static void apply_lost(struct agent *a, uint64_t now)
 int agent_tick(struct agent *a, uint64_t now)
 {
 	pthread_mutex_lock(&a->lock);
+	a->last_tick_ns = now;
+	a->last_tick_err = 0;
 	apply_lost(a, now);
 	for (size_t i = 0; i < a->n_dsts; i++) {
 		struct agent_dst *d = &a->dsts[i];
@@ -161,41 +174,125 @@ uint64_t agent_next_deadline(struct agent *a)
 	return next;
 }
 
-int agent_metrics(void *ctx, char **body, size_t *len)
+typedef int (*render_fn)(struct agent *a, FILE *out, const struct kb_dst_stats *stats, uint64_t now);
+
+/*
+ * Read every destination's counters and render under the lock (renderers
+ * point into the breakers), into a malloc'd body. Returns 200 or -errno.
+ */
+static int render_body(struct agent *a, render_fn render, char **body, size_t *len)
 {
-	struct agent *a = ctx;
-	struct metrics_agent info = { .version = KB_VERSION, .kernel = a->kernel };
-	struct metrics_dst *md;
+	struct kb_dst_stats *stats;
 	FILE *out;
 	int err = 0;
+
+	*body = NULL;
+	stats = calloc(a->n_dsts ? a->n_dsts : 1, sizeof(*stats));
+	if (!stats)
+		return -ENOMEM;
+	out = open_memstream(body, len);
+	if (!out) {
+		free(stats);
+		return -errno;
+	}
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->n_dsts && !err; i++)
+		err = kb_bpf_read_stats(a->bpf, i, &stats[i]);
+	if (!err)
+		err = render(a, out, stats, mono_ns());
+	pthread_mutex_unlock(&a->lock);
+	if (fclose(out) && !err)
+		err = -errno;
+	free(stats);
+	if (err) {
+		log_err("http: render: %s", strerror(-err));
+		free(*body);
+		*body = NULL;
+		return err;
+	}
+	return 200;
+}
+
+static int render_metrics(struct agent *a, FILE *out, const struct kb_dst_stats *stats, uint64_t now)
+{
+	struct metrics_agent info = {
+		.version = KB_VERSION,
+		.kernel = a->kernel,
+		.events_lost = kb_bpf_lost_total(a->bpf),
+	};
+	struct metrics_dst *md;
+	int err;
 
 	md = calloc(a->n_dsts ? a->n_dsts : 1, sizeof(*md));
 	if (!md)
 		return -ENOMEM;
-	out = open_memstream(body, len);
-	if (!out) {
-		free(md);
-		return -errno;
-	}
-	pthread_mutex_lock(&a->lock);
-	info.events_lost = kb_bpf_lost_total(a->bpf);
-	for (size_t i = 0; i < a->n_dsts && !err; i++) {
+	for (size_t i = 0; i < a->n_dsts; i++) {
 		md[i].name = a->dsts[i].cfg->name;
 		md[i].state = breaker_public_state(&a->dsts[i].br);
 		md[i].transitions = (const uint64_t (*)[BS_MAX])a->dsts[i].br.transitions;
-		err = kb_bpf_read_stats(a->bpf, i, &md[i].stats);
+		md[i].stats = stats[i];
 	}
-	/* Rendered under the lock: transitions point into the breakers. */
-	if (!err)
-		err = metrics_render(out, &info, md, a->n_dsts);
-	pthread_mutex_unlock(&a->lock);
-	if (fclose(out) && !err)
-		err = -errno;
+	err = metrics_render(out, &info, md, a->n_dsts);
 	free(md);
-	if (err) {
-		log_err("metrics: render: %s", strerror(-err));
-		free(*body);
-		*body = NULL;
-	}
 	return err;
+}
+
+static int render_status(struct agent *a, FILE *out, const struct kb_dst_stats *stats, uint64_t now)
+{
+	struct status_dst *sd;
+	int err;
+
+	sd = calloc(a->n_dsts ? a->n_dsts : 1, sizeof(*sd));
+	if (!sd)
+		return -ENOMEM;
+	for (size_t i = 0; i < a->n_dsts; i++) {
+		const struct agent_dst *d = &a->dsts[i];
+
+		sd[i] = (struct status_dst){
+			.name = d->cfg->name,
+			.addr = d->cfg->addr,
+			.port = d->cfg->port,
+			.mode = d->br.policy.mode,
+			.state = breaker_public_state(&d->br),
+			.since_ns = d->br.state_since_ns,
+			.next_half_open_ns = breaker_deadline(&d->br),
+			.consecutive_failures = d->br.consecutive_failures,
+			.stats = stats[i],
+		};
+	}
+	err = status_render(out, KB_VERSION, a->started_ns, now, sd, a->n_dsts);
+	free(sd);
+	return err;
+}
+
+int agent_metrics(void *ctx, char **body, size_t *len)
+{
+	return render_body(ctx, render_metrics, body, len);
+}
+
+int agent_status(void *ctx, char **body, size_t *len)
+{
+	return render_body(ctx, render_status, body, len);
+}
+
+int agent_healthz(void *ctx, char **body, size_t *len)
+{
+	struct agent *a = ctx;
+	uint64_t since, limit = 3 * a->cfg->poll_interval_ns + 1000000000ULL;
+	int err, n;
+
+	pthread_mutex_lock(&a->lock);
+	since = mono_ns() - a->last_tick_ns;
+	err = a->last_tick_err;
+	pthread_mutex_unlock(&a->lock);
+	if (err)
+		n = asprintf(body, "unhealthy: last poll failed: %s\n", strerror(-err));
+	else if (since > limit)
+		n = asprintf(body, "unhealthy: breaker loop stalled, last poll %.1fs ago\n", since / 1e9);
+	else
+		n = asprintf(body, "ok\n");
+	if (n < 0)
+		return -ENOMEM;
+	*len = n;
+	return err || since > limit ? 503 : 200;
 }

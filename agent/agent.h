@@ -28,6 +28,9 @@ struct agent {
 	struct agent_dst *dsts;
 	size_t n_dsts;
 	uint64_t lost_seen;		/* kb_bpf_lost_total() already handled */
+	uint64_t started_ns;
+	uint64_t last_tick_ns;		/* the loop's heartbeat, for /healthz */
+	int last_tick_err;
 	char kernel[65];
 };
 
@@ -44,7 +47,16 @@ int agent_tick(struct agent *a, uint64_t now);
 /* Earliest breaker deadline, or 0 when none is timed. */
 uint64_t agent_next_deadline(struct agent *a);
 
-/* http_body_fn: render /metrics into a malloc'd buffer. */
+/* http_body_fn for /metrics: Prometheus text. */
 int agent_metrics(void *agent, char **body, size_t *len);
+
+/* http_body_fn for /status: JSON, see status.h. */
+int agent_status(void *agent, char **body, size_t *len);
+
+/*
+ * http_body_fn for /healthz: 200 "ok" while the loop ticks and its last
+ * tick succeeded; 503 with a one-line reason otherwise.
+ */
+int agent_healthz(void *agent, char **body, size_t *len);
 
 #endif /* KB_AGENT_H */

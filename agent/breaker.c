@@ -123,10 +123,8 @@ uint64_t breaker_deadline(const struct breaker *b)
 void breaker_verdict(const struct breaker *b, struct kb_verdict *v)
 {
 	memset(v, 0, sizeof(*v));
-	if (b->policy.mode != MODE_ENFORCE) {
-		v->action = KB_ACT_ALLOW;
-		return;
-	}
+	/* Observe mode decides as enforce would, so the kernel can count would_block. */
+	v->observe = b->policy.mode == MODE_OBSERVE;
 	switch (b->state) {
 	case BS_OPEN:
 		v->action = KB_ACT_BLOCK;

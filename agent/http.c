@@ -19,12 +19,10 @@
 #define HTTP_IDLE_TIMEOUT_S 10
 #define HTTP_CONN_MEMORY (32 * 1024)
 
-#define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
-
 struct http_server {
 	struct MHD_Daemon *daemon;
-	int fd;
-	http_body_fn metrics;
+	const struct http_route *routes;
+	size_t n_routes;
 	void *ctx;
 };
 
@@ -64,18 +62,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				  size_t *upload_size, void **req_ctx)
 {
 	struct http_server *s = cls;
+	const struct http_route *r;
 	char *body = NULL;
 	size_t len = 0;
+	int status;
 
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return static_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (!strcmp(url, "/"))
-		return static_reply(conn, MHD_HTTP_OK, "kbreaker: metrics at /metrics\n");
-	if (strcmp(url, "/metrics"))
+		return static_reply(conn, MHD_HTTP_OK,
+				    "kbreaker: /metrics (Prometheus), /status (JSON), /healthz\n");
+	for (r = s->routes; r < s->routes + s->n_routes; r++)
+		if (!strcmp(url, r->path))
+			break;
+	if (r == s->routes + s->n_routes)
 		return static_reply(conn, MHD_HTTP_NOT_FOUND, "not found\n");
-	if (s->metrics(s->ctx, &body, &len))
-		return static_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics unavailable\n");
-	return reply(conn, MHD_HTTP_OK, CT_METRICS, body, len, MHD_RESPMEM_MUST_FREE);
+	status = r->body(s->ctx, &body, &len);
+	if (status < 0)
+		return static_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
+	return reply(conn, status, r->content_type, body, len, MHD_RESPMEM_MUST_FREE);
 }
 
 /* Bind ourselves so a taken or bad address is a clear error, not MHD's NULL. */
@@ -112,28 +117,28 @@ static int listen_on(const char *host, uint16_t port)
 }
 
 int http_start(struct http_server **out, const char *host, uint16_t port,
-	       http_body_fn metrics, void *ctx)
+	       const struct http_route *routes, size_t n, void *ctx)
 {
 	struct http_server *s;
-	int err;
+	int fd;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->metrics = metrics;
+	s->routes = routes;
+	s->n_routes = n;
 	s->ctx = ctx;
-	s->fd = listen_on(host, port);
-	if (s->fd < 0) {
-		err = s->fd;
-		log_err("http: listen on %s port %u: %s", host, port, strerror(-err));
+	fd = listen_on(host, port);
+	if (fd < 0) {
+		log_err("http: listen on %s port %u: %s", host, port, strerror(-fd));
 		free(s);
-		return err;
+		return fd;
 	}
 	s->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0,
 				     NULL, NULL, on_request, s,
 				     /* first, so MHD's own start-up messages come through it too */
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-				     MHD_OPTION_LISTEN_SOCKET, s->fd,
+				     MHD_OPTION_LISTEN_SOCKET, fd,
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
 				     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_MAX_PER_IP,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
@@ -141,11 +146,11 @@ int http_start(struct http_server **out, const char *host, uint16_t port,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
 		log_err("http: libmicrohttpd failed to start on %s port %u", host, port);
-		close(s->fd);
+		close(fd);
 		free(s);
 		return -EIO;
 	}
-	s->fd = -1;	/* MHD_stop_daemon closes the listen socket it was given */
+	/* From here MHD owns fd: MHD_stop_daemon closes the listen socket it was given. */
 	*out = s;
 	return 0;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * http: the metrics endpoint, libmicrohttpd glue only. The server runs its
+ * http: the agent's HTTP endpoint, libmicrohttpd glue only. The server runs its
  * own thread; the body callback must be thread-safe.
  */
 #ifndef KB_HTTP_H
@@ -9,14 +9,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Produce a malloc'd body for /metrics. Returns 0 or -errno. */
+/*
+ * Produce a malloc'd body. Returns the HTTP status (200, 503, ...) or
+ * -errno, which the server answers with 500.
+ */
 typedef int (*http_body_fn)(void *ctx, char **body, size_t *len);
+
+struct http_route {
+	const char *path;		/* exact match */
+	const char *content_type;
+	http_body_fn body;
+};
 
 struct http_server;
 
-/* Bind host:port (IP literal) and serve. Returns 0 or -errno, logged here. */
+/*
+ * Bind host:port (IP literal) and serve `routes` (n of them, kept by
+ * reference) with ctx. GET and HEAD only. Returns 0 or -errno, logged here.
+ */
 int http_start(struct http_server **out, const char *host, uint16_t port,
-	       http_body_fn metrics, void *ctx);
+	       const struct http_route *routes, size_t n, void *ctx);
 
 /* Stop serving and free; safe on NULL. */
 void http_stop(struct http_server *s);

@@ -22,6 +22,12 @@
 
 #define DEFAULT_CONFIG "/etc/kbreaker/kbreaker.yaml"
 
+static const struct http_route routes[] = {
+	{ "/metrics", "text/plain; version=0.0.4; charset=utf-8", agent_metrics },
+	{ "/status", "application/json", agent_status },
+	{ "/healthz", "text/plain; charset=utf-8", agent_healthz },
+};
+
 static const char usage[] =
 	"Usage: kbreakerd [-c FILE] [--check-config] [--log-level LEVEL]\n"
 	"\n"
@@ -243,7 +249,8 @@ int main(int argc, char **argv)
 	agent_up = true;
 	if (err)
 		goto out;
-	err = http_start(&http, cfg.listen_host, cfg.listen_port, agent_metrics, &a);
+	err = http_start(&http, cfg.listen_host, cfg.listen_port, routes,
+			 sizeof(routes) / sizeof(routes[0]), &a);
 	if (err)
 		goto out;
 

@@ -82,6 +82,27 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 		fprintf(out, "kbreaker_connects_blocked_total{circuit_name=\"%s\"} %llu\n",
 			dsts[i].name, (unsigned long long)dsts[i].stats.blocked);
 
+	family(out, "kbreaker_connects_would_block_total", "counter",
+	       "Observe mode: TCP connects the breaker would have refused.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "kbreaker_connects_would_block_total{circuit_name=\"%s\"} %llu\n",
+			dsts[i].name, (unsigned long long)dsts[i].stats.would_block);
+
+	family(out, "kbreaker_tcp_resets_total", "counter",
+	       "TCP resets on connections this host opened to the destination, by direction.");
+	for (size_t i = 0; i < n; i++) {
+		fprintf(out, "kbreaker_tcp_resets_total{circuit_name=\"%s\",direction=\"received\"} %llu\n",
+			dsts[i].name, (unsigned long long)dsts[i].stats.resets_rx);
+		fprintf(out, "kbreaker_tcp_resets_total{circuit_name=\"%s\",direction=\"sent\"} %llu\n",
+			dsts[i].name, (unsigned long long)dsts[i].stats.resets_tx);
+	}
+
+	family(out, "kbreaker_tcp_retransmits_total", "counter",
+	       "TCP segments retransmitted on connections this host opened to the destination.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "kbreaker_tcp_retransmits_total{circuit_name=\"%s\"} %llu\n",
+			dsts[i].name, (unsigned long long)dsts[i].stats.retransmits);
+
 	family(out, "kbreaker_tcp_connect_duration_seconds", "histogram",
 	       "Time from SYN sent to ESTABLISHED for successful connects.");
 	for (size_t i = 0; i < n; i++) {

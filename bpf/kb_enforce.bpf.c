@@ -38,11 +38,20 @@ static __always_inline int kb_decide(const struct kb_dst_key *key)
 		if (__sync_fetch_and_add(&v->permits, -1) > 0)
 			return 1;
 		break;
+	case KB_ACT_RAMP:
+		if ((bpf_get_prandom_u32() & (KB_ADMIT_ONE - 1)) < v->admit)
+			return 1;
+		break;
 	default:
 		return 1;
 	}
 
 	st = bpf_map_lookup_elem(&kb_stats, dst_id);
+	if (v->observe) {
+		if (st)
+			__sync_fetch_and_add(&st->would_block, 1);
+		return 1;
+	}
 	if (st)
 		__sync_fetch_and_add(&st->blocked, 1);
 	/*

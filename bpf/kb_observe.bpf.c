@@ -179,3 +179,55 @@ int BPF_PROG(kb_sock_state, struct sock *sk, int oldstate, int newstate)
 	kb_count(ks->dst_id, res, bpf_ktime_get_ns(), ks->syn_ns);
 	return 0;
 }
+
+/*
+ * Resets and retransmits count only for sockets tagged at SYN_SENT: this
+ * host opened them, to a configured destination. An accepted connection
+ * from a peer with the same address carries no tag and counts nowhere.
+ */
+static __always_inline struct kb_dst_stats *kb_tagged_stats(const struct sock *sk)
+{
+	struct kb_sk *ks;
+
+	if (!sk)
+		return NULL;
+	/* bpf_sk_storage_get returns NULL for request and timewait socks. */
+	ks = bpf_sk_storage_get(&kb_sk_state, (struct sock *)sk, NULL, 0);
+	if (!ks)
+		return NULL;
+	return bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(kb_rst_rx, struct sock *sk)
+{
+	struct kb_dst_stats *st;
+
+	/* An RST to our SYN is a refused connect, counted by kb_sock_state. */
+	if (sk->__sk_common.skc_state == TCP_SYN_SENT)
+		return 0;
+	st = kb_tagged_stats(sk);
+	if (st)
+		__sync_fetch_and_add(&st->resets_rx, 1);
+	return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(kb_rst_tx, const struct sock *sk)
+{
+	struct kb_dst_stats *st = kb_tagged_stats(sk);
+
+	if (st)
+		__sync_fetch_and_add(&st->resets_tx, 1);
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(kb_retrans, const struct sock *sk)
+{
+	struct kb_dst_stats *st = kb_tagged_stats(sk);
+
+	if (st)
+		__sync_fetch_and_add(&st->retransmits, 1);
+	return 0;
+}

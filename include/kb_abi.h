@@ -24,10 +24,14 @@ enum kb_result {
 
 /* What the connect hooks do for a destination. */
 enum kb_action {
-	KB_ACT_ALLOW = 0,	/* closed, observe mode, or unknown: fail open */
-	KB_ACT_BLOCK = 1,	/* open: refuse with ECONNREFUSED */
+	KB_ACT_ALLOW = 0,	/* closed, disabled, or unknown: fail open */
+	KB_ACT_BLOCK = 1,	/* open, forced_open: refuse with ECONNREFUSED */
 	KB_ACT_PROBE = 2,	/* half_open: let kb_verdict.permits through */
+	KB_ACT_RAMP = 3,	/* recovering: admit a kb_verdict.admit share at random */
 };
+
+/* kb_verdict.admit is a share of 65536: admit when (random & 0xffff) < admit. */
+#define KB_ADMIT_ONE 65536U
 
 /* Connect latency histogram: slot i counts latencies in [2^i, 2^(i+1)) us, slot 0 also < 1 us. */
 #define KB_LAT_SLOTS 24
@@ -57,25 +61,33 @@ _Static_assert(sizeof(struct kb_dst_key) == 20, "kb_dst_key ABI");
 struct kb_dst_stats {
 	__u64 connects[KB_RES_MAX];	/* by enum kb_result */
 	__u64 blocked;			/* connects refused by the connect hooks */
+	__u64 would_block;		/* observe mode: connects it would have refused */
+	__u64 resets_rx;		/* RST received on an established connection */
+	__u64 resets_tx;		/* RST sent on an established connection */
+	__u64 retransmits;		/* segments retransmitted */
 	__u64 lat_slots[KB_LAT_SLOTS];	/* successful connect latency, log2(us) */
 	__u64 lat_sum_ns;		/* sum of successful connect latencies */
 	__u64 lost[KB_RES_MAX];		/* outcomes counted but not queued: ring full */
 };
-_Static_assert(sizeof(struct kb_dst_stats) == (2 * KB_RES_MAX + 2 + KB_LAT_SLOTS) * 8,
+_Static_assert(sizeof(struct kb_dst_stats) == (2 * KB_RES_MAX + 6 + KB_LAT_SLOTS) * 8,
 	       "kb_dst_stats ABI");
 
 /*
  * Verdict for one destination, written by the agent, read by the connect
  * hooks. In KB_ACT_PROBE the hooks decrement permits atomically and allow
  * the connect only while the value before the decrement was positive, so
- * exactly `permits` connects pass however many CPUs race.
+ * exactly `permits` connects pass however many CPUs race. With `observe`
+ * set the hooks decide the same way but allow, counting would_block
+ * instead of blocked.
  */
 struct kb_verdict {
 	__u32 action;	/* enum kb_action */
+	__u32 admit;	/* KB_ACT_RAMP: share of KB_ADMIT_ONE let through */
+	__s64 permits;	/* KB_ACT_PROBE */
+	__u32 observe;	/* 0 or 1 */
 	__u32 pad;
-	__s64 permits;
 };
-_Static_assert(sizeof(struct kb_verdict) == 16, "kb_verdict ABI");
+_Static_assert(sizeof(struct kb_verdict) == 24, "kb_verdict ABI");
 
 /*
  * One connect outcome, in ring-buffer order. The agent's breakers consume

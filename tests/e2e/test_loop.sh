@@ -104,12 +104,19 @@ expect_metric "kbreaker_connects_blocked_total{$S}" 6
 expect_metric "kbreaker_tcp_connect_duration_seconds_count{$S}" 7
 expect_metric "circuit_breaker_state{$S,state=\"closed\"}" 1
 
-log "observe mode (IPv6 ::1): trips internally, never blocks"
-out=$(in_test "$KBTOOL" connect ::1 "$OPORT" 4)
-expect_eq "observe refused" "$(field refused "$out")" 4
-sleep 0.2
+log "observe mode (IPv6 ::1): trips internally, never blocks, counts would_block"
+out=$(in_test "$KBTOOL" connect ::1 "$OPORT" 2)
+expect_eq "observe refused" "$(field refused "$out")" 2
+for _ in $(seq 1 40); do
+	[ "$(metric "circuit_breaker_state_transition_total{$W,old_state=\"closed\",new_state=\"open\"}")" = 1 ] && break
+	sleep 0.05
+done
+out=$(in_test "$KBTOOL" connect ::1 "$OPORT" 2)
+expect_eq "observe: still reaching the peer" "$(field refused "$out")" 2
 expect_metric "kbreaker_tcp_connects_total{$W,result=\"refused\"}" 4
 expect_metric "kbreaker_connects_blocked_total{$W}" 0
+expect_metric "kbreaker_connects_would_block_total{$W}" 2
+expect_metric "kbreaker_connects_would_block_total{$S}" 0
 expect_metric "circuit_breaker_state{$W,state=\"metrics_only\"}" 1
 expect_metric "circuit_breaker_state{$W,state=\"open\"}" 0
 expect_metric "circuit_breaker_state_transition_total{$W,old_state=\"closed\",new_state=\"open\"}" 1

@@ -87,7 +87,9 @@ static void check_verdict(const char *ctx, const struct breaker *b, enum kb_acti
 	breaker_verdict(b, &v);
 	check_eq(ctx, v.action, action);
 	check_eq(ctx, v.pad, 0);
+	check_eq(ctx, v.admit, 0);
 	check_eq(ctx, v.permits, permits);
+	check_eq(ctx, v.observe, b->policy.mode == MODE_OBSERVE);
 }
 
 /* Every transition counter equals want[old][new]. */
@@ -731,11 +733,12 @@ static void run_cycle(enum breaker_mode mode, struct breaker *out)
 		}
 		check_transitions(name, &b, want_tr);
 
-		if (mode == MODE_OBSERVE) {
+		/* Observe mode gets the same verdict with observe set: the hooks allow, counting would_block. */
+		if (mode == MODE_OBSERVE)
 			check_eq(name, breaker_public_state(&b), BS_METRICS_ONLY);
-			check_verdict(name, &b, KB_ACT_ALLOW, 0);
-		} else {
+		else
 			check_eq(name, breaker_public_state(&b), s->want_state);
+		{
 			if (s->want_state == BS_OPEN)
 				check_verdict(name, &b, KB_ACT_BLOCK, 0);
 			else if (s->want_state == BS_HALF_OPEN)
@@ -795,13 +798,13 @@ static void test_observe_every_state(void **state)
 	assert_int_equal(b.state, BS_OPEN);
 	assert_int_equal(breaker_public_state(&b), BS_METRICS_ONLY);
 	assert_int_equal(breaker_deadline(&b), tripped + 5 * SEC);
-	check_verdict("observe open", &b, KB_ACT_ALLOW, 0);
+	check_verdict("observe open", &b, KB_ACT_BLOCK, 0);
 
 	assert_false(breaker_tick(&b, tripped + 5 * SEC - 1));
 	assert_true(breaker_tick(&b, tripped + 5 * SEC));
 	assert_int_equal(b.state, BS_HALF_OPEN);
 	assert_int_equal(breaker_public_state(&b), BS_METRICS_ONLY);
-	check_verdict("observe half_open", &b, KB_ACT_ALLOW, 0);
+	check_verdict("observe half_open", &b, KB_ACT_PROBE, 3);
 	assert_int_equal(b.transitions[BS_CLOSED][BS_OPEN], 1);
 	assert_int_equal(b.transitions[BS_OPEN][BS_HALF_OPEN], 1);
 	/* The exported state never enters the machine's counters. */

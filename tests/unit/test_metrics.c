@@ -38,6 +38,12 @@ static const char want_empty[] =
 	"# TYPE kbreaker_tcp_connects_total counter\n"
 	"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n"
 	"# TYPE kbreaker_connects_blocked_total counter\n"
+	"# HELP kbreaker_connects_would_block_total Observe mode: TCP connects the breaker would have refused.\n"
+	"# TYPE kbreaker_connects_would_block_total counter\n"
+	"# HELP kbreaker_tcp_resets_total TCP resets on connections this host opened to the destination, by direction.\n"
+	"# TYPE kbreaker_tcp_resets_total counter\n"
+	"# HELP kbreaker_tcp_retransmits_total TCP segments retransmitted on connections this host opened to the destination.\n"
+	"# TYPE kbreaker_tcp_retransmits_total counter\n"
 	"# HELP kbreaker_tcp_connect_duration_seconds Time from SYN sent to ESTABLISHED for successful connects.\n"
 	"# TYPE kbreaker_tcp_connect_duration_seconds histogram\n";
 
@@ -63,6 +69,10 @@ static void test_one_destination(void **state)
 	d.stats.connects[KB_RES_REFUSED] = 5;
 	d.stats.connects[KB_RES_TIMEOUT] = 1;
 	d.stats.blocked = 9;
+	d.stats.would_block = 4;
+	d.stats.resets_rx = 2;
+	d.stats.resets_tx = 3;
+	d.stats.retransmits = 11;
 	d.stats.lat_slots[0] = 1;	/* < 2 us */
 	d.stats.lat_slots[5] = 2;	/* [32, 64) us: in le=0.000064 */
 	d.stats.lat_slots[6] = 1;	/* [64, 128) us: first in le=0.000256 */
@@ -97,6 +107,16 @@ static void test_one_destination(void **state)
 		"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n"
 		"# TYPE kbreaker_connects_blocked_total counter\n"
 		"kbreaker_connects_blocked_total{circuit_name=\"payments\"} 9\n"
+		"# HELP kbreaker_connects_would_block_total Observe mode: TCP connects the breaker would have refused.\n"
+		"# TYPE kbreaker_connects_would_block_total counter\n"
+		"kbreaker_connects_would_block_total{circuit_name=\"payments\"} 4\n"
+		"# HELP kbreaker_tcp_resets_total TCP resets on connections this host opened to the destination, by direction.\n"
+		"# TYPE kbreaker_tcp_resets_total counter\n"
+		"kbreaker_tcp_resets_total{circuit_name=\"payments\",direction=\"received\"} 2\n"
+		"kbreaker_tcp_resets_total{circuit_name=\"payments\",direction=\"sent\"} 3\n"
+		"# HELP kbreaker_tcp_retransmits_total TCP segments retransmitted on connections this host opened to the destination.\n"
+		"# TYPE kbreaker_tcp_retransmits_total counter\n"
+		"kbreaker_tcp_retransmits_total{circuit_name=\"payments\"} 11\n"
 		"# HELP kbreaker_tcp_connect_duration_seconds Time from SYN sent to ESTABLISHED for successful connects.\n"
 		"# TYPE kbreaker_tcp_connect_duration_seconds histogram\n"
 		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.000064\"} 3\n"

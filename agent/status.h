@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * status: the /status JSON document (what kbreakerctl reads). Pure
+ * rendering; times are relative to `now`, so the text is reproducible.
+ *
+ * {"version":"0.1.0","uptime_seconds":12.5,"destinations":[
+ *   {"name":"payments","address":"127.0.0.1","port":8080,"mode":"enforce",
+ *    "state":"open","time_in_state_seconds":3.2,"next_half_open_seconds":6.8,
+ *    "consecutive_failures":0,"failure_rate":0.75,
+ *    "connects":{"success":1,"refused":3,...},"failures":3,"blocked":4}]}
+ *
+ * next_half_open_seconds is null unless the breaker is open.
+ */
+#ifndef KB_STATUS_H
+#define KB_STATUS_H
+
+#include <stdio.h>
+#include <stdint.h>
+#include "breaker.h"
+
+struct status_dst {
+	const char *name;
+	const uint8_t *addr;		/* 16 bytes, IPv4 mapped */
+	uint16_t port;
+	enum breaker_mode mode;
+	enum breaker_state state;	/* public state */
+	uint64_t since_ns;
+	uint64_t next_half_open_ns;	/* 0: none */
+	uint32_t consecutive_failures;
+	double failure_rate;		/* 0..1 */
+	struct kb_dst_stats stats;
+};
+
+/* Write the document. Returns 0 or -EIO. */
+int status_render(FILE *out, const char *version, uint64_t started_ns, uint64_t now,
+		  const struct status_dst *dsts, size_t n);
+
+/* Text form of a normalised address: IPv4 dotted for mapped ones. */
+void status_addr_text(const uint8_t addr[16], char *buf, size_t len);
+
+#endif /* KB_STATUS_H */
