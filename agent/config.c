@@ -547,6 +547,8 @@ static int set_value(struct parse *p, const struct key_row *row, const yaml_node
 				    row->key, row->max);
 		if (config_parse_addr(s, ((struct config_dst *)base)->addr))
 			return fail(p, v->start_mark, "%s: must be an IPv4 or IPv6 address", row->key);
+		((struct config_dst *)base)->host_kind = HOST_ADDR;
+		((struct config_dst *)base)->prefix_len = 128;
 		break;
 	case KEY_LISTEN:
 		return parse_listen(p, row, v, base);
@@ -762,6 +764,8 @@ void config_init(struct config *cfg)
 	strcpy(cfg->listen_host, "127.0.0.1");
 	cfg->listen_port = 9877;
 	cfg->poll_interval_ns = 100 * NS_PER_MS;
+	cfg->resolve_interval_ns = 30 * NS_PER_S;
+	cfg->max_destinations = 16384;
 	cfg->defaults.mode = MODE_ENFORCE;
 	cfg->defaults.consecutive_failures = 5;
 	cfg->defaults.open_duration_ns = 10 * NS_PER_S;

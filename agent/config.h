@@ -29,11 +29,19 @@ struct breaker_policy {
 	uint32_t half_open_permits;	/* probes let through; all must succeed, >= 1 */
 };
 
+enum host_kind {
+	HOST_ADDR = 0,	/* an IPv4 or IPv6 literal */
+	HOST_CIDR,	/* a prefix: every address inside belongs to this destination */
+	HOST_NAME,	/* a DNS name, resolved (and re-resolved) at run time */
+};
+
 struct config_dst {
 	char name[CONFIG_NAME_MAX];
 	char host[CONFIG_HOST_MAX];	/* as written in the file */
-	uint8_t addr[16];		/* network order; IPv4 as ::ffff:a.b.c.d */
-	uint16_t port;			/* host order, 1..65535 */
+	enum host_kind host_kind;
+	uint8_t addr[16];		/* ADDR/CIDR: network order; IPv4 as ::ffff:a.b.c.d */
+	uint8_t prefix_len;		/* in that 128-bit space: 128 for ADDR, 96+n for IPv4 /n */
+	uint16_t port;			/* host order, 1..65535; 0 = any port ("any") */
 	struct breaker_policy policy;
 	int line;			/* 1-based position of the entry, for messages */
 };
@@ -43,6 +51,8 @@ struct config {
 	uint16_t listen_port;			/* default 9877 */
 	char cgroup[CONFIG_PATH_MAX];		/* "" = cgroup v2 root, found at run time */
 	uint64_t poll_interval_ns;		/* default 100ms, 1ms..1h */
+	uint64_t resolve_interval_ns;		/* DNS re-resolution; default 30s, 1s..24h */
+	uint32_t max_destinations;		/* BPF map capacity; default 16384, 1..1048576 */
 	struct breaker_policy defaults;
 	struct config_dst *dsts;
 	size_t n_dsts;
