@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -60,13 +61,104 @@ static void on_event(void *ctx, const struct kb_event *ev)
 	record(a, &a->dsts[ev->dst_id], ev->result, ev->ts_ns - ev->latency_ns, ev->ts_ns);
 }
 
+/* Put the addresses of a name into the maps and drop the ones it lost. */
+static void apply_addrs(struct agent *a, struct agent_dst *d, kb_addr_t *addrs, size_t n)
+{
+	uint32_t id = d - a->dsts;
+	size_t i = 0, j = 0;
+	int err;
+
+	/* Both lists are sorted: one merge pass finds what came and what went. */
+	while (i < d->n_addrs || j < n) {
+		int c = i == d->n_addrs ? 1 : j == n ? -1 : memcmp(d->addrs[i], addrs[j], 16);
+		char text[64];
+
+		if (c == 0) {
+			i++, j++;
+			continue;
+		}
+		status_addr_text(c < 0 ? d->addrs[i] : addrs[j], text, sizeof(text));
+		if (c < 0)
+			err = kb_bpf_del_dst(a->bpf, d->addrs[i++], 128, d->cfg->port);
+		else
+			err = kb_bpf_add_dst(a->bpf, addrs[j++], 128, d->cfg->port, id);
+		if (err) {
+			a->map_errors++;
+			log_err("bpf: %s address %s of %s: %s", c < 0 ? "remove" : "add", text,
+				d->cfg->name, strerror(-err));
+		} else {
+			log_info("%s\tcircuit=%s host=%s address=%s",
+				 c < 0 ? "address removed" : "address added", d->cfg->name, d->cfg->host, text);
+		}
+	}
+	free(d->addrs);
+	d->addrs = addrs;
+	d->n_addrs = n;
+}
+
+static void resolve_dst(struct agent *a, struct agent_dst *d, bool locked)
+{
+	kb_addr_t *addrs;
+	size_t n;
+	int err;
+
+	/* Resolve without the lock: DNS may take seconds. */
+	err = resolve_name(d->cfg->host, &addrs, &n);
+	if (!locked)
+		pthread_mutex_lock(&a->lock);
+	if (err) {
+		a->resolve_errors++;
+		log_warn("resolve %s for %s: %s; keeping %zu known addresses", d->cfg->host,
+			 d->cfg->name, gai_strerror(err), d->n_addrs);
+	} else {
+		apply_addrs(a, d, addrs, n);
+	}
+	if (!locked)
+		pthread_mutex_unlock(&a->lock);
+}
+
+static void *resolver_main(void *arg)
+{
+	struct agent *a = arg;
+	struct timespec until;
+
+	for (;;) {
+		pthread_mutex_lock(&a->lock);
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += a->cfg->resolve_interval_ns / 1000000000ULL;
+		until.tv_nsec += a->cfg->resolve_interval_ns % 1000000000ULL;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!a->stopping &&
+		       pthread_cond_timedwait(&a->resolver_wake, &a->lock, &until) != ETIMEDOUT)
+			;
+		if (a->stopping) {
+			pthread_mutex_unlock(&a->lock);
+			return NULL;
+		}
+		pthread_mutex_unlock(&a->lock);
+		for (size_t i = 0; i < a->n_dsts; i++)
+			if (a->dsts[i].cfg->host_kind == HOST_NAME)
+				resolve_dst(a, &a->dsts[i], false);
+	}
+}
+
 int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf, uint64_t now)
 {
+	pthread_condattr_t ca;
+	uint32_t flags = 0;
+	bool names = false;
 	struct utsname u;
 	int err;
 
 	memset(a, 0, sizeof(*a));
 	pthread_mutex_init(&a->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->resolver_wake, &ca);
+	pthread_condattr_destroy(&ca);
 	a->cfg = cfg;
 	a->bpf = bpf;
 	a->started_ns = a->last_tick_ns = now;
@@ -81,20 +173,51 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf, ui
 
 		d->cfg = &cfg->dsts[i];
 		breaker_init(&d->br, &d->cfg->policy, now);
-		err = kb_bpf_add_dst(bpf, d->cfg->addr, d->cfg->port, i);
+		if (d->cfg->host_kind == HOST_NAME) {
+			names = true;
+			if (!d->cfg->port)
+				flags |= KB_LOOKUP_ANY_PORT;
+			resolve_dst(a, d, true);
+			continue;
+		}
+		if (d->cfg->prefix_len < 128)
+			flags |= KB_LOOKUP_PREFIX;
+		else if (!d->cfg->port)
+			flags |= KB_LOOKUP_ANY_PORT;
+		err = kb_bpf_add_dst(bpf, d->cfg->addr, d->cfg->prefix_len, d->cfg->port, i);
 		if (err) {
-			log_err("bpf: add destination %s: %s", d->cfg->name, strerror(-err));
+			log_err("bpf: add destination %s: %s%s", d->cfg->name, strerror(-err),
+				err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
 			return err;
 		}
 	}
+	kb_bpf_set_lookup_flags(bpf, flags);
 	a->lost_seen = kb_bpf_lost_total(bpf);
+	if (names) {
+		err = pthread_create(&a->resolver, NULL, resolver_main, a);
+		if (err) {
+			log_err("resolver thread: %s", strerror(err));
+			return -err;
+		}
+		a->resolver_running = true;
+	}
 	return 0;
 }
 
 void agent_fini(struct agent *a)
 {
+	if (a->resolver_running) {
+		pthread_mutex_lock(&a->lock);
+		a->stopping = true;
+		pthread_cond_signal(&a->resolver_wake);
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->resolver, NULL);
+	}
+	for (size_t i = 0; i < a->n_dsts; i++)
+		free(a->dsts[i].addrs);
 	free(a->dsts);
 	a->dsts = NULL;
+	pthread_cond_destroy(&a->resolver_wake);
 	pthread_mutex_destroy(&a->lock);
 }
 

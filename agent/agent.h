@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "breaker.h"
 #include "config.h"
+#include "resolve.h"
 
 struct kb_bpf;
 
@@ -19,6 +20,8 @@ struct agent_dst {
 	const struct config_dst *cfg;
 	struct breaker br;
 	uint64_t lost_seen[KB_RES_MAX];	/* kb_dst_stats.lost already applied */
+	kb_addr_t *addrs;		/* HOST_NAME: the addresses in the maps now */
+	size_t n_addrs;
 };
 
 struct agent {
@@ -31,11 +34,22 @@ struct agent {
 	uint64_t started_ns;
 	uint64_t last_tick_ns;		/* the loop's heartbeat, for /healthz */
 	int last_tick_err;
+	uint64_t resolve_errors;	/* failed name resolutions */
+	uint64_t map_errors;		/* failed map writes */
 	char kernel[65];
+	/* The resolver thread re-resolves names every resolve_interval. */
+	pthread_t resolver;
+	pthread_cond_t resolver_wake;
+	bool resolver_running;
+	bool stopping;
 };
 
-/* Register cfg's destinations in the maps and start every breaker closed. */
+/*
+ * Register cfg's destinations in the maps (names resolved once, here) and
+ * start every breaker closed; start the resolver thread if names exist.
+ */
 int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf, uint64_t now);
+/* Stop the resolver thread and free; the maps go with kb_bpf_close(). */
 void agent_fini(struct agent *a);
 
 /* Drain the kernel's event queue into the breakers. */

@@ -118,6 +118,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 		goto fail;
 	}
 	bpf_map__set_max_entries(k->obs->maps.kb_dst, opts->capacity);
+	bpf_map__set_max_entries(k->obs->maps.kb_dst_lpm, opts->capacity);
 	bpf_map__set_max_entries(k->obs->maps.kb_stats, opts->capacity);
 	bpf_map__set_max_entries(k->obs->maps.kb_verdicts, opts->capacity);
 	err = kb_observe__load(k->obs);
@@ -134,6 +135,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 		goto fail;
 	}
 	err = share_map(k->enf->maps.kb_dst, k->obs->maps.kb_dst, "kb_dst");
+	err = err ?: share_map(k->enf->maps.kb_dst_lpm, k->obs->maps.kb_dst_lpm, "kb_dst_lpm");
 	err = err ?: share_map(k->enf->maps.kb_stats, k->obs->maps.kb_stats, "kb_stats");
 	err = err ?: share_map(k->enf->maps.kb_verdicts, k->obs->maps.kb_verdicts, "kb_verdicts");
 	if (err)
@@ -201,16 +203,57 @@ void kb_bpf_close(struct kb_bpf *k)
 	free(k);
 }
 
-int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint16_t port, uint32_t dst_id)
+/* Build the map key for (addr/prefix_len, port): hash for full addresses, LPM for prefixes. */
+static int dst_map_key(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		       struct kb_dst_key *hk, struct kb_lpm_key *lk)
 {
-	struct kb_dst_key key;
+	if (prefix_len > 128)
+		return -EINVAL;
+	if (prefix_len == 128) {
+		memset(hk, 0, sizeof(*hk));
+		memcpy(hk->addr, addr, sizeof(hk->addr));
+		hk->port = htons(port);
+		return bpf_map__fd(k->obs->maps.kb_dst);
+	}
+	memset(lk, 0, sizeof(*lk));
+	lk->prefixlen = 16 + prefix_len;
+	lk->port = htons(port);
+	memcpy(lk->addr, addr, sizeof(lk->addr));
+	return bpf_map__fd(k->obs->maps.kb_dst_lpm);
+}
 
-	memset(&key, 0, sizeof(key));
-	memcpy(key.addr, addr, sizeof(key.addr));
-	key.port = htons(port);
-	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_dst), &key, &dst_id, BPF_ANY))
+int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t dst_id)
+{
+	struct kb_dst_key hk;
+	struct kb_lpm_key lk;
+	int fd = dst_map_key(k, addr, prefix_len, port, &hk, &lk);
+
+	if (fd < 0)
+		return fd;
+	if (bpf_map_update_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk, &dst_id, BPF_ANY))
 		return -errno;
 	return 0;
+}
+
+int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port)
+{
+	struct kb_dst_key hk;
+	struct kb_lpm_key lk;
+	int fd = dst_map_key(k, addr, prefix_len, port, &hk, &lk);
+
+	if (fd < 0)
+		return fd;
+	if (bpf_map_delete_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags)
+{
+	/* Both objects read their own copy; a plain store into the mmap'd .bss suffices. */
+	__atomic_store_n(&k->obs->bss->kb_lookup_flags, flags, __ATOMIC_RELEASE);
+	__atomic_store_n(&k->enf->bss->kb_lookup_flags, flags, __ATOMIC_RELEASE);
 }
 
 int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)

@@ -38,8 +38,18 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts);
 /* Detach and free; safe on NULL. */
 void kb_bpf_close(struct kb_bpf *k);
 
-/* Map destination (addr as in kb_dst_key, port in host order) to dst_id. */
-int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint16_t port, uint32_t dst_id);
+/*
+ * Map addr/prefix_len (addr as in kb_dst_key; 128 = one address, less = a
+ * CIDR in the IPv4-mapped space) and port (host order, 0 = any) to dst_id.
+ */
+int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t dst_id);
+
+/* Remove such an entry; a missing one is not an error. */
+int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port);
+
+/* Which lookups the hooks try after the exact hash misses (KB_LOOKUP_*). */
+void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags);
 
 int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v);
 

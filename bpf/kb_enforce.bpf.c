@@ -24,7 +24,7 @@ static __always_inline int kb_decide(const struct kb_dst_key *key)
 	struct kb_verdict *v;
 	__u32 *dst_id;
 
-	dst_id = bpf_map_lookup_elem(&kb_dst, key);
+	dst_id = kb_lookup(key);
 	if (!dst_id)
 		return 1;
 	v = bpf_map_lookup_elem(&kb_verdicts, dst_id);

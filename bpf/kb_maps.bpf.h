@@ -18,6 +18,15 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } kb_dst SEC(".maps");
 
+/* (port, address prefix) -> dst_id, for CIDR destinations. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, KB_MAX_DESTINATIONS_DEFAULT);
+	__type(key, struct kb_lpm_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} kb_dst_lpm SEC(".maps");
+
 /* dst_id -> counters. Written by both objects (per-CPU), read by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -33,5 +42,44 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kb_verdict);
 } kb_verdicts SEC(".maps");
+
+/* KB_LOOKUP_* bits; each object has its own copy, the agent sets both. */
+volatile __u32 kb_lookup_flags = 0;
+
+/*
+ * The destination a connection belongs to, most specific first: exact
+ * (address, port), then (address, any port), then the longest CIDR with
+ * that port, then the longest CIDR with any port. The slower steps run
+ * only when the agent configured something they could find.
+ */
+static __always_inline __u32 *kb_lookup(const struct kb_dst_key *key)
+{
+	struct kb_dst_key any;
+	struct kb_lpm_key lk;
+	__u32 flags = kb_lookup_flags;
+	__u32 *id;
+
+	id = bpf_map_lookup_elem(&kb_dst, key);
+	if (id || !flags)
+		return id;
+	if (flags & KB_LOOKUP_ANY_PORT) {
+		any = *key;
+		any.port = 0;
+		id = bpf_map_lookup_elem(&kb_dst, &any);
+		if (id)
+			return id;
+	}
+	if (!(flags & KB_LOOKUP_PREFIX))
+		return NULL;
+	__builtin_memset(&lk, 0, sizeof(lk));
+	lk.prefixlen = KB_LPM_FULL;
+	lk.port = key->port;
+	__builtin_memcpy(lk.addr, key->addr, sizeof(lk.addr));
+	id = bpf_map_lookup_elem(&kb_dst_lpm, &lk);
+	if (id)
+		return id;
+	lk.port = 0;
+	return bpf_map_lookup_elem(&kb_dst_lpm, &lk);
+}
 
 #endif /* KB_MAPS_BPF_H */

@@ -29,7 +29,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct kb_sk {
 	__u64 syn_ns;
 	__u32 dst_id;
-	__u32 pad;
+	__s32 err;	/* the error last reported while connecting */
 };
 
 struct {
@@ -153,30 +153,59 @@ int BPF_PROG(kb_sock_state, struct sock *sk, int oldstate, int newstate)
 	if (newstate == TCP_SYN_SENT) {
 		if (kb_sk_key(sk, &key))
 			return 0;
-		dst_id = bpf_map_lookup_elem(&kb_dst, &key);
+		dst_id = kb_lookup(&key);
 		if (!dst_id)
 			return 0;
 		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!ks)
 			return 0;
 		ks->dst_id = *dst_id;
+		ks->err = 0;
 		ks->syn_ns = bpf_ktime_get_ns();
 		return 0;
 	}
 
 	if (oldstate != TCP_SYN_SENT)
 		return 0;
-	if (newstate == TCP_ESTABLISHED)
-		res = KB_RES_SUCCESS;
-	else if (newstate == TCP_CLOSE)
-		res = kb_classify(sk->sk_err);
-	else
-		return 0;
-
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
 	if (!ks)
 		return 0;
+	if (newstate == TCP_ESTABLISHED)
+		res = KB_RES_SUCCESS;
+	else if (newstate == TCP_CLOSE)
+		/*
+		 * No hard error: a soft one (an ICMP error that arrived while
+		 * connect() held the socket, which the caller already saw)
+		 * still says why the caller gave up; none at all is a cancel.
+		 */
+		res = kb_classify(sk->sk_err ?: ks->err ?: sk->sk_err_soft);
+	else
+		return 0;
+
 	kb_count(ks->dst_id, res, bpf_ktime_get_ns(), ks->syn_ns);
+	return 0;
+}
+
+/*
+ * An application may read (and so clear) sk_err with SO_ERROR before the
+ * socket reaches CLOSE: an ICMP error that arrives while connect() holds
+ * the socket lock is reported this way. Remember the error as reported, so
+ * the close that follows is classified by it and not as a cancel.
+ */
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(kb_sk_err, const struct sock *sk)
+{
+	struct kb_sk *ks;
+	int err;
+
+	if (sk->sk_protocol != IPPROTO_TCP || sk->__sk_common.skc_state != TCP_SYN_SENT)
+		return 0;
+	err = sk->sk_err;
+	if (!err)
+		return 0;
+	ks = bpf_sk_storage_get(&kb_sk_state, (struct sock *)sk, NULL, 0);
+	if (ks)
+		ks->err = err;
 	return 0;
 }
 

@@ -54,6 +54,30 @@ struct kb_dst_key {
 _Static_assert(sizeof(struct kb_dst_key) == 20, "kb_dst_key ABI");
 
 /*
+ * Key of kb_dst_lpm, for CIDR destinations: port first, then the address,
+ * so one prefix length covers both. prefixlen = 16 + the address prefix
+ * (IPv4 /n is 96 + n in the mapped space); port 0 means any port.
+ */
+struct kb_lpm_key {
+	__u32 prefixlen;
+	__u16 port;		/* network byte order */
+	__u8 addr[16];
+	__u16 pad;
+};
+_Static_assert(sizeof(struct kb_lpm_key) == 24, "kb_lpm_key ABI");
+
+/* Full match in kb_dst_lpm: 16 port bits + 128 address bits. */
+#define KB_LPM_FULL 144
+
+/*
+ * kb_lookup_flags (a global in each object, written by the agent): which
+ * slower lookups are worth trying after the exact (address, port) hash
+ * misses. Unset, an unconfigured connect costs one hash lookup.
+ */
+#define KB_LOOKUP_ANY_PORT 0x1	/* kb_dst holds (address, any port) entries */
+#define KB_LOOKUP_PREFIX 0x2	/* kb_dst_lpm holds entries */
+
+/*
  * Per-destination counters, cumulative since the maps were created.
  * kb_stats is per-CPU: writers never share a cache line; the agent sums CPUs
  * and takes deltas, so a late or missed poll loses nothing.

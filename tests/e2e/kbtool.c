@@ -5,17 +5,35 @@
  *   kbtool connect ADDR PORT COUNT [TIMEOUT_MS]
  *	COUNT sequential blocking TCP connects; prints one line of counts:
  *	"success=S refused=R timeout=T unreachable=U eperm=P other=O max_us=M"
+ *   kbtool pconnect ADDR PORT COUNT [TIMEOUT_MS]
+ *	COUNT non-blocking connects at once, each ended by its outcome or by
+ *	the timeout (then closed unfinished: "pending" counts those); same line
+ *	as connect plus pending=P.
+ *   kbtool fconnect ADDR PORT COUNT
+ *	COUNT blocking connects at once, one per child process; same line.
+ *	Unlike pconnect, no caller reads SO_ERROR (which clears the socket's
+ *	error) before the kernel itself ends the connect.
+ *   kbtool cancel ADDR PORT COUNT
+ *	non-blocking connects closed at once, before they complete (use a
+ *	peer that drops SYNs); prints "pending=P" (not yet finished at close)
+ *   kbtool rst ADDR PORT COUNT
+ *	connect, then close with SO_LINGER 0 so an RST is sent; prints counts
+ *   kbtool hold ADDR PORT COUNT
+ *	connect, then read until the peer ends the connection (at most 2 s);
+ *	prints "success=S reset=R eof=E" (a kbtool listen --rst peer resets)
  *   kbtool udp ADDR PORT
  *	connect() a UDP socket; prints "udp=ok" or "udp=<errno name>"
- *   kbtool listen ADDR PORT SECONDS READY_FILE
+ *   kbtool listen ADDR PORT SECONDS READY_FILE [--rst]
  *	accept (and close) for SECONDS or until SIGTERM, then print "accepted=N"; touches
- *	READY_FILE once listening so the caller need not guess.
+ *	READY_FILE once listening so the caller need not guess. With --rst each
+ *	accepted connection is closed with SO_LINGER 0 (an RST to the client).
  *
  * ADDR is an IPv4 or IPv6 literal; an IPv6 literal uses an AF_INET6 socket,
  * so ::ffff:a.b.c.d exercises the IPv4-mapped path.
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +43,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 static socklen_t make_addr(const char *host, const char *port, struct sockaddr_storage *ss)
 {
@@ -52,6 +71,168 @@ static long long now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+static void close_rst(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+struct tally {
+	long success, refused, timeout, unreach, eperm, other, pending, reset, eof, max_us;
+};
+
+static void count_err(struct tally *t, int err)
+{
+	switch (err) {
+	case 0: t->success++; break;
+	case ECONNREFUSED: t->refused++; break;
+	case ETIMEDOUT: case EAGAIN: t->timeout++; break;
+	case EHOSTUNREACH: case ENETUNREACH: t->unreach++; break;
+	case EPERM: t->eperm++; break;
+	default: t->other++; break;
+	}
+}
+
+static void print_tally(const struct tally *t)
+{
+	printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld "
+	       "pending=%ld reset=%ld eof=%ld max_us=%ld\n", t->success, t->refused, t->timeout,
+	       t->unreach, t->eperm, t->other, t->pending, t->reset, t->eof, t->max_us);
+}
+
+static int do_pconnect(int argc, char **argv, bool cancel)
+{
+	struct sockaddr_storage ss;
+	struct tally t = { 0 };
+	struct pollfd *p;
+	long count, open_fds;
+	int timeout_ms = argc > 5 ? atoi(argv[5]) : 10000;
+	long long end;
+	socklen_t sl;
+
+	if (argc < 5)
+		return 2;
+	sl = make_addr(argv[2], argv[3], &ss);
+	count = atol(argv[4]);
+	p = calloc(count, sizeof(*p));
+	for (long i = 0; i < count; i++) {
+		p[i].fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		p[i].events = POLLOUT;
+		if (connect(p[i].fd, (struct sockaddr *)&ss, sl) == 0) {
+			t.success++;
+			close(p[i].fd);
+			p[i].fd = -1;
+		} else if (errno != EINPROGRESS) {
+			count_err(&t, errno);
+			close(p[i].fd);
+			p[i].fd = -1;
+		} else if (cancel) {
+			t.pending++;
+			close(p[i].fd);
+			p[i].fd = -1;
+		}
+	}
+	end = now_us() + timeout_ms * 1000LL;
+	for (;;) {
+		open_fds = 0;
+		for (long i = 0; i < count; i++)
+			open_fds += p[i].fd >= 0;
+		if (!open_fds || now_us() >= end)
+			break;
+		if (poll(p, count, (int)((end - now_us()) / 1000) + 1) <= 0)
+			continue;
+		for (long i = 0; i < count; i++) {
+			int err = 0;
+			socklen_t el = sizeof(err);
+
+			if (p[i].fd < 0 || !p[i].revents)
+				continue;
+			getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &err, &el);
+			count_err(&t, err);
+			close(p[i].fd);
+			p[i].fd = -1;
+		}
+	}
+	for (long i = 0; i < count; i++) {
+		if (p[i].fd >= 0) {
+			t.pending++;
+			close(p[i].fd);
+		}
+	}
+	free(p);
+	print_tally(&t);
+	return 0;
+}
+
+static int do_fconnect(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	struct tally t = { 0 };
+	socklen_t sl;
+	long count;
+	int status;
+
+	if (argc < 5)
+		return 2;
+	sl = make_addr(argv[2], argv[3], &ss);
+	count = atol(argv[4]);
+	for (long i = 0; i < count; i++) {
+		if (fork() == 0) {
+			int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+
+			/* The exit status carries the errno (0: connected). */
+			_exit(connect(fd, (struct sockaddr *)&ss, sl) ? errno : 0);
+		}
+	}
+	while (wait(&status) > 0)
+		count_err(&t, WIFEXITED(status) ? WEXITSTATUS(status) : EINTR);
+	print_tally(&t);
+	return 0;
+}
+
+static int do_rst_or_hold(int argc, char **argv, bool hold)
+{
+	struct sockaddr_storage ss;
+	struct tally t = { 0 };
+	socklen_t sl;
+	long count;
+
+	if (argc < 5)
+		return 2;
+	sl = make_addr(argv[2], argv[3], &ss);
+	count = atol(argv[4]);
+	for (long i = 0; i < count; i++) {
+		struct timeval tv = { .tv_sec = 2 };
+		int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+		char buf[64];
+		ssize_t n;
+
+		if (connect(fd, (struct sockaddr *)&ss, sl)) {
+			count_err(&t, errno);
+			close(fd);
+			continue;
+		}
+		t.success++;
+		if (!hold) {
+			close_rst(fd);
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == ECONNRESET)
+			t.reset++;
+		else if (n == 0)
+			t.eof++;
+		else
+			t.other++;
+		close(fd);
+	}
+	print_tally(&t);
+	return 0;
 }
 
 static int do_connect(int argc, char **argv)
@@ -132,6 +313,7 @@ static int do_listen(int argc, char **argv)
 	socklen_t sl;
 	int fd, one = 1;
 	long accepted = 0;
+	bool rst = argc > 6 && !strcmp(argv[6], "--rst");
 	FILE *ready;
 
 	if (argc < 6)
@@ -157,7 +339,10 @@ static int do_listen(int argc, char **argv)
 
 			if (c >= 0) {
 				accepted++;
-				close(c);
+				if (rst)
+					close_rst(c);
+				else
+					close(c);
 			}
 		}
 	}
@@ -169,10 +354,20 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "connect"))
 		return do_connect(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "pconnect"))
+		return do_pconnect(argc, argv, false);
+	if (argc > 1 && !strcmp(argv[1], "fconnect"))
+		return do_fconnect(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "cancel"))
+		return do_pconnect(argc, argv, true);
+	if (argc > 1 && !strcmp(argv[1], "rst"))
+		return do_rst_or_hold(argc, argv, false);
+	if (argc > 1 && !strcmp(argv[1], "hold"))
+		return do_rst_or_hold(argc, argv, true);
 	if (argc > 1 && !strcmp(argv[1], "udp"))
 		return do_udp(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "listen"))
 		return do_listen(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|udp|listen ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|udp|listen ...\n");
 	return 2;
 }

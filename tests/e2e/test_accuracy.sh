@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Kernel truth: a known mix of real TCP outcomes against many destinations at
+# once, from AF_INET, IPv4-mapped AF_INET6 and IPv6 sockets, and every counter
+# in /metrics must equal the ground truth exactly:
+#   success, refused (closed port), timeout (nftables drop, tcp_syn_retries=1),
+#   unreachable (nftables reject with ICMP), cancelled (non-blocking connect
+#   closed before it completes), resets received (peer closes with
+#   SO_LINGER 0) and sent (we close with SO_LINGER 0), retransmits (the
+#   timed-out SYNs), CIDR destinations with longest-prefix overlap and an
+#   any-port destination. Traffic to unconfigured destinations and accepted
+#   connections (whose peer matches a destination) count nowhere.
+. "$(dirname "$0")/lib.sh"
+t_setup
+command -v nft >/dev/null || need "nft (nftables) not installed"
+
+B=$((20000 + RANDOM % 30000))
+P_OK=$B P_REF=$((B+1)) P_DROP=$((B+2)) P_UNR=$((B+3)) P_RSTL=$((B+4)) P_RSTS=$((B+5))
+P_CANCEL=$((B+6)) P_OTHER=$((B+7)) P_ANYL=$((B+8)) P_ANYREF=$((B+9))
+T_LISTEN="127.0.0.1:$(free_port)"
+
+ip netns exec "$T_NS" sysctl -qw net.ipv4.tcp_syn_retries=1
+ip netns exec "$T_NS" nft -f - <<EON || need "nftables rules cannot be loaded"
+table inet kbtest {
+	chain out {
+		type filter hook output priority 0;
+		tcp dport { $P_DROP, $P_CANCEL } drop
+		ip daddr 127.0.0.1 tcp dport $P_UNR reject with icmp type host-unreachable
+		ip6 daddr ::1 tcp dport $P_UNR reject with icmpv6 type addr-unreachable
+	}
+}
+EON
+
+cat > "$T_DIR/kb.yaml" <<EOC
+listen: $T_LISTEN
+cgroup: $T_CG
+poll_interval: 50ms
+defaults:
+  mode: observe
+  consecutive_failures: 1000000
+destinations:
+  - { name: ok4, host: 127.0.0.1, port: $P_OK }
+  - { name: ok6, host: "::1", port: $P_OK }
+  - { name: ref4, host: 127.0.0.1, port: $P_REF }
+  - { name: ref6, host: "::1", port: $P_REF }
+  - { name: to4, host: 127.0.0.1, port: $P_DROP }
+  - { name: to6, host: "::1", port: $P_DROP }
+  - { name: unr4, host: 127.0.0.1, port: $P_UNR }
+  - { name: unr6, host: "::1", port: $P_UNR }
+  - { name: rstrx, host: 127.0.0.1, port: $P_RSTL }
+  - { name: rsttx, host: 127.0.0.1, port: $P_RSTS }
+  - { name: cancel, host: 127.0.0.1, port: $P_CANCEL }
+  - { name: any3, host: 127.0.0.3, port: any }
+  - { name: net24, host: 127.0.1.0/24, port: $P_OK }
+  - { name: net25, host: 127.0.1.128/25, port: $P_OK }
+EOC
+start_agent "$T_DIR/kb.yaml"
+
+# The namespace's own TCP MIB is the ground truth for retransmits: the
+# kernel's retransmission schedule (how many SYN retries fit in the
+# timeout, a retry after an ICMP soft error) is its business, not ours.
+retrans_segs() {
+	ip netns exec "$T_NS" awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RetransSegs"] }' /proc/net/snmp
+}
+RETRANS0=$(retrans_segs)
+
+# Servers: one dual-stack listener for the successes, two that reset.
+start_listener :: "$P_OK" 120 "$T_DIR/l_ok"; L_OK=$LISTENER
+start_listener 127.0.0.1 "$P_RSTS" 120 "$T_DIR/l_rsts"; L_RSTS=$LISTENER
+rm -f "$T_DIR/ready"
+( echo "$BASHPID" > "$T_CG/cgroup.procs" &&
+  exec ip netns exec "$T_NS" "$KBTOOL" listen 127.0.0.1 "$P_RSTL" 120 "$T_DIR/ready" --rst > "$T_DIR/l_rstl" ) &
+L_RSTL=$!
+for _ in $(seq 1 100); do [ -e "$T_DIR/ready" ] && break; sleep 0.02; done
+rm -f "$T_DIR/ready"
+( echo "$BASHPID" > "$T_CG/cgroup.procs" &&
+  exec ip netns exec "$T_NS" "$KBTOOL" listen 127.0.0.3 "$P_ANYL" 120 "$T_DIR/ready" --rst > "$T_DIR/l_any" ) &
+L_ANY=$!
+for _ in $(seq 1 100); do [ -e "$T_DIR/ready" ] && break; sleep 0.02; done
+
+# run WHAT FIELD WANT kbtool-args...: run one batch, check kbtool's own count.
+run() {
+	local what=$1 fld=$2 want=$3 out
+	shift 3
+	out=$(in_test "$KBTOOL" "$@")
+	expect_eq "$what: $fld" "$(field "$fld" "$out")" "$want"
+}
+
+log "timeouts and cancels run in the background (3 s each)"
+in_test "$KBTOOL" pconnect 127.0.0.1 "$P_DROP" 20 10000 > "$T_DIR/to4a" &
+in_test "$KBTOOL" pconnect ::ffff:127.0.0.1 "$P_DROP" 5 10000 > "$T_DIR/to4b" &
+in_test "$KBTOOL" pconnect ::1 "$P_DROP" 5 10000 > "$T_DIR/to6" &
+TO_JOBS=$(jobs -p | tail -3)
+
+log "successes: 300 IPv4, 30 IPv4-mapped, 30 IPv6; CIDR 15 + 12 (longest prefix)"
+run ok4 success 300 connect 127.0.0.1 "$P_OK" 300
+run ok4-mapped success 30 connect ::ffff:127.0.0.1 "$P_OK" 30
+run ok6 success 30 connect ::1 "$P_OK" 30
+run net24 success 15 connect 127.0.1.5 "$P_OK" 15
+run net25 success 12 connect 127.0.1.200 "$P_OK" 12
+log "refused: 200 IPv4, 20 mapped, 20 IPv6"
+run ref4 refused 200 connect 127.0.0.1 "$P_REF" 200
+run ref4-mapped refused 20 connect ::ffff:127.0.0.1 "$P_REF" 20
+run ref6 refused 20 connect ::1 "$P_REF" 20
+# Blocking connects, in parallel: the first ICMP error arrives while connect()
+# holds the socket (loopback answers at once) and stays a soft error; the
+# retried SYN's error (1 s later) ends the connect in the kernel.
+log "unreachable: 10 IPv4, 5 mapped, 5 IPv6 (ICMP reject)"
+run unr4 unreachable 10 fconnect 127.0.0.1 "$P_UNR" 10
+run unr4-mapped unreachable 5 fconnect ::ffff:127.0.0.1 "$P_UNR" 5
+run unr6 unreachable 5 fconnect ::1 "$P_UNR" 5
+log "resets: 50 received (peer SO_LINGER 0), 50 sent (ours)"
+run rstrx reset 50 hold 127.0.0.1 "$P_RSTL" 50
+run rsttx success 50 rst 127.0.0.1 "$P_RSTS" 50
+log "cancelled: 30 non-blocking connects closed unfinished"
+run cancel pending 30 cancel 127.0.0.1 "$P_CANCEL" 30
+log "any port on 127.0.0.3: 20 reset by the peer, 10 refused"
+run any3 reset 20 hold 127.0.0.3 "$P_ANYL" 20
+run any3 refused 10 connect 127.0.0.3 "$P_ANYREF" 10
+log "unconfigured destinations: 50 refused IPv4, 10 IPv6, 20 successes on 127.0.0.2"
+run other refused 50 connect 127.0.0.1 "$P_OTHER" 50
+run other6 refused 10 connect ::1 "$P_OTHER" 10
+run other-ok success 20 connect 127.0.0.2 "$P_OK" 20
+for j in $TO_JOBS; do wait "$j"; done
+expect_eq "to4 timeouts" "$(field timeout "$(cat "$T_DIR/to4a")")" 20
+expect_eq "to4 mapped timeouts" "$(field timeout "$(cat "$T_DIR/to4b")")" 5
+expect_eq "to6 timeouts" "$(field timeout "$(cat "$T_DIR/to6")")" 5
+# The cancelled connects' sockets are gone; their SYNs are dropped, so no
+# late outcome can arrive. Everything has happened: compare.
+scrape > "$T_DIR/m"
+val() { awk -v k="$1" 'index($0, k " ") == 1 { print $2; f = 1 } END { if (!f) print "absent" }' "$T_DIR/m"; }
+# want CIRCUIT success refused timeout unreachable error cancelled resets_rx resets_tx retrans
+# (retrans: "-" when only the kernel's schedule decides it; checked in total below)
+want() {
+	local c=$1 i=2 r
+	for r in success refused timeout unreachable error cancelled; do
+		expect_eq "$c $r" "$(val "kbreaker_tcp_connects_total{circuit_name=\"$c\",result=\"$r\"}")" "${!i}"
+		i=$((i + 1))
+	done
+	expect_eq "$c resets received" "$(val "kbreaker_tcp_resets_total{circuit_name=\"$c\",direction=\"received\"}")" "${!i}"; i=$((i + 1))
+	expect_eq "$c resets sent" "$(val "kbreaker_tcp_resets_total{circuit_name=\"$c\",direction=\"sent\"}")" "${!i}"; i=$((i + 1))
+	expect_eq "$c blocked" "$(val "kbreaker_connects_blocked_total{circuit_name=\"$c\"}")" 0
+	expect_eq "$c would_block" "$(val "kbreaker_connects_would_block_total{circuit_name=\"$c\"}")" 0
+}
+log "every counter equals the ground truth"
+#          name   succ ref  to unr err can rx  tx  retr
+want       ok4    330  0    0  0   0   0   0   0   0
+want       ok6    30   0    0  0   0   0   0   0   0
+want       ref4   0    220  0  0   0   0   0   0   0
+want       ref6   0    20   0  0   0   0   0   0   0
+want       to4    0    0    25 0   0   0   0   0   -
+want       to6    0    0    5  0   0   0   0   0   -
+want       unr4   0    0    0  15  0   0   0   0   -
+want       unr6   0    0    0  5   0   0   0   0   -
+want       rstrx  50   0    0  0   0   0   50  0   0
+want       rsttx  50   0    0  0   0   0   0   50  0
+want       cancel 0    0    0  0   0   30  0   0   0
+want       any3   20   10   0  0   0   0   20  0   0
+want       net24  15   0    0  0   0   0   0   0   0
+want       net25  12   0    0  0   0   0   0   0   0
+expect_eq "histogram count = successes (ok4)" \
+	"$(val 'kbreaker_tcp_connect_duration_seconds_count{circuit_name="ok4"}')" 330
+# Nothing else anywhere: totals over all circuits equal the sums above.
+total() { awk -v p="$1" 'index($0, p) == 1 { s += $2 } END { print s + 0 }' "$T_DIR/m"; }
+expect_eq "all successes" "$(total 'kbreaker_tcp_connects_total{' | head -1)" \
+	"$((330 + 30 + 220 + 20 + 25 + 5 + 15 + 5 + 50 + 50 + 30 + 20 + 10 + 15 + 12))"
+expect_eq "all resets received" "$(grep 'direction="received"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" 70
+RETRANS=$(( $(retrans_segs) - RETRANS0 ))
+expect_eq "all retransmits = the namespace's RetransSegs" \
+	"$(grep '^kbreaker_tcp_retransmits_total{' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" "$RETRANS"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(val 'kbreaker_tcp_retransmits_total{circuit_name="to4"}')" -ge 25 ] || fail "to4: fewer retransmits than timed-out SYNs"
+expect_eq "all resets sent" "$(grep 'direction="sent"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" 50
+
+kill "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY"; wait "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY" 2>/dev/null
+# 300+30+30+15+12+20 (unconfigured 127.0.0.2) accepted by the dual-stack listener.
+expect_eq "dual-stack listener accepted" "$(cat "$T_DIR/l_ok")" "accepted=407"
+t_done

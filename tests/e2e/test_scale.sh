@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# 10,000 destinations, single hosts and CIDRs mixed with overlapping
+# prefixes: connects are attributed to the right destination (exact host
+# beats any prefix, the longest prefix wins, an exact port beats "any"), and
+# an address outside all of them counts nowhere.
+. "$(dirname "$0")/lib.sh"
+t_setup
+P=$((20000 + RANDOM % 30000))
+T_LISTEN="127.0.0.1:$(free_port)"
+
+{
+	echo "listen: $T_LISTEN"
+	echo "cgroup: $T_CG"
+	echo "max_destinations: 16384"
+	echo "defaults: { mode: observe, consecutive_failures: 1000000 }"
+	echo "destinations:"
+	# 6,000 single hosts 127.1.x.y
+	for x in $(seq 0 23); do for y in $(seq 1 250); do
+		echo "  - { name: h-$x-$y, host: 127.1.$x.$y, port: $P }"
+	done; done
+	# 3,500 /24s from 127.2.0.0/24 up and, inside the first 250, a /25 and a /30
+	for x in $(seq 0 3499); do
+		echo "  - { name: n24-$x, host: 127.$((2 + x / 256)).$((x % 256)).0/24, port: $P }"
+	done
+	for x in $(seq 0 249); do
+		echo "  - { name: n25-$x, host: 127.2.$x.128/25, port: $P }"
+		echo "  - { name: n30-$x, host: 127.2.$x.200/30, port: $P }"
+	done
+	# a wide any-port prefix under everything, and an exact host inside a /24
+	echo "  - { name: wide, host: 127.0.0.0/8, port: any }"
+	echo "  - { name: exact-in-net, host: 127.2.7.9, port: $P }"
+} > "$T_DIR/kb.yaml"
+log "config: $(grep -c 'name:' "$T_DIR/kb.yaml") destinations"
+expect_eq "destinations in the config" "$(grep -c 'name:' "$T_DIR/kb.yaml")" 10002
+start_agent "$T_DIR/kb.yaml"
+
+# connect ADDR COUNT: refused connects (nothing listens on $P).
+c() { in_test "$KBTOOL" connect "$1" "$P" "$2" >/dev/null; }
+c 127.1.0.1 3         # h-0-1
+c 127.1.23.250 4      # h-23-250
+c 127.2.3.9 5         # n24-3
+c 127.2.3.130 6       # n25-3 (longest prefix)
+c 127.2.3.201 7       # n30-3 (longer still)
+c 127.2.7.9 8         # exact-in-net beats n24-7
+c 127.2.7.10 9        # n24-7
+c 127.13.183.1 2      # n24-2999 (x=2999 -> 127.13.183.0/24)
+c 127.200.0.1 11      # wide (any port) only
+in_test "$KBTOOL" connect 127.200.0.1 $((P + 1)) 1 >/dev/null  # wide, other port
+c 127.1.24.1 3        # wide: 127.1.24.x is not a host entry
+scrape > "$T_DIR/m"
+val() { awk -v k="kbreaker_tcp_connects_total{circuit_name=\"$1\",result=\"refused\"}" \
+	'index($0, k " ") == 1 { print $2; f = 1 } END { if (!f) print "absent" }' "$T_DIR/m"; }
+for pair in h-0-1:3 h-23-250:4 n24-3:5 n25-3:6 n30-3:7 exact-in-net:8 n24-7:9 n24-2999:2 wide:15 n24-0:0 h-5-5:0; do
+	expect_eq "refused on ${pair%%:*}" "$(val "${pair%%:*}")" "${pair##*:}"
+done
+expect_eq "all refused" "$(grep 'result="refused"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" 59
+log "scrape: $(wc -c < "$T_DIR/m") bytes"
+t_done
