@@ -19,102 +19,258 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-static const char *const transition_msgs[BS_MAX] = {
-	[BS_CLOSED] = "breaker closed",
-	[BS_OPEN] = "breaker opened",
-	[BS_HALF_OPEN] = "breaker half-open",
-};
-
-/* Push the verdict after a transition and say why it happened. */
-static void publish(struct agent *a, struct agent_dst *d, enum breaker_state old,
-		    const char *cause)
+static const struct config_dst *slot_cfg(const struct agent *a, const struct agent_slot *s)
 {
-	struct kb_verdict v;
-	uint32_t id = d - a->dsts;
-	int err;
-
-	breaker_verdict(&d->br, &v);
-	err = kb_bpf_set_verdict(a->bpf, id, &v);
-	if (err)
-		log_err("bpf: write verdict of %s: %s", d->cfg->name, strerror(-err));
-	log_info("%s\tcircuit=%s old_state=%s new_state=%s mode=%s cause=%s",
-		 transition_msgs[d->br.state] ? transition_msgs[d->br.state] : "breaker changed",
-		 d->cfg->name, breaker_state_name(old), breaker_state_name(d->br.state),
-		 config_mode_name(d->br.policy.mode), cause);
+	return a->circuits[s->circuit].cfg;
 }
 
-static void record(struct agent *a, struct agent_dst *d, enum kb_result res,
+/* --- verdicts ------------------------------------------------------------ */
+
+static void write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v)
+{
+	int err = kb_bpf_set_verdict(a->bpf, id, v);
+
+	if (err) {
+		a->map_errors++;
+		log_err("bpf: write verdict of slot %u: %s", id, strerror(-err));
+	}
+}
+
+/* Push the verdict after a change and say why it happened. */
+static void publish(struct agent *a, struct agent_slot *s, enum breaker_state old, const char *cause)
+{
+	const struct config_dst *cfg = slot_cfg(a, s);
+	struct kb_verdict v;
+	char addr[64] = "";
+
+	breaker_verdict(&s->br, &v);
+	write_verdict(a, s - a->slots, &v);
+	if (old == s->br.state)
+		return;	/* a ramp step: no transition to tell */
+	if (cfg->per_address)
+		status_addr_text(s->addr, addr, sizeof(addr));
+	log_info("breaker %s\tcircuit=%s%s%s old_state=%s new_state=%s mode=%s cause=%s "
+		 "failure_rate=%.2f", breaker_state_name(s->br.state), cfg->name,
+		 addr[0] ? " address=" : "", addr, breaker_state_name(old),
+		 breaker_state_name(s->br.state), config_mode_name(s->br.policy.mode), cause,
+		 breaker_failure_rate(&s->br, mono_ns()));
+}
+
+/* Blast-radius guard: may one more member of s's group open? */
+static bool may_open(const struct agent *a, const struct agent_slot *s)
+{
+	const struct agent_circuit *c = &a->circuits[s->circuit];
+	size_t open_now = 0;
+
+	if (!c->cfg->per_address)
+		return true;
+	for (size_t i = 0; i < c->n_addrs; i++) {
+		enum breaker_state st = a->slots[c->members[i]].br.state;
+
+		open_now += st == BS_OPEN || st == BS_HALF_OPEN;
+	}
+	return breaker_group_may_open(open_now, c->n_addrs, c->cfg->max_open_percent);
+}
+
+static void record(struct agent *a, struct agent_slot *s, enum kb_result res,
 		   uint64_t start_ns, uint64_t now)
 {
-	enum breaker_state old = d->br.state;
+	enum breaker_state old = s->br.state;
 
-	if (breaker_record(&d->br, res, start_ns, now))
-		publish(a, d, old, breaker_result_name(res));
+	if (breaker_record_guarded(&s->br, res, start_ns, now, may_open(a, s)))
+		publish(a, s, old, breaker_is_failure(res) || res == KB_RES_CANCELLED ?
+			breaker_cause_name(s->br.cause) : breaker_result_name(res));
 }
 
 static void on_event(void *ctx, const struct kb_event *ev)
 {
 	struct agent *a = ctx;
 
-	if (ev->dst_id >= a->n_dsts || ev->result >= KB_RES_MAX)
-		return;
-	record(a, &a->dsts[ev->dst_id], ev->result, ev->ts_ns - ev->latency_ns, ev->ts_ns);
+	if (ev->dst_id >= a->n_slots || !a->slots[ev->dst_id].used || ev->result >= KB_RES_MAX)
+		return;	/* a socket tagged for a destination since removed */
+	record(a, &a->slots[ev->dst_id], ev->result, ev->ts_ns - ev->latency_ns, ev->ts_ns);
 }
 
-/* Put the addresses of a name into the maps and drop the ones it lost. */
-static void apply_addrs(struct agent *a, struct agent_dst *d, kb_addr_t *addrs, size_t n)
+/* --- slots --------------------------------------------------------------- */
+
+/*
+ * Take a slot for a new breaker of circuit ci. Never-used slots go first: a
+ * socket tagged for a removed destination may still count into its old
+ * slot for a while. Returns the slot id or -ENOSPC / -ENOMEM.
+ */
+static int64_t slot_take(struct agent *a, uint32_t ci, const kb_addr_t addr, uint64_t now)
 {
-	uint32_t id = d - a->dsts;
-	size_t i = 0, j = 0;
+	struct agent_slot *s;
+	size_t id;
 	int err;
 
-	/* Both lists are sorted: one merge pass finds what came and what went. */
-	while (i < d->n_addrs || j < n) {
-		int c = i == d->n_addrs ? 1 : j == n ? -1 : memcmp(d->addrs[i], addrs[j], 16);
-		char text[64];
+	if (a->n_slots < a->capacity) {
+		if (a->n_slots == a->slots_alloc) {
+			size_t n = a->slots_alloc ? a->slots_alloc * 2 : 64;
+			struct agent_slot *p;
 
-		if (c == 0) {
+			if (n > a->capacity)
+				n = a->capacity;
+			p = realloc(a->slots, n * sizeof(*p));
+			if (!p)
+				return -ENOMEM;
+			a->slots = p;
+			a->slots_alloc = n;
+		}
+		id = a->n_slots++;
+	} else {
+		for (id = 0; id < a->n_slots && a->slots[id].used; id++)
+			;
+		if (id == a->n_slots)
+			return -ENOSPC;
+	}
+	s = &a->slots[id];
+	memset(s, 0, sizeof(*s));
+	s->used = true;
+	s->circuit = ci;
+	if (addr)
+		memcpy(s->addr, addr, sizeof(s->addr));
+	breaker_init(&s->br, &a->circuits[ci].cfg->policy, now);
+	err = kb_bpf_reset_stats(a->bpf, id);
+	if (err) {
+		a->map_errors++;
+		log_err("bpf: reset counters of slot %zu: %s", id, strerror(-err));
+	}
+	/* A fresh breaker may start in forced_open: its verdict is not always ALLOW. */
+	publish(a, s, s->br.state, "start");
+	return id;
+}
+
+static void slot_drop(struct agent *a, uint32_t id)
+{
+	struct kb_verdict allow = { .action = KB_ACT_ALLOW };
+
+	/* Unblock first: the map key may outlive this call if its delete fails. */
+	write_verdict(a, id, &allow);
+	a->slots[id].used = false;
+}
+
+/* --- addresses ----------------------------------------------------------- */
+
+static void map_add(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
+		    uint8_t prefix_len, uint32_t id)
+{
+	char text[64];
+	int err;
+
+	err = kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, id);
+	if (err) {
+		a->map_errors++;
+		status_addr_text(addr, text, sizeof(text));
+		log_err("bpf: add %s/%u of %s: %s%s", text, prefix_len, c->cfg->name, strerror(-err),
+			err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
+	}
+}
+
+static void map_del(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
+		    uint8_t prefix_len)
+{
+	char text[64];
+	int err;
+
+	err = kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port);
+	if (err) {
+		a->map_errors++;
+		status_addr_text(addr, text, sizeof(text));
+		log_err("bpf: remove %s/%u of %s: %s", text, prefix_len, c->cfg->name, strerror(-err));
+	}
+}
+
+/*
+ * Make the maps hold exactly `addrs` (sorted, n) for a named circuit, taking
+ * ownership of the array. One merge pass over both sorted lists finds what
+ * came and what went; per_address members come and go with their address.
+ */
+static void apply_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n, uint64_t now)
+{
+	struct agent_circuit *c = &a->circuits[ci];
+	uint32_t *members = NULL;
+	size_t i = 0, j = 0;
+	char text[64];
+
+	if (c->cfg->per_address) {
+		members = calloc(n ? n : 1, sizeof(*members));
+		if (!members) {
+			log_err("resolve %s: out of memory", c->cfg->name);
+			free(addrs);
+			return;
+		}
+	}
+	while (i < c->n_addrs || j < n) {
+		int cmp = i == c->n_addrs ? 1 : j == n ? -1 : memcmp(c->addrs[i], addrs[j], 16);
+
+		if (cmp == 0) {
+			if (members)
+				members[j] = c->members[i];
 			i++, j++;
 			continue;
 		}
-		status_addr_text(c < 0 ? d->addrs[i] : addrs[j], text, sizeof(text));
-		if (c < 0)
-			err = kb_bpf_del_dst(a->bpf, d->addrs[i++], 128, d->cfg->port);
-		else
-			err = kb_bpf_add_dst(a->bpf, addrs[j++], 128, d->cfg->port, id);
-		if (err) {
-			a->map_errors++;
-			log_err("bpf: %s address %s of %s: %s", c < 0 ? "remove" : "add", text,
-				d->cfg->name, strerror(-err));
-		} else {
-			log_info("%s\tcircuit=%s host=%s address=%s",
-				 c < 0 ? "address removed" : "address added", d->cfg->name, d->cfg->host, text);
+		status_addr_text(cmp < 0 ? c->addrs[i] : addrs[j], text, sizeof(text));
+		if (cmp < 0) {
+			map_del(a, c, c->addrs[i], 128);
+			if (members)
+				slot_drop(a, c->members[i]);
+			log_info("address removed\tcircuit=%s host=%s address=%s", c->cfg->name,
+				 c->cfg->host, text);
+			i++;
+			continue;
 		}
+		if (members) {
+			int64_t id = slot_take(a, ci, addrs[j], now);
+
+			if (id < 0) {
+				log_err("circuit %s: no slot for address %s: %s (raise max_destinations)",
+					c->cfg->name, text, strerror((int)-id));
+				/* Keep the lists parallel: drop the address we cannot serve. */
+				memmove(&addrs[j], &addrs[j + 1], (n - j - 1) * sizeof(*addrs));
+				n--;
+				continue;
+			}
+			members[j] = id;
+		}
+		map_add(a, c, addrs[j], 128, members ? members[j] : c->slot);
+		log_info("address added\tcircuit=%s host=%s address=%s", c->cfg->name, c->cfg->host, text);
+		j++;
 	}
-	free(d->addrs);
-	d->addrs = addrs;
-	d->n_addrs = n;
+	free(c->addrs);
+	free(c->members);
+	c->addrs = addrs;
+	c->members = members;
+	c->n_addrs = n;
 }
 
-static void resolve_dst(struct agent *a, struct agent_dst *d, bool locked)
+/* Resolve a named circuit; called with the lock held, dropped around DNS. */
+static void resolve_circuit(struct agent *a, uint32_t ci, bool drop_lock)
 {
+	char host[CONFIG_HOST_MAX];
 	kb_addr_t *addrs;
 	size_t n;
 	int err;
 
-	/* Resolve without the lock: DNS may take seconds. */
-	err = resolve_name(d->cfg->host, &addrs, &n);
-	if (!locked)
+	snprintf(host, sizeof(host), "%s", a->circuits[ci].cfg->host);
+	if (drop_lock)
+		pthread_mutex_unlock(&a->lock);
+	err = resolve_name(host, &addrs, &n);
+	if (drop_lock)
 		pthread_mutex_lock(&a->lock);
+	/* A reload may have replaced the circuit while DNS ran. */
+	if (ci >= a->n_circuits || strcmp(a->circuits[ci].cfg->host, host)) {
+		if (!err)
+			free(addrs);
+		return;
+	}
 	if (err) {
 		a->resolve_errors++;
-		log_warn("resolve %s for %s: %s; keeping %zu known addresses", d->cfg->host,
-			 d->cfg->name, gai_strerror(err), d->n_addrs);
-	} else {
-		apply_addrs(a, d, addrs, n);
+		log_warn("resolve %s for %s: %s; keeping %zu known addresses", host,
+			 a->circuits[ci].cfg->name, gai_strerror(err), a->circuits[ci].n_addrs);
+		return;
 	}
-	if (!locked)
-		pthread_mutex_unlock(&a->lock);
+	apply_addrs(a, ci, addrs, n, mono_ns());
 }
 
 static void *resolver_main(void *arg)
@@ -122,34 +278,95 @@ static void *resolver_main(void *arg)
 	struct agent *a = arg;
 	struct timespec until;
 
-	for (;;) {
-		pthread_mutex_lock(&a->lock);
+	pthread_mutex_lock(&a->lock);
+	while (!a->stopping) {
+		uint64_t ns = a->cfg->resolve_interval_ns;
+
 		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += a->cfg->resolve_interval_ns / 1000000000ULL;
-		until.tv_nsec += a->cfg->resolve_interval_ns % 1000000000ULL;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		until.tv_sec += ns / 1000000000ULL + (until.tv_nsec + ns % 1000000000ULL) / 1000000000ULL;
+		until.tv_nsec = (until.tv_nsec + ns % 1000000000ULL) % 1000000000ULL;
 		while (!a->stopping &&
 		       pthread_cond_timedwait(&a->resolver_wake, &a->lock, &until) != ETIMEDOUT)
 			;
-		if (a->stopping) {
-			pthread_mutex_unlock(&a->lock);
-			return NULL;
-		}
-		pthread_mutex_unlock(&a->lock);
-		for (size_t i = 0; i < a->n_dsts; i++)
-			if (a->dsts[i].cfg->host_kind == HOST_NAME)
-				resolve_dst(a, &a->dsts[i], false);
+		for (uint32_t ci = 0; !a->stopping && ci < a->n_circuits; ci++)
+			if (a->circuits[ci].cfg->host_kind == HOST_NAME)
+				resolve_circuit(a, ci, true);
 	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
 }
 
-int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf, uint64_t now)
+/* --- circuits ------------------------------------------------------------ */
+
+/* Put circuit ci (cfg set, nothing else) into service. Names resolve here. */
+static int circuit_start(struct agent *a, uint32_t ci, uint64_t now)
+{
+	struct agent_circuit *c = &a->circuits[ci];
+	int64_t id;
+
+	if (!c->cfg->per_address || c->cfg->host_kind != HOST_NAME) {
+		if (c->cfg->per_address)
+			log_warn("circuit %s: per_address needs a name to enumerate; one breaker for %s",
+				 c->cfg->name, c->cfg->host);
+		id = slot_take(a, ci, NULL, now);
+		if (id < 0) {
+			log_err("circuit %s: %s (raise max_destinations)", c->cfg->name, strerror((int)-id));
+			return (int)id;
+		}
+		c->slot = id;
+	}
+	if (c->cfg->host_kind == HOST_NAME)
+		resolve_circuit(a, ci, false);
+	else
+		map_add(a, c, c->cfg->addr, c->cfg->prefix_len, c->slot);
+	return 0;
+}
+
+/* Take circuit ci out of service: unblock and forget everything it holds. */
+static void circuit_stop(struct agent *a, struct agent_circuit *c)
+{
+	for (size_t i = 0; i < c->n_addrs; i++) {
+		map_del(a, c, c->addrs[i], 128);
+		if (c->members)
+			slot_drop(a, c->members[i]);
+	}
+	if (c->cfg->host_kind != HOST_NAME)
+		map_del(a, c, c->cfg->addr, c->cfg->prefix_len);
+	if (!c->members)
+		slot_drop(a, c->slot);
+	free(c->addrs);
+	free(c->members);
+	c->addrs = NULL;
+	c->members = NULL;
+	c->n_addrs = 0;
+}
+
+static uint32_t lookup_flags(const struct config *cfg)
+{
+	uint32_t flags = 0;
+
+	for (size_t i = 0; i < cfg->n_dsts; i++) {
+		const struct config_dst *d = &cfg->dsts[i];
+
+		if (d->host_kind == HOST_CIDR)
+			flags |= KB_LOOKUP_PREFIX;
+		else if (!d->port)
+			flags |= KB_LOOKUP_ANY_PORT;
+	}
+	return flags;
+}
+
+/* Same destination in two configs: its breakers carry over a reload. */
+static bool same_destination(const struct config_dst *x, const struct config_dst *y)
+{
+	return !strcmp(x->name, y->name) && !strcmp(x->host, y->host) && x->port == y->port &&
+	       x->per_address == y->per_address;
+}
+
+int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
+	       uint32_t capacity, uint64_t now)
 {
 	pthread_condattr_t ca;
-	uint32_t flags = 0;
-	bool names = false;
 	struct utsname u;
 	int err;
 
@@ -161,46 +378,33 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf, ui
 	pthread_condattr_destroy(&ca);
 	a->cfg = cfg;
 	a->bpf = bpf;
+	a->capacity = capacity;
+	a->poll_interval_ns = cfg->poll_interval_ns;
 	a->started_ns = a->last_tick_ns = now;
+	a->last_reload_ok = true;
+	a->last_reload_ok_wall = time(NULL);
 	if (!uname(&u))
 		snprintf(a->kernel, sizeof(a->kernel), "%s", u.release);
-	a->dsts = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*a->dsts));
-	if (!a->dsts)
+	a->circuits = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*a->circuits));
+	if (!a->circuits)
 		return -ENOMEM;
-	a->n_dsts = cfg->n_dsts;
-	for (size_t i = 0; i < cfg->n_dsts; i++) {
-		struct agent_dst *d = &a->dsts[i];
-
-		d->cfg = &cfg->dsts[i];
-		breaker_init(&d->br, &d->cfg->policy, now);
-		if (d->cfg->host_kind == HOST_NAME) {
-			names = true;
-			if (!d->cfg->port)
-				flags |= KB_LOOKUP_ANY_PORT;
-			resolve_dst(a, d, true);
-			continue;
-		}
-		if (d->cfg->prefix_len < 128)
-			flags |= KB_LOOKUP_PREFIX;
-		else if (!d->cfg->port)
-			flags |= KB_LOOKUP_ANY_PORT;
-		err = kb_bpf_add_dst(bpf, d->cfg->addr, d->cfg->prefix_len, d->cfg->port, i);
-		if (err) {
-			log_err("bpf: add destination %s: %s%s", d->cfg->name, strerror(-err),
-				err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
+	a->n_circuits = cfg->n_dsts;
+	for (uint32_t ci = 0; ci < cfg->n_dsts; ci++) {
+		a->circuits[ci].cfg = &cfg->dsts[ci];
+		err = circuit_start(a, ci, now);
+		if (err)
 			return err;
-		}
 	}
-	kb_bpf_set_lookup_flags(bpf, flags);
+	a->lookup_flags = lookup_flags(cfg);
+	kb_bpf_set_lookup_flags(bpf, a->lookup_flags);
 	a->lost_seen = kb_bpf_lost_total(bpf);
-	if (names) {
-		err = pthread_create(&a->resolver, NULL, resolver_main, a);
-		if (err) {
-			log_err("resolver thread: %s", strerror(err));
-			return -err;
-		}
-		a->resolver_running = true;
+	/* Always started: a reload may bring the first name. */
+	err = pthread_create(&a->resolver, NULL, resolver_main, a);
+	if (err) {
+		log_err("resolver thread: %s", strerror(err));
+		return -err;
 	}
+	a->resolver_running = true;
 	return 0;
 }
 
@@ -213,13 +417,122 @@ void agent_fini(struct agent *a)
 		pthread_mutex_unlock(&a->lock);
 		pthread_join(a->resolver, NULL);
 	}
-	for (size_t i = 0; i < a->n_dsts; i++)
-		free(a->dsts[i].addrs);
-	free(a->dsts);
-	a->dsts = NULL;
+	for (size_t i = 0; i < a->n_circuits; i++) {
+		free(a->circuits[i].addrs);
+		free(a->circuits[i].members);
+	}
+	free(a->circuits);
+	free(a->slots);
+	a->circuits = NULL;
+	a->slots = NULL;
 	pthread_cond_destroy(&a->resolver_wake);
 	pthread_mutex_destroy(&a->lock);
 }
+
+int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
+{
+	struct agent_circuit *next, *old;
+	size_t n_old, kept = 0, added = 0, removed = 0;
+	int32_t *from;
+	int err = 0;
+
+	if (cfg->max_destinations != a->capacity) {
+		log_err("reload: max_destinations cannot change while running (%u -> %u); restart kbreakerd",
+			a->capacity, cfg->max_destinations);
+		agent_reload_failed(a);
+		return -EINVAL;
+	}
+	next = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*next));
+	from = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*from));
+	if (!next || !from) {
+		free(next);
+		free(from);
+		agent_reload_failed(a);
+		return -ENOMEM;
+	}
+
+	pthread_mutex_lock(&a->lock);
+	old = a->circuits;
+	n_old = a->n_circuits;
+	/* Match new circuits to old ones; names are unique on each side. */
+	for (size_t i = 0; i < cfg->n_dsts; i++) {
+		from[i] = -1;
+		for (size_t j = 0; j < n_old; j++) {
+			if (old[j].cfg && same_destination(old[j].cfg, &cfg->dsts[i])) {
+				from[i] = j;
+				break;
+			}
+		}
+	}
+	/* Removed circuits go first: their keys and slots free up for the new. */
+	for (size_t j = 0; j < n_old; j++) {
+		bool stays = false;
+
+		for (size_t i = 0; i < cfg->n_dsts && !stays; i++)
+			stays = from[i] == (int32_t)j;
+		if (!stays) {
+			log_info("circuit removed\tcircuit=%s", old[j].cfg->name);
+			circuit_stop(a, &old[j]);
+			removed++;
+		}
+	}
+	a->circuits = next;
+	a->n_circuits = cfg->n_dsts;
+	a->cfg = cfg;
+	for (uint32_t i = 0; i < cfg->n_dsts; i++) {
+		struct agent_circuit *c = &next[i];
+
+		c->cfg = &cfg->dsts[i];
+		if (from[i] < 0)
+			continue;
+		/* Kept: take over its slots and addresses, apply the new policy. */
+		*c = old[from[i]];
+		c->cfg = &cfg->dsts[i];
+		for (size_t k = 0; k < a->n_slots; k++) {
+			struct agent_slot *s = &a->slots[k];
+			enum breaker_state was;
+
+			if (!s->used || s->circuit != (uint32_t)from[i])
+				continue;
+			s->circuit = i | 0x80000000u;	/* moved; unmarked below */
+			was = s->br.state;
+			if (breaker_reconfigure(&s->br, &c->cfg->policy, now))
+				publish(a, s, was, "reload");
+		}
+		kept++;
+	}
+	for (size_t k = 0; k < a->n_slots; k++)
+		a->slots[k].circuit &= ~0x80000000u;
+	for (uint32_t i = 0; i < cfg->n_dsts; i++) {
+		if (from[i] >= 0)
+			continue;
+		log_info("circuit added\tcircuit=%s host=%s", cfg->dsts[i].name, cfg->dsts[i].host);
+		err = err ?: circuit_start(a, i, now);
+		added++;
+	}
+	a->lookup_flags = lookup_flags(cfg);
+	kb_bpf_set_lookup_flags(a->bpf, a->lookup_flags);
+	a->poll_interval_ns = cfg->poll_interval_ns;
+	a->reloads_ok++;
+	a->last_reload_ok = true;
+	a->last_reload_ok_wall = time(NULL);
+	pthread_cond_signal(&a->resolver_wake);
+	pthread_mutex_unlock(&a->lock);
+	free(old);
+	free(from);
+	log_info("configuration reloaded\tkept=%zu added=%zu removed=%zu", kept, added, removed);
+	return err;
+}
+
+void agent_reload_failed(struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->reloads_failed++;
+	a->last_reload_ok = false;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* --- the loop's entry points ---------------------------------------------- */
 
 int agent_drain(struct agent *a, uint64_t now)
 {
@@ -244,24 +557,46 @@ static void apply_lost(struct agent *a, uint64_t now)
 		KB_RES_REFUSED, KB_RES_TIMEOUT, KB_RES_UNREACHABLE, KB_RES_ERROR,
 		KB_RES_CANCELLED, KB_RES_SUCCESS,
 	};
-	struct kb_dst_stats st;
 	uint64_t total = kb_bpf_lost_total(a->bpf);
+	struct kb_dst_stats st;
 
 	if (total == a->lost_seen)
 		return;
 	log_warn("bpf: %llu events did not fit in the ring; applying them from counters",
 		 (unsigned long long)(total - a->lost_seen));
 	a->lost_seen = total;
-	for (size_t i = 0; i < a->n_dsts; i++) {
-		struct agent_dst *d = &a->dsts[i];
+	for (size_t i = 0; i < a->n_slots; i++) {
+		struct agent_slot *s = &a->slots[i];
 
-		if (kb_bpf_read_stats(a->bpf, i, &st))
+		if (!s->used || kb_bpf_read_stats(a->bpf, i, &st))
 			continue;
 		for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
 			enum kb_result r = order[k];
 
-			for (; d->lost_seen[r] < st.lost[r]; d->lost_seen[r]++)
-				record(a, d, r, now, now);
+			for (; s->lost_seen[r] < st.lost[r]; s->lost_seen[r]++)
+				record(a, s, r, now, now);
+		}
+	}
+}
+
+/* Resets count as failures only where the policy says so: only those slots are read. */
+static void apply_resets(struct agent *a, uint64_t now)
+{
+	struct kb_dst_stats st;
+
+	for (size_t i = 0; i < a->n_slots; i++) {
+		struct agent_slot *s = &a->slots[i];
+		uint64_t total;
+
+		if (!s->used || !(s->br.policy.failures & POLICY_FAIL_RESET) ||
+		    kb_bpf_read_stats(a->bpf, i, &st))
+			continue;
+		total = st.resets_rx + st.resets_tx;
+		for (; s->resets_seen < total; s->resets_seen++) {
+			enum breaker_state old = s->br.state;
+
+			if (breaker_record_reset_guarded(&s->br, now, may_open(a, s)))
+				publish(a, s, old, "reset");
 		}
 	}
 }
@@ -270,14 +605,15 @@ int agent_tick(struct agent *a, uint64_t now)
 {
 	pthread_mutex_lock(&a->lock);
 	a->last_tick_ns = now;
-	a->last_tick_err = 0;
 	apply_lost(a, now);
-	for (size_t i = 0; i < a->n_dsts; i++) {
-		struct agent_dst *d = &a->dsts[i];
-		enum breaker_state old = d->br.state;
+	apply_resets(a, now);
+	for (size_t i = 0; i < a->n_slots; i++) {
+		struct agent_slot *s = &a->slots[i];
+		enum breaker_state old = s->br.state;
 
-		if (breaker_tick(&d->br, now))
-			publish(a, d, old, "open_duration elapsed");
+		if (s->used && breaker_tick(&s->br, now))
+			publish(a, s, old, old == BS_OPEN ? "open period elapsed" :
+					   old == BS_HALF_OPEN ? "max_half_open_duration" : "ramp");
 	}
 	pthread_mutex_unlock(&a->lock);
 	return 0;
@@ -288,8 +624,10 @@ uint64_t agent_next_deadline(struct agent *a)
 	uint64_t next = 0, t;
 
 	pthread_mutex_lock(&a->lock);
-	for (size_t i = 0; i < a->n_dsts; i++) {
-		t = breaker_deadline(&a->dsts[i].br);
+	for (size_t i = 0; i < a->n_slots; i++) {
+		if (!a->slots[i].used)
+			continue;
+		t = breaker_deadline(&a->slots[i].br);
 		if (t && (!next || t < next))
 			next = t;
 	}
@@ -297,36 +635,118 @@ uint64_t agent_next_deadline(struct agent *a)
 	return next;
 }
 
-typedef int (*render_fn)(struct agent *a, FILE *out, const struct kb_dst_stats *stats, uint64_t now);
+/* --- rendering ------------------------------------------------------------ */
 
-/*
- * Read every destination's counters and render under the lock (renderers
- * point into the breakers), into a malloc'd body. Returns 200 or -errno.
- */
+/* Worst first: a group shows the most severe of its members' states. */
+static int severity(enum breaker_state s)
+{
+	static const int rank[BS_MAX] = {
+		[BS_FORCED_OPEN] = 6, [BS_OPEN] = 5, [BS_HALF_OPEN] = 4,
+		[BS_CLOSED] = 3, [BS_METRICS_ONLY] = 2, [BS_DISABLED] = 1,
+	};
+
+	return (unsigned)s < BS_MAX ? rank[s] : 0;
+}
+
+/* One circuit as the renderers see it: its slots folded together. */
+struct circuit_view {
+	enum breaker_state state;
+	uint64_t transitions[BS_MAX][BS_MAX];
+	struct kb_dst_stats stats;
+	double failure_rate, slow_call_rate;
+	uint32_t consecutive_failures;
+	uint64_t since_ns;		/* latest transition among its slots */
+	uint64_t next_half_open_ns;	/* earliest, when open */
+	const struct agent_slot *single;	/* the one slot, unless per_address */
+};
+
+static void fold_slot(struct circuit_view *v, const struct agent_slot *s,
+		      const struct kb_dst_stats *st, uint64_t now, bool first)
+{
+	enum breaker_state ps = breaker_public_state(&s->br);
+	const __u64 *src = (const __u64 *)st;
+	__u64 *dst = (__u64 *)&v->stats;
+	uint64_t dl = breaker_deadline(&s->br);
+	double fr = breaker_failure_rate(&s->br, now), sr = breaker_slow_call_rate(&s->br, now);
+
+	if (first || severity(ps) > severity(v->state))
+		v->state = ps;
+	for (int i = 0; i < BS_MAX; i++)
+		for (int j = 0; j < BS_MAX; j++)
+			v->transitions[i][j] += s->br.transitions[i][j];
+	for (size_t w = 0; w < sizeof(*st) / sizeof(__u64); w++)
+		dst[w] += src[w];
+	if (fr > v->failure_rate)
+		v->failure_rate = fr;
+	if (sr > v->slow_call_rate)
+		v->slow_call_rate = sr;
+	if (s->br.consecutive_failures > v->consecutive_failures)
+		v->consecutive_failures = s->br.consecutive_failures;
+	if (s->br.state_since_ns > v->since_ns)
+		v->since_ns = s->br.state_since_ns;
+	if (s->br.state == BS_OPEN && dl && (!v->next_half_open_ns || dl < v->next_half_open_ns))
+		v->next_half_open_ns = dl;
+}
+
+/* Fold every circuit's slots (stats read from the maps). Lock held. */
+static int build_views(struct agent *a, struct circuit_view *views, uint64_t now)
+{
+	struct kb_dst_stats st;
+	bool *seen;
+	int err;
+
+	seen = calloc(a->n_circuits ? a->n_circuits : 1, sizeof(*seen));
+	if (!seen)
+		return -ENOMEM;
+	for (size_t i = 0; i < a->n_slots; i++) {
+		const struct agent_slot *s = &a->slots[i];
+		struct circuit_view *v;
+
+		if (!s->used)
+			continue;
+		err = kb_bpf_read_stats(a->bpf, i, &st);
+		if (err) {
+			free(seen);
+			return err;
+		}
+		v = &views[s->circuit];
+		fold_slot(v, s, &st, now, !seen[s->circuit]);
+		if (!a->circuits[s->circuit].cfg->per_address)
+			v->single = s;
+		seen[s->circuit] = true;
+	}
+	for (size_t c = 0; c < a->n_circuits; c++)
+		if (!seen[c])	/* a per_address group with no address yet */
+			views[c].state = a->circuits[c].cfg->policy.mode == MODE_OBSERVE ?
+					 BS_METRICS_ONLY : BS_CLOSED;
+	free(seen);
+	return 0;
+}
+
+typedef int (*render_fn)(struct agent *a, FILE *out, const struct circuit_view *views,
+			 uint64_t now);
+
+/* Render under the lock into a malloc'd body. Returns 200 or -errno. */
 static int render_body(struct agent *a, render_fn render, char **body, size_t *len)
 {
-	struct kb_dst_stats *stats;
+	struct circuit_view *views;
+	uint64_t now = mono_ns();
 	FILE *out;
-	int err = 0;
+	int err;
 
 	*body = NULL;
-	stats = calloc(a->n_dsts ? a->n_dsts : 1, sizeof(*stats));
-	if (!stats)
-		return -ENOMEM;
 	out = open_memstream(body, len);
-	if (!out) {
-		free(stats);
+	if (!out)
 		return -errno;
-	}
 	pthread_mutex_lock(&a->lock);
-	for (size_t i = 0; i < a->n_dsts && !err; i++)
-		err = kb_bpf_read_stats(a->bpf, i, &stats[i]);
+	views = calloc(a->n_circuits ? a->n_circuits : 1, sizeof(*views));
+	err = views ? build_views(a, views, now) : -ENOMEM;
 	if (!err)
-		err = render(a, out, stats, mono_ns());
+		err = render(a, out, views, now);
 	pthread_mutex_unlock(&a->lock);
+	free(views);
 	if (fclose(out) && !err)
 		err = -errno;
-	free(stats);
 	if (err) {
 		log_err("http: render: %s", strerror(-err));
 		free(*body);
@@ -336,54 +756,91 @@ static int render_body(struct agent *a, render_fn render, char **body, size_t *l
 	return 200;
 }
 
-static int render_metrics(struct agent *a, FILE *out, const struct kb_dst_stats *stats, uint64_t now)
+static int render_metrics(struct agent *a, FILE *out, const struct circuit_view *views, uint64_t now)
 {
+	double wall_now = (double)time(NULL);
 	struct metrics_agent info = {
 		.version = KB_VERSION,
 		.kernel = a->kernel,
 		.events_lost = kb_bpf_lost_total(a->bpf),
+		.capacity = a->capacity,
+		.reload_ok = a->last_reload_ok,
+		.last_reload_ok_wall = a->last_reload_ok_wall,
+		.reloads_ok = a->reloads_ok,
+		.reloads_failed = a->reloads_failed,
+		.resolve_errors = a->resolve_errors,
+		.map_errors = a->map_errors,
+		.refuses_with_econnrefused = kb_bpf_refuses_with_econnrefused(a->bpf),
 	};
 	struct metrics_dst *md;
 	int err;
 
-	md = calloc(a->n_dsts ? a->n_dsts : 1, sizeof(*md));
+	for (size_t i = 0; i < a->n_slots; i++)
+		info.slots_used += a->slots[i].used;
+	md = calloc(a->n_circuits ? a->n_circuits : 1, sizeof(*md));
 	if (!md)
 		return -ENOMEM;
-	for (size_t i = 0; i < a->n_dsts; i++) {
-		md[i].name = a->dsts[i].cfg->name;
-		md[i].state = breaker_public_state(&a->dsts[i].br);
-		md[i].transitions = (const uint64_t (*)[BS_MAX])a->dsts[i].br.transitions;
-		md[i].stats = stats[i];
+	for (size_t i = 0; i < a->n_circuits; i++) {
+		const struct circuit_view *v = &views[i];
+
+		md[i] = (struct metrics_dst){
+			.name = a->circuits[i].cfg->name,
+			.state = v->state,
+			.transitions = v->transitions,
+			.stats = v->stats,
+			.failure_rate = v->failure_rate,
+			.slow_call_rate = v->slow_call_rate,
+			.consecutive_failures = v->consecutive_failures,
+			.last_transition_wall = wall_now - (double)(now - v->since_ns) / 1e9,
+		};
 	}
-	err = metrics_render(out, &info, md, a->n_dsts);
+	err = metrics_render(out, &info, md, a->n_circuits);
 	free(md);
 	return err;
 }
 
-static int render_status(struct agent *a, FILE *out, const struct kb_dst_stats *stats, uint64_t now)
+static int render_status(struct agent *a, FILE *out, const struct circuit_view *views, uint64_t now)
 {
 	struct status_dst *sd;
 	int err;
 
-	sd = calloc(a->n_dsts ? a->n_dsts : 1, sizeof(*sd));
+	sd = calloc(a->n_circuits ? a->n_circuits : 1, sizeof(*sd));
 	if (!sd)
 		return -ENOMEM;
-	for (size_t i = 0; i < a->n_dsts; i++) {
-		const struct agent_dst *d = &a->dsts[i];
+	for (size_t i = 0; i < a->n_circuits; i++) {
+		const struct agent_circuit *c = &a->circuits[i];
+		const struct circuit_view *v = &views[i];
 
 		sd[i] = (struct status_dst){
-			.name = d->cfg->name,
-			.addr = d->cfg->addr,
-			.port = d->cfg->port,
-			.mode = d->br.policy.mode,
-			.state = breaker_public_state(&d->br),
-			.since_ns = d->br.state_since_ns,
-			.next_half_open_ns = breaker_deadline(&d->br),
-			.consecutive_failures = d->br.consecutive_failures,
-			.stats = stats[i],
+			.name = c->cfg->name,
+			.host = c->cfg->host,
+			.addr = c->cfg->host_kind == HOST_NAME ? NULL : c->cfg->addr,
+			.prefix_len = c->cfg->prefix_len,
+			.port = c->cfg->port,
+			.mode = c->cfg->policy.mode,
+			.state = v->state,
+			.since_ns = v->since_ns,
+			.next_half_open_ns = v->next_half_open_ns,
+			.consecutive_failures = v->consecutive_failures,
+			.failure_rate = v->failure_rate,
+			.stats = v->stats,
+			.addrs = (const uint8_t (*)[16])c->addrs,
+			.n_addrs = c->n_addrs,
 		};
+		if (c->members) {
+			sd[i].member_states = calloc(c->n_addrs ? c->n_addrs : 1, sizeof(enum breaker_state));
+			if (!sd[i].member_states) {
+				err = -ENOMEM;
+				goto out;
+			}
+			for (size_t k = 0; k < c->n_addrs; k++)
+				sd[i].member_states[k] = breaker_public_state(&a->slots[c->members[k]].br);
+		}
 	}
-	err = status_render(out, KB_VERSION, a->started_ns, now, sd, a->n_dsts);
+	err = status_render(out, KB_VERSION, a->started_ns, now, sd, a->n_circuits);
+out:
+	for (size_t i = 0; i < a->n_circuits; i++)
+		free(sd[i].member_states);
 	free(sd);
 	return err;
 }
@@ -401,21 +858,19 @@ int agent_status(void *ctx, char **body, size_t *len)
 int agent_healthz(void *ctx, char **body, size_t *len)
 {
 	struct agent *a = ctx;
-	uint64_t since, limit = 3 * a->cfg->poll_interval_ns + 1000000000ULL;
-	int err, n;
+	uint64_t since, limit;
+	int n;
 
 	pthread_mutex_lock(&a->lock);
 	since = mono_ns() - a->last_tick_ns;
-	err = a->last_tick_err;
+	limit = 3 * a->poll_interval_ns + 1000000000ULL;
 	pthread_mutex_unlock(&a->lock);
-	if (err)
-		n = asprintf(body, "unhealthy: last poll failed: %s\n", strerror(-err));
-	else if (since > limit)
+	if (since > limit)
 		n = asprintf(body, "unhealthy: breaker loop stalled, last poll %.1fs ago\n", since / 1e9);
 	else
 		n = asprintf(body, "ok\n");
 	if (n < 0)
 		return -ENOMEM;
 	*len = n;
-	return err || since > limit ? 503 : 200;
+	return since > limit ? 503 : 200;
 }

@@ -2,13 +2,20 @@
 /*
  * agent: the breakers of a running kbreakerd and their link to the kernel.
  * Feeds kernel events to breakers, ticks them, pushes verdicts into the
- * maps, and renders metrics for the HTTP thread. Every entry point takes
- * the agent's lock, so the event loop and the HTTP thread may both call in.
+ * maps, follows names and reloads, and renders /metrics, /status and
+ * /healthz for the HTTP thread. Every entry point takes the agent's lock,
+ * so the event loop, the resolver thread and the HTTP thread may all call in.
+ *
+ * A circuit is one configured destination (one circuit_name). Its breakers
+ * live in slots; a slot's index is its dst_id in the kernel maps and stays
+ * the same for the slot's life, across reloads, so counts are kept. A
+ * circuit has one slot, or with per_address one slot per address.
  */
 #ifndef KB_AGENT_H
 #define KB_AGENT_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include "breaker.h"
 #include "config.h"
@@ -16,11 +23,20 @@
 
 struct kb_bpf;
 
-struct agent_dst {
-	const struct config_dst *cfg;
+struct agent_slot {
+	bool used;
+	uint32_t circuit;		/* index into agent.circuits */
+	kb_addr_t addr;			/* per_address members: their address */
 	struct breaker br;
 	uint64_t lost_seen[KB_RES_MAX];	/* kb_dst_stats.lost already applied */
-	kb_addr_t *addrs;		/* HOST_NAME: the addresses in the maps now */
+	uint64_t resets_seen;		/* resets already fed to the breaker */
+};
+
+struct agent_circuit {
+	const struct config_dst *cfg;
+	uint32_t slot;			/* its breaker, unless per_address */
+	kb_addr_t *addrs;		/* HOST_NAME: the addresses in the maps now, sorted */
+	uint32_t *members;		/* per_address: slot of addrs[i] */
 	size_t n_addrs;
 };
 
@@ -28,14 +44,22 @@ struct agent {
 	pthread_mutex_t lock;
 	const struct config *cfg;
 	struct kb_bpf *bpf;
-	struct agent_dst *dsts;
-	size_t n_dsts;
+	struct agent_circuit *circuits;
+	size_t n_circuits;
+	struct agent_slot *slots;
+	size_t n_slots;			/* slots in use range; unused ones have used == false */
+	size_t slots_alloc;		/* slots[] allocated length */
+	uint32_t capacity;		/* slots the kernel maps hold */
+	uint32_t lookup_flags;		/* KB_LOOKUP_* in force */
 	uint64_t lost_seen;		/* kb_bpf_lost_total() already handled */
 	uint64_t started_ns;
 	uint64_t last_tick_ns;		/* the loop's heartbeat, for /healthz */
-	int last_tick_err;
+	uint64_t poll_interval_ns;
 	uint64_t resolve_errors;	/* failed name resolutions */
 	uint64_t map_errors;		/* failed map writes */
+	uint64_t reloads_ok, reloads_failed;
+	bool last_reload_ok;
+	int64_t last_reload_ok_wall;	/* unix seconds of the last good (re)load */
 	char kernel[65];
 	/* The resolver thread re-resolves names every resolve_interval. */
 	pthread_t resolver;
@@ -45,17 +69,31 @@ struct agent {
 };
 
 /*
- * Register cfg's destinations in the maps (names resolved once, here) and
- * start every breaker closed; start the resolver thread if names exist.
+ * Register cfg's destinations in the maps (names resolved once, here),
+ * start every breaker closed, start the resolver thread. cfg must outlive
+ * the agent or be replaced by agent_reload(). Returns 0 or -errno, logged.
  */
-int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf, uint64_t now);
+int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
+	       uint32_t capacity, uint64_t now);
+
 /* Stop the resolver thread and free; the maps go with kb_bpf_close(). */
 void agent_fini(struct agent *a);
+
+/*
+ * Switch to cfg at `now`: circuits whose name, host and port are unchanged
+ * keep their breakers and counts (policy changes apply to them), new ones
+ * start closed, removed ones are unblocked and dropped. Returns 0, or
+ * -errno with the running config untouched; the caller frees the loser.
+ */
+int agent_reload(struct agent *a, const struct config *cfg, uint64_t now);
+
+/* Record that a reload was rejected (for metrics). */
+void agent_reload_failed(struct agent *a);
 
 /* Drain the kernel's event queue into the breakers. */
 int agent_drain(struct agent *a, uint64_t now);
 
-/* Time-based transitions and late (lost) events. Returns 0 or -errno. */
+/* Time-based transitions, late (lost) events and resets. Returns 0 or -errno. */
 int agent_tick(struct agent *a, uint64_t now);
 
 /* Earliest breaker deadline, or 0 when none is timed. */
@@ -68,8 +106,8 @@ int agent_metrics(void *agent, char **body, size_t *len);
 int agent_status(void *agent, char **body, size_t *len);
 
 /*
- * http_body_fn for /healthz: 200 "ok" while the loop ticks and its last
- * tick succeeded; 503 with a one-line reason otherwise.
+ * http_body_fn for /healthz: 200 "ok" while the loop ticks; 503 with a
+ * one-line reason otherwise.
  */
 int agent_healthz(void *agent, char **body, size_t *len);
 

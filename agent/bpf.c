@@ -263,6 +263,14 @@ int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdic
 	return 0;
 }
 
+int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)
+{
+	memset(k->percpu, 0, k->ncpus * sizeof(*k->percpu));
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
 int kb_bpf_read_stats(struct kb_bpf *k, uint32_t dst_id, struct kb_dst_stats *sum)
 {
 	const __u64 *src;

@@ -53,6 +53,9 @@ void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags);
 
 int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v);
 
+/* Zero a destination's counters on every CPU (a slot taken by a new destination). */
+int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id);
+
 /* Sum the per-CPU counters of one destination into *sum. Callers serialize: it uses one scratch buffer. */
 int kb_bpf_read_stats(struct kb_bpf *k, uint32_t dst_id, struct kb_dst_stats *sum);
 

@@ -67,11 +67,53 @@ static void arm_timer(int tfd, uint64_t at_ns)
 	timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
+/*
+ * SIGHUP: load the file again. A file that fails validation is rejected
+ * with the same message --check-config prints, and the running config
+ * stays in force. On success *cfg is swapped and the old one freed.
+ */
+static void reload(struct agent *a, const char *path, struct config **cfg)
+{
+	char err_text[CONFIG_ERR_MAX];
+	struct config *next;
+	int err;
+
+	next = malloc(sizeof(*next));
+	if (!next) {
+		agent_reload_failed(a);
+		log_err("reload: out of memory; keeping the running configuration");
+		return;
+	}
+	config_init(next);
+	err = config_load(next, path, err_text, sizeof(err_text));
+	if (err) {
+		agent_reload_failed(a);
+		log_err("reload rejected, keeping the running configuration: %s", err_text);
+		config_free(next);
+		free(next);
+		return;
+	}
+	if (strcmp(next->listen_host, (*cfg)->listen_host) || next->listen_port != (*cfg)->listen_port ||
+	    strcmp(next->cgroup, (*cfg)->cgroup))
+		log_warn("reload: listen and cgroup changes take effect at the next restart");
+	err = agent_reload(a, next, now_ns());
+	if (err == -EINVAL) {	/* refused before any change */
+		config_free(next);
+		free(next);
+		return;
+	}
+	if (err)
+		log_err("reload: applied with errors: %s", strerror(-err));
+	config_free(*cfg);
+	free(*cfg);
+	*cfg = next;
+}
+
 /* Runs until SIGTERM/SIGINT. Returns 0 or -errno. */
-static int run_loop(struct agent *a, struct kb_bpf *bpf, uint64_t poll_ns)
+static int run_loop(struct agent *a, struct kb_bpf *bpf, const char *path, struct config **cfg)
 {
 	int ep = -1, sfd = -1, tfd = -1, efd = kb_bpf_events_fd(bpf), err;
-	uint64_t next_poll = now_ns() + poll_ns, deadline, now;
+	uint64_t poll_ns = (*cfg)->poll_interval_ns, next_poll = now_ns() + poll_ns, deadline, now;
 	struct epoll_event evs[4];
 	sigset_t mask;
 	bool stop = false;
@@ -116,7 +158,9 @@ static int run_loop(struct agent *a, struct kb_bpf *bpf, uint64_t poll_ns)
 
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
-						log_info("SIGHUP: reload is not supported yet; keeping the running config");
+						log_info("SIGHUP: reloading %s", path);
+						reload(a, path, cfg);
+						poll_ns = (*cfg)->poll_interval_ns;
 						continue;
 					}
 					log_info("signal %s: stopping", strsignal(si.ssi_signo));
@@ -162,7 +206,7 @@ int main(int argc, char **argv)
 	char err_text[CONFIG_ERR_MAX], cgroup[CONFIG_PATH_MAX];
 	struct http_server *http = NULL;
 	struct kb_bpf *bpf = NULL;
-	struct config cfg;
+	struct config *cfg;
 	struct agent a;
 	bool check_only = false, agent_up = false;
 	enum log_level lvl;
@@ -201,14 +245,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	config_init(&cfg);
-	if (config_load(&cfg, path, err_text, sizeof(err_text))) {
+	cfg = malloc(sizeof(*cfg));
+	if (!cfg) {
+		fprintf(stderr, "kbreakerd: out of memory\n");
+		return 1;
+	}
+	config_init(cfg);
+	if (config_load(cfg, path, err_text, sizeof(err_text))) {
 		fprintf(stderr, "%s\n", err_text);
+		free(cfg);
 		return 1;
 	}
 	if (check_only) {
-		printf("%s: ok, %zu destinations\n", path, cfg.n_dsts);
-		config_free(&cfg);
+		printf("%s: ok, %zu destinations\n", path, cfg->n_dsts);
+		config_free(cfg);
+		free(cfg);
 		return 0;
 	}
 
@@ -220,8 +271,8 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (cfg.cgroup[0]) {
-		snprintf(cgroup, sizeof(cgroup), "%s", cfg.cgroup);
+	if (cfg->cgroup[0]) {
+		snprintf(cgroup, sizeof(cgroup), "%s", cfg->cgroup);
 	} else {
 		err = kb_cgroup2_root(cgroup, sizeof(cgroup));
 		if (err) {
@@ -233,7 +284,7 @@ int main(int argc, char **argv)
 
 	kb_bpf_setup_logging();
 	struct kb_bpf_opts bo = {
-		.capacity = cfg.n_dsts > KB_MAX_DESTINATIONS_DEFAULT ? cfg.n_dsts : KB_MAX_DESTINATIONS_DEFAULT,
+		.capacity = cfg->max_destinations,
 		.cgroup = cgroup,
 	};
 	err = kb_bpf_open(&bpf, &bo);
@@ -245,18 +296,18 @@ int main(int argc, char **argv)
 	if (!kb_bpf_refuses_with_econnrefused(bpf))
 		log_warn("kernel lacks bpf_set_retval (5.18+): blocked connects fail with EPERM, not ECONNREFUSED");
 
-	err = agent_init(&a, &cfg, bpf, now_ns());
+	err = agent_init(&a, cfg, bpf, cfg->max_destinations, now_ns());
 	agent_up = true;
 	if (err)
 		goto out;
-	err = http_start(&http, cfg.listen_host, cfg.listen_port, routes,
+	err = http_start(&http, cfg->listen_host, cfg->listen_port, routes,
 			 sizeof(routes) / sizeof(routes[0]), &a);
 	if (err)
 		goto out;
 
 	log_info("kbreakerd %s started\tdestinations=%zu cgroup=%s listen=%s:%u", KB_VERSION,
-		 cfg.n_dsts, cgroup, cfg.listen_host, cfg.listen_port);
-	err = run_loop(&a, bpf, cfg.poll_interval_ns);
+		 cfg->n_dsts, cgroup, cfg->listen_host, cfg->listen_port);
+	err = run_loop(&a, bpf, path, &cfg);
 	if (!err)
 		rc = 0;
 out:
@@ -264,7 +315,8 @@ out:
 	kb_bpf_close(bpf);
 	if (agent_up)
 		agent_fini(&a);
-	config_free(&cfg);
+	config_free(cfg);
+	free(cfg);
 	if (rc == 0)
 		log_info("kbreakerd stopped; all hooks detached");
 	return rc;

@@ -35,12 +35,43 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 		   const struct metrics_dst *dsts, size_t n)
 {
 	family(out, "kbreaker_build_info", "gauge",
-	       "kbreaker version and the kernel it runs on; always 1.");
-	fprintf(out, "kbreaker_build_info{version=\"%s\",kernel=\"%s\"} 1\n",
-		agent->version, agent->kernel);
+	       "kbreaker version, the kernel it runs on and the errno blocked connects get; always 1.");
+	fprintf(out, "kbreaker_build_info{version=\"%s\",kernel=\"%s\",refusal=\"%s\"} 1\n",
+		agent->version, agent->kernel,
+		agent->refuses_with_econnrefused ? "ECONNREFUSED" : "EPERM");
 
-	family(out, "kbreaker_destinations", "gauge", "Configured destinations.");
+	family(out, "kbreaker_destinations", "gauge", "Configured destinations (circuits).");
 	fprintf(out, "kbreaker_destinations %zu\n", n);
+
+	family(out, "kbreaker_breakers", "gauge",
+	       "Breakers in use: one per destination, one per address with per_address.");
+	fprintf(out, "kbreaker_breakers %llu\n", (unsigned long long)agent->slots_used);
+
+	family(out, "kbreaker_breakers_capacity", "gauge",
+	       "Breakers the kernel maps can hold (max_destinations).");
+	fprintf(out, "kbreaker_breakers_capacity %u\n", agent->capacity);
+
+	family(out, "kbreaker_config_reload_success", "gauge",
+	       "Whether the last configuration load or reload was accepted.");
+	fprintf(out, "kbreaker_config_reload_success %d\n", agent->reload_ok);
+
+	family(out, "kbreaker_config_last_reload_success_timestamp_seconds", "gauge",
+	       "When the running configuration was loaded.");
+	fprintf(out, "kbreaker_config_last_reload_success_timestamp_seconds %lld\n",
+		(long long)agent->last_reload_ok_wall);
+
+	family(out, "kbreaker_config_reloads_total", "counter", "Configuration reloads by result.");
+	fprintf(out, "kbreaker_config_reloads_total{result=\"success\"} %llu\n",
+		(unsigned long long)agent->reloads_ok);
+	fprintf(out, "kbreaker_config_reloads_total{result=\"failure\"} %llu\n",
+		(unsigned long long)agent->reloads_failed);
+
+	family(out, "kbreaker_resolve_errors_total", "counter",
+	       "Failed resolutions of destination names; the last good addresses stay in force.");
+	fprintf(out, "kbreaker_resolve_errors_total %llu\n", (unsigned long long)agent->resolve_errors);
+
+	family(out, "kbreaker_map_errors_total", "counter", "Failed writes to the kernel maps.");
+	fprintf(out, "kbreaker_map_errors_total %llu\n", (unsigned long long)agent->map_errors);
 
 	family(out, "kbreaker_events_lost_total", "counter",
 	       "Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.");
@@ -67,6 +98,30 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 					breaker_state_name(from), breaker_state_name(to),
 					(unsigned long long)v);
 			}
+
+	family(out, "circuit_breaker_failure_rate", "gauge",
+	       "Failed share of the calls in the breaker's window, 0 to 1.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "circuit_breaker_failure_rate{circuit_name=\"%s\"} %.4f\n",
+			dsts[i].name, dsts[i].failure_rate);
+
+	family(out, "circuit_breaker_slow_call_rate", "gauge",
+	       "Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "circuit_breaker_slow_call_rate{circuit_name=\"%s\"} %.4f\n",
+			dsts[i].name, dsts[i].slow_call_rate);
+
+	family(out, "circuit_breaker_consecutive_failures", "gauge",
+	       "Failed connects in a row while closed.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "circuit_breaker_consecutive_failures{circuit_name=\"%s\"} %u\n",
+			dsts[i].name, dsts[i].consecutive_failures);
+
+	family(out, "circuit_breaker_last_transition_timestamp_seconds", "gauge",
+	       "When the breaker last changed state (start-up if never).");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "circuit_breaker_last_transition_timestamp_seconds{circuit_name=\"%s\"} %.3f\n",
+			dsts[i].name, dsts[i].last_transition_wall);
 
 	family(out, "kbreaker_tcp_connects_total", "counter",
 	       "TCP connects to the destination by outcome, as the kernel saw them.");

@@ -6,6 +6,7 @@
 #ifndef KB_METRICS_H
 #define KB_METRICS_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdint.h>
 #include "breaker.h"
@@ -15,12 +16,24 @@ struct metrics_dst {
 	enum breaker_state state;			/* public state */
 	const uint64_t (*transitions)[BS_MAX];		/* [old][new] */
 	struct kb_dst_stats stats;			/* summed over CPUs */
+	double failure_rate;				/* 0..1, over the window */
+	double slow_call_rate;				/* 0..1, over the window */
+	uint32_t consecutive_failures;
+	double last_transition_wall;			/* unix seconds */
 };
 
 struct metrics_agent {
 	const char *version;
 	const char *kernel;		/* uname release */
 	uint64_t events_lost;		/* outcomes the ring could not hold */
+	uint32_t capacity;		/* breakers the maps hold (max_destinations) */
+	uint64_t slots_used;		/* breakers in use */
+	bool reload_ok;			/* the last (re)load was accepted */
+	int64_t last_reload_ok_wall;	/* unix seconds */
+	uint64_t reloads_ok, reloads_failed;
+	uint64_t resolve_errors;
+	uint64_t map_errors;
+	bool refuses_with_econnrefused;	/* bpf_set_retval available */
 };
 
 /* Write every metric family for `n` destinations to out. Returns 0 or -EIO. */

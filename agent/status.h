@@ -4,12 +4,16 @@
  * rendering; times are relative to `now`, so the text is reproducible.
  *
  * {"version":"0.1.0","uptime_seconds":12.5,"destinations":[
- *   {"name":"payments","address":"127.0.0.1","port":8080,"mode":"enforce",
- *    "state":"open","time_in_state_seconds":3.2,"next_half_open_seconds":6.8,
- *    "consecutive_failures":0,"failure_rate":0.75,
- *    "connects":{"success":1,"refused":3,...},"failures":3,"blocked":4}]}
+ *   {"name":"payments","host":"127.0.0.1","address":"127.0.0.1","port":8080,
+ *    "mode":"enforce","state":"open","time_in_state_seconds":3.2,
+ *    "next_half_open_seconds":6.8,"consecutive_failures":0,"failure_rate":0.75,
+ *    "connects":{"success":1,"refused":3,...},"failures":3,"blocked":4,
+ *    "addresses":[{"address":"127.0.0.1","state":"open"}]}]}
  *
- * next_half_open_seconds is null unless the breaker is open.
+ * address is the literal or CIDR ("10.0.0.0/8"), or the first resolved
+ * address of a name ("" if none); port 0 is "any". addresses lists a
+ * name's resolved addresses, each with its own state when per_address.
+ * next_half_open_seconds is null unless a breaker is open.
  */
 #ifndef KB_STATUS_H
 #define KB_STATUS_H
@@ -20,8 +24,13 @@
 
 struct status_dst {
 	const char *name;
-	const uint8_t *addr;		/* 16 bytes, IPv4 mapped */
-	uint16_t port;
+	const char *host;		/* as configured */
+	const uint8_t *addr;		/* 16 bytes, IPv4 mapped; NULL for names */
+	uint8_t prefix_len;		/* 128: one address */
+	uint16_t port;			/* 0: any */
+	const uint8_t (*addrs)[16];	/* names: resolved addresses */
+	size_t n_addrs;
+	enum breaker_state *member_states;	/* per_address: state of addrs[i]; else NULL */
 	enum breaker_mode mode;
 	enum breaker_state state;	/* public state */
 	uint64_t since_ns;

@@ -21,12 +21,34 @@ static char *render(const struct metrics_agent *info, const struct metrics_dst *
 }
 
 static const char want_empty[] =
-	"# HELP kbreaker_build_info kbreaker version and the kernel it runs on; always 1.\n"
+	"# HELP kbreaker_build_info kbreaker version, the kernel it runs on and the errno blocked connects get; always 1.\n"
 	"# TYPE kbreaker_build_info gauge\n"
-	"kbreaker_build_info{version=\"1.2.3\",kernel=\"6.1.0\"} 1\n"
-	"# HELP kbreaker_destinations Configured destinations.\n"
+	"kbreaker_build_info{version=\"1.2.3\",kernel=\"6.1.0\",refusal=\"ECONNREFUSED\"} 1\n"
+	"# HELP kbreaker_destinations Configured destinations (circuits).\n"
 	"# TYPE kbreaker_destinations gauge\n"
 	"kbreaker_destinations 0\n"
+	"# HELP kbreaker_breakers Breakers in use: one per destination, one per address with per_address.\n"
+	"# TYPE kbreaker_breakers gauge\n"
+	"kbreaker_breakers 0\n"
+	"# HELP kbreaker_breakers_capacity Breakers the kernel maps can hold (max_destinations).\n"
+	"# TYPE kbreaker_breakers_capacity gauge\n"
+	"kbreaker_breakers_capacity 16384\n"
+	"# HELP kbreaker_config_reload_success Whether the last configuration load or reload was accepted.\n"
+	"# TYPE kbreaker_config_reload_success gauge\n"
+	"kbreaker_config_reload_success 1\n"
+	"# HELP kbreaker_config_last_reload_success_timestamp_seconds When the running configuration was loaded.\n"
+	"# TYPE kbreaker_config_last_reload_success_timestamp_seconds gauge\n"
+	"kbreaker_config_last_reload_success_timestamp_seconds 1700000000\n"
+	"# HELP kbreaker_config_reloads_total Configuration reloads by result.\n"
+	"# TYPE kbreaker_config_reloads_total counter\n"
+	"kbreaker_config_reloads_total{result=\"success\"} 2\n"
+	"kbreaker_config_reloads_total{result=\"failure\"} 1\n"
+	"# HELP kbreaker_resolve_errors_total Failed resolutions of destination names; the last good addresses stay in force.\n"
+	"# TYPE kbreaker_resolve_errors_total counter\n"
+	"kbreaker_resolve_errors_total 3\n"
+	"# HELP kbreaker_map_errors_total Failed writes to the kernel maps.\n"
+	"# TYPE kbreaker_map_errors_total counter\n"
+	"kbreaker_map_errors_total 4\n"
 	"# HELP kbreaker_events_lost_total Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.\n"
 	"# TYPE kbreaker_events_lost_total counter\n"
 	"kbreaker_events_lost_total 7\n"
@@ -34,6 +56,14 @@ static const char want_empty[] =
 	"# TYPE circuit_breaker_state gauge\n"
 	"# HELP circuit_breaker_state_transition_total Breaker state transitions.\n"
 	"# TYPE circuit_breaker_state_transition_total counter\n"
+	"# HELP circuit_breaker_failure_rate Failed share of the calls in the breaker's window, 0 to 1.\n"
+	"# TYPE circuit_breaker_failure_rate gauge\n"
+	"# HELP circuit_breaker_slow_call_rate Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.\n"
+	"# TYPE circuit_breaker_slow_call_rate gauge\n"
+	"# HELP circuit_breaker_consecutive_failures Failed connects in a row while closed.\n"
+	"# TYPE circuit_breaker_consecutive_failures gauge\n"
+	"# HELP circuit_breaker_last_transition_timestamp_seconds When the breaker last changed state (start-up if never).\n"
+	"# TYPE circuit_breaker_last_transition_timestamp_seconds gauge\n"
 	"# HELP kbreaker_tcp_connects_total TCP connects to the destination by outcome, as the kernel saw them.\n"
 	"# TYPE kbreaker_tcp_connects_total counter\n"
 	"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n"
@@ -49,7 +79,12 @@ static const char want_empty[] =
 
 static void test_no_destinations(void **state)
 {
-	struct metrics_agent info = { .version = "1.2.3", .kernel = "6.1.0", .events_lost = 7 };
+	struct metrics_agent info = {
+		.version = "1.2.3", .kernel = "6.1.0", .events_lost = 7, .capacity = 16384,
+		.reload_ok = 1, .last_reload_ok_wall = 1700000000, .reloads_ok = 2,
+		.reloads_failed = 1, .resolve_errors = 3, .map_errors = 4,
+		.refuses_with_econnrefused = 1,
+	};
 	char *text = render(&info, NULL, 0);
 
 	assert_string_equal(text, want_empty);
@@ -69,6 +104,10 @@ static void test_one_destination(void **state)
 	d.stats.connects[KB_RES_REFUSED] = 5;
 	d.stats.connects[KB_RES_TIMEOUT] = 1;
 	d.stats.blocked = 9;
+	d.failure_rate = 5.0 / 11;
+	d.slow_call_rate = 0.1;
+	d.consecutive_failures = 2;
+	d.last_transition_wall = 1700000123.25;
 	d.stats.would_block = 4;
 	d.stats.resets_rx = 2;
 	d.stats.resets_tx = 3;
@@ -96,6 +135,18 @@ static void test_one_destination(void **state)
 		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"open\",new_state=\"half_open\"} 1\n"
 		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"half_open\",new_state=\"closed\"} 0\n"
 		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"half_open\",new_state=\"open\"} 0\n"
+		"# HELP circuit_breaker_failure_rate Failed share of the calls in the breaker's window, 0 to 1.\n"
+		"# TYPE circuit_breaker_failure_rate gauge\n"
+		"circuit_breaker_failure_rate{circuit_name=\"payments\"} 0.4545\n"
+		"# HELP circuit_breaker_slow_call_rate Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.\n"
+		"# TYPE circuit_breaker_slow_call_rate gauge\n"
+		"circuit_breaker_slow_call_rate{circuit_name=\"payments\"} 0.1000\n"
+		"# HELP circuit_breaker_consecutive_failures Failed connects in a row while closed.\n"
+		"# TYPE circuit_breaker_consecutive_failures gauge\n"
+		"circuit_breaker_consecutive_failures{circuit_name=\"payments\"} 2\n"
+		"# HELP circuit_breaker_last_transition_timestamp_seconds When the breaker last changed state (start-up if never).\n"
+		"# TYPE circuit_breaker_last_transition_timestamp_seconds gauge\n"
+		"circuit_breaker_last_transition_timestamp_seconds{circuit_name=\"payments\"} 1700000123.250\n"
 		"# HELP kbreaker_tcp_connects_total TCP connects to the destination by outcome, as the kernel saw them.\n"
 		"# TYPE kbreaker_tcp_connects_total counter\n"
 		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"success\"} 6\n"

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# SIGHUP reload on real sockets: a destination kept unchanged keeps its open
+# breaker and counts, a removed one is unblocked at once, a changed policy
+# applies to the kept state, an added one starts closed; a broken file is
+# rejected with file:line:col, the running config stays, and the failure
+# shows in kbreaker_config_reload_success.
+. "$(dirname "$0")/lib.sh"
+t_setup
+B=$((20000 + RANDOM % 30000))
+P_KEEP=$B P_GONE=$((B+1)) P_CHG=$((B+2)) P_NEW=$((B+3))
+T_LISTEN="127.0.0.1:$(free_port)"
+
+conf() {	# conf CHANGE_THRESHOLD WITH_GONE WITH_NEW
+	echo "listen: $T_LISTEN"
+	echo "cgroup: $T_CG"
+	echo "defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h, half_open_permits: 1 }"
+	echo "destinations:"
+	echo "  - { name: keep, host: 127.0.0.1, port: $P_KEEP }"
+	[ "$2" = yes ] && echo "  - { name: gone, host: 127.0.0.1, port: $P_GONE }"
+	echo "  - { name: chg, host: 127.0.0.1, port: $P_CHG, consecutive_failures: $1 }"
+	[ "$3" = yes ] && echo "  - { name: new, host: 127.0.0.1, port: $P_NEW }"
+	true
+}
+conf 5 yes no > "$T_DIR/kb.yaml"
+start_agent "$T_DIR/kb.yaml"
+c() { field "$2" "$(in_test "$KBTOOL" connect 127.0.0.1 "$1" "$3")"; }
+st() { expect_metric "circuit_breaker_state{circuit_name=\"$1\",state=\"$2\"}" 1; }
+
+log "v1: trip keep and gone; one failure on chg (threshold 5)"
+c "$P_KEEP" refused 2 >/dev/null; c "$P_GONE" refused 2 >/dev/null; c "$P_CHG" refused 1 >/dev/null
+wait_state keep open 2; wait_state gone open 2
+expect_eq "gone blocked" "$(c "$P_GONE" refused 3)" 3
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="gone"}' 3
+expect_metric 'circuit_breaker_consecutive_failures{circuit_name="chg"}' 1
+
+log "v2: gone removed, chg threshold 5 -> 2, new added; SIGHUP"
+conf 2 no yes > "$T_DIR/kb.yaml"
+kill -HUP "$T_AGENT_PID"
+for _ in $(seq 1 40); do [ "$(metric 'kbreaker_config_reloads_total{result="success"}')" = 1 ] && break; sleep 0.05; done
+expect_metric 'kbreaker_config_reloads_total{result="success"}' 1
+expect_metric 'kbreaker_config_reload_success' 1
+expect_metric 'kbreaker_destinations' 3
+st keep open
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="keep",result="refused"}' 2
+expect_eq "keep still blocked" "$(c "$P_KEEP" refused 2)" 2
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="keep"}' 2
+expect_metric 'circuit_breaker_state{circuit_name="gone",state="open"}' absent
+# Unblocked: the SYN reaches the closed port and the RST refuses it (no hook).
+start_listener 127.0.0.1 "$P_GONE" 10 "$T_DIR/l_gone"
+expect_eq "gone reachable after removal" "$(c "$P_GONE" success 2)" 2
+kill "$LISTENER"; wait "$LISTENER"
+st new closed
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="new",result="refused"}' 0
+expect_metric 'circuit_breaker_consecutive_failures{circuit_name="chg"}' 1
+# The kept count (1) plus one more reaches the new threshold (2).
+c "$P_CHG" refused 1 >/dev/null
+wait_state chg open 2
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="chg",result="refused"}' 2
+
+log "v3: a broken file is rejected; the running config stays"
+conf 2 no yes | sed "s/port: $P_NEW/port: 70000/" > "$T_DIR/kb.yaml"
+kill -HUP "$T_AGENT_PID"
+for _ in $(seq 1 40); do [ "$(metric 'kbreaker_config_reload_success')" = 0 ] && break; sleep 0.05; done
+expect_metric 'kbreaker_config_reload_success' 0
+expect_metric 'kbreaker_config_reloads_total{result="failure"}' 1
+T_CHECKS=$((T_CHECKS + 1))
+grep -q "reload rejected, keeping the running configuration: $T_DIR/kb.yaml:7:41: destination .new.: port: " "$T_DIR/agent.log" ||
+	fail "rejection not logged with file:line:col"
+st keep open; st chg open; st new closed
+expect_eq "keep still blocked after a bad reload" "$(c "$P_KEEP" refused 1)" 1
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="keep"}' 3
+
+log "v2 again: accepted, nothing lost"
+conf 2 no yes > "$T_DIR/kb.yaml"
+kill -HUP "$T_AGENT_PID"
+for _ in $(seq 1 40); do [ "$(metric 'kbreaker_config_reload_success')" = 1 ] && break; sleep 0.05; done
+expect_metric 'kbreaker_config_reload_success' 1
+expect_metric 'kbreaker_config_reloads_total{result="success"}' 2
+st keep open; st chg open
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="keep"}' 3
+stop_agent; expect_eq "exit status" "$?" 0
+t_done
