@@ -258,8 +258,8 @@ static void resolve_circuit(struct agent *a, uint32_t ci, bool drop_lock)
 	err = resolve_name(host, &addrs, &n);
 	if (drop_lock)
 		pthread_mutex_lock(&a->lock);
-	/* A reload may have replaced the circuit while DNS ran. */
-	if (ci >= a->n_circuits || strcmp(a->circuits[ci].cfg->host, host)) {
+	/* A reload may have replaced the circuit while DNS ran, or we are stopping. */
+	if (a->stopping || ci >= a->n_circuits || strcmp(a->circuits[ci].cfg->host, host)) {
 		if (!err)
 			free(addrs);
 		return;

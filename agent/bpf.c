@@ -189,6 +189,16 @@ fail:
 	return err;
 }
 
+void kb_bpf_detach_enforcement(struct kb_bpf *k)
+{
+	if (!k || !k->enf)
+		return;
+	bpf_link__destroy(k->enf->links.kb_connect4);
+	bpf_link__destroy(k->enf->links.kb_connect6);
+	k->enf->links.kb_connect4 = NULL;
+	k->enf->links.kb_connect6 = NULL;
+}
+
 void kb_bpf_close(struct kb_bpf *k)
 {
 	if (!k)
@@ -303,6 +313,16 @@ int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx)
 uint64_t kb_bpf_lost_total(const struct kb_bpf *k)
 {
 	return __atomic_load_n(&k->obs->bss->kb_lost_total, __ATOMIC_RELAXED);
+}
+
+int kb_bpf_probe_access(struct kb_bpf *k)
+{
+	struct kb_verdict v;
+	__u32 id = 0;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &id, &v))
+		return -errno;
+	return 0;
 }
 
 bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k)

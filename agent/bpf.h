@@ -35,6 +35,9 @@ int kb_cgroup2_root(char *buf, size_t len);
 /* Load, size and attach everything. Returns 0 or -errno, logged here. */
 int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts);
 
+/* Detach the connect hooks now: nothing is blocked from here on. Safe on NULL. */
+void kb_bpf_detach_enforcement(struct kb_bpf *k);
+
 /* Detach and free; safe on NULL. */
 void kb_bpf_close(struct kb_bpf *k);
 
@@ -67,6 +70,9 @@ int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx);
 
 /* Events that did not fit in the ring, ever; read without a syscall. */
 uint64_t kb_bpf_lost_total(const struct kb_bpf *k);
+
+/* Whether this process may still use the maps (a harmless lookup). 0 or -errno. */
+int kb_bpf_probe_access(struct kb_bpf *k);
 
 /* Whether refusals carry ECONNREFUSED (bpf_set_retval) rather than EPERM. */
 bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k);

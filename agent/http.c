@@ -83,8 +83,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return reply(conn, status, r->content_type, body, len, MHD_RESPMEM_MUST_FREE);
 }
 
-/* Bind ourselves so a taken or bad address is a clear error, not MHD's NULL. */
-static int listen_on(const char *host, uint16_t port)
+int http_listen(const char *host, uint16_t port)
 {
 	struct sockaddr_storage ss;
 	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
@@ -102,38 +101,39 @@ static int listen_on(const char *host, uint16_t port)
 		in6->sin6_port = htons(port);
 		sl = sizeof(*in6);
 	} else {
-		return -EINVAL;
+		err = -EINVAL;
+		goto fail;
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		err = -errno;
+		goto fail;
+	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 64)) {
 		err = -errno;
 		close(fd);
-		return err;
+		goto fail;
 	}
 	return fd;
+fail:
+	log_err("http: listen on %s port %u: %s", host, port, strerror(-err));
+	return err;
 }
 
-int http_start(struct http_server **out, const char *host, uint16_t port,
-	       const struct http_route *routes, size_t n, void *ctx)
+int http_start(struct http_server **out, int fd, const struct http_route *routes, size_t n,
+	       void *ctx)
 {
 	struct http_server *s;
-	int fd;
 
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		close(fd);
 		return -ENOMEM;
+	}
 	s->routes = routes;
 	s->n_routes = n;
 	s->ctx = ctx;
-	fd = listen_on(host, port);
-	if (fd < 0) {
-		log_err("http: listen on %s port %u: %s", host, port, strerror(-fd));
-		free(s);
-		return fd;
-	}
 	s->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0,
 				     NULL, NULL, on_request, s,
 				     /* first, so MHD's own start-up messages come through it too */
@@ -145,7 +145,7 @@ int http_start(struct http_server **out, const char *host, uint16_t port,
 				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
-		log_err("http: libmicrohttpd failed to start on %s port %u", host, port);
+		log_err("http: libmicrohttpd failed to start");
 		close(fd);
 		free(s);
 		return -EIO;

@@ -24,11 +24,19 @@ struct http_route {
 struct http_server;
 
 /*
- * Bind host:port (IP literal) and serve `routes` (n of them, kept by
- * reference) with ctx. GET and HEAD only. Returns 0 or -errno, logged here.
+ * Bind and listen on host:port (IP literal): a taken or bad address is a
+ * clear error here, not libmicrohttpd's NULL. Returns the fd or -errno,
+ * logged here.
  */
-int http_start(struct http_server **out, const char *host, uint16_t port,
-	       const struct http_route *routes, size_t n, void *ctx);
+int http_listen(const char *host, uint16_t port);
+
+/*
+ * Serve `routes` (n of them, kept by reference) with ctx on listening
+ * socket fd, which the server then owns. GET and HEAD only. Returns 0 or
+ * -errno, logged here.
+ */
+int http_start(struct http_server **out, int fd, const struct http_route *routes, size_t n,
+	       void *ctx);
 
 /* Stop serving and free; safe on NULL. */
 void http_stop(struct http_server *s);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -19,6 +20,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "privs.h"
 
 #define DEFAULT_CONFIG "/etc/kbreaker/kbreaker.yaml"
 
@@ -192,6 +194,39 @@ out:
 	return err;
 }
 
+/*
+ * Everything privileged is done: programs loaded and attached, the port
+ * bound. Keep no capability if the kernel lets this process use its maps
+ * without one (recent kernels, unprivileged_bpf_disabled notwithstanding),
+ * else CAP_BPF alone. Before any thread starts: capabilities are per thread.
+ */
+static int drop_privileges(struct kb_bpf *bpf)
+{
+	uint64_t keep = 0;
+	int err;
+
+	if (geteuid() != 0)
+		return 0;
+	err = privs_lower(0);
+	if (!err && kb_bpf_probe_access(bpf)) {
+		keep = PRIVS_CAP(CAP_BPF);
+		err = privs_lower(keep);
+		if (!err && kb_bpf_probe_access(bpf)) {
+			/* Kernels before 5.8 know no CAP_BPF: map access needs CAP_SYS_ADMIN. */
+			keep |= PRIVS_CAP(CAP_SYS_ADMIN);
+			err = privs_lower(keep);
+		}
+	}
+	err = err ?: privs_limit(keep);
+	if (err) {
+		log_err("drop capabilities: %s", strerror(-err));
+		return err;
+	}
+	log_info("capabilities dropped\tkept=%s", !keep ? "none" :
+		 keep & PRIVS_CAP(CAP_SYS_ADMIN) ? "CAP_BPF,CAP_SYS_ADMIN" : "CAP_BPF");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -211,7 +246,7 @@ int main(int argc, char **argv)
 	bool check_only = false, agent_up = false;
 	enum log_level lvl;
 	sigset_t mask;
-	int c, err, rc = 1;
+	int c, err, rc = 1, http_fd = -1;
 
 	while ((c = getopt_long(argc, argv, "c:l:hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -296,12 +331,20 @@ int main(int argc, char **argv)
 	if (!kb_bpf_refuses_with_econnrefused(bpf))
 		log_warn("kernel lacks bpf_set_retval (5.18+): blocked connects fail with EPERM, not ECONNREFUSED");
 
+	/* Bound while still privileged: a port below 1024 needs CAP_NET_BIND_SERVICE. */
+	http_fd = http_listen(cfg->listen_host, cfg->listen_port);
+	if (http_fd < 0)
+		goto out;
+	err = drop_privileges(bpf);
+	if (err)
+		goto out;
+
 	err = agent_init(&a, cfg, bpf, cfg->max_destinations, now_ns());
 	agent_up = true;
 	if (err)
 		goto out;
-	err = http_start(&http, cfg->listen_host, cfg->listen_port, routes,
-			 sizeof(routes) / sizeof(routes[0]), &a);
+	err = http_start(&http, http_fd, routes, sizeof(routes) / sizeof(routes[0]), &a);
+	http_fd = -1;
 	if (err)
 		goto out;
 
@@ -312,9 +355,13 @@ int main(int argc, char **argv)
 		rc = 0;
 out:
 	http_stop(http);
-	kb_bpf_close(bpf);
+	if (http_fd >= 0)
+		close(http_fd);
+	/* Unblock first; the resolver thread may take a moment to finish. */
+	kb_bpf_detach_enforcement(bpf);
 	if (agent_up)
 		agent_fini(&a);
+	kb_bpf_close(bpf);
 	config_free(cfg);
 	free(cfg);
 	if (rc == 0)

@@ -38,6 +38,14 @@ start_agent "$T_DIR/kb.yaml"
 S='circuit_name="svc"'
 W='circuit_name="watched"'
 
+log "least privilege: no capability left once attached (CAP_BPF at most)"
+capeff=$(awk '/^CapEff:/ { print $2 }' "/proc/$T_AGENT_PID/status")
+T_CHECKS=$((T_CHECKS + 1))
+case $capeff in
+0000000000000000 | 0000008000000000) ;;
+*) fail "CapEff of the running agent is $capeff" ;;
+esac
+
 log "closed at start, every series present"
 expect_metric "circuit_breaker_state{$S,state=\"closed\"}" 1
 expect_metric "circuit_breaker_state{$S,state=\"open\"}" 0
