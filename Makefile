@@ -49,6 +49,7 @@ DEB_PKGS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmicrohttpd-de
 # after the unit and end-to-end suites).
 ALL_EXTRA :=
 TEST_HOOKS :=
+.DEFAULT_GOAL := all
 include $(sort $(wildcard mk/*.mk))
 
 .DELETE_ON_ERROR:
@@ -140,6 +141,6 @@ run: deps
 
 clean:
 	$(call msg,CLEAN,$(BUILD))
-	$(Q)rm -rf $(BUILD) $(BUILD)-asan
+	$(Q)rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-cov
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/agent/*.d $(BUILD)/tests/*.d)

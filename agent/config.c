@@ -22,6 +22,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "window.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define FIELD(type, member) offsetof(type, member), sizeof(((type *)0)->member)
@@ -32,7 +33,7 @@
 #define NS_PER_H (60 * NS_PER_MIN)
 
 #define MAX_DEPTH 32	/* our format needs 3; the cap bounds hostile input */
-#define MAX_ROWS 8	/* keys one mapping may hold, across its tables */
+#define MAX_ROWS 32	/* keys one mapping may hold, across its tables (bits of seen.set) */
 #define KEY_ECHO 40	/* room for an unknown key echoed in a message */
 
 /* Largest first: duration_text() picks the first unit that divides. */
@@ -49,9 +50,14 @@ static const struct {
 enum key_type {
 	KEY_UINT,	/* decimal integer in [min, max], 2- or 4-byte field */
 	KEY_DURATION,	/* config_parse_duration() in [min, max] ns */
-	KEY_MODE,	/* enforce | observe */
+	KEY_MODE,	/* enforce | observe | disabled | forced_open */
+	KEY_WINDOW_TYPE,	/* count | time */
+	KEY_WINDOW_SIZE,	/* integer (calls or seconds) or whole-second duration, in [min, max] */
+	KEY_FAILURES,	/* sequence of result names -> POLICY_FAIL_* mask */
+	KEY_BOOL,	/* true | false, 1-byte field */
+	KEY_PORT,	/* 1..65535 or "any" (0) */
 	KEY_NAME,	/* destination name, 1..max chars of [A-Za-z0-9_.-] */
-	KEY_HOST,	/* IP literal, at most max chars; base is a config_dst */
+	KEY_HOST,	/* IP literal, CIDR or DNS name, at most max chars; base is a config_dst */
 	KEY_LISTEN,	/* "host:port"; base is a config */
 	KEY_PATH,	/* absolute path of at most max chars, or empty */
 	KEY_POLICY,	/* mapping walked with policy_keys */
@@ -67,34 +73,90 @@ struct key_row {
 };
 
 /* Shared by `defaults:` and every destination. */
+/* The order is known to validate_policy(). */
+enum {
+	POL_MODE, POL_CF, POL_OPEN, POL_PERMITS, POL_FRT, POL_WTYPE, POL_WSIZE, POL_MINCALLS,
+	POL_SLOW_DUR, POL_SLOW_RATE, POL_FAILURES, POL_MAX_OPEN, POL_JITTER, POL_SUCCESSES,
+	POL_MAX_HALF, POL_RAMP,
+};
 static const struct key_row policy_keys[] = {
-	{ "mode", KEY_MODE, FIELD(struct breaker_policy, mode), 0, 0 },
-	{ "consecutive_failures", KEY_UINT,
-	  FIELD(struct breaker_policy, consecutive_failures), 1, 1000000 },
-	{ "open_duration", KEY_DURATION,
-	  FIELD(struct breaker_policy, open_duration_ns), NS_PER_MS, 24 * NS_PER_H },
-	{ "half_open_permits", KEY_UINT,
-	  FIELD(struct breaker_policy, half_open_permits), 1, 100000 },
+	[POL_MODE] = { "mode", KEY_MODE, FIELD(struct breaker_policy, mode), 0, 0 },
+	[POL_CF] = { "consecutive_failures", KEY_UINT,
+		     FIELD(struct breaker_policy, consecutive_failures), 0, 1000000 },
+	[POL_OPEN] = { "open_duration", KEY_DURATION,
+		       FIELD(struct breaker_policy, open_duration_ns), NS_PER_MS, 24 * NS_PER_H },
+	[POL_PERMITS] = { "half_open_permits", KEY_UINT,
+			  FIELD(struct breaker_policy, half_open_permits), 1, 100000 },
+	[POL_FRT] = { "failure_rate_threshold", KEY_UINT,
+		      FIELD(struct breaker_policy, failure_rate_threshold), 0, 100 },
+	[POL_WTYPE] = { "window_type", KEY_WINDOW_TYPE, FIELD(struct breaker_policy, window_type),
+			0, 0 },
+	/* Checked again against window_type once both are known: count windows hold <= 1000. */
+	[POL_WSIZE] = { "window_size", KEY_WINDOW_SIZE, FIELD(struct breaker_policy, window_size),
+			1, WINDOW_MAX_SECONDS },
+	[POL_MINCALLS] = { "minimum_calls", KEY_UINT, FIELD(struct breaker_policy, minimum_calls),
+			   1, 1000000 },
+	[POL_SLOW_DUR] = { "slow_call_duration_threshold", KEY_DURATION,
+			   FIELD(struct breaker_policy, slow_call_duration_ns), NS_PER_MS, NS_PER_H },
+	[POL_SLOW_RATE] = { "slow_call_rate_threshold", KEY_UINT,
+			    FIELD(struct breaker_policy, slow_call_rate_threshold), 0, 100 },
+	[POL_FAILURES] = { "failures", KEY_FAILURES, FIELD(struct breaker_policy, failures), 0, 0 },
+	[POL_MAX_OPEN] = { "max_open_duration", KEY_DURATION,
+			   FIELD(struct breaker_policy, max_open_duration_ns), 0, 24 * NS_PER_H },
+	[POL_JITTER] = { "jitter", KEY_UINT, FIELD(struct breaker_policy, jitter_percent), 0, 100 },
+	[POL_SUCCESSES] = { "half_open_successes", KEY_UINT,
+			    FIELD(struct breaker_policy, half_open_successes), 1, 100000 },
+	[POL_MAX_HALF] = { "max_half_open_duration", KEY_DURATION,
+			   FIELD(struct breaker_policy, max_half_open_duration_ns), 0, 24 * NS_PER_H },
+	[POL_RAMP] = { "recovery_ramp", KEY_DURATION, FIELD(struct breaker_policy, recovery_ramp_ns),
+		       0, 24 * NS_PER_H },
 };
 
-/* Every row is required; the order is known to parse_dst(). */
-enum { DST_NAME, DST_HOST, DST_PORT };
+/* name, host and port are required; the order is known to parse_dst(). */
+enum { DST_NAME, DST_HOST, DST_PORT, DST_PER_ADDRESS, DST_MAX_OPEN_PCT, DST_REQUIRED = 3 };
 static const struct key_row dst_keys[] = {
 	[DST_NAME] = { "name", KEY_NAME, FIELD(struct config_dst, name), 1, CONFIG_NAME_MAX - 1 },
 	[DST_HOST] = { "host", KEY_HOST, FIELD(struct config_dst, host), 1, CONFIG_HOST_MAX - 1 },
-	[DST_PORT] = { "port", KEY_UINT, FIELD(struct config_dst, port), 1, 65535 },
+	[DST_PORT] = { "port", KEY_PORT, FIELD(struct config_dst, port), 1, 65535 },
+	[DST_PER_ADDRESS] = { "per_address", KEY_BOOL, FIELD(struct config_dst, per_address), 0, 1 },
+	[DST_MAX_OPEN_PCT] = { "max_open_percent", KEY_UINT,
+			       FIELD(struct config_dst, max_open_percent), 1, 100 },
 };
 
 static const struct key_row top_keys[] = {
 	{ "listen", KEY_LISTEN, FIELD(struct config, listen_host), 0, 0 },
 	{ "cgroup", KEY_PATH, FIELD(struct config, cgroup), 0, CONFIG_PATH_MAX - 1 },
 	{ "poll_interval", KEY_DURATION, FIELD(struct config, poll_interval_ns), NS_PER_MS, NS_PER_H },
+	{ "resolve_interval", KEY_DURATION, FIELD(struct config, resolve_interval_ns), NS_PER_S,
+	  24 * NS_PER_H },
+	{ "max_destinations", KEY_UINT, FIELD(struct config, max_destinations), 1,
+	  CONFIG_MAX_DESTINATIONS },
 	{ "defaults", KEY_POLICY, FIELD(struct config, defaults), 0, 0 },
+	/* max is cfg->max_destinations, known before the walk (see peek_max_destinations()). */
 	{ "destinations", KEY_DSTS, FIELD(struct config, dsts), 0, CONFIG_MAX_DESTINATIONS },
+};
+
+#define FAILURE_NAMES "refused, timeout, unreachable, error or reset"
+static const struct {
+	const char *name;
+	uint32_t bit;
+} failure_names[] = {
+	{ "refused", POLICY_FAIL_REFUSED },
+	{ "timeout", POLICY_FAIL_TIMEOUT },
+	{ "unreachable", POLICY_FAIL_UNREACHABLE },
+	{ "error", POLICY_FAIL_ERROR },
+	{ "reset", POLICY_FAIL_RESET },
 };
 
 _Static_assert(ARRAY_SIZE(dst_keys) + ARRAY_SIZE(policy_keys) <= MAX_ROWS, "seen.val too small");
 _Static_assert(ARRAY_SIZE(top_keys) <= MAX_ROWS, "seen.val too small");
+
+static const char *const mode_names[] = {
+	[MODE_ENFORCE] = "enforce",
+	[MODE_OBSERVE] = "observe",
+	[MODE_DISABLED] = "disabled",
+	[MODE_FORCED_OPEN] = "forced_open",
+};
 
 /* One struct a mapping fills, with the rows that describe it. */
 struct table {
@@ -113,6 +175,7 @@ struct seen {
 struct dst_info {
 	uint32_t policy_set;		/* bit i: policy_keys[i] given by the destination */
 	yaml_mark_t name_mark, host_mark;
+	int map_id;			/* the destination's mapping node, for later messages */
 };
 
 struct parse {
@@ -125,6 +188,9 @@ struct parse {
 	const char *where;		/* message prefix: "", "defaults: ", `destination "x": ` */
 	char where_buf[CONFIG_NAME_MAX + 32];
 	struct dst_info *info;		/* parallel to cfg->dsts */
+	int defaults_id;		/* the defaults: mapping node, 0 if none */
+	uint32_t defaults_set;		/* bit i: policy_keys[i] given in defaults: */
+	uint32_t max_dsts;		/* max_destinations, as peeked before the walk */
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -265,6 +331,11 @@ static yaml_node_t *node(struct parse *p, int id)
 	return yaml_document_get_node(&p->doc, id);
 }
 
+static int node_id(struct parse *p, const yaml_node_t *n)
+{
+	return (int)(n - p->doc.nodes.start) + 1;
+}
+
 static const char *scalar(const yaml_node_t *n)
 {
 	return (const char *)n->data.scalar.value;
@@ -329,6 +400,8 @@ static const char *duration_text(char *buf, size_t size, uint64_t ns)
 {
 	size_t i;
 
+	if (!ns)
+		return "0s";
 	for (i = 0; i < ARRAY_SIZE(duration_units); i++) {
 		if (ns % duration_units[i].ns == 0) {
 			snprintf(buf, size, "%" PRIu64 "%s", ns / duration_units[i].ns,
@@ -389,6 +462,71 @@ bad_host:
 static int walk_map(struct parse *p, const yaml_node_t *map, const struct table *tabs,
 		    size_t n_tabs, struct seen *seen);
 
+/* `failures: [refused, timeout]`: each name once; `[]` means nothing fails. */
+static int parse_failures(struct parse *p, const struct key_row *row, const yaml_node_t *v,
+			  uint32_t *mask)
+{
+	yaml_node_item_t *item;
+	uint32_t m = 0;
+	size_t i;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return fail(p, v->start_mark, "%s: expected a sequence", row->key);
+	for (item = v->data.sequence.items.start; item < v->data.sequence.items.top; item++) {
+		yaml_node_t *e = node(p, *item);
+		char echo[KEY_ECHO];
+
+		if (e->type != YAML_SCALAR_NODE)
+			return fail(p, e->start_mark, "%s: expected a list of " FAILURE_NAMES, row->key);
+		for (i = 0; i < ARRAY_SIZE(failure_names); i++)
+			if (!strcmp(scalar(e), failure_names[i].name))
+				break;
+		if (i == ARRAY_SIZE(failure_names))
+			return fail(p, e->start_mark, "%s: unknown result \"%s\", expected " FAILURE_NAMES,
+				    row->key, printable(echo, scalar(e)));
+		if (m & failure_names[i].bit)
+			return fail(p, e->start_mark, "%s: \"%s\" listed twice", row->key,
+				    failure_names[i].name);
+		m |= failure_names[i].bit;
+	}
+	*mask = m;
+	return 0;
+}
+
+/* An IP literal (ADDR), a prefix (CIDR) or a DNS name (NAME, resolved at run time). */
+static int parse_host(struct parse *p, const struct key_row *row, const yaml_node_t *v,
+		      struct config_dst *d)
+{
+	const char *s = scalar(v);
+	int ret;
+
+	if (strchr(s, '/')) {
+		ret = config_parse_cidr(s, d->addr, &d->prefix_len);
+		if (ret == -ERANGE)
+			return fail(p, v->start_mark, "%s: address has bits set after the prefix length",
+				    row->key);
+		if (ret)
+			return fail(p, v->start_mark,
+				    "%s: must be a CIDR prefix such as 10.0.0.0/8 or fd00::/8", row->key);
+		d->host_kind = HOST_CIDR;
+		return 0;
+	}
+	if (!config_parse_addr(s, d->addr)) {
+		d->host_kind = HOST_ADDR;
+		d->prefix_len = 128;
+		return 0;
+	}
+	if (!config_valid_hostname(s))
+		return fail(p, v->start_mark, "%s: must be an IP address, a CIDR prefix or a DNS name",
+			    row->key);
+	memset(d->addr, 0, sizeof(d->addr));
+	d->host_kind = HOST_NAME;
+	d->prefix_len = 0;
+	return 0;
+}
+
 static int parse_policy(struct parse *p, const struct key_row *row, const yaml_node_t *v,
 			struct breaker_policy *pol)
 {
@@ -403,6 +541,8 @@ static int parse_policy(struct parse *p, const struct key_row *row, const yaml_n
 	p->where = "defaults: ";
 	ret = walk_map(p, v, &tab, 1, &seen);
 	p->where = "";
+	p->defaults_id = node_id(p, v);
+	p->defaults_set = seen.set;
 	return ret;
 }
 
@@ -443,16 +583,25 @@ static int parse_dst(struct parse *p, const yaml_node_t *map, size_t idx, struct
 		goto out;
 	}
 	where_dst(p, map, idx);
+	d->max_open_percent = 100;
 	ret = walk_map(p, map, tabs, ARRAY_SIZE(tabs), &seen);
-	for (i = 0; !ret && i < ARRAY_SIZE(dst_keys); i++)
+	for (i = 0; !ret && i < DST_REQUIRED; i++)
 		if (!(seen.set & 1u << i))
 			ret = fail(p, map->start_mark, "missing required key \"%s\"", dst_keys[i].key);
+	if (!ret && d->per_address && d->host_kind == HOST_ADDR)
+		ret = fail(p, seen.val[DST_PER_ADDRESS]->start_mark,
+			   "per_address: needs a host that is a DNS name or a CIDR prefix");
+	/* A share of a group of one breaker would do nothing: say so. */
+	if (!ret && !d->per_address && seen.set & 1u << DST_MAX_OPEN_PCT)
+		ret = fail(p, seen.val[DST_MAX_OPEN_PCT]->start_mark,
+			   "max_open_percent: needs per_address: true");
 	if (ret)
 		goto out;
 	d->line = map->start_mark.line + 1;
 	info->policy_set = seen.set >> ARRAY_SIZE(dst_keys);
 	info->name_mark = seen.val[DST_NAME]->start_mark;
 	info->host_mark = seen.val[DST_HOST]->start_mark;
+	info->map_id = node_id(p, map);
 out:
 	p->where = "";
 	return ret;
@@ -470,8 +619,9 @@ static int parse_dsts(struct parse *p, const struct key_row *row, const yaml_nod
 	if (v->type != YAML_SEQUENCE_NODE)
 		return fail(p, v->start_mark, "%s: expected a sequence", row->key);
 	n = v->data.sequence.items.top - items;
-	if (n > row->max)
-		return fail(p, v->start_mark, "%s: more than %" PRIu64 " entries", row->key, row->max);
+	if (n > p->max_dsts)
+		return fail(p, v->start_mark, "%s: more than %" PRIu32 " entries (max_destinations)",
+			    row->key, p->max_dsts);
 	if (!n)
 		return 0;
 	cfg->dsts = calloc(n, sizeof(*cfg->dsts));
@@ -495,12 +645,15 @@ static int set_value(struct parse *p, const struct key_row *row, const yaml_node
 	char lo[32], hi[32];
 	const char *s;
 	uint64_t u;
+	size_t i;
 	int ret;
 
 	if (row->type == KEY_POLICY)
 		return parse_policy(p, row, v, (struct breaker_policy *)field);
 	if (row->type == KEY_DSTS)
 		return parse_dsts(p, row, v, base);
+	if (row->type == KEY_FAILURES)
+		return parse_failures(p, row, v, (uint32_t *)field);
 	if (v->type != YAML_SCALAR_NODE)
 		return fail(p, v->start_mark, "%s: expected a scalar", row->key);
 	s = scalar(v);
@@ -511,7 +664,9 @@ static int set_value(struct parse *p, const struct key_row *row, const yaml_node
 			return fail(p, v->start_mark,
 				    "%s: must be an integer between %" PRIu64 " and %" PRIu64,
 				    row->key, row->min, row->max);
-		if (row->size == sizeof(uint16_t))
+		if (row->size == sizeof(uint8_t))
+			*(uint8_t *)field = u;
+		else if (row->size == sizeof(uint16_t))
 			*(uint16_t *)field = u;
 		else
 			*(uint32_t *)field = u;
@@ -528,12 +683,55 @@ static int set_value(struct parse *p, const struct key_row *row, const yaml_node
 		*(uint64_t *)field = u;
 		return 0;
 	case KEY_MODE:
-		if (!strcmp(s, "enforce"))
-			*(enum breaker_mode *)field = MODE_ENFORCE;
-		else if (!strcmp(s, "observe"))
-			*(enum breaker_mode *)field = MODE_OBSERVE;
+		for (i = 0; i < ARRAY_SIZE(mode_names); i++) {
+			if (!strcmp(s, mode_names[i])) {
+				*(enum breaker_mode *)field = (enum breaker_mode)i;
+				return 0;
+			}
+		}
+		return fail(p, v->start_mark,
+			    "%s: must be \"enforce\", \"observe\", \"disabled\" or \"forced_open\"",
+			    row->key);
+	case KEY_WINDOW_TYPE:
+		if (!strcmp(s, "count"))
+			*(enum window_type *)field = WINDOW_COUNT;
+		else if (!strcmp(s, "time"))
+			*(enum window_type *)field = WINDOW_TIME;
 		else
-			return fail(p, v->start_mark, "%s: must be \"enforce\" or \"observe\"", row->key);
+			return fail(p, v->start_mark, "%s: must be \"count\" or \"time\"", row->key);
+		return 0;
+	case KEY_WINDOW_SIZE:
+		/* A count of calls or seconds, or a duration in whole seconds. */
+		if (!parse_uint(s, row->max, &u) && u >= row->min) {
+			*(uint32_t *)field = u;
+			return 0;
+		}
+		if (!config_parse_duration(s, &u) && u % NS_PER_S == 0 && u >= row->min * NS_PER_S &&
+		    u <= row->max * NS_PER_S) {
+			*(uint32_t *)field = u / NS_PER_S;
+			return 0;
+		}
+		return fail(p, v->start_mark,
+			    "%s: must be a number of calls (1 to %u) or seconds (1s to 1h)",
+			    row->key, WINDOW_MAX_CALLS);
+	case KEY_BOOL:
+		if (!strcmp(s, "true"))
+			*(uint8_t *)field = 1;
+		else if (!strcmp(s, "false"))
+			*(uint8_t *)field = 0;
+		else
+			return fail(p, v->start_mark, "%s: must be true or false", row->key);
+		return 0;
+	case KEY_PORT:
+		if (!strcmp(s, "any")) {
+			*(uint16_t *)field = 0;
+			return 0;
+		}
+		if (parse_uint(s, row->max, &u) || u < row->min)
+			return fail(p, v->start_mark,
+				    "%s: must be an integer between %" PRIu64 " and %" PRIu64
+				    " or \"any\"", row->key, row->min, row->max);
+		*(uint16_t *)field = u;
 		return 0;
 	case KEY_NAME:
 		if (!valid_name(s))
@@ -545,10 +743,9 @@ static int set_value(struct parse *p, const struct key_row *row, const yaml_node
 		if (strlen(s) > row->max)
 			return fail(p, v->start_mark, "%s: longer than %" PRIu64 " characters",
 				    row->key, row->max);
-		if (config_parse_addr(s, ((struct config_dst *)base)->addr))
-			return fail(p, v->start_mark, "%s: must be an IPv4 or IPv6 address", row->key);
-		((struct config_dst *)base)->host_kind = HOST_ADDR;
-		((struct config_dst *)base)->prefix_len = 128;
+		ret = parse_host(p, row, v, base);
+		if (ret)
+			return ret;
 		break;
 	case KEY_LISTEN:
 		return parse_listen(p, row, v, base);
@@ -634,6 +831,107 @@ static void inherit_defaults(struct config *cfg, const struct dst_info *info)
 	}
 }
 
+/* The value node of `key` in mapping node map_id, or NULL (map_id 0: no mapping). */
+static const yaml_node_t *find_value(struct parse *p, int map_id, const char *key)
+{
+	yaml_node_t *map = map_id ? node(p, map_id) : NULL;
+	yaml_node_pair_t *pair;
+
+	if (!map || map->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
+		yaml_node_t *k = node(p, pair->key);
+
+		if (k->type == YAML_SCALAR_NODE && !strcmp(scalar(k), key))
+			return node(p, pair->value);
+	}
+	return NULL;
+}
+
+/* Where a policy was written: its own mapping, the defaults it inherits, and a fallback. */
+struct policy_src {
+	uint32_t own_set;
+	int own_id;
+	uint32_t dflt_set;
+	int dflt_id;
+	yaml_mark_t fallback;
+};
+
+/*
+ * The node that gave policy key `a` (or else `b`, -1 for none) its value:
+ * the policy's own mapping first, then defaults:. NULL for built-in values.
+ */
+static const yaml_node_t *policy_node(struct parse *p, const struct policy_src *src, int a, int b)
+{
+	int keys[2] = { a, b }, i;
+
+	for (i = 0; i < 2; i++)
+		if (keys[i] >= 0 && src->own_set & 1u << keys[i])
+			return find_value(p, src->own_id, policy_keys[keys[i]].key);
+	for (i = 0; i < 2; i++)
+		if (keys[i] >= 0 && src->dflt_set & 1u << keys[i])
+			return find_value(p, src->dflt_id, policy_keys[keys[i]].key);
+	return NULL;
+}
+
+static yaml_mark_t policy_mark(struct parse *p, const struct policy_src *src, int a, int b)
+{
+	const yaml_node_t *n = policy_node(p, src, a, b);
+
+	return n ? n->start_mark : src->fallback;
+}
+
+/* Rules across keys, checked once defaults are inherited. */
+static int validate_policy(struct parse *p, const struct breaker_policy *pol,
+			   const struct policy_src *src)
+{
+	const yaml_node_t *size;
+	char buf[32];
+
+	if (pol->window_type == WINDOW_COUNT) {
+		size = policy_node(p, src, POL_WSIZE, -1);
+		if (size && config_parse_duration(scalar(size), &(uint64_t){ 0 }) != -EINVAL)
+			return fail(p, policy_mark(p, src, POL_WSIZE, POL_WTYPE),
+				    "window_size: a duration needs window_type: time");
+		if (pol->window_size > WINDOW_MAX_CALLS)
+			return fail(p, policy_mark(p, src, POL_WSIZE, POL_WTYPE),
+				    "window_size: a count window holds 1 to %u calls", WINDOW_MAX_CALLS);
+	}
+	if (pol->half_open_successes > pol->half_open_permits)
+		return fail(p, policy_mark(p, src, POL_SUCCESSES, POL_PERMITS),
+			    "half_open_successes: must not exceed half_open_permits (%" PRIu32 ")",
+			    pol->half_open_permits);
+	if (pol->max_open_duration_ns && pol->max_open_duration_ns < pol->open_duration_ns)
+		return fail(p, policy_mark(p, src, POL_MAX_OPEN, POL_OPEN),
+			    "max_open_duration: must not be shorter than open_duration (%s)",
+			    duration_text(buf, sizeof(buf), pol->open_duration_ns));
+	return 0;
+}
+
+static int validate_policies(struct parse *p, const struct config *cfg)
+{
+	struct policy_src src = { .own_set = p->defaults_set, .own_id = p->defaults_id };
+	size_t i;
+	int ret;
+
+	p->where = "defaults: ";
+	ret = validate_policy(p, &cfg->defaults, &src);
+	for (i = 0; !ret && i < cfg->n_dsts; i++) {
+		const yaml_node_t *map = node(p, p->info[i].map_id);
+
+		snprintf(p->where_buf, sizeof(p->where_buf), "destination \"%s\": ", cfg->dsts[i].name);
+		p->where = p->where_buf;
+		src = (struct policy_src){
+			.own_set = p->info[i].policy_set, .own_id = p->info[i].map_id,
+			.dflt_set = p->defaults_set, .dflt_id = p->defaults_id,
+			.fallback = map->start_mark,
+		};
+		ret = validate_policy(p, &cfg->dsts[i].policy, &src);
+	}
+	p->where = "";
+	return ret;
+}
+
 typedef int (*dst_key_fn)(const struct config_dst *a, const struct config_dst *b);
 
 static int name_key(const struct config_dst *a, const struct config_dst *b)
@@ -641,10 +939,18 @@ static int name_key(const struct config_dst *a, const struct config_dst *b)
 	return strcmp(a->name, b->name);
 }
 
+/* Names apart from addresses; a name by its text (case-insensitive), an address by prefix. */
 static int addr_key(const struct config_dst *a, const struct config_dst *b)
 {
-	int c = memcmp(a->addr, b->addr, sizeof(a->addr));
+	bool na = a->host_kind == HOST_NAME, nb = b->host_kind == HOST_NAME;
+	int c;
 
+	if (na != nb)
+		return (int)na - (int)nb;
+	if (na)
+		c = strcasecmp(a->host, b->host);
+	else if (!(c = memcmp(a->addr, b->addr, sizeof(a->addr))))
+		c = (int)a->prefix_len - (int)b->prefix_len;
 	return c ? c : (int)a->port - (int)b->port;
 }
 
@@ -714,11 +1020,26 @@ static int check_unique(struct parse *p, const struct config *cfg)
 	rep = find_repeat(v, cfg->n_dsts, addr_key, by_addr, &first);
 	if (rep)
 		ret = fail(p, p->info[rep - cfg->dsts].host_mark,
-			   "destination \"%s\": same address and port as destination \"%s\"",
-			   rep->name, first->name);
+			   "destination \"%s\": same %s and port as destination \"%s\"", rep->name,
+			   rep->host_kind == HOST_NAME ? "host name" : "address", first->name);
 out:
 	free(v);
 	return ret;
+}
+
+/*
+ * destinations: is bounded by max_destinations, which may come later in the
+ * file. A value that does not parse is left for the walk to report in order.
+ */
+static void peek_max_destinations(struct parse *p, const yaml_node_t *root, uint32_t dflt)
+{
+	const yaml_node_t *v = find_value(p, node_id(p, root), "max_destinations");
+	uint64_t u;
+
+	p->max_dsts = dflt;
+	if (v && v->type == YAML_SCALAR_NODE && !parse_uint(scalar(v), CONFIG_MAX_DESTINATIONS, &u) &&
+	    u >= 1)
+		p->max_dsts = u;
 }
 
 static int load_and_walk(struct parse *p, struct config *cfg)
@@ -748,14 +1069,32 @@ static int load_and_walk(struct parse *p, struct config *cfg)
 		ret = fail(p, start, "empty document, expected a mapping");
 	else if (root->type != YAML_MAPPING_NODE)
 		ret = fail(p, root->start_mark, "the top level must be a mapping");
-	else
+	else {
+		peek_max_destinations(p, root, cfg->max_destinations);
 		ret = walk_map(p, root, &tab, 1, &seen);
+	}
 	if (!ret) {
 		inherit_defaults(cfg, p->info);
-		ret = check_unique(p, cfg);
+		ret = validate_policies(p, cfg);
 	}
+	if (!ret)
+		ret = check_unique(p, cfg);
 	yaml_document_delete(&p->doc);
 	return ret;
+}
+
+void config_policy_defaults(struct breaker_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->mode = MODE_ENFORCE;
+	p->consecutive_failures = 5;
+	p->open_duration_ns = 10 * NS_PER_S;
+	p->half_open_permits = 3;
+	p->window_type = WINDOW_COUNT;
+	p->window_size = 100;
+	p->minimum_calls = 10;
+	p->slow_call_duration_ns = NS_PER_S;
+	p->failures = POLICY_FAIL_DEFAULT;
 }
 
 void config_init(struct config *cfg)
@@ -766,10 +1105,7 @@ void config_init(struct config *cfg)
 	cfg->poll_interval_ns = 100 * NS_PER_MS;
 	cfg->resolve_interval_ns = 30 * NS_PER_S;
 	cfg->max_destinations = 16384;
-	cfg->defaults.mode = MODE_ENFORCE;
-	cfg->defaults.consecutive_failures = 5;
-	cfg->defaults.open_duration_ns = 10 * NS_PER_S;
-	cfg->defaults.half_open_permits = 3;
+	config_policy_defaults(&cfg->defaults);
 }
 
 /*
@@ -920,5 +1256,62 @@ int config_parse_addr(const char *s, uint8_t addr[16])
 
 const char *config_mode_name(enum breaker_mode mode)
 {
-	return mode == MODE_OBSERVE ? "observe" : "enforce";
+	return (unsigned)mode < ARRAY_SIZE(mode_names) ? mode_names[mode] : "enforce";
+}
+
+int config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefix_len)
+{
+	const char *slash = s ? strchr(s, '/') : NULL;
+	uint8_t a[16] = { 0 };
+	char buf[INET6_ADDRSTRLEN];
+	uint64_t n;
+	unsigned int len, i;
+
+	if (!slash || (size_t)(slash - s) >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, slash - s);
+	buf[slash - s] = '\0';
+	if (inet_pton(AF_INET, buf, a + 12) == 1) {
+		a[10] = a[11] = 0xff;
+		if (parse_uint(slash + 1, 32, &n))
+			return -EINVAL;
+		len = 96 + n;
+	} else if (inet_pton(AF_INET6, buf, a) == 1) {
+		if (parse_uint(slash + 1, 128, &n))
+			return -EINVAL;
+		len = n;
+	} else {
+		return -EINVAL;
+	}
+	/* 10.0.0.1/8 is more likely a typo than a way to write 10.0.0.0/8. */
+	for (i = len; i < 128; i++)
+		if (a[i / 8] & 0x80 >> (i % 8))
+			return -ERANGE;
+	memcpy(addr, a, sizeof(a));
+	*prefix_len = len;
+	return 0;
+}
+
+bool config_valid_hostname(const char *s)
+{
+	const char *label = s, *p;
+	bool digits = true;
+
+	if (!s || !*s || strlen(s) > 253)
+		return false;
+	for (p = s;; p++) {
+		if (*p == '.' || !*p) {
+			/* 1..63 characters, no hyphen at either end. */
+			if (p == label || p - label > 63 || label[0] == '-' || p[-1] == '-')
+				return false;
+			if (!*p)
+				return !digits;
+			label = p + 1;
+			digits = true;
+		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-') {
+			digits = false;
+		} else if (*p < '0' || *p > '9') {
+			return false;
+		}
+	}
 }

@@ -6,6 +6,7 @@
 #ifndef KB_CONFIG_H
 #define KB_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,19 +15,56 @@
 #define CONFIG_PATH_MAX 4096
 #define CONFIG_ERR_MAX 512	/* room for one "file:line:col: message" */
 #define CONFIG_MAX_FILE_BYTES (1 << 20)
-#define CONFIG_MAX_DESTINATIONS 65536
+#define CONFIG_MAX_DESTINATIONS 1048576	/* the most max_destinations may allow */
 
 enum breaker_mode {
 	MODE_ENFORCE = 0,	/* blocks open destinations */
 	MODE_OBSERVE = 1,	/* state machine runs, never blocks: metrics_only */
+	MODE_DISABLED = 2,	/* machine stopped, always allows: disabled */
+	MODE_FORCED_OPEN = 3,	/* machine stopped, always blocks: forced_open */
 };
 
-/* Breaker policy; `defaults:` fills it, each destination may override any key. */
+enum window_type {
+	WINDOW_COUNT = 0,	/* the last window_size calls */
+	WINDOW_TIME = 1,	/* the calls of the last window_size seconds */
+};
+
+/*
+ * breaker_policy.failures: which outcomes count as failures. Bit i is
+ * enum kb_result i (breaker.c asserts it); reset is an RST on an established
+ * connection, fed by breaker_record_reset().
+ */
+#define POLICY_FAIL_REFUSED (1u << 1)
+#define POLICY_FAIL_TIMEOUT (1u << 2)
+#define POLICY_FAIL_UNREACHABLE (1u << 3)
+#define POLICY_FAIL_ERROR (1u << 4)
+#define POLICY_FAIL_RESET (1u << 8)
+#define POLICY_FAIL_DEFAULT \
+	(POLICY_FAIL_REFUSED | POLICY_FAIL_TIMEOUT | POLICY_FAIL_UNREACHABLE | POLICY_FAIL_ERROR)
+
+/*
+ * Breaker policy; `defaults:` fills it, each destination may override any key.
+ * A zeroed field means "off" (or "the natural default" where noted), so a
+ * policy built by hand needs only the fields it uses; config_policy_defaults()
+ * gives the built-in values.
+ */
 struct breaker_policy {
 	enum breaker_mode mode;
-	uint32_t consecutive_failures;	/* trip after this many failures in a row, >= 1 */
-	uint64_t open_duration_ns;	/* open -> half_open after this long, > 0 */
-	uint32_t half_open_permits;	/* probes let through; all must succeed, >= 1 */
+	uint32_t consecutive_failures;	/* trip after this many failures in a row; 0: off */
+	uint64_t open_duration_ns;	/* first open period, > 0 */
+	uint32_t half_open_permits;	/* probes let through in half_open, >= 1 */
+	uint32_t failure_rate_threshold;	/* percent of calls in the window; 0: off */
+	enum window_type window_type;
+	uint32_t window_size;		/* count: calls (1..1000); time: seconds (1..3600) */
+	uint32_t minimum_calls;		/* rates are evaluated from this many calls on; 0 = 1 */
+	uint64_t slow_call_duration_ns;	/* a call is slow when it took longer; 0: none is */
+	uint32_t slow_call_rate_threshold;	/* percent of calls in the window; 0: off */
+	uint32_t failures;		/* POLICY_FAIL_* */
+	uint64_t max_open_duration_ns;	/* backoff cap, >= open_duration; 0: no backoff */
+	uint32_t jitter_percent;	/* open periods vary by +-this percent, 0..100 */
+	uint32_t half_open_successes;	/* successes that close half_open; 0: all permits */
+	uint64_t max_half_open_duration_ns;	/* half_open -> open after this long; 0: never */
+	uint64_t recovery_ramp_ns;	/* admission ramp after closing; 0: off */
 };
 
 enum host_kind {
@@ -42,6 +80,8 @@ struct config_dst {
 	uint8_t addr[16];		/* ADDR/CIDR: network order; IPv4 as ::ffff:a.b.c.d */
 	uint8_t prefix_len;		/* in that 128-bit space: 128 for ADDR, 96+n for IPv4 /n */
 	uint16_t port;			/* host order, 1..65535; 0 = any port ("any") */
+	uint8_t per_address;		/* NAME/CIDR: one breaker per address (0 or 1) */
+	uint32_t max_open_percent;	/* per_address: most of the group open at once, 1..100 */
 	struct breaker_policy policy;
 	int line;			/* 1-based position of the entry, for messages */
 };
@@ -57,6 +97,9 @@ struct config {
 	struct config_dst *dsts;
 	size_t n_dsts;
 };
+
+/* Fill p with the built-in policy (what `defaults:` holds when it sets nothing). */
+void config_policy_defaults(struct breaker_policy *p);
 
 /* Fill cfg with the built-in defaults and no destinations. */
 void config_init(struct config *cfg);
@@ -84,7 +127,24 @@ int config_parse_duration(const char *s, uint64_t *ns);
 /* Parse an IPv4 or IPv6 literal into the normalised 16-byte form. 0 or -EINVAL. */
 int config_parse_addr(const char *s, uint8_t addr[16]);
 
-/* Canonical text for a mode: "enforce" or "observe". */
+/*
+ * Parse a CIDR prefix "a.b.c.d/n" (n 0..32) or "x::/n" (n 0..128) into the
+ * 16-byte form and a prefix length in that space (96 + n for IPv4).
+ * Returns 0, -ERANGE when host bits are set beyond the prefix ("10.0.0.1/8",
+ * more likely a typo than a way to write 10.0.0.0/8), or -EINVAL for anything
+ * else that is not a prefix. A /32 (/128) is one address: it duplicates the
+ * plain address with the same port.
+ */
+int config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefix_len);
+
+/*
+ * Whether s is a DNS host name by RFC 1123: dot-separated labels of 1..63
+ * [A-Za-z0-9-], no label starting or ending with '-', at most 253 characters,
+ * and a last label that is not all digits (so "10.1" is not a name).
+ */
+bool config_valid_hostname(const char *s);
+
+/* Canonical text for a mode: "enforce", "observe", "disabled" or "forced_open". */
 const char *config_mode_name(enum breaker_mode mode);
 
 #endif /* KB_CONFIG_H */

@@ -27,7 +27,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Per-socket state, set at SYN_SENT only for configured destinations. */
 struct kb_sk {
-	__u64 syn_ns;
+	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */
 	__u32 dst_id;
 	__s32 err;	/* the error last reported while connecting */
 };
@@ -165,10 +165,15 @@ int BPF_PROG(kb_sock_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	}
 
-	if (oldstate != TCP_SYN_SENT)
+	/*
+	 * SYN_RECV too: a simultaneous open (or a connect that picked its own
+	 * port as source on loopback) goes SYN_SENT -> SYN_RECV -> ESTABLISHED.
+	 * syn_ns != 0 marks an outcome still to count, so it counts once.
+	 */
+	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
 		return 0;
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
-	if (!ks)
+	if (!ks || !ks->syn_ns)
 		return 0;
 	if (newstate == TCP_ESTABLISHED)
 		res = KB_RES_SUCCESS;
@@ -181,8 +186,8 @@ int BPF_PROG(kb_sock_state, struct sock *sk, int oldstate, int newstate)
 		res = kb_classify(sk->sk_err ?: ks->err ?: sk->sk_err_soft);
 	else
 		return 0;
-
 	kb_count(ks->dst_id, res, bpf_ktime_get_ns(), ks->syn_ns);
+	ks->syn_ns = 0;
 	return 0;
 }
 

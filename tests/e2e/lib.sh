@@ -62,6 +62,9 @@ start_listener() {
 	fail "listener on $1 port $2 did not start"
 }
 
+# Test ports: below the ephemeral range (32768+), so a connect never picks
+# its own destination port as source and connects to itself.
+#
 # A TCP port free on the host's loopback (the agent's metrics).
 free_port() {
 	local p

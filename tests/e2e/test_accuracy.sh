@@ -14,7 +14,7 @@
 t_setup
 command -v nft >/dev/null || need "nft (nftables) not installed"
 
-B=$((20000 + RANDOM % 30000))
+B=$((20000 + RANDOM % 12000))
 P_OK=$B P_REF=$((B+1)) P_DROP=$((B+2)) P_UNR=$((B+3)) P_RSTL=$((B+4)) P_RSTS=$((B+5))
 P_CANCEL=$((B+6)) P_OTHER=$((B+7)) P_ANYL=$((B+8)) P_ANYREF=$((B+9))
 T_LISTEN="127.0.0.1:$(free_port)"

@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 t_setup
 command -v unshare >/dev/null || need "unshare (util-linux) not installed"
-P=$((20000 + RANDOM % 30000))
+P=$((20000 + RANDOM % 12000))
 T_LISTEN="127.0.0.1:$(free_port)"
 NAME=group.kbreaker-test.invalid
 printf '127.0.0.11 %s\n127.0.0.12 %s\n127.0.0.13 %s\n' "$NAME" "$NAME" "$NAME" > "$T_DIR/hosts"

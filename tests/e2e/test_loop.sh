@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 t_setup
 
-PORT=$((30000 + RANDOM % 10000))
+PORT=$((20000 + RANDOM % 12000))
 OPORT=$((PORT + 1))
 T_LISTEN="127.0.0.1:$(free_port)"
 cat > "$T_DIR/kb.yaml" <<EOC

@@ -6,7 +6,7 @@
 # - backoff: a failed half_open probe re-opens for twice open_duration.
 . "$(dirname "$0")/lib.sh"
 t_setup
-P=$((20000 + RANDOM % 30000))
+P=$((20000 + RANDOM % 12000))
 T_LISTEN="127.0.0.1:$(free_port)"
 cat > "$T_DIR/kb.yaml" <<EOC
 listen: $T_LISTEN

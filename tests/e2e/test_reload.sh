@@ -7,7 +7,7 @@
 # shows in kbreaker_config_reload_success.
 . "$(dirname "$0")/lib.sh"
 t_setup
-B=$((20000 + RANDOM % 30000))
+B=$((20000 + RANDOM % 12000))
 P_KEEP=$B P_GONE=$((B+1)) P_CHG=$((B+2)) P_NEW=$((B+3))
 T_LISTEN="127.0.0.1:$(free_port)"
 

@@ -6,7 +6,7 @@
 # an address outside all of them counts nowhere.
 . "$(dirname "$0")/lib.sh"
 t_setup
-P=$((20000 + RANDOM % 30000))
+P=$((20000 + RANDOM % 12000))
 T_LISTEN="127.0.0.1:$(free_port)"
 
 {

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "breaker.h"
+#include "config.h"
 
 #define MS 1000000ULL
 #define SEC 1000000000ULL
@@ -46,12 +47,14 @@
 static struct breaker_policy policy_of(enum breaker_mode mode, uint32_t failures,
 				       uint64_t open_ns, uint32_t permits)
 {
-	struct breaker_policy p = {
-		.mode = mode,
-		.consecutive_failures = failures,
-		.open_duration_ns = open_ns,
-		.half_open_permits = permits,
-	};
+	struct breaker_policy p;
+
+	/* The built-in policy: every newer policy off, failures: the four connect failures. */
+	config_policy_defaults(&p);
+	p.mode = mode;
+	p.consecutive_failures = failures;
+	p.open_duration_ns = open_ns;
+	p.half_open_permits = permits;
 	return p;
 }
 
@@ -884,6 +887,846 @@ static void test_unknown_result_ignored(void **state)
 	assert_int_equal(b.probe_successes, 0);
 }
 
+/* --- policies beyond consecutive failures -------------------------------- */
+
+/* A policy with consecutive failures off and the given rate settings. */
+static struct breaker_policy rate_policy(uint32_t frt, enum window_type type, uint32_t size,
+					 uint32_t min_calls)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 0, 5 * SEC, 1);
+
+	p.failure_rate_threshold = frt;
+	p.window_type = type;
+	p.window_size = size;
+	p.minimum_calls = min_calls;
+	return p;
+}
+
+static void test_consecutive_disabled(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 0, 5 * SEC, 1);
+	uint64_t now = T0;
+	struct breaker b;
+
+	breaker_init(&b, &p, now);
+	assert_int_equal(feed("cf 0", &b, "RRRRRRRRRRRRRRRRRRRRTTTTTUUUUUEEEEE", &now), -1);
+	assert_int_equal(b.state, BS_CLOSED);
+	/* Still counted, for the metric. */
+	assert_int_equal(b.consecutive_failures, 35);
+}
+
+static void test_failure_rate_count(void **state)
+{
+	static const struct {
+		const char *name;
+		uint32_t threshold, size, min_calls;
+		const char *seq;
+		int want_trip_at;
+		enum breaker_cause want_cause;
+	} cases[] = {
+		{ "50% at minimum", 50, 10, 4, "SRSR", 3, BC_FAILURE_RATE },
+		{ "below minimum", 50, 10, 4, "RRR", -1, BC_NONE },
+		{ "at minimum, all failed", 50, 10, 4, "RRRR", 3, BC_FAILURE_RATE },
+		{ "under 50% never", 50, 100, 2, "SSRSRSRSRSRSR", -1, BC_NONE },
+		{ "a success can trip too", 25, 10, 4, "RRSS", 3, BC_FAILURE_RATE },
+		{ "a success keeps it under", 75, 10, 4, "RRSS", -1, BC_NONE },
+		{ "old failures leave the window", 50, 4, 4, "RSSSRSSSRSSS", -1, BC_NONE },
+		{ "window of 4 fills with failures", 50, 4, 4, "SSSSSSRR", 7, BC_FAILURE_RATE },
+		{ "100% needs every call failed", 100, 4, 4, "RRRSRRRR", 7, BC_FAILURE_RATE },
+		{ "minimum above count window: window size", 50, 5, 20, "SSRRR", 4, BC_FAILURE_RATE },
+		{ "cancelled is not a call", 50, 10, 4, "RCCCSCR", -1, BC_NONE },
+		{ "minimum 0 means 1", 50, 10, 0, "R", 0, BC_FAILURE_RATE },
+		{ "no window, no rate", 50, 0, 4, "RRRRRRRR", -1, BC_NONE },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const char *name = cases[i].name;
+		struct breaker_policy p = rate_policy(cases[i].threshold, WINDOW_COUNT, cases[i].size,
+						      cases[i].min_calls);
+		uint64_t now = T0;
+		struct breaker b;
+
+		breaker_init(&b, &p, now);
+		check_int(name, feed(name, &b, cases[i].seq, &now), cases[i].want_trip_at);
+		check_eq(name, b.state, cases[i].want_trip_at < 0 ? BS_CLOSED : BS_OPEN);
+		check_eq(name, b.cause, cases[i].want_cause);
+	}
+}
+
+/* The rate functions expose what the window holds, 0..1. */
+static void test_rates_exposed(void **state)
+{
+	struct breaker_policy p = rate_policy(0, WINDOW_COUNT, 4, 1);
+	uint64_t now = T0;
+	struct breaker b;
+
+	p.slow_call_duration_ns = 100 * MS;
+	breaker_init(&b, &p, now);
+	assert_true(breaker_failure_rate(&b, now) == 0.0);
+	assert_true(breaker_slow_call_rate(&b, now) == 0.0);
+	assert_int_equal(breaker_window_calls(&b, now), 0);
+	feed("rates", &b, "RSSS", &now);
+	assert_true(breaker_failure_rate(&b, now) == 0.25);
+	assert_int_equal(breaker_window_calls(&b, now), 4);
+	/* 1 ms connects are not slow; one of 200 ms is. */
+	now += SEC;
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, now - 200 * MS, now));
+	assert_true(breaker_slow_call_rate(&b, now) == 0.25);
+	assert_true(breaker_failure_rate(&b, now) == 0.0);
+}
+
+/* Time windows: failures older than the window stop counting at the exact second. */
+static void test_failure_rate_time(void **state)
+{
+	struct breaker_policy p = rate_policy(50, WINDOW_TIME, 10, 4);
+	struct breaker b;
+
+	breaker_init(&b, &p, T0);
+	/* Two failures in second 0, two successes in second 5. */
+	assert_false(breaker_record(&b, KB_RES_REFUSED, T0, T0 + 100 * MS));
+	assert_false(breaker_record(&b, KB_RES_REFUSED, T0, T0 + 200 * MS));
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, T0, T0 + 5 * SEC));
+	assert_true(breaker_failure_rate(&b, T0 + 5 * SEC) > 0.66);
+	/* The 4th call reaches minimum_calls with 2 of 4 failed: 50% trips, on a success. */
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, T0, T0 + 5 * SEC));
+	assert_int_equal(b.state, BS_OPEN);
+	assert_int_equal(b.cause, BC_FAILURE_RATE);
+}
+
+static void test_failure_rate_time_expiry(void **state)
+{
+	struct breaker_policy p = rate_policy(50, WINDOW_TIME, 10, 4);
+	struct breaker b;
+
+	breaker_init(&b, &p, T0);
+	/* Second 0: three successes, one failure (25%). */
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, T0, T0 + 1));
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, T0, T0 + 2));
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, T0, T0 + 3));
+	assert_false(breaker_record(&b, KB_RES_REFUSED, T0, T0 + 4));
+	assert_true(breaker_failure_rate(&b, T0 + 4) == 0.25);
+	/* Second 9: one failure: 2 of 5, 40%. */
+	assert_false(breaker_record(&b, KB_RES_REFUSED, T0, T0 + 9 * SEC));
+	assert_true(breaker_failure_rate(&b, T0 + 10 * SEC - 1) == 0.4);
+	/* At T0 + 10 s second 0 left: 1 of 1 is 100%, but below minimum_calls. */
+	assert_true(breaker_failure_rate(&b, T0 + 10 * SEC) == 1.0);
+	assert_int_equal(breaker_window_calls(&b, T0 + 10 * SEC), 1);
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, T0, T0 + 10 * SEC));
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, T0, T0 + 10 * SEC + 1));
+	assert_int_equal(b.state, BS_CLOSED);	/* 1 of 3 */
+	/* The 4th call, a failure: 2 of 4 = 50%: trip. */
+	assert_true(breaker_record(&b, KB_RES_TIMEOUT, T0, T0 + 11 * SEC));
+	assert_int_equal(b.cause, BC_FAILURE_RATE);
+}
+
+static void test_slow_call_rate(void **state)
+{
+	struct breaker_policy p = rate_policy(0, WINDOW_COUNT, 4, 4);
+	uint64_t now = T0 + SEC;
+	struct breaker b;
+
+	p.slow_call_duration_ns = 100 * MS;
+	p.slow_call_rate_threshold = 50;
+	breaker_init(&b, &p, T0);
+	/* Exactly the threshold is not slow; 1 ns more is. */
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, now - 100 * MS, now));
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, now - 100 * MS - 1, now));
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, now - MS, now));
+	assert_true(breaker_slow_call_rate(&b, now) > 0.33 && breaker_slow_call_rate(&b, now) < 0.34);
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, now - SEC, now));
+	assert_int_equal(b.state, BS_OPEN);
+	assert_int_equal(b.cause, BC_SLOW_CALL_RATE);
+
+	/* A connect that "ended before it began" (per-CPU clocks) is not slow. */
+	breaker_init(&b, &p, T0);
+	for (int i = 0; i < 10; i++)
+		assert_false(breaker_record(&b, KB_RES_SUCCESS, now + 1, now));
+	assert_true(breaker_slow_call_rate(&b, now) == 0.0);
+
+	/* Threshold 0 never trips on slow calls; duration 0 makes no call slow. */
+	p.slow_call_rate_threshold = 0;
+	breaker_init(&b, &p, T0);
+	for (int i = 0; i < 10; i++)
+		assert_false(breaker_record(&b, KB_RES_SUCCESS, T0, now));
+	p.slow_call_rate_threshold = 50;
+	p.slow_call_duration_ns = 0;
+	breaker_init(&b, &p, T0);
+	for (int i = 0; i < 10; i++)
+		assert_false(breaker_record(&b, KB_RES_SUCCESS, T0, now));
+	assert_true(breaker_slow_call_rate(&b, now) == 0.0);
+}
+
+/* Every enabled condition trips; the cause names the first that held. */
+static void test_combined_policies(void **state)
+{
+	static const struct {
+		const char *name;
+		uint32_t cf, frt, srt;
+		const char *seq;	/* 's' is a slow success */
+		int want_trip_at;
+		enum breaker_cause want_cause;
+	} cases[] = {
+		{ "consecutive first", 3, 90, 0, "SRRR", 3, BC_CONSECUTIVE },
+		{ "rate first", 5, 50, 0, "RSRSRS", 2, BC_FAILURE_RATE },
+		{ "slow first", 5, 90, 50, "sSsR", 2, BC_SLOW_CALL_RATE },
+		{ "both rates: failure checked first", 0, 50, 50, "fsRS", 2, BC_FAILURE_RATE },
+		{ "none", 4, 80, 80, "RSRsRSRs", -1, BC_NONE },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const char *name = cases[i].name;
+		struct breaker_policy p = rate_policy(cases[i].frt, WINDOW_COUNT, 10, 3);
+		uint64_t now = T0;
+		struct breaker b;
+		int changed_at = -1;
+
+		p.consecutive_failures = cases[i].cf;
+		p.slow_call_rate_threshold = cases[i].srt;
+		p.slow_call_duration_ns = 100 * MS;
+		breaker_init(&b, &p, now);
+		for (int k = 0; cases[i].seq[k] && changed_at < 0; k++) {
+			char c = cases[i].seq[k];
+			bool slow = c == 's' || c == 'f';
+			enum kb_result res = c == 'R' || c == 'f' ? KB_RES_REFUSED : KB_RES_SUCCESS;
+
+			now += SEC;
+			if (breaker_record(&b, res, now - (slow ? 500 * MS : MS), now))
+				changed_at = k;
+		}
+		check_int(name, changed_at, cases[i].want_trip_at);
+		check_eq(name, b.cause, cases[i].want_cause);
+	}
+}
+
+static void test_failures_list(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 2, 5 * SEC, 1);
+	uint64_t now = T0;
+	struct breaker b;
+
+	/* Only refused counts: timeouts neither count nor reset the count. */
+	p.failures = POLICY_FAIL_REFUSED;
+	breaker_init(&b, &p, now);
+	assert_int_equal(feed("refused only", &b, "RTTUUEEC", &now), -1);
+	assert_int_equal(b.consecutive_failures, 1);
+	assert_int_equal(breaker_window_calls(&b, now), 1);
+	assert_int_equal(feed("refused only", &b, "R", &now), 0);
+	assert_true(breaker_policy_is_failure(&p, KB_RES_REFUSED));
+	assert_false(breaker_policy_is_failure(&p, KB_RES_TIMEOUT));
+	assert_false(breaker_policy_is_failure(&p, (enum kb_result)KB_RES_MAX));
+
+	/* In half_open an unlisted failure proved nothing: it re-opens, as cancelled does. */
+	now = b.open_until_ns;
+	assert_true(breaker_tick(&b, now));
+	assert_true(breaker_record(&b, KB_RES_TIMEOUT, now, now + MS));
+	assert_int_equal(b.state, BS_OPEN);
+	assert_int_equal(b.cause, BC_PROBE);
+
+	/* failures: [] - nothing fails; success and cancel are never failures. */
+	p.failures = 0;
+	now = T0;
+	breaker_init(&b, &p, now);
+	assert_int_equal(feed("none", &b, "RRRRTTTTUUUUEEEE", &now), -1);
+	p.failures = POLICY_FAIL_DEFAULT | POLICY_FAIL_RESET | 1u << KB_RES_SUCCESS |
+		     1u << KB_RES_CANCELLED;
+	assert_false(breaker_policy_is_failure(&p, KB_RES_SUCCESS));
+	assert_false(breaker_policy_is_failure(&p, KB_RES_CANCELLED));
+}
+
+static void test_resets(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 1);
+	uint64_t now = T0;
+	struct breaker b;
+
+	/* Not listed (the default): ignored. */
+	breaker_init(&b, &p, now);
+	for (int i = 0; i < 10; i++)
+		assert_false(breaker_record_reset(&b, now + i));
+	assert_int_equal(b.consecutive_failures, 0);
+
+	p.failures |= POLICY_FAIL_RESET;
+	breaker_init(&b, &p, now);
+	assert_false(breaker_record_reset(&b, now + 1));
+	assert_int_equal(feed("reset", &b, "R", &now), -1);
+	assert_int_equal(b.consecutive_failures, 2);
+	assert_false(breaker_record_reset_guarded(&b, now + 2, false));
+	assert_int_equal(b.denied_trips, 1);
+	assert_true(breaker_record_reset(&b, now + 3));
+	assert_int_equal(b.state, BS_OPEN);
+	assert_int_equal(breaker_window_calls(&b, now + 3), 4);
+	/* Open and half_open: ignored. */
+	assert_false(breaker_record_reset(&b, now + 4));
+	assert_true(breaker_tick(&b, b.open_until_ns));
+	assert_false(breaker_record_reset(&b, b.state_since_ns + 1));
+	assert_int_equal(b.state, BS_HALF_OPEN);
+
+	/* A stopped machine ignores them. */
+	p.mode = MODE_DISABLED;
+	breaker_init(&b, &p, now);
+	assert_false(breaker_record_reset(&b, now + 1));
+	assert_int_equal(b.consecutive_failures, 0);
+}
+
+/* Re-open without a close in between: open_duration 1 s, 2 s, 4 s, capped at 5 s. */
+static void test_backoff(void **state)
+{
+	static const uint64_t want[] = { 1 * SEC, 2 * SEC, 4 * SEC, 5 * SEC, 5 * SEC };
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, SEC, 1);
+	uint64_t now = T0;
+	struct breaker b;
+
+	p.max_open_duration_ns = 5 * SEC;
+	breaker_init(&b, &p, now);
+	trip(&b, &now);
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "open %zu", i + 1);
+		check_eq(name, b.open_streak, i + 1);
+		check_eq(name, breaker_deadline(&b) - b.state_since_ns, want[i]);
+		now = breaker_deadline(&b);
+		check_eq(name, breaker_tick(&b, now), true);
+		/* A failing probe re-opens for the next, longer period. */
+		check_eq(name, breaker_record(&b, KB_RES_REFUSED, now, now + MS), true);
+		now += MS;
+	}
+	/* Closing resets the backoff: the next trip opens for open_duration again. */
+	now = breaker_deadline(&b);
+	assert_true(breaker_tick(&b, now));
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, now, now + MS));
+	assert_int_equal(b.state, BS_CLOSED);
+	assert_int_equal(b.open_streak, 0);
+	now += MS;
+	trip(&b, &now);
+	assert_int_equal(breaker_deadline(&b) - now, SEC);
+
+	/* No max_open_duration (or one not above open_duration): no backoff. */
+	for (int k = 0; k < 2; k++) {
+		p.max_open_duration_ns = k ? SEC / 2 : 0;
+		now = T0;
+		breaker_init(&b, &p, now);
+		trip(&b, &now);
+		for (int i = 0; i < 4; i++) {
+			assert_int_equal(breaker_deadline(&b) - b.state_since_ns, SEC);
+			now = breaker_deadline(&b);
+			assert_true(breaker_tick(&b, now));
+			assert_true(breaker_record(&b, KB_RES_REFUSED, now, now + MS));
+		}
+	}
+
+	/* Doubling saturates at the cap without overflowing, however long the streak. */
+	p.open_duration_ns = 3 * SEC;
+	p.max_open_duration_ns = 24 * 3600 * SEC;
+	now = T0;
+	breaker_init(&b, &p, now);
+	trip(&b, &now);
+	for (int i = 0; i < 100; i++) {
+		now = breaker_deadline(&b);
+		assert_true(breaker_tick(&b, now));
+		assert_true(breaker_record(&b, KB_RES_REFUSED, now, now));
+		assert_true(breaker_deadline(&b) - now <= 24 * 3600 * SEC);
+	}
+	assert_int_equal(breaker_deadline(&b) - now, 24 * 3600 * SEC);
+}
+
+/* Jittered periods stay within +-jitter% and spread over the range. */
+static void test_jitter_bounds(void **state)
+{
+	static const struct {
+		uint32_t pct;
+		uint64_t open_ns;
+		uint32_t streak;	/* opens before the measured one */
+		uint64_t lo, hi;
+	} cases[] = {
+		{ 20, 10 * SEC, 0, 8 * SEC, 12 * SEC },
+		{ 1, 10 * SEC, 0, 9900 * MS, 10100 * MS },
+		{ 50, 10 * SEC, 2, 10 * SEC, 30 * SEC },	/* after backoff to 20 s */
+		{ 100, 2 * SEC, 0, 1, 4 * SEC },
+		{ 250, 2 * SEC, 0, 1, 4 * SEC },		/* clamped to 100% */
+		{ 30, 1, 0, 1, 1 },				/* too short to vary */
+		{ 100, 1, 0, 1, 2 },				/* never 0 */
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		uint64_t min = UINT64_MAX, max = 0;
+		char name[32];
+
+		snprintf(name, sizeof(name), "jitter %u%%", cases[i].pct);
+		for (uint64_t seed = 0; seed < 2000; seed++) {
+			struct breaker_policy p = policy_of(MODE_ENFORCE, 1, cases[i].open_ns, 1);
+			uint64_t now = T0, period;
+			struct breaker b;
+
+			p.jitter_percent = cases[i].pct;
+			p.max_open_duration_ns = 20 * SEC;
+			breaker_init(&b, &p, now);
+			breaker_seed(&b, seed);
+			trip(&b, &now);
+			for (uint32_t k = 0; k < cases[i].streak; k++) {
+				now = breaker_deadline(&b);
+				assert_true(breaker_tick(&b, now));
+				assert_true(breaker_record(&b, KB_RES_REFUSED, now, now));
+			}
+			period = breaker_deadline(&b) - b.state_since_ns;
+			if (period < cases[i].lo || period > cases[i].hi)
+				fail_msg("%s seed %ju: period %ju outside [%ju, %ju]", name,
+					 (uintmax_t)seed, (uintmax_t)period, (uintmax_t)cases[i].lo,
+					 (uintmax_t)cases[i].hi);
+			min = period < min ? period : min;
+			max = period > max ? period : max;
+		}
+		/* 2000 draws cover the range: each end within 1% of it. */
+		uint64_t span = cases[i].hi - cases[i].lo;
+
+		if (min > cases[i].lo + span / 100 || max + span / 100 < cases[i].hi)
+			fail_msg("%s: draws span only [%ju, %ju]", name, (uintmax_t)min, (uintmax_t)max);
+	}
+}
+
+/* The same seed gives the same periods; seed 0 works. */
+static void test_jitter_deterministic(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 10 * SEC, 1);
+	struct breaker a, b;
+	uint64_t na = T0, nb = T0;
+
+	p.jitter_percent = 50;
+	breaker_init(&a, &p, T0);
+	breaker_init(&b, &p, T0);
+	breaker_seed(&a, 0);
+	breaker_seed(&b, 0);
+	assert_true(a.rng != 0);
+	trip(&a, &na);
+	trip(&b, &nb);
+	assert_int_equal(a.open_until_ns, b.open_until_ns);
+}
+
+static void test_half_open_successes(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 5 * SEC, 5);
+	uint64_t now = T0;
+	struct breaker b;
+
+	p.half_open_successes = 2;
+	breaker_init(&b, &p, now);
+	uint64_t entered = to_half_open(&b, &now);
+
+	check_verdict("successes", &b, KB_ACT_PROBE, 5);
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, entered, entered + 1));
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered + 2));
+	assert_int_equal(b.state, BS_CLOSED);
+	/* The remaining probes began before the close: ignored, even failures. */
+	assert_false(breaker_record(&b, KB_RES_REFUSED, entered, entered + 3));
+	assert_int_equal(b.state, BS_CLOSED);
+
+	/* More successes than permits (a hand-built policy) needs all permits. */
+	p.half_open_successes = 9;
+	p.half_open_permits = 2;
+	breaker_init(&b, &p, T0);
+	now = T0;
+	entered = to_half_open(&b, &now);
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, entered, entered + 1));
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered + 2));
+}
+
+/* A silent half_open goes back to open after max_half_open_duration, with backoff. */
+static void test_half_open_timeout(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 5 * SEC, 2);
+	uint64_t now = T0;
+	struct breaker b;
+
+	p.max_half_open_duration_ns = 3 * SEC;
+	p.max_open_duration_ns = 60 * SEC;
+	breaker_init(&b, &p, now);
+	uint64_t entered = to_half_open(&b, &now);
+
+	assert_int_equal(breaker_deadline(&b), entered + 3 * SEC);
+	assert_false(breaker_tick(&b, entered + 3 * SEC - 1));
+	assert_false(breaker_record(&b, KB_RES_SUCCESS, entered, entered + SEC));
+	assert_true(breaker_tick(&b, entered + 3 * SEC));
+	assert_int_equal(b.state, BS_OPEN);
+	assert_int_equal(b.cause, BC_HALF_OPEN_TIMEOUT);
+	assert_int_equal(b.transitions[BS_HALF_OPEN][BS_OPEN], 1);
+	/* The second open period is doubled. */
+	assert_int_equal(breaker_deadline(&b), entered + 3 * SEC + 10 * SEC);
+	check_verdict("timeout", &b, KB_ACT_BLOCK, 0);
+}
+
+static void test_modes_stopped(void **state)
+{
+	static const struct {
+		enum breaker_mode mode;
+		enum breaker_state pub;
+		enum kb_action action;
+	} cases[] = {
+		{ MODE_DISABLED, BS_DISABLED, KB_ACT_ALLOW },
+		{ MODE_FORCED_OPEN, BS_FORCED_OPEN, KB_ACT_BLOCK },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const char *name = config_mode_name(cases[i].mode);
+		struct breaker_policy p = policy_of(cases[i].mode, 1, 5 * SEC, 1);
+		static const uint64_t none[BS_MAX][BS_MAX];
+		struct kb_verdict v;
+		uint64_t now = T0;
+		struct breaker b;
+
+		p.recovery_ramp_ns = 10 * SEC;
+		breaker_init(&b, &p, now);
+		check_int(name, feed(name, &b, "RRRRTTTTSSCC", &now), -1);
+		check_eq(name, breaker_record_reset(&b, now), false);
+		check_eq(name, breaker_tick(&b, UINT64_MAX), false);
+		check_eq(name, breaker_deadline(&b), 0);
+		check_eq(name, breaker_public_state(&b), cases[i].pub);
+		check_eq(name, breaker_ramping(&b), false);
+		check_transitions(name, &b, none);
+		memset(&v, 0xa5, sizeof(v));
+		breaker_verdict(&b, &v);
+		check_eq(name, v.action, cases[i].action);
+		check_eq(name, v.observe, 0);
+		check_eq(name, v.permits, 0);
+		check_eq(name, v.admit, 0);
+		check_eq(name, v.pad, 0);
+	}
+}
+
+/* The ramp: 19 steps of 5%, then ALLOW at recovery_ramp's end, each due at breaker_deadline. */
+static void test_recovery_ramp(void **state)
+{
+	static const uint64_t lengths[] = { 19 * SEC, 10 * SEC, 30 * SEC + 7, 19 };
+
+	for (size_t i = 0; i < ARRAY_SIZE(lengths); i++) {
+		struct breaker_policy p = policy_of(MODE_OBSERVE, 1, 5 * SEC, 1);
+		uint64_t now = T0, closed, len = lengths[i];
+		struct kb_verdict v;
+		struct breaker b;
+		char name[48];
+
+		snprintf(name, sizeof(name), "ramp %ju ns", (uintmax_t)len);
+		p.recovery_ramp_ns = len;
+		breaker_init(&b, &p, now);
+		/* No ramp at start. */
+		check_eq(name, breaker_ramping(&b), false);
+		uint64_t entered = to_half_open(&b, &now);
+
+		closed = entered + MS;
+		check_eq(name, breaker_record(&b, KB_RES_SUCCESS, entered, closed), true);
+		check_eq(name, b.state, BS_CLOSED);
+		check_eq(name, breaker_ramping(&b), true);
+		check_eq(name, breaker_public_state(&b), BS_METRICS_ONLY);
+		for (uint32_t step = 0; step < BREAKER_RAMP_STEPS; step++) {
+			uint64_t due = closed + (((uint64_t)step + 1) * len + 18) / 19;
+
+			breaker_verdict(&b, &v);
+			check_eq(name, v.action, KB_ACT_RAMP);
+			check_eq(name, v.admit, (uint64_t)KB_ADMIT_ONE * (step + 1) / 20);
+			check_eq(name, v.observe, 1);
+			check_eq(name, v.permits, 0);
+			check_eq(name, breaker_deadline(&b), due);
+			check_eq(name, breaker_tick(&b, due - 1), false);
+			check_eq(name, breaker_tick(&b, due), true);
+		}
+		check_eq(name, breaker_ramping(&b), false);
+		check_eq(name, breaker_deadline(&b), 0);
+		breaker_verdict(&b, &v);
+		check_eq(name, v.action, KB_ACT_ALLOW);
+		check_eq(name, v.admit, 0);
+		check_eq(name, breaker_tick(&b, UINT64_MAX), false);
+		check_eq(name, b.transitions[BS_HALF_OPEN][BS_CLOSED], 1);
+	}
+}
+
+/* A late tick jumps steps; a very late one ends the ramp; a trip during the ramp opens. */
+static void test_recovery_ramp_jumps_and_trips(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 2, 5 * SEC, 1);
+	uint64_t now = T0;
+	struct kb_verdict v;
+	struct breaker b;
+
+	p.recovery_ramp_ns = 19 * SEC;
+	breaker_init(&b, &p, now);
+	uint64_t entered = to_half_open(&b, &now);
+
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered));
+	assert_true(breaker_tick(&b, entered + 10 * SEC + 5));
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.admit, KB_ADMIT_ONE * 11ULL / 20);
+	assert_false(breaker_tick(&b, entered + 11 * SEC - 1));
+	/* Failures during the ramp trip as in closed. */
+	now = entered + 11 * SEC;
+	assert_false(breaker_record(&b, KB_RES_REFUSED, now, now));
+	assert_true(breaker_record(&b, KB_RES_REFUSED, now, now + 1));
+	assert_int_equal(b.state, BS_OPEN);
+	assert_false(breaker_ramping(&b));
+	check_verdict("tripped in ramp", &b, KB_ACT_BLOCK, 0);
+	/* Recover again: a fresh ramp from the new close. */
+	now = breaker_deadline(&b);
+	assert_true(breaker_tick(&b, now));
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, now, now + 1));
+	assert_int_equal(breaker_deadline(&b), now + 1 + SEC);
+	/* Ticked long after its end: straight to ALLOW. */
+	assert_true(breaker_tick(&b, now + 3600 * SEC));
+	check_verdict("after ramp", &b, KB_ACT_ALLOW, 0);
+	/* A tick before the close instant (out-of-order clocks) does nothing. */
+	p.recovery_ramp_ns = 19 * SEC;
+	breaker_init(&b, &p, T0);
+	now = T0;
+	entered = to_half_open(&b, &now);
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered + SEC));
+	assert_false(breaker_tick(&b, entered));
+}
+
+static void test_group_may_open(void **state)
+{
+	static const struct {
+		size_t open_now, group;
+		uint32_t pct;
+		bool want;
+	} cases[] = {
+		{ 0, 3, 50, true },	/* one may always open */
+		{ 1, 3, 50, false },	/* 2 of 3 > 50% */
+		{ 1, 4, 50, true },	/* 2 of 4 = 50% */
+		{ 2, 4, 50, false },
+		{ 0, 1, 1, true },
+		{ 1, 1, 100, true },
+		{ 5, 10, 100, true },
+		{ 9, 10, 100, true },
+		{ 9, 10, 99, false },
+		{ 1, 100, 1, false },
+		{ 1, 200, 1, true },
+		{ 0, 0, 10, true },
+		{ 3, 0, 10, false },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char name[48];
+
+		snprintf(name, sizeof(name), "%zu of %zu at %u%%", cases[i].open_now, cases[i].group,
+			 cases[i].pct);
+		check_eq(name, breaker_group_may_open(cases[i].open_now, cases[i].group, cases[i].pct),
+			 cases[i].want);
+	}
+}
+
+/* A denied trip stays closed, keeps its counts and trips on the next outcome once allowed. */
+static void test_guarded_record(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 2, 5 * SEC, 1);
+	uint64_t now = T0;
+	struct breaker b;
+
+	breaker_init(&b, &p, now);
+	assert_false(breaker_record_guarded(&b, KB_RES_REFUSED, now, now + 1, false));
+	assert_false(breaker_record_guarded(&b, KB_RES_REFUSED, now, now + 2, false));
+	assert_int_equal(b.state, BS_CLOSED);
+	assert_int_equal(b.denied_trips, 1);
+	assert_int_equal(b.consecutive_failures, 2);
+	check_verdict("denied", &b, KB_ACT_ALLOW, 0);
+	assert_false(breaker_record_guarded(&b, KB_RES_REFUSED, now, now + 3, false));
+	assert_int_equal(b.denied_trips, 2);
+	assert_true(breaker_record_guarded(&b, KB_RES_REFUSED, now, now + 4, true));
+	assert_int_equal(b.state, BS_OPEN);
+	/* half_open re-opens regardless of the guard. */
+	now = breaker_deadline(&b);
+	assert_true(breaker_tick(&b, now));
+	assert_true(breaker_record_guarded(&b, KB_RES_REFUSED, now, now + 1, false));
+	assert_int_equal(b.state, BS_OPEN);
+
+	/* A success resets a denied consecutive trip. */
+	breaker_init(&b, &p, T0);
+	assert_false(breaker_record_guarded(&b, KB_RES_REFUSED, T0, T0 + 1, false));
+	assert_false(breaker_record_guarded(&b, KB_RES_REFUSED, T0, T0 + 2, false));
+	assert_false(breaker_record_guarded(&b, KB_RES_SUCCESS, T0, T0 + 3, true));
+	assert_false(breaker_record_guarded(&b, KB_RES_REFUSED, T0, T0 + 4, true));
+	assert_int_equal(b.state, BS_CLOSED);
+
+	/* A rate still over the threshold trips on the next call, even a success. */
+	p = rate_policy(50, WINDOW_COUNT, 10, 2);
+	breaker_init(&b, &p, T0);
+	assert_false(breaker_record_guarded(&b, KB_RES_REFUSED, T0, T0 + 1, false));
+	assert_false(breaker_record_guarded(&b, KB_RES_REFUSED, T0, T0 + 2, false));
+	assert_int_equal(b.denied_trips, 1);
+	assert_true(breaker_record_guarded(&b, KB_RES_SUCCESS, T0, T0 + 3, true));
+	assert_int_equal(b.cause, BC_FAILURE_RATE);
+}
+
+/* --- reload --------------------------------------------------------------- */
+
+static void test_reconfigure_keeps_state(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 2), q;
+	uint64_t now = T0;
+	struct breaker b;
+
+	/* closed: the consecutive count survives; a lower threshold applies at the next failure. */
+	breaker_init(&b, &p, now);
+	feed("reload", &b, "RR", &now);
+	q = p;
+	q.consecutive_failures = 2;
+	assert_false(breaker_reconfigure(&b, &q, now));
+	assert_int_equal(b.consecutive_failures, 2);
+	assert_int_equal(b.state, BS_CLOSED);
+	assert_int_equal(feed("reload", &b, "R", &now), 0);
+
+	/* open: state, deadline and transitions kept; enforce -> observe changes the verdict. */
+	uint64_t deadline = breaker_deadline(&b);
+
+	q.mode = MODE_OBSERVE;
+	q.open_duration_ns = 60 * SEC;
+	assert_true(breaker_reconfigure(&b, &q, now));
+	assert_int_equal(b.state, BS_OPEN);
+	assert_int_equal(breaker_deadline(&b), deadline);
+	assert_int_equal(breaker_public_state(&b), BS_METRICS_ONLY);
+	assert_int_equal(b.transitions[BS_CLOSED][BS_OPEN], 1);
+	/* Nothing the verdict shows changed: false. */
+	assert_false(breaker_reconfigure(&b, &q, now));
+
+	/* half_open: a new max_half_open_duration counts from the entry. */
+	assert_true(breaker_tick(&b, deadline));
+	q.max_half_open_duration_ns = 2 * SEC;
+	assert_false(breaker_reconfigure(&b, &q, deadline + SEC));
+	assert_int_equal(breaker_deadline(&b), deadline + 2 * SEC);
+	q.max_half_open_duration_ns = 0;
+	assert_false(breaker_reconfigure(&b, &q, deadline + SEC));
+	assert_int_equal(breaker_deadline(&b), 0);
+	/* New permits: the verdict changes, the agent rewrites it. */
+	q.half_open_permits = 4;
+	assert_true(breaker_reconfigure(&b, &q, deadline + SEC));
+	check_verdict("permits", &b, KB_ACT_PROBE, 4);
+}
+
+static void test_reconfigure_window(void **state)
+{
+	struct breaker_policy p = rate_policy(50, WINDOW_COUNT, 10, 5), q;
+	uint64_t now = T0;
+	struct breaker b;
+
+	breaker_init(&b, &p, now);
+	feed("window", &b, "SSRS", &now);
+	/* Same window, other threshold: counts kept. */
+	q = p;
+	q.failure_rate_threshold = 20;
+	breaker_reconfigure(&b, &q, now);
+	assert_int_equal(breaker_window_calls(&b, now), 4);
+	/* Another size: the window restarts. */
+	q.window_size = 20;
+	breaker_reconfigure(&b, &q, now);
+	assert_int_equal(breaker_window_calls(&b, now), 0);
+	feed("window", &b, "SSRS", &now);
+	/* Another type: restarts too. */
+	q.window_type = WINDOW_TIME;
+	q.window_size = 10;
+	breaker_reconfigure(&b, &q, now);
+	assert_int_equal(breaker_window_calls(&b, now), 0);
+	assert_int_equal(b.window.type, WINDOW_TIME);
+}
+
+static void test_reconfigure_modes(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 5 * SEC, 1), q;
+	uint64_t now = T0;
+	struct breaker b;
+
+	breaker_init(&b, &p, now);
+	trip(&b, &now);
+	/* Into disabled: the machine stops, reset to closed (counted), verdict ALLOW. */
+	q = p;
+	q.mode = MODE_DISABLED;
+	assert_true(breaker_reconfigure(&b, &q, now + SEC));
+	assert_int_equal(b.state, BS_CLOSED);
+	assert_int_equal(b.transitions[BS_OPEN][BS_CLOSED], 1);
+	assert_int_equal(breaker_public_state(&b), BS_DISABLED);
+	assert_int_equal(breaker_deadline(&b), 0);
+	/* disabled -> forced_open: verdict BLOCK, no transition. */
+	q.mode = MODE_FORCED_OPEN;
+	assert_true(breaker_reconfigure(&b, &q, now + 2 * SEC));
+	check_verdict("forced", &b, KB_ACT_BLOCK, 0);
+	assert_int_equal(b.transitions[BS_OPEN][BS_CLOSED], 1);
+	assert_int_equal(b.transitions[BS_CLOSED][BS_CLOSED], 0);
+	/* Back to enforce: closed and fresh at the reload instant. */
+	q.mode = MODE_ENFORCE;
+	assert_true(breaker_reconfigure(&b, &q, now + 3 * SEC));
+	assert_int_equal(b.state, BS_CLOSED);
+	assert_int_equal(b.state_since_ns, now + 3 * SEC);
+	/* Connects begun before the reload are stale. */
+	assert_false(breaker_record(&b, KB_RES_REFUSED, now + 3 * SEC - 1, now + 4 * SEC));
+	assert_true(breaker_record(&b, KB_RES_REFUSED, now + 3 * SEC, now + 4 * SEC));
+}
+
+/* enforce closed and disabled give the same verdict (ALLOW) but not the same public state. */
+static void test_reconfigure_public_state_only(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 0, 1), q;
+	uint64_t now = T0;
+	struct breaker b;
+
+	breaker_init(&b, &p, now);
+	q = p;
+	q.mode = MODE_DISABLED;
+	assert_true(breaker_reconfigure(&b, &q, now));
+	assert_true(breaker_reconfigure(&b, &p, now));
+	/* A hand-built open_duration of 0 opens for 1 ns. */
+	trip(&b, &now);
+	assert_int_equal(breaker_deadline(&b), now + 1);
+}
+
+static void test_reconfigure_ramp(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 5 * SEC, 1), q;
+	uint64_t now = T0, closed;
+	struct kb_verdict v;
+	struct breaker b;
+
+	p.recovery_ramp_ns = 19 * SEC;
+	breaker_init(&b, &p, now);
+	uint64_t entered = to_half_open(&b, &now);
+
+	closed = entered + 1;
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, closed));
+	/* Longer ramp, same start: step 4 of a 38 s ramp at +9.5 s... admit falls back. */
+	assert_true(breaker_tick(&b, closed + 9 * SEC));
+	q = p;
+	q.recovery_ramp_ns = 38 * SEC;
+	assert_true(breaker_reconfigure(&b, &q, closed + 9 * SEC));
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.admit, KB_ADMIT_ONE * 5ULL / 20);
+	assert_int_equal(breaker_deadline(&b), closed + 10 * SEC);
+	/* Shorter than what has elapsed: the ramp ends. */
+	q.recovery_ramp_ns = 5 * SEC;
+	assert_true(breaker_reconfigure(&b, &q, closed + 9 * SEC));
+	assert_false(breaker_ramping(&b));
+	/* Ramp turned off mid-way ends it at once. */
+	breaker_init(&b, &p, T0);
+	now = T0;
+	entered = to_half_open(&b, &now);
+	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered + 1));
+	q.recovery_ramp_ns = 0;
+	assert_true(breaker_reconfigure(&b, &q, entered + 2));
+	check_verdict("ramp off", &b, KB_ACT_ALLOW, 0);
+}
+
+static void test_cause_names(void **state)
+{
+	static const struct {
+		enum breaker_cause c;
+		const char *want;
+	} cases[] = {
+		{ BC_NONE, "" },
+		{ BC_CONSECUTIVE, "consecutive_failures" },
+		{ BC_FAILURE_RATE, "failure_rate" },
+		{ BC_SLOW_CALL_RATE, "slow_call_rate" },
+		{ BC_PROBE, "probe_failed" },
+		{ BC_HALF_OPEN_TIMEOUT, "half_open_timeout" },
+		{ (enum breaker_cause)99, "unknown" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+		check_str("cause", breaker_cause_name(cases[i].c), cases[i].want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -907,6 +1750,31 @@ int main(void)
 		cmocka_unit_test(test_state_names),
 		cmocka_unit_test(test_result_names_and_failure),
 		cmocka_unit_test(test_unknown_result_ignored),
+		cmocka_unit_test(test_consecutive_disabled),
+		cmocka_unit_test(test_failure_rate_count),
+		cmocka_unit_test(test_rates_exposed),
+		cmocka_unit_test(test_failure_rate_time),
+		cmocka_unit_test(test_failure_rate_time_expiry),
+		cmocka_unit_test(test_slow_call_rate),
+		cmocka_unit_test(test_combined_policies),
+		cmocka_unit_test(test_failures_list),
+		cmocka_unit_test(test_resets),
+		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_jitter_bounds),
+		cmocka_unit_test(test_jitter_deterministic),
+		cmocka_unit_test(test_half_open_successes),
+		cmocka_unit_test(test_half_open_timeout),
+		cmocka_unit_test(test_modes_stopped),
+		cmocka_unit_test(test_recovery_ramp),
+		cmocka_unit_test(test_recovery_ramp_jumps_and_trips),
+		cmocka_unit_test(test_group_may_open),
+		cmocka_unit_test(test_guarded_record),
+		cmocka_unit_test(test_reconfigure_keeps_state),
+		cmocka_unit_test(test_reconfigure_window),
+		cmocka_unit_test(test_reconfigure_modes),
+		cmocka_unit_test(test_reconfigure_ramp),
+		cmocka_unit_test(test_reconfigure_public_state_only),
+		cmocka_unit_test(test_cause_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -205,7 +205,14 @@ static void test_init_and_mode_names(void **state)
 }
 
 #define DST "destinations:\n  - name: a\n    host: 10.0.0.1\n    port: 80\n"
-#define RANGE_CF "must be an integer between 1 and 1000000"
+#define RANGE_CF "must be an integer between 0 and 1000000"
+#define MODE_RULE "mode: must be \"enforce\", \"observe\", \"disabled\" or \"forced_open\""
+#define PORT_RULE "port: must be an integer between 1 and 65535 or \"any\""
+#define HOST_RULE "host: must be an IP address, a CIDR prefix or a DNS name"
+#define CIDR_RULE "host: must be a CIDR prefix such as 10.0.0.0/8 or fd00::/8"
+#define WSIZE_RULE "window_size: must be a number of calls (1 to 1000) or seconds (1s to 1h)"
+#define WSIZE_COUNT "window_size: a count window holds 1 to 1000 calls"
+#define FAIL_NAMES "refused, timeout, unreachable, error or reset"
 #define LISTEN_FMT "listen: must be host:port, as in 127.0.0.1:9877 or \"[::1]:9877\""
 #define LISTEN_PORT "listen: port must be an integer between 1 and 65535"
 #define BAD_DUR "must be a duration such as 100ms, 10s, 5m or 1h"
@@ -291,13 +298,12 @@ static const struct {
 	{ "defaults duplicate", "defaults:\n  mode: observe\n  mode: enforce\n",
 	  "kb.yaml:3:3: defaults: duplicate key \"mode\"" },
 	{ "mode bad", "defaults:\n  mode: block\n",
-	  "kb.yaml:2:9: defaults: mode: must be \"enforce\" or \"observe\"" },
+	  "kb.yaml:2:9: defaults: " MODE_RULE },
 	{ "mode case", "defaults:\n  mode: Enforce\n",
-	  "kb.yaml:2:9: defaults: mode: must be \"enforce\" or \"observe\"" },
+	  "kb.yaml:2:9: defaults: " MODE_RULE },
 	{ "cf bounds ok", "defaults: {consecutive_failures: 1000000, half_open_permits: 100000}\n",
 	  NULL },
-	{ "cf zero", "defaults:\n  consecutive_failures: 0\n",
-	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
+	{ "cf zero disables", "defaults:\n  consecutive_failures: 0\n", NULL },
 	{ "cf too big", "defaults:\n  consecutive_failures: 1000001\n",
 	  "kb.yaml:2:25: defaults: consecutive_failures: " RANGE_CF },
 	{ "cf negative", "defaults:\n  consecutive_failures: -1\n",
@@ -344,7 +350,7 @@ static const struct {
 	  "kb.yaml:5:5: destination \"a\": unknown key \"timeout\"" },
 	{ "dst duplicate key", DST "    port: 81\n", "kb.yaml:5:5: destination \"a\": duplicate key \"port\"" },
 	{ "dst name later", "destinations:\n  - port: 0\n    name: late\n",
-	  "kb.yaml:2:11: destination \"late\": port: must be an integer between 1 and 65535" },
+	  "kb.yaml:2:11: destination \"late\": " PORT_RULE },
 	{ "name charset", "destinations:\n  - name: pay/ments\n",
 	  "kb.yaml:2:11: destination #1: " NAME_RULE },
 	{ "name space", "destinations:\n  - name: \"pay ments\"\n",
@@ -357,28 +363,29 @@ static const struct {
 	  "destinations:\n  - name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
 	  "kb.yaml:2:11: destination #1: " NAME_RULE },
 	{ "name number ok", "destinations:\n  - {name: 42, host: \"::1\", port: 1}\n", NULL },
-	{ "host name", DST "  - name: b\n    host: example.com\n    port: 80\n",
-	  "kb.yaml:6:11: destination \"b\": host: must be an IPv4 or IPv6 address" },
+	{ "host name ok", DST "  - name: b\n    host: example.com\n    port: 80\n", NULL },
+	{ "host name bad", DST "  - name: b\n    host: exa_mple.com\n    port: 80\n",
+	  "kb.yaml:6:11: destination \"b\": " HOST_RULE },
 	{ "host brackets", DST "  - name: b\n    host: \"[::1]\"\n    port: 80\n",
-	  "kb.yaml:6:11: destination \"b\": host: must be an IPv4 or IPv6 address" },
+	  "kb.yaml:6:11: destination \"b\": " HOST_RULE },
 	{ "host short v4", DST "  - name: b\n    host: 10.1\n    port: 80\n",
-	  "kb.yaml:6:11: destination \"b\": host: must be an IPv4 or IPv6 address" },
+	  "kb.yaml:6:11: destination \"b\": " HOST_RULE },
 	{ "host zone", DST "  - name: b\n    host: fe80::1%eth0\n    port: 80\n",
-	  "kb.yaml:6:11: destination \"b\": host: must be an IPv4 or IPv6 address" },
+	  "kb.yaml:6:11: destination \"b\": " HOST_RULE },
 	{ "host mapping", DST "  - name: b\n    host: {}\n",
 	  "kb.yaml:6:11: destination \"b\": host: expected a scalar" },
 	{ "port zero", DST "  - name: b\n    host: ::1\n    port: 0\n",
-	  "kb.yaml:7:11: destination \"b\": port: must be an integer between 1 and 65535" },
+	  "kb.yaml:7:11: destination \"b\": " PORT_RULE },
 	{ "port big", DST "  - name: b\n    host: ::1\n    port: 65536\n",
-	  "kb.yaml:7:11: destination \"b\": port: must be an integer between 1 and 65535" },
+	  "kb.yaml:7:11: destination \"b\": " PORT_RULE },
 	{ "port negative", DST "  - name: b\n    host: ::1\n    port: -1\n",
-	  "kb.yaml:7:11: destination \"b\": port: must be an integer between 1 and 65535" },
+	  "kb.yaml:7:11: destination \"b\": " PORT_RULE },
 	{ "port text", DST "  - name: b\n    host: ::1\n    port: 80a\n",
-	  "kb.yaml:7:11: destination \"b\": port: must be an integer between 1 and 65535" },
-	{ "dst override cf", DST "    consecutive_failures: 0\n",
+	  "kb.yaml:7:11: destination \"b\": " PORT_RULE },
+	{ "dst override cf", DST "    consecutive_failures: 1000001\n",
 	  "kb.yaml:5:27: destination \"a\": consecutive_failures: " RANGE_CF },
 	{ "dst override mode", DST "    mode: off\n",
-	  "kb.yaml:5:11: destination \"a\": mode: must be \"enforce\" or \"observe\"" },
+	  "kb.yaml:5:11: destination \"a\": " MODE_RULE },
 	{ "dst override open", DST "    open_duration: 25h\n",
 	  "kb.yaml:5:20: destination \"a\": open_duration: must be between 1ms and 24h" },
 	{ "dst override permits", DST "    half_open_permits: x\n",
@@ -399,6 +406,162 @@ static const struct {
 	  "  - {name: c, host: \"2001:DB8:0::1\", port: 80}\n",
 	  "kb.yaml:6:21: destination \"c\": same address and port as destination \"b\"" },
 	{ "same address other port", DST "  - name: b\n    host: 10.0.0.1\n    port: 81\n", NULL },
+
+	/* issue 4: policy keys */
+	{ "mode disabled", "defaults:\n  mode: disabled\n", NULL },
+	{ "mode forced_open", DST "    mode: forced_open\n", NULL },
+	{ "frt bounds ok", "defaults: {failure_rate_threshold: 100}\n", NULL },
+	{ "frt zero off", "defaults: {failure_rate_threshold: 0}\n", NULL },
+	{ "frt 101", "defaults:\n  failure_rate_threshold: 101\n",
+	  "kb.yaml:2:27: defaults: failure_rate_threshold: must be an integer between 0 and 100" },
+	{ "frt percent sign", "defaults:\n  failure_rate_threshold: 50%\n",
+	  "kb.yaml:2:27: defaults: failure_rate_threshold: must be an integer between 0 and 100" },
+	{ "window_type bad", "defaults:\n  window_type: sliding\n",
+	  "kb.yaml:2:16: defaults: window_type: must be \"count\" or \"time\"" },
+	{ "window count 1000", "defaults: {window_type: count, window_size: 1000}\n", NULL },
+	{ "window count 1001", "defaults:\n  window_type: count\n  window_size: 1001\n",
+	  "kb.yaml:3:16: defaults: " WSIZE_COUNT },
+	{ "window count default type 1001", "defaults:\n  window_size: 1001\n",
+	  "kb.yaml:2:16: defaults: " WSIZE_COUNT },
+	{ "window time 3600", "defaults: {window_type: time, window_size: 3600}\n", NULL },
+	{ "window time 1h", "defaults: {window_type: time, window_size: 1h}\n", NULL },
+	{ "window time 60s", "defaults: {window_size: 60s, window_type: time}\n", NULL },
+	{ "window count duration", "defaults:\n  window_size: 60s\n",
+	  "kb.yaml:2:16: defaults: window_size: a duration needs window_type: time" },
+	{ "window 3601", "defaults:\n  window_size: 3601\n", "kb.yaml:2:16: defaults: " WSIZE_RULE },
+	{ "window 0", "defaults:\n  window_size: 0\n", "kb.yaml:2:16: defaults: " WSIZE_RULE },
+	{ "window fraction of s", "defaults:\n  window_size: 1500ms\n",
+	  "kb.yaml:2:16: defaults: " WSIZE_RULE },
+	{ "window 2h", "defaults:\n  window_size: 2h\n", "kb.yaml:2:16: defaults: " WSIZE_RULE },
+	{ "window 0s", "defaults:\n  window_size: 0s\n", "kb.yaml:2:16: defaults: " WSIZE_RULE },
+	{ "window dst size, defaults type", DST "    window_size: 2000\n"
+	  "defaults: {window_type: time}\n", NULL },
+	{ "window dst type count, defaults size", DST "    window_type: count\n"
+	  "defaults: {window_type: time, window_size: 2000}\n",
+	  "kb.yaml:5:18: destination \"a\": " WSIZE_COUNT },
+	{ "window dst type count, defaults duration", DST "    window_type: count\n"
+	  "defaults: {window_type: time, window_size: 30s}\n",
+	  "kb.yaml:5:18: destination \"a\": window_size: a duration needs window_type: time" },
+	{ "minimum_calls 0", "defaults:\n  minimum_calls: 0\n",
+	  "kb.yaml:2:18: defaults: minimum_calls: must be an integer between 1 and 1000000" },
+	{ "slow duration ok", "defaults: {slow_call_duration_threshold: 500ms}\n", NULL },
+	{ "slow duration 0", "defaults:\n  slow_call_duration_threshold: 0ms\n",
+	  "kb.yaml:2:33: defaults: slow_call_duration_threshold: must be between 1ms and 1h" },
+	{ "slow rate 101", "defaults:\n  slow_call_rate_threshold: 101\n",
+	  "kb.yaml:2:29: defaults: slow_call_rate_threshold: must be an integer between 0 and 100" },
+	{ "failures ok", "defaults: {failures: [refused, reset]}\n", NULL },
+	{ "failures empty", "defaults: {failures: []}\n", NULL },
+	{ "failures null", "defaults: {failures: }\n", NULL },
+	{ "failures scalar", "defaults:\n  failures: refused\n",
+	  "kb.yaml:2:13: defaults: failures: expected a sequence" },
+	{ "failures unknown", "defaults:\n  failures: [refused, cancelled]\n",
+	  "kb.yaml:2:23: defaults: failures: unknown result \"cancelled\", expected " FAIL_NAMES },
+	{ "failures twice", "defaults:\n  failures: [timeout, timeout]\n",
+	  "kb.yaml:2:23: defaults: failures: \"timeout\" listed twice" },
+	{ "failures nested", "defaults:\n  failures: [[refused]]\n",
+	  "kb.yaml:2:14: defaults: failures: expected a list of " FAIL_NAMES },
+	{ "max_open ok", "defaults: {open_duration: 1s, max_open_duration: 5m}\n", NULL },
+	{ "max_open 0 off", "defaults: {max_open_duration: 0s}\n", NULL },
+	{ "max_open equal", "defaults: {max_open_duration: 10s}\n", NULL },
+	{ "max_open shorter", "defaults:\n  max_open_duration: 5s\n",
+	  "kb.yaml:2:22: defaults: max_open_duration: must not be shorter than open_duration (10s)" },
+	{ "max_open shorter than dst open", DST "    open_duration: 2m\n"
+	  "defaults: {max_open_duration: 1m}\n",
+	  "kb.yaml:5:20: destination \"a\": max_open_duration: must not be shorter than "
+	  "open_duration (2m)" },
+	{ "max_open 25h", "defaults:\n  max_open_duration: 25h\n",
+	  "kb.yaml:2:22: defaults: max_open_duration: must be between 0s and 24h" },
+	{ "jitter 100", "defaults: {jitter: 100}\n", NULL },
+	{ "jitter 101", "defaults:\n  jitter: 101\n",
+	  "kb.yaml:2:11: defaults: jitter: must be an integer between 0 and 100" },
+	{ "successes ok", "defaults: {half_open_permits: 5, half_open_successes: 5}\n", NULL },
+	{ "successes 0", "defaults:\n  half_open_successes: 0\n",
+	  "kb.yaml:2:24: defaults: half_open_successes: must be an integer between 1 and 100000" },
+	{ "successes above permits", "defaults:\n  half_open_successes: 4\n",
+	  "kb.yaml:2:24: defaults: half_open_successes: must not exceed half_open_permits (3)" },
+	{ "successes above dst permits", DST "    half_open_permits: 1\n"
+	  "defaults: {half_open_successes: 2}\n",
+	  "kb.yaml:5:24: destination \"a\": half_open_successes: must not exceed "
+	  "half_open_permits (1)" },
+	{ "max_half_open ok", "defaults: {max_half_open_duration: 30s, recovery_ramp: 1m}\n", NULL },
+	{ "max_half_open bare", "defaults:\n  max_half_open_duration: 30\n",
+	  "kb.yaml:2:27: defaults: max_half_open_duration: " BAD_DUR },
+	{ "recovery_ramp 25h", "defaults:\n  recovery_ramp: 25h\n",
+	  "kb.yaml:2:18: defaults: recovery_ramp: must be between 0s and 24h" },
+
+	/* issue 4: hosts, ports, groups */
+	{ "cidr v4", DST "  - {name: b, host: 10.0.0.0/8, port: 80}\n", NULL },
+	{ "cidr v6", DST "  - {name: b, host: \"fd00::/8\", port: 80}\n", NULL },
+	{ "cidr host bits", DST "  - {name: b, host: 10.0.0.1/8, port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": host: address has bits set after the prefix length" },
+	{ "cidr too long", DST "  - {name: b, host: 10.0.0.0/33, port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": " CIDR_RULE },
+	{ "cidr empty length", DST "  - {name: b, host: 10.0.0.0/, port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": " CIDR_RULE },
+	{ "cidr name", DST "  - {name: b, host: example.com/8, port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": " CIDR_RULE },
+	{ "dns name", DST "  - {name: b, host: db-1.Internal, port: any}\n", NULL },
+	{ "dns single label", DST "  - {name: b, host: localhost, port: 80}\n", NULL },
+	{ "dns leading hyphen", DST "  - {name: b, host: -db.internal, port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": " HOST_RULE },
+	{ "dns trailing hyphen", DST "  - {name: b, host: db-.internal, port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": " HOST_RULE },
+	{ "dns empty label", DST "  - {name: b, host: db..internal, port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": " HOST_RULE },
+	{ "dns trailing dot", DST "  - {name: b, host: db.internal., port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": " HOST_RULE },
+	{ "dns numeric tld", DST "  - {name: b, host: 10.1.2, port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": " HOST_RULE },
+	{ "port any", DST "  - {name: b, host: 10.0.0.1, port: any}\n", NULL },
+	{ "port Any", DST "  - {name: b, host: 10.0.0.1, port: Any}\n",
+	  "kb.yaml:5:37: destination \"b\": " PORT_RULE },
+	{ "per_address cidr", DST "  - {name: b, host: 10.0.0.0/24, port: 80, per_address: true,"
+	  " max_open_percent: 50}\n", NULL },
+	{ "per_address name", DST "  - {name: b, host: db.internal, port: 80, per_address: false}\n",
+	  NULL },
+	{ "per_address address", DST "    per_address: true\n",
+	  "kb.yaml:5:18: destination \"a\": per_address: needs a host that is a DNS name or a "
+	  "CIDR prefix" },
+	{ "per_address yes", DST "    per_address: yes\n",
+	  "kb.yaml:5:18: destination \"a\": per_address: must be true or false" },
+	{ "max_open_percent 0", DST "    max_open_percent: 0\n",
+	  "kb.yaml:5:23: destination \"a\": max_open_percent: must be an integer between 1 and 100" },
+	{ "max_open_percent without per_address", DST "  - {name: b, host: 10.0.0.0/24, port: 80,"
+	  " max_open_percent: 50}\n",
+	  "kb.yaml:5:62: destination \"b\": max_open_percent: needs per_address: true" },
+	{ "max_open_percent per_address false", DST "  - {name: b, host: 10.0.0.0/24, port: 80,"
+	  " per_address: false, max_open_percent: 50}\n",
+	  "kb.yaml:5:82: destination \"b\": max_open_percent: needs per_address: true" },
+	{ "max_open_percent in defaults", "defaults:\n  max_open_percent: 50\n",
+	  "kb.yaml:2:3: defaults: unknown key \"max_open_percent\"" },
+	{ "duplicate cidr", DST "  - {name: b, host: 10.0.0.0/8, port: 80}\n"
+	  "  - {name: c, host: \"::ffff:10.0.0.0/104\", port: 80}\n",
+	  "kb.yaml:6:21: destination \"c\": same address and port as destination \"b\"" },
+	{ "cidr /32 is the address", DST "  - {name: b, host: 10.0.0.1/32, port: 80}\n",
+	  "kb.yaml:5:21: destination \"b\": same address and port as destination \"a\"" },
+	{ "nested cidrs ok", DST "  - {name: b, host: 10.0.0.0/8, port: 80}\n"
+	  "  - {name: c, host: 10.0.0.0/16, port: 80}\n", NULL },
+	{ "duplicate dns name", DST "  - {name: b, host: db.internal, port: 80}\n"
+	  "  - {name: c, host: DB.internal, port: 80}\n",
+	  "kb.yaml:6:21: destination \"c\": same host name and port as destination \"b\"" },
+	{ "dns name other port", DST "  - {name: b, host: db.internal, port: 80}\n"
+	  "  - {name: c, host: db.internal, port: any}\n", NULL },
+
+	/* issue 4: top-level keys */
+	{ "resolve ok", "resolve_interval: 1m\n", NULL },
+	{ "resolve 500ms", "resolve_interval: 500ms\n",
+	  "kb.yaml:1:19: resolve_interval: must be between 1s and 24h" },
+	{ "max_destinations 0", "max_destinations: 0\n",
+	  "kb.yaml:1:19: max_destinations: must be an integer between 1 and 1048576" },
+	{ "max_destinations big", "max_destinations: 1048577\n",
+	  "kb.yaml:1:19: max_destinations: must be an integer between 1 and 1048576" },
+	{ "max_destinations later", DST "  - {name: b, host: 10.0.0.2, port: 80}\n"
+	  "max_destinations: 1\n",
+	  "kb.yaml:2:3: destinations: more than 1 entries (max_destinations)" },
+	{ "max_destinations enough", DST "max_destinations: 1\n", NULL },
+	{ "max_destinations bad, dsts first", DST "  - {name: b, host: 10.0.0.2, port: 80}\n"
+	  "max_destinations: x\n",
+	  "kb.yaml:6:19: max_destinations: must be an integer between 1 and 1048576" },
 
 	/* hostile input */
 	{ "anchor", "defaults: &d\n  mode: observe\n", "kb.yaml:1:11: " ALIAS },
@@ -429,7 +592,7 @@ static void test_cases(void **state)
 static void test_generated(void **state)
 {
 	static const char nul[] = "poll_interval: 1s\nlisten: 1\0\n";
-	size_t big = CONFIG_MAX_DESTINATIONS + 1, i;
+	size_t big = 16384 + 1, i;
 	char want[CONFIG_ERR_MAX];
 	char *s, *p;
 
@@ -456,7 +619,7 @@ static void test_generated(void **state)
 		p += sprintf(p, "{},");
 	strcpy(p, "]\n");
 	expect_err("too many destinations", s, strlen(s),
-		   "kb.yaml:1:15: destinations: more than 65536 entries");
+		   "kb.yaml:1:15: destinations: more than 16384 entries (max_destinations)");
 
 	p = s + sprintf(s, "cgroup: /");
 	memset(p, 'a', CONFIG_PATH_MAX - 2);
@@ -683,13 +846,22 @@ static void test_fixture_errors(void **state)
 	} fixtures[] = {
 		{ "tests/data/bad-port.yaml",
 		  "tests/data/bad-port.yaml:5:11: destination \"payments\": port: "
-		  "must be an integer between 1 and 65535" },
+		  "must be an integer between 1 and 65535 or \"any\"" },
 		{ "tests/data/dup-address.yaml",
 		  "tests/data/dup-address.yaml:7:11: destination \"payments-v6\": "
 		  "same address and port as destination \"payments\"" },
 		{ "tests/data/missing-port.yaml",
 		  "tests/data/missing-port.yaml:4:5: destination \"payments\": "
 		  "missing required key \"port\"" },
+		{ "tests/data/bad-window.yaml",
+		  "tests/data/bad-window.yaml:8:18: destination \"payments\": window_size: a duration "
+		  "needs window_type: time" },
+		{ "tests/data/bad-cidr.yaml",
+		  "tests/data/bad-cidr.yaml:3:11: destination \"payments\": host: address has bits set "
+		  "after the prefix length" },
+		{ "tests/data/bad-per-address.yaml",
+		  "tests/data/bad-per-address.yaml:5:18: destination \"payments\": per_address: needs a "
+		  "host that is a DNS name or a CIDR prefix" },
 		{ "tests/data/alias.yaml",
 		  "tests/data/alias.yaml:1:11: anchors and aliases are not allowed" },
 	};
@@ -703,6 +875,178 @@ static void test_fixture_errors(void **state)
 		check_str(fixtures[i].path, err, fixtures[i].want_err);
 		assert_null(cfg.dsts);
 	}
+}
+
+/* tests/data/engine.yaml: every engine key lands in its field, inherited where not overridden. */
+static void test_fixture_engine(void **state)
+{
+	static const uint8_t net10[16] = { [10] = 0xff, [11] = 0xff, 10, 1 };
+	static const uint8_t net6[16] = { 0x20, 0x01, 0x0d, 0xb8 };
+	static const uint8_t zero[16];
+	const struct breaker_policy *d;
+	struct config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	if (config_load(&cfg, "tests/data/engine.yaml", err, sizeof(err)))
+		fail_msg("%s", err);
+	check_eq("resolve", cfg.resolve_interval_ns, 2 * MIN);
+	check_eq("max_dsts", cfg.max_destinations, 8);
+	d = &cfg.defaults;
+	check_policy("defaults", d, MODE_OBSERVE, 0, 5 * SEC, 4);
+	check_eq("defaults", d->failure_rate_threshold, 50);
+	check_eq("defaults", d->window_type, WINDOW_TIME);
+	check_eq("defaults", d->window_size, 30);
+	check_eq("defaults", d->minimum_calls, 20);
+	check_eq("defaults", d->slow_call_duration_ns, 250 * MS);
+	check_eq("defaults", d->slow_call_rate_threshold, 80);
+	check_eq("defaults", d->failures, POLICY_FAIL_REFUSED | POLICY_FAIL_TIMEOUT | POLICY_FAIL_RESET);
+	check_eq("defaults", d->max_open_duration_ns, 2 * MIN);
+	check_eq("defaults", d->jitter_percent, 10);
+	check_eq("defaults", d->half_open_successes, 2);
+	check_eq("defaults", d->max_half_open_duration_ns, 30 * SEC);
+	check_eq("defaults", d->recovery_ramp_ns, MIN);
+	assert_int_equal(cfg.n_dsts, 3);
+
+	check_eq("payments", cfg.dsts[0].host_kind, HOST_CIDR);
+	assert_memory_equal(cfg.dsts[0].addr, net10, 16);
+	check_eq("payments", cfg.dsts[0].prefix_len, 96 + 16);
+	check_eq("payments", cfg.dsts[0].per_address, 1);
+	check_eq("payments", cfg.dsts[0].max_open_percent, 50);
+	check_eq("payments", cfg.dsts[0].policy.window_type, WINDOW_COUNT);
+	check_eq("payments", cfg.dsts[0].policy.window_size, 200);
+	check_eq("payments", cfg.dsts[0].policy.recovery_ramp_ns, MIN);
+
+	check_eq("search", cfg.dsts[1].host_kind, HOST_NAME);
+	check_str("search", cfg.dsts[1].host, "search.internal");
+	assert_memory_equal(cfg.dsts[1].addr, zero, 16);
+	check_eq("search", cfg.dsts[1].prefix_len, 0);
+	check_eq("search", cfg.dsts[1].port, 0);
+	check_eq("search", cfg.dsts[1].max_open_percent, 100);
+	check_eq("search", cfg.dsts[1].policy.mode, MODE_FORCED_OPEN);
+	check_eq("search", cfg.dsts[1].policy.failures, 0);
+	check_eq("search", cfg.dsts[1].policy.window_size, 30);
+
+	check_eq("legacy", cfg.dsts[2].host_kind, HOST_CIDR);
+	assert_memory_equal(cfg.dsts[2].addr, net6, 16);
+	check_eq("legacy", cfg.dsts[2].prefix_len, 32);
+	check_eq("legacy", cfg.dsts[2].per_address, 0);
+	check_eq("legacy", cfg.dsts[2].policy.mode, MODE_DISABLED);
+	config_free(&cfg);
+}
+
+/* The built-in values of the engine keys, and the names of the new modes. */
+static void test_engine_defaults(void **state)
+{
+	struct breaker_policy p;
+	struct config cfg;
+
+	memset(&p, 0x5a, sizeof(p));
+	config_policy_defaults(&p);
+	check_policy("builtin", &p, MODE_ENFORCE, 5, 10 * SEC, 3);
+	check_eq("builtin", p.failure_rate_threshold, 0);
+	check_eq("builtin", p.window_type, WINDOW_COUNT);
+	check_eq("builtin", p.window_size, 100);
+	check_eq("builtin", p.minimum_calls, 10);
+	check_eq("builtin", p.slow_call_duration_ns, SEC);
+	check_eq("builtin", p.slow_call_rate_threshold, 0);
+	check_eq("builtin", p.failures, POLICY_FAIL_DEFAULT);
+	check_eq("builtin", p.max_open_duration_ns, 0);
+	check_eq("builtin", p.jitter_percent, 0);
+	check_eq("builtin", p.half_open_successes, 0);
+	check_eq("builtin", p.max_half_open_duration_ns, 0);
+	check_eq("builtin", p.recovery_ramp_ns, 0);
+	config_init(&cfg);
+	check_eq("init", cfg.resolve_interval_ns, 30 * SEC);
+	check_eq("init", cfg.max_destinations, 16384);
+	assert_memory_equal(&cfg.defaults, &p, sizeof(p));
+	check_str("modes", config_mode_name(MODE_DISABLED), "disabled");
+	check_str("modes", config_mode_name(MODE_FORCED_OPEN), "forced_open");
+	check_str("modes", config_mode_name((enum breaker_mode)42), "enforce");
+}
+
+static void test_cidr_and_hostname(void **state)
+{
+	static const struct {
+		const char *in;
+		int ret;
+		uint8_t len;
+		uint8_t addr[16];
+	} cidrs[] = {
+		{ "10.0.0.0/8", 0, 104, { [10] = 0xff, [11] = 0xff, 10 } },
+		{ "0.0.0.0/0", 0, 96, { [10] = 0xff, [11] = 0xff } },
+		{ "192.168.1.128/25", 0, 121, { [10] = 0xff, [11] = 0xff, 192, 168, 1, 128 } },
+		{ "10.0.0.1/32", 0, 128, { [10] = 0xff, [11] = 0xff, 10, 0, 0, 1 } },
+		{ "fd00::/8", 0, 8, { 0xfd } },
+		{ "::/0", 0, 0, { 0 } },
+		{ "2001:db8::1/128", 0, 128, { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 } },
+		{ "10.0.0.1/31", -ERANGE, 0, { 0 } },
+		{ "192.168.1.129/25", -ERANGE, 0, { 0 } },
+		{ "fd00::1/64", -ERANGE, 0, { 0 } },
+		{ "10.0.0.0/33", -EINVAL, 0, { 0 } },
+		{ "fd00::/129", -EINVAL, 0, { 0 } },
+		{ "10.0.0.0/08", -EINVAL, 0, { 0 } },
+		{ "10.0.0.0/-1", -EINVAL, 0, { 0 } },
+		{ "10.0.0.0/", -EINVAL, 0, { 0 } },
+		{ "/8", -EINVAL, 0, { 0 } },
+		{ "10.0.0.0", -EINVAL, 0, { 0 } },
+		{ "10.0.0/8", -EINVAL, 0, { 0 } },
+		{ "10.0.0.0/8/8", -EINVAL, 0, { 0 } },
+		{ "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255:1/8", -EINVAL, 0, { 0 } },
+	};
+	static const struct {
+		const char *in;
+		bool want;
+	} names[] = {
+		{ "example.com", true },
+		{ "a", true },
+		{ "x-1.y-2.z", true },
+		{ "1.example", true },
+		{ "example.c0m", true },
+		{ "EXAMPLE.COM", true },
+		{ "", false },
+		{ ".", false },
+		{ "a.", false },
+		{ ".a", false },
+		{ "a..b", false },
+		{ "-a", false },
+		{ "a-", false },
+		{ "a_b", false },
+		{ "a b", false },
+		{ "10.1.2.3", false },
+		{ "10", false },
+		{ "a.123", false },
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b", true },
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b", false },
+	};
+	char long_name[300];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cidrs); i++) {
+		uint8_t addr[16], len = 77;
+
+		memset(addr, 0xaa, sizeof(addr));
+		check_int(cidrs[i].in, config_parse_cidr(cidrs[i].in, addr, &len), cidrs[i].ret);
+		if (cidrs[i].ret) {
+			check_eq(cidrs[i].in, len, 77);
+			continue;
+		}
+		check_eq(cidrs[i].in, len, cidrs[i].len);
+		if (memcmp(addr, cidrs[i].addr, 16))
+			fail_msg("%s: wrong address bytes", cidrs[i].in);
+	}
+	assert_int_equal(config_parse_cidr(NULL, NULL, NULL), -EINVAL);
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		check_eq(names[i].in, config_valid_hostname(names[i].in), names[i].want);
+	assert_false(config_valid_hostname(NULL));
+	/* 253 characters is the most: 63 x 4 labels = 255 with dots. */
+	memset(long_name, 'a', sizeof(long_name));
+	for (i = 50; i < 260; i += 51)
+		long_name[i] = '.';
+	long_name[253] = '\0';
+	assert_true(config_valid_hostname(long_name));
+	long_name[253] = 'a';
+	long_name[254] = '\0';
+	assert_false(config_valid_hostname(long_name));
 }
 
 int main(void)
@@ -719,6 +1063,9 @@ int main(void)
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_fixture_valid),
 		cmocka_unit_test(test_fixture_errors),
+		cmocka_unit_test(test_fixture_engine),
+		cmocka_unit_test(test_engine_defaults),
+		cmocka_unit_test(test_cidr_and_hostname),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
