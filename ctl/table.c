@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include "table.h"
+
+enum { COL_NAME, COL_ADDR, COL_STATE, COL_RATE, COL_CONNECTS, COL_FAILURES, COL_BLOCKED,
+       COL_TIME, COL_MAX };
+
+static const char *const headers[COL_MAX] = {
+	"NAME", "ADDRESS", "STATE", "FAILURE RATE", "CONNECTS", "FAILURES", "BLOCKED", "TIME IN STATE",
+};
+
+#define CELL_MAX 96
+#define COL_GAP 3
+
+struct json_object *table_parse(const char *body, char *err, size_t err_len)
+{
+	enum json_tokener_error jerr;
+	struct json_object *doc, *dsts;
+
+	doc = json_tokener_parse_verbose(body, &jerr);
+	if (!doc) {
+		snprintf(err, err_len, "response is not JSON: %s", json_tokener_error_desc(jerr));
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!json_object_is_type(doc, json_type_object) ||
+	    !json_object_object_get_ex(doc, "destinations", &dsts) ||
+	    !json_object_is_type(dsts, json_type_array)) {
+		snprintf(err, err_len, "response has no \"destinations\" array (is this a kbreakerd /status?)");
+		json_object_put(doc);
+		errno = EINVAL;
+		return NULL;
+	}
+	return doc;
+}
+
+void table_duration(double secs, char *buf, size_t len)
+{
+	uint64_t s;
+
+	if (secs < 0) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	if (secs < 1.0) {
+		snprintf(buf, len, "%dms", (int)(secs * 1000));
+		return;
+	}
+	if (secs < 60.0) {
+		snprintf(buf, len, "%.1fs", secs);
+		return;
+	}
+	s = (uint64_t)secs;
+	if (s < 3600)
+		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, len, "%" PRIu64 "d%02" PRIu64 "h", s / 86400, s % 86400 / 3600);
+}
+
+/* The member if present and of type t, else NULL. */
+static struct json_object *get(struct json_object *o, const char *key, enum json_type t)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, t))
+		return NULL;
+	return v;
+}
+
+static int is_number(struct json_object *v)
+{
+	return json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double);
+}
+
+static struct json_object *get_number(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !is_number(v))
+		return NULL;
+	return v;
+}
+
+static void cell_u64(struct json_object *v, char *buf, size_t len)
+{
+	if (v)
+		snprintf(buf, len, "%" PRId64, json_object_get_int64(v));
+	else
+		snprintf(buf, len, "-");
+}
+
+/* address:port; [v6]:port; port 0 or absent is "any". */
+static void cell_addr(struct json_object *d, char *buf, size_t len)
+{
+	struct json_object *a = get(d, "address", json_type_string), *p = get(d, "port", json_type_int);
+	const char *addr = a ? json_object_get_string(a) : "-";
+	int port = p ? json_object_get_int(p) : 0;
+	char port_text[16];
+
+	if (port > 0)
+		snprintf(port_text, sizeof(port_text), "%d", port);
+	else
+		snprintf(port_text, sizeof(port_text), "*");
+	if (strchr(addr, ':') && !strchr(addr, '/'))
+		snprintf(buf, len, "[%s]:%s", addr, port_text);
+	else
+		snprintf(buf, len, "%s:%s", addr, port_text);
+}
+
+/* Sum of every result in "connects", whatever results the agent reports. */
+static void cell_connects(struct json_object *d, char *buf, size_t len)
+{
+	struct json_object *c = get(d, "connects", json_type_object);
+	int64_t sum = 0;
+
+	if (!c) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	json_object_object_foreach(c, key, val) {
+		(void)key;
+		if (is_number(val))
+			sum += json_object_get_int64(val);
+	}
+	snprintf(buf, len, "%" PRId64, sum);
+}
+
+static void fill_row(struct json_object *d, char row[COL_MAX][CELL_MAX])
+{
+	struct json_object *v;
+
+	v = get(d, "name", json_type_string);
+	snprintf(row[COL_NAME], CELL_MAX, "%s", v ? json_object_get_string(v) : "-");
+	cell_addr(d, row[COL_ADDR], CELL_MAX);
+	v = get(d, "state", json_type_string);
+	snprintf(row[COL_STATE], CELL_MAX, "%s", v ? json_object_get_string(v) : "-");
+	v = get_number(d, "failure_rate");
+	if (v)
+		snprintf(row[COL_RATE], CELL_MAX, "%.1f%%", json_object_get_double(v) * 100.0);
+	else
+		snprintf(row[COL_RATE], CELL_MAX, "-");
+	cell_connects(d, row[COL_CONNECTS], CELL_MAX);
+	cell_u64(get_number(d, "failures"), row[COL_FAILURES], CELL_MAX);
+	cell_u64(get_number(d, "blocked"), row[COL_BLOCKED], CELL_MAX);
+	v = get_number(d, "time_in_state_seconds");
+	table_duration(v ? json_object_get_double(v) : -1.0, row[COL_TIME], CELL_MAX);
+}
+
+static void print_row(FILE *out, const char *const cells[COL_MAX], const size_t width[COL_MAX])
+{
+	for (int c = 0; c < COL_MAX; c++) {
+		if (c == COL_MAX - 1)
+			fprintf(out, "%s\n", cells[c]);
+		else
+			fprintf(out, "%-*s", (int)(width[c] + COL_GAP), cells[c]);
+	}
+}
+
+int table_render(FILE *out, struct json_object *doc)
+{
+	struct json_object *dsts = get(doc, "destinations", json_type_array);
+	size_t n = dsts ? json_object_array_length(dsts) : 0, width[COL_MAX];
+	char (*rows)[COL_MAX][CELL_MAX];
+	const char *cells[COL_MAX];
+
+	rows = calloc(n ? n : 1, sizeof(*rows));
+	if (!rows)
+		return -ENOMEM;
+	for (int c = 0; c < COL_MAX; c++)
+		width[c] = strlen(headers[c]);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *d = json_object_array_get_idx(dsts, i);
+
+		if (!json_object_is_type(d, json_type_object))
+			d = NULL;
+		if (d)
+			fill_row(d, rows[i]);
+		else
+			for (int c = 0; c < COL_MAX; c++)
+				snprintf(rows[i][c], CELL_MAX, "-");
+		for (int c = 0; c < COL_MAX; c++)
+			if (strlen(rows[i][c]) > width[c])
+				width[c] = strlen(rows[i][c]);
+	}
+	print_row(out, headers, width);
+	for (size_t i = 0; i < n; i++) {
+		for (int c = 0; c < COL_MAX; c++)
+			cells[c] = rows[i][c];
+		print_row(out, cells, width);
+	}
+	if (!n)
+		fputs("(no destinations configured)\n", out);
+	free(rows);
+	return ferror(out) ? -EIO : 0;
+}

@@ -1,0 +1,25 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# kbreakerctl: the operator's CLI, a client of kbreakerd's /status endpoint.
+# libcurl for HTTP, json-c for JSON; jq for the end-to-end test's checks.
+
+DEB_PKGS  += libcurl4-openssl-dev libjson-c-dev jq
+ALL_EXTRA += $(BUILD)/kbreakerctl
+
+CTL_SRCS := ctl/kbreakerctl.c ctl/fetch.c ctl/table.c
+CTL_OBJS := $(patsubst ctl/%.c,$(BUILD)/ctl/%.o,$(CTL_SRCS))
+CTL_LIBS_PC := libcurl json-c
+CTL_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(CTL_LIBS_PC) 2>/dev/null)
+CTL_LDLIBS = $(shell $(PKG_CONFIG) --libs $(CTL_LIBS_PC) 2>/dev/null || echo -lcurl -ljson-c)
+
+$(BUILD)/ctl:
+	$(Q)mkdir -p $@
+
+$(BUILD)/ctl/%.o: ctl/%.c | $(BUILD)/ctl
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(CTL_CFLAGS) -Ictl -c $< -o $@
+
+$(BUILD)/kbreakerctl: $(CTL_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(CTL_LDLIBS)
+
+-include $(wildcard $(BUILD)/ctl/*.d)
