@@ -24,6 +24,45 @@ static const struct config_dst *slot_cfg(const struct agent *a, const struct age
 	return a->circuits[s->circuit].cfg;
 }
 
+/* --- state kept across restarts (state_dir) ------------------------------- */
+
+/* What kb_saved.blob holds: this build's breaker and its bookkeeping. */
+struct saved_blob {
+	struct breaker br;
+	uint64_t lost_seen[KB_RES_MAX];
+	uint64_t resets_seen;
+};
+_Static_assert(sizeof(struct saved_blob) <= KB_SAVED_BLOB, "breaker too large to save");
+
+/* Bump when struct breaker changes meaning without changing size. */
+#define SAVED_VERSION 1
+
+static void save_slot(struct agent *a, uint32_t id)
+{
+	struct agent_slot *s = &a->slots[id];
+	const struct config_dst *cfg = a->circuits[s->circuit].cfg;
+	struct saved_blob blob = { .br = s->br, .resets_seen = s->resets_seen };
+	struct kb_saved saved;
+	int err;
+
+	s->dirty = false;
+	if (!a->persist || cfg->per_address)
+		return;	/* per_address members start afresh: their addresses may differ */
+	memset(&saved, 0, sizeof(saved));
+	saved.version = SAVED_VERSION;
+	saved.blob_size = sizeof(blob);
+	snprintf(saved.name, sizeof(saved.name), "%s", cfg->name);
+	snprintf(saved.host, sizeof(saved.host), "%s", cfg->host);
+	saved.port = cfg->port;
+	memcpy(blob.lost_seen, s->lost_seen, sizeof(blob.lost_seen));
+	memcpy(saved.blob, &blob, sizeof(blob));
+	err = kb_bpf_saved_put(a->bpf, id, &saved);
+	if (err) {
+		a->map_errors++;
+		log_err("bpf: save breaker %s: %s", cfg->name, strerror(-err));
+	}
+}
+
 /* --- verdicts ------------------------------------------------------------ */
 
 static void write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v)
@@ -45,6 +84,7 @@ static void publish(struct agent *a, struct agent_slot *s, enum breaker_state ol
 
 	breaker_verdict(&s->br, &v);
 	write_verdict(a, s - a->slots, &v);
+	save_slot(a, s - a->slots);
 	if (old == s->br.state)
 		return;	/* a ramp step: no transition to tell */
 	if (cfg->per_address)
@@ -77,6 +117,7 @@ static void record(struct agent *a, struct agent_slot *s, enum kb_result res,
 {
 	enum breaker_state old = s->br.state;
 
+	s->dirty = true;
 	if (breaker_record_guarded(&s->br, res, start_ns, now, may_open(a, s)))
 		publish(a, s, old, breaker_is_failure(res) || res == KB_RES_CANCELLED ?
 			breaker_cause_name(s->br.cause) : breaker_result_name(res));
@@ -98,6 +139,28 @@ static void on_event(void *ctx, const struct kb_event *ev)
  * socket tagged for a removed destination may still count into its old
  * slot for a while. Returns the slot id or -ENOSPC / -ENOMEM.
  */
+/* Make slots[0..n-1] exist; new ones are unused. 0 or -ENOMEM. */
+static int slots_extend(struct agent *a, size_t n)
+{
+	if (n > a->slots_alloc) {
+		size_t alloc = a->slots_alloc ? a->slots_alloc : 64;
+		struct agent_slot *p;
+
+		while (alloc < n)
+			alloc *= 2;
+		if (alloc > a->capacity)
+			alloc = a->capacity;
+		p = realloc(a->slots, alloc * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		a->slots = p;
+		a->slots_alloc = alloc;
+	}
+	for (; a->n_slots < n; a->n_slots++)
+		memset(&a->slots[a->n_slots], 0, sizeof(a->slots[0]));
+	return 0;
+}
+
 static int64_t slot_take(struct agent *a, uint32_t ci, const kb_addr_t addr, uint64_t now)
 {
 	struct agent_slot *s;
@@ -105,19 +168,9 @@ static int64_t slot_take(struct agent *a, uint32_t ci, const kb_addr_t addr, uin
 	int err;
 
 	if (a->n_slots < a->capacity) {
-		if (a->n_slots == a->slots_alloc) {
-			size_t n = a->slots_alloc ? a->slots_alloc * 2 : 64;
-			struct agent_slot *p;
-
-			if (n > a->capacity)
-				n = a->capacity;
-			p = realloc(a->slots, n * sizeof(*p));
-			if (!p)
-				return -ENOMEM;
-			a->slots = p;
-			a->slots_alloc = n;
-		}
-		id = a->n_slots++;
+		id = a->n_slots;
+		if (slots_extend(a, id + 1))
+			return -ENOMEM;
 	} else {
 		for (id = 0; id < a->n_slots && a->slots[id].used; id++)
 			;
@@ -148,6 +201,8 @@ static void slot_drop(struct agent *a, uint32_t id)
 	/* Unblock first: the map key may outlive this call if its delete fails. */
 	write_verdict(a, id, &allow);
 	a->slots[id].used = false;
+	if (a->persist)
+		kb_bpf_saved_del(a->bpf, id);
 }
 
 /* --- addresses ----------------------------------------------------------- */
@@ -298,13 +353,16 @@ static void *resolver_main(void *arg)
 
 /* --- circuits ------------------------------------------------------------ */
 
-/* Put circuit ci (cfg set, nothing else) into service. Names resolve here. */
-static int circuit_start(struct agent *a, uint32_t ci, uint64_t now)
+/*
+ * Put circuit ci (cfg set) into service. Names resolve here. With
+ * `restored`, c->slot already holds its breaker from the previous run.
+ */
+static int circuit_start(struct agent *a, uint32_t ci, uint64_t now, bool restored)
 {
 	struct agent_circuit *c = &a->circuits[ci];
 	int64_t id;
 
-	if (!c->cfg->per_address || c->cfg->host_kind != HOST_NAME) {
+	if (!restored && (!c->cfg->per_address || c->cfg->host_kind != HOST_NAME)) {
 		if (c->cfg->per_address)
 			log_warn("circuit %s: per_address needs a name to enumerate; one breaker for %s",
 				 c->cfg->name, c->cfg->host);
@@ -363,12 +421,93 @@ static bool same_destination(const struct config_dst *x, const struct config_dst
 	       x->per_address == y->per_address;
 }
 
+struct restore_ctx {
+	struct agent *a;
+	bool *restored;		/* per circuit */
+	uint64_t now;
+	int err;
+};
+
+/* One saved breaker: back into its old slot if its destination is still configured. */
+static void restore_one(void *ctx, uint32_t id, const struct kb_saved *saved)
+{
+	struct restore_ctx *rc = ctx;
+	struct agent *a = rc->a;
+	struct saved_blob blob;
+	struct agent_slot *s;
+
+	for (uint32_t ci = 0; ci < a->n_circuits; ci++) {
+		const struct config_dst *cfg = a->circuits[ci].cfg;
+		enum breaker_state was;
+
+		if (rc->restored[ci] || cfg->per_address || strcmp(cfg->name, saved->name) ||
+		    strcmp(cfg->host, saved->host) || cfg->port != saved->port)
+			continue;
+		if (saved->version != SAVED_VERSION || saved->blob_size != sizeof(blob) ||
+		    id >= a->capacity)
+			break;	/* another build's layout: start this one afresh */
+		if (slots_extend(a, id + 1)) {
+			rc->err = -ENOMEM;
+			return;
+		}
+		memcpy(&blob, saved->blob, sizeof(blob));
+		s = &a->slots[id];
+		memset(s, 0, sizeof(*s));
+		s->used = true;
+		s->circuit = ci;
+		s->br = blob.br;
+		memcpy(s->lost_seen, blob.lost_seen, sizeof(s->lost_seen));
+		s->resets_seen = blob.resets_seen;
+		a->circuits[ci].slot = id;
+		rc->restored[ci] = true;
+		a->restored++;
+		was = s->br.state;
+		breaker_reconfigure(&s->br, &cfg->policy, rc->now);
+		/* The verdict map kept the old verdict; write the current one anyway. */
+		publish(a, s, was, "restart");
+		log_info("breaker restored\tcircuit=%s state=%s", cfg->name,
+			 breaker_state_name(breaker_public_state(&s->br)));
+		return;
+	}
+	/* Not configured any more (or unreadable): unblock and forget it. */
+	{
+		struct kb_verdict allow = { .action = KB_ACT_ALLOW };
+
+		write_verdict(a, id, &allow);
+		kb_bpf_saved_del(a->bpf, id);
+	}
+}
+
+/*
+ * Adopted maps from a previous run: forget its destination keys (the
+ * config says what they are now), take back the breakers still configured.
+ */
+static int restore(struct agent *a, bool *restored, uint64_t now)
+{
+	struct restore_ctx rc = { .a = a, .restored = restored, .now = now };
+	int err;
+
+	err = kb_bpf_clear_dsts(a->bpf);
+	if (err) {
+		log_err("bpf: clear adopted destination keys: %s", strerror(-err));
+		return err;
+	}
+	err = kb_bpf_saved_each(a->bpf, restore_one, &rc);
+	err = err ?: rc.err;
+	if (err)
+		log_err("bpf: restore saved breakers: %s", strerror(-err));
+	/* Outcomes lost while no agent ran are in the counters: look at once. */
+	a->rescan_lost = true;
+	return err;
+}
+
 int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	       uint32_t capacity, uint64_t now)
 {
 	pthread_condattr_t ca;
 	struct utsname u;
-	int err;
+	bool *restored;
+	int err = 0;
 
 	memset(a, 0, sizeof(*a));
 	pthread_mutex_init(&a->lock, NULL);
@@ -389,12 +528,24 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	if (!a->circuits)
 		return -ENOMEM;
 	a->n_circuits = cfg->n_dsts;
-	for (uint32_t ci = 0; ci < cfg->n_dsts; ci++) {
+	for (uint32_t ci = 0; ci < cfg->n_dsts; ci++)
 		a->circuits[ci].cfg = &cfg->dsts[ci];
-		err = circuit_start(a, ci, now);
-		if (err)
+	a->persist = cfg->state_dir[0] != '\0';
+	restored = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*restored));
+	if (!restored)
+		return -ENOMEM;
+	if (kb_bpf_adopted(bpf)) {
+		err = restore(a, restored, now);
+		if (err) {
+			free(restored);
 			return err;
+		}
 	}
+	for (uint32_t ci = 0; ci < cfg->n_dsts && !err; ci++)
+		err = circuit_start(a, ci, now, restored[ci]);
+	free(restored);
+	if (err)
+		return err;
 	a->lookup_flags = lookup_flags(cfg);
 	kb_bpf_set_lookup_flags(bpf, a->lookup_flags);
 	a->lost_seen = kb_bpf_lost_total(bpf);
@@ -417,6 +568,9 @@ void agent_fini(struct agent *a)
 		pthread_mutex_unlock(&a->lock);
 		pthread_join(a->resolver, NULL);
 	}
+	for (size_t i = 0; i < a->n_slots; i++)
+		if (a->slots[i].used && a->slots[i].dirty)
+			save_slot(a, i);
 	for (size_t i = 0; i < a->n_circuits; i++) {
 		free(a->circuits[i].addrs);
 		free(a->circuits[i].members);
@@ -507,7 +661,7 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 		if (from[i] >= 0)
 			continue;
 		log_info("circuit added\tcircuit=%s host=%s", cfg->dsts[i].name, cfg->dsts[i].host);
-		err = err ?: circuit_start(a, i, now);
+		err = err ?: circuit_start(a, i, now, false);
 		added++;
 	}
 	a->lookup_flags = lookup_flags(cfg);
@@ -560,11 +714,13 @@ static void apply_lost(struct agent *a, uint64_t now)
 	uint64_t total = kb_bpf_lost_total(a->bpf);
 	struct kb_dst_stats st;
 
-	if (total == a->lost_seen)
+	if (total == a->lost_seen && !a->rescan_lost)
 		return;
-	log_warn("bpf: %llu events did not fit in the ring; applying them from counters",
-		 (unsigned long long)(total - a->lost_seen));
+	if (total != a->lost_seen)
+		log_warn("bpf: %llu events did not fit in the ring; applying them from counters",
+			 (unsigned long long)(total - a->lost_seen));
 	a->lost_seen = total;
+	a->rescan_lost = false;
 	for (size_t i = 0; i < a->n_slots; i++) {
 		struct agent_slot *s = &a->slots[i];
 
@@ -595,6 +751,7 @@ static void apply_resets(struct agent *a, uint64_t now)
 		for (; s->resets_seen < total; s->resets_seen++) {
 			enum breaker_state old = s->br.state;
 
+			s->dirty = true;
 			if (breaker_record_reset_guarded(&s->br, now, may_open(a, s)))
 				publish(a, s, old, "reset");
 		}
@@ -614,6 +771,8 @@ int agent_tick(struct agent *a, uint64_t now)
 		if (s->used && breaker_tick(&s->br, now))
 			publish(a, s, old, old == BS_OPEN ? "open period elapsed" :
 					   old == BS_HALF_OPEN ? "max_half_open_duration" : "ramp");
+		else if (s->used && s->dirty)
+			save_slot(a, i);	/* windows and counts, at most once a poll */
 	}
 	pthread_mutex_unlock(&a->lock);
 	return 0;
@@ -691,26 +850,26 @@ static void fold_slot(struct circuit_view *v, const struct agent_slot *s,
 /* Fold every circuit's slots (stats read from the maps). Lock held. */
 static int build_views(struct agent *a, struct circuit_view *views, uint64_t now)
 {
-	struct kb_dst_stats st;
+	struct kb_dst_stats *st;
 	bool *seen;
 	int err;
 
 	seen = calloc(a->n_circuits ? a->n_circuits : 1, sizeof(*seen));
-	if (!seen)
-		return -ENOMEM;
+	st = calloc(a->n_slots ? a->n_slots : 1, sizeof(*st));
+	err = seen && st ? kb_bpf_read_all_stats(a->bpf, a->n_slots, st) : -ENOMEM;
+	if (err) {
+		free(seen);
+		free(st);
+		return err;
+	}
 	for (size_t i = 0; i < a->n_slots; i++) {
 		const struct agent_slot *s = &a->slots[i];
 		struct circuit_view *v;
 
 		if (!s->used)
 			continue;
-		err = kb_bpf_read_stats(a->bpf, i, &st);
-		if (err) {
-			free(seen);
-			return err;
-		}
 		v = &views[s->circuit];
-		fold_slot(v, s, &st, now, !seen[s->circuit]);
+		fold_slot(v, s, &st[i], now, !seen[s->circuit]);
 		if (!a->circuits[s->circuit].cfg->per_address)
 			v->single = s;
 		seen[s->circuit] = true;
@@ -720,6 +879,7 @@ static int build_views(struct agent *a, struct circuit_view *views, uint64_t now
 			views[c].state = a->circuits[c].cfg->policy.mode == MODE_OBSERVE ?
 					 BS_METRICS_ONLY : BS_CLOSED;
 	free(seen);
+	free(st);
 	return 0;
 }
 

@@ -30,6 +30,7 @@ struct agent_slot {
 	struct breaker br;
 	uint64_t lost_seen[KB_RES_MAX];	/* kb_dst_stats.lost already applied */
 	uint64_t resets_seen;		/* resets already fed to the breaker */
+	bool dirty;			/* changed since last saved (state_dir) */
 };
 
 struct agent_circuit {
@@ -51,7 +52,10 @@ struct agent {
 	size_t slots_alloc;		/* slots[] allocated length */
 	uint32_t capacity;		/* slots the kernel maps hold */
 	uint32_t lookup_flags;		/* KB_LOOKUP_* in force */
+	bool persist;			/* save breakers for the next start (state_dir) */
+	uint64_t restored;		/* breakers taken over from the previous run */
 	uint64_t lost_seen;		/* kb_bpf_lost_total() already handled */
+	bool rescan_lost;		/* look at every slot's lost counters once */
 	uint64_t started_ns;
 	uint64_t last_tick_ns;		/* the loop's heartbeat, for /healthz */
 	uint64_t poll_interval_ns;

@@ -4,8 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "bpf.h"
@@ -23,7 +28,151 @@ struct kb_bpf {
 	kb_event_fn event_fn;
 	void *event_ctx;
 	bool set_retval;
+	bool adopted;		/* maps reused from state_dir */
 };
+
+/*
+ * state_dir must sit on bpffs. The usual /sys/fs/bpf is often not mounted
+ * (no systemd): mount it there, as systemd would.
+ */
+static int prepare_state_dir(const char *dir)
+{
+	char parent[4096], *slash;
+	struct statfs sf;
+
+	snprintf(parent, sizeof(parent), "%s", dir);
+	slash = strrchr(parent, '/');
+	if (!slash || slash == parent) {
+		log_err("state_dir %s: must be a directory below a bpf filesystem mount", dir);
+		return -EINVAL;
+	}
+	*slash = '\0';
+	if (statfs(parent, &sf)) {
+		log_err("state_dir %s: %s: %s", dir, parent, strerror(errno));
+		return -errno;
+	}
+	if (sf.f_type != BPF_FS_MAGIC && !strcmp(parent, "/sys/fs/bpf")) {
+		if (mount("bpf", parent, "bpf", 0, "mode=0700")) {
+			log_err("state_dir %s: mount bpffs on %s: %s", dir, parent, strerror(errno));
+			return -errno;
+		}
+		log_info("mounted bpffs\tpath=%s", parent);
+		if (statfs(parent, &sf))
+			return -errno;
+	}
+	if (sf.f_type != BPF_FS_MAGIC) {
+		log_err("state_dir %s: %s is not a bpf filesystem", dir, parent);
+		return -EINVAL;
+	}
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		log_err("state_dir %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* Maps pinned in state_dir, by their names. */
+static int pin_maps(struct kb_observe *obs, const char *dir, bool *adopted)
+{
+	struct bpf_map *maps[] = {
+		obs->maps.kb_dst, obs->maps.kb_dst_lpm, obs->maps.kb_stats, obs->maps.kb_verdicts,
+		obs->maps.kb_sk_state, obs->maps.kb_events, obs->maps.kb_saved,
+	};
+	char path[4096];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/kb_saved", dir);
+	*adopted = !access(path, F_OK);
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(maps[i]));
+		err = bpf_map__set_pin_path(maps[i], path);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/*
+ * Observation runs on across a restart through pinned links. Replace the
+ * previous run's links with ours: detach theirs, attach ours, pin ours.
+ * Only the microseconds between go unobserved.
+ */
+static int attach_observe(struct kb_observe *obs, const char *dir)
+{
+	struct bpf_program *prog;
+	char path[4096];
+	int err;
+
+	if (dir) {
+		bpf_object__for_each_program(prog, obs->obj) {
+			struct bpf_link *old;
+
+			snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(prog));
+			old = bpf_link__open(path);
+			if (!old)
+				continue;
+			bpf_link__unpin(old);
+			bpf_link__destroy(old);
+		}
+	}
+	err = kb_observe__attach(obs);
+	if (err || !dir)
+		return err;
+	bpf_object__for_each_program(prog, obs->obj) {
+		struct bpf_link **link = NULL;
+
+		if (prog == obs->progs.kb_sock_state)
+			link = &obs->links.kb_sock_state;
+		else if (prog == obs->progs.kb_sk_err)
+			link = &obs->links.kb_sk_err;
+		else if (prog == obs->progs.kb_rst_rx)
+			link = &obs->links.kb_rst_rx;
+		else if (prog == obs->progs.kb_rst_tx)
+			link = &obs->links.kb_rst_tx;
+		else if (prog == obs->progs.kb_retrans)
+			link = &obs->links.kb_retrans;
+		if (!link || !*link)
+			continue;
+		snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(prog));
+		err = bpf_link__pin(*link, path);
+		if (err) {
+			log_err("bpf: pin %s: %s", path, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+int kb_bpf_clear_state(const char *dir)
+{
+	struct dirent *de;
+	char path[4096];
+	int err = 0;
+	DIR *d;
+
+	d = opendir(dir);
+	if (!d) {
+		if (errno == ENOENT)
+			return 0;
+		log_err("state_dir %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) && !err) {
+			err = -errno;
+			log_err("state_dir: remove %s: %s", path, strerror(errno));
+		}
+	}
+	closedir(d);
+	if (!err && rmdir(dir)) {
+		err = -errno;
+		log_err("state_dir: remove %s: %s", dir, strerror(errno));
+	}
+	return err;
+}
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -121,10 +270,22 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	bpf_map__set_max_entries(k->obs->maps.kb_dst_lpm, opts->capacity);
 	bpf_map__set_max_entries(k->obs->maps.kb_stats, opts->capacity);
 	bpf_map__set_max_entries(k->obs->maps.kb_verdicts, opts->capacity);
+	bpf_map__set_max_entries(k->obs->maps.kb_saved, opts->capacity);
+	if (opts->state_dir) {
+		err = prepare_state_dir(opts->state_dir);
+		err = err ?: pin_maps(k->obs, opts->state_dir, &k->adopted);
+		if (err)
+			goto fail;
+	}
 	err = kb_observe__load(k->obs);
 	if (err) {
-		log_err("bpf: load kb_observe (the verifier's reason is logged above at level info): %s",
-			strerror(-err));
+		if (k->adopted)
+			log_err("bpf: the state in %s does not fit this configuration or version "
+				"(max_destinations changed?); kbreakerd --clear-state starts afresh: %s",
+				opts->state_dir, strerror(-err));
+		else
+			log_err("bpf: load kb_observe (the verifier's reason is logged above at level info): %s",
+				strerror(-err));
 		goto fail;
 	}
 
@@ -149,7 +310,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	k->set_retval = libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
 						BPF_FUNC_set_retval, NULL) == 1;
 
-	err = kb_observe__attach(k->obs);
+	err = attach_observe(k->obs, opts->state_dir);
 	if (err) {
 		log_err("bpf: attach tp_btf/inet_sock_set_state: %s", strerror(-err));
 		goto fail;
@@ -273,6 +434,52 @@ int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdic
 	return 0;
 }
 
+/* Destinations per batched lookup: bounds the buffer to BATCH x CPUs values. */
+#define STATS_BATCH 128
+
+static void sum_cpus(const struct kb_dst_stats *percpu, int ncpus, struct kb_dst_stats *sum)
+{
+	__u64 *dst = (__u64 *)sum;
+	size_t words = sizeof(*sum) / sizeof(__u64);
+
+	memset(sum, 0, sizeof(*sum));
+	for (int cpu = 0; cpu < ncpus; cpu++) {
+		const __u64 *src = (const __u64 *)&percpu[cpu];
+
+		for (size_t w = 0; w < words; w++)
+			dst[w] += src[w];
+	}
+}
+
+int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_stats), err = 0;
+	struct kb_dst_stats *vals;
+	__u32 keys[STATS_BATCH], in = 0, out;
+
+	vals = calloc((size_t)STATS_BATCH * k->ncpus, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	for (uint32_t done = 0; done < n && !err;) {
+		__u32 count = n - done < STATS_BATCH ? n - done : STATS_BATCH;
+
+		/* Arrays batch by index: the token is the next key. */
+		if (bpf_map_lookup_batch(fd, done ? &in : NULL, &out, keys, vals, &count, NULL) &&
+		    errno != ENOENT) {
+			err = -errno;
+			break;
+		}
+		if (!count)
+			break;
+		for (__u32 i = 0; i < count && done + i < n; i++)
+			sum_cpus(&vals[(size_t)i * k->ncpus], k->ncpus, &sums[keys[i]]);
+		done += count;
+		in = out;
+	}
+	free(vals);
+	return err;
+}
+
 int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)
 {
 	memset(k->percpu, 0, k->ncpus * sizeof(*k->percpu));
@@ -283,18 +490,9 @@ int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)
 
 int kb_bpf_read_stats(struct kb_bpf *k, uint32_t dst_id, struct kb_dst_stats *sum)
 {
-	const __u64 *src;
-	__u64 *dst = (__u64 *)sum;
-	size_t words = sizeof(*sum) / sizeof(__u64);
-
 	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu))
 		return -errno;
-	memset(sum, 0, sizeof(*sum));
-	for (int cpu = 0; cpu < k->ncpus; cpu++) {
-		src = (const __u64 *)&k->percpu[cpu];
-		for (size_t w = 0; w < words; w++)
-			dst[w] += src[w];
-	}
+	sum_cpus(k->percpu, k->ncpus, sum);
 	return 0;
 }
 
@@ -313,6 +511,68 @@ int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx)
 uint64_t kb_bpf_lost_total(const struct kb_bpf *k)
 {
 	return __atomic_load_n(&k->obs->bss->kb_lost_total, __ATOMIC_RELAXED);
+}
+
+bool kb_bpf_adopted(const struct kb_bpf *k)
+{
+	return k->adopted;
+}
+
+static int clear_map(int fd, size_t key_size)
+{
+	char key[64], next[64];
+	int err = 0;
+
+	if (key_size > sizeof(key))
+		return -EINVAL;
+	/* Deleting while walking: always restart from the first key. */
+	while (!bpf_map_get_next_key(fd, NULL, next)) {
+		memcpy(key, next, key_size);
+		if (bpf_map_delete_elem(fd, key)) {
+			err = -errno;
+			break;
+		}
+	}
+	return err;
+}
+
+int kb_bpf_clear_dsts(struct kb_bpf *k)
+{
+	return clear_map(bpf_map__fd(k->obs->maps.kb_dst), sizeof(struct kb_dst_key)) ?:
+	       clear_map(bpf_map__fd(k->obs->maps.kb_dst_lpm), sizeof(struct kb_lpm_key));
+}
+
+int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_saved);
+	struct kb_saved *v;
+	__u32 key, next, *prev = NULL;
+
+	v = malloc(sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(fd, &key, v))
+			fn(ctx, key, v);
+	}
+	free(v);
+	return 0;
+}
+
+int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct kb_saved *saved)
+{
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_saved), &dst_id, saved, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_saved_del(struct kb_bpf *k, uint32_t dst_id)
+{
+	if (bpf_map_delete_elem(bpf_map__fd(k->obs->maps.kb_saved), &dst_id) && errno != ENOENT)
+		return -errno;
+	return 0;
 }
 
 int kb_bpf_probe_access(struct kb_bpf *k)

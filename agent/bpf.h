@@ -19,6 +19,13 @@ struct kb_bpf;
 struct kb_bpf_opts {
 	uint32_t capacity;	/* destinations the maps hold */
 	const char *cgroup;	/* cgroup v2 directory for the connect hooks */
+	/*
+	 * bpffs directory, or NULL: maps and the observing links are pinned
+	 * there and adopted by the next start, so counts, queued events and
+	 * saved breakers survive a restart. The connect hooks are never
+	 * pinned: when the agent is gone nothing is blocked.
+	 */
+	const char *state_dir;
 };
 
 typedef void (*kb_event_fn)(void *ctx, const struct kb_event *ev);
@@ -34,6 +41,25 @@ int kb_cgroup2_root(char *buf, size_t len);
 
 /* Load, size and attach everything. Returns 0 or -errno, logged here. */
 int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts);
+
+/* Whether the maps came from a previous run (state_dir). */
+bool kb_bpf_adopted(const struct kb_bpf *k);
+
+/* Remove every destination key (a fresh start on adopted maps). 0 or -errno. */
+int kb_bpf_clear_dsts(struct kb_bpf *k);
+
+typedef void (*kb_saved_fn)(void *ctx, uint32_t dst_id, const struct kb_saved *saved);
+
+/* Hand every saved breaker to fn. 0 or -errno. */
+int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx);
+int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct kb_saved *saved);
+int kb_bpf_saved_del(struct kb_bpf *k, uint32_t dst_id);
+
+/*
+ * Remove everything kept in state_dir: the pinned observing links detach,
+ * the maps go once nothing uses them. 0 or -errno (logged).
+ */
+int kb_bpf_clear_state(const char *state_dir);
 
 /* Detach the connect hooks now: nothing is blocked from here on. Safe on NULL. */
 void kb_bpf_detach_enforcement(struct kb_bpf *k);
@@ -55,6 +81,12 @@ int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags);
 
 int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v);
+
+/*
+ * Sum the per-CPU counters of destinations 0..n-1 into sums[] with batched
+ * lookups (a few syscalls for thousands of destinations). Callers serialize.
+ */
+int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums);
 
 /* Zero a destination's counters on every CPU (a slot taken by a new destination). */
 int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id);

@@ -126,6 +126,7 @@ static const struct key_row dst_keys[] = {
 static const struct key_row top_keys[] = {
 	{ "listen", KEY_LISTEN, FIELD(struct config, listen_host), 0, 0 },
 	{ "cgroup", KEY_PATH, FIELD(struct config, cgroup), 0, CONFIG_PATH_MAX - 1 },
+	{ "state_dir", KEY_PATH, FIELD(struct config, state_dir), 0, CONFIG_PATH_MAX - 64 },
 	{ "poll_interval", KEY_DURATION, FIELD(struct config, poll_interval_ns), NS_PER_MS, NS_PER_H },
 	{ "resolve_interval", KEY_DURATION, FIELD(struct config, resolve_interval_ns), NS_PER_S,
 	  24 * NS_PER_H },

@@ -90,6 +90,7 @@ struct config {
 	char listen_host[CONFIG_HOST_MAX];	/* IP literal; default 127.0.0.1 */
 	uint16_t listen_port;			/* default 9877 */
 	char cgroup[CONFIG_PATH_MAX];		/* "" = cgroup v2 root, found at run time */
+	char state_dir[CONFIG_PATH_MAX];	/* bpffs directory for state kept across restarts; "" = none */
 	uint64_t poll_interval_ns;		/* default 100ms, 1ms..1h */
 	uint64_t resolve_interval_ns;		/* DNS re-resolution; default 30s, 1s..24h */
 	uint32_t max_destinations;		/* BPF map capacity; default 16384, 1..1048576 */

@@ -31,13 +31,14 @@ static const struct http_route routes[] = {
 };
 
 static const char usage[] =
-	"Usage: kbreakerd [-c FILE] [--check-config] [--log-level LEVEL]\n"
+	"Usage: kbreakerd [-c FILE] [--check-config | --clear-state] [--log-level LEVEL]\n"
 	"\n"
 	"A host-wide TCP circuit breaker: observes connect outcomes per destination in\n"
 	"the kernel and refuses connects to open destinations with ECONNREFUSED.\n"
 	"\n"
 	"  -c, --config FILE     YAML configuration (default " DEFAULT_CONFIG ")\n"
 	"      --check-config    validate the configuration and exit (0 valid, 1 invalid)\n"
+	"      --clear-state     remove what state_dir keeps across restarts and exit\n"
 	"  -l, --log-level LEVEL error, warn, info (default) or debug\n"
 	"  -h, --help            show this help and exit\n"
 	"  -V, --version         show the version and exit\n"
@@ -232,6 +233,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "clear-state", no_argument, NULL, 'S' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -243,7 +245,7 @@ int main(int argc, char **argv)
 	struct kb_bpf *bpf = NULL;
 	struct config *cfg;
 	struct agent a;
-	bool check_only = false, agent_up = false;
+	bool check_only = false, clear_state = false, agent_up = false;
 	enum log_level lvl;
 	sigset_t mask;
 	int c, err, rc = 1, http_fd = -1;
@@ -255,6 +257,9 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			check_only = true;
+			break;
+		case 'S':
+			clear_state = true;
 			break;
 		case 'l':
 			if (log_parse_level(optarg, &lvl)) {
@@ -297,6 +302,14 @@ int main(int argc, char **argv)
 		free(cfg);
 		return 0;
 	}
+	if (clear_state) {
+		err = cfg->state_dir[0] ? kb_bpf_clear_state(cfg->state_dir) : 0;
+		if (!err)
+			printf("%s: state cleared\n", cfg->state_dir[0] ? cfg->state_dir : "(no state_dir)");
+		config_free(cfg);
+		free(cfg);
+		return err ? 1 : 0;
+	}
 
 	/* Block the signals before any thread starts so all of them inherit the mask. */
 	sigemptyset(&mask);
@@ -321,6 +334,7 @@ int main(int argc, char **argv)
 	struct kb_bpf_opts bo = {
 		.capacity = cfg->max_destinations,
 		.cgroup = cgroup,
+		.state_dir = cfg->state_dir[0] ? cfg->state_dir : NULL,
 	};
 	err = kb_bpf_open(&bpf, &bo);
 	if (err) {

@@ -21,11 +21,16 @@ need() {
 	echo "  [$T_NAME] SKIP: $*"; exit 77
 }
 
+T_ON_EXIT=()
+# t_on_exit CMD...: run CMD at cleanup, after the agent is gone.
+t_on_exit() { T_ON_EXIT+=("$*"); }
+
 t_cleanup() {
 	set +e
 	[ -n "$T_AGENT_PID" ] && kill -KILL "$T_AGENT_PID" 2>/dev/null && wait "$T_AGENT_PID" 2>/dev/null
 	jobs -p | xargs -r kill 2>/dev/null
 	wait 2>/dev/null
+	for c in "${T_ON_EXIT[@]}"; do eval "$c"; done
 	ip netns del "$T_NS" 2>/dev/null
 	if [ -n "$T_CG" ] && [ -d "$T_CG" ]; then
 		# Anything left inside goes back to the root before the cgroup goes.

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Restart keeps state (state_dir): across a SIGTERM restart and a SIGKILL
+# restart, the open breaker is still open and blocking afterwards, the
+# counts carry on, and a healthy destination under steady traffic sees zero
+# failed connects and loses no count, while nothing is blocked in between.
+. "$(dirname "$0")/lib.sh"
+t_setup
+B=$((20000 + RANDOM % 12000))
+P_OK=$B P_DEAD=$((B+1))
+T_LISTEN="127.0.0.1:$(free_port)"
+STATE=/sys/fs/bpf/kb-test-restart-$$
+cat > "$T_DIR/kb.yaml" <<EOC
+listen: $T_LISTEN
+cgroup: $T_CG
+state_dir: $STATE
+defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }
+destinations:
+  - { name: ok, host: 127.0.0.1, port: $P_OK }
+  - { name: dead, host: 127.0.0.1, port: $P_DEAD }
+EOC
+t_on_exit '"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null'
+start_agent "$T_DIR/kb.yaml"
+start_listener 127.0.0.1 "$P_OK" 120 "$T_DIR/l_ok"
+D='circuit_name="dead"'
+OK='circuit_name="ok"'
+
+log "trip dead; it blocks"
+in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 2 >/dev/null
+wait_state dead open 2
+expect_eq "blocked before restart" "$(field refused "$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 1)")" 1
+expect_metric "kbreaker_connects_blocked_total{$D}" 1
+
+# restart HOW: stop the agent (SIGTERM or SIGKILL) while a client hammers
+# the healthy destination, check the gap fails open, start it again.
+restart() {
+	local client out
+	in_test "$KBTOOL" connect 127.0.0.1 "$P_OK" 30000 > "$T_DIR/client" &
+	client=$!
+	sleep 0.3
+	kill -"$1" "$T_AGENT_PID"; wait "$T_AGENT_PID" 2>/dev/null; T_AGENT_PID=""
+	# Nothing blocks while no agent runs: the SYN reaches the closed port.
+	out=$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 1)
+	expect_eq "$1: dead reachable (refused by the peer) while the agent is down" "$(field refused "$out")" 1
+	start_agent "$T_DIR/kb.yaml"
+	wait "$client"
+	expect_eq "$1: healthy connects that failed across the restart" \
+		"$(( 30000 - $(field success "$(cat "$T_DIR/client")") ))" 0
+}
+
+log "SIGTERM restart under traffic"
+restart TERM
+expect_metric "circuit_breaker_state{$D,state=\"open\"}" 1
+expect_eq "blocked after SIGTERM restart" "$(field refused "$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 1)")" 1
+expect_metric "kbreaker_connects_blocked_total{$D}" 2
+# 2 that tripped it + 1 while the agent was down: the kernel kept counting.
+expect_metric "kbreaker_tcp_connects_total{$D,result=\"refused\"}" 3
+expect_metric "circuit_breaker_state_transition_total{$D,old_state=\"closed\",new_state=\"open\"}" 1
+expect_metric "kbreaker_tcp_connects_total{$OK,result=\"success\"}" 30000
+
+log "SIGKILL restart under traffic"
+restart KILL
+expect_metric "circuit_breaker_state{$D,state=\"open\"}" 1
+expect_eq "blocked after SIGKILL restart" "$(field refused "$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 1)")" 1
+expect_metric "kbreaker_connects_blocked_total{$D}" 3
+expect_metric "kbreaker_tcp_connects_total{$D,result=\"refused\"}" 4
+expect_metric "kbreaker_tcp_connects_total{$OK,result=\"success\"}" 60000
+expect_metric "circuit_breaker_state{$OK,state=\"closed\"}" 1
+
+log "--clear-state removes the pins"
+stop_agent
+"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null
+expect_eq "state_dir exists after --clear-state" "$([ -e "$STATE" ] && echo yes || echo no)" no
+t_done
