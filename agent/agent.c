@@ -774,6 +774,7 @@ int agent_tick(struct agent *a, uint64_t now)
 		else if (s->used && s->dirty)
 			save_slot(a, i);	/* windows and counts, at most once a poll */
 	}
+	a->last_poll_ns = mono_ns() - now;
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }
@@ -919,6 +920,7 @@ static int render_body(struct agent *a, render_fn render, char **body, size_t *l
 static int render_metrics(struct agent *a, FILE *out, const struct circuit_view *views, uint64_t now)
 {
 	double wall_now = (double)time(NULL);
+	struct kb_prog_stats progs[16];
 	struct metrics_agent info = {
 		.version = KB_VERSION,
 		.kernel = a->kernel,
@@ -931,6 +933,11 @@ static int render_metrics(struct agent *a, FILE *out, const struct circuit_view 
 		.resolve_errors = a->resolve_errors,
 		.map_errors = a->map_errors,
 		.refuses_with_econnrefused = kb_bpf_refuses_with_econnrefused(a->bpf),
+		.progs = progs,
+		.n_progs = kb_bpf_prog_stats(a->bpf, progs, sizeof(progs) / sizeof(progs[0])),
+		.last_poll_seconds = a->last_poll_ns / 1e9,
+		.last_scrape_seconds = a->last_scrape_ns / 1e9,
+		.restored = a->restored,
 	};
 	struct metrics_dst *md;
 	int err;
@@ -1007,7 +1014,14 @@ out:
 
 int agent_metrics(void *ctx, char **body, size_t *len)
 {
-	return render_body(ctx, render_metrics, body, len);
+	struct agent *a = ctx;
+	uint64_t t0 = mono_ns();
+	int ret = render_body(a, render_metrics, body, len);
+
+	pthread_mutex_lock(&a->lock);
+	a->last_scrape_ns = mono_ns() - t0;
+	pthread_mutex_unlock(&a->lock);
+	return ret;
 }
 
 int agent_status(void *ctx, char **body, size_t *len)

@@ -59,6 +59,8 @@ struct agent {
 	uint64_t started_ns;
 	uint64_t last_tick_ns;		/* the loop's heartbeat, for /healthz */
 	uint64_t poll_interval_ns;
+	uint64_t last_poll_ns;		/* how long the last agent_tick took */
+	uint64_t last_scrape_ns;	/* how long the previous /metrics render took */
 	uint64_t resolve_errors;	/* failed name resolutions */
 	uint64_t map_errors;		/* failed map writes */
 	uint64_t reloads_ok, reloads_failed;

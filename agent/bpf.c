@@ -513,6 +513,34 @@ uint64_t kb_bpf_lost_total(const struct kb_bpf *k)
 	return __atomic_load_n(&k->obs->bss->kb_lost_total, __ATOMIC_RELAXED);
 }
 
+static size_t obj_prog_stats(struct bpf_object *obj, struct kb_prog_stats *out, size_t n, size_t max)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, obj) {
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+
+		if (n == max || bpf_program__fd(prog) < 0)
+			continue;
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
+			continue;
+		out[n].name = bpf_program__name(prog);
+		out[n].run_cnt = info.run_cnt;
+		out[n].run_time_ns = info.run_time_ns;
+		n++;
+	}
+	return n;
+}
+
+size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max)
+{
+	size_t n = obj_prog_stats(k->obs->obj, out, 0, max);
+
+	return obj_prog_stats(k->enf->obj, out, n, max);
+}
+
 bool kb_bpf_adopted(const struct kb_bpf *k)
 {
 	return k->adopted;

@@ -73,6 +73,29 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 	family(out, "kbreaker_map_errors_total", "counter", "Failed writes to the kernel maps.");
 	fprintf(out, "kbreaker_map_errors_total %llu\n", (unsigned long long)agent->map_errors);
 
+	family(out, "kbreaker_breakers_restored", "gauge",
+	       "Breakers taken over from the previous run at start (state_dir).");
+	fprintf(out, "kbreaker_breakers_restored %llu\n", (unsigned long long)agent->restored);
+
+	family(out, "kbreaker_poll_duration_seconds", "gauge", "How long the agent's last poll took.");
+	fprintf(out, "kbreaker_poll_duration_seconds %.6f\n", agent->last_poll_seconds);
+
+	family(out, "kbreaker_scrape_duration_seconds", "gauge",
+	       "How long rendering the previous /metrics took.");
+	fprintf(out, "kbreaker_scrape_duration_seconds %.6f\n", agent->last_scrape_seconds);
+
+	family(out, "kbreaker_bpf_program_runs_total", "counter",
+	       "Runs of each BPF program; counted while kernel.bpf_stats_enabled is 1.");
+	for (size_t i = 0; i < agent->n_progs; i++)
+		fprintf(out, "kbreaker_bpf_program_runs_total{program=\"%s\"} %llu\n",
+			agent->progs[i].name, (unsigned long long)agent->progs[i].run_cnt);
+
+	family(out, "kbreaker_bpf_program_run_seconds_total", "counter",
+	       "Time spent in each BPF program; counted while kernel.bpf_stats_enabled is 1.");
+	for (size_t i = 0; i < agent->n_progs; i++)
+		fprintf(out, "kbreaker_bpf_program_run_seconds_total{program=\"%s\"} %.9f\n",
+			agent->progs[i].name, agent->progs[i].run_time_ns / 1e9);
+
 	family(out, "kbreaker_events_lost_total", "counter",
 	       "Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.");
 	fprintf(out, "kbreaker_events_lost_total %llu\n", (unsigned long long)agent->events_lost);

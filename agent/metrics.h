@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include "breaker.h"
+#include "bpf.h"
 
 struct metrics_dst {
 	const char *name;
@@ -34,6 +35,11 @@ struct metrics_agent {
 	uint64_t resolve_errors;
 	uint64_t map_errors;
 	bool refuses_with_econnrefused;	/* bpf_set_retval available */
+	const struct kb_prog_stats *progs;	/* per BPF program */
+	size_t n_progs;
+	double last_poll_seconds;	/* how long the last poll took */
+	double last_scrape_seconds;	/* how long the previous /metrics took */
+	uint64_t restored;		/* breakers taken over from the previous run */
 };
 
 /* Write every metric family for `n` destinations to out. Returns 0 or -EIO. */

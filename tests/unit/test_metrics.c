@@ -49,6 +49,19 @@ static const char want_empty[] =
 	"# HELP kbreaker_map_errors_total Failed writes to the kernel maps.\n"
 	"# TYPE kbreaker_map_errors_total counter\n"
 	"kbreaker_map_errors_total 4\n"
+	"# HELP kbreaker_breakers_restored Breakers taken over from the previous run at start (state_dir).\n"
+	"# TYPE kbreaker_breakers_restored gauge\n"
+	"kbreaker_breakers_restored 0\n"
+	"# HELP kbreaker_poll_duration_seconds How long the agent's last poll took.\n"
+	"# TYPE kbreaker_poll_duration_seconds gauge\n"
+	"kbreaker_poll_duration_seconds 0.000000\n"
+	"# HELP kbreaker_scrape_duration_seconds How long rendering the previous /metrics took.\n"
+	"# TYPE kbreaker_scrape_duration_seconds gauge\n"
+	"kbreaker_scrape_duration_seconds 0.000000\n"
+	"# HELP kbreaker_bpf_program_runs_total Runs of each BPF program; counted while kernel.bpf_stats_enabled is 1.\n"
+	"# TYPE kbreaker_bpf_program_runs_total counter\n"
+	"# HELP kbreaker_bpf_program_run_seconds_total Time spent in each BPF program; counted while kernel.bpf_stats_enabled is 1.\n"
+	"# TYPE kbreaker_bpf_program_run_seconds_total counter\n"
 	"# HELP kbreaker_events_lost_total Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.\n"
 	"# TYPE kbreaker_events_lost_total counter\n"
 	"kbreaker_events_lost_total 7\n"
@@ -203,12 +216,33 @@ static void test_extra_transition_shown_when_nonzero(void **state)
 	free(text);
 }
 
+/* Per-program BPF statistics: runs and seconds per program name. */
+static void test_program_stats(void **state)
+{
+	struct kb_prog_stats progs[] = {
+		{ .name = "kb_sock_state", .run_cnt = 10, .run_time_ns = 1500 },
+		{ .name = "kb_connect4", .run_cnt = 3, .run_time_ns = 2000000001 },
+	};
+	struct metrics_agent info = { .version = "v", .kernel = "k", .progs = progs, .n_progs = 2 };
+	char *text = render(&info, NULL, 0);
+
+	assert_non_null(strstr(text,
+		"kbreaker_bpf_program_runs_total{program=\"kb_sock_state\"} 10\n"
+		"kbreaker_bpf_program_runs_total{program=\"kb_connect4\"} 3\n"
+		"# HELP kbreaker_bpf_program_run_seconds_total "));
+	assert_non_null(strstr(text,
+		"kbreaker_bpf_program_run_seconds_total{program=\"kb_sock_state\"} 0.000001500\n"
+		"kbreaker_bpf_program_run_seconds_total{program=\"kb_connect4\"} 2.000000001\n"));
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_no_destinations),
 		cmocka_unit_test(test_one_destination),
 		cmocka_unit_test(test_extra_transition_shown_when_nonzero),
+		cmocka_unit_test(test_program_stats),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
