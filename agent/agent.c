@@ -938,6 +938,7 @@ static int render_metrics(struct agent *a, FILE *out, const struct circuit_view 
 		.last_poll_seconds = a->last_poll_ns / 1e9,
 		.last_scrape_seconds = a->last_scrape_ns / 1e9,
 		.restored = a->restored,
+		.compact = a->cfg->metrics_compact,
 	};
 	struct metrics_dst *md;
 	int err;

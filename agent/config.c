@@ -130,6 +130,7 @@ static const struct key_row top_keys[] = {
 	{ "poll_interval", KEY_DURATION, FIELD(struct config, poll_interval_ns), NS_PER_MS, NS_PER_H },
 	{ "resolve_interval", KEY_DURATION, FIELD(struct config, resolve_interval_ns), NS_PER_S,
 	  24 * NS_PER_H },
+	{ "metrics_compact", KEY_BOOL, FIELD(struct config, metrics_compact), 0, 1 },
 	{ "max_destinations", KEY_UINT, FIELD(struct config, max_destinations), 1,
 	  CONFIG_MAX_DESTINATIONS },
 	{ "defaults", KEY_POLICY, FIELD(struct config, defaults), 0, 0 },

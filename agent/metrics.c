@@ -23,6 +23,9 @@ static void family(FILE *out, const char *name, const char *type, const char *he
 	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Compact mode leaves out zero values. */
+#define SKIP(v) (agent->compact && !(v))
+
 static int is_core_transition(int from, int to)
 {
 	for (size_t i = 0; i < sizeof(core_transitions) / sizeof(core_transitions[0]); i++)
@@ -104,8 +107,10 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 	       "Breaker state: 1 for the current state, 0 for the others.");
 	for (size_t i = 0; i < n; i++)
 		for (int s = 0; s < BS_MAX; s++)
-			fprintf(out, "circuit_breaker_state{circuit_name=\"%s\",state=\"%s\"} %d\n",
-				dsts[i].name, breaker_state_name(s), dsts[i].state == (enum breaker_state)s);
+			if (!agent->compact || dsts[i].state == (enum breaker_state)s)
+				fprintf(out, "circuit_breaker_state{circuit_name=\"%s\",state=\"%s\"} %d\n",
+					dsts[i].name, breaker_state_name(s),
+					dsts[i].state == (enum breaker_state)s);
 
 	family(out, "circuit_breaker_state_transition_total", "counter",
 	       "Breaker state transitions.");
@@ -114,7 +119,7 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 			for (int to = 0; to < BS_MAX; to++) {
 				uint64_t v = dsts[i].transitions[from][to];
 
-				if (!v && !is_core_transition(from, to))
+				if (!v && (agent->compact || !is_core_transition(from, to)))
 					continue;
 				fprintf(out, "circuit_breaker_state_transition_total{circuit_name=\"%s\","
 					"old_state=\"%s\",new_state=\"%s\"} %llu\n", dsts[i].name,
@@ -125,20 +130,23 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 	family(out, "circuit_breaker_failure_rate", "gauge",
 	       "Failed share of the calls in the breaker's window, 0 to 1.");
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "circuit_breaker_failure_rate{circuit_name=\"%s\"} %.4f\n",
-			dsts[i].name, dsts[i].failure_rate);
+		if (!SKIP(dsts[i].failure_rate))
+			fprintf(out, "circuit_breaker_failure_rate{circuit_name=\"%s\"} %.4f\n",
+				dsts[i].name, dsts[i].failure_rate);
 
 	family(out, "circuit_breaker_slow_call_rate", "gauge",
 	       "Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.");
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "circuit_breaker_slow_call_rate{circuit_name=\"%s\"} %.4f\n",
-			dsts[i].name, dsts[i].slow_call_rate);
+		if (!SKIP(dsts[i].slow_call_rate))
+			fprintf(out, "circuit_breaker_slow_call_rate{circuit_name=\"%s\"} %.4f\n",
+				dsts[i].name, dsts[i].slow_call_rate);
 
 	family(out, "circuit_breaker_consecutive_failures", "gauge",
 	       "Failed connects in a row while closed.");
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "circuit_breaker_consecutive_failures{circuit_name=\"%s\"} %u\n",
-			dsts[i].name, dsts[i].consecutive_failures);
+		if (!SKIP(dsts[i].consecutive_failures))
+			fprintf(out, "circuit_breaker_consecutive_failures{circuit_name=\"%s\"} %u\n",
+				dsts[i].name, dsts[i].consecutive_failures);
 
 	family(out, "circuit_breaker_last_transition_timestamp_seconds", "gauge",
 	       "When the breaker last changed state (start-up if never).");
@@ -150,36 +158,42 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 	       "TCP connects to the destination by outcome, as the kernel saw them.");
 	for (size_t i = 0; i < n; i++)
 		for (int r = 0; r < KB_RES_MAX; r++)
-			fprintf(out, "kbreaker_tcp_connects_total{circuit_name=\"%s\",result=\"%s\"} %llu\n",
-				dsts[i].name, breaker_result_name(r),
-				(unsigned long long)dsts[i].stats.connects[r]);
+			if (!SKIP(dsts[i].stats.connects[r]))
+				fprintf(out, "kbreaker_tcp_connects_total{circuit_name=\"%s\",result=\"%s\"} %llu\n",
+					dsts[i].name, breaker_result_name(r),
+					(unsigned long long)dsts[i].stats.connects[r]);
 
 	family(out, "kbreaker_connects_blocked_total", "counter",
 	       "TCP connects the breaker refused with ECONNREFUSED before a packet left.");
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "kbreaker_connects_blocked_total{circuit_name=\"%s\"} %llu\n",
-			dsts[i].name, (unsigned long long)dsts[i].stats.blocked);
+		if (!SKIP(dsts[i].stats.blocked))
+			fprintf(out, "kbreaker_connects_blocked_total{circuit_name=\"%s\"} %llu\n",
+				dsts[i].name, (unsigned long long)dsts[i].stats.blocked);
 
 	family(out, "kbreaker_connects_would_block_total", "counter",
 	       "Observe mode: TCP connects the breaker would have refused.");
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "kbreaker_connects_would_block_total{circuit_name=\"%s\"} %llu\n",
-			dsts[i].name, (unsigned long long)dsts[i].stats.would_block);
+		if (!SKIP(dsts[i].stats.would_block))
+			fprintf(out, "kbreaker_connects_would_block_total{circuit_name=\"%s\"} %llu\n",
+				dsts[i].name, (unsigned long long)dsts[i].stats.would_block);
 
 	family(out, "kbreaker_tcp_resets_total", "counter",
 	       "TCP resets on connections this host opened to the destination, by direction.");
 	for (size_t i = 0; i < n; i++) {
-		fprintf(out, "kbreaker_tcp_resets_total{circuit_name=\"%s\",direction=\"received\"} %llu\n",
-			dsts[i].name, (unsigned long long)dsts[i].stats.resets_rx);
-		fprintf(out, "kbreaker_tcp_resets_total{circuit_name=\"%s\",direction=\"sent\"} %llu\n",
-			dsts[i].name, (unsigned long long)dsts[i].stats.resets_tx);
+		if (!SKIP(dsts[i].stats.resets_rx))
+			fprintf(out, "kbreaker_tcp_resets_total{circuit_name=\"%s\",direction=\"received\"} %llu\n",
+				dsts[i].name, (unsigned long long)dsts[i].stats.resets_rx);
+		if (!SKIP(dsts[i].stats.resets_tx))
+			fprintf(out, "kbreaker_tcp_resets_total{circuit_name=\"%s\",direction=\"sent\"} %llu\n",
+				dsts[i].name, (unsigned long long)dsts[i].stats.resets_tx);
 	}
 
 	family(out, "kbreaker_tcp_retransmits_total", "counter",
 	       "TCP segments retransmitted on connections this host opened to the destination.");
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "kbreaker_tcp_retransmits_total{circuit_name=\"%s\"} %llu\n",
-			dsts[i].name, (unsigned long long)dsts[i].stats.retransmits);
+		if (!SKIP(dsts[i].stats.retransmits))
+			fprintf(out, "kbreaker_tcp_retransmits_total{circuit_name=\"%s\"} %llu\n",
+				dsts[i].name, (unsigned long long)dsts[i].stats.retransmits);
 
 	family(out, "kbreaker_tcp_connect_duration_seconds", "histogram",
 	       "Time from SYN sent to ESTABLISHED for successful connects.");
@@ -190,6 +204,8 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 
 		for (int s = 0; s < KB_LAT_SLOTS; s++)
 			total += st->lat_slots[s];
+		if (SKIP(total))
+			continue;
 		for (size_t b = 0; b < sizeof(bucket_log2_us) / sizeof(bucket_log2_us[0]); b++) {
 			for (; slot < bucket_log2_us[b]; slot++)
 				cum += st->lat_slots[slot];

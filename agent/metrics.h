@@ -40,9 +40,15 @@ struct metrics_agent {
 	double last_poll_seconds;	/* how long the last poll took */
 	double last_scrape_seconds;	/* how long the previous /metrics took */
 	uint64_t restored;		/* breakers taken over from the previous run */
+	bool compact;			/* omit zero-valued per-destination series */
 };
 
-/* Write every metric family for `n` destinations to out. Returns 0 or -EIO. */
+/*
+ * Write every metric family for `n` destinations to out. Compact leaves
+ * out per-destination series whose value is 0 (the states a breaker is not
+ * in, counters that never moved, empty histograms): what thousands of idle
+ * destinations need. Returns 0 or -EIO.
+ */
 int metrics_render(FILE *out, const struct metrics_agent *agent,
 		   const struct metrics_dst *dsts, size_t n);
 

@@ -216,6 +216,57 @@ static void test_extra_transition_shown_when_nonzero(void **state)
 	free(text);
 }
 
+/* Compact: only what is not zero, per destination. */
+static void test_compact(void **state)
+{
+	struct metrics_agent info = { .version = "v", .kernel = "k", .compact = true };
+	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
+	struct metrics_dst d = {
+		.name = "db", .state = BS_OPEN, .transitions = tr, .consecutive_failures = 0,
+		.failure_rate = 1.0, .last_transition_wall = 1700000000.0,
+	};
+	char *text, *body;
+
+	tr[BS_CLOSED][BS_OPEN] = 1;
+	d.stats.connects[KB_RES_REFUSED] = 5;
+	d.stats.blocked = 2;
+	text = render(&info, &d, 1);
+	body = strstr(text, "# HELP circuit_breaker_state ");
+	assert_non_null(body);
+	assert_string_equal(body,
+		"# HELP circuit_breaker_state Breaker state: 1 for the current state, 0 for the others.\n"
+		"# TYPE circuit_breaker_state gauge\n"
+		"circuit_breaker_state{circuit_name=\"db\",state=\"open\"} 1\n"
+		"# HELP circuit_breaker_state_transition_total Breaker state transitions.\n"
+		"# TYPE circuit_breaker_state_transition_total counter\n"
+		"circuit_breaker_state_transition_total{circuit_name=\"db\",old_state=\"closed\",new_state=\"open\"} 1\n"
+		"# HELP circuit_breaker_failure_rate Failed share of the calls in the breaker's window, 0 to 1.\n"
+		"# TYPE circuit_breaker_failure_rate gauge\n"
+		"circuit_breaker_failure_rate{circuit_name=\"db\"} 1.0000\n"
+		"# HELP circuit_breaker_slow_call_rate Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.\n"
+		"# TYPE circuit_breaker_slow_call_rate gauge\n"
+		"# HELP circuit_breaker_consecutive_failures Failed connects in a row while closed.\n"
+		"# TYPE circuit_breaker_consecutive_failures gauge\n"
+		"# HELP circuit_breaker_last_transition_timestamp_seconds When the breaker last changed state (start-up if never).\n"
+		"# TYPE circuit_breaker_last_transition_timestamp_seconds gauge\n"
+		"circuit_breaker_last_transition_timestamp_seconds{circuit_name=\"db\"} 1700000000.000\n"
+		"# HELP kbreaker_tcp_connects_total TCP connects to the destination by outcome, as the kernel saw them.\n"
+		"# TYPE kbreaker_tcp_connects_total counter\n"
+		"kbreaker_tcp_connects_total{circuit_name=\"db\",result=\"refused\"} 5\n"
+		"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n"
+		"# TYPE kbreaker_connects_blocked_total counter\n"
+		"kbreaker_connects_blocked_total{circuit_name=\"db\"} 2\n"
+		"# HELP kbreaker_connects_would_block_total Observe mode: TCP connects the breaker would have refused.\n"
+		"# TYPE kbreaker_connects_would_block_total counter\n"
+		"# HELP kbreaker_tcp_resets_total TCP resets on connections this host opened to the destination, by direction.\n"
+		"# TYPE kbreaker_tcp_resets_total counter\n"
+		"# HELP kbreaker_tcp_retransmits_total TCP segments retransmitted on connections this host opened to the destination.\n"
+		"# TYPE kbreaker_tcp_retransmits_total counter\n"
+		"# HELP kbreaker_tcp_connect_duration_seconds Time from SYN sent to ESTABLISHED for successful connects.\n"
+		"# TYPE kbreaker_tcp_connect_duration_seconds histogram\n");
+	free(text);
+}
+
 /* Per-program BPF statistics: runs and seconds per program name. */
 static void test_program_stats(void **state)
 {
@@ -243,6 +294,7 @@ int main(void)
 		cmocka_unit_test(test_one_destination),
 		cmocka_unit_test(test_extra_transition_shown_when_nonzero),
 		cmocka_unit_test(test_program_stats),
+		cmocka_unit_test(test_compact),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Fail open: the connect hooks are BPF links owned by the kbreakerd process
+# and never pinned, so when it dies without any chance to clean up (SIGKILL,
+# or a crash: SIGSEGV) the kernel detaches them with its file descriptors.
+# With a breaker open (enforce; refused connects tripped it; open_duration
+# 1h so only the agent's death can unblock) and a listener up, the agent is
+# killed and the next connect must reach the server within 100 ms (the
+# promise in docs/safety.md), measured from just before kill() to the first
+# successful connect. Afterwards the test cgroup has no program attached.
+. "$(dirname "$0")/lib.sh"
+t_setup
+KILLCONNECT="$(dirname "$KBREAKERD")/killconnect"
+[ -x "$KILLCONNECT" ] || { fail "missing $KILLCONNECT (make all builds it)"; t_done; }
+LIMIT_US=100000
+
+PORT=$((30000 + RANDOM % 10000))
+T_LISTEN="127.0.0.1:$(free_port)"
+cat > "$T_DIR/kb.yaml" <<EOC
+listen: $T_LISTEN
+cgroup: $T_CG
+poll_interval: 100ms
+defaults:
+  mode: enforce
+  consecutive_failures: 3
+  open_duration: 1h
+  half_open_permits: 1
+destinations:
+  - name: svc
+    host: 127.0.0.1
+    port: $PORT
+EOC
+
+attached() { bpftool cgroup show "$1" 2>/dev/null | grep -vc '^ID'; }
+
+# round SIGNAL_NAME SIGNAL_NUMBER
+round() {
+	local out el
+	log "$1: start, trip the breaker with 3 refused connects"
+	start_agent "$T_DIR/kb.yaml"
+	expect_eq "programs attached while running (connect4, connect6)" "$(attached "$T_CG")" 2
+	out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3)
+	expect_eq "refused (closed port)" "$(field refused "$out")" 3
+	wait_state svc open 2 || return
+	start_listener 127.0.0.1 "$PORT" 30 "$T_DIR/listen-$1.out"
+	out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 2)
+	expect_eq "blocked while open, listener up" "$(field refused "$out")" 2
+	expect_metric "kbreaker_connects_blocked_total{circuit_name=\"svc\"}" 2
+
+	log "$1: kill the agent; connect in a tight loop until one succeeds"
+	# Core dumps off: the crash stand-in must not leave files behind.
+	out=$(ulimit -c 0; in_test "$KILLCONNECT" "$T_AGENT_PID" 127.0.0.1 "$PORT" 2000 "$2")
+	wait "$T_AGENT_PID" 2>/dev/null
+	T_AGENT_PID=""
+	log "$1: $out"
+	el=$(field elapsed_us "$out")
+	expect_eq "$1: a connect succeeded after the kill" "$(field success "$out")" 1
+	T_CHECKS=$((T_CHECKS + 1))
+	[ -n "$el" ] && [ "$el" -lt "$LIMIT_US" ] ||
+		fail "$1: blocked for $el us after the kill (limit $LIMIT_US us)"
+	expect_eq "$1: programs attached to the test cgroup afterwards" "$(attached "$T_CG")" 0
+	expect_eq "$1: bpftool cgroup show output" "$(bpftool cgroup show "$T_CG" 2>&1)" ""
+	out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3)
+	expect_eq "$1: connects after the kill" "$(field success "$out")" 3
+	kill "$LISTENER"; wait "$LISTENER"
+	T_CHECKS=$((T_CHECKS + 1))
+	[ "$(cut -d= -f2 "$T_DIR/listen-$1.out")" -ge 4 ] ||
+		fail "$1: listener accepted $(cat "$T_DIR/listen-$1.out"), want >= 4"
+	echo "$1 $el" >> "$T_DIR/figures"
+}
+
+round SIGKILL 9
+round SIGSEGV 11
+log "kill-to-first-successful-connect (us): $(tr '\n' ' ' < "$T_DIR/figures")"
+t_done

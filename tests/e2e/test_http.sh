@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# The metrics endpoint under hostile clients. GET and HEAD answer (HEAD with
+# no body); other methods get 405 with Allow; unknown paths 404; nothing a
+# client sends is echoed back; malformed request lines and oversized headers
+# get a 4xx (or 505) or a closed connection; a client that stalls halfway
+# through a request is dropped by the idle timeout (10 s); 1,000 concurrent
+# connections (from one source and from 100) leave the agent up, its
+# breakers working (one trips and blocks on real sockets during the flood),
+# /healthz answering afterwards and its RSS bounded and not growing.
+. "$(dirname "$0")/lib.sh"
+t_setup
+HTTPABUSE="$(dirname "$KBREAKERD")/httpabuse"
+[ -x "$HTTPABUSE" ] || { fail "missing $HTTPABUSE (make all builds it)"; t_done; }
+
+PORT=$((30000 + RANDOM % 10000))
+HPORT=$(free_port)
+T_LISTEN="127.0.0.1:$HPORT"
+MARK="kbmark$$x$RANDOM"
+# RSS bound: the agent holds a few KiB per destination and 32 KiB per HTTP
+# connection (64 at most); ASan's shadow memory and quarantine need more.
+RSS_MAX_KB=$((64 * 1024))
+ldd "$KBREAKERD" 2>/dev/null | grep -q libasan && RSS_MAX_KB=$((512 * 1024))
+cat > "$T_DIR/kb.yaml" <<EOC
+listen: $T_LISTEN
+cgroup: $T_CG
+poll_interval: 100ms
+defaults:
+  mode: enforce
+  consecutive_failures: 3
+  open_duration: 1h
+destinations:
+  - name: svc
+    host: 127.0.0.1
+    port: $PORT
+EOC
+start_agent "$T_DIR/kb.yaml"
+S='circuit_name="svc"'
+
+# raw REQUEST_TEXT [TIMEOUT_MS]: send it as is; the response lands in
+# $T_DIR/resp, the exit status (0 closed by the server, 3 still open) in RAW_RC.
+raw() {
+	printf '%b' "$1" | "$HTTPABUSE" send 127.0.0.1 "$HPORT" "${2:-5000}" > "$T_DIR/resp"
+	RAW_RC=$?
+}
+status_line() { head -n1 "$T_DIR/resp" | tr -d '\r'; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$T_AGENT_PID/status"; }
+alive() {
+	T_CHECKS=$((T_CHECKS + 1))
+	kill -0 "$T_AGENT_PID" 2>/dev/null || { fail "agent died: $1"; t_done; }
+}
+code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+
+log "slowloris: a partial request, then silence (runs in the background, 20 s at most)"
+"$HTTPABUSE" slow 127.0.0.1 "$HPORT" 20 > "$T_DIR/slow.out" &
+SLOW=$!
+# Leading NULs and empty lines: libmicrohttpd skips empty lines before a
+# request line (RFC 9112 2.2) and waits for one; the idle timeout ends it.
+printf "\0\1\2\r\n\r\n" | "$HTTPABUSE" send 127.0.0.1 "$HPORT" 15000 > /dev/null &
+NULS=$!
+
+log "GET and HEAD on every path"
+for p in /metrics /status /healthz /; do
+	expect_eq "GET $p" "$(code "http://$T_LISTEN$p")" 200
+	raw "HEAD $p HTTP/1.1\r\nHost: kb\r\nConnection: close\r\n\r\n"
+	expect_eq "HEAD $p status" "$(status_line)" "HTTP/1.1 200 OK"
+	expect_eq "HEAD $p body bytes" "$(sed '1,/^\r$/d' "$T_DIR/resp" | wc -c)" 0
+done
+curl -s -D "$T_DIR/h" -o /dev/null "http://$T_LISTEN/metrics"
+T_CHECKS=$((T_CHECKS + 1))
+grep -qi '^content-type: text/plain; version=0.0.4' "$T_DIR/h" || fail "/metrics content type: $(cat "$T_DIR/h")"
+
+log "other methods: 405 with Allow: GET, HEAD"
+for m in POST PUT DELETE PATCH OPTIONS TRACE; do
+	curl -s -D "$T_DIR/h" -o /dev/null -X "$m" --data-binary "body-$MARK" "http://$T_LISTEN/metrics"
+	expect_eq "$m status" "$(head -n1 "$T_DIR/h" | tr -d '\r' | cut -d' ' -f2)" 405
+	T_CHECKS=$((T_CHECKS + 1))
+	grep -qi '^allow: GET, HEAD' "$T_DIR/h" || fail "$m: no Allow header: $(cat "$T_DIR/h")"
+done
+raw "BREW /metrics HTTP/1.1\r\nHost: kb\r\nConnection: close\r\n\r\n"
+expect_eq "unknown method" "$(status_line | cut -d' ' -f2)" 405
+
+log "unknown paths: 404"
+for p in /nope /metrics/ /metricsx /status/../metrics "/$MARK"; do
+	expect_eq "GET $p" "$(code --path-as-is "http://$T_LISTEN$p")" 404
+done
+
+log "no echo: a marker in path, query, headers and body never comes back"
+: > "$T_DIR/all"
+for req in "GET /$MARK HTTP/1.1\r\nHost: kb\r\nConnection: close\r\n\r\n" \
+	   "GET /metrics?$MARK=1 HTTP/1.1\r\nHost: $MARK\r\nX-$MARK: $MARK\r\nConnection: close\r\n\r\n" \
+	   "GET /status HTTP/1.1\r\nHost: kb\r\nCookie: $MARK\r\nConnection: close\r\n\r\n" \
+	   "POST /$MARK HTTP/1.1\r\nHost: kb\r\nContent-Length: 20\r\nConnection: close\r\n\r\n$MARK" \
+	   "$MARK /$MARK HTTP/1.1\r\nHost: kb\r\n\r\n" \
+	   "GET /$MARK HTTP/1.1\r\n$MARK\r\n\r\n" \
+	   "GET /$MARK HTTP/7.$MARK\r\n\r\n" \
+	   "GET /$MARK\r\n\r\n"; do
+	raw "$req"
+	cat "$T_DIR/resp" >> "$T_DIR/all"
+done
+T_CHECKS=$((T_CHECKS + 1))
+grep -q "$MARK" "$T_DIR/all" && fail "a response echoes the request: $(grep -m3 "$MARK" "$T_DIR/all")"
+T_CHECKS=$((T_CHECKS + 1))
+[ -s "$T_DIR/all" ] || fail "no responses at all to the echo probes"
+
+# bad REQUEST_TEXT WHAT: the answer is a 4xx (or 505) and/or the server
+# closes the connection; either way it must not hang and the agent stays up.
+bad() {
+	raw "$1" 5000
+	local st
+	st=$(status_line | cut -d' ' -f2)
+	T_CHECKS=$((T_CHECKS + 1))
+	case "$st" in
+	4[0-9][0-9] | 505 | "") ;;
+	*) fail "$2: got '$(status_line)', want a 4xx or a closed connection" ;;
+	esac
+	T_CHECKS=$((T_CHECKS + 1))
+	[ "$RAW_RC" = 0 ] || [ -n "$st" ] || fail "$2: no answer and the connection stayed open"
+	log "  $2: ${st:-closed}"
+	alive "$2"
+}
+log "malformed and oversized requests"
+big=$(head -c 65536 /dev/zero | tr '\0' a)
+bad "GARBAGE\r\n\r\n" "request line without a path"
+bad "GET\r\n\r\n" "method only"
+bad "GET /metrics HTTP/9.9\r\nHost: kb\r\n\r\n" "HTTP/9.9"
+bad "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n" "header without a colon"
+bad "GET /metrics HTTP/1.1\r\nHost: kb\r\nX-Big: $big\r\n\r\n" "one 64 KiB header"
+bad "GET /$big HTTP/1.1\r\nHost: kb\r\n\r\n" "64 KiB path"
+bad "GET /metrics HTTP/1.1\r\nHost: kb\r\n$(for i in $(seq 1 2000); do printf 'X-H%d: v\\r\\n' "$i"; done)\r\n" \
+	"2,000 headers"
+bad "\x01\x02\xff\xfe junk\r\n\r\n" "binary junk"
+bad "GET /metrics HTTP/1.1\r\nHost: kb\r\nContent-Length: -1\r\n\r\n" "negative Content-Length"
+bad "POST /metrics HTTP/1.1\r\nHost: kb\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" "POST, bad chunk size"
+head -c 1048576 /dev/urandom > "$T_DIR/junk"
+"$HTTPABUSE" send 127.0.0.1 "$HPORT" 5000 < "$T_DIR/junk" > /dev/null
+alive "1 MiB of random bytes"
+expect_eq "/healthz after the malformed requests" "$(code "http://$T_LISTEN/healthz")" 200
+
+# flood NSRC ROUND: 1,000 connections held 6 s; meanwhile count what the
+# agent accepted and trip the breaker on real sockets.
+flood() {
+	local out n_agent hz
+	"$HTTPABUSE" flood 127.0.0.1 "$HPORT" 1000 6 "$1" > "$T_DIR/flood.out" &
+	local fl=$!
+	sleep 2
+	n_agent=$(ss -Htnp state established "( sport = :$HPORT )" | grep -c "pid=$T_AGENT_PID,")
+	T_CHECKS=$((T_CHECKS + 1))
+	[ "$n_agent" -le "$2" ] || fail "flood from $1 sources: agent holds $n_agent connections, limit $2"
+	hz=$(code -m 1 "http://$T_LISTEN/healthz")
+	wait "$fl"
+	log "  flood from $1 source(s): $(cat "$T_DIR/flood.out"); agent held $n_agent;" \
+	    "/healthz during the flood: $hz; VmRSS $(rss_kb) kB"
+	alive "flood from $1 sources"
+	T_CHECKS=$((T_CHECKS + 1))
+	for _ in $(seq 1 40); do [ "$(code -m 1 "http://$T_LISTEN/healthz")" = 200 ] && break; sleep 0.1; done
+	[ "$(code -m 1 "http://$T_LISTEN/healthz")" = 200 ] || fail "/healthz does not answer after the flood"
+}
+
+log "1,000 concurrent connections from one source (per-IP limit 16)"
+rss0=$(rss_kb)
+flood 1 16
+log "1,000 from 100 sources (total limit 64); trip the breaker meanwhile"
+"$HTTPABUSE" flood 127.0.0.1 "$HPORT" 1000 6 100 > "$T_DIR/flood2.out" &
+FL=$!
+sleep 1
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3)
+expect_eq "refused during the flood" "$(field refused "$out")" 3
+# The loop wakes on each failure at once; a second is plenty, and if it
+# were not, the success below would show it.
+sleep 1
+start_listener 127.0.0.1 "$PORT" 20 "$T_DIR/listen.out"
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 2)
+expect_eq "blocked during the flood (breaker open)" "$(field refused "$out")" 2
+wait "$FL"
+log "  flood: $(cat "$T_DIR/flood2.out"); VmRSS $(rss_kb) kB"
+alive "flood from 100 sources"
+for _ in $(seq 1 40); do [ "$(code -m 1 "http://$T_LISTEN/healthz")" = 200 ] && break; sleep 0.1; done
+expect_eq "/healthz after the flood" "$(code "http://$T_LISTEN/healthz")" 200
+expect_metric "circuit_breaker_state{$S,state=\"open\"}" 1
+expect_metric "kbreaker_tcp_connects_total{$S,result=\"refused\"}" 3
+expect_metric "kbreaker_tcp_connects_total{$S,result=\"success\"}" 0
+expect_metric "kbreaker_connects_blocked_total{$S}" 2
+kill "$LISTENER"; wait "$LISTENER"
+expect_eq "listener accepted while open" "$(cat "$T_DIR/listen.out")" "accepted=0"
+rss1=$(rss_kb)
+log "two more rounds from 100 sources: RSS must not grow"
+flood 100 64
+rss2=$(rss_kb)
+flood 100 64
+rss3=$(rss_kb)
+log "VmRSS kB: start $rss0, after rounds $rss1 $rss2 $rss3 (bound $RSS_MAX_KB)"
+for r in $rss0 $rss1 $rss2 $rss3; do
+	T_CHECKS=$((T_CHECKS + 1))
+	[ "$r" -lt "$RSS_MAX_KB" ] || fail "VmRSS $r kB over $RSS_MAX_KB kB"
+done
+T_CHECKS=$((T_CHECKS + 1))
+[ $((rss3 - rss2)) -lt 1024 ] || fail "VmRSS grew from $rss2 to $rss3 kB across a flood round"
+
+log "leading NULs: closed by the idle timeout"
+wait "$NULS"; expect_eq "leading NULs: httpabuse send exit (0: closed by the server)" "$?" 0
+log "slowloris outcome"
+wait "$SLOW"
+log "  $(cat "$T_DIR/slow.out")"
+ms=$(cut -d= -f2 "$T_DIR/slow.out")
+T_CHECKS=$((T_CHECKS + 1))
+grep -q '^closed_after_ms=' "$T_DIR/slow.out" && [ "$ms" -ge 9000 ] && [ "$ms" -le 12000 ] ||
+	fail "stalled client: $(cat "$T_DIR/slow.out"), want closed after 9..12 s (idle timeout 10 s)"
+alive "end"
+stop_agent; expect_eq "exit status on SIGTERM" "$?" 0
+t_done

@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * httpabuse: a hostile HTTP client for the metrics endpoint's hardening test.
+ * Every mode is bounded in time; none retries.
+ *
+ *   httpabuse send HOST PORT TIMEOUT_MS
+ *	Connect, write stdin (at most 1 MiB) as the raw request, then copy the
+ *	response to stdout until the server closes or TIMEOUT_MS pass. A write the
+ *	server cuts short (EPIPE, ECONNRESET) is not an error: what it answered, if
+ *	anything, is still read. Exit 0 if the server closed the connection, 3 if
+ *	it was still open at the timeout, 1 on a local error.
+ *
+ *   httpabuse slow HOST PORT MAX_S
+ *	Slowloris: send the first line and one header of a request, never the
+ *	blank line that ends it, then wait. Prints "closed_after_ms=N" when the
+ *	server drops the connection, or "open_after_ms=N" at MAX_S.
+ *
+ *   httpabuse flood HOST PORT N HOLD_S [NSRC]
+ *	Open N connections at once (non-blocking), spread over NSRC source
+ *	addresses 127.0.1.1 .. 127.0.1.NSRC (default 1: the kernel picks) so both
+ *	the per-IP and the total limit are hit; each sends a partial request. Hold
+ *	them HOLD_S seconds, then close all. Prints one line:
+ *	"opened=N connected=C failed=F closed_by_server=S open_at_end=O"
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#define MAX_REQUEST (1 << 20)
+#define MAX_FLOOD 4096
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static socklen_t make_addr(const char *host, const char *port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons(atoi(port));
+		return sizeof(*in4);
+	}
+	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(atoi(port));
+		return sizeof(*in6);
+	}
+	fprintf(stderr, "httpabuse: bad address %s\n", host);
+	exit(2);
+}
+
+static int connect_to(const char *host, const char *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = make_addr(host, port, &ss);
+	struct timeval tv = { .tv_sec = 2 };
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&ss, sl)) {
+		perror("httpabuse: connect");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Wait for input on fd until deadline; 1 readable, 0 timed out. */
+static int wait_in(int fd, long long deadline)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	long long left = deadline - now_ms();
+
+	if (left <= 0)
+		return 0;
+	return poll(&p, 1, (int)left) > 0;
+}
+
+static int do_send(int argc, char **argv)
+{
+	char *req = malloc(MAX_REQUEST), buf[16384];
+	size_t len = 0, off = 0;
+	long long deadline;
+	ssize_t n;
+	int fd;
+
+	if (argc != 5 || !req)
+		return 2;
+	while (len < MAX_REQUEST && (n = read(0, req + len, MAX_REQUEST - len)) > 0)
+		len += n;
+	fd = connect_to(argv[2], argv[3]);
+	if (fd < 0)
+		return 1;
+	deadline = now_ms() + atol(argv[4]);
+	while (off < len) {
+		n = send(fd, req + off, len - off, MSG_NOSIGNAL);
+		if (n <= 0)
+			break;	/* the server stopped reading: read what it said */
+		off += n;
+	}
+	free(req);
+	for (;;) {
+		if (!wait_in(fd, deadline)) {
+			close(fd);
+			return 3;
+		}
+		n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;	/* EOF or reset: closed by the server */
+		fwrite(buf, 1, n, stdout);
+	}
+	close(fd);
+	return 0;
+}
+
+static int do_slow(int argc, char **argv)
+{
+	static const char partial[] = "GET /metrics HTTP/1.1\r\nHost: kbreaker\r\n";
+	long long t0, deadline;
+	char buf[4096];
+	int fd;
+
+	if (argc != 5)
+		return 2;
+	fd = connect_to(argv[2], argv[3]);
+	if (fd < 0)
+		return 1;
+	t0 = now_ms();
+	deadline = t0 + atol(argv[4]) * 1000LL;
+	if (send(fd, partial, sizeof(partial) - 1, MSG_NOSIGNAL) < 0) {
+		printf("closed_after_ms=%lld\n", now_ms() - t0);
+		return 0;
+	}
+	while (wait_in(fd, deadline)) {
+		if (read(fd, buf, sizeof(buf)) <= 0) {
+			printf("closed_after_ms=%lld\n", now_ms() - t0);
+			close(fd);
+			return 0;
+		}
+	}
+	printf("open_after_ms=%lld\n", now_ms() - t0);
+	close(fd);
+	return 0;
+}
+
+static int do_flood(int argc, char **argv)
+{
+	static const char partial[] = "GET /metrics HTTP/1.1\r\nHost: kbreaker\r\n";
+	static struct pollfd pfd[MAX_FLOOD];
+	static char state[MAX_FLOOD];	/* 0 connecting, 1 connected, 2 failed, 3 closed by server */
+	long n_conns, nsrc, opened = 0, connected = 0, failed = 0, closed = 0, open_end = 0;
+	struct sockaddr_storage ss;
+	struct rlimit rl;
+	long long deadline;
+	socklen_t sl;
+	char buf[4096];
+
+	if (argc != 6 && argc != 7)
+		return 2;
+	sl = make_addr(argv[2], argv[3], &ss);
+	n_conns = atol(argv[4]);
+	nsrc = argc == 7 ? atol(argv[6]) : 1;
+	if (n_conns < 1 || n_conns > MAX_FLOOD || nsrc < 1 || nsrc > 254 || ss.ss_family != AF_INET) {
+		fprintf(stderr, "httpabuse: flood: N in 1..%d, NSRC in 1..254, IPv4 only\n", MAX_FLOOD);
+		return 2;
+	}
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)n_conns + 16) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	deadline = now_ms() + atol(argv[5]) * 1000LL;
+	for (long i = 0; i < n_conns; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		pfd[i].fd = -1;
+		if (fd < 0) {
+			state[i] = 2;
+			failed++;
+			continue;
+		}
+		if (nsrc > 1) {
+			struct sockaddr_in src = { .sin_family = AF_INET };
+
+			src.sin_addr.s_addr = htonl(0x7f000100u + 1 + i % nsrc);
+			if (bind(fd, (struct sockaddr *)&src, sizeof(src))) {
+				close(fd);
+				state[i] = 2;
+				failed++;
+				continue;
+			}
+		}
+		opened++;
+		if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
+			close(fd);
+			state[i] = 2;
+			failed++;
+			continue;
+		}
+		pfd[i].fd = fd;
+		pfd[i].events = POLLOUT;
+	}
+	while (now_ms() < deadline) {
+		int r = poll(pfd, n_conns, (int)(deadline - now_ms()));
+
+		if (r <= 0)
+			continue;
+		for (long i = 0; i < n_conns; i++) {
+			int err = 0;
+			socklen_t el = sizeof(err);
+
+			if (pfd[i].fd < 0 || !pfd[i].revents)
+				continue;
+			if (state[i] == 0) {
+				getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR, &err, &el);
+				if (err || (pfd[i].revents & (POLLERR | POLLHUP))) {
+					state[i] = 2;
+					failed++;
+					close(pfd[i].fd);
+					pfd[i].fd = -1;
+					continue;
+				}
+				state[i] = 1;
+				connected++;
+				send(pfd[i].fd, partial, sizeof(partial) - 1, MSG_NOSIGNAL);
+				pfd[i].events = POLLIN;
+			} else if (read(pfd[i].fd, buf, sizeof(buf)) <= 0) {
+				state[i] = 3;
+				closed++;
+				close(pfd[i].fd);
+				pfd[i].fd = -1;
+			}
+		}
+	}
+	for (long i = 0; i < n_conns; i++) {
+		if (pfd[i].fd < 0)
+			continue;
+		if (state[i] == 1)
+			open_end++;
+		close(pfd[i].fd);
+	}
+	printf("opened=%ld connected=%ld failed=%ld closed_by_server=%ld open_at_end=%ld\n",
+	       opened, connected, failed, closed, open_end);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (argc > 1 && !strcmp(argv[1], "send"))
+		return do_send(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "slow"))
+		return do_slow(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "flood"))
+		return do_flood(argc, argv);
+	fprintf(stderr, "usage: httpabuse send|slow|flood ...\n");
+	return 2;
+}
