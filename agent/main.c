@@ -12,7 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include "agent.h"
@@ -45,6 +48,31 @@ static const char usage[] =
 	"\n"
 	"Runs as root (loads BPF programs, attaches cgroup hooks). SIGTERM or SIGINT\n"
 	"detaches everything and exits 0.\n";
+
+/*
+ * Tell systemd (Type=notify) how we are doing: one datagram to
+ * $NOTIFY_SOCKET, no libsystemd. Silent when not run by systemd.
+ */
+static void sd_notify_msg(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	len = strlen(path);
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';	/* abstract namespace */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	       offsetof(struct sockaddr_un, sun_path) + len);
+	close(fd);
+}
 
 static uint64_t now_ns(void)
 {
@@ -162,7 +190,9 @@ static int run_loop(struct agent *a, struct kb_bpf *bpf, const char *path, struc
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
 						log_info("SIGHUP: reloading %s", path);
+						sd_notify_msg("RELOADING=1");
 						reload(a, path, cfg);
+						sd_notify_msg("READY=1");
 						poll_ns = (*cfg)->poll_interval_ns;
 						continue;
 					}
@@ -364,7 +394,9 @@ int main(int argc, char **argv)
 
 	log_info("kbreakerd %s started\tdestinations=%zu cgroup=%s listen=%s:%u", KB_VERSION,
 		 cfg->n_dsts, cgroup, cfg->listen_host, cfg->listen_port);
+	sd_notify_msg("READY=1");
 	err = run_loop(&a, bpf, path, &cfg);
+	sd_notify_msg("STOPPING=1");
 	if (!err)
 		rc = 0;
 out:

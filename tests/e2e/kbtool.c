@@ -21,6 +21,9 @@
  *   kbtool hold ADDR PORT COUNT
  *	connect, then read until the peer ends the connection (at most 2 s);
  *	prints "success=S reset=R eof=E" (a kbtool listen --rst peer resets)
+ *   kbtool notify-recv PATH SECONDS
+ *	bind a unix datagram socket at PATH (as systemd's NOTIFY_SOCKET) and
+ *	print each message received, one per line, for SECONDS
  *   kbtool udp ADDR PORT
  *	connect() a UDP socket; prints "udp=ok" or "udp=<errno name>"
  *   kbtool listen ADDR PORT SECONDS READY_FILE [--rst]
@@ -43,6 +46,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 static socklen_t make_addr(const char *host, const char *port, struct sockaddr_storage *ss)
@@ -350,6 +354,38 @@ static int do_listen(int argc, char **argv)
 	return 0;
 }
 
+static int do_notify_recv(int argc, char **argv)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	long long end;
+	int fd;
+
+	if (argc < 4 || strlen(argv[2]) >= sizeof(sa.sun_path))
+		return 2;
+	strcpy(sa.sun_path, argv[2]);
+	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		perror("kbtool: notify socket");
+		return 1;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	end = now_us() + atol(argv[3]) * 1000000LL;
+	for (long long left; (left = end - now_us()) > 0;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char buf[256];
+		ssize_t n;
+
+		if (poll(&p, 1, (int)(left / 1000) + 1) <= 0)
+			continue;
+		n = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (n > 0) {
+			buf[n] = '\0';
+			printf("%s\n", buf);
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "connect"))
@@ -364,10 +400,12 @@ int main(int argc, char **argv)
 		return do_rst_or_hold(argc, argv, false);
 	if (argc > 1 && !strcmp(argv[1], "hold"))
 		return do_rst_or_hold(argc, argv, true);
+	if (argc > 1 && !strcmp(argv[1], "notify-recv"))
+		return do_notify_recv(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "udp"))
 		return do_udp(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "listen"))
 		return do_listen(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|udp|listen ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|notify-recv|udp|listen ...\n");
 	return 2;
 }

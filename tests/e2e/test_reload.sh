@@ -23,7 +23,14 @@ conf() {	# conf CHANGE_THRESHOLD WITH_GONE WITH_NEW
 	true
 }
 conf 5 yes no > "$T_DIR/kb.yaml"
+# systemd's Type=notify protocol: READY=1 once serving, RELOADING=1 around
+# each reload, STOPPING=1 on the way out.
+"$KBTOOL" notify-recv "$T_DIR/notify" 30 > "$T_DIR/notify.out" &
+NOTIFY_PID=$!
+for _ in $(seq 1 50); do [ -S "$T_DIR/notify" ] && break; sleep 0.02; done
+export NOTIFY_SOCKET="$T_DIR/notify"
 start_agent "$T_DIR/kb.yaml"
+unset NOTIFY_SOCKET
 c() { field "$2" "$(in_test "$KBTOOL" connect 127.0.0.1 "$1" "$3")"; }
 st() { expect_metric "circuit_breaker_state{circuit_name=\"$1\",state=\"$2\"}" 1; }
 
@@ -80,4 +87,9 @@ expect_metric 'kbreaker_config_reloads_total{result="success"}' 2
 st keep open; st chg open
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="keep"}' 3
 stop_agent; expect_eq "exit status" "$?" 0
+sleep 0.1
+kill "$NOTIFY_PID"; wait "$NOTIFY_PID" 2>/dev/null
+# Three reloads, one of them rejected: each still ends with READY=1.
+expect_eq "sd_notify messages" "$(tr '\n' ' ' < "$T_DIR/notify.out")" \
+	"READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 STOPPING=1 "
 t_done
