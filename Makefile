@@ -66,6 +66,12 @@ help:
 	@echo '  test-unit      cmocka unit tests only (no root)'
 	@echo '  test-e2e       end-to-end tests only (root, real kernel)'
 	@echo '  test-asan      unit + end-to-end tests on an ASan+UBSan build (part of test)'
+	@echo '  coverage       branch coverage of the breaker engine, >= 95% (part of test)'
+	@echo '  check-rules    promtool check/test of the shipped rules, dashboard check (part of test)'
+	@echo '  install        install binaries, man pages, unit and config (PREFIX, DESTDIR)'
+	@echo '  demo           the breaker story with a real Prometheus (root, ~30 s)'
+	@echo '  bench          benchmarks, written to BENCHMARKS.md (root, < 15 min)'
+	@echo '  fuzz / soak    long fuzzing of the config parser / long load test'
 	@echo '  clean          remove $(BUILD)/'
 	@echo 'Variables: V=1 CC CLANG BPFTOOL ARCH VMLINUX_BTF BUILD'
 
@@ -126,14 +132,18 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory test-asan
 	$(Q)for h in $(TEST_HOOKS); do $(MAKE) --no-print-directory $$h || exit 1; done
 
-# The same unit and end-to-end suites against an ASan+UBSan build, in its own build dir.
+# The unit suite and the end-to-end tests that exercise the agent's code
+# paths (the slow load, Prometheus and valgrind ones stay out) against an
+# ASan+UBSan build, in its own build dir.
+ASAN_E2E := test_loop test_cli test_accuracy test_reload test_restart test_policy \
+	    test_blast_radius test_resolve test_scale test_ctl
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 test-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)-asan SAN_FLAGS="$(ASAN_FLAGS)" CFLAGS="-O1 -g" \
 		all $(BUILD)-asan/kbtool $(patsubst $(BUILD)/%,$(BUILD)-asan/%,$(UNIT_BINS))
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)-asan test-unit
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		tests/e2e/run.sh $(BUILD)-asan
+		tests/e2e/run.sh $(BUILD)-asan $(addprefix tests/e2e/,$(addsuffix .sh,$(ASAN_E2E)))
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
