@@ -24,6 +24,15 @@ static const struct config_dst *slot_cfg(const struct agent *a, const struct age
 	return a->circuits[s->circuit].cfg;
 }
 
+/*
+ * One breaker per address: only names can be enumerated. A CIDR asked for
+ * per_address gets one breaker, and a warning at start.
+ */
+static bool grouped(const struct config_dst *cfg)
+{
+	return cfg->per_address && cfg->host_kind == HOST_NAME;
+}
+
 /* --- state kept across restarts (state_dir) ------------------------------- */
 
 /* What kb_saved.blob holds: this build's breaker and its bookkeeping. */
@@ -46,7 +55,7 @@ static void save_slot(struct agent *a, uint32_t id)
 	int err;
 
 	s->dirty = false;
-	if (!a->persist || cfg->per_address)
+	if (!a->persist || grouped(cfg))
 		return;	/* per_address members start afresh: their addresses may differ */
 	memset(&saved, 0, sizeof(saved));
 	saved.version = SAVED_VERSION;
@@ -87,7 +96,7 @@ static void publish(struct agent *a, struct agent_slot *s, enum breaker_state ol
 	save_slot(a, s - a->slots);
 	if (old == s->br.state)
 		return;	/* a ramp step: no transition to tell */
-	if (cfg->per_address)
+	if (grouped(cfg))
 		status_addr_text(s->addr, addr, sizeof(addr));
 	log_info("breaker %s\tcircuit=%s%s%s old_state=%s new_state=%s mode=%s cause=%s "
 		 "failure_rate=%.2f", breaker_state_name(s->br.state), cfg->name,
@@ -102,7 +111,7 @@ static bool may_open(const struct agent *a, const struct agent_slot *s)
 	const struct agent_circuit *c = &a->circuits[s->circuit];
 	size_t open_now = 0;
 
-	if (!c->cfg->per_address)
+	if (!grouped(c->cfg))
 		return true;
 	for (size_t i = 0; i < c->n_addrs; i++) {
 		enum breaker_state st = a->slots[c->members[i]].br.state;
@@ -248,7 +257,7 @@ static void apply_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n
 	size_t i = 0, j = 0;
 	char text[64];
 
-	if (c->cfg->per_address) {
+	if (grouped(c->cfg)) {
 		members = calloc(n ? n : 1, sizeof(*members));
 		if (!members) {
 			log_err("resolve %s: out of memory", c->cfg->name);
@@ -362,7 +371,7 @@ static int circuit_start(struct agent *a, uint32_t ci, uint64_t now, bool restor
 	struct agent_circuit *c = &a->circuits[ci];
 	int64_t id;
 
-	if (!restored && (!c->cfg->per_address || c->cfg->host_kind != HOST_NAME)) {
+	if (!restored && !grouped(c->cfg)) {
 		if (c->cfg->per_address)
 			log_warn("circuit %s: per_address needs a name to enumerate; one breaker for %s",
 				 c->cfg->name, c->cfg->host);
@@ -385,12 +394,12 @@ static void circuit_stop(struct agent *a, struct agent_circuit *c)
 {
 	for (size_t i = 0; i < c->n_addrs; i++) {
 		map_del(a, c, c->addrs[i], 128);
-		if (c->members)
+		if (grouped(c->cfg))
 			slot_drop(a, c->members[i]);
 	}
 	if (c->cfg->host_kind != HOST_NAME)
 		map_del(a, c, c->cfg->addr, c->cfg->prefix_len);
-	if (!c->members)
+	if (!grouped(c->cfg))
 		slot_drop(a, c->slot);
 	free(c->addrs);
 	free(c->members);
@@ -440,7 +449,7 @@ static void restore_one(void *ctx, uint32_t id, const struct kb_saved *saved)
 		const struct config_dst *cfg = a->circuits[ci].cfg;
 		enum breaker_state was;
 
-		if (rc->restored[ci] || cfg->per_address || strcmp(cfg->name, saved->name) ||
+		if (rc->restored[ci] || grouped(cfg) || strcmp(cfg->name, saved->name) ||
 		    strcmp(cfg->host, saved->host) || cfg->port != saved->port)
 			continue;
 		if (saved->version != SAVED_VERSION || saved->blob_size != sizeof(blob) ||
@@ -583,10 +592,40 @@ void agent_fini(struct agent *a)
 	pthread_mutex_destroy(&a->lock);
 }
 
+/* qsort_r comparator: circuit indices by the circuits' names. */
+static int by_circuit_name(const void *x, const void *y, void *circuits)
+{
+	const struct agent_circuit *c = circuits;
+
+	return strcmp(c[*(const uint32_t *)x].cfg->name, c[*(const uint32_t *)y].cfg->name);
+}
+
+/* The old circuit with cfg's name, or -1. order: indices sorted by name. */
+static int64_t find_old(const struct agent_circuit *old, const uint32_t *order, size_t n,
+			const struct config_dst *cfg)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(old[order[mid]].cfg->name, cfg->name);
+
+		if (!c)
+			return order[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
 int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 {
 	struct agent_circuit *next, *old;
 	size_t n_old, kept = 0, added = 0, removed = 0;
+	int64_t *old_to_new = NULL;
+	uint32_t *order = NULL;
 	int32_t *from;
 	int err = 0;
 
@@ -598,65 +637,62 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 	}
 	next = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*next));
 	from = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*from));
-	if (!next || !from) {
-		free(next);
-		free(from);
-		agent_reload_failed(a);
-		return -ENOMEM;
-	}
-
 	pthread_mutex_lock(&a->lock);
 	old = a->circuits;
 	n_old = a->n_circuits;
+	order = calloc(n_old ? n_old : 1, sizeof(*order));
+	old_to_new = calloc(n_old ? n_old : 1, sizeof(*old_to_new));
+	if (!next || !from || !order || !old_to_new) {
+		pthread_mutex_unlock(&a->lock);
+		free(next);
+		free(from);
+		free(order);
+		free(old_to_new);
+		agent_reload_failed(a);
+		return -ENOMEM;
+	}
 	/* Match new circuits to old ones; names are unique on each side. */
+	for (size_t j = 0; j < n_old; j++) {
+		order[j] = j;
+		old_to_new[j] = -1;
+	}
+	/* Sorted by name, so matching a config of n destinations is n log n. */
+	qsort_r(order, n_old, sizeof(*order), by_circuit_name, old);
 	for (size_t i = 0; i < cfg->n_dsts; i++) {
-		from[i] = -1;
-		for (size_t j = 0; j < n_old; j++) {
-			if (old[j].cfg && same_destination(old[j].cfg, &cfg->dsts[i])) {
-				from[i] = j;
-				break;
-			}
-		}
+		int64_t j = find_old(old, order, n_old, &cfg->dsts[i]);
+
+		from[i] = j >= 0 && same_destination(old[j].cfg, &cfg->dsts[i]) ? (int32_t)j : -1;
+		if (from[i] >= 0)
+			old_to_new[j] = i;
 	}
 	/* Removed circuits go first: their keys and slots free up for the new. */
 	for (size_t j = 0; j < n_old; j++) {
-		bool stays = false;
-
-		for (size_t i = 0; i < cfg->n_dsts && !stays; i++)
-			stays = from[i] == (int32_t)j;
-		if (!stays) {
-			log_info("circuit removed\tcircuit=%s", old[j].cfg->name);
-			circuit_stop(a, &old[j]);
-			removed++;
-		}
+		if (old_to_new[j] >= 0)
+			continue;
+		log_info("circuit removed\tcircuit=%s", old[j].cfg->name);
+		circuit_stop(a, &old[j]);
+		removed++;
 	}
 	a->circuits = next;
 	a->n_circuits = cfg->n_dsts;
 	a->cfg = cfg;
 	for (uint32_t i = 0; i < cfg->n_dsts; i++) {
-		struct agent_circuit *c = &next[i];
-
-		c->cfg = &cfg->dsts[i];
-		if (from[i] < 0)
-			continue;
-		/* Kept: take over its slots and addresses, apply the new policy. */
-		*c = old[from[i]];
-		c->cfg = &cfg->dsts[i];
-		for (size_t k = 0; k < a->n_slots; k++) {
-			struct agent_slot *s = &a->slots[k];
-			enum breaker_state was;
-
-			if (!s->used || s->circuit != (uint32_t)from[i])
-				continue;
-			s->circuit = i | 0x80000000u;	/* moved; unmarked below */
-			was = s->br.state;
-			if (breaker_reconfigure(&s->br, &c->cfg->policy, now))
-				publish(a, s, was, "reload");
-		}
-		kept++;
+		next[i] = from[i] >= 0 ? old[from[i]] : (struct agent_circuit){ 0 };
+		next[i].cfg = &cfg->dsts[i];
+		kept += from[i] >= 0;
 	}
-	for (size_t k = 0; k < a->n_slots; k++)
-		a->slots[k].circuit &= ~0x80000000u;
+	/* Kept circuits' breakers follow their circuit and take the new policy. */
+	for (size_t k = 0; k < a->n_slots; k++) {
+		struct agent_slot *s = &a->slots[k];
+		enum breaker_state was;
+
+		if (!s->used)
+			continue;
+		s->circuit = old_to_new[s->circuit];
+		was = s->br.state;
+		if (breaker_reconfigure(&s->br, &next[s->circuit].cfg->policy, now))
+			publish(a, s, was, "reload");
+	}
 	for (uint32_t i = 0; i < cfg->n_dsts; i++) {
 		if (from[i] >= 0)
 			continue;
@@ -674,6 +710,8 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 	pthread_mutex_unlock(&a->lock);
 	free(old);
 	free(from);
+	free(order);
+	free(old_to_new);
 	log_info("configuration reloaded\tkept=%zu added=%zu removed=%zu", kept, added, removed);
 	return err;
 }
@@ -817,7 +855,7 @@ struct circuit_view {
 	uint32_t consecutive_failures;
 	uint64_t since_ns;		/* latest transition among its slots */
 	uint64_t next_half_open_ns;	/* earliest, when open */
-	const struct agent_slot *single;	/* the one slot, unless per_address */
+	const struct agent_slot *single;	/* the one slot, unless grouped */
 };
 
 static void fold_slot(struct circuit_view *v, const struct agent_slot *s,
@@ -871,12 +909,12 @@ static int build_views(struct agent *a, struct circuit_view *views, uint64_t now
 			continue;
 		v = &views[s->circuit];
 		fold_slot(v, s, &st[i], now, !seen[s->circuit]);
-		if (!a->circuits[s->circuit].cfg->per_address)
+		if (!grouped(a->circuits[s->circuit].cfg))
 			v->single = s;
 		seen[s->circuit] = true;
 	}
 	for (size_t c = 0; c < a->n_circuits; c++)
-		if (!seen[c])	/* a per_address group with no address yet */
+		if (!seen[c])	/* a group with no address yet */
 			views[c].state = a->circuits[c].cfg->policy.mode == MODE_OBSERVE ?
 					 BS_METRICS_ONLY : BS_CLOSED;
 	free(seen);
