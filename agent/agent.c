@@ -7,6 +7,7 @@
 #include <sys/utsname.h>
 #include "agent.h"
 #include "bpf.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "status.h"
@@ -955,7 +956,8 @@ static int render_body(struct agent *a, render_fn render, char **body, size_t *l
 	return 200;
 }
 
-static int render_metrics(struct agent *a, FILE *out, const struct circuit_view *views, uint64_t now)
+static int render_any_metrics(struct agent *a, FILE *out, const struct circuit_view *views,
+			      uint64_t now, bool openmetrics)
 {
 	double wall_now = (double)time(NULL);
 	struct kb_prog_stats progs[16];
@@ -977,6 +979,7 @@ static int render_metrics(struct agent *a, FILE *out, const struct circuit_view 
 		.last_scrape_seconds = a->last_scrape_ns / 1e9,
 		.restored = a->restored,
 		.compact = a->cfg->metrics_compact,
+		.openmetrics = openmetrics,
 	};
 	struct metrics_dst *md;
 	int err;
@@ -1003,6 +1006,17 @@ static int render_metrics(struct agent *a, FILE *out, const struct circuit_view 
 	err = metrics_render(out, &info, md, a->n_circuits);
 	free(md);
 	return err;
+}
+
+static int render_metrics(struct agent *a, FILE *out, const struct circuit_view *views, uint64_t now)
+{
+	return render_any_metrics(a, out, views, now, false);
+}
+
+static int render_openmetrics(struct agent *a, FILE *out, const struct circuit_view *views,
+			      uint64_t now)
+{
+	return render_any_metrics(a, out, views, now, true);
 }
 
 static int render_status(struct agent *a, FILE *out, const struct circuit_view *views, uint64_t now)
@@ -1051,11 +1065,21 @@ out:
 	return err;
 }
 
-int agent_metrics(void *ctx, char **body, size_t *len)
+/* OpenMetrics when the Accept header names it (Prometheus asks for it first). */
+static bool wants_openmetrics(const char *accept)
+{
+	return accept && strstr(accept, "application/openmetrics-text");
+}
+
+int agent_metrics(void *ctx, struct http_request *req, char **body, size_t *len)
 {
 	struct agent *a = ctx;
 	uint64_t t0 = mono_ns();
-	int ret = render_body(a, render_metrics, body, len);
+	bool om = wants_openmetrics(req->accept);
+	int ret = render_body(a, om ? render_openmetrics : render_metrics, body, len);
+
+	if (om)
+		req->content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 	pthread_mutex_lock(&a->lock);
 	a->last_scrape_ns = mono_ns() - t0;
@@ -1063,12 +1087,12 @@ int agent_metrics(void *ctx, char **body, size_t *len)
 	return ret;
 }
 
-int agent_status(void *ctx, char **body, size_t *len)
+int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 {
 	return render_body(ctx, render_status, body, len);
 }
 
-int agent_healthz(void *ctx, char **body, size_t *len)
+int agent_healthz(void *ctx, struct http_request *req, char **body, size_t *len)
 {
 	struct agent *a = ctx;
 	uint64_t since, limit;

@@ -105,16 +105,21 @@ int agent_tick(struct agent *a, uint64_t now);
 /* Earliest breaker deadline, or 0 when none is timed. */
 uint64_t agent_next_deadline(struct agent *a);
 
-/* http_body_fn for /metrics: Prometheus text. */
-int agent_metrics(void *agent, char **body, size_t *len);
+struct http_request;
+
+/*
+ * http_body_fn for /metrics: Prometheus text format 0.0.4, or OpenMetrics
+ * 1.0 when the scraper's Accept header asks for it.
+ */
+int agent_metrics(void *agent, struct http_request *req, char **body, size_t *len);
 
 /* http_body_fn for /status: JSON, see status.h. */
-int agent_status(void *agent, char **body, size_t *len);
+int agent_status(void *agent, struct http_request *req, char **body, size_t *len);
 
 /*
  * http_body_fn for /healthz: 200 "ok" while the loop ticks; 503 with a
  * one-line reason otherwise.
  */
-int agent_healthz(void *agent, char **body, size_t *len);
+int agent_healthz(void *agent, struct http_request *req, char **body, size_t *len);
 
 #endif /* KB_AGENT_H */

@@ -63,6 +63,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
 	struct http_server *s = cls;
 	const struct http_route *r;
+	struct http_request req;
 	char *body = NULL;
 	size_t len = 0;
 	int status;
@@ -77,10 +78,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			break;
 	if (r == s->routes + s->n_routes)
 		return static_reply(conn, MHD_HTTP_NOT_FOUND, "not found\n");
-	status = r->body(s->ctx, &body, &len);
+	req.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+	req.content_type = r->content_type;
+	status = r->body(s->ctx, &req, &body, &len);
 	if (status < 0)
 		return static_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
-	return reply(conn, status, r->content_type, body, len, MHD_RESPMEM_MUST_FREE);
+	return reply(conn, status, req.content_type, body, len, MHD_RESPMEM_MUST_FREE);
 }
 
 int http_listen(const char *host, uint16_t port)

@@ -9,11 +9,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What a body function may need of the request. */
+struct http_request {
+	const char *accept;		/* the Accept header, or NULL */
+	const char *content_type;	/* in: the route's; out: the answer's */
+};
+
 /*
  * Produce a malloc'd body. Returns the HTTP status (200, 503, ...) or
  * -errno, which the server answers with 500.
  */
-typedef int (*http_body_fn)(void *ctx, char **body, size_t *len);
+typedef int (*http_body_fn)(void *ctx, struct http_request *req, char **body, size_t *len);
 
 struct http_route {
 	const char *path;		/* exact match */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
+#include <string.h>
 #include "metrics.h"
 
 /*
@@ -18,10 +19,18 @@ static const enum breaker_state core_transitions[][2] = {
 	{ BS_HALF_OPEN, BS_OPEN },
 };
 
-static void family(FILE *out, const char *name, const char *type, const char *help)
+static void family_of(FILE *out, bool openmetrics, const char *name, const char *type,
+		      const char *help)
 {
-	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	size_t len = strlen(name);
+
+	/* OpenMetrics names a counter family without the _total its samples carry. */
+	if (openmetrics && !strcmp(type, "counter") && len > 6 && !strcmp(name + len - 6, "_total"))
+		len -= 6;
+	fprintf(out, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)len, name, help, (int)len, name, type);
 }
+
+#define family(out, name, type, help) family_of(out, agent->openmetrics, name, type, help)
 
 /* Compact mode leaves out zero values. */
 #define SKIP(v) (agent->compact && !(v))
@@ -220,5 +229,7 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 		fprintf(out, "kbreaker_tcp_connect_duration_seconds_count{circuit_name=\"%s\"} %llu\n",
 			dsts[i].name, total);
 	}
+	if (agent->openmetrics)
+		fputs("# EOF\n", out);
 	return ferror(out) ? -EIO : 0;
 }

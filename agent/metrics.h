@@ -41,13 +41,15 @@ struct metrics_agent {
 	double last_scrape_seconds;	/* how long the previous /metrics took */
 	uint64_t restored;		/* breakers taken over from the previous run */
 	bool compact;			/* omit zero-valued per-destination series */
+	bool openmetrics;		/* OpenMetrics 1.0 instead of text 0.0.4 */
 };
 
 /*
  * Write every metric family for `n` destinations to out. Compact leaves
  * out per-destination series whose value is 0 (the states a breaker is not
  * in, counters that never moved, empty histograms): what thousands of idle
- * destinations need. Returns 0 or -EIO.
+ * destinations need. OpenMetrics names counter families without their
+ * _total suffix and ends with # EOF. Returns 0 or -EIO.
  */
 int metrics_render(FILE *out, const struct metrics_agent *agent,
 		   const struct metrics_dst *dsts, size_t n);

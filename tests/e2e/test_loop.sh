@@ -137,6 +137,16 @@ if command -v "$PROMTOOL" >/dev/null; then
 		{ fail "promtool check metrics"; cat "$T_DIR/promtool.out"; }
 fi
 
+log "OpenMetrics when the scraper asks for it"
+ctype=$(curl -sf -o "$T_DIR/om.txt" -w '%{content_type}' \
+	-H 'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' \
+	"http://$T_LISTEN/metrics")
+expect_eq "OpenMetrics content type" "$ctype" "application/openmetrics-text; version=1.0.0; charset=utf-8"
+expect_eq "OpenMetrics ends with # EOF" "$(tail -n 1 "$T_DIR/om.txt")" "# EOF"
+expect_eq "OpenMetrics counter family" "$(grep -c '^# TYPE kbreaker_tcp_connects counter$' "$T_DIR/om.txt")" 1
+expect_eq "plain text without Accept" "$(curl -sf -o /dev/null -w '%{content_type}' "http://$T_LISTEN/metrics")" \
+	"text/plain; version=0.0.4; charset=utf-8"
+
 log "trip again, then SIGTERM: exit 0, hooks gone, the next connect reaches the server"
 in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3 >/dev/null
 wait_state svc open 2

@@ -267,6 +267,29 @@ static void test_compact(void **state)
 	free(text);
 }
 
+/* OpenMetrics: counter families named without _total, samples with it, # EOF last. */
+static void test_openmetrics(void **state)
+{
+	struct metrics_agent info = { .version = "v", .kernel = "k", .openmetrics = true };
+	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
+	struct metrics_dst d = { .name = "db", .state = BS_CLOSED, .transitions = tr };
+	char *text;
+	size_t len;
+
+	d.stats.connects[KB_RES_SUCCESS] = 3;
+	text = render(&info, &d, 1);
+	assert_non_null(strstr(text, "# TYPE kbreaker_tcp_connects counter\n"));
+	assert_non_null(strstr(text, "kbreaker_tcp_connects_total{circuit_name=\"db\",result=\"success\"} 3\n"));
+	assert_non_null(strstr(text, "# TYPE circuit_breaker_state_transition counter\n"));
+	assert_non_null(strstr(text, "# TYPE circuit_breaker_state gauge\n"));
+	assert_non_null(strstr(text, "# TYPE kbreaker_tcp_connect_duration_seconds histogram\n"));
+	assert_null(strstr(text, "# TYPE kbreaker_tcp_connects_total"));
+	len = strlen(text);
+	assert_true(len > 6);
+	assert_string_equal(text + len - 6, "# EOF\n");
+	free(text);
+}
+
 /* Per-program BPF statistics: runs and seconds per program name. */
 static void test_program_stats(void **state)
 {
@@ -295,6 +318,7 @@ int main(void)
 		cmocka_unit_test(test_extra_transition_shown_when_nonzero),
 		cmocka_unit_test(test_program_stats),
 		cmocka_unit_test(test_compact),
+		cmocka_unit_test(test_openmetrics),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
