@@ -1,2 +1,0 @@
-build-asan/agent/config.o: agent/config.c agent/config.h
-agent/config.h:

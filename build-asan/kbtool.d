@@ -1,1 +1,0 @@
-build-asan/kbtool: tests/e2e/kbtool.c
