@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 #include "metrics.h"
 
@@ -32,8 +33,32 @@ static void family_of(FILE *out, bool openmetrics, const char *name, const char 
 
 #define family(out, name, type, help) family_of(out, agent->openmetrics, name, type, help)
 
-/* Compact mode leaves out zero values. */
-#define SKIP(v) (agent->compact && !(v))
+/*
+ * One sample of a per-destination family: name{circuit_name="...",extra}
+ * value. Compact mode leaves out the zero ones.
+ */
+__attribute__((format(printf, 7, 8)))
+static void sample(FILE *out, const struct metrics_agent *agent, const char *name,
+		   const char *circuit, const char *extra, bool zero, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (agent->compact && zero)
+		return;
+	fprintf(out, "%s{circuit_name=\"%s\"%s%s} ", name, circuit, extra ? "," : "",
+		extra ? extra : "");
+	va_start(ap, fmt);
+	vfprintf(out, fmt, ap);
+	va_end(ap);
+	fputc('\n', out);
+}
+
+/* A counter sample; the family's samples share its name. */
+static void count(FILE *out, const struct metrics_agent *agent, const char *name,
+		  const char *circuit, const char *extra, uint64_t v)
+{
+	sample(out, agent, name, circuit, extra, !v, "%llu", (unsigned long long)v);
+}
 
 static int is_core_transition(int from, int to)
 {
@@ -115,11 +140,13 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 	family(out, "circuit_breaker_state", "gauge",
 	       "Breaker state: 1 for the current state, 0 for the others.");
 	for (size_t i = 0; i < n; i++)
-		for (int s = 0; s < BS_MAX; s++)
-			if (!agent->compact || dsts[i].state == (enum breaker_state)s)
-				fprintf(out, "circuit_breaker_state{circuit_name=\"%s\",state=\"%s\"} %d\n",
-					dsts[i].name, breaker_state_name(s),
-					dsts[i].state == (enum breaker_state)s);
+		for (int s = 0; s < BS_MAX; s++) {
+			char extra[32];
+			int on = dsts[i].state == (enum breaker_state)s;
+
+			snprintf(extra, sizeof(extra), "state=\"%s\"", breaker_state_name(s));
+			sample(out, agent, "circuit_breaker_state", dsts[i].name, extra, !on, "%d", on);
+		}
 
 	family(out, "circuit_breaker_state_transition_total", "counter",
 	       "Breaker state transitions.");
@@ -127,82 +154,77 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 		for (int from = 0; from < BS_MAX; from++)
 			for (int to = 0; to < BS_MAX; to++) {
 				uint64_t v = dsts[i].transitions[from][to];
+				char extra[64];
 
-				if (!v && (agent->compact || !is_core_transition(from, to)))
+				if (!v && !is_core_transition(from, to))
 					continue;
-				fprintf(out, "circuit_breaker_state_transition_total{circuit_name=\"%s\","
-					"old_state=\"%s\",new_state=\"%s\"} %llu\n", dsts[i].name,
-					breaker_state_name(from), breaker_state_name(to),
-					(unsigned long long)v);
+				snprintf(extra, sizeof(extra), "old_state=\"%s\",new_state=\"%s\"",
+					 breaker_state_name(from), breaker_state_name(to));
+				count(out, agent, "circuit_breaker_state_transition_total", dsts[i].name,
+				      extra, v);
 			}
 
 	family(out, "circuit_breaker_failure_rate", "gauge",
 	       "Failed share of the calls in the breaker's window, 0 to 1.");
 	for (size_t i = 0; i < n; i++)
-		if (!SKIP(dsts[i].failure_rate))
-			fprintf(out, "circuit_breaker_failure_rate{circuit_name=\"%s\"} %.4f\n",
-				dsts[i].name, dsts[i].failure_rate);
+		sample(out, agent, "circuit_breaker_failure_rate", dsts[i].name, NULL,
+		       !dsts[i].failure_rate, "%.4f", dsts[i].failure_rate);
 
 	family(out, "circuit_breaker_slow_call_rate", "gauge",
 	       "Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.");
 	for (size_t i = 0; i < n; i++)
-		if (!SKIP(dsts[i].slow_call_rate))
-			fprintf(out, "circuit_breaker_slow_call_rate{circuit_name=\"%s\"} %.4f\n",
-				dsts[i].name, dsts[i].slow_call_rate);
+		sample(out, agent, "circuit_breaker_slow_call_rate", dsts[i].name, NULL,
+		       !dsts[i].slow_call_rate, "%.4f", dsts[i].slow_call_rate);
 
 	family(out, "circuit_breaker_consecutive_failures", "gauge",
 	       "Failed connects in a row while closed.");
 	for (size_t i = 0; i < n; i++)
-		if (!SKIP(dsts[i].consecutive_failures))
-			fprintf(out, "circuit_breaker_consecutive_failures{circuit_name=\"%s\"} %u\n",
-				dsts[i].name, dsts[i].consecutive_failures);
+		count(out, agent, "circuit_breaker_consecutive_failures", dsts[i].name, NULL,
+		      dsts[i].consecutive_failures);
 
 	family(out, "circuit_breaker_last_transition_timestamp_seconds", "gauge",
 	       "When the breaker last changed state (start-up if never).");
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "circuit_breaker_last_transition_timestamp_seconds{circuit_name=\"%s\"} %.3f\n",
-			dsts[i].name, dsts[i].last_transition_wall);
+		sample(out, agent, "circuit_breaker_last_transition_timestamp_seconds", dsts[i].name,
+		       NULL, false, "%.3f", dsts[i].last_transition_wall);
 
 	family(out, "kbreaker_tcp_connects_total", "counter",
 	       "TCP connects to the destination by outcome, as the kernel saw them.");
 	for (size_t i = 0; i < n; i++)
-		for (int r = 0; r < KB_RES_MAX; r++)
-			if (!SKIP(dsts[i].stats.connects[r]))
-				fprintf(out, "kbreaker_tcp_connects_total{circuit_name=\"%s\",result=\"%s\"} %llu\n",
-					dsts[i].name, breaker_result_name(r),
-					(unsigned long long)dsts[i].stats.connects[r]);
+		for (int r = 0; r < KB_RES_MAX; r++) {
+			char extra[32];
+
+			snprintf(extra, sizeof(extra), "result=\"%s\"", breaker_result_name(r));
+			count(out, agent, "kbreaker_tcp_connects_total", dsts[i].name, extra,
+			      dsts[i].stats.connects[r]);
+		}
 
 	family(out, "kbreaker_connects_blocked_total", "counter",
 	       "TCP connects the breaker refused with ECONNREFUSED before a packet left.");
 	for (size_t i = 0; i < n; i++)
-		if (!SKIP(dsts[i].stats.blocked))
-			fprintf(out, "kbreaker_connects_blocked_total{circuit_name=\"%s\"} %llu\n",
-				dsts[i].name, (unsigned long long)dsts[i].stats.blocked);
+		count(out, agent, "kbreaker_connects_blocked_total", dsts[i].name, NULL,
+		      dsts[i].stats.blocked);
 
 	family(out, "kbreaker_connects_would_block_total", "counter",
 	       "Observe mode: TCP connects the breaker would have refused.");
 	for (size_t i = 0; i < n; i++)
-		if (!SKIP(dsts[i].stats.would_block))
-			fprintf(out, "kbreaker_connects_would_block_total{circuit_name=\"%s\"} %llu\n",
-				dsts[i].name, (unsigned long long)dsts[i].stats.would_block);
+		count(out, agent, "kbreaker_connects_would_block_total", dsts[i].name, NULL,
+		      dsts[i].stats.would_block);
 
 	family(out, "kbreaker_tcp_resets_total", "counter",
 	       "TCP resets on connections this host opened to the destination, by direction.");
 	for (size_t i = 0; i < n; i++) {
-		if (!SKIP(dsts[i].stats.resets_rx))
-			fprintf(out, "kbreaker_tcp_resets_total{circuit_name=\"%s\",direction=\"received\"} %llu\n",
-				dsts[i].name, (unsigned long long)dsts[i].stats.resets_rx);
-		if (!SKIP(dsts[i].stats.resets_tx))
-			fprintf(out, "kbreaker_tcp_resets_total{circuit_name=\"%s\",direction=\"sent\"} %llu\n",
-				dsts[i].name, (unsigned long long)dsts[i].stats.resets_tx);
+		count(out, agent, "kbreaker_tcp_resets_total", dsts[i].name, "direction=\"received\"",
+		      dsts[i].stats.resets_rx);
+		count(out, agent, "kbreaker_tcp_resets_total", dsts[i].name, "direction=\"sent\"",
+		      dsts[i].stats.resets_tx);
 	}
 
 	family(out, "kbreaker_tcp_retransmits_total", "counter",
 	       "TCP segments retransmitted on connections this host opened to the destination.");
 	for (size_t i = 0; i < n; i++)
-		if (!SKIP(dsts[i].stats.retransmits))
-			fprintf(out, "kbreaker_tcp_retransmits_total{circuit_name=\"%s\"} %llu\n",
-				dsts[i].name, (unsigned long long)dsts[i].stats.retransmits);
+		count(out, agent, "kbreaker_tcp_retransmits_total", dsts[i].name, NULL,
+		      dsts[i].stats.retransmits);
 
 	family(out, "kbreaker_tcp_connect_duration_seconds", "histogram",
 	       "Time from SYN sent to ESTABLISHED for successful connects.");
@@ -213,7 +235,7 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 
 		for (int s = 0; s < KB_LAT_SLOTS; s++)
 			total += st->lat_slots[s];
-		if (SKIP(total))
+		if (agent->compact && !total)
 			continue;
 		for (size_t b = 0; b < sizeof(bucket_log2_us) / sizeof(bucket_log2_us[0]); b++) {
 			for (; slot < bucket_log2_us[b]; slot++)
