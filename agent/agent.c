@@ -956,69 +956,6 @@ static int render_body(struct agent *a, render_fn render, char **body, size_t *l
 	return 200;
 }
 
-static int render_any_metrics(struct agent *a, FILE *out, const struct circuit_view *views,
-			      uint64_t now, bool openmetrics)
-{
-	double wall_now = (double)time(NULL);
-	struct kb_prog_stats progs[16];
-	struct metrics_agent info = {
-		.version = KB_VERSION,
-		.kernel = a->kernel,
-		.events_lost = kb_bpf_lost_total(a->bpf),
-		.capacity = a->capacity,
-		.reload_ok = a->last_reload_ok,
-		.last_reload_ok_wall = a->last_reload_ok_wall,
-		.reloads_ok = a->reloads_ok,
-		.reloads_failed = a->reloads_failed,
-		.resolve_errors = a->resolve_errors,
-		.map_errors = a->map_errors,
-		.refuses_with_econnrefused = kb_bpf_refuses_with_econnrefused(a->bpf),
-		.progs = progs,
-		.n_progs = kb_bpf_prog_stats(a->bpf, progs, sizeof(progs) / sizeof(progs[0])),
-		.last_poll_seconds = a->last_poll_ns / 1e9,
-		.last_scrape_seconds = a->last_scrape_ns / 1e9,
-		.restored = a->restored,
-		.compact = a->cfg->metrics_compact,
-		.openmetrics = openmetrics,
-	};
-	struct metrics_dst *md;
-	int err;
-
-	for (size_t i = 0; i < a->n_slots; i++)
-		info.slots_used += a->slots[i].used;
-	md = calloc(a->n_circuits ? a->n_circuits : 1, sizeof(*md));
-	if (!md)
-		return -ENOMEM;
-	for (size_t i = 0; i < a->n_circuits; i++) {
-		const struct circuit_view *v = &views[i];
-
-		md[i] = (struct metrics_dst){
-			.name = a->circuits[i].cfg->name,
-			.state = v->state,
-			.transitions = v->transitions,
-			.stats = v->stats,
-			.failure_rate = v->failure_rate,
-			.slow_call_rate = v->slow_call_rate,
-			.consecutive_failures = v->consecutive_failures,
-			.last_transition_wall = wall_now - (double)(now - v->since_ns) / 1e9,
-		};
-	}
-	err = metrics_render(out, &info, md, a->n_circuits);
-	free(md);
-	return err;
-}
-
-static int render_metrics(struct agent *a, FILE *out, const struct circuit_view *views, uint64_t now)
-{
-	return render_any_metrics(a, out, views, now, false);
-}
-
-static int render_openmetrics(struct agent *a, FILE *out, const struct circuit_view *views,
-			      uint64_t now)
-{
-	return render_any_metrics(a, out, views, now, true);
-}
-
 static int render_status(struct agent *a, FILE *out, const struct circuit_view *views, uint64_t now)
 {
 	struct status_dst *sd;
@@ -1071,20 +1008,96 @@ static bool wants_openmetrics(const char *accept)
 	return accept && strstr(accept, "application/openmetrics-text");
 }
 
+/*
+ * /metrics copies what it needs under the lock and renders without it: at
+ * thousands of destinations rendering takes tens of milliseconds, which
+ * must not delay a trip.
+ */
 int agent_metrics(void *ctx, struct http_request *req, char **body, size_t *len)
 {
 	struct agent *a = ctx;
-	uint64_t t0 = mono_ns();
-	bool om = wants_openmetrics(req->accept);
-	int ret = render_body(a, om ? render_openmetrics : render_metrics, body, len);
+	uint64_t t0 = mono_ns(), now = t0;
+	double wall_now = (double)time(NULL);
+	struct kb_prog_stats progs[16];
+	struct metrics_agent info = {
+		.version = KB_VERSION,
+		.kernel = a->kernel,
+		.progs = progs,
+		.n_progs = kb_bpf_prog_stats(a->bpf, progs, sizeof(progs) / sizeof(progs[0])),
+		.refuses_with_econnrefused = kb_bpf_refuses_with_econnrefused(a->bpf),
+		.openmetrics = wants_openmetrics(req->accept),
+	};
+	char (*names)[CONFIG_NAME_MAX] = NULL;
+	struct circuit_view *views = NULL;
+	struct metrics_dst *md = NULL;
+	size_t n;
+	FILE *out;
+	int err;
 
-	if (om)
+	*body = NULL;
+	pthread_mutex_lock(&a->lock);
+	n = a->n_circuits;
+	views = calloc(n ? n : 1, sizeof(*views));
+	names = calloc(n ? n : 1, sizeof(*names));
+	md = calloc(n ? n : 1, sizeof(*md));
+	err = views && names && md ? build_views(a, views, now) : -ENOMEM;
+	if (!err) {
+		info.events_lost = kb_bpf_lost_total(a->bpf);
+		info.capacity = a->capacity;
+		info.reload_ok = a->last_reload_ok;
+		info.last_reload_ok_wall = a->last_reload_ok_wall;
+		info.reloads_ok = a->reloads_ok;
+		info.reloads_failed = a->reloads_failed;
+		info.resolve_errors = a->resolve_errors;
+		info.map_errors = a->map_errors;
+		info.last_poll_seconds = a->last_poll_ns / 1e9;
+		info.last_scrape_seconds = a->last_scrape_ns / 1e9;
+		info.restored = a->restored;
+		info.compact = a->cfg->metrics_compact;
+		for (size_t i = 0; i < a->n_slots; i++)
+			info.slots_used += a->slots[i].used;
+		for (size_t i = 0; i < n; i++) {
+			const struct circuit_view *v = &views[i];
+
+			/* A reload may free the config once the lock is dropped: copy the name. */
+			snprintf(names[i], sizeof(names[i]), "%s", a->circuits[i].cfg->name);
+			md[i] = (struct metrics_dst){
+				.name = names[i],
+				.state = v->state,
+				.transitions = v->transitions,
+				.stats = v->stats,
+				.failure_rate = v->failure_rate,
+				.slow_call_rate = v->slow_call_rate,
+				.consecutive_failures = v->consecutive_failures,
+				.last_transition_wall = wall_now - (double)(now - v->since_ns) / 1e9,
+			};
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+
+	out = err ? NULL : open_memstream(body, len);
+	if (!err && !out)
+		err = -errno;
+	if (!err) {
+		err = metrics_render(out, &info, md, n);
+		if (fclose(out) && !err)
+			err = -errno;
+	}
+	free(views);
+	free(names);
+	free(md);
+	if (err) {
+		log_err("http: render /metrics: %s", strerror(-err));
+		free(*body);
+		*body = NULL;
+		return err;
+	}
+	if (info.openmetrics)
 		req->content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 	pthread_mutex_lock(&a->lock);
 	a->last_scrape_ns = mono_ns() - t0;
 	pthread_mutex_unlock(&a->lock);
-	return ret;
+	return 200;
 }
 
 int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
