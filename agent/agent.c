@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,8 @@ static void publish(struct agent *a, struct agent_slot *s, enum breaker_state ol
 	breaker_verdict(&s->br, &v);
 	write_verdict(a, s - a->slots, &v);
 	save_slot(a, s - a->slots);
+	/* Deadlines only move when a verdict does: find the next one again. */
+	a->deadline_stale = true;
 	if (old == s->br.state)
 		return;	/* a ramp step: no transition to tell */
 	if (grouped(cfg))
@@ -704,6 +707,7 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 	a->lookup_flags = lookup_flags(cfg);
 	kb_bpf_set_lookup_flags(a->bpf, a->lookup_flags);
 	a->poll_interval_ns = cfg->poll_interval_ns;
+	a->deadline_stale = true;	/* a new policy may move a deadline without a new verdict */
 	a->reloads_ok++;
 	a->last_reload_ok = true;
 	a->last_reload_ok_wall = time(NULL);
@@ -823,13 +827,19 @@ uint64_t agent_next_deadline(struct agent *a)
 	uint64_t next = 0, t;
 
 	pthread_mutex_lock(&a->lock);
-	for (size_t i = 0; i < a->n_slots; i++) {
-		if (!a->slots[i].used)
-			continue;
-		t = breaker_deadline(&a->slots[i].br);
-		if (t && (!next || t < next))
-			next = t;
+	/* Called after every wake-up: scan only when a verdict changed. */
+	if (a->deadline_stale) {
+		for (size_t i = 0; i < a->n_slots; i++) {
+			if (!a->slots[i].used)
+				continue;
+			t = breaker_deadline(&a->slots[i].br);
+			if (t && (!next || t < next))
+				next = t;
+		}
+		a->next_deadline = next;
+		a->deadline_stale = false;
 	}
+	next = a->next_deadline;
 	pthread_mutex_unlock(&a->lock);
 	return next;
 }
@@ -1094,6 +1104,8 @@ int agent_metrics(void *ctx, struct http_request *req, char **body, size_t *len)
 	}
 	if (info.openmetrics)
 		req->content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+	/* A large scrape's buffers go back to the system, not to a high-water RSS. */
+	malloc_trim(0);
 	pthread_mutex_lock(&a->lock);
 	a->last_scrape_ns = mono_ns() - t0;
 	pthread_mutex_unlock(&a->lock);

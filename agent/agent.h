@@ -56,6 +56,8 @@ struct agent {
 	uint64_t restored;		/* breakers taken over from the previous run */
 	uint64_t lost_seen;		/* kb_bpf_lost_total() already handled */
 	bool rescan_lost;		/* look at every slot's lost counters once */
+	uint64_t next_deadline;		/* earliest breaker deadline, 0: none */
+	bool deadline_stale;		/* a verdict changed since next_deadline was found */
 	uint64_t started_ns;
 	uint64_t last_tick_ns;		/* the loop's heartbeat, for /healthz */
 	uint64_t poll_interval_ns;

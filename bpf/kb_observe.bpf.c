@@ -156,6 +156,9 @@ int BPF_PROG(kb_sock_state, struct sock *sk, int oldstate, int newstate)
 	struct kb_sk *ks;
 	__u32 *dst_id;
 
+	/* Most transitions are none of ours: decide from the arguments before touching sk. */
+	if (newstate != TCP_SYN_SENT && oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
+		return 0;
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 
@@ -179,8 +182,6 @@ int BPF_PROG(kb_sock_state, struct sock *sk, int oldstate, int newstate)
 	 * port as source on loopback) goes SYN_SENT -> SYN_RECV -> ESTABLISHED.
 	 * syn_ns != 0 marks an outcome still to count, so it counts once.
 	 */
-	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
-		return 0;
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
 	if (!ks || !ks->syn_ns)
 		return 0;
@@ -212,7 +213,7 @@ int BPF_PROG(kb_sk_err, const struct sock *sk)
 	struct kb_sk *ks;
 	int err;
 
-	if (sk->sk_protocol != IPPROTO_TCP || sk->__sk_common.skc_state != TCP_SYN_SENT)
+	if (sk->__sk_common.skc_state != TCP_SYN_SENT || sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	err = sk->sk_err;
 	if (!err)

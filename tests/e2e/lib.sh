@@ -115,6 +115,18 @@ expect_metric() {
 	[ "$got" = "$2" ] || fail "$1 = $got, want $2"
 }
 
+# wait_metric 'name{labels}' VALUE [TIMEOUT_S]: like expect_metric, for values
+# the agent derives from events it may not have drained yet (successes do
+# not wake it; it reads them at its next poll).
+wait_metric() {
+	local tries=$(( ${3:-2} * 20 ))
+	for _ in $(seq 1 "$tries"); do
+		[ "$(metric "$1")" = "$2" ] && break
+		sleep 0.05
+	done
+	expect_metric "$1" "$2"
+}
+
 # expect_eq WHAT GOT WANT
 expect_eq() {
 	T_CHECKS=$((T_CHECKS + 1))

@@ -41,7 +41,7 @@ for i in $(seq 1 9); do
 done
 expect_metric "kbreaker_tcp_connects_total{$S,result=\"success\"}" 5
 expect_metric "kbreaker_tcp_connects_total{$S,result=\"refused\"}" 4
-expect_metric "circuit_breaker_failure_rate{$S}" 0.4444
+wait_metric "circuit_breaker_failure_rate{$S}" 0.4444
 expect_metric "circuit_breaker_state{$S,state=\"closed\"}" 1
 log "10th call fails: 5 of 10 = 50 %, never 2 in a row: the rate trips it"
 in_test "$KBTOOL" connect 127.0.0.1 "$P" 1 >/dev/null
