@@ -94,6 +94,11 @@ static void publish(struct agent *a, struct agent_slot *s, enum breaker_state ol
 	char addr[64] = "";
 
 	breaker_verdict(&s->br, &v);
+	if (grouped(cfg)) {
+		/* The blast-radius guard is the agent's: no trip in the kernel, wake it instead. */
+		v.trip_after = 0;
+		v.wake_mask |= v.fail_mask;
+	}
 	write_verdict(a, s - a->slots, &v);
 	save_slot(a, s - a->slots);
 	/* Deadlines only move when a verdict does: find the next one again. */
@@ -139,10 +144,22 @@ static void record(struct agent *a, struct agent_slot *s, enum kb_result res,
 static void on_event(void *ctx, const struct kb_event *ev)
 {
 	struct agent *a = ctx;
+	struct agent_slot *s;
 
 	if (ev->dst_id >= a->n_slots || !a->slots[ev->dst_id].used || ev->result >= KB_RES_MAX)
 		return;	/* a socket tagged for a destination since removed */
-	record(a, &a->slots[ev->dst_id], ev->result, ev->ts_ns - ev->latency_ns, ev->ts_ns);
+	s = &a->slots[ev->dst_id];
+	record(a, s, ev->result, ev->ts_ns - ev->latency_ns, ev->ts_ns);
+	/*
+	 * The kernel tripped on this outcome. The breaker counted the same
+	 * outcomes and normally opened with it (and said so); if it did not
+	 * (CPUs raced a success past a failure), its own verdict stands.
+	 */
+	if ((ev->flags & KB_EV_TRIPPED) && s->br.state != BS_OPEN) {
+		log_info("kernel trip overruled\tcircuit=%s state=%s", slot_cfg(a, s)->name,
+			 breaker_state_name(s->br.state));
+		publish(a, s, s->br.state, "overrule");
+	}
 }
 
 /* --- slots --------------------------------------------------------------- */

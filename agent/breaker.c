@@ -364,16 +364,31 @@ void breaker_verdict(const struct breaker *b, struct kb_verdict *v)
 	}
 	/* Observe mode decides as enforce would, so the kernel can count would_block. */
 	v->observe = b->policy.mode == MODE_OBSERVE;
+	v->fail_mask = b->policy.failures & ((1U << KB_RES_MAX) - 1);
+	v->since_ns = b->state_since_ns;
 	switch (b->state) {
 	case BS_OPEN:
+		/* Outcomes change nothing while open: no count, no wake-up. */
 		v->action = KB_ACT_BLOCK;
 		break;
 	case BS_HALF_OPEN:
 		/* Written once on entry to half_open; the hooks count permits down. */
 		v->action = KB_ACT_PROBE;
 		v->permits = b->policy.half_open_permits;
+		/* A failed probe re-opens at once, in the kernel; every probe decides. */
+		v->trip_after = 1;
+		v->wake_mask = (1U << KB_RES_MAX) - 1;
 		break;
 	default:
+		/*
+		 * Closed: the kernel trips on consecutive failures itself and
+		 * carries on from the breaker's count. Rates need the agent's
+		 * window: failures wake it when a rate can trip.
+		 */
+		v->trip_after = b->policy.consecutive_failures;
+		v->fails = b->consecutive_failures;
+		if (b->policy.failure_rate_threshold)
+			v->wake_mask = v->fail_mask;
 		if (b->ramp_until_ns) {
 			/* 5%, 10%, ... 95%: all is reached when the ramp ends (ALLOW). */
 			v->action = KB_ACT_RAMP;

@@ -109,11 +109,41 @@ static __always_inline int kb_sk_key(const struct sock *sk, struct kb_dst_key *k
 	return -1;
 }
 
+/*
+ * The kernel's half of the breaker: count consecutive failures against the
+ * agent's verdict and trip at its threshold. Returns KB_EV_TRIPPED when
+ * this outcome tripped it.
+ */
+static __always_inline __u32 kb_judge(struct kb_verdict *v, enum kb_result res, __u64 syn_ns)
+{
+	__u32 act, n;
+
+	if (syn_ns < v->since_ns)
+		return 0;	/* begun before the breaker's current state */
+	if (res == KB_RES_SUCCESS) {
+		if (v->fails)
+			v->fails = 0;
+		return 0;
+	}
+	if (!(v->fail_mask & (1U << res)))
+		return 0;
+	n = __sync_fetch_and_add(&v->fails, 1) + 1;
+	if (!v->trip_after || n < v->trip_after)
+		return 0;
+	act = v->action;
+	if (act != KB_ACT_ALLOW && act != KB_ACT_RAMP && act != KB_ACT_PROBE)
+		return 0;
+	/* Only from what the agent wrote: a concurrent agent verdict wins. */
+	return __sync_val_compare_and_swap(&v->action, act, KB_ACT_BLOCK) == act ? KB_EV_TRIPPED : 0;
+}
+
 static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now, __u64 syn_ns)
 {
 	struct kb_dst_stats *st = bpf_map_lookup_elem(&kb_stats, &dst_id);
-	__u64 lat = now - syn_ns;
+	struct kb_verdict *v = bpf_map_lookup_elem(&kb_verdicts, &dst_id);
+	__u64 lat = now - syn_ns, wake = BPF_RB_NO_WAKEUP;
 	struct kb_event *ev;
+	__u32 flags = 0;
 
 	/* Bounds the array index for the verifier; kb_classify never exceeds it. */
 	if (!st || res >= KB_RES_MAX)
@@ -132,6 +162,15 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 		__sync_fetch_and_add(&st->lat_slots[slot], 1);
 		__sync_fetch_and_add(&st->lat_sum_ns, lat);
 	}
+	if (v) {
+		flags = kb_judge(v, res, syn_ns);
+		/*
+		 * A wake-up costs microseconds (an IPI): only for what the agent
+		 * must act on now. The rest waits for its poll, in order.
+		 */
+		if (flags || (v->wake_mask & (1U << res)))
+			wake = BPF_RB_FORCE_WAKEUP;
+	}
 
 	ev = bpf_ringbuf_reserve(&kb_events, sizeof(*ev), 0);
 	if (!ev) {
@@ -143,9 +182,9 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 	ev->latency_ns = lat;
 	ev->dst_id = dst_id;
 	ev->result = res;
-	/* Failures may trip a breaker: wake the agent now. Successes wait for its poll. */
-	bpf_ringbuf_submit(ev, res == KB_RES_SUCCESS || res == KB_RES_CANCELLED ?
-			   BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
+	ev->flags = flags;
+	ev->pad = 0;
+	bpf_ringbuf_submit(ev, wake);
 }
 
 SEC("tp_btf/inet_sock_set_state")

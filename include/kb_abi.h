@@ -103,29 +103,47 @@ _Static_assert(sizeof(struct kb_dst_stats) == (2 * KB_RES_MAX + 6 + KB_LAT_SLOTS
  * exactly `permits` connects pass however many CPUs race. With `observe`
  * set the hooks decide the same way but allow, counting would_block
  * instead of blocked.
+ *
+ * The kernel also trips a breaker itself, so a trip is in force before the
+ * failing connect() even returns: kb_observe counts consecutive failures
+ * (results in fail_mask, of connects begun at or after since_ns) in
+ * `fails`, a success zeroes it, and at trip_after it turns ALLOW, RAMP or
+ * PROBE into BLOCK with a compare-and-swap and wakes the agent, which then
+ * agrees (its breaker counted the same outcomes in the same order) or
+ * writes its own verdict back. The agent rewrites the whole verdict on
+ * each of its own transitions, carrying its count over in `fails`.
  */
 struct kb_verdict {
-	__u32 action;	/* enum kb_action */
-	__u32 admit;	/* KB_ACT_RAMP: share of KB_ADMIT_ONE let through */
-	__s64 permits;	/* KB_ACT_PROBE */
-	__u32 observe;	/* 0 or 1 */
+	__u32 action;		/* enum kb_action */
+	__u32 admit;		/* KB_ACT_RAMP: share of KB_ADMIT_ONE let through */
+	__s64 permits;		/* KB_ACT_PROBE */
+	__u32 observe;		/* 0 or 1 */
+	__u32 trip_after;	/* consecutive failures that trip in the kernel; 0: never */
+	__u32 fail_mask;	/* 1 << enum kb_result for each result that is a failure */
+	__u32 fails;		/* consecutive failures so far (kernel, atomic) */
+	__u64 since_ns;		/* outcomes of connects begun earlier are ignored */
+	__u32 wake_mask;	/* 1 << enum kb_result for each result that wakes the agent at once */
 	__u32 pad;
 };
-_Static_assert(sizeof(struct kb_verdict) == 24, "kb_verdict ABI");
+_Static_assert(sizeof(struct kb_verdict) == 48, "kb_verdict ABI");
 
 /*
  * One connect outcome, in ring-buffer order. The agent's breakers consume
  * these in order (consecutive counts need order); counters stay the truth
- * for metrics. Failures force a wake-up so a trip happens within the
- * agent's scheduling latency, not at the next poll.
+ * for metrics. Only outcomes that decide something (kb_verdict.wake_mask,
+ * a kernel trip) wake the agent at once; the rest wait for its poll.
  */
+#define KB_EV_TRIPPED 0x1	/* this outcome tripped the breaker in the kernel */
+
 struct kb_event {
 	__u64 ts_ns;		/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 latency_ns;	/* SYN sent -> outcome */
 	__u32 dst_id;
 	__u32 result;		/* enum kb_result */
+	__u32 flags;		/* KB_EV_* */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct kb_event) == 24, "kb_event ABI");
+_Static_assert(sizeof(struct kb_event) == 32, "kb_event ABI");
 
 /*
  * A breaker saved across an agent restart (state_dir), in kb_saved keyed

@@ -20,7 +20,10 @@ MARK="kbmark$$x$RANDOM"
 # RSS bound: the agent holds a few KiB per destination and 32 KiB per HTTP
 # connection (64 at most); ASan's shadow memory and quarantine need more.
 RSS_MAX_KB=$((64 * 1024))
-ldd "$KBREAKERD" 2>/dev/null | grep -q libasan && RSS_MAX_KB=$((512 * 1024))
+# Under ASan freed memory sits in quarantine (up to 256 MiB), so RSS grows
+# by design: keep a bound, skip the no-growth check.
+ASAN=0
+ldd "$KBREAKERD" 2>/dev/null | grep -q libasan && { ASAN=1; RSS_MAX_KB=$((512 * 1024)); }
 cat > "$T_DIR/kb.yaml" <<EOC
 listen: $T_LISTEN
 cgroup: $T_CG
@@ -195,7 +198,7 @@ for r in $rss0 $rss1 $rss2 $rss3; do
 	[ "$r" -lt "$RSS_MAX_KB" ] || fail "VmRSS $r kB over $RSS_MAX_KB kB"
 done
 T_CHECKS=$((T_CHECKS + 1))
-[ $((rss3 - rss2)) -lt 1024 ] || fail "VmRSS grew from $rss2 to $rss3 kB across a flood round"
+[ "$ASAN" = 1 ] || [ $((rss3 - rss2)) -lt 1024 ] || fail "VmRSS grew from $rss2 to $rss3 kB across a flood round"
 
 log "leading NULs: closed by the idle timeout"
 wait "$NULS"; expect_eq "leading NULs: httpabuse send exit (0: closed by the server)" "$?" 0

@@ -39,7 +39,7 @@ c "$P_KEEP" refused 2 >/dev/null; c "$P_GONE" refused 2 >/dev/null; c "$P_CHG" r
 wait_state keep open 2; wait_state gone open 2
 expect_eq "gone blocked" "$(c "$P_GONE" refused 3)" 3
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="gone"}' 3
-expect_metric 'circuit_breaker_consecutive_failures{circuit_name="chg"}' 1
+wait_metric 'circuit_breaker_consecutive_failures{circuit_name="chg"}' 1
 
 log "v2: gone removed, chg threshold 5 -> 2, new added; SIGHUP"
 conf 2 no yes > "$T_DIR/kb.yaml"
@@ -59,7 +59,7 @@ expect_eq "gone reachable after removal" "$(c "$P_GONE" success 2)" 2
 kill "$LISTENER"; wait "$LISTENER"
 st new closed
 expect_metric 'kbreaker_tcp_connects_total{circuit_name="new",result="refused"}' 0
-expect_metric 'circuit_breaker_consecutive_failures{circuit_name="chg"}' 1
+wait_metric 'circuit_breaker_consecutive_failures{circuit_name="chg"}' 1
 # The kept count (1) plus one more reaches the new threshold (2).
 c "$P_CHG" refused 1 >/dev/null
 wait_state chg open 2

@@ -1553,6 +1553,68 @@ static void test_guarded_record(void **state)
 	assert_int_equal(b.cause, BC_FAILURE_RATE);
 }
 
+/* --- the kernel's half ------------------------------------------------------ */
+
+/*
+ * The verdict tells the kernel when to trip by itself and when to wake the
+ * agent: closed trips at consecutive_failures (carrying the count so far),
+ * half_open at the first failed probe; open counts nothing.
+ */
+static void test_verdict_kernel_trip(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 2);
+	uint32_t all = (1U << KB_RES_MAX) - 1, fails = POLICY_FAIL_DEFAULT;
+	uint64_t now = T0;
+	struct kb_verdict v;
+	struct breaker b;
+
+	breaker_init(&b, &p, now);
+	feed("kernel", &b, "RR", &now);
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.action, KB_ACT_ALLOW);
+	assert_int_equal(v.trip_after, 3);
+	assert_int_equal(v.fails, 2);
+	assert_int_equal(v.fail_mask, fails);
+	assert_int_equal(v.since_ns, b.state_since_ns);
+	assert_int_equal(v.wake_mask, 0);	/* no rate: only the kernel's trip wakes the agent */
+
+	breaker_init(&b, &p, now);
+	uint64_t entered = to_half_open(&b, &now);
+
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.action, KB_ACT_PROBE);
+	assert_int_equal(v.trip_after, 1);
+	assert_int_equal(v.fails, 0);
+	assert_int_equal(v.since_ns, entered);
+	assert_int_equal(v.wake_mask, all);
+
+	assert_true(breaker_record(&b, KB_RES_TIMEOUT, entered, entered + 1));
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.action, KB_ACT_BLOCK);
+	assert_int_equal(v.trip_after, 0);
+	assert_int_equal(v.wake_mask, 0);
+
+	/* A failure rate needs the agent's window: failures wake it. */
+	p.failure_rate_threshold = 50;
+	breaker_init(&b, &p, now);
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.wake_mask, fails);
+
+	/* consecutive_failures 0: the kernel never trips. */
+	p.consecutive_failures = 0;
+	breaker_init(&b, &p, now);
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.trip_after, 0);
+
+	/* disabled and forced_open: fixed verdicts, nothing counted. */
+	p.mode = MODE_FORCED_OPEN;
+	breaker_init(&b, &p, now);
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.action, KB_ACT_BLOCK);
+	assert_int_equal(v.trip_after, 0);
+	assert_int_equal(v.fail_mask, 0);
+}
+
 /* --- reload --------------------------------------------------------------- */
 
 static void test_reconfigure_keeps_state(void **state)
@@ -1566,7 +1628,8 @@ static void test_reconfigure_keeps_state(void **state)
 	feed("reload", &b, "RR", &now);
 	q = p;
 	q.consecutive_failures = 2;
-	assert_false(breaker_reconfigure(&b, &q, now));
+	/* The kernel trips on the threshold too: the verdict carries it, so it changes. */
+	assert_true(breaker_reconfigure(&b, &q, now));
 	assert_int_equal(b.consecutive_failures, 2);
 	assert_int_equal(b.state, BS_CLOSED);
 	assert_int_equal(feed("reload", &b, "R", &now), 0);
@@ -1770,6 +1833,7 @@ int main(void)
 		cmocka_unit_test(test_group_may_open),
 		cmocka_unit_test(test_guarded_record),
 		cmocka_unit_test(test_reconfigure_keeps_state),
+		cmocka_unit_test(test_verdict_kernel_trip),
 		cmocka_unit_test(test_reconfigure_window),
 		cmocka_unit_test(test_reconfigure_modes),
 		cmocka_unit_test(test_reconfigure_ramp),
