@@ -241,6 +241,7 @@ static int on_sample(void *ctx, void *data, size_t size)
 int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 {
 	struct bpf_link *link;
+	struct statfs sfs;
 	struct kb_bpf *k;
 	int err;
 
@@ -278,6 +279,11 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 			goto fail;
 	}
 	err = kb_observe__load(k->obs);
+	if (err == -EPERM) {
+		log_err("bpf: load kb_observe: %s: loading BPF needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_RESOURCE)",
+			strerror(-err));
+		goto fail;
+	}
 	if (err) {
 		if (k->adopted)
 			log_err("bpf: the state in %s does not fit this configuration or version "
@@ -320,6 +326,12 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	if (k->cgroup_fd < 0) {
 		err = -errno;
 		log_err("bpf: open cgroup %s: %s", opts->cgroup, strerror(-err));
+		goto fail;
+	}
+	/* attach on any other directory fails with a bare EBADF */
+	if (fstatfs(k->cgroup_fd, &sfs) == 0 && sfs.f_type != CGROUP2_SUPER_MAGIC) {
+		err = -ENOTDIR;
+		log_err("bpf: cgroup %s: not a cgroup v2 directory", opts->cgroup);
 		goto fail;
 	}
 	link = bpf_program__attach_cgroup(k->enf->progs.kb_connect4, k->cgroup_fd);
@@ -455,7 +467,7 @@ int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sum
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_stats), err = 0;
 	struct kb_dst_stats *vals;
-	__u32 keys[STATS_BATCH], in = 0, out;
+	__u32 keys[STATS_BATCH] = { 0 }, in = 0, out = 0;
 
 	vals = calloc((size_t)STATS_BATCH * k->ncpus, sizeof(*vals));
 	if (!vals)
@@ -529,6 +541,7 @@ static size_t obj_prog_stats(struct bpf_object *obj, struct kb_prog_stats *out, 
 		out[n].name = bpf_program__name(prog);
 		out[n].run_cnt = info.run_cnt;
 		out[n].run_time_ns = info.run_time_ns;
+		out[n].recursion_misses = info.recursion_misses;
 		n++;
 	}
 	return n;

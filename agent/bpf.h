@@ -46,6 +46,7 @@ struct kb_prog_stats {
 	const char *name;	/* program name, as in bpftool prog show */
 	uint64_t run_cnt;	/* 0 unless kernel.bpf_stats_enabled */
 	uint64_t run_time_ns;
+	uint64_t recursion_misses;	/* runs the kernel skipped: the program was already running on that CPU */
 };
 
 /* Run counts of every program; fills up to max, returns how many. */

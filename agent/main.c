@@ -367,11 +367,8 @@ int main(int argc, char **argv)
 		.state_dir = cfg->state_dir[0] ? cfg->state_dir : NULL,
 	};
 	err = kb_bpf_open(&bpf, &bo);
-	if (err) {
-		if (err == -EPERM)
-			log_err("loading BPF needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_RESOURCE)");
+	if (err)
 		goto out;
-	}
 	if (!kb_bpf_refuses_with_econnrefused(bpf))
 		log_warn("kernel lacks bpf_set_retval (5.18+): blocked connects fail with EPERM, not ECONNREFUSED");
 

@@ -133,6 +133,13 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 		fprintf(out, "kbreaker_bpf_program_run_seconds_total{program=\"%s\"} %.9f\n",
 			agent->progs[i].name, agent->progs[i].run_time_ns / 1e9);
 
+	family(out, "kbreaker_bpf_program_recursion_misses_total", "counter",
+	       "Runs of each BPF program the kernel skipped because it was already running on that "
+	       "CPU (an interrupt's softirq); an outcome can go uncounted this way.");
+	for (size_t i = 0; i < agent->n_progs; i++)
+		fprintf(out, "kbreaker_bpf_program_recursion_misses_total{program=\"%s\"} %llu\n",
+			agent->progs[i].name, (unsigned long long)agent->progs[i].recursion_misses);
+
 	family(out, "kbreaker_events_lost_total", "counter",
 	       "Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.");
 	fprintf(out, "kbreaker_events_lost_total %llu\n", (unsigned long long)agent->events_lost);

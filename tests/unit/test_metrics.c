@@ -62,6 +62,8 @@ static const char want_empty[] =
 	"# TYPE kbreaker_bpf_program_runs_total counter\n"
 	"# HELP kbreaker_bpf_program_run_seconds_total Time spent in each BPF program; counted while kernel.bpf_stats_enabled is 1.\n"
 	"# TYPE kbreaker_bpf_program_run_seconds_total counter\n"
+	"# HELP kbreaker_bpf_program_recursion_misses_total Runs of each BPF program the kernel skipped because it was already running on that CPU (an interrupt's softirq); an outcome can go uncounted this way.\n"
+	"# TYPE kbreaker_bpf_program_recursion_misses_total counter\n"
 	"# HELP kbreaker_events_lost_total Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.\n"
 	"# TYPE kbreaker_events_lost_total counter\n"
 	"kbreaker_events_lost_total 7\n"
@@ -294,7 +296,7 @@ static void test_openmetrics(void **state)
 static void test_program_stats(void **state)
 {
 	struct kb_prog_stats progs[] = {
-		{ .name = "kb_sock_state", .run_cnt = 10, .run_time_ns = 1500 },
+		{ .name = "kb_sock_state", .run_cnt = 10, .run_time_ns = 1500, .recursion_misses = 4 },
 		{ .name = "kb_connect4", .run_cnt = 3, .run_time_ns = 2000000001 },
 	};
 	struct metrics_agent info = { .version = "v", .kernel = "k", .progs = progs, .n_progs = 2 };
@@ -307,6 +309,9 @@ static void test_program_stats(void **state)
 	assert_non_null(strstr(text,
 		"kbreaker_bpf_program_run_seconds_total{program=\"kb_sock_state\"} 0.000001500\n"
 		"kbreaker_bpf_program_run_seconds_total{program=\"kb_connect4\"} 2.000000001\n"));
+	assert_non_null(strstr(text,
+		"kbreaker_bpf_program_recursion_misses_total{program=\"kb_sock_state\"} 4\n"
+		"kbreaker_bpf_program_recursion_misses_total{program=\"kb_connect4\"} 0\n"));
 	free(text);
 }
 
