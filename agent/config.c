@@ -60,6 +60,8 @@ enum key_type {
 	KEY_HOST,	/* IP literal, CIDR or DNS name, at most max chars; base is a config_dst */
 	KEY_LISTEN,	/* "host:port"; base is a config */
 	KEY_PATH,	/* absolute path of at most max chars, or empty */
+	KEY_LOG_LEVEL,	/* error | warn | info | debug, as text */
+	KEY_USER,	/* a user name: [a-z_][a-z0-9_-]*, at most max chars */
 	KEY_POLICY,	/* mapping walked with policy_keys */
 	KEY_DSTS,	/* sequence of at most max destination mappings; base is a config */
 };
@@ -127,6 +129,8 @@ static const struct key_row top_keys[] = {
 	{ "listen", KEY_LISTEN, FIELD(struct config, listen_host), 0, 0 },
 	{ "cgroup", KEY_PATH, FIELD(struct config, cgroup), 0, CONFIG_PATH_MAX - 1 },
 	{ "state_dir", KEY_PATH, FIELD(struct config, state_dir), 0, CONFIG_PATH_MAX - 64 },
+	{ "log_level", KEY_LOG_LEVEL, FIELD(struct config, log_level), 0, sizeof(((struct config *)0)->log_level) - 1 },
+	{ "user", KEY_USER, FIELD(struct config, user), 0, sizeof(((struct config *)0)->user) - 1 },
 	{ "poll_interval", KEY_DURATION, FIELD(struct config, poll_interval_ns), NS_PER_MS, NS_PER_H },
 	{ "resolve_interval", KEY_DURATION, FIELD(struct config, resolve_interval_ns), NS_PER_S,
 	  24 * NS_PER_H },
@@ -389,6 +393,16 @@ static int parse_uint(const char *s, uint64_t max, uint64_t *out)
 	}
 	*out = n;
 	return 0;
+}
+
+static bool valid_user(const char *s)
+{
+	if (!(*s == '_' || (*s >= 'a' && *s <= 'z')))
+		return false;
+	for (s++; *s; s++)
+		if (!(*s == '_' || *s == '-' || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+			return false;
+	return true;
 }
 
 static bool valid_name(const char *s)
@@ -759,6 +773,18 @@ static int set_value(struct parse *p, const struct key_row *row, const yaml_node
 			return fail(p, v->start_mark, "%s: must be an absolute path", row->key);
 		if (strlen(s) > row->max)
 			return fail(p, v->start_mark, "%s: longer than %" PRIu64 " characters",
+				    row->key, row->max);
+		break;
+	case KEY_LOG_LEVEL:
+		if (strcmp(s, "error") && strcmp(s, "warn") && strcmp(s, "info") && strcmp(s, "debug"))
+			return fail(p, v->start_mark,
+				    "%s: must be \"error\", \"warn\", \"info\" or \"debug\"", row->key);
+		break;
+	case KEY_USER:
+		/* The account itself is looked up at run time; here only its shape. */
+		if (!valid_user(s) || strlen(s) > row->max)
+			return fail(p, v->start_mark,
+				    "%s: must be a user name of at most %" PRIu64 " characters of [a-z0-9_-]",
 				    row->key, row->max);
 		break;
 	default:

@@ -95,6 +95,8 @@ struct config {
 	uint64_t resolve_interval_ns;		/* DNS re-resolution; default 30s, 1s..24h */
 	uint32_t max_destinations;		/* BPF map capacity; default 16384, 1..1048576 */
 	uint8_t metrics_compact;		/* omit zero-valued per-destination series (0 or 1) */
+	char log_level[8];			/* "error".."debug"; "" = info unless --log-level */
+	char user[32];				/* run as this user once attached; "" = stay root */
 	struct breaker_policy defaults;
 	struct config_dst *dsts;
 	size_t n_dsts;

@@ -231,30 +231,34 @@ out:
  * without one (recent kernels, unprivileged_bpf_disabled notwithstanding),
  * else CAP_BPF alone. Before any thread starts: capabilities are per thread.
  */
-static int drop_privileges(struct kb_bpf *bpf)
+static int drop_privileges(struct kb_bpf *bpf, const char *user)
 {
-	uint64_t keep = 0;
+	/* Switching user needs these until it is done; they are not kept. */
+	uint64_t keep = 0, sw = user[0] ? PRIVS_CAP(CAP_SETUID) | PRIVS_CAP(CAP_SETGID) : 0;
 	int err;
 
 	if (geteuid() != 0)
 		return 0;
-	err = privs_lower(0);
+	err = privs_lower(sw);
 	if (!err && kb_bpf_probe_access(bpf)) {
 		keep = PRIVS_CAP(CAP_BPF);
-		err = privs_lower(keep);
+		err = privs_lower(keep | sw);
 		if (!err && kb_bpf_probe_access(bpf)) {
 			/* Kernels before 5.8 know no CAP_BPF: map access needs CAP_SYS_ADMIN. */
 			keep |= PRIVS_CAP(CAP_SYS_ADMIN);
-			err = privs_lower(keep);
+			err = privs_lower(keep | sw);
 		}
 	}
+	if (!err && user[0])
+		err = privs_become(user, keep != 0);
 	err = err ?: privs_limit(keep);
 	if (err) {
 		log_err("drop capabilities: %s", strerror(-err));
 		return err;
 	}
-	log_info("capabilities dropped\tkept=%s", !keep ? "none" :
-		 keep & PRIVS_CAP(CAP_SYS_ADMIN) ? "CAP_BPF,CAP_SYS_ADMIN" : "CAP_BPF");
+	log_info("capabilities dropped\tkept=%s user=%s", !keep ? "none" :
+		 keep & PRIVS_CAP(CAP_SYS_ADMIN) ? "CAP_BPF,CAP_SYS_ADMIN" : "CAP_BPF",
+		 user[0] ? user : "root");
 	return 0;
 }
 
@@ -275,7 +279,7 @@ int main(int argc, char **argv)
 	struct kb_bpf *bpf = NULL;
 	struct config *cfg;
 	struct agent a;
-	bool check_only = false, clear_state = false, agent_up = false;
+	bool check_only = false, clear_state = false, agent_up = false, level_given = false;
 	enum log_level lvl;
 	sigset_t mask;
 	int c, err, rc = 1, http_fd = -1;
@@ -292,6 +296,7 @@ int main(int argc, char **argv)
 			clear_state = true;
 			break;
 		case 'l':
+			level_given = true;
 			if (log_parse_level(optarg, &lvl)) {
 				fprintf(stderr, "kbreakerd: --log-level: unknown level \"%s\" (error, warn, info, debug)\n",
 					optarg);
@@ -326,6 +331,9 @@ int main(int argc, char **argv)
 		free(cfg);
 		return 1;
 	}
+	/* The command line wins over the file. */
+	if (!level_given && cfg->log_level[0] && !log_parse_level(cfg->log_level, &lvl))
+		log_set_level(lvl);
 	if (check_only) {
 		printf("%s: ok, %zu destinations\n", path, cfg->n_dsts);
 		config_free(cfg);
@@ -376,7 +384,7 @@ int main(int argc, char **argv)
 	http_fd = http_listen(cfg->listen_host, cfg->listen_port);
 	if (http_fd < 0)
 		goto out;
-	err = drop_privileges(bpf);
+	err = drop_privileges(bpf, cfg->user);
 	if (err)
 		goto out;
 

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
+#include "log.h"
 #include "privs.h"
 
 /* The raw syscalls: no libcap dependency for two calls. */
@@ -47,4 +51,26 @@ int privs_lower(uint64_t keep)
 int privs_limit(uint64_t keep)
 {
 	return set_sets(keep, 1);
+}
+
+int privs_become(const char *user, int keep_caps)
+{
+	struct passwd *pw;
+
+	errno = 0;
+	pw = getpwnam(user);
+	if (!pw) {
+		log_err("user %s: %s", user, errno ? strerror(errno) : "no such user");
+		return errno ? -errno : -ENOENT;
+	}
+	if (keep_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)) {
+		log_err("user %s: keep capabilities: %s", user, strerror(errno));
+		return -errno;
+	}
+	/* glibc applies setgid/setuid to every thread; none runs yet anyway. */
+	if (setgroups(0, NULL) || setgid(pw->pw_gid) || setuid(pw->pw_uid)) {
+		log_err("user %s: switch to uid %u: %s", user, (unsigned)pw->pw_uid, strerror(errno));
+		return -errno;
+	}
+	return 0;
 }

@@ -19,4 +19,11 @@ int privs_limit(uint64_t keep);
 /* Lower the effective set to `keep`, leaving the permitted set: reversible. */
 int privs_lower(uint64_t keep);
 
+/*
+ * Become `user` (its uid, gid, no supplementary groups), keeping the
+ * permitted capabilities when keep_caps (the kernel clears them on setuid
+ * otherwise). 0 or -errno; an unknown user is -ENOENT. Logs why.
+ */
+int privs_become(const char *user, int keep_caps);
+
 #endif /* KB_PRIVS_H */

@@ -9,6 +9,7 @@
 # and SIGTERM detaches everything (fail open) and exits 0.
 . "$(dirname "$0")/lib.sh"
 t_setup
+command -v nft >/dev/null || need "nft (nftables) not installed"
 
 PORT=$((20000 + RANDOM % 12000))
 OPORT=$((PORT + 1))
@@ -17,6 +18,7 @@ cat > "$T_DIR/kb.yaml" <<EOC
 listen: $T_LISTEN
 cgroup: $T_CG
 poll_interval: 1s
+user: nobody
 defaults:
   mode: enforce
   consecutive_failures: 5
@@ -38,7 +40,9 @@ start_agent "$T_DIR/kb.yaml"
 S='circuit_name="svc"'
 W='circuit_name="watched"'
 
-log "least privilege: no capability left once attached (CAP_BPF at most)"
+log "least privilege: runs as nobody, no capability left once attached (CAP_BPF at most)"
+expect_eq "agent's uids (real, effective, saved, fs)" \
+	"$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$T_AGENT_PID/status")" "65534 65534 65534 65534"
 capeff=$(awk '/^CapEff:/ { print $2 }' "/proc/$T_AGENT_PID/status")
 T_CHECKS=$((T_CHECKS + 1))
 case $capeff in
@@ -88,13 +92,26 @@ log "after open_duration: half_open"
 wait_state svc half_open 4
 expect_metric "circuit_breaker_state_transition_total{$S,old_state=\"open\",new_state=\"half_open\"}" 1
 
-# Successes do not wake the agent (only failures do), and it polls once a
-# second here: the 3rd connect, microseconds after the 2nd, meets the
-# kernel's exhausted permit count, not a verdict the agent already changed.
-log "half_open: exactly 2 of 3 quick connects pass, they succeed, the breaker closes"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3)
-expect_eq "probes let through" "$(field success "$out")" 2
-expect_eq "connects beyond the permits" "$(field refused "$out")" 1
+# The two probes hang on a dropped SYN while the third connect meets the
+# kernel's exhausted permit count; then the drop goes, the SYNs are
+# retransmitted (1 s), the probes succeed and the breaker closes.
+log "half_open: exactly 2 of 3 connects pass, they succeed, the breaker closes"
+ip netns exec "$T_NS" nft -f - <<EON
+table inet kbloop {
+	chain out {
+		type filter hook output priority 0;
+		tcp dport $PORT drop
+	}
+}
+EON
+in_test "$KBTOOL" fconnect 127.0.0.1 "$PORT" 2 > "$T_DIR/probes" &
+PROBES=$!
+sleep 0.3
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 1)
+expect_eq "the connect beyond the permits" "$(field refused "$out")" 1
+ip netns exec "$T_NS" nft delete table inet kbloop
+wait "$PROBES"
+expect_eq "probes let through, then succeeded" "$(field success "$(cat "$T_DIR/probes")")" 2
 wait_state svc closed 3
 expect_metric "circuit_breaker_state_transition_total{$S,old_state=\"half_open\",new_state=\"closed\"}" 1
 expect_metric "circuit_breaker_state_transition_total{$S,old_state=\"half_open\",new_state=\"open\"}" 0

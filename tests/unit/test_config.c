@@ -272,6 +272,15 @@ static const struct {
 	/* cgroup */
 	{ "cgroup relative", "cgroup: sys/fs/cgroup\n", "kb.yaml:1:9: cgroup: must be an absolute path" },
 	{ "cgroup dot", "cgroup: ./x\n", "kb.yaml:1:9: cgroup: must be an absolute path" },
+	{ "state_dir relative", "state_dir: bpf/kb\n", "kb.yaml:1:12: state_dir: must be an absolute path" },
+	{ "log_level unknown", "log_level: loud\n",
+	  "kb.yaml:1:12: log_level: must be \"error\", \"warn\", \"info\" or \"debug\"" },
+	{ "user with a capital", "user: Nobody\n",
+	  "kb.yaml:1:7: user: must be a user name of at most 31 characters of [a-z0-9_-]" },
+	{ "user too long", "user: abcdefghijabcdefghijabcdefghijab\n",
+	  "kb.yaml:1:7: user: must be a user name of at most 31 characters of [a-z0-9_-]" },
+	{ "metrics_compact not a bool", "metrics_compact: maybe\n",
+	  "kb.yaml:1:18: metrics_compact: must be true or false" },
 	{ "cgroup mapping", "cgroup: {a: b}\n", "kb.yaml:1:9: cgroup: expected a scalar" },
 
 	/* poll_interval */
@@ -1049,9 +1058,34 @@ static void test_cidr_and_hostname(void **state)
 	assert_false(config_valid_hostname(long_name));
 }
 
+/* The agent-wide keys kbreakerd reads besides the destinations. */
+static void test_agent_keys(void **state)
+{
+	static const char yaml[] =
+		"log_level: debug\n"
+		"user: nobody\n"
+		"state_dir: /sys/fs/bpf/kb\n"
+		"metrics_compact: true\n";
+	char err[CONFIG_ERR_MAX];
+	struct config cfg;
+
+	config_init(&cfg);
+	assert_string_equal(cfg.log_level, "");
+	assert_string_equal(cfg.user, "");
+	assert_string_equal(cfg.state_dir, "");
+	assert_int_equal(cfg.metrics_compact, 0);
+	assert_int_equal(config_parse(&cfg, "kb.yaml", yaml, sizeof(yaml) - 1, err, sizeof(err)), 0);
+	assert_string_equal(cfg.log_level, "debug");
+	assert_string_equal(cfg.user, "nobody");
+	assert_string_equal(cfg.state_dir, "/sys/fs/bpf/kb");
+	assert_int_equal(cfg.metrics_compact, 1);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_agent_keys),
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_builtin_defaults),
 		cmocka_unit_test(test_init_and_mode_names),
