@@ -76,7 +76,7 @@ static int pin_maps(struct kb_observe *obs, const char *dir, bool *adopted)
 {
 	struct bpf_map *maps[] = {
 		obs->maps.kb_dst, obs->maps.kb_dst_lpm, obs->maps.kb_stats, obs->maps.kb_verdicts,
-		obs->maps.kb_sk_state, obs->maps.kb_events, obs->maps.kb_saved,
+		obs->maps.kb_sk_state, obs->maps.kb_events, obs->maps.kb_saved, obs->maps.kb_owner,
 	};
 	char path[4096];
 	int err;
@@ -92,30 +92,63 @@ static int pin_maps(struct kb_observe *obs, const char *dir, bool *adopted)
 	return 0;
 }
 
+/* The generation counting now (kb_owner), from the pinned map; 0 if none. */
+static __u32 pinned_owner(const char *dir)
+{
+	char path[4096];
+	__u32 zero = 0, owner = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/kb_owner", dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_map_lookup_elem(fd, &zero, &owner))
+		owner = 0;
+	close(fd);
+	return owner;
+}
+
+static int set_owner(struct kb_observe *obs, __u32 gen)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_update_elem(bpf_map__fd(obs->maps.kb_owner), &zero, &gen, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
 /*
- * Observation runs on across a restart through pinned links. Replace the
- * previous run's links with ours: detach theirs, attach ours, pin ours.
- * Only the microseconds between go unobserved.
+ * Observation runs on across a restart through pinned links. Ours attach
+ * beside the previous run's, then kb_owner moves to our generation (one
+ * store: from then on only ours count), then theirs go and ours are
+ * pinned in their place. Nothing is missed and nothing counted twice.
  */
 static int attach_observe(struct kb_observe *obs, const char *dir)
 {
+	struct bpf_link *old[8] = { 0 };
 	struct bpf_program *prog;
 	char path[4096];
+	size_t n_old = 0;
 	int err;
 
+	err = kb_observe__attach(obs);
+	if (err)
+		return err;
 	if (dir) {
 		bpf_object__for_each_program(prog, obs->obj) {
-			struct bpf_link *old;
-
 			snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(prog));
-			old = bpf_link__open(path);
-			if (!old)
-				continue;
-			bpf_link__unpin(old);
-			bpf_link__destroy(old);
+			if (n_old < sizeof(old) / sizeof(old[0]))
+				old[n_old] = bpf_link__open(path);
+			if (old[n_old])
+				n_old++;
 		}
 	}
-	err = kb_observe__attach(obs);
+	err = set_owner(obs, obs->rodata->kb_gen);
+	for (size_t i = 0; i < n_old; i++) {
+		bpf_link__unpin(old[i]);
+		bpf_link__destroy(old[i]);
+	}
 	if (err || !dir)
 		return err;
 	bpf_object__for_each_program(prog, obs->obj) {
@@ -272,11 +305,14 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	bpf_map__set_max_entries(k->obs->maps.kb_stats, opts->capacity);
 	bpf_map__set_max_entries(k->obs->maps.kb_verdicts, opts->capacity);
 	bpf_map__set_max_entries(k->obs->maps.kb_saved, opts->capacity);
+	k->obs->rodata->kb_gen = 1;
 	if (opts->state_dir) {
 		err = prepare_state_dir(opts->state_dir);
 		err = err ?: pin_maps(k->obs, opts->state_dir, &k->adopted);
 		if (err)
 			goto fail;
+		/* Take over from whichever run counts now; wrap-around skips 0 (nobody). */
+		k->obs->rodata->kb_gen = pinned_owner(opts->state_dir) + 1 ?: 1;
 	}
 	err = kb_observe__load(k->obs);
 	if (err == -EPERM) {

@@ -54,6 +54,30 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } kb_saved SEC(".maps");
 
+/*
+ * Which loaded copy of these programs counts. With state_dir, a restarted
+ * agent attaches its programs beside the previous run's (pinned) ones,
+ * then moves kb_owner to its own kb_gen and detaches the old: at every
+ * instant exactly one copy counts, so a restart neither misses nor
+ * doubles an outcome. Pinned with the maps; written by the agent only.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} kb_owner SEC(".maps");
+
+/* This copy's generation, set by the agent before load. */
+const volatile __u32 kb_gen = 0;
+
+static __always_inline bool kb_counting(void)
+{
+	__u32 zero = 0, *owner = bpf_map_lookup_elem(&kb_owner, &zero);
+
+	return owner && *owner == kb_gen;
+}
+
 /* Sum of kb_dst_stats.lost over all destinations: lets the agent skip the scan while 0. */
 __u64 kb_lost_total = 0;
 
@@ -198,7 +222,7 @@ int BPF_PROG(kb_sock_state, struct sock *sk, int oldstate, int newstate)
 	/* Most transitions are none of ours: decide from the arguments before touching sk. */
 	if (newstate != TCP_SYN_SENT && oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
 		return 0;
-	if (sk->sk_protocol != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_TCP || !kb_counting())
 		return 0;
 
 	if (newstate == TCP_SYN_SENT) {
@@ -252,7 +276,8 @@ int BPF_PROG(kb_sk_err, const struct sock *sk)
 	struct kb_sk *ks;
 	int err;
 
-	if (sk->__sk_common.skc_state != TCP_SYN_SENT || sk->sk_protocol != IPPROTO_TCP)
+	if (sk->__sk_common.skc_state != TCP_SYN_SENT || sk->sk_protocol != IPPROTO_TCP ||
+	    !kb_counting())
 		return 0;
 	err = sk->sk_err;
 	if (!err)
@@ -272,7 +297,7 @@ static __always_inline struct kb_dst_stats *kb_tagged_stats(const struct sock *s
 {
 	struct kb_sk *ks;
 
-	if (!sk)
+	if (!sk || !kb_counting())
 		return NULL;
 	/* bpf_sk_storage_get returns NULL for request and timewait socks. */
 	ks = bpf_sk_storage_get(&kb_sk_state, (struct sock *)sk, NULL, 0);
