@@ -451,6 +451,32 @@ static bool same_destination(const struct config_dst *x, const struct config_dst
 	       x->per_address == y->per_address;
 }
 
+/* kb_dst_keep_fn: whether a key left by the previous run is one this configuration has. */
+static bool key_wanted(void *ctx, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		       uint32_t id)
+{
+	const struct agent *a = ctx;
+	const struct agent_circuit *c;
+	const struct agent_slot *s;
+
+	if (id >= a->n_slots || !a->slots[id].used)
+		return false;
+	s = &a->slots[id];
+	c = &a->circuits[s->circuit];
+	if (c->cfg->port != port)
+		return false;
+	if (c->cfg->host_kind != HOST_NAME)
+		return prefix_len == c->cfg->prefix_len && !memcmp(addr, c->cfg->addr, 16);
+	if (prefix_len != 128)
+		return false;
+	if (grouped(c->cfg))
+		return !memcmp(addr, s->addr, 16);
+	for (size_t i = 0; i < c->n_addrs; i++)
+		if (!memcmp(addr, c->addrs[i], 16))
+			return true;
+	return false;
+}
+
 struct restore_ctx {
 	struct agent *a;
 	bool *restored;		/* per circuit */
@@ -508,20 +534,17 @@ static void restore_one(void *ctx, uint32_t id, const struct kb_saved *saved)
 	}
 }
 
-/*
- * Adopted maps from a previous run: forget its destination keys (the
- * config says what they are now), take back the breakers still configured.
- */
+/* Adopted maps from a previous run: take back the breakers still configured. */
 static int restore(struct agent *a, bool *restored, uint64_t now)
 {
 	struct restore_ctx rc = { .a = a, .restored = restored, .now = now };
 	int err;
 
-	err = kb_bpf_clear_dsts(a->bpf);
-	if (err) {
-		log_err("bpf: clear adopted destination keys: %s", strerror(-err));
-		return err;
-	}
+	/*
+	 * The adopted keys stay while the configuration's are written over
+	 * them (same slots, same ids): no connect goes unattributed meanwhile.
+	 * What the configuration no longer has is pruned once it is in.
+	 */
 	err = kb_bpf_saved_each(a->bpf, restore_one, &rc);
 	err = err ?: rc.err;
 	if (err)
@@ -576,6 +599,8 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	free(restored);
 	if (err)
 		return err;
+	if (kb_bpf_adopted(bpf))
+		kb_bpf_prune_dsts(bpf, key_wanted, a);
 	a->lookup_flags = lookup_flags(cfg);
 	kb_bpf_set_lookup_flags(bpf, a->lookup_flags);
 	a->lost_seen = kb_bpf_lost_total(bpf);

@@ -595,28 +595,28 @@ bool kb_bpf_adopted(const struct kb_bpf *k)
 	return k->adopted;
 }
 
-static int clear_map(int fd, size_t key_size)
+int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx)
 {
-	char key[64], next[64];
-	int err = 0;
+	int hfd = bpf_map__fd(k->obs->maps.kb_dst), lfd = bpf_map__fd(k->obs->maps.kb_dst_lpm);
+	struct kb_dst_key hk, hnext, *hprev = NULL;
+	struct kb_lpm_key lk, lnext, *lprev = NULL;
+	__u32 id;
 
-	if (key_size > sizeof(key))
-		return -EINVAL;
-	/* Deleting while walking: always restart from the first key. */
-	while (!bpf_map_get_next_key(fd, NULL, next)) {
-		memcpy(key, next, key_size);
-		if (bpf_map_delete_elem(fd, key)) {
-			err = -errno;
-			break;
-		}
+	/* Deleting the key just visited keeps the walk going from it. */
+	while (!bpf_map_get_next_key(hfd, hprev, &hnext)) {
+		hk = hnext;
+		hprev = &hk;
+		if (!bpf_map_lookup_elem(hfd, &hk, &id) && !keep(ctx, hk.addr, 128, ntohs(hk.port), id))
+			bpf_map_delete_elem(hfd, &hk);
 	}
-	return err;
-}
-
-int kb_bpf_clear_dsts(struct kb_bpf *k)
-{
-	return clear_map(bpf_map__fd(k->obs->maps.kb_dst), sizeof(struct kb_dst_key)) ?:
-	       clear_map(bpf_map__fd(k->obs->maps.kb_dst_lpm), sizeof(struct kb_lpm_key));
+	while (!bpf_map_get_next_key(lfd, lprev, &lnext)) {
+		lk = lnext;
+		lprev = &lk;
+		if (!bpf_map_lookup_elem(lfd, &lk, &id) &&
+		    !keep(ctx, lk.addr, lk.prefixlen - 16, ntohs(lk.port), id))
+			bpf_map_delete_elem(lfd, &lk);
+	}
+	return 0;
 }
 
 int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)

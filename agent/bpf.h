@@ -55,8 +55,15 @@ size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max
 /* Whether the maps came from a previous run (state_dir). */
 bool kb_bpf_adopted(const struct kb_bpf *k);
 
-/* Remove every destination key (a fresh start on adopted maps). 0 or -errno. */
-int kb_bpf_clear_dsts(struct kb_bpf *k);
+/*
+ * Remove the destination keys `keep` says no to: what a previous run left
+ * that this configuration does not have. keep gets the key as an address,
+ * prefix length (128: exact) and host-order port, and the dst_id it maps
+ * to. 0 or -errno.
+ */
+typedef bool (*kb_dst_keep_fn)(void *ctx, const uint8_t addr[16], uint8_t prefix_len,
+			       uint16_t port, uint32_t dst_id);
+int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx);
 
 typedef void (*kb_saved_fn)(void *ctx, uint32_t dst_id, const struct kb_saved *saved);
 

@@ -67,6 +67,18 @@ expect_metric "kbreaker_tcp_connects_total{$D,result=\"refused\"}" 4
 expect_metric "kbreaker_tcp_connects_total{$OK,result=\"success\"}" 60000
 expect_metric "circuit_breaker_state{$OK,state=\"closed\"}" 1
 
+log "restart without dead: its adopted key is pruned, nothing blocks or counts it"
+stop_agent
+sed -i '/name: dead/d' "$T_DIR/kb.yaml"
+start_agent "$T_DIR/kb.yaml"
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 2)
+expect_eq "dead refused by the peer, not the hook" "$(field refused "$out")" 2
+expect_metric "kbreaker_destinations" 1
+expect_eq "keys in the pinned kb_dst (ok only)" "$(bpftool -j map dump pinned "$STATE/kb_dst" | jq length)" 1
+expect_metric "circuit_breaker_state{$D,state=\"open\"}" absent
+expect_metric "kbreaker_tcp_connects_total{$OK,result=\"success\"}" 60000
+expect_metric "kbreaker_tcp_connects_total{$OK,result=\"refused\"}" 0
+
 log "--clear-state removes the pins"
 stop_agent
 "$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null
