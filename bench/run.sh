@@ -106,6 +106,7 @@ gen_config() {
 listen: $LISTEN
 cgroup: $B_CG
 poll_interval: 100ms
+metrics_compact: ${COMPACT:-false}
 defaults:
   mode: enforce
   consecutive_failures: 5
@@ -321,6 +322,24 @@ row "5. kbreakerd CPU at $(field rate "$ld") failing connects/s (% of a core)" "
 rss2=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$B_AGENT_PID/status")
 row "5. kbreakerd RSS after the load (MiB)" "$rss2" "<= 32 MiB" "$(verdict "$rss2" '<=' 32)"
 stop_agent "item 5"
+
+# 5b. The same 10,000 destinations with metrics_compact: what a config this large should use.
+log "5b. /metrics with metrics_compact: true"
+COMPACT=true gen_config "$CONFIG"
+start_agent
+: > "$OUT/scrape.tmp"
+for _ in $(seq 1 20); do
+	curl -sf -o /dev/null -w '%{time_total} %{size_download}\n' "http://$LISTEN/metrics" >> "$OUT/scrape.tmp"
+done
+sc=$(awk '{ print $1 * 1000 }' "$OUT/scrape.tmp" | "$KBBENCH" stats)
+size=$(tail -1 "$OUT/scrape.tmp" | awk '{ printf "%.2f", $2 / 1048576 }')
+rss=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$B_AGENT_PID/status")
+raw "compact scrape ms: $sc; size MB: $size; RSS $rss"
+row "5. /metrics scrape time, metrics_compact (ms, median of 20; p99)" "$(field median "$sc") ($(field p99 "$sc"))" "<= 50 ms" "$(verdict "$(field median "$sc")" '<=' 50)"
+row "5. /metrics size, metrics_compact (MiB)" "$size" "<= 5 MB" "$(verdict "$size" '<=' 5)"
+row "5. kbreakerd RSS after scrapes, metrics_compact (MiB)" "$rss" "<= 32 MiB" "$(verdict "$rss" '<=' 32)"
+stop_agent "item 5b"
+gen_config "$CONFIG"
 
 # 3b. Poll-only: the same trips with the ring buffer's wake-up dropped (nowake.so).
 PTRIPS=$((TRIPS / 2))
