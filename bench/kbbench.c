@@ -38,25 +38,18 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include "../tests/tools/sockaddr.h"
 
+/* Exit 2 on a bad address: every caller takes it from its command line. */
 static socklen_t make_addr(const char *host, const char *port, struct sockaddr_storage *ss)
 {
-	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	socklen_t sl = tool_sockaddr(host, port, ss);
 
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons(atoi(port));
-		return sizeof(*in4);
+	if (!sl) {
+		fprintf(stderr, "kbbench: bad address %s\n", host);
+		exit(2);
 	}
-	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(atoi(port));
-		return sizeof(*in6);
-	}
-	fprintf(stderr, "kbbench: bad address %s\n", host);
-	exit(2);
+	return sl;
 }
 
 static long long now_ns(void)

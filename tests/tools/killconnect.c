@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include "sockaddr.h"
 
 static long long now_us(void)
 {
@@ -35,8 +36,6 @@ static long long now_us(void)
 int main(int argc, char **argv)
 {
 	struct sockaddr_storage ss;
-	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 	long long t0, limit_us, elapsed = 0;
 	long attempts = 0, refused = 0, other = 0;
 	socklen_t sl;
@@ -51,16 +50,8 @@ int main(int argc, char **argv)
 	if (argc == 6)
 		signo = atoi(argv[5]);
 	limit_us = atol(argv[4]) * 1000LL;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, argv[2], &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons(atoi(argv[3]));
-		sl = sizeof(*in4);
-	} else if (inet_pton(AF_INET6, argv[2], &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(atoi(argv[3]));
-		sl = sizeof(*in6);
-	} else {
+	sl = tool_sockaddr(argv[2], argv[3], &ss);
+	if (!sl) {
 		fprintf(stderr, "killconnect: bad address %s\n", argv[2]);
 		return 2;
 	}

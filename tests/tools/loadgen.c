@@ -31,6 +31,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include "sockaddr.h"
 
 #define MAX_THREADS 64
 
@@ -63,24 +64,10 @@ static long long now_ns(void)
 
 static int parse_target(const char *host, const char *port, const char *rate, struct target *t)
 {
-	struct sockaddr_in *in4 = (struct sockaddr_in *)&t->ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&t->ss;
-
 	memset(t, 0, sizeof(*t));
 	t->rate = atof(rate);
-	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons(atoi(port));
-		t->sl = sizeof(*in4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(atoi(port));
-		t->sl = sizeof(*in6);
-		return 0;
-	}
-	return -1;
+	t->sl = tool_sockaddr(host, port, &t->ss);
+	return t->sl ? 0 : -1;
 }
 
 static void one_connect(const struct target *t, struct counts *c)
