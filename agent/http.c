@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -18,13 +21,112 @@
 #define HTTP_MAX_PER_IP 16
 #define HTTP_IDLE_TIMEOUT_S 10
 #define HTTP_CONN_MEMORY (32 * 1024)
+/*
+ * A request must arrive whole within this long of the connection or of its
+ * previous request. libmicrohttpd's timeout counts idle time only, so a
+ * client trickling a header line every few seconds would hold a slot for
+ * ever; the watchdog thread shuts such connections down.
+ */
+#define HTTP_REQUEST_DEADLINE_MS 15000
+#define HTTP_WATCHDOG_MS 500
+
+struct http_conn {
+	bool used;
+	bool shut;
+	int fd;
+	long long deadline_ms;
+};
 
 struct http_server {
 	struct MHD_Daemon *daemon;
 	const struct http_route *routes;
 	size_t n_routes;
 	void *ctx;
+	pthread_mutex_t lock;		/* conns, stopping */
+	pthread_cond_t wake;
+	pthread_t watchdog;
+	bool watchdog_running, stopping;
+	/* One more than MHD admits: it may notify a start before refusing. */
+	struct http_conn conns[HTTP_MAX_CONNECTIONS + 1];
 };
+
+static void http_free(struct http_server *s);
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* MHD_NotifyConnectionCallback: track each connection's request deadline. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *s = cls;
+	const union MHD_ConnectionInfo *info;
+	struct http_conn *c;
+
+	pthread_mutex_lock(&s->lock);
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		for (c = s->conns; c < s->conns + HTTP_MAX_CONNECTIONS + 1 && c->used; c++)
+			;
+		if (info && c < s->conns + HTTP_MAX_CONNECTIONS + 1) {
+			*c = (struct http_conn){ .used = true, .fd = info->connect_fd,
+						 .deadline_ms = mono_ms() + HTTP_REQUEST_DEADLINE_MS };
+			*socket_ctx = c;
+		}
+	} else if (*socket_ctx) {
+		/* Closed: MHD closes the fd after this returns, so the watchdog never sees it reused. */
+		((struct http_conn *)*socket_ctx)->used = false;
+		*socket_ctx = NULL;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* MHD_RequestCompletedCallback: the next request on this connection gets a fresh deadline. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_ctx,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *s = cls;
+	const union MHD_ConnectionInfo *info;
+
+	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	pthread_mutex_lock(&s->lock);
+	if (info && info->socket_context)
+		((struct http_conn *)info->socket_context)->deadline_ms =
+			mono_ms() + HTTP_REQUEST_DEADLINE_MS;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void *watchdog_main(void *arg)
+{
+	struct http_server *s = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		long long now = mono_ms();
+
+		for (struct http_conn *c = s->conns; c < s->conns + HTTP_MAX_CONNECTIONS + 1; c++) {
+			if (!c->used || c->shut || now < c->deadline_ms)
+				continue;
+			/* MHD sees the end of the stream and closes it as usual. */
+			shutdown(c->fd, SHUT_RDWR);
+			c->shut = true;
+			log_debug("http: request deadline passed; connection shut down");
+		}
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += HTTP_WATCHDOG_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&s->wake, &s->lock, &until);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -137,6 +239,15 @@ int http_start(struct http_server **out, int fd, const struct http_route *routes
 	s->routes = routes;
 	s->n_routes = n;
 	s->ctx = ctx;
+	pthread_mutex_init(&s->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	s->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0,
 				     NULL, NULL, on_request, s,
 				     /* first, so MHD's own start-up messages come through it too */
@@ -146,22 +257,42 @@ int http_start(struct http_server **out, int fd, const struct http_route *routes
 				     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_MAX_PER_IP,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
 				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+				     MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+				     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
 		log_err("http: libmicrohttpd failed to start");
 		close(fd);
-		free(s);
+		http_free(s);
 		return -EIO;
 	}
+	if (pthread_create(&s->watchdog, NULL, watchdog_main, s) == 0)
+		s->watchdog_running = true;
+	else
+		log_warn("http: no request watchdog thread; slow clients are cut by the idle timeout only");
 	/* From here MHD owns fd: MHD_stop_daemon closes the listen socket it was given. */
 	*out = s;
 	return 0;
+}
+
+static void http_free(struct http_server *s)
+{
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
 }
 
 void http_stop(struct http_server *s)
 {
 	if (!s)
 		return;
+	if (s->watchdog_running) {
+		pthread_mutex_lock(&s->lock);
+		s->stopping = true;
+		pthread_cond_signal(&s->wake);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->watchdog, NULL);
+	}
 	MHD_stop_daemon(s->daemon);
-	free(s);
+	http_free(s);
 }

@@ -57,6 +57,9 @@ code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 log "slowloris: a partial request, then silence (runs in the background, 20 s at most)"
 "$HTTPABUSE" slow 127.0.0.1 "$HPORT" 20 > "$T_DIR/slow.out" &
 SLOW=$!
+log "trickle: a header line every 3 s, never idle (background, 40 s at most)"
+"$HTTPABUSE" trickle 127.0.0.1 "$HPORT" 3 40 > "$T_DIR/trickle.out" &
+TRICKLE=$!
 # Leading NULs and empty lines: libmicrohttpd skips empty lines before a
 # request line (RFC 9112 2.2) and waits for one; the idle timeout ends it.
 printf "\0\1\2\r\n\r\n" | "$HTTPABUSE" send 127.0.0.1 "$HPORT" 15000 > /dev/null &
@@ -209,6 +212,15 @@ ms=$(cut -d= -f2 "$T_DIR/slow.out")
 T_CHECKS=$((T_CHECKS + 1))
 grep -q '^closed_after_ms=' "$T_DIR/slow.out" && [ "$ms" -ge 9000 ] && [ "$ms" -le 12000 ] ||
 	fail "stalled client: $(cat "$T_DIR/slow.out"), want closed after 9..12 s (idle timeout 10 s)"
+log "trickle outcome"
+wait "$TRICKLE"
+log "  $(cat "$T_DIR/trickle.out")"
+ms=$(cut -d= -f2 "$T_DIR/trickle.out")
+T_CHECKS=$((T_CHECKS + 1))
+# The request deadline (15 s from the connection or its last request) cuts
+# what the idle timeout cannot: checked every 0.5 s.
+grep -q '^closed_after_ms=' "$T_DIR/trickle.out" && [ "$ms" -ge 14500 ] && [ "$ms" -le 17000 ] ||
+	fail "trickling client: $(cat "$T_DIR/trickle.out"), want closed after 15..16.5 s (request deadline)"
 alive "end"
 stop_agent; expect_eq "exit status on SIGTERM" "$?" 0
 t_done

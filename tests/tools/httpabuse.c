@@ -10,6 +10,9 @@
  *	anything, is still read. Exit 0 if the server closed the connection, 3 if
  *	it was still open at the timeout, 1 on a local error.
  *
+ *   httpabuse trickle HOST PORT EVERY_S MAX_S
+ *	a request that never completes, one more header line every EVERY_S
+ *	seconds, so it is never idle; same output as slow
  *   httpabuse slow HOST PORT MAX_S
  *	Slowloris: send the first line and one header of a request, never the
  *	blank line that ends it, then wait. Prints "closed_after_ms=N" when the
@@ -156,6 +159,51 @@ static int do_slow(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * trickle HOST PORT EVERY_S MAX_S: a request that never ends, one header
+ * line every EVERY_S seconds, so the connection is never idle; prints
+ * closed_after_ms=N or open_after_ms=N like slow.
+ */
+static int do_trickle(int argc, char **argv)
+{
+	static const char start[] = "GET /metrics HTTP/1.1\r\nHost: kbreaker\r\n";
+	long long t0, deadline, next;
+	char buf[4096], line[64];
+	int fd, n = 0;
+
+	if (argc != 6)
+		return 2;
+	fd = connect_to(argv[2], argv[3]);
+	if (fd < 0)
+		return 1;
+	t0 = now_ms();
+	deadline = t0 + atol(argv[5]) * 1000LL;
+	if (send(fd, start, sizeof(start) - 1, MSG_NOSIGNAL) < 0)
+		goto closed;
+	for (next = t0 + atol(argv[4]) * 1000LL; now_ms() < deadline;) {
+		long long until = next < deadline ? next : deadline;
+
+		if (wait_in(fd, until)) {
+			if (read(fd, buf, sizeof(buf)) <= 0)
+				goto closed;
+			continue;
+		}
+		if (now_ms() < next)
+			continue;
+		snprintf(line, sizeof(line), "X-Trickle-%d: x\r\n", n++);
+		if (send(fd, line, strlen(line), MSG_NOSIGNAL) < 0)
+			goto closed;
+		next += atol(argv[4]) * 1000LL;
+	}
+	printf("open_after_ms=%lld\n", now_ms() - t0);
+	close(fd);
+	return 0;
+closed:
+	printf("closed_after_ms=%lld\n", now_ms() - t0);
+	close(fd);
+	return 0;
+}
+
 static int do_flood(int argc, char **argv)
 {
 	static const char partial[] = "GET /metrics HTTP/1.1\r\nHost: kbreaker\r\n";
@@ -263,8 +311,10 @@ int main(int argc, char **argv)
 		return do_send(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "slow"))
 		return do_slow(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "trickle"))
+		return do_trickle(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "flood"))
 		return do_flood(argc, argv);
-	fprintf(stderr, "usage: httpabuse send|slow|flood ...\n");
+	fprintf(stderr, "usage: httpabuse send|slow|trickle|flood ...\n");
 	return 2;
 }
