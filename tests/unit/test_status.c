@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* status_render: the /status JSON document, compared exactly. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "config.h"
+#include "status.h"
+
+#define SEC 1000000000ULL
+
+static char *render(const struct status_dst *d, size_t n, uint64_t started, uint64_t now)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	assert_int_equal(status_render(out, "1.2.3", started, now, d, n), 0);
+	assert_int_equal(fclose(out), 0);
+	return buf;
+}
+
+static void test_empty(void **state)
+{
+	char *text = render(NULL, 0, 10 * SEC, 12 * SEC + SEC / 2);
+
+	assert_string_equal(text, "{\"version\":\"1.2.3\",\"uptime_seconds\":2.500,\"destinations\":[\n]}\n");
+	free(text);
+}
+
+/* A literal, a CIDR and a per_address name, each as kbreakerctl reads them. */
+static void test_destinations(void **state)
+{
+	uint8_t v4[16], net[16], a1[16], a2[16];
+	uint8_t prefix;
+	const uint8_t (*addrs)[16];
+	enum breaker_state members[2] = { BS_OPEN, BS_CLOSED };
+	uint8_t both[2][16];
+	struct status_dst d[3];
+	char *text;
+
+	assert_int_equal(config_parse_addr("127.0.0.1", v4), 0);
+	assert_int_equal(config_parse_cidr("10.1.0.0/16", net, &prefix), 0);
+	assert_int_equal(config_parse_addr("::1", a1), 0);
+	assert_int_equal(config_parse_addr("192.0.2.7", a2), 0);
+	memcpy(both[0], a1, 16);
+	memcpy(both[1], a2, 16);
+	addrs = (const uint8_t (*)[16])both;
+	memset(d, 0, sizeof(d));
+	d[0] = (struct status_dst){
+		.name = "db", .host = "127.0.0.1", .addr = v4, .prefix_len = 128, .port = 5432,
+		.mode = MODE_ENFORCE, .state = BS_OPEN, .since_ns = 100 * SEC,
+		.next_half_open_ns = 107 * SEC, .failure_rate = 0.75,
+	};
+	d[0].stats.connects[KB_RES_SUCCESS] = 1;
+	d[0].stats.connects[KB_RES_REFUSED] = 3;
+	d[0].stats.blocked = 4;
+	d[1] = (struct status_dst){
+		.name = "net", .host = "10.1.0.0/16", .addr = net, .prefix_len = prefix, .port = 0,
+		.mode = MODE_OBSERVE, .state = BS_METRICS_ONLY, .since_ns = 90 * SEC,
+	};
+	d[1].stats.would_block = 2;
+	d[2] = (struct status_dst){
+		.name = "api", .host = "api.example", .port = 443, .mode = MODE_ENFORCE,
+		.state = BS_OPEN, .since_ns = 101 * SEC, .consecutive_failures = 2,
+		.addrs = addrs, .n_addrs = 2, .member_states = members,
+	};
+	d[2].stats.connects[KB_RES_TIMEOUT] = 5;
+	text = render(d, 3, 0, 103 * SEC);
+	assert_string_equal(text,
+		"{\"version\":\"1.2.3\",\"uptime_seconds\":103.000,\"destinations\":[\n"
+		"{\"name\":\"db\",\"host\":\"127.0.0.1\",\"address\":\"127.0.0.1\",\"port\":5432,"
+		"\"mode\":\"enforce\",\"state\":\"open\",\"time_in_state_seconds\":3.000,"
+		"\"next_half_open_seconds\":4.000,\"consecutive_failures\":0,\"failure_rate\":0.7500,"
+		"\"connects\":{\"success\":1,\"refused\":3,\"timeout\":0,\"unreachable\":0,\"error\":0,"
+		"\"cancelled\":0},\"failures\":3,\"blocked\":4,\"would_block\":0,\"addresses\":[]},\n"
+		"{\"name\":\"net\",\"host\":\"10.1.0.0/16\",\"address\":\"10.1.0.0/16\",\"port\":0,"
+		"\"mode\":\"observe\",\"state\":\"metrics_only\",\"time_in_state_seconds\":13.000,"
+		"\"next_half_open_seconds\":null,\"consecutive_failures\":0,\"failure_rate\":0.0000,"
+		"\"connects\":{\"success\":0,\"refused\":0,\"timeout\":0,\"unreachable\":0,\"error\":0,"
+		"\"cancelled\":0},\"failures\":0,\"blocked\":0,\"would_block\":2,\"addresses\":[]},\n"
+		"{\"name\":\"api\",\"host\":\"api.example\",\"address\":\"::1\",\"port\":443,"
+		"\"mode\":\"enforce\",\"state\":\"open\",\"time_in_state_seconds\":2.000,"
+		"\"next_half_open_seconds\":null,\"consecutive_failures\":2,\"failure_rate\":0.0000,"
+		"\"connects\":{\"success\":0,\"refused\":0,\"timeout\":5,\"unreachable\":0,\"error\":0,"
+		"\"cancelled\":0},\"failures\":5,\"blocked\":0,\"would_block\":0,\"addresses\":["
+		"{\"address\":\"::1\",\"state\":\"open\"},{\"address\":\"192.0.2.7\",\"state\":\"closed\"}]}\n"
+		"]}\n");
+	free(text);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_destinations),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
