@@ -35,7 +35,23 @@ struct http_conn {
 	bool shut;
 	int fd;
 	long long deadline_ms;
+	struct sockaddr_storage peer;	/* who fd talks to: checked before a shutdown */
+	socklen_t peer_len;
 };
+
+/*
+ * Whether fd still is the connection this entry was made for. Should a
+ * close ever go unreported, its number may belong to a new connection (or
+ * to anything else) by now: compare the peer before touching it.
+ */
+static bool same_peer(const struct http_conn *c)
+{
+	struct sockaddr_storage now;
+	socklen_t len = sizeof(now);
+
+	return !getpeername(c->fd, (struct sockaddr *)&now, &len) && len == c->peer_len &&
+	       !memcmp(&now, &c->peer, len);
+}
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -75,8 +91,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 			;
 		if (info && c < s->conns + HTTP_MAX_CONNECTIONS + 1) {
 			*c = (struct http_conn){ .used = true, .fd = info->connect_fd,
-						 .deadline_ms = mono_ms() + HTTP_REQUEST_DEADLINE_MS };
-			*socket_ctx = c;
+						 .deadline_ms = mono_ms() + HTTP_REQUEST_DEADLINE_MS,
+						 .peer_len = sizeof(c->peer) };
+			if (getpeername(c->fd, (struct sockaddr *)&c->peer, &c->peer_len))
+				c->used = false;	/* gone already: nothing to watch */
+			else
+				*socket_ctx = c;
 		}
 	} else if (*socket_ctx) {
 		/* Closed: MHD closes the fd after this returns, so the watchdog never sees it reused. */
@@ -113,9 +133,11 @@ static void *watchdog_main(void *arg)
 		for (struct http_conn *c = s->conns; c < s->conns + HTTP_MAX_CONNECTIONS + 1; c++) {
 			if (!c->used || c->shut || now < c->deadline_ms)
 				continue;
+			c->shut = true;
+			if (!same_peer(c))
+				continue;
 			/* MHD sees the end of the stream and closes it as usual. */
 			shutdown(c->fd, SHUT_RDWR);
-			c->shut = true;
 			log_debug("http: request deadline passed; connection shut down");
 		}
 		clock_gettime(CLOCK_MONOTONIC, &until);
