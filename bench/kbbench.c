@@ -40,18 +40,6 @@
 #include <sys/syscall.h>
 #include "../tests/tools/sockaddr.h"
 
-/* Exit 2 on a bad address: every caller takes it from its command line. */
-static socklen_t make_addr(const char *host, const char *port, struct sockaddr_storage *ss)
-{
-	socklen_t sl = tool_sockaddr(host, port, ss);
-
-	if (!sl) {
-		fprintf(stderr, "kbbench: bad address %s\n", host);
-		exit(2);
-	}
-	return sl;
-}
-
 static long long now_ns(void)
 {
 	struct timespec ts;
@@ -134,7 +122,7 @@ static int do_loop(int argc, char **argv)
 	if (argc < 6)
 		return 2;
 	open_port = !strcmp(argv[2], "open");
-	sl = make_addr(argv[3], argv[4], &ss);
+	sl = tool_sockaddr_arg("kbbench", argv[3], argv[4], &ss);
 	n = atol(argv[5]);
 	if (open_port)
 		lfd = bound_socket(&ss, sl, 1024);
@@ -179,7 +167,7 @@ static int do_lat(int argc, char **argv)
 
 	if (argc < 5)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("kbbench", argv[2], argv[3], &ss);
 	n = atol(argv[4]);
 	timeout_ms = argc > 5 ? atoi(argv[5]) : 5000;
 	v = calloc(n ? n : 1, sizeof(*v));
@@ -235,7 +223,7 @@ static int do_trip(int argc, char **argv)
 
 	if (argc < 8)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("kbbench", argv[2], argv[3], &ss);
 	fails = atol(argv[4]);
 	trips = atol(argv[5]);
 	open_ns = atoll(argv[6]) * 1000000LL;
@@ -304,7 +292,7 @@ static int do_load(int argc, char **argv)
 
 	if (argc < 6)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("kbbench", argv[2], argv[3], &ss);
 	rate = atoll(argv[4]);
 	t0 = now_ns();
 	end = t0 + atoll(argv[5]) * 1000000000LL;

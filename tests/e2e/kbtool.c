@@ -50,18 +50,6 @@
 #include <sys/wait.h>
 #include "../tools/sockaddr.h"
 
-/* Exit 2 on a bad address: every caller takes it from its command line. */
-static socklen_t make_addr(const char *host, const char *port, struct sockaddr_storage *ss)
-{
-	socklen_t sl = tool_sockaddr(host, port, ss);
-
-	if (!sl) {
-		fprintf(stderr, "kbtool: bad address %s\n", host);
-		exit(2);
-	}
-	return sl;
-}
-
 static long long now_us(void)
 {
 	struct timespec ts;
@@ -113,7 +101,7 @@ static int do_pconnect(int argc, char **argv, bool cancel)
 
 	if (argc < 5)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
 	count = atol(argv[4]);
 	p = calloc(count, sizeof(*p));
 	for (long i = 0; i < count; i++) {
@@ -175,7 +163,7 @@ static int do_fconnect(int argc, char **argv)
 
 	if (argc < 5)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
 	count = atol(argv[4]);
 	for (long i = 0; i < count; i++) {
 		if (fork() == 0) {
@@ -200,7 +188,7 @@ static int do_rst_or_hold(int argc, char **argv, bool hold)
 
 	if (argc < 5)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
 	count = atol(argv[4]);
 	for (long i = 0; i < count; i++) {
 		struct timeval tv = { .tv_sec = 2 };
@@ -242,7 +230,7 @@ static int do_connect(int argc, char **argv)
 
 	if (argc < 5)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
 	count = atol(argv[4]);
 	for (long i = 0; i < count; i++) {
 		struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
@@ -284,7 +272,7 @@ static int do_udp(int argc, char **argv)
 
 	if (argc < 4)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
 	fd = socket(ss.ss_family, SOCK_DGRAM, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl)) {
 		printf("udp=%s\n", strerrorname_np(errno));
@@ -315,7 +303,7 @@ static int do_listen(int argc, char **argv)
 
 	if (argc < 6)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
 	fd = socket(ss.ss_family, SOCK_STREAM, 0);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 128)) {

@@ -51,22 +51,10 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-/* Exit 2 on a bad address: every caller takes it from its command line. */
-static socklen_t make_addr(const char *host, const char *port, struct sockaddr_storage *ss)
-{
-	socklen_t sl = tool_sockaddr(host, port, ss);
-
-	if (!sl) {
-		fprintf(stderr, "httpabuse: bad address %s\n", host);
-		exit(2);
-	}
-	return sl;
-}
-
 static int connect_to(const char *host, const char *port)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = make_addr(host, port, &ss);
+	socklen_t sl = tool_sockaddr_arg("httpabuse", host, port, &ss);
 	struct timeval tv = { .tv_sec = 2 };
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -218,7 +206,7 @@ static int do_flood(int argc, char **argv)
 
 	if (argc != 6 && argc != 7)
 		return 2;
-	sl = make_addr(argv[2], argv[3], &ss);
+	sl = tool_sockaddr_arg("httpabuse", argv[2], argv[3], &ss);
 	n_conns = atol(argv[4]);
 	nsrc = argc == 7 ? atol(argv[6]) : 1;
 	if (n_conns < 1 || n_conns > MAX_FLOOD || nsrc < 1 || nsrc > 254 || ss.ss_family != AF_INET) {

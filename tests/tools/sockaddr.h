@@ -7,6 +7,7 @@
 #ifndef KB_TOOLS_SOCKADDR_H
 #define KB_TOOLS_SOCKADDR_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -31,6 +32,19 @@ static inline socklen_t tool_sockaddr(const char *host, const char *port, struct
 		return sizeof(*in6);
 	}
 	return 0;
+}
+
+/* The same from a command line: a bad address ends the program (status 2). */
+static inline socklen_t tool_sockaddr_arg(const char *prog, const char *host, const char *port,
+					  struct sockaddr_storage *ss)
+{
+	socklen_t sl = tool_sockaddr(host, port, ss);
+
+	if (!sl) {
+		fprintf(stderr, "%s: bad address %s\n", prog, host);
+		exit(2);
+	}
+	return sl;
 }
 
 #endif /* KB_TOOLS_SOCKADDR_H */

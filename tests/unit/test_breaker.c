@@ -11,38 +11,13 @@
 #include <setjmp.h>
 #include <string.h>
 #include <cmocka.h>
+#include "kb_test.h"
 
 #include "breaker.h"
 #include "config.h"
 
-#define MS 1000000ULL
-#define SEC 1000000000ULL
 /* A start time far from 0, so "0 means unset" mistakes cannot pass by accident. */
 #define T0 (1000 * SEC)
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-/* cmocka 1.1 has no message variants: name the failing table case ourselves. */
-#define check_eq(ctx, got, want)                                                   \
-	do {                                                                       \
-		uintmax_t got_ = (uintmax_t)(got), want_ = (uintmax_t)(want);      \
-		if (got_ != want_)                                                 \
-			fail_msg("%s: %s is %ju, want %ju", (ctx), #got, got_, want_); \
-	} while (0)
-
-#define check_int(ctx, got, want)                                                  \
-	do {                                                                       \
-		intmax_t got_ = (intmax_t)(got), want_ = (intmax_t)(want);         \
-		if (got_ != want_)                                                 \
-			fail_msg("%s: %s is %jd, want %jd", (ctx), #got, got_, want_); \
-	} while (0)
-
-#define check_str(ctx, got, want)                                                  \
-	do {                                                                       \
-		const char *got_ = (got), *want_ = (want);                         \
-		if (strcmp(got_, want_) != 0)                                      \
-			fail_msg("%s: %s is \"%s\", want \"%s\"", (ctx), #got, got_, want_); \
-	} while (0)
 
 static struct breaker_policy policy_of(enum breaker_mode mode, uint32_t failures,
 				       uint64_t open_ns, uint32_t permits)

@@ -15,37 +15,12 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "kb_test.h"
 
 #include "config.h"
 
-#define MS 1000000ULL
-#define SEC 1000000000ULL
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-/* cmocka 1.1 has no message variants: name the failing case ourselves. */
-#define check_eq(ctx, got, want)                                                   \
-	do {                                                                       \
-		uintmax_t got_ = (uintmax_t)(got), want_ = (uintmax_t)(want);      \
-		if (got_ != want_)                                                 \
-			fail_msg("%s: %s is %ju, want %ju", (ctx), #got, got_, want_); \
-	} while (0)
-
-#define check_int(ctx, got, want)                                                  \
-	do {                                                                       \
-		intmax_t got_ = (intmax_t)(got), want_ = (intmax_t)(want);         \
-		if (got_ != want_)                                                 \
-			fail_msg("%s: %s is %jd, want %jd", (ctx), #got, got_, want_); \
-	} while (0)
-
-#define check_str(ctx, got, want)                                                  \
-	do {                                                                       \
-		const char *got_ = (got), *want_ = (want);                         \
-		if (strcmp(got_, want_) != 0)                                      \
-			fail_msg("%s: %s is \"%s\", want \"%s\"", (ctx), #got, got_, want_); \
-	} while (0)
 
 /*
  * Parse len bytes; want NULL means "must parse". Reports instead of failing,

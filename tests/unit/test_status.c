@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "kb_test.h"
 #include "config.h"
 #include "status.h"
 
-#define SEC 1000000000ULL
 
 static char *render(const struct status_dst *d, size_t n, uint64_t started, uint64_t now)
 {

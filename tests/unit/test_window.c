@@ -10,21 +10,11 @@
 #include <setjmp.h>
 #include <string.h>
 #include <cmocka.h>
+#include "kb_test.h"
 
 #include "window.h"
 
-#define MS 1000000ULL
-#define SEC 1000000000ULL
 #define T0 (1000 * SEC)
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-#define check_eq(ctx, got, want)                                                   \
-	do {                                                                       \
-		uintmax_t got_ = (uintmax_t)(got), want_ = (uintmax_t)(want);      \
-		if (got_ != want_)                                                 \
-			fail_msg("%s: %s is %ju, want %ju", (ctx), #got, got_, want_); \
-	} while (0)
 
 static void check_counts(const char *ctx, const struct window *w, uint64_t now, uint32_t calls,
 			 uint32_t failures, uint32_t slow)
