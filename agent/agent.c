@@ -601,8 +601,7 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 		return err;
 	if (kb_bpf_adopted(bpf))
 		kb_bpf_prune_dsts(bpf, key_wanted, a);
-	a->lookup_flags = lookup_flags(cfg);
-	kb_bpf_set_lookup_flags(bpf, a->lookup_flags);
+	kb_bpf_set_lookup_flags(bpf, lookup_flags(cfg));
 	a->lost_seen = kb_bpf_lost_total(bpf);
 	/* Always started: a reload may bring the first name. */
 	err = pthread_create(&a->resolver, NULL, resolver_main, a);
@@ -746,8 +745,7 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 		err = err ?: circuit_start(a, i, now, false);
 		added++;
 	}
-	a->lookup_flags = lookup_flags(cfg);
-	kb_bpf_set_lookup_flags(a->bpf, a->lookup_flags);
+	kb_bpf_set_lookup_flags(a->bpf, lookup_flags(cfg));
 	a->poll_interval_ns = cfg->poll_interval_ns;
 	a->deadline_stale = true;	/* a new policy may move a deadline without a new verdict */
 	a->reloads_ok++;
@@ -908,7 +906,6 @@ struct circuit_view {
 	uint32_t consecutive_failures;
 	uint64_t since_ns;		/* latest transition among its slots */
 	uint64_t next_half_open_ns;	/* earliest, when open */
-	const struct agent_slot *single;	/* the one slot, unless grouped */
 };
 
 static void fold_slot(struct circuit_view *v, const struct agent_slot *s,
@@ -962,8 +959,6 @@ static int build_views(struct agent *a, struct circuit_view *views, uint64_t now
 			continue;
 		v = &views[s->circuit];
 		fold_slot(v, s, &st[i], now, !seen[s->circuit]);
-		if (!grouped(a->circuits[s->circuit].cfg))
-			v->single = s;
 		seen[s->circuit] = true;
 	}
 	for (size_t c = 0; c < a->n_circuits; c++)

@@ -51,7 +51,6 @@ struct agent {
 	size_t n_slots;			/* slots in use range; unused ones have used == false */
 	size_t slots_alloc;		/* slots[] allocated length */
 	uint32_t capacity;		/* slots the kernel maps hold */
-	uint32_t lookup_flags;		/* KB_LOOKUP_* in force */
 	bool persist;			/* save breakers for the next start (state_dir) */
 	uint64_t restored;		/* breakers taken over from the previous run */
 	uint64_t lost_seen;		/* kb_bpf_lost_total() already handled */
