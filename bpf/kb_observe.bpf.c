@@ -81,17 +81,21 @@ static __always_inline bool kb_counting(void)
 /* Sum of kb_dst_stats.lost over all destinations: lets the agent skip the scan while 0. */
 __u64 kb_lost_total = 0;
 
-static __always_inline __u32 kb_log2(__u64 v)
+/*
+ * Histogram slot of a latency in microseconds: floor(log2(us)), at most
+ * KB_LAT_SLOTS - 1. Only constants are ever assigned, so every verifier
+ * (5.10's included) knows the result is a valid index; the shift-and-or
+ * log2 leaves an unbounded register that 6.1's verifier rejects.
+ */
+static __always_inline __u32 kb_lat_slot(__u64 us)
 {
-	__u32 r = 0, shift;
+	__u32 slot = 0;
 
-	shift = (v > 0xffffffffULL) << 5; v >>= shift; r |= shift;
-	shift = (v > 0xffff) << 4; v >>= shift; r |= shift;
-	shift = (v > 0xff) << 3; v >>= shift; r |= shift;
-	shift = (v > 0xf) << 2; v >>= shift; r |= shift;
-	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
-	r |= (v >> 1);
-	return r;
+#pragma unroll
+	for (int i = 1; i < KB_LAT_SLOTS; i++)
+		if (us >> i)
+			slot = i;
+	return slot;
 }
 
 static __always_inline enum kb_result kb_classify(int err)
@@ -179,10 +183,8 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 	 */
 	__sync_fetch_and_add(&st->connects[res], 1);
 	if (res == KB_RES_SUCCESS) {
-		__u32 slot = kb_log2(lat / 1000);
+		__u32 slot = kb_lat_slot(lat / 1000);
 
-		if (slot >= KB_LAT_SLOTS)
-			slot = KB_LAT_SLOTS - 1;
 		__sync_fetch_and_add(&st->lat_slots[slot], 1);
 		__sync_fetch_and_add(&st->lat_sum_ns, lat);
 	}
