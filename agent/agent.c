@@ -141,6 +141,21 @@ static void record(struct agent *a, struct agent_slot *s, enum kb_result res,
 			breaker_cause_name(s->br.cause) : breaker_result_name(res));
 }
 
+/*
+ * The kernel opened s's breaker on its own (kb_judge.h) and blocks until
+ * our next verdict. Its count is the truth: adopt the trip, even where
+ * our breaker has not counted the same failures (CPUs raced a success
+ * past a failure), and write the verdict that carries it on.
+ */
+static void adopt_trip(struct agent *a, struct agent_slot *s, uint64_t at)
+{
+	enum breaker_state old = s->br.state;
+
+	s->dirty = true;
+	if (breaker_adopt_trip(&s->br, at))
+		publish(a, s, old, "kernel trip");
+}
+
 static void on_event(void *ctx, const struct kb_event *ev)
 {
 	struct agent *a = ctx;
@@ -150,16 +165,8 @@ static void on_event(void *ctx, const struct kb_event *ev)
 		return;	/* a socket tagged for a destination since removed */
 	s = &a->slots[ev->dst_id];
 	record(a, s, ev->result, ev->ts_ns - ev->latency_ns, ev->ts_ns);
-	/*
-	 * The kernel tripped on this outcome. The breaker counted the same
-	 * outcomes and normally opened with it (and said so); if it did not
-	 * (CPUs raced a success past a failure), its own verdict stands.
-	 */
-	if ((ev->flags & KB_EV_TRIPPED) && s->br.state != BS_OPEN) {
-		log_info("kernel trip overruled\tcircuit=%s state=%s", slot_cfg(a, s)->name,
-			 breaker_state_name(s->br.state));
-		publish(a, s, s->br.state, "overrule");
-	}
+	if (ev->flags & KB_EV_TRIPPED)
+		adopt_trip(a, s, ev->ts_ns);
 }
 
 /* --- slots --------------------------------------------------------------- */
@@ -806,8 +813,15 @@ static void apply_lost(struct agent *a, uint64_t now)
 	a->rescan_lost = false;
 	for (size_t i = 0; i < a->n_slots; i++) {
 		struct agent_slot *s = &a->slots[i];
+		struct kb_trip trip;
+		uint32_t gen;
 
-		if (!s->used || kb_bpf_read_stats(a->bpf, i, &st))
+		if (!s->used)
+			continue;
+		/* A kernel trip whose event was lost is in force all the same. */
+		if (!kb_bpf_read_trip(a->bpf, i, &trip, &gen) && gen && trip.tripped == gen)
+			adopt_trip(a, s, trip.tripped_ns);
+		if (kb_bpf_read_stats(a->bpf, i, &st))
 			continue;
 		for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
 			enum kb_result r = order[k];

@@ -10,6 +10,7 @@
 #include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/vfs.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -29,6 +30,7 @@ struct kb_bpf {
 	void *event_ctx;
 	bool set_retval;
 	bool adopted;		/* maps reused from state_dir */
+	__u32 last_gen;		/* kb_verdict.gen of the latest write */
 };
 
 /*
@@ -76,7 +78,7 @@ static int pin_maps(struct kb_observe *obs, const char *dir, bool *adopted)
 {
 	struct bpf_map *maps[] = {
 		obs->maps.kb_dst, obs->maps.kb_dst_lpm, obs->maps.kb_stats, obs->maps.kb_verdicts,
-		obs->maps.kb_sk_state, obs->maps.kb_events, obs->maps.kb_saved, obs->maps.kb_owner,
+		obs->maps.kb_trips, obs->maps.kb_sk_state, obs->maps.kb_events, obs->maps.kb_saved, obs->maps.kb_owner,
 	};
 	char path[4096];
 	int err;
@@ -124,7 +126,7 @@ static int set_owner(struct kb_observe *obs, __u32 gen)
  * store: from then on only ours count), then theirs go and ours are
  * pinned in their place. Nothing is missed and nothing counted twice.
  */
-static int attach_observe(struct kb_observe *obs, const char *dir)
+static int attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir)
 {
 	struct bpf_link *old[8] = { 0 };
 	struct bpf_program *prog;
@@ -132,9 +134,12 @@ static int attach_observe(struct kb_observe *obs, const char *dir)
 	size_t n_old = 0;
 	int err;
 
-	err = kb_observe__attach(obs);
-	if (err)
-		return err;
+	obs->links.kb_sockops = bpf_program__attach_cgroup(obs->progs.kb_sockops, cgroup_fd);
+	if (!obs->links.kb_sockops)
+		return -errno;
+	obs->links.kb_rst_tx = bpf_program__attach(obs->progs.kb_rst_tx);
+	if (!obs->links.kb_rst_tx)
+		return -errno;
 	if (dir) {
 		bpf_object__for_each_program(prog, obs->obj) {
 			snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(prog));
@@ -154,16 +159,10 @@ static int attach_observe(struct kb_observe *obs, const char *dir)
 	bpf_object__for_each_program(prog, obs->obj) {
 		struct bpf_link **link = NULL;
 
-		if (prog == obs->progs.kb_sock_state)
-			link = &obs->links.kb_sock_state;
-		else if (prog == obs->progs.kb_sk_err)
-			link = &obs->links.kb_sk_err;
-		else if (prog == obs->progs.kb_rst_rx)
-			link = &obs->links.kb_rst_rx;
+		if (prog == obs->progs.kb_sockops)
+			link = &obs->links.kb_sockops;
 		else if (prog == obs->progs.kb_rst_tx)
 			link = &obs->links.kb_rst_tx;
-		else if (prog == obs->progs.kb_retrans)
-			link = &obs->links.kb_retrans;
 		if (!link || !*link)
 			continue;
 		snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(prog));
@@ -207,6 +206,39 @@ int kb_bpf_clear_state(const char *dir)
 	return err;
 }
 
+/* Verifier log lines shown at error level: the ones naming the failing instruction. */
+#define VERIFIER_TAIL 6
+
+/*
+ * A failed load's verifier log arrives as one message. All of it goes to
+ * debug; its last lines, which name the failing instruction and why, go
+ * to error level, so the reason reaches the user whatever the log level.
+ */
+static void log_verifier(const char *msg)
+{
+	const char *begin = strstr(msg, "-- BEGIN PROG LOAD LOG --\n");
+	const char *end = begin ? strstr(begin, "-- END PROG LOAD LOG --") : NULL;
+	const char *lines[VERIFIER_TAIL], *p, *nl;
+	size_t n = 0;
+
+	if (!end)
+		return;
+	begin += strlen("-- BEGIN PROG LOAD LOG --\n");
+	for (p = begin; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', end - p);
+		if (!nl)
+			nl = end;
+		log_debug("libbpf: verifier: %.*s", (int)(nl - p), p);
+		if (nl > p)
+			lines[n++ % VERIFIER_TAIL] = p;
+	}
+	for (size_t i = n > VERIFIER_TAIL ? n - VERIFIER_TAIL : 0; i < n; i++) {
+		p = lines[i % VERIFIER_TAIL];
+		nl = memchr(p, '\n', end - p);
+		log_err("bpf: verifier: %.*s", (int)((nl ? nl : end) - p), p);
+	}
+}
+
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	/* libbpf's warnings are ours to judge: demote one level (xdp-tools). */
@@ -215,13 +247,61 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 		[LIBBPF_INFO] = LOG_LVL_DEBUG,
 		[LIBBPF_DEBUG] = LOG_LVL_DEBUG + 1,
 	};
-	char line[1024];
+	char *msg;
+	size_t len;
 
 	if ((unsigned)level > LIBBPF_DEBUG || map[level] > LOG_LVL_DEBUG)
 		return 0;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	log_msg(map[level], "libbpf: %s", line);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		return 0;
+	if (strstr(msg, "-- BEGIN PROG LOAD LOG --")) {
+		log_verifier(msg);
+	} else {
+		len = strlen(msg);
+		while (len && msg[len - 1] == '\n')
+			msg[--len] = '\0';
+		log_msg(map[level], "libbpf: %s", msg);
+	}
+	free(msg);
 	return 0;
+}
+
+/*
+ * The programs need BPF atomics that return a value (fetch-and-add,
+ * compare-and-swap: Linux 5.12), which also brings everything else they
+ * use (sock_ops socket storage, tp_btf socket storage). Load one such
+ * instruction alone, so an older kernel gets one clear line instead of a
+ * verifier log. 0, or -EOPNOTSUPP logged.
+ */
+static int probe_kernel(void)
+{
+	const struct bpf_insn insns[] = {
+		/* *(u64 *)(r10 - 8) = 0 */
+		{ .code = BPF_ST | BPF_MEM | BPF_DW, .dst_reg = BPF_REG_10, .off = -8, .imm = 0 },
+		/* r1 = 1 */
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_1, .imm = 1 },
+		/* r1 = atomic_fetch_add((u64 *)(r10 - 8), r1) */
+		{ .code = BPF_STX | BPF_ATOMIC | BPF_DW, .dst_reg = BPF_REG_10,
+		  .src_reg = BPF_REG_1, .off = -8, .imm = BPF_ADD | BPF_FETCH },
+		/* r0 = 0; exit */
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	struct utsname u;
+	int fd;
+
+	fd = bpf_prog_load(BPF_PROG_TYPE_SOCKET_FILTER, NULL, "Dual BSD/GPL", insns,
+			   sizeof(insns) / sizeof(insns[0]), NULL);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (errno != EINVAL)
+		return 0;	/* not a missing feature: the real load will say what */
+	uname(&u);
+	log_err("kernel %s is too old: kbreaker needs BPF atomic fetch-and-add and "
+		"compare-and-swap, in Linux 5.12 and later", u.release);
+	return -EOPNOTSUPP;
 }
 
 void kb_bpf_setup_logging(void)
@@ -271,6 +351,26 @@ static int on_sample(void *ctx, void *data, size_t size)
 	return 0;
 }
 
+/*
+ * Gens of adopted verdicts (state_dir) must not come again: the kernel
+ * would take a previous run's trip for a current one. Start above them all.
+ */
+static int init_gen(struct kb_bpf *k)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_verdicts);
+	__u32 n = bpf_map__max_entries(k->obs->maps.kb_verdicts);
+	struct kb_verdict v;
+
+	k->last_gen = 0;
+	for (__u32 id = 0; k->adopted && id < n; id++) {
+		if (bpf_map_lookup_elem(fd, &id, &v))
+			return -errno;
+		if (v.gen > k->last_gen)
+			k->last_gen = v.gen;
+	}
+	return 0;
+}
+
 int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 {
 	struct bpf_link *link;
@@ -294,6 +394,9 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 		goto fail;
 	}
 
+	err = probe_kernel();
+	if (err)
+		goto fail;
 	k->obs = kb_observe__open();
 	if (!k->obs) {
 		err = -errno;
@@ -304,6 +407,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	bpf_map__set_max_entries(k->obs->maps.kb_dst_lpm, opts->capacity);
 	bpf_map__set_max_entries(k->obs->maps.kb_stats, opts->capacity);
 	bpf_map__set_max_entries(k->obs->maps.kb_verdicts, opts->capacity);
+	bpf_map__set_max_entries(k->obs->maps.kb_trips, opts->capacity);
 	bpf_map__set_max_entries(k->obs->maps.kb_saved, opts->capacity);
 	k->obs->rodata->kb_gen = 1;
 	if (opts->state_dir) {
@@ -326,8 +430,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 				"(max_destinations changed?); kbreakerd --clear-state starts afresh: %s",
 				opts->state_dir, strerror(-err));
 		else
-			log_err("bpf: load kb_observe (the verifier's reason is logged above at level info): %s",
-				strerror(-err));
+			log_err("bpf: load kb_observe: %s", strerror(-err));
 		goto fail;
 	}
 
@@ -341,22 +444,16 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	err = err ?: share_map(k->enf->maps.kb_dst_lpm, k->obs->maps.kb_dst_lpm, "kb_dst_lpm");
 	err = err ?: share_map(k->enf->maps.kb_stats, k->obs->maps.kb_stats, "kb_stats");
 	err = err ?: share_map(k->enf->maps.kb_verdicts, k->obs->maps.kb_verdicts, "kb_verdicts");
+	err = err ?: share_map(k->enf->maps.kb_trips, k->obs->maps.kb_trips, "kb_trips");
 	if (err)
 		goto fail;
 	err = kb_enforce__load(k->enf);
 	if (err) {
-		log_err("bpf: load kb_enforce (the verifier's reason is logged above at level info): %s",
-			strerror(-err));
+		log_err("bpf: load kb_enforce: %s", strerror(-err));
 		goto fail;
 	}
 	k->set_retval = libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
 						BPF_FUNC_set_retval, NULL) == 1;
-
-	err = attach_observe(k->obs, opts->state_dir);
-	if (err) {
-		log_err("bpf: attach tp_btf/inet_sock_set_state: %s", strerror(-err));
-		goto fail;
-	}
 
 	k->cgroup_fd = open(opts->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (k->cgroup_fd < 0) {
@@ -370,6 +467,16 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 		log_err("bpf: cgroup %s: not a cgroup v2 directory", opts->cgroup);
 		goto fail;
 	}
+	err = attach_observe(k->obs, k->cgroup_fd, opts->state_dir);
+	if (err) {
+		log_err("bpf: attach observation (sockops to %s, tp_btf/tcp_send_reset): %s",
+			opts->cgroup, strerror(-err));
+		goto fail;
+	}
+	err = init_gen(k);
+	if (err)
+		goto fail;
+
 	link = bpf_program__attach_cgroup(k->enf->progs.kb_connect4, k->cgroup_fd);
 	if (!link) {
 		err = -errno;
@@ -477,8 +584,23 @@ void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags)
 
 int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
 {
-	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v, BPF_ANY))
+	struct kb_verdict w = *v;
+
+	/* A new gen starts the kernel's trip state afresh (kb_judge.h); 0 means none. */
+	w.gen = ++k->last_gen ?: ++k->last_gen;
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, &w, BPF_ANY))
 		return -errno;
+	return 0;
+}
+
+int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, uint32_t *gen)
+{
+	struct kb_verdict v;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_trips), &dst_id, t) ||
+	    bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, &v))
+		return -errno;
+	*gen = v.gen;
 	return 0;
 }
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * bpf: loads kb_observe and kb_enforce, attaches them, and is the only
- * module that touches their maps. Links are owned by this process and not
- * pinned, so when kbreakerd exits for any reason the kernel detaches the
- * hooks and nothing stays blocked (fail open).
+ * module that touches their maps. The connect hooks' links are owned by
+ * this process and never pinned, so when kbreakerd exits for any reason
+ * the kernel detaches them and nothing stays blocked (fail open); with
+ * state_dir only the observing links are pinned.
  */
 #ifndef KB_BPF_H
 #define KB_BPF_H
@@ -97,7 +98,11 @@ int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 /* Which lookups the hooks try after the exact hash misses (KB_LOOKUP_*). */
 void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags);
 
+/* Write dst_id's verdict under a new gen (the agent's one write per transition). */
 int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v);
+
+/* The kernel's trip state of dst_id and the gen of its current verdict. 0 or -errno. */
+int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, uint32_t *gen);
 
 /*
  * Sum the per-CPU counters of destinations 0..n-1 into sums[] with batched

@@ -324,6 +324,16 @@ bool breaker_tick(struct breaker *b, uint64_t now)
 	}
 }
 
+bool breaker_adopt_trip(struct breaker *b, uint64_t at)
+{
+	if (!running(b) || (b->state != BS_CLOSED && b->state != BS_HALF_OPEN))
+		return false;
+	if (at < b->state_since_ns)
+		at = b->state_since_ns;
+	enter_open(b, at, b->state == BS_HALF_OPEN ? BC_PROBE : BC_CONSECUTIVE);
+	return true;
+}
+
 uint64_t breaker_deadline(const struct breaker *b)
 {
 	uint64_t len, k;
@@ -386,7 +396,7 @@ void breaker_verdict(const struct breaker *b, struct kb_verdict *v)
 		 * window: failures wake it when a rate can trip.
 		 */
 		v->trip_after = b->policy.consecutive_failures;
-		v->fails = b->consecutive_failures;
+		v->fails_base = b->consecutive_failures;
 		if (b->policy.failure_rate_threshold)
 			v->wake_mask = v->fail_mask;
 		if (b->ramp_until_ns) {

@@ -119,6 +119,13 @@ bool breaker_record_reset_guarded(struct breaker *b, uint64_t now, bool may_open
  */
 bool breaker_tick(struct breaker *b, uint64_t now);
 
+/*
+ * The kernel tripped this breaker at `at` (kb_judge.h): take the trip as
+ * it stands rather than re-derive it. Opens a closed or half_open breaker;
+ * returns whether the state changed.
+ */
+bool breaker_adopt_trip(struct breaker *b, uint64_t at);
+
 /* When breaker_tick next has something to do, or 0 when nothing is timed. */
 uint64_t breaker_deadline(const struct breaker *b);
 

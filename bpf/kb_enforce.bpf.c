@@ -22,20 +22,21 @@ static __always_inline int kb_decide(const struct kb_dst_key *key)
 {
 	struct kb_dst_stats *st;
 	struct kb_verdict *v;
+	struct kb_trip *t;
 	__u32 *dst_id;
 
 	dst_id = kb_lookup(key);
 	if (!dst_id)
 		return 1;
 	v = bpf_map_lookup_elem(&kb_verdicts, dst_id);
-	if (!v)
+	t = bpf_map_lookup_elem(&kb_trips, dst_id);
+	if (!v || !t)
 		return 1;
-	switch (v->action) {
+	switch (kb_effective_action(v, t)) {
 	case KB_ACT_BLOCK:
 		break;
 	case KB_ACT_PROBE:
-		/* Exactly `permits` callers see a positive value, across all CPUs. */
-		if (__sync_fetch_and_add(&v->permits, -1) > 0)
+		if (kb_take_permit(t, v->gen, v->permits))
 			return 1;
 		break;
 	case KB_ACT_RAMP:

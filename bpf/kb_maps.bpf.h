@@ -8,6 +8,7 @@
 #define KB_MAPS_BPF_H
 
 #include "kb_abi.h"
+#include "kb_judge.h"
 
 /* Destination -> dst_id. Written by the agent, read by both objects. */
 struct {
@@ -35,13 +36,21 @@ struct {
 	__type(value, struct kb_dst_stats);
 } kb_stats SEC(".maps");
 
-/* dst_id -> verdict. Written by the agent, read (and permits taken) by kb_enforce. */
+/* dst_id -> verdict. Written by the agent only, read by both objects. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, KB_MAX_DESTINATIONS_DEFAULT);
 	__type(key, __u32);
 	__type(value, struct kb_verdict);
 } kb_verdicts SEC(".maps");
+
+/* dst_id -> the kernel's trip state and permits. Written by both objects only, read by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KB_MAX_DESTINATIONS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct kb_trip);
+} kb_trips SEC(".maps");
 
 /* KB_LOOKUP_* bits; each object has its own copy, the agent sets both. */
 volatile __u32 kb_lookup_flags = 0;

@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * kb_observe: the outcome of every TCP connect this host makes to a
- * configured destination, whatever process makes it.
+ * kb_observe: the outcome of every TCP connect that a process in the
+ * enforcement cgroup makes to a configured destination.
  *
- * inet_sock_set_state is the one place every outcome passes through:
- * CLOSE -> SYN_SENT marks the start, SYN_SENT -> ESTABLISHED a success and
- * SYN_SENT -> CLOSE a failure whose cause the kernel has already stored in
- * sk_err (tcp_reset, tcp_write_err and tcp_v[46]_err set it before
- * tcp_done). A tp_btf program rather than a kprobe: it is stable ABI-wise,
- * cheaper, and kprobes are not available everywhere.
+ * A cgroup sock_ops program, attached to the same cgroup as the connect
+ * hooks, so what feeds a breaker is exactly what the breaker blocks: a
+ * socket created outside the cgroup runs none of this and counts nowhere.
+ * TCP_CONNECT_CB looks the destination up once and, for configured ones
+ * only, tags the socket and asks for its state and retransmit callbacks:
+ * SYN_SENT -> ESTABLISHED is a success, SYN_SENT -> CLOSE a failure whose
+ * cause the kernel has already stored in sk_err (tcp_reset, tcp_write_err
+ * and tcp_v[46]_err set it before tcp_done), and a later CLOSE with
+ * ECONNRESET or EPIPE a reset received. Sockets of other destinations
+ * never call back again.
+ *
+ * Resets sent have no sock_ops callback: a tp_btf program counts them for
+ * tagged sockets only; it runs when the host sends a RST, never per connect.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -22,6 +29,8 @@
 #define ECONNREFUSED 111
 #define ENETUNREACH 101
 #define EHOSTUNREACH 113
+#define ECONNRESET 104
+#define EPIPE 32
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -29,7 +38,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct kb_sk {
 	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */
 	__u32 dst_id;
-	__s32 err;	/* the error last reported while connecting */
+	__u32 pad;
 };
 
 struct {
@@ -116,59 +125,39 @@ static __always_inline enum kb_result kb_classify(int err)
 }
 
 /* Fill key with the socket's peer, IPv4 as IPv4-mapped IPv6. */
-static __always_inline int kb_sk_key(const struct sock *sk, struct kb_dst_key *key)
+static __always_inline int kb_skops_key(const struct bpf_sock_ops *skops, struct kb_dst_key *key)
 {
-	__u16 family = sk->__sk_common.skc_family;
+	__u32 port = skops->remote_port, a;
 
-	key->port = sk->__sk_common.skc_dport;
-	if (family == AF_INET) {
-		__u32 a = sk->__sk_common.skc_daddr;
-
+	/*
+	 * remote_port holds the network-order port in its upper 16 bits on
+	 * little-endian hosts (an ABI quirk kept for compatibility), in its
+	 * lower 16 elsewhere; a connect's port is never 0.
+	 */
+	key->port = port > 0xffff ? port >> 16 : port;
+	if (skops->family == AF_INET) {
+		a = skops->remote_ip4;
 		key->addr[10] = 0xff;
 		key->addr[11] = 0xff;
 		__builtin_memcpy(&key->addr[12], &a, 4);
 		return 0;
 	}
-	if (family == AF_INET6) {
+	if (skops->family == AF_INET6) {
 		/* A mapped peer on an AF_INET6 socket is already ::ffff:a.b.c.d here. */
-		BPF_CORE_READ_INTO(&key->addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		a = skops->remote_ip6[0]; __builtin_memcpy(&key->addr[0], &a, 4);
+		a = skops->remote_ip6[1]; __builtin_memcpy(&key->addr[4], &a, 4);
+		a = skops->remote_ip6[2]; __builtin_memcpy(&key->addr[8], &a, 4);
+		a = skops->remote_ip6[3]; __builtin_memcpy(&key->addr[12], &a, 4);
 		return 0;
 	}
 	return -1;
-}
-
-/*
- * The kernel's half of the breaker: count consecutive failures against the
- * agent's verdict and trip at its threshold. Returns KB_EV_TRIPPED when
- * this outcome tripped it.
- */
-static __always_inline __u32 kb_judge(struct kb_verdict *v, enum kb_result res, __u64 syn_ns)
-{
-	__u32 act, n;
-
-	if (syn_ns < v->since_ns)
-		return 0;	/* begun before the breaker's current state */
-	if (res == KB_RES_SUCCESS) {
-		if (v->fails)
-			v->fails = 0;
-		return 0;
-	}
-	if (!(v->fail_mask & (1U << res)))
-		return 0;
-	n = __sync_fetch_and_add(&v->fails, 1) + 1;
-	if (!v->trip_after || n < v->trip_after)
-		return 0;
-	act = v->action;
-	if (act != KB_ACT_ALLOW && act != KB_ACT_RAMP && act != KB_ACT_PROBE)
-		return 0;
-	/* Only from what the agent wrote: a concurrent agent verdict wins. */
-	return __sync_val_compare_and_swap(&v->action, act, KB_ACT_BLOCK) == act ? KB_EV_TRIPPED : 0;
 }
 
 static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now, __u64 syn_ns)
 {
 	struct kb_dst_stats *st = bpf_map_lookup_elem(&kb_stats, &dst_id);
 	struct kb_verdict *v = bpf_map_lookup_elem(&kb_verdicts, &dst_id);
+	struct kb_trip *t = bpf_map_lookup_elem(&kb_trips, &dst_id);
 	__u64 lat = now - syn_ns, wake = BPF_RB_NO_WAKEUP;
 	struct kb_event *ev;
 	__u32 flags = 0;
@@ -188,8 +177,8 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 		__sync_fetch_and_add(&st->lat_slots[slot], 1);
 		__sync_fetch_and_add(&st->lat_sum_ns, lat);
 	}
-	if (v) {
-		flags = kb_judge(v, res, syn_ns);
+	if (v && t) {
+		flags = kb_judge(v, t, res, syn_ns, now);
 		/*
 		 * A wake-up costs microseconds (an IPI): only for what the agent
 		 * must act on now. The rest waits for its poll, in order.
@@ -213,131 +202,146 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 	bpf_ringbuf_submit(ev, wake);
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(kb_sock_state, struct sock *sk, int oldstate, int newstate)
+/* BPF_SOCK_OPS_TCP_CONNECT_CB: SYN about to leave; tag configured destinations. */
+static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 {
 	struct kb_dst_key key = {};
-	enum kb_result res;
+	struct bpf_sock *sk;
 	struct kb_sk *ks;
 	__u32 *dst_id;
 
-	/* Most transitions are none of ours: decide from the arguments before touching sk. */
-	if (newstate != TCP_SYN_SENT && oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
-		return 0;
-	if (sk->sk_protocol != IPPROTO_TCP || !kb_counting())
-		return 0;
+	if (kb_skops_key(skops, &key))
+		return;
+	dst_id = kb_lookup(&key);
+	if (!dst_id)
+		return;
+	sk = skops->sk;
+	if (!sk)
+		return;
+	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!ks)
+		return;
+	ks->dst_id = *dst_id;
+	ks->syn_ns = bpf_ktime_get_ns();
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+				  BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
+}
 
-	if (newstate == TCP_SYN_SENT) {
-		if (kb_sk_key(sk, &key))
-			return 0;
-		dst_id = kb_lookup(&key);
-		if (!dst_id)
-			return 0;
-		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!ks)
-			return 0;
-		ks->dst_id = *dst_id;
-		ks->err = 0;
-		ks->syn_ns = bpf_ktime_get_ns();
-		return 0;
-	}
+/* The error the kernel stored before closing, else a soft one. */
+static __always_inline int kb_sk_error(struct bpf_sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 
+	if (!tp)
+		return 0;
+	/*
+	 * No hard error: a soft one (an ICMP error that arrived while
+	 * connect() held the socket, which the caller already saw) still says
+	 * why the caller gave up; none at all is a cancel.
+	 */
+	return tp->inet_conn.icsk_inet.sk.sk_err ?: tp->inet_conn.icsk_inet.sk.sk_err_soft;
+}
+
+/* BPF_SOCK_OPS_STATE_CB, for tagged sockets only. */
+static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
+{
+	int oldstate = skops->args[0], newstate = skops->args[1], err;
+	struct kb_dst_stats *st;
+	struct bpf_sock *sk;
+	enum kb_result res;
+	struct kb_sk *ks;
+
+	sk = skops->sk;
+	if (!sk || !kb_counting())
+		return;
+	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
+	if (!ks)
+		return;
 	/*
 	 * SYN_RECV too: a simultaneous open (or a connect that picked its own
 	 * port as source on loopback) goes SYN_SENT -> SYN_RECV -> ESTABLISHED.
 	 * syn_ns != 0 marks an outcome still to count, so it counts once.
 	 */
-	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
-	if (!ks || !ks->syn_ns)
-		return 0;
-	if (newstate == TCP_ESTABLISHED)
-		res = KB_RES_SUCCESS;
-	else if (newstate == TCP_CLOSE)
-		/*
-		 * No hard error: a soft one (an ICMP error that arrived while
-		 * connect() held the socket, which the caller already saw)
-		 * still says why the caller gave up; none at all is a cancel.
-		 */
-		res = kb_classify(sk->sk_err ?: ks->err ?: sk->sk_err_soft);
-	else
-		return 0;
-	kb_count(ks->dst_id, res, bpf_ktime_get_ns(), ks->syn_ns);
-	ks->syn_ns = 0;
-	return 0;
-}
-
-/*
- * An application may read (and so clear) sk_err with SO_ERROR before the
- * socket reaches CLOSE: an ICMP error that arrives while connect() holds
- * the socket lock is reported this way. Remember the error as reported, so
- * the close that follows is classified by it and not as a cancel.
- */
-SEC("tp_btf/inet_sk_error_report")
-int BPF_PROG(kb_sk_err, const struct sock *sk)
-{
-	struct kb_sk *ks;
-	int err;
-
-	if (sk->__sk_common.skc_state != TCP_SYN_SENT || sk->sk_protocol != IPPROTO_TCP ||
-	    !kb_counting())
-		return 0;
-	err = sk->sk_err;
-	if (!err)
-		return 0;
-	ks = bpf_sk_storage_get(&kb_sk_state, (struct sock *)sk, NULL, 0);
-	if (ks)
-		ks->err = err;
-	return 0;
-}
-
-/*
- * Resets and retransmits count only for sockets tagged at SYN_SENT: this
- * host opened them, to a configured destination. An accepted connection
- * from a peer with the same address carries no tag and counts nowhere.
- */
-static __always_inline struct kb_dst_stats *kb_tagged_stats(const struct sock *sk)
-{
-	struct kb_sk *ks;
-
-	if (!sk || !kb_counting())
-		return NULL;
-	/* bpf_sk_storage_get returns NULL for request and timewait socks. */
-	ks = bpf_sk_storage_get(&kb_sk_state, (struct sock *)sk, NULL, 0);
-	if (!ks)
-		return NULL;
-	return bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
-}
-
-SEC("tp_btf/tcp_receive_reset")
-int BPF_PROG(kb_rst_rx, struct sock *sk)
-{
-	struct kb_dst_stats *st;
-
-	/* An RST to our SYN is a refused connect, counted by kb_sock_state. */
-	if (sk->__sk_common.skc_state == TCP_SYN_SENT)
-		return 0;
-	st = kb_tagged_stats(sk);
+	if (ks->syn_ns && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
+		if (newstate == TCP_ESTABLISHED)
+			res = KB_RES_SUCCESS;
+		else if (newstate == TCP_CLOSE)
+			res = kb_classify(kb_sk_error(sk));
+		else
+			return;
+		kb_count(ks->dst_id, res, bpf_ktime_get_ns(), ks->syn_ns);
+		ks->syn_ns = 0;
+		return;
+	}
+	/* tcp_reset() stores ECONNRESET (EPIPE in CLOSE_WAIT) just before tcp_done(). */
+	if (newstate != TCP_CLOSE || oldstate == TCP_SYN_SENT || oldstate == TCP_CLOSE)
+		return;
+	err = kb_sk_error(sk);
+	if (err != ECONNRESET && err != EPIPE)
+		return;
+	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
 	if (st)
 		__sync_fetch_and_add(&st->resets_rx, 1);
-	return 0;
 }
 
+/*
+ * BPF_SOCK_OPS_RETRANS_CB, for tagged sockets only. args[1] is the segments
+ * the kernel just added to its RetransSegs; args[2] the send's error, not
+ * looked at: RetransSegs counts a retransmit a local firewall dropped too.
+ */
+static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
+{
+	struct kb_dst_stats *st;
+	struct bpf_sock *sk;
+	struct kb_sk *ks;
+
+	sk = skops->sk;
+	if (!sk || !kb_counting())
+		return;
+	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
+	if (!ks)
+		return;
+	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
+	if (st)
+		__sync_fetch_and_add(&st->retransmits, skops->args[1]);
+}
+
+SEC("sockops")
+int kb_sockops(struct bpf_sock_ops *skops)
+{
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		kb_on_connect(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		kb_on_state(skops);
+		break;
+	case BPF_SOCK_OPS_RETRANS_CB:
+		kb_on_retrans(skops);
+		break;
+	}
+	return 1;
+}
+
+/*
+ * Resets sent count only for sockets tagged at connect: this host opened
+ * them, from the cgroup, to a configured destination. Anything else
+ * (including the RST a closed port answers with) carries no tag.
+ */
 SEC("tp_btf/tcp_send_reset")
 int BPF_PROG(kb_rst_tx, const struct sock *sk)
 {
-	struct kb_dst_stats *st = kb_tagged_stats(sk);
+	struct kb_dst_stats *st;
+	struct kb_sk *ks;
 
+	if (!sk || !kb_counting())
+		return 0;
+	/* bpf_sk_storage_get returns NULL for request and timewait socks. */
+	ks = bpf_sk_storage_get(&kb_sk_state, (struct sock *)sk, NULL, 0);
+	if (!ks)
+		return 0;
+	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
 	if (st)
 		__sync_fetch_and_add(&st->resets_tx, 1);
-	return 0;
-}
-
-SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(kb_retrans, const struct sock *sk)
-{
-	struct kb_dst_stats *st = kb_tagged_stats(sk);
-
-	if (st)
-		__sync_fetch_and_add(&st->retransmits, 1);
 	return 0;
 }

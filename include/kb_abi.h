@@ -37,7 +37,7 @@ enum kb_action {
 #define KB_LAT_SLOTS 24
 
 /* Default map capacity; the agent sizes maps from the config before load. */
-#define KB_MAX_DESTINATIONS_DEFAULT 1024
+#define KB_MAX_DESTINATIONS_DEFAULT 1024 /* only the BPF objects' default; the agent sizes from max_destinations */
 
 /*
  * Key of kb_dst: a destination address and port.
@@ -97,35 +97,47 @@ _Static_assert(sizeof(struct kb_dst_stats) == (2 * KB_RES_MAX + 6 + KB_LAT_SLOTS
 	       "kb_dst_stats ABI");
 
 /*
- * Verdict for one destination, written by the agent, read by the connect
- * hooks. In KB_ACT_PROBE the hooks decrement permits atomically and allow
- * the connect only while the value before the decrement was positive, so
- * exactly `permits` connects pass however many CPUs race. With `observe`
- * set the hooks decide the same way but allow, counting would_block
- * instead of blocked.
- *
- * The kernel also trips a breaker itself, so a trip is in force before the
- * failing connect() even returns: kb_observe counts consecutive failures
- * (results in fail_mask, of connects begun at or after since_ns) in
- * `fails`, a success zeroes it, and at trip_after it turns ALLOW, RAMP or
- * PROBE into BLOCK with a compare-and-swap and wakes the agent, which then
- * agrees (its breaker counted the same outcomes in the same order) or
- * writes its own verdict back. The agent rewrites the whole verdict on
- * each of its own transitions, carrying its count over in `fails`.
+ * Policy for one destination: written whole by the agent (and only by the
+ * agent) on each of its transitions; read by both objects. Every write
+ * carries a new `gen`, which starts afresh the kernel's own state for the
+ * destination (struct kb_trip). With `observe` set the hooks decide the
+ * same way but allow, counting would_block instead of blocked.
  */
 struct kb_verdict {
 	__u32 action;		/* enum kb_action */
 	__u32 admit;		/* KB_ACT_RAMP: share of KB_ADMIT_ONE let through */
-	__s64 permits;		/* KB_ACT_PROBE */
+	__u32 permits;		/* KB_ACT_PROBE: connects let through in this gen */
 	__u32 observe;		/* 0 or 1 */
 	__u32 trip_after;	/* consecutive failures that trip in the kernel; 0: never */
 	__u32 fail_mask;	/* 1 << enum kb_result for each result that is a failure */
-	__u32 fails;		/* consecutive failures so far (kernel, atomic) */
-	__u64 since_ns;		/* outcomes of connects begun earlier are ignored */
+	__u32 fails_base;	/* consecutive failures the agent had counted at this write */
 	__u32 wake_mask;	/* 1 << enum kb_result for each result that wakes the agent at once */
+	__u32 gen;		/* never 0; differs from the previous write's */
 	__u32 pad;
+	__u64 since_ns;		/* outcomes of connects begun earlier are ignored */
 };
 _Static_assert(sizeof(struct kb_verdict) == 48, "kb_verdict ABI");
+
+/*
+ * The kernel's half of a breaker: written only by the BPF programs
+ * (atomically, see kb_judge.h), read by the agent, never written by it.
+ * Each word packs the verdict gen it belongs to in its high 32 bits, so a
+ * new verdict starts it at zero without a store from user space: a word
+ * whose gen is not the verdict's counts as zero.
+ *
+ * A kernel trip: at trip_after consecutive failures the kernel sets
+ * `tripped` to the verdict's gen, and from then on the hooks block as if
+ * the action were KB_ACT_BLOCK until the agent, woken by the event, adopts
+ * the trip and writes its next verdict (a new gen).
+ */
+struct kb_trip {
+	__u64 fails;		/* gen << 32 | consecutive failures in gen */
+	__u64 probes;		/* gen << 32 | KB_ACT_PROBE permits taken in gen */
+	__u32 tripped;		/* gen the kernel tripped in; 0: none */
+	__u32 pad;
+	__u64 tripped_ns;	/* bpf_ktime_get_ns() of the trip */
+};
+_Static_assert(sizeof(struct kb_trip) == 32, "kb_trip ABI");
 
 /*
  * One connect outcome, in ring-buffer order. The agent's breakers consume
