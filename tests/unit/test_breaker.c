@@ -1548,7 +1548,7 @@ static void test_verdict_kernel_trip(void **state)
 	breaker_verdict(&b, &v);
 	assert_int_equal(v.action, KB_ACT_ALLOW);
 	assert_int_equal(v.trip_after, 3);
-	assert_int_equal(v.fails, 2);
+	assert_int_equal(v.fails_base, 2);
 	assert_int_equal(v.fail_mask, fails);
 	assert_int_equal(v.since_ns, b.state_since_ns);
 	assert_int_equal(v.wake_mask, 0);	/* no rate: only the kernel's trip wakes the agent */
@@ -1559,7 +1559,7 @@ static void test_verdict_kernel_trip(void **state)
 	breaker_verdict(&b, &v);
 	assert_int_equal(v.action, KB_ACT_PROBE);
 	assert_int_equal(v.trip_after, 1);
-	assert_int_equal(v.fails, 0);
+	assert_int_equal(v.fails_base, 0);
 	assert_int_equal(v.since_ns, entered);
 	assert_int_equal(v.wake_mask, all);
 
@@ -1588,6 +1588,41 @@ static void test_verdict_kernel_trip(void **state)
 	assert_int_equal(v.action, KB_ACT_BLOCK);
 	assert_int_equal(v.trip_after, 0);
 	assert_int_equal(v.fail_mask, 0);
+}
+
+/* A kernel trip is adopted as it stands: closed or half_open opens at its time. */
+static void test_adopt_trip(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 2);
+	uint64_t now = T0;
+	struct breaker b;
+
+	breaker_init(&b, &p, now);
+	feed("adopt", &b, "R", &now);
+	/* Our breaker counted one failure; the kernel counted three (a raced success). */
+	assert_true(breaker_adopt_trip(&b, now + 10));
+	assert_int_equal(b.state, BS_OPEN);
+	assert_int_equal(b.cause, BC_CONSECUTIVE);
+	assert_int_equal(b.state_since_ns, now + 10);
+	assert_int_equal(b.open_until_ns, now + 10 + 5 * SEC);
+	/* Open already: nothing to adopt. */
+	assert_false(breaker_adopt_trip(&b, now + 20));
+
+	breaker_init(&b, &p, now);
+	uint64_t entered = to_half_open(&b, &now);
+
+	assert_true(breaker_adopt_trip(&b, entered + 1));
+	assert_int_equal(b.state, BS_OPEN);
+	assert_int_equal(b.cause, BC_PROBE);
+
+	/* A trip stamped before the state began opens from the state's start. */
+	p.mode = MODE_OBSERVE;
+	breaker_init(&b, &p, now);
+	assert_true(breaker_adopt_trip(&b, now - 5));
+	assert_int_equal(b.state_since_ns, now);
+	p.mode = MODE_DISABLED;
+	breaker_init(&b, &p, now);
+	assert_false(breaker_adopt_trip(&b, now));
 }
 
 /* --- reload --------------------------------------------------------------- */
@@ -1809,6 +1844,7 @@ int main(void)
 		cmocka_unit_test(test_guarded_record),
 		cmocka_unit_test(test_reconfigure_keeps_state),
 		cmocka_unit_test(test_verdict_kernel_trip),
+		cmocka_unit_test(test_adopt_trip),
 		cmocka_unit_test(test_reconfigure_window),
 		cmocka_unit_test(test_reconfigure_modes),
 		cmocka_unit_test(test_reconfigure_ramp),

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Observe where you enforce: only sockets made inside the enforcement
+# cgroup feed its breakers. User nobody, outside the cgroup, fails against
+# the protected destination's address and port, from another network
+# namespace and from the workload's own: the breakers stay closed, count
+# nothing, run no kbreaker program, and the workload keeps connecting. The
+# same failures from inside the cgroup still open the breaker.
+. "$(dirname "$0")/lib.sh"
+t_setup
+command -v setpriv >/dev/null || need "setpriv (util-linux) not installed"
+id nobody >/dev/null 2>&1 || need "no user nobody"
+P=$((20000 + RANDOM % 4000)) Q=$((24000 + RANDOM % 4000)) R=$((28000 + RANDOM % 4000))
+T_LISTEN="127.0.0.1:$(free_port)"
+NS2="kb-scope-out-$$"
+ip netns add "$NS2" || need "cannot create a second network namespace"
+t_on_exit "ip netns del $NS2"
+ip -n "$NS2" link set lo up
+stats_was=$(sysctl -n kernel.bpf_stats_enabled)
+t_on_exit "sysctl -qw kernel.bpf_stats_enabled=$stats_was"
+sysctl -qw kernel.bpf_stats_enabled=1
+
+cat > "$T_DIR/kb.yaml" <<EOC
+listen: $T_LISTEN
+cgroup: $T_CG
+defaults: { mode: enforce, consecutive_failures: 3, open_duration: 60s }
+destinations:
+  - { name: db, host: 127.0.0.1, port: $P }
+  - { name: db2, host: 127.0.0.1, port: $Q }
+  - { name: db3, host: 127.0.0.1, port: $R }
+EOC
+start_agent "$T_DIR/kb.yaml"
+
+# outsider NETNS CMD...: run as nobody, outside the test's cgroup, in NETNS.
+outsider() {
+	local ns=$1; shift
+	ip netns exec "$ns" setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
+}
+runs() { metric "kbreaker_bpf_program_runs_total{program=\"$1\"}"; }
+
+start_listener 127.0.0.1 "$P" 60 "$T_DIR/listen.out"
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$P" 1)
+expect_eq "workload connects to its healthy db" "$(field success "$out")" 1
+wait_metric 'kbreaker_tcp_connects_total{circuit_name="db",result="success"}' 1
+sockops_before=$(runs kb_sockops) connect4_before=$(runs kb_connect4)
+
+log "nobody, outside the cgroup, in another namespace: 3 refused connects to its own 127.0.0.1:$P"
+out=$(outsider "$NS2" "$KBTOOL" connect 127.0.0.1 "$P" 3)
+expect_eq "outsider's connects were refused by its own loopback" "$(field refused "$out")" 3
+log "nobody, outside the cgroup, in the workload's namespace: 3 refused connects to 127.0.0.1:$Q"
+out=$(outsider "$T_NS" "$KBTOOL" connect 127.0.0.1 "$Q" 3)
+expect_eq "outsider's connects to db2 were refused" "$(field refused "$out")" 3
+
+log "the breakers stay closed and count nothing; no kbreaker program ran for the outsider"
+expect_metric 'circuit_breaker_state{circuit_name="db",state="closed"}' 1
+expect_metric 'circuit_breaker_state{circuit_name="db2",state="closed"}' 1
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="db",result="refused"}' 0
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="db2",result="refused"}' 0
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="db"}' 0
+expect_eq "kb_sockops runs for the outsider" "$(runs kb_sockops)" "$sockops_before"
+expect_eq "kb_connect4 runs for the outsider" "$(runs kb_connect4)" "$connect4_before"
+
+log "the protected workload still connects, to db and to db2"
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$P" 2)
+expect_eq "workload to db after the outsider's failures" "$(field success "$out")" 2
+start_listener 127.0.0.1 "$Q" 60 "$T_DIR/listen2.out"
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$Q" 1)
+expect_eq "workload to db2 after the outsider's failures" "$(field success "$out")" 1
+
+log "the same failures from inside the cgroup open the breaker"
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$R" 3)
+expect_eq "workload's refused connects to db3" "$(field refused "$out")" 3
+wait_state db3 open 5
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="db3",result="refused"}' 3
+start_listener 127.0.0.1 "$R" 60 "$T_DIR/listen3.out"
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$R" 2)
+expect_eq "db3 refused by the hook while open" "$(field refused "$out")" 2
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="db3"}' 2
+log "while an outsider still reaches the same address and port"
+out=$(outsider "$T_NS" "$KBTOOL" connect 127.0.0.1 "$R" 1)
+expect_eq "outsider is never blocked" "$(field success "$out")" 1
+t_done

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The rules the kernel applies on its own (include/kb_judge.h), compiled
+ * here from the very header the BPF objects include: the consecutive-
+ * failure trip, gens starting the kernel's state afresh, and permits.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <linux/types.h>
+#include "kb_abi.h"
+#include "kb_judge.h"
+#include "kb_test.h"
+
+#define FAILS ((1U << KB_RES_REFUSED) | (1U << KB_RES_TIMEOUT) | (1U << KB_RES_UNREACHABLE))
+
+static struct kb_verdict verdict(__u32 action, __u32 gen, __u32 trip_after, __u32 base)
+{
+	struct kb_verdict v = {
+		.action = action, .gen = gen, .trip_after = trip_after,
+		.fails_base = base, .fail_mask = FAILS, .since_ns = 100,
+	};
+
+	return v;
+}
+
+/* A string of outcomes: S success, R refused, T timeout, C cancelled, E error. */
+static __u32 result_of(char c)
+{
+	switch (c) {
+	case 'S': return KB_RES_SUCCESS;
+	case 'R': return KB_RES_REFUSED;
+	case 'T': return KB_RES_TIMEOUT;
+	case 'C': return KB_RES_CANCELLED;
+	default: return KB_RES_ERROR;
+	}
+}
+
+static void test_judge_table(void **state)
+{
+	static const struct {
+		const char *name;
+		__u32 action, trip_after, base;
+		const char *outcomes;
+		int trips_at;		/* index of the outcome that trips; -1: none */
+		__u32 fails_after;	/* the kernel's count at the end */
+	} cases[] = {
+		{ "three refused trip at the third", KB_ACT_ALLOW, 3, 0, "RRR", 2, 3 },
+		{ "a success restarts the count", KB_ACT_ALLOW, 3, 0, "RRSRR", -1, 2 },
+		{ "the agent's base counts", KB_ACT_ALLOW, 3, 2, "R", 0, 1 },
+		{ "unlisted results are not failures", KB_ACT_ALLOW, 2, 0, "CECE", -1, 0 },
+		{ "cancelled keeps the count", KB_ACT_ALLOW, 2, 0, "RCR", 2, 2 },
+		{ "trip_after 0 never trips", KB_ACT_ALLOW, 0, 0, "RRRRRR", -1, 6 },
+		{ "trips once, later failures do not", KB_ACT_ALLOW, 2, 0, "RRRR", 1, 4 },
+		{ "a ramp may trip", KB_ACT_RAMP, 1, 0, "T", 0, 1 },
+		{ "a probe may trip", KB_ACT_PROBE, 1, 0, "SR", 1, 1 },
+		{ "blocked already: no trip", KB_ACT_BLOCK, 1, 0, "RR", -1, 2 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct kb_verdict v = verdict(cases[i].action, 7, cases[i].trip_after, cases[i].base);
+		struct kb_trip t = { 0 };
+		int tripped_at = -1;
+
+		for (int k = 0; cases[i].outcomes[k]; k++) {
+			__u32 got = kb_judge(&v, &t, result_of(cases[i].outcomes[k]), 200, 1000 + k);
+
+			if (got == KB_EV_TRIPPED) {
+				if (tripped_at >= 0)
+					fail_msg("%s: tripped twice", cases[i].name);
+				tripped_at = k;
+			}
+		}
+		check_int(cases[i].name, tripped_at, cases[i].trips_at);
+		check_eq(cases[i].name, kb_word_count(t.fails, 7), cases[i].fails_after);
+		check_eq(cases[i].name, t.tripped, tripped_at >= 0 ? 7 : 0);
+		if (tripped_at >= 0) {
+			check_eq(cases[i].name, t.tripped_ns, 1000 + tripped_at);
+			check_eq(cases[i].name, kb_effective_action(&v, &t), KB_ACT_BLOCK);
+		} else {
+			check_eq(cases[i].name, kb_effective_action(&v, &t), cases[i].action);
+		}
+	}
+}
+
+/* Outcomes of connects begun before the verdict's state say nothing. */
+static void test_judge_since(void **state)
+{
+	struct kb_verdict v = verdict(KB_ACT_ALLOW, 3, 1, 0);
+	struct kb_trip t = { 0 };
+
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 99, 1000), 0);
+	assert_int_equal(t.fails, 0);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 100, 1000), KB_EV_TRIPPED);
+	/* gen 0 is "never written": the kernel does nothing for it. */
+	v.gen = 0;
+	t = (struct kb_trip){ 0 };
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 1000), 0);
+	assert_int_equal(kb_effective_action(&v, &t), KB_ACT_ALLOW);
+}
+
+/*
+ * A new verdict (gen) starts the kernel's state afresh without a write
+ * from user space: an old trip no longer blocks, old failures no longer
+ * count, old permits come back.
+ */
+static void test_gen_restarts(void **state)
+{
+	struct kb_verdict v = verdict(KB_ACT_ALLOW, 1, 2, 0);
+	struct kb_trip t = { 0 };
+
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 1), 0);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 2), KB_EV_TRIPPED);
+	assert_int_equal(kb_effective_action(&v, &t), KB_ACT_BLOCK);
+
+	v = verdict(KB_ACT_ALLOW, 2, 2, 0);
+	assert_int_equal(kb_effective_action(&v, &t), KB_ACT_ALLOW);
+	assert_int_equal(kb_word_count(t.fails, 2), 0);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 3), 0);
+	assert_int_equal(kb_word_count(t.fails, 2), 1);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 4), KB_EV_TRIPPED);
+	assert_int_equal(t.tripped, 2);
+	assert_int_equal(t.tripped_ns, 4);
+
+	v = verdict(KB_ACT_PROBE, 3, 1, 0);
+	v.permits = 2;
+	assert_int_equal(kb_take_permit(&t, 3, 2), 1);
+	assert_int_equal(kb_take_permit(&t, 3, 2), 1);
+	assert_int_equal(kb_take_permit(&t, 3, 2), 0);
+	assert_int_equal(kb_take_permit(&t, 3, 2), 0);
+	assert_int_equal(kb_word_count(t.probes, 3), 2);	/* refusals leave it alone */
+	assert_int_equal(kb_take_permit(&t, 4, 1), 1);
+	assert_int_equal(kb_take_permit(&t, 4, 1), 0);
+}
+
+#define RACERS 4
+#define TRIES 20000
+
+static struct kb_trip race_trip;
+static unsigned race_taken[RACERS];
+
+static void *take_many(void *arg)
+{
+	unsigned *taken = arg;
+
+	for (int i = 0; i < TRIES; i++)
+		*taken += kb_take_permit(&race_trip, 9, 1000);
+	return NULL;
+}
+
+/* Exactly `permits` callers pass however many threads race for them. */
+static void test_permits_race(void **state)
+{
+	pthread_t th[RACERS];
+	unsigned total = 0;
+
+	for (int i = 0; i < RACERS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, take_many, &race_taken[i]), 0);
+	for (int i = 0; i < RACERS; i++) {
+		pthread_join(th[i], NULL);
+		total += race_taken[i];
+	}
+	assert_int_equal(total, 1000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_judge_table),
+		cmocka_unit_test(test_judge_since),
+		cmocka_unit_test(test_gen_restarts),
+		cmocka_unit_test(test_permits_race),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
