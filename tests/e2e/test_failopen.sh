@@ -42,7 +42,7 @@ round() {
 	local out el
 	log "$1: start, trip the breaker with 3 refused connects"
 	start_agent "$T_DIR/kb.yaml"
-	expect_eq "programs attached while running (connect4, connect6)" "$(attached "$T_CG")" 2
+	expect_eq "programs attached while running (connect4, connect6, sock_ops)" "$(attached "$T_CG")" 3
 	out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3)
 	expect_eq "refused (closed port)" "$(field refused "$out")" 3
 	wait_state svc open 2 || return
