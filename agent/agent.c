@@ -250,7 +250,7 @@ static void map_add(struct agent *a, const struct agent_circuit *c, const kb_add
 	char text[64];
 	int err;
 
-	err = kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, id);
+	err = kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino, id);
 	if (err) {
 		a->map_errors++;
 		status_addr_text(addr, text, sizeof(text));
@@ -265,7 +265,7 @@ static void map_del(struct agent *a, const struct agent_circuit *c, const kb_add
 	char text[64];
 	int err;
 
-	err = kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port);
+	err = kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino);
 	if (err) {
 		a->map_errors++;
 		status_addr_text(addr, text, sizeof(text));
@@ -447,6 +447,8 @@ static uint32_t lookup_flags(const struct config *cfg)
 			flags |= KB_LOOKUP_PREFIX;
 		else if (!d->port)
 			flags |= KB_LOOKUP_ANY_PORT;
+		if (d->netns_ino)
+			flags |= KB_LOOKUP_NETNS;
 	}
 	return flags;
 }
@@ -455,12 +457,12 @@ static uint32_t lookup_flags(const struct config *cfg)
 static bool same_destination(const struct config_dst *x, const struct config_dst *y)
 {
 	return !strcmp(x->name, y->name) && !strcmp(x->host, y->host) && x->port == y->port &&
-	       x->per_address == y->per_address;
+	       x->per_address == y->per_address && x->netns_ino == y->netns_ino;
 }
 
 /* kb_dst_keep_fn: whether a key left by the previous run is one this configuration has. */
 static bool key_wanted(void *ctx, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		       uint32_t id)
+		       uint32_t netns, uint32_t id)
 {
 	const struct agent *a = ctx;
 	const struct agent_circuit *c;
@@ -470,7 +472,7 @@ static bool key_wanted(void *ctx, const uint8_t addr[16], uint8_t prefix_len, ui
 		return false;
 	s = &a->slots[id];
 	c = &a->circuits[s->circuit];
-	if (c->cfg->port != port)
+	if (c->cfg->port != port || c->cfg->netns_ino != netns)
 		return false;
 	if (c->cfg->host_kind != HOST_NAME)
 		return prefix_len == c->cfg->prefix_len && !memcmp(addr, c->cfg->addr, 16);

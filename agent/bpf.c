@@ -531,7 +531,7 @@ void kb_bpf_close(struct kb_bpf *k)
 
 /* Build the map key for (addr/prefix_len, port): hash for full addresses, LPM for prefixes. */
 static int dst_map_key(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		       struct kb_dst_key *hk, struct kb_lpm_key *lk)
+		       uint32_t netns, struct kb_dst_key *hk, struct kb_lpm_key *lk)
 {
 	if (prefix_len > 128)
 		return -EINVAL;
@@ -539,21 +539,23 @@ static int dst_map_key(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_
 		memset(hk, 0, sizeof(*hk));
 		memcpy(hk->addr, addr, sizeof(hk->addr));
 		hk->port = htons(port);
+		hk->netns = netns;
 		return bpf_map__fd(k->obs->maps.kb_dst);
 	}
 	memset(lk, 0, sizeof(*lk));
-	lk->prefixlen = 16 + prefix_len;
+	lk->prefixlen = KB_LPM_PRE + prefix_len;
+	lk->netns = netns;
 	lk->port = htons(port);
 	memcpy(lk->addr, addr, sizeof(lk->addr));
 	return bpf_map__fd(k->obs->maps.kb_dst_lpm);
 }
 
 int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		   uint32_t dst_id)
+		   uint32_t netns, uint32_t dst_id)
 {
 	struct kb_dst_key hk;
 	struct kb_lpm_key lk;
-	int fd = dst_map_key(k, addr, prefix_len, port, &hk, &lk);
+	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk);
 
 	if (fd < 0)
 		return fd;
@@ -562,11 +564,12 @@ int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 	return 0;
 }
 
-int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port)
+int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns)
 {
 	struct kb_dst_key hk;
 	struct kb_lpm_key lk;
-	int fd = dst_map_key(k, addr, prefix_len, port, &hk, &lk);
+	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk);
 
 	if (fd < 0)
 		return fd;
@@ -728,14 +731,15 @@ int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx)
 	while (!bpf_map_get_next_key(hfd, hprev, &hnext)) {
 		hk = hnext;
 		hprev = &hk;
-		if (!bpf_map_lookup_elem(hfd, &hk, &id) && !keep(ctx, hk.addr, 128, ntohs(hk.port), id))
+		if (!bpf_map_lookup_elem(hfd, &hk, &id) &&
+		    !keep(ctx, hk.addr, 128, ntohs(hk.port), hk.netns, id))
 			bpf_map_delete_elem(hfd, &hk);
 	}
 	while (!bpf_map_get_next_key(lfd, lprev, &lnext)) {
 		lk = lnext;
 		lprev = &lk;
 		if (!bpf_map_lookup_elem(lfd, &lk, &id) &&
-		    !keep(ctx, lk.addr, lk.prefixlen - 16, ntohs(lk.port), id))
+		    !keep(ctx, lk.addr, lk.prefixlen - KB_LPM_PRE, ntohs(lk.port), lk.netns, id))
 			bpf_map_delete_elem(lfd, &lk);
 	}
 	return 0;

@@ -59,11 +59,11 @@ bool kb_bpf_adopted(const struct kb_bpf *k);
 /*
  * Remove the destination keys `keep` says no to: what a previous run left
  * that this configuration does not have. keep gets the key as an address,
- * prefix length (128: exact) and host-order port, and the dst_id it maps
- * to. 0 or -errno.
+ * prefix length (128: exact), host-order port and namespace inode (0: any),
+ * and the dst_id it maps to. 0 or -errno.
  */
 typedef bool (*kb_dst_keep_fn)(void *ctx, const uint8_t addr[16], uint8_t prefix_len,
-			       uint16_t port, uint32_t dst_id);
+			       uint16_t port, uint32_t netns, uint32_t dst_id);
 int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx);
 
 typedef void (*kb_saved_fn)(void *ctx, uint32_t dst_id, const struct kb_saved *saved);
@@ -87,13 +87,15 @@ void kb_bpf_close(struct kb_bpf *k);
 
 /*
  * Map addr/prefix_len (addr as in kb_dst_key; 128 = one address, less = a
- * CIDR in the IPv4-mapped space) and port (host order, 0 = any) to dst_id.
+ * CIDR in the IPv4-mapped space), port (host order, 0 = any) and netns (a
+ * network namespace's inode number, 0 = any) to dst_id.
  */
 int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		   uint32_t dst_id);
+		   uint32_t netns, uint32_t dst_id);
 
 /* Remove such an entry; a missing one is not an error. */
-int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port);
+int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns);
 
 /* Which lookups the hooks try after the exact hash misses (KB_LOOKUP_*). */
 void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags);

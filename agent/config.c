@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <yaml.h>
 
@@ -115,7 +117,8 @@ static const struct key_row policy_keys[] = {
 };
 
 /* name, host and port are required; the order is known to parse_dst(). */
-enum { DST_NAME, DST_HOST, DST_PORT, DST_PER_ADDRESS, DST_MAX_OPEN_PCT, DST_REQUIRED = 3 };
+enum { DST_NAME, DST_HOST, DST_PORT, DST_PER_ADDRESS, DST_MAX_OPEN_PCT, DST_NETNS,
+       DST_REQUIRED = 3 };
 static const struct key_row dst_keys[] = {
 	[DST_NAME] = { "name", KEY_NAME, FIELD(struct config_dst, name), 1, CONFIG_NAME_MAX - 1 },
 	[DST_HOST] = { "host", KEY_HOST, FIELD(struct config_dst, host), 1, CONFIG_HOST_MAX - 1 },
@@ -123,6 +126,7 @@ static const struct key_row dst_keys[] = {
 	[DST_PER_ADDRESS] = { "per_address", KEY_BOOL, FIELD(struct config_dst, per_address), 0, 1 },
 	[DST_MAX_OPEN_PCT] = { "max_open_percent", KEY_UINT,
 			       FIELD(struct config_dst, max_open_percent), 1, 100 },
+	[DST_NETNS] = { "netns", KEY_PATH, FIELD(struct config_dst, netns), 1, CONFIG_PATH_MAX - 1 },
 };
 
 static const struct key_row top_keys[] = {
@@ -614,6 +618,10 @@ static int parse_dst(struct parse *p, const yaml_node_t *map, size_t idx, struct
 	if (ret)
 		goto out;
 	d->line = map->start_mark.line + 1;
+	if (seen.set & 1u << DST_NETNS) {
+		d->netns_line = seen.val[DST_NETNS]->start_mark.line + 1;
+		d->netns_col = seen.val[DST_NETNS]->start_mark.column + 1;
+	}
 	info->policy_set = seen.set >> ARRAY_SIZE(dst_keys);
 	info->name_mark = seen.val[DST_NAME]->start_mark;
 	info->host_mark = seen.val[DST_HOST]->start_mark;
@@ -979,7 +987,10 @@ static int addr_key(const struct config_dst *a, const struct config_dst *b)
 		c = strcasecmp(a->host, b->host);
 	else if (!(c = memcmp(a->addr, b->addr, sizeof(a->addr))))
 		c = (int)a->prefix_len - (int)b->prefix_len;
-	return c ? c : (int)a->port - (int)b->port;
+	if (!c)
+		c = (int)a->port - (int)b->port;
+	/* The same address and port in two namespaces are two destinations. */
+	return c ? c : strcmp(a->netns, b->netns);
 }
 
 /* Ties break on position, so equal keys sort in file order. */
@@ -1183,6 +1194,42 @@ out:
 	return ret;
 }
 
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+
+/*
+ * A destination's netns: names a namespace file (/run/netns/NAME,
+ * /proc/PID/ns/net); the kernel knows the namespace by that file's inode.
+ * Found at load, so a namespace that is gone fails the start or the reload.
+ */
+static int find_netns(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct statfs sf;
+	struct stat st;
+	const char *why;
+
+	for (size_t i = 0; i < cfg->n_dsts; i++) {
+		struct config_dst *d = &cfg->dsts[i];
+
+		if (!d->netns[0])
+			continue;
+		if (stat(d->netns, &st) || statfs(d->netns, &sf))
+			why = strerror(errno);
+		else if (sf.f_type != NSFS_MAGIC)
+			why = "not a namespace file (want /run/netns/NAME or /proc/PID/ns/net)";
+		else {
+			d->netns_ino = (uint32_t)st.st_ino;
+			continue;
+		}
+		errf(err, errlen, "%s:%d:%d: destination \"%s\": netns: %s: %s", path, d->netns_line,
+		     d->netns_col, d->name, d->netns, why);
+		config_free(cfg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	char *buf = NULL;
@@ -1226,6 +1273,8 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		}
 	}
 	ret = config_parse(cfg, path, buf, len, err, errlen);
+	if (!ret)
+		ret = find_netns(cfg, path, err, errlen);
 out:
 	free(buf);
 	close(fd);

@@ -82,8 +82,11 @@ struct config_dst {
 	uint16_t port;			/* host order, 1..65535; 0 = any port ("any") */
 	uint8_t per_address;		/* NAME/CIDR: one breaker per address (0 or 1) */
 	uint32_t max_open_percent;	/* per_address: most of the group open at once, 1..100 */
+	char netns[CONFIG_PATH_MAX];	/* network namespace file; "" = every namespace */
+	uint32_t netns_ino;		/* its inode number, set by config_load(); 0 = any */
 	struct breaker_policy policy;
 	int line;			/* 1-based position of the entry, for messages */
+	int netns_line, netns_col;	/* position of netns:'s value, for config_load()'s messages */
 };
 
 struct config {
@@ -116,7 +119,11 @@ void config_init(struct config *cfg);
 int config_parse(struct config *cfg, const char *fname, const char *buf, size_t len,
 		 char *err, size_t errlen);
 
-/* Read and parse a file. Returns 0 or -errno; err says why, naming the file. */
+/*
+ * Read and parse a file, then find each destination's netns: file (stat)
+ * and keep its inode number. Returns 0 or -errno; err says why, naming
+ * the file (and line and column where the text is at fault).
+ */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 
 /* Release what config_parse allocated; cfg is empty afterwards. */

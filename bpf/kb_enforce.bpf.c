@@ -18,14 +18,14 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Returns 1 to allow, 0 to refuse. */
-static __always_inline int kb_decide(const struct kb_dst_key *key)
+static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk)
 {
 	struct kb_dst_stats *st;
 	struct kb_verdict *v;
 	struct kb_trip *t;
 	__u32 *dst_id;
 
-	dst_id = kb_lookup(key);
+	dst_id = kb_lookup(key, sk);
 	if (!dst_id)
 		return 1;
 	v = bpf_map_lookup_elem(&kb_verdicts, dst_id);
@@ -79,7 +79,7 @@ int kb_connect4(struct bpf_sock_addr *ctx)
 	key.addr[11] = 0xff;
 	__builtin_memcpy(&key.addr[12], &a, 4);
 	key.port = (__u16)ctx->user_port;
-	return kb_decide(&key);
+	return kb_decide(&key, ctx->sk);
 }
 
 SEC("cgroup/connect6")
@@ -97,5 +97,5 @@ int kb_connect6(struct bpf_sock_addr *ctx)
 	a = ctx->user_ip6[2]; __builtin_memcpy(&key.addr[8], &a, 4);
 	a = ctx->user_ip6[3]; __builtin_memcpy(&key.addr[12], &a, 4);
 	key.port = (__u16)ctx->user_port;
-	return kb_decide(&key);
+	return kb_decide(&key, ctx->sk);
 }

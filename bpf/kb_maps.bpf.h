@@ -61,15 +61,14 @@ volatile __u32 kb_lookup_flags = 0;
  * that port, then the longest CIDR with any port. The slower steps run
  * only when the agent configured something they could find.
  */
-static __always_inline __u32 *kb_lookup(const struct kb_dst_key *key)
+static __always_inline __u32 *kb_lookup_in(const struct kb_dst_key *key, __u32 flags)
 {
 	struct kb_dst_key any;
 	struct kb_lpm_key lk;
-	__u32 flags = kb_lookup_flags;
 	__u32 *id;
 
 	id = bpf_map_lookup_elem(&kb_dst, key);
-	if (id || !flags)
+	if (id || !(flags & (KB_LOOKUP_ANY_PORT | KB_LOOKUP_PREFIX)))
 		return id;
 	if (flags & KB_LOOKUP_ANY_PORT) {
 		any = *key;
@@ -82,6 +81,7 @@ static __always_inline __u32 *kb_lookup(const struct kb_dst_key *key)
 		return NULL;
 	__builtin_memset(&lk, 0, sizeof(lk));
 	lk.prefixlen = KB_LPM_FULL;
+	lk.netns = key->netns;
 	lk.port = key->port;
 	__builtin_memcpy(lk.addr, key->addr, sizeof(lk.addr));
 	id = bpf_map_lookup_elem(&kb_dst_lpm, &lk);
@@ -89,6 +89,41 @@ static __always_inline __u32 *kb_lookup(const struct kb_dst_key *key)
 		return id;
 	lk.port = 0;
 	return bpf_map_lookup_elem(&kb_dst_lpm, &lk);
+}
+
+/*
+ * The network namespace a socket lives in, as the inode number user space
+ * sees for it (CO-RE: struct net and struct ns_common as this kernel has
+ * them); 0 when it cannot tell.
+ */
+static __always_inline __u32 kb_sock_netns(struct bpf_sock *sk)
+{
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+
+	if (!tp)
+		return 0;
+	/* Plain loads through the BTF pointer; vmlinux.h makes them CO-RE relocatable. */
+	return tp->inet_conn.icsk_inet.sk.__sk_common.skc_net.net->ns.inum;
+}
+
+/*
+ * kb_lookup_in for a socket of `sk`: with namespaced destinations
+ * configured, the socket's own namespace first, then any namespace.
+ */
+static __always_inline __u32 *kb_lookup(struct kb_dst_key *key, struct bpf_sock *sk)
+{
+	__u32 flags = kb_lookup_flags, *id;
+
+	if (flags & KB_LOOKUP_NETNS) {
+		key->netns = kb_sock_netns(sk);
+		if (key->netns) {
+			id = kb_lookup_in(key, flags);
+			if (id)
+				return id;
+		}
+		key->netns = 0;
+	}
+	return kb_lookup_in(key, flags);
 }
 
 #endif /* KB_MAPS_BPF_H */

@@ -212,11 +212,11 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 
 	if (kb_skops_key(skops, &key))
 		return;
-	dst_id = kb_lookup(&key);
-	if (!dst_id)
-		return;
 	sk = skops->sk;
 	if (!sk)
+		return;
+	dst_id = kb_lookup(&key, sk);
+	if (!dst_id)
 		return;
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!ks)

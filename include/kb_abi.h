@@ -40,34 +40,41 @@ enum kb_action {
 #define KB_MAX_DESTINATIONS_DEFAULT 1024 /* only the BPF objects' default; the agent sizes from max_destinations */
 
 /*
- * Key of kb_dst: a destination address and port.
+ * Key of kb_dst: a destination address and port, in a network namespace.
  * addr is IPv6 in network byte order; IPv4 is stored IPv4-mapped
  * (::ffff:a.b.c.d) so AF_INET, AF_INET6 and mapped sockets all meet here.
- * port is in network byte order. Zero the whole key before filling it:
- * hash maps compare raw bytes, padding included.
+ * port is in network byte order. netns is the inode number of the
+ * connecting socket's network namespace (what stat(2) gives for
+ * /run/netns/NAME or /proc/PID/ns/net), or 0 for any namespace. Zero the
+ * whole key before filling it: hash maps compare raw bytes, padding included.
  */
 struct kb_dst_key {
 	__u8 addr[16];
 	__u16 port;
 	__u16 pad;
+	__u32 netns;
 };
-_Static_assert(sizeof(struct kb_dst_key) == 20, "kb_dst_key ABI");
+_Static_assert(sizeof(struct kb_dst_key) == 24, "kb_dst_key ABI");
 
 /*
- * Key of kb_dst_lpm, for CIDR destinations: port first, then the address,
- * so one prefix length covers both. prefixlen = 16 + the address prefix
- * (IPv4 /n is 96 + n in the mapped space); port 0 means any port.
+ * Key of kb_dst_lpm, for CIDR destinations: namespace and port first, then
+ * the address, so one prefix length covers all three. prefixlen = 48 + the
+ * address prefix (IPv4 /n is 96 + n in the mapped space); port 0 means any
+ * port, netns 0 any namespace.
  */
 struct kb_lpm_key {
 	__u32 prefixlen;
+	__u32 netns;
 	__u16 port;		/* network byte order */
 	__u8 addr[16];
 	__u16 pad;
 };
-_Static_assert(sizeof(struct kb_lpm_key) == 24, "kb_lpm_key ABI");
+_Static_assert(sizeof(struct kb_lpm_key) == 28, "kb_lpm_key ABI");
 
-/* Full match in kb_dst_lpm: 16 port bits + 128 address bits. */
-#define KB_LPM_FULL 144
+/* kb_lpm_key.prefixlen bits before the address: netns and port. */
+#define KB_LPM_PRE 48
+/* Full match in kb_dst_lpm: 48 netns and port bits + 128 address bits. */
+#define KB_LPM_FULL (KB_LPM_PRE + 128)
 
 /*
  * kb_lookup_flags (a global in each object, written by the agent): which
@@ -76,6 +83,7 @@ _Static_assert(sizeof(struct kb_lpm_key) == 24, "kb_lpm_key ABI");
  */
 #define KB_LOOKUP_ANY_PORT 0x1	/* kb_dst holds (address, any port) entries */
 #define KB_LOOKUP_PREFIX 0x2	/* kb_dst_lpm holds entries */
+#define KB_LOOKUP_NETNS 0x4	/* some entries name a network namespace */
 
 /*
  * Per-destination counters, cumulative since the maps were created.

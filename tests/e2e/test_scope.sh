@@ -5,12 +5,15 @@
 # the protected destination's address and port, from another network
 # namespace and from the workload's own: the breakers stay closed, count
 # nothing, run no kbreaker program, and the workload keeps connecting. The
-# same failures from inside the cgroup still open the breaker.
+# same failures from inside the cgroup still open the breaker. A
+# destination that names a network namespace counts and blocks only
+# connects made in it: another namespace's loopback is another destination.
 . "$(dirname "$0")/lib.sh"
 t_setup
 command -v setpriv >/dev/null || need "setpriv (util-linux) not installed"
 id nobody >/dev/null 2>&1 || need "no user nobody"
-P=$((20000 + RANDOM % 4000)) Q=$((24000 + RANDOM % 4000)) R=$((28000 + RANDOM % 4000))
+P=$((20000 + RANDOM % 3000)) Q=$((23000 + RANDOM % 3000)) R=$((26000 + RANDOM % 3000))
+S=$((29000 + RANDOM % 3000))
 T_LISTEN="127.0.0.1:$(free_port)"
 NS2="kb-scope-out-$$"
 ip netns add "$NS2" || need "cannot create a second network namespace"
@@ -28,6 +31,7 @@ destinations:
   - { name: db, host: 127.0.0.1, port: $P }
   - { name: db2, host: 127.0.0.1, port: $Q }
   - { name: db3, host: 127.0.0.1, port: $R }
+  - { name: dbns, host: 127.0.0.1, port: $S, netns: /run/netns/$T_NS }
 EOC
 start_agent "$T_DIR/kb.yaml"
 
@@ -37,6 +41,11 @@ outsider() {
 	ip netns exec "$ns" setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
 }
 runs() { metric "kbreaker_bpf_program_runs_total{program=\"$1\"}"; }
+# in_cg_ns NETNS CMD...: inside the test's cgroup, in NETNS.
+in_cg_ns() {
+	local ns=$1; shift
+	( echo "$BASHPID" > "$T_CG/cgroup.procs" && exec ip netns exec "$ns" "$@" )
+}
 
 start_listener 127.0.0.1 "$P" 60 "$T_DIR/listen.out"
 out=$(in_test "$KBTOOL" connect 127.0.0.1 "$P" 1)
@@ -79,4 +88,22 @@ expect_metric 'kbreaker_connects_blocked_total{circuit_name="db3"}' 2
 log "while an outsider still reaches the same address and port"
 out=$(outsider "$T_NS" "$KBTOOL" connect 127.0.0.1 "$R" 1)
 expect_eq "outsider is never blocked" "$(field success "$out")" 1
+
+log "netns: dbns is 127.0.0.1:$S in the workload's namespace only"
+out=$(in_cg_ns "$NS2" "$KBTOOL" connect 127.0.0.1 "$S" 3)
+expect_eq "refused by the other namespace's loopback" "$(field refused "$out")" 3
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="dbns",result="refused"}' 0
+expect_metric 'circuit_breaker_state{circuit_name="dbns",state="closed"}' 1
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$S" 3)
+expect_eq "refused in the workload's namespace" "$(field refused "$out")" 3
+wait_state dbns open 5
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="dbns",result="refused"}' 3
+rm -f "$T_DIR/ready"
+( exec ip netns exec "$NS2" "$KBTOOL" listen 127.0.0.1 "$S" 60 "$T_DIR/ready" > "$T_DIR/listen4.out" ) &
+for _ in $(seq 1 100); do [ -e "$T_DIR/ready" ] && break; sleep 0.02; done
+out=$(in_cg_ns "$NS2" "$KBTOOL" connect 127.0.0.1 "$S" 2)
+expect_eq "the other namespace's 127.0.0.1:$S is not blocked" "$(field success "$out")" 2
+out=$(in_test "$KBTOOL" connect 127.0.0.1 "$S" 1)
+expect_eq "the workload's is" "$(field refused "$out")" 1
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="dbns"}' 1
 t_done

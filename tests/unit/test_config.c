@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sys/stat.h>
 #include "kb_test.h"
 
 #include "config.h"
@@ -390,6 +391,17 @@ static const struct {
 	  "  - {name: c, host: \"2001:DB8:0::1\", port: 80}\n",
 	  "kb.yaml:6:21: destination \"c\": same address and port as destination \"b\"" },
 	{ "same address other port", DST "  - name: b\n    host: 10.0.0.1\n    port: 81\n", NULL },
+	{ "same address, one in a namespace",
+	  DST "  - {name: b, host: 10.0.0.1, port: 80, netns: /run/netns/x}\n", NULL },
+	{ "same address, two namespaces",
+	  DST "  - {name: b, host: 10.0.0.1, port: 80, netns: /run/netns/x}\n"
+	  "  - {name: c, host: 10.0.0.1, port: 80, netns: /run/netns/y}\n", NULL },
+	{ "same address, same namespace",
+	  DST "  - {name: b, host: 10.0.0.1, port: 80, netns: /run/netns/x}\n"
+	  "  - {name: c, host: 10.0.0.1, port: 80, netns: /run/netns/x}\n",
+	  "kb.yaml:6:21: destination \"c\": same address and port as destination \"b\"" },
+	{ "netns relative", DST "    netns: run/netns/x\n",
+	  "kb.yaml:5:12: destination \"a\": netns: must be an absolute path" },
 
 	/* issue 4: policy keys */
 	{ "mode disabled", "defaults:\n  mode: disabled\n", NULL },
@@ -794,6 +806,36 @@ static void test_load(void **state)
 	snprintf(want, sizeof(want), "%s: file is larger than 1 MiB", path);
 	assert_string_equal(err, want);
 	assert_null(cfg.dsts);
+
+	/* netns: the namespace file's inode, or the file, line and column of a bad one. */
+	static const struct {
+		const char *netns, *why;
+	} ns[] = {
+		{ "/proc/self/ns/net", NULL },
+		{ "/proc/self/ns/kb-none", "No such file or directory" },
+		{ "/proc/self/status", "not a namespace file (want /run/netns/NAME or /proc/PID/ns/net)" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(ns); i++) {
+		struct stat st;
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fprintf(f, "destinations:\n  - {name: a, host: 10.0.0.1, port: 80, netns: %s}\n",
+			ns[i].netns);
+		fclose(f);
+		if (!ns[i].why) {
+			assert_int_equal(config_load(&cfg, path, err, sizeof(err)), 0);
+			assert_int_equal(stat(ns[i].netns, &st), 0);
+			check_eq(ns[i].netns, cfg.dsts[0].netns_ino, (uint32_t)st.st_ino);
+			config_free(&cfg);
+			continue;
+		}
+		assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -EINVAL);
+		snprintf(want, sizeof(want), "%s:2:48: destination \"a\": netns: %s: %s", path,
+			 ns[i].netns, ns[i].why);
+		check_str(ns[i].netns, err, want);
+		assert_null(cfg.dsts);
+	}
 
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(rmdir(dir), 0);
