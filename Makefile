@@ -19,13 +19,13 @@ Q = @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-LIBS_PC   := libbpf libmicrohttpd yaml-0.1
+LIBS_PC   := libbpf libmicrohttpd yaml-0.1 json-c
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wmissing-prototypes
 CFLAGS    ?= -O2 -g
 SAN_FLAGS :=
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -DKB_VERSION='"$(VERSION)"' \
 	     -Iinclude -Iagent -I$(BUILD) $(SAN_FLAGS) -MMD -MP
-LDLIBS    = $(shell $(PKG_CONFIG) --libs $(LIBS_PC) 2>/dev/null || echo -lbpf -lelf -lz -lmicrohttpd -lyaml) -lpthread
+LDLIBS    = $(shell $(PKG_CONFIG) --libs $(LIBS_PC) 2>/dev/null || echo -lbpf -lelf -lz -lmicrohttpd -lyaml -ljson-c) -lpthread
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Iinclude -I$(BUILD)
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
@@ -42,7 +42,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 DEB_PKGS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmicrohttpd-dev libyaml-dev \
-	    libcmocka-dev pkg-config prometheus nftables iproute2 curl procps
+	    libcmocka-dev libjson-c-dev pkg-config prometheus nftables iproute2 curl procps
 
 # Fragments in mk/ add their own targets. Each may append to DEB_PKGS,
 # ALL_EXTRA (built by `make all`) and TEST_HOOKS (targets `make test` runs

@@ -260,7 +260,8 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 		len = strlen(msg);
 		while (len && msg[len - 1] == '\n')
 			msg[--len] = '\0';
-		log_msg(map[level], "libbpf: %s", msg);
+		/* Most of libbpf's messages name it already. */
+		log_msg(map[level], "%s%s", strncmp(msg, "libbpf: ", 8) ? "libbpf: " : "", msg);
 	}
 	free(msg);
 	return 0;

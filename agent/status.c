@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <json-c/json.h>
 #include "status.h"
 
 static const uint8_t v4_mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
@@ -24,56 +26,105 @@ static double secs(uint64_t from, uint64_t to)
 	return to > from ? (double)(to - from) / 1e9 : 0.0;
 }
 
+/* A number printed with `fmt` decimals, so the document reads the same every time. */
+static json_object *fixed(double v, const char *fmt)
+{
+	char text[64];
+
+	snprintf(text, sizeof(text), fmt, v);
+	return json_object_new_double_s(v, text);
+}
+
+/* json_object_object_add that remembers a failed allocation in *ok. */
+static void put(json_object *obj, const char *key, json_object *val, bool *ok)
+{
+	if (!val || json_object_object_add(obj, key, val)) {
+		json_object_put(val);
+		*ok = false;
+	}
+}
+
+static json_object *dst_json(const struct status_dst *d, uint64_t now, bool *ok)
+{
+	json_object *o = json_object_new_object(), *connects, *addrs;
+	char addr[INET6_ADDRSTRLEN + 4] = "";
+	uint64_t failures = 0;
+
+	if (!o) {
+		*ok = false;
+		return NULL;
+	}
+	if (d->addr) {
+		status_addr_text(d->addr, addr, sizeof(addr));
+		if (d->prefix_len < 128)
+			snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "/%u",
+				 is_v4(d->addr) ? d->prefix_len - 96 : d->prefix_len);
+	} else if (d->n_addrs) {
+		status_addr_text(d->addrs[0], addr, sizeof(addr));
+	}
+	put(o, "name", json_object_new_string(d->name), ok);
+	put(o, "host", json_object_new_string(d->host ? d->host : ""), ok);
+	put(o, "address", json_object_new_string(addr), ok);
+	put(o, "port", json_object_new_int(d->port), ok);
+	put(o, "mode", json_object_new_string(config_mode_name(d->mode)), ok);
+	put(o, "state", json_object_new_string(breaker_state_name(d->state)), ok);
+	put(o, "time_in_state_seconds", fixed(secs(d->since_ns, now), "%.3f"), ok);
+	/* null, not absent: kbreakerctl tells "not open" from an old agent. */
+	if (json_object_object_add(o, "next_half_open_seconds", d->next_half_open_ns ?
+				   fixed(secs(now, d->next_half_open_ns), "%.3f") : NULL))
+		*ok = false;
+	put(o, "consecutive_failures", json_object_new_uint64(d->consecutive_failures), ok);
+	put(o, "failure_rate", fixed(d->failure_rate, "%.4f"), ok);
+	connects = json_object_new_object();
+	for (int r = 0; connects && r < KB_RES_MAX; r++) {
+		put(connects, breaker_result_name(r), json_object_new_uint64(d->stats.connects[r]), ok);
+		if (breaker_is_failure(r))
+			failures += d->stats.connects[r];
+	}
+	put(o, "connects", connects, ok);
+	put(o, "failures", json_object_new_uint64(failures), ok);
+	put(o, "blocked", json_object_new_uint64(d->stats.blocked), ok);
+	put(o, "would_block", json_object_new_uint64(d->stats.would_block), ok);
+	addrs = json_object_new_array();
+	for (size_t k = 0; addrs && k < d->n_addrs; k++) {
+		json_object *a = json_object_new_object();
+
+		status_addr_text(d->addrs[k], addr, sizeof(addr));
+		put(a, "address", json_object_new_string(addr), ok);
+		if (d->member_states)
+			put(a, "state", json_object_new_string(breaker_state_name(d->member_states[k])), ok);
+		if (!a || json_object_array_add(addrs, a)) {
+			json_object_put(a);
+			*ok = false;
+		}
+	}
+	put(o, "addresses", addrs, ok);
+	return o;
+}
+
 int status_render(FILE *out, const char *version, uint64_t started_ns, uint64_t now,
 		  const struct status_dst *dsts, size_t n)
 {
-	char addr[INET6_ADDRSTRLEN + 4];
+	json_object *doc = json_object_new_object(), *arr = json_object_new_array();
+	bool ok = doc && arr;
+	int err = 0;
 
-	/* Names are [A-Za-z0-9_.-] and addresses are inet_ntop text: nothing to escape. */
-	fprintf(out, "{\"version\":\"%s\",\"uptime_seconds\":%.3f,\"destinations\":[",
-		version, secs(started_ns, now));
-	for (size_t i = 0; i < n; i++) {
-		const struct status_dst *d = &dsts[i];
-		uint64_t failures = 0;
+	put(doc, "version", json_object_new_string(version), &ok);
+	put(doc, "uptime_seconds", fixed(secs(started_ns, now), "%.3f"), &ok);
+	for (size_t i = 0; ok && i < n; i++) {
+		json_object *d = dst_json(&dsts[i], now, &ok);
 
-		addr[0] = '\0';
-		if (d->addr) {
-			status_addr_text(d->addr, addr, sizeof(addr));
-			if (d->prefix_len < 128)
-				snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "/%u",
-					 is_v4(d->addr) ? d->prefix_len - 96 : d->prefix_len);
-		} else if (d->n_addrs) {
-			status_addr_text(d->addrs[0], addr, sizeof(addr));
+		if (!d || json_object_array_add(arr, d)) {
+			json_object_put(d);
+			ok = false;
 		}
-		/* host is a validated literal, CIDR or RFC 1123 name: nothing to escape. */
-		fprintf(out, "%s\n{\"name\":\"%s\",\"host\":\"%s\",\"address\":\"%s\",\"port\":%u,"
-			"\"mode\":\"%s\",\"state\":\"%s\",\"time_in_state_seconds\":%.3f,",
-			i ? "," : "", d->name, d->host ? d->host : "", addr, d->port,
-			config_mode_name(d->mode), breaker_state_name(d->state), secs(d->since_ns, now));
-		if (d->next_half_open_ns)
-			fprintf(out, "\"next_half_open_seconds\":%.3f,", secs(now, d->next_half_open_ns));
-		else
-			fputs("\"next_half_open_seconds\":null,", out);
-		fprintf(out, "\"consecutive_failures\":%u,\"failure_rate\":%.4f,\"connects\":{",
-			d->consecutive_failures, d->failure_rate);
-		for (int r = 0; r < KB_RES_MAX; r++) {
-			fprintf(out, "%s\"%s\":%llu", r ? "," : "", breaker_result_name(r),
-				(unsigned long long)d->stats.connects[r]);
-			if (breaker_is_failure(r))
-				failures += d->stats.connects[r];
-		}
-		fprintf(out, "},\"failures\":%llu,\"blocked\":%llu,\"would_block\":%llu,\"addresses\":[",
-			(unsigned long long)failures, (unsigned long long)d->stats.blocked,
-			(unsigned long long)d->stats.would_block);
-		for (size_t k = 0; k < d->n_addrs; k++) {
-			status_addr_text(d->addrs[k], addr, sizeof(addr));
-			fprintf(out, "%s{\"address\":\"%s\"", k ? "," : "", addr);
-			if (d->member_states)
-				fprintf(out, ",\"state\":\"%s\"", breaker_state_name(d->member_states[k]));
-			fputc('}', out);
-		}
-		fputs("]}", out);
 	}
-	fputs("\n]}\n", out);
-	return ferror(out) ? -EIO : 0;
+	put(doc, "destinations", arr, &ok);
+	if (!ok)
+		err = -ENOMEM;
+	else if (fprintf(out, "%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
+						JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 || ferror(out))
+		err = -EIO;
+	json_object_put(doc);
+	return err;
 }

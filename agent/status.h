@@ -3,6 +3,8 @@
  * status: the /status JSON document (what kbreakerctl reads). Pure
  * rendering; times are relative to `now`, so the text is reproducible.
  *
+ * Built with json-c, so every string is escaped:
+ *
  * {"version":"0.1.0","uptime_seconds":12.5,"destinations":[
  *   {"name":"payments","host":"127.0.0.1","address":"127.0.0.1","port":8080,
  *    "mode":"enforce","state":"open","time_in_state_seconds":3.2,
@@ -40,7 +42,7 @@ struct status_dst {
 	struct kb_dst_stats stats;
 };
 
-/* Write the document. Returns 0 or -EIO. */
+/* Write the document (json-c: names and hosts are escaped). Returns 0, -ENOMEM or -EIO. */
 int status_render(FILE *out, const char *version, uint64_t started_ns, uint64_t now,
 		  const struct status_dst *dsts, size_t n);
 

@@ -27,7 +27,7 @@ static void test_empty(void **state)
 {
 	char *text = render(NULL, 0, 10 * SEC, 12 * SEC + SEC / 2);
 
-	assert_string_equal(text, "{\"version\":\"1.2.3\",\"uptime_seconds\":2.500,\"destinations\":[\n]}\n");
+	assert_string_equal(text, "{\"version\":\"1.2.3\",\"uptime_seconds\":2.500,\"destinations\":[]}\n");
 	free(text);
 }
 
@@ -71,24 +71,36 @@ static void test_destinations(void **state)
 	d[2].stats.connects[KB_RES_TIMEOUT] = 5;
 	text = render(d, 3, 0, 103 * SEC);
 	assert_string_equal(text,
-		"{\"version\":\"1.2.3\",\"uptime_seconds\":103.000,\"destinations\":[\n"
+		"{\"version\":\"1.2.3\",\"uptime_seconds\":103.000,\"destinations\":["
 		"{\"name\":\"db\",\"host\":\"127.0.0.1\",\"address\":\"127.0.0.1\",\"port\":5432,"
 		"\"mode\":\"enforce\",\"state\":\"open\",\"time_in_state_seconds\":3.000,"
 		"\"next_half_open_seconds\":4.000,\"consecutive_failures\":0,\"failure_rate\":0.7500,"
 		"\"connects\":{\"success\":1,\"refused\":3,\"timeout\":0,\"unreachable\":0,\"error\":0,"
-		"\"cancelled\":0},\"failures\":3,\"blocked\":4,\"would_block\":0,\"addresses\":[]},\n"
+		"\"cancelled\":0},\"failures\":3,\"blocked\":4,\"would_block\":0,\"addresses\":[]},"
 		"{\"name\":\"net\",\"host\":\"10.1.0.0/16\",\"address\":\"10.1.0.0/16\",\"port\":0,"
 		"\"mode\":\"observe\",\"state\":\"metrics_only\",\"time_in_state_seconds\":13.000,"
 		"\"next_half_open_seconds\":null,\"consecutive_failures\":0,\"failure_rate\":0.0000,"
 		"\"connects\":{\"success\":0,\"refused\":0,\"timeout\":0,\"unreachable\":0,\"error\":0,"
-		"\"cancelled\":0},\"failures\":0,\"blocked\":0,\"would_block\":2,\"addresses\":[]},\n"
+		"\"cancelled\":0},\"failures\":0,\"blocked\":0,\"would_block\":2,\"addresses\":[]},"
 		"{\"name\":\"api\",\"host\":\"api.example\",\"address\":\"::1\",\"port\":443,"
 		"\"mode\":\"enforce\",\"state\":\"open\",\"time_in_state_seconds\":2.000,"
 		"\"next_half_open_seconds\":null,\"consecutive_failures\":2,\"failure_rate\":0.0000,"
 		"\"connects\":{\"success\":0,\"refused\":0,\"timeout\":5,\"unreachable\":0,\"error\":0,"
 		"\"cancelled\":0},\"failures\":5,\"blocked\":0,\"would_block\":0,\"addresses\":["
-		"{\"address\":\"::1\",\"state\":\"open\"},{\"address\":\"192.0.2.7\",\"state\":\"closed\"}]}\n"
+		"{\"address\":\"::1\",\"state\":\"open\"},{\"address\":\"192.0.2.7\",\"state\":\"closed\"}]}"
 		"]}\n");
+	free(text);
+}
+
+/* Whatever a name holds, the document stays JSON: quotes, backslashes and controls escaped. */
+static void test_escaping(void **state)
+{
+	struct status_dst d = {
+		.name = "a\"b\\c\n", .host = "h</x>", .mode = MODE_ENFORCE, .state = BS_CLOSED,
+	};
+	char *text = render(&d, 1, 0, 0);
+
+	assert_non_null(strstr(text, "\"name\":\"a\\\"b\\\\c\\n\",\"host\":\"h</x>\""));
 	free(text);
 }
 
@@ -97,6 +109,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_destinations),
+		cmocka_unit_test(test_escaping),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
