@@ -86,6 +86,18 @@ static void write_verdict(struct agent *a, uint32_t id, const struct kb_verdict 
 	}
 }
 
+/*
+ * From now on s's outcomes reach it from counters, not events: what the
+ * kernel counted so far came as events already.
+ */
+static void mark_counted(struct agent *a, struct agent_slot *s)
+{
+	struct kb_dst_stats st;
+
+	if (!kb_bpf_read_stats(a->bpf, s - a->slots, &st))
+		memcpy(s->counted, st.connects, sizeof(s->counted));
+}
+
 /* Push the verdict after a change and say why it happened. */
 static void publish(struct agent *a, struct agent_slot *s, enum breaker_state old, const char *cause)
 {
@@ -98,7 +110,11 @@ static void publish(struct agent *a, struct agent_slot *s, enum breaker_state ol
 		/* The blast-radius guard is the agent's: no trip in the kernel, wake it instead. */
 		v.trip_after = 0;
 		v.wake_mask |= v.fail_mask;
+		v.events = 1;
 	}
+	if (s->events && !v.events)
+		mark_counted(a, s);
+	s->events = v.events;
 	write_verdict(a, s - a->slots, &v);
 	save_slot(a, s - a->slots);
 	/* Deadlines only move when a verdict does: find the next one again. */
@@ -528,6 +544,8 @@ static void restore_one(void *ctx, uint32_t id, const struct kb_saved *saved)
 		a->restored++;
 		was = s->br.state;
 		breaker_reconfigure(&s->br, &cfg->policy, rc->now);
+		/* Counted before this run: mark it fed, should no events come from here on. */
+		s->events = true;
 		/* The verdict map kept the old verdict; write the current one anyway. */
 		publish(a, s, was, "restart");
 		log_info("breaker restored\tcircuit=%s state=%s", cfg->name,
@@ -857,12 +875,53 @@ static void apply_resets(struct agent *a, uint64_t now)
 	}
 }
 
+/*
+ * Breakers whose verdict queues no events learn their outcomes from the
+ * kernel's counters, once a second: their window feeds only the rate
+ * gauges, the trip is the kernel's.
+ */
+#define COUNT_INTERVAL_NS 1000000000ULL
+
+static void apply_counts(struct agent *a, uint64_t now)
+{
+	struct kb_dst_stats *sums;
+	bool any = false;
+
+	if (now - a->last_count_ns < COUNT_INTERVAL_NS)
+		return;
+	a->last_count_ns = now;
+	for (size_t i = 0; i < a->n_slots && !any; i++)
+		any = a->slots[i].used && !a->slots[i].events;
+	if (!any)
+		return;
+	sums = calloc(a->n_slots, sizeof(*sums));
+	if (!sums || kb_bpf_read_all_stats(a->bpf, a->n_slots, sums)) {
+		free(sums);
+		return;	/* next second */
+	}
+	for (size_t i = 0; i < a->n_slots; i++) {
+		struct agent_slot *s = &a->slots[i];
+
+		if (!s->used || s->events)
+			continue;
+		for (int r = 0; r < KB_RES_MAX; r++) {
+			if (sums[i].connects[r] <= s->counted[r])
+				continue;
+			breaker_count(&s->br, r, sums[i].connects[r] - s->counted[r], now);
+			s->counted[r] = sums[i].connects[r];
+			s->dirty = true;
+		}
+	}
+	free(sums);
+}
+
 int agent_tick(struct agent *a, uint64_t now)
 {
 	pthread_mutex_lock(&a->lock);
 	a->last_tick_ns = now;
 	apply_lost(a, now);
 	apply_resets(a, now);
+	apply_counts(a, now);
 	for (size_t i = 0; i < a->n_slots; i++) {
 		struct agent_slot *s = &a->slots[i];
 		enum breaker_state old = s->br.state;

@@ -31,6 +31,8 @@ struct agent_slot {
 	uint64_t lost_seen[KB_RES_MAX];	/* kb_dst_stats.lost already applied */
 	uint64_t resets_seen;		/* resets already fed to the breaker */
 	bool dirty;			/* changed since last saved (state_dir) */
+	bool events;			/* its verdict queues every outcome (kb_verdict.events) */
+	uint64_t counted[KB_RES_MAX];	/* no events: kernel counts already fed to the window */
 };
 
 struct agent_circuit {
@@ -60,6 +62,7 @@ struct agent {
 	uint64_t started_ns;
 	uint64_t last_tick_ns;		/* the loop's heartbeat, for /healthz */
 	uint64_t poll_interval_ns;
+	uint64_t last_count_ns;		/* when event-less breakers were last fed from counters */
 	uint64_t last_poll_ns;		/* how long the last agent_tick took */
 	uint64_t last_scrape_ns;	/* how long the previous /metrics render took */
 	uint64_t resolve_errors;	/* failed name resolutions */

@@ -324,6 +324,22 @@ bool breaker_tick(struct breaker *b, uint64_t now)
 	}
 }
 
+void breaker_count(struct breaker *b, enum kb_result res, uint64_t n, uint64_t now)
+{
+	bool failure;
+
+	if (!running(b) || b->state != BS_CLOSED || (unsigned)res >= KB_RES_MAX)
+		return;
+	failure = breaker_policy_is_failure(&b->policy, res);
+	if (!failure && res != KB_RES_SUCCESS)
+		return;
+	/* A count window holds at most its size: older calls would only fall out again. */
+	if (b->policy.window_type == WINDOW_COUNT && n > b->policy.window_size)
+		n = b->policy.window_size;
+	while (n--)
+		window_add(&b->window, failure, false, now);
+}
+
 bool breaker_adopt_trip(struct breaker *b, uint64_t at)
 {
 	if (!running(b) || (b->state != BS_CLOSED && b->state != BS_HALF_OPEN))
@@ -388,6 +404,7 @@ void breaker_verdict(const struct breaker *b, struct kb_verdict *v)
 		/* A failed probe re-opens at once, in the kernel; every probe decides. */
 		v->trip_after = 1;
 		v->wake_mask = (1U << KB_RES_MAX) - 1;
+		v->events = 1;
 		break;
 	default:
 		/*
@@ -399,6 +416,15 @@ void breaker_verdict(const struct breaker *b, struct kb_verdict *v)
 		v->fails_base = b->consecutive_failures;
 		if (b->policy.failure_rate_threshold)
 			v->wake_mask = v->fail_mask;
+		/*
+		 * The agent needs each outcome in order only where a rule of its
+		 * own decides: rates over a window, slow calls, resets counted
+		 * among consecutive failures. Consecutive failures alone are
+		 * the kernel's to count; the window then only feeds the
+		 * failure-rate gauge, from counters (breaker_count).
+		 */
+		v->events = b->policy.failure_rate_threshold || b->policy.slow_call_rate_threshold ||
+			    (b->policy.failures & POLICY_FAIL_RESET);
 		if (b->ramp_until_ns) {
 			/* 5%, 10%, ... 95%: all is reached when the ramp ends (ALLOW). */
 			v->action = KB_ACT_RAMP;

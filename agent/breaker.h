@@ -120,6 +120,14 @@ bool breaker_record_reset_guarded(struct breaker *b, uint64_t now, bool may_open
 bool breaker_tick(struct breaker *b, uint64_t now);
 
 /*
+ * n outcomes `res` of a breaker whose verdict queues no events (counted in
+ * the kernel, read from its counters): into the closed window at `now`,
+ * for its rates' gauges. The consecutive count and trips are the
+ * kernel's, so neither changes here.
+ */
+void breaker_count(struct breaker *b, enum kb_result res, uint64_t n, uint64_t now);
+
+/*
  * The kernel tripped this breaker at `at` (kb_judge.h): take the trip as
  * it stands rather than re-derive it. Opens a closed or half_open breaker;
  * returns whether the state changed.

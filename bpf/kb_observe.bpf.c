@@ -177,15 +177,18 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 		__sync_fetch_and_add(&st->lat_slots[slot], 1);
 		__sync_fetch_and_add(&st->lat_sum_ns, lat);
 	}
-	if (v && t) {
-		flags = kb_judge(v, t, res, syn_ns, now);
-		/*
-		 * A wake-up costs microseconds (an IPI): only for what the agent
-		 * must act on now. The rest waits for its poll, in order.
-		 */
-		if (flags || (v->wake_mask & (1U << res)))
-			wake = BPF_RB_FORCE_WAKEUP;
-	}
+	if (!v || !t)
+		return;
+	flags = kb_judge(v, t, res, syn_ns, now);
+	/* The order of outcomes matters only to some policies; a trip always does. */
+	if (!flags && !v->events)
+		return;
+	/*
+	 * A wake-up costs microseconds (an IPI): only for what the agent
+	 * must act on now. The rest waits for its poll, in order.
+	 */
+	if (flags || (v->wake_mask & (1U << res)))
+		wake = BPF_RB_FORCE_WAKEUP;
 
 	ev = bpf_ringbuf_reserve(&kb_events, sizeof(*ev), 0);
 	if (!ev) {

@@ -121,7 +121,7 @@ struct kb_verdict {
 	__u32 fails_base;	/* consecutive failures the agent had counted at this write */
 	__u32 wake_mask;	/* 1 << enum kb_result for each result that wakes the agent at once */
 	__u32 gen;		/* never 0; differs from the previous write's */
-	__u32 pad;
+	__u32 events;		/* 1: queue every outcome on kb_events; 0: only kernel trips */
 	__u64 since_ns;		/* outcomes of connects begun earlier are ignored */
 };
 _Static_assert(sizeof(struct kb_verdict) == 48, "kb_verdict ABI");
@@ -148,10 +148,13 @@ struct kb_trip {
 _Static_assert(sizeof(struct kb_trip) == 32, "kb_trip ABI");
 
 /*
- * One connect outcome, in ring-buffer order. The agent's breakers consume
- * these in order (consecutive counts need order); counters stay the truth
- * for metrics. Only outcomes that decide something (kb_verdict.wake_mask,
- * a kernel trip) wake the agent at once; the rest wait for its poll.
+ * One connect outcome, in ring-buffer order, queued only for destinations
+ * whose policy needs the order (kb_verdict.events: count windows, slow
+ * calls, resets as failures, half_open probes, the blast-radius guard) and
+ * for every kernel trip; the agent reads the others' counters. Counters
+ * stay the truth for metrics. Only outcomes that decide something
+ * (kb_verdict.wake_mask, a kernel trip) wake the agent at once; the rest
+ * wait for its poll.
  */
 #define KB_EV_TRIPPED 0x1	/* this outcome tripped the breaker in the kernel */
 

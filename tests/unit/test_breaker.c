@@ -33,7 +33,7 @@ static struct breaker_policy policy_of(enum breaker_mode mode, uint32_t failures
 	return p;
 }
 
-/* Local, so this test links against breaker.c alone. */
+/* Local: the label breaker.c has no reason to export. */
 static const char *mode_label(enum breaker_mode mode)
 {
 	return mode == MODE_OBSERVE ? "observe" : "enforce";
@@ -64,7 +64,7 @@ static void check_verdict(const char *ctx, const struct breaker *b, enum kb_acti
 	memset(&v, 0xa5, sizeof(v));
 	breaker_verdict(b, &v);
 	check_eq(ctx, v.action, action);
-	check_eq(ctx, v.pad, 0);
+	check_eq(ctx, v.gen, 0);	/* stamped by the loader */
 	check_eq(ctx, v.admit, 0);
 	check_eq(ctx, v.permits, permits);
 	check_eq(ctx, v.observe, b->policy.mode == MODE_OBSERVE);
@@ -1363,7 +1363,7 @@ static void test_modes_stopped(void **state)
 		check_eq(name, v.observe, 0);
 		check_eq(name, v.permits, 0);
 		check_eq(name, v.admit, 0);
-		check_eq(name, v.pad, 0);
+		check_eq(name, v.gen, 0);
 	}
 }
 
@@ -1588,6 +1588,64 @@ static void test_verdict_kernel_trip(void **state)
 	assert_int_equal(v.action, KB_ACT_BLOCK);
 	assert_int_equal(v.trip_after, 0);
 	assert_int_equal(v.fail_mask, 0);
+}
+
+/* Which verdicts ask the kernel for every outcome in order: only where a rule of the agent's decides. */
+static void test_verdict_events(void **state)
+{
+	static const struct {
+		const char *name;
+		uint32_t rate, slow_rate, failures;
+		bool half_open;
+		uint32_t want;
+	} cases[] = {
+		{ "consecutive only: the kernel's", 0, 0, POLICY_FAIL_DEFAULT, false, 0 },
+		{ "failure rate", 50, 0, POLICY_FAIL_DEFAULT, false, 1 },
+		{ "slow calls", 0, 50, POLICY_FAIL_DEFAULT, false, 1 },
+		{ "resets among failures", 0, 0, POLICY_FAIL_DEFAULT | POLICY_FAIL_RESET, false, 1 },
+		{ "half_open probes", 0, 0, POLICY_FAIL_DEFAULT, true, 1 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 2);
+		uint64_t now = T0;
+		struct kb_verdict v;
+		struct breaker b;
+
+		p.failure_rate_threshold = cases[i].rate;
+		p.slow_call_rate_threshold = cases[i].slow_rate;
+		p.failures = cases[i].failures;
+		breaker_init(&b, &p, now);
+		if (cases[i].half_open)
+			to_half_open(&b, &now);
+		breaker_verdict(&b, &v);
+		check_eq(cases[i].name, v.events, cases[i].want);
+	}
+}
+
+/* Counter-fed outcomes fill the window for the rate gauge, and never trip or count in a row. */
+static void test_count_feeds_window(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 2);
+	uint64_t now = T0;
+	struct breaker b;
+
+	p.window_size = 10;
+	breaker_init(&b, &p, now);
+	breaker_count(&b, KB_RES_REFUSED, 5, now);
+	breaker_count(&b, KB_RES_SUCCESS, 15, now);
+	breaker_count(&b, KB_RES_CANCELLED, 7, now);	/* neither success nor failure */
+	assert_int_equal(b.state, BS_CLOSED);
+	assert_int_equal(b.consecutive_failures, 0);
+	assert_int_equal(breaker_window_calls(&b, now), 10);	/* a count window holds 10 */
+	breaker_count(&b, KB_RES_TIMEOUT, 4, now);
+	assert_int_equal(b.state, BS_CLOSED);
+	assert_true(breaker_failure_rate(&b, now) == 0.4);
+	/* Not closed: nothing to feed. */
+	breaker_init(&b, &p, now);
+	to_half_open(&b, &now);
+	breaker_count(&b, KB_RES_REFUSED, 3, now);
+	assert_int_equal(b.state, BS_HALF_OPEN);
 }
 
 /* A kernel trip is adopted as it stands: closed or half_open opens at its time. */
@@ -1845,6 +1903,8 @@ int main(void)
 		cmocka_unit_test(test_reconfigure_keeps_state),
 		cmocka_unit_test(test_verdict_kernel_trip),
 		cmocka_unit_test(test_adopt_trip),
+		cmocka_unit_test(test_verdict_events),
+		cmocka_unit_test(test_count_feeds_window),
 		cmocka_unit_test(test_reconfigure_window),
 		cmocka_unit_test(test_reconfigure_modes),
 		cmocka_unit_test(test_reconfigure_ramp),
