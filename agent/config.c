@@ -24,34 +24,19 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "duration.h"
 #include "window.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define FIELD(type, member) offsetof(type, member), sizeof(((type *)0)->member)
 
-#define NS_PER_MS 1000000ULL
-#define NS_PER_S (1000 * NS_PER_MS)
-#define NS_PER_MIN (60 * NS_PER_S)
-#define NS_PER_H (60 * NS_PER_MIN)
-
 #define MAX_DEPTH 32	/* our format needs 3; the cap bounds hostile input */
 #define MAX_ROWS 32	/* keys one mapping may hold, across its tables (bits of seen.set) */
 #define KEY_ECHO 40	/* room for an unknown key echoed in a message */
 
-/* Largest first: duration_text() picks the first unit that divides. */
-static const struct {
-	const char *unit;
-	uint64_t ns;
-} duration_units[] = {
-	{ "h", NS_PER_H },
-	{ "m", NS_PER_MIN },
-	{ "s", NS_PER_S },
-	{ "ms", NS_PER_MS },
-};
-
 enum key_type {
 	KEY_UINT,	/* decimal integer in [min, max], 2- or 4-byte field */
-	KEY_DURATION,	/* config_parse_duration() in [min, max] ns */
+	KEY_DURATION,	/* duration_parse() in [min, max] ns */
 	KEY_MODE,	/* enforce | observe | disabled | forced_open */
 	KEY_WINDOW_TYPE,	/* count | time */
 	KEY_WINDOW_SIZE,	/* integer (calls or seconds) or whole-second duration, in [min, max] */
@@ -416,22 +401,6 @@ static bool valid_name(const char *s)
 	return n >= 1 && n < CONFIG_NAME_MAX && !s[n];
 }
 
-static const char *duration_text(char *buf, size_t size, uint64_t ns)
-{
-	size_t i;
-
-	if (!ns)
-		return "0s";
-	for (i = 0; i < ARRAY_SIZE(duration_units); i++) {
-		if (ns % duration_units[i].ns == 0) {
-			snprintf(buf, size, "%" PRIu64 "%s", ns / duration_units[i].ns,
-				 duration_units[i].unit);
-			return buf;
-		}
-	}
-	snprintf(buf, size, "%" PRIu64 "ns", ns);
-	return buf;
-}
 
 static int parse_listen(struct parse *p, const struct key_row *row, const yaml_node_t *v,
 			struct config *cfg)
@@ -696,7 +665,7 @@ static int set_value(struct parse *p, const struct key_row *row, const yaml_node
 			*(uint32_t *)field = u;
 		return 0;
 	case KEY_DURATION:
-		ret = config_parse_duration(s, &u);
+		ret = duration_parse(s, &u);
 		if (ret == -EINVAL)
 			return fail(p, v->start_mark,
 				    "%s: must be a duration such as 100ms, 10s, 5m or 1h", row->key);
@@ -730,7 +699,7 @@ static int set_value(struct parse *p, const struct key_row *row, const yaml_node
 			*(uint32_t *)field = u;
 			return 0;
 		}
-		if (!config_parse_duration(s, &u) && u % NS_PER_S == 0 && u >= row->min * NS_PER_S &&
+		if (!duration_parse(s, &u) && u % NS_PER_S == 0 && u >= row->min * NS_PER_S &&
 		    u <= row->max * NS_PER_S) {
 			*(uint32_t *)field = u / NS_PER_S;
 			return 0;
@@ -926,7 +895,7 @@ static int validate_policy(struct parse *p, const struct breaker_policy *pol,
 
 	if (pol->window_type == WINDOW_COUNT) {
 		size = policy_node(p, src, POL_WSIZE, -1);
-		if (size && config_parse_duration(scalar(size), &(uint64_t){ 0 }) != -EINVAL)
+		if (size && duration_parse(scalar(size), &(uint64_t){ 0 }) != -EINVAL)
 			return fail(p, policy_mark(p, src, POL_WSIZE, POL_WTYPE),
 				    "window_size: a duration needs window_type: time");
 		if (pol->window_size > WINDOW_MAX_CALLS)
@@ -1287,34 +1256,6 @@ void config_free(struct config *cfg)
 	config_init(cfg);
 }
 
-int config_parse_duration(const char *s, uint64_t *ns)
-{
-	const char *p = s;
-	bool overflow = false;
-	uint64_t n = 0;
-	size_t i;
-
-	if (!s)
-		return -EINVAL;
-	/* Keep scanning past an overflow: bad syntax wins over -ERANGE. */
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-			overflow = true;
-		else
-			n = n * 10 + (uint64_t)(*p - '0');
-	}
-	if (p == s)
-		return -EINVAL;
-	for (i = 0; i < ARRAY_SIZE(duration_units); i++) {
-		if (strcmp(p, duration_units[i].unit))
-			continue;
-		if (overflow || n > UINT64_MAX / duration_units[i].ns)
-			return -ERANGE;
-		*ns = n * duration_units[i].ns;
-		return 0;
-	}
-	return -EINVAL;
-}
 
 int config_parse_addr(const char *s, uint8_t addr[16])
 {

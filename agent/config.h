@@ -129,12 +129,6 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 /* Release what config_parse allocated; cfg is empty afterwards. */
 void config_free(struct config *cfg);
 
-/*
- * Parse a duration: a non-negative integer followed by ms, s, m or h
- * ("100ms", "10s", "5m", "1h"). Returns 0 or -EINVAL; overflow is -ERANGE.
- */
-int config_parse_duration(const char *s, uint64_t *ns);
-
 /* Parse an IPv4 or IPv6 literal into the normalised 16-byte form. 0 or -EINVAL. */
 int config_parse_addr(const char *s, uint8_t addr[16]);
 

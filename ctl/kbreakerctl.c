@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "duration.h"
 #include "fetch.h"
 #include "table.h"
 
@@ -47,27 +48,15 @@ struct ctl_opts {
 	int json;
 };
 
-/* "500ms", "2s", "1m" -> milliseconds in [min_ms, max_ms]. 0 or -EINVAL. */
+/* A duration (agent/duration.h: "500ms", "2s", "1m") -> milliseconds in [min_ms, max_ms]. 0 or -EINVAL. */
 static int parse_duration_ms(const char *s, long min_ms, long max_ms, long *out)
 {
-	char *end;
-	long v, mult;
+	uint64_t ns;
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || v < 0)
+	if (duration_parse(s, &ns) || ns % NS_PER_MS || ns / NS_PER_MS < (uint64_t)min_ms ||
+	    ns / NS_PER_MS > (uint64_t)max_ms)
 		return -EINVAL;
-	if (!strcmp(end, "ms"))
-		mult = 1;
-	else if (!strcmp(end, "s"))
-		mult = 1000;
-	else if (!strcmp(end, "m"))
-		mult = 60000;
-	else
-		return -EINVAL;
-	if (v > max_ms / mult || v * mult < min_ms || v * mult > max_ms)
-		return -EINVAL;
-	*out = v * mult;
+	*out = (long)(ns / NS_PER_MS);
 	return 0;
 }
 

@@ -18,7 +18,8 @@ $(BUILD)/ctl/%.o: ctl/%.c | $(BUILD)/ctl
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(CTL_CFLAGS) -Ictl -c $< -o $@
 
-$(BUILD)/kbreakerctl: $(CTL_OBJS)
+# One duration parser for the agent's config and the CLI's flags.
+$(BUILD)/kbreakerctl: $(CTL_OBJS) $(BUILD)/agent/duration.o
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(CTL_LDLIBS)
 

@@ -19,13 +19,13 @@ $(BUILD)/httpabuse $(BUILD)/loadgen $(BUILD)/killconnect: $(BUILD)/%: tests/tool
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ -lpthread
 
-# libFuzzer + ASan + UBSan; links config.c alone (it is pure: no log, no BPF).
-$(FUZZ_BIN): tests/fuzz/fuzz_config.c agent/config.c agent/config.h
+# libFuzzer + ASan + UBSan; links config.c and duration.c alone (pure: no log, no BPF).
+$(FUZZ_BIN): tests/fuzz/fuzz_config.c agent/config.c agent/config.h agent/duration.c
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) -g -O1 $(WARN) -std=gnu11 -D_GNU_SOURCE -Iagent -Iinclude \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		tests/fuzz/fuzz_config.c agent/config.c -o $@ -lyaml
+		tests/fuzz/fuzz_config.c agent/config.c agent/duration.c -o $@ -lyaml
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -19,6 +19,7 @@
 #include "kb_test.h"
 
 #include "config.h"
+#include "duration.h"
 
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
@@ -705,12 +706,12 @@ static void test_durations(void **state)
 
 	for (i = 0; i < ARRAY_SIZE(cases_d); i++) {
 		uint64_t ns = 12345;
-		int ret = config_parse_duration(cases_d[i].in, &ns);
+		int ret = duration_parse(cases_d[i].in, &ns);
 
 		check_int(cases_d[i].in, ret, cases_d[i].ret);
 		check_eq(cases_d[i].in, ns, cases_d[i].ret ? 12345 : cases_d[i].ns);
 	}
-	assert_int_equal(config_parse_duration(NULL, NULL), -EINVAL);
+	assert_int_equal(duration_parse(NULL, NULL), -EINVAL);
 }
 
 static void test_addresses(void **state)
