@@ -8,6 +8,7 @@
 #include <sys/utsname.h>
 #include "agent.h"
 #include "bpf.h"
+#include "kb_judge.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -87,6 +88,24 @@ static void write_verdict(struct agent *a, uint32_t id, const struct kb_verdict 
 }
 
 /*
+ * A breaker without events learns its consecutive count from the kernel,
+ * which counts it (kb_judge.h): what the agent wrote as the base plus the
+ * kernel's count in that verdict's gen, while the breaker is in the state
+ * that verdict was written for.
+ */
+static void sync_count(struct agent *a, struct agent_slot *s)
+{
+	struct kb_verdict v;
+	struct kb_trip t;
+
+	if (s->events || s->br.state != BS_CLOSED ||
+	    kb_bpf_read_trip(a->bpf, s - a->slots, &t, &v) || !v.gen ||
+	    v.since_ns != s->br.state_since_ns)
+		return;
+	breaker_adopt_count(&s->br, v.fails_base + kb_word_count(t.fails, v.gen));
+}
+
+/*
  * From now on s's outcomes reach it from counters, not events: what the
  * kernel counted so far came as events already.
  */
@@ -105,6 +124,8 @@ static void publish(struct agent *a, struct agent_slot *s, enum breaker_state ol
 	struct kb_verdict v;
 	char addr[64] = "";
 
+	/* The new verdict starts a new gen: carry the kernel's count over into its base. */
+	sync_count(a, s);
 	breaker_verdict(&s->br, &v);
 	if (grouped(cfg)) {
 		/* The blast-radius guard is the agent's: no trip in the kernel, wake it instead. */
@@ -833,13 +854,13 @@ static void apply_lost(struct agent *a, uint64_t now)
 	a->rescan_lost = false;
 	for (size_t i = 0; i < a->n_slots; i++) {
 		struct agent_slot *s = &a->slots[i];
+		struct kb_verdict v;
 		struct kb_trip trip;
-		uint32_t gen;
 
 		if (!s->used)
 			continue;
 		/* A kernel trip whose event was lost is in force all the same. */
-		if (!kb_bpf_read_trip(a->bpf, i, &trip, &gen) && gen && trip.tripped == gen)
+		if (!kb_bpf_read_trip(a->bpf, i, &trip, &v) && v.gen && trip.tripped == v.gen)
 			adopt_trip(a, s, trip.tripped_ns);
 		if (kb_bpf_read_stats(a->bpf, i, &st))
 			continue;
@@ -911,6 +932,8 @@ static void apply_counts(struct agent *a, uint64_t now)
 			s->counted[r] = sums[i].connects[r];
 			s->dirty = true;
 		}
+		if (s->dirty)
+			sync_count(a, s);
 	}
 	free(sums);
 }

@@ -31,6 +31,7 @@ struct kb_bpf {
 	bool set_retval;
 	bool adopted;		/* maps reused from state_dir */
 	__u32 last_gen;		/* kb_verdict.gen of the latest write */
+	uint64_t portless;	/* keys with port "any": while any, kb_ports proves nothing */
 };
 
 /*
@@ -352,6 +353,69 @@ static int on_sample(void *ctx, void *data, size_t size)
 	return 0;
 }
 
+/* Set the prefilter bit of a network-order port in both objects (kb_maps.bpf.h). */
+static void port_bit_set(struct kb_bpf *k, __u16 nport)
+{
+	__u32 bit = 1U << (nport & 31);
+
+	__atomic_fetch_or(&k->obs->bss->kb_ports[nport >> 5], bit, __ATOMIC_RELEASE);
+	__atomic_fetch_or(&k->enf->bss->kb_ports[nport >> 5], bit, __ATOMIC_RELEASE);
+}
+
+static void ports_exact(struct kb_bpf *k)
+{
+	__u32 exact = !k->portless;
+
+	__atomic_store_n(&k->obs->bss->kb_ports_exact, exact, __ATOMIC_RELEASE);
+	__atomic_store_n(&k->enf->bss->kb_ports_exact, exact, __ATOMIC_RELEASE);
+}
+
+/*
+ * A key is about to exist: its port's bit first, or "exact" off for an
+ * any-port key, so the prefilter never hides it. Bits stay set when keys
+ * go (a stale bit costs a lookup, never a miss).
+ */
+static void port_note(struct kb_bpf *k, __u16 nport)
+{
+	if (nport) {
+		port_bit_set(k, nport);
+		return;
+	}
+	k->portless++;
+	ports_exact(k);
+}
+
+static void port_forget(struct kb_bpf *k, __u16 nport)
+{
+	if (!nport || !k->portless)
+		return;
+	k->portless--;
+	ports_exact(k);
+}
+
+/* The prefilter for keys a previous run left (state_dir), before anything attaches. */
+static int ports_adopt(struct kb_bpf *k)
+{
+	int hfd = bpf_map__fd(k->obs->maps.kb_dst), lfd = bpf_map__fd(k->obs->maps.kb_dst_lpm);
+	struct kb_dst_key hk, *hprev = NULL;
+	struct kb_lpm_key lk, *lprev = NULL;
+
+	while (!bpf_map_get_next_key(hfd, hprev, &hk)) {
+		port_note(k, hk.port);
+		hprev = &hk;
+	}
+	if (errno != ENOENT)
+		return -errno;
+	while (!bpf_map_get_next_key(lfd, lprev, &lk)) {
+		port_note(k, lk.port);
+		lprev = &lk;
+	}
+	if (errno != ENOENT)
+		return -errno;
+	ports_exact(k);
+	return 0;
+}
+
 /*
  * Gens of adopted verdicts (state_dir) must not come again: the kernel
  * would take a previous run's trip for a current one. Start above them all.
@@ -451,6 +515,11 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	err = kb_enforce__load(k->enf);
 	if (err) {
 		log_err("bpf: load kb_enforce: %s", strerror(-err));
+		goto fail;
+	}
+	err = ports_adopt(k);
+	if (err) {
+		log_err("bpf: read the destinations kept in %s: %s", opts->state_dir, strerror(-err));
 		goto fail;
 	}
 	k->set_retval = libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
@@ -557,11 +626,20 @@ int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 	struct kb_dst_key hk;
 	struct kb_lpm_key lk;
 	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk);
+	void *key = prefix_len == 128 ? (void *)&hk : (void *)&lk;
 
 	if (fd < 0)
 		return fd;
-	if (bpf_map_update_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk, &dst_id, BPF_ANY))
-		return -errno;
+	/* Only a new key changes the any-port count; an update of one keeps it. */
+	if (!bpf_map_update_elem(fd, key, &dst_id, BPF_EXIST))
+		return 0;
+	port_note(k, htons(port));
+	if (bpf_map_update_elem(fd, key, &dst_id, BPF_NOEXIST)) {
+		int err = -errno;
+
+		port_forget(k, htons(port));
+		return err;
+	}
 	return 0;
 }
 
@@ -574,8 +652,12 @@ int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 
 	if (fd < 0)
 		return fd;
-	if (bpf_map_delete_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk) && errno != ENOENT)
-		return -errno;
+	if (bpf_map_delete_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk)) {
+		if (errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	port_forget(k, htons(port));
 	return 0;
 }
 
@@ -597,14 +679,11 @@ int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdic
 	return 0;
 }
 
-int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, uint32_t *gen)
+int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, struct kb_verdict *v)
 {
-	struct kb_verdict v;
-
 	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_trips), &dst_id, t) ||
-	    bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, &v))
+	    bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v))
 		return -errno;
-	*gen = v.gen;
 	return 0;
 }
 
@@ -733,15 +812,17 @@ int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx)
 		hk = hnext;
 		hprev = &hk;
 		if (!bpf_map_lookup_elem(hfd, &hk, &id) &&
-		    !keep(ctx, hk.addr, 128, ntohs(hk.port), hk.netns, id))
-			bpf_map_delete_elem(hfd, &hk);
+		    !keep(ctx, hk.addr, 128, ntohs(hk.port), hk.netns, id) &&
+		    !bpf_map_delete_elem(hfd, &hk))
+			port_forget(k, hk.port);
 	}
 	while (!bpf_map_get_next_key(lfd, lprev, &lnext)) {
 		lk = lnext;
 		lprev = &lk;
 		if (!bpf_map_lookup_elem(lfd, &lk, &id) &&
-		    !keep(ctx, lk.addr, lk.prefixlen - KB_LPM_PRE, ntohs(lk.port), lk.netns, id))
-			bpf_map_delete_elem(lfd, &lk);
+		    !keep(ctx, lk.addr, lk.prefixlen - KB_LPM_PRE, ntohs(lk.port), lk.netns, id) &&
+		    !bpf_map_delete_elem(lfd, &lk))
+			port_forget(k, lk.port);
 	}
 	return 0;
 }

@@ -103,8 +103,8 @@ void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags);
 /* Write dst_id's verdict under a new gen (the agent's one write per transition). */
 int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v);
 
-/* The kernel's trip state of dst_id and the gen of its current verdict. 0 or -errno. */
-int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, uint32_t *gen);
+/* The kernel's trip state of dst_id and the verdict it is judged against. 0 or -errno. */
+int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, struct kb_verdict *v);
 
 /*
  * Sum the per-CPU counters of destinations 0..n-1 into sums[] with batched

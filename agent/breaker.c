@@ -340,6 +340,12 @@ void breaker_count(struct breaker *b, enum kb_result res, uint64_t n, uint64_t n
 		window_add(&b->window, failure, false, now);
 }
 
+void breaker_adopt_count(struct breaker *b, uint32_t consecutive)
+{
+	if (running(b) && b->state == BS_CLOSED)
+		b->consecutive_failures = consecutive;
+}
+
 bool breaker_adopt_trip(struct breaker *b, uint64_t at)
 {
 	if (!running(b) || (b->state != BS_CLOSED && b->state != BS_HALF_OPEN))

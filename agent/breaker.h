@@ -128,6 +128,12 @@ bool breaker_tick(struct breaker *b, uint64_t now);
 void breaker_count(struct breaker *b, enum kb_result res, uint64_t n, uint64_t now);
 
 /*
+ * The kernel's count of consecutive failures, for a closed breaker whose
+ * outcomes it does not see one by one: the truth it carries on from.
+ */
+void breaker_adopt_count(struct breaker *b, uint32_t consecutive);
+
+/*
  * The kernel tripped this breaker at `at` (kb_judge.h): take the trip as
  * it stands rather than re-derive it. Opens a closed or half_open breaker;
  * returns whether the state changed.

@@ -56,6 +56,17 @@ struct {
 volatile __u32 kb_lookup_flags = 0;
 
 /*
+ * A prefilter before any hashing: bit p of kb_ports is set when some key
+ * has port p (network byte order, as in the keys). While kb_ports_exact is
+ * set (no key has "any port") a clear bit proves a miss, so a connect to a
+ * port nothing is configured for costs a load and a test. Each object has
+ * its own copy; the agent's loader sets bits before it adds a key and
+ * clears kb_ports_exact before it adds an any-port key.
+ */
+volatile __u32 kb_ports_exact = 0;
+volatile __u32 kb_ports[65536 / 32];
+
+/*
  * The destination a connection belongs to, most specific first: exact
  * (address, port), then (address, any port), then the longest CIDR with
  * that port, then the longest CIDR with any port. The slower steps run
@@ -65,8 +76,10 @@ static __always_inline __u32 *kb_lookup_in(const struct kb_dst_key *key, __u32 f
 {
 	struct kb_dst_key any;
 	struct kb_lpm_key lk;
-	__u32 *id;
+	__u32 port = key->port, *id;
 
+	if (kb_ports_exact && !(kb_ports[(port >> 5) & 2047] & (1U << (port & 31))))
+		return NULL;
 	id = bpf_map_lookup_elem(&kb_dst, key);
 	if (id || !(flags & (KB_LOOKUP_ANY_PORT | KB_LOOKUP_PREFIX)))
 		return id;

@@ -1641,11 +1641,16 @@ static void test_count_feeds_window(void **state)
 	breaker_count(&b, KB_RES_TIMEOUT, 4, now);
 	assert_int_equal(b.state, BS_CLOSED);
 	assert_true(breaker_failure_rate(&b, now) == 0.4);
+	/* The kernel's consecutive count is taken as it stands, while closed only. */
+	breaker_adopt_count(&b, 2);
+	assert_int_equal(b.consecutive_failures, 2);
 	/* Not closed: nothing to feed. */
 	breaker_init(&b, &p, now);
 	to_half_open(&b, &now);
 	breaker_count(&b, KB_RES_REFUSED, 3, now);
 	assert_int_equal(b.state, BS_HALF_OPEN);
+	breaker_adopt_count(&b, 7);
+	assert_int_equal(b.consecutive_failures, 0);
 }
 
 /* A kernel trip is adopted as it stands: closed or half_open opens at its time. */
