@@ -3,8 +3,10 @@
  * kbtool: real sockets for the end-to-end tests.
  *
  *   kbtool connect ADDR PORT COUNT [TIMEOUT_MS]
- *	COUNT sequential blocking TCP connects; prints one line of counts:
- *	"success=S refused=R timeout=T unreachable=U eperm=P other=O max_us=M"
+ *	COUNT sequential blocking TCP connects (COUNT 0: until SIGTERM, which
+ *	ends the loop between two connects, never inside one); prints one line
+ *	of counts: "success=S refused=R timeout=T unreachable=U eperm=P other=O
+ *	max_us=M", then "errno=NAME" for the last error counted in other.
  *   kbtool pconnect ADDR PORT COUNT [TIMEOUT_MS]
  *	COUNT non-blocking connects at once, each ended by its outcome or by
  *	the timeout (then closed unfinished: "pending" counts those); same line
@@ -23,13 +25,18 @@
  *	prints "success=S reset=R eof=E" (a kbtool listen --rst peer resets)
  *   kbtool notify-recv PATH SECONDS
  *	bind a unix datagram socket at PATH (as systemd's NOTIFY_SOCKET) and
- *	print each message received, one per line, for SECONDS
+ *	print each message received, one per line, for SECONDS (0: until
+ *	SIGTERM, after printing what is already queued)
  *   kbtool udp ADDR PORT
  *	connect() a UDP socket; prints "udp=ok" or "udp=<errno name>"
  *   kbtool listen ADDR PORT SECONDS READY_FILE [--rst]
- *	accept (and close) for SECONDS or until SIGTERM, then print "accepted=N"; touches
- *	READY_FILE once listening so the caller need not guess. With --rst each
- *	accepted connection is closed with SO_LINGER 0 (an RST to the client).
+ *	accept (and close) for SECONDS (0: no limit) or until SIGTERM, then
+ *	accept what is still queued and print "accepted=N"; touches READY_FILE
+ *	once listening so the caller need not guess. The backlog is SOMAXCONN
+ *	(the namespace's net.core.somaxconn caps it): a listener the scheduler
+ *	starves neither drops SYNs nor the handshakes' last ACKs, so every
+ *	connect that succeeded is accepted. With --rst each accepted connection
+ *	is closed with SO_LINGER 0 (an RST to the client).
  *
  * ADDR is an IPv4 or IPv6 literal; an IPv6 literal uses an AF_INET6 socket,
  * so ::ffff:a.b.c.d exercises the IPv4-mapped path.
@@ -220,19 +227,38 @@ static int do_rst_or_hold(int argc, char **argv, bool hold)
 	return 0;
 }
 
+/* SIGTERM held pending, for loops that check it between two steps. */
+static void block_sigterm(sigset_t *term)
+{
+	sigemptyset(term);
+	sigaddset(term, SIGTERM);
+	sigprocmask(SIG_BLOCK, term, NULL);
+}
+
+static bool sigterm_pending(void)
+{
+	sigset_t pending;
+
+	return !sigpending(&pending) && sigismember(&pending, SIGTERM);
+}
+
 static int do_connect(int argc, char **argv)
 {
 	long success = 0, refused = 0, timeout = 0, unreach = 0, eperm = 0, other = 0;
 	struct sockaddr_storage ss;
+	sigset_t term;
 	socklen_t sl;
 	long count, max_us = 0;
-	int timeout_ms = argc > 5 ? atoi(argv[5]) : 5000;
+	int timeout_ms = argc > 5 ? atoi(argv[5]) : 5000, last_other = 0;
 
 	if (argc < 5)
 		return 2;
 	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
 	count = atol(argv[4]);
-	for (long i = 0; i < count; i++) {
+	/* Until SIGTERM: the signal waits until the connect in flight has ended. */
+	if (!count)
+		block_sigterm(&term);
+	for (long i = 0; count ? i < count : !sigterm_pending(); i++) {
 		struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
 		int fd = socket(ss.ss_family, SOCK_STREAM, 0), err = 0;
 		long long t0;
@@ -256,11 +282,12 @@ static int do_connect(int argc, char **argv)
 		case ETIMEDOUT: case EINPROGRESS: case EAGAIN: timeout++; break;
 		case EHOSTUNREACH: case ENETUNREACH: unreach++; break;
 		case EPERM: eperm++; break;
-		default: other++; break;
+		default: other++; last_other = err; break;
 		}
 	}
-	printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld max_us=%ld\n",
-	       success, refused, timeout, unreach, eperm, other, max_us);
+	printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld max_us=%ld "
+	       "errno=%s\n", success, refused, timeout, unreach, eperm, other, max_us,
+	       last_other ? strerrorname_np(last_other) : "none");
 	return 0;
 }
 
@@ -283,87 +310,136 @@ static int do_udp(int argc, char **argv)
 	return 0;
 }
 
-static volatile sig_atomic_t stop_listening;
+/* accept and close what is queued on the non-blocking fd; returns how many. */
+static long accept_queued(int fd, bool rst)
+{
+	long n = 0;
+	int c;
+
+	while ((c = accept(fd, NULL, NULL)) >= 0) {
+		n++;
+		if (rst)
+			close_rst(c);
+		else
+			close(c);
+	}
+	return n;
+}
+
+/*
+ * Wait for fd to become readable, until end_us (0: no limit) or SIGTERM;
+ * false once end_us has passed or on an error other than EINTR.
+ */
+static bool wait_readable(int fd, long long end_us, const sigset_t *unblocked)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct timespec ts, *tsp = NULL;
+
+	if (end_us) {
+		long long left = end_us - now_us();
+
+		if (left <= 0)
+			return false;
+		ts.tv_sec = left / 1000000;
+		ts.tv_nsec = left % 1000000 * 1000;
+		tsp = &ts;
+	}
+	/* SIGTERM is blocked except inside ppoll: it cannot slip in before the wait. */
+	return ppoll(&p, 1, tsp, unblocked) >= 0 || errno == EINTR;
+}
+
+static volatile sig_atomic_t got_sigterm;
 
 static void on_term(int sig)
 {
-	stop_listening = 1;
+	got_sigterm = 1;
+}
+
+/* SIGTERM blocked, caught when unblocked (in ppoll with *unblocked). */
+static void catch_sigterm(sigset_t *unblocked)
+{
+	struct sigaction sa = { .sa_handler = on_term };
+	sigset_t term;
+
+	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, unblocked);
+	sigdelset(unblocked, SIGTERM);
 }
 
 static int do_listen(int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_term };
 	struct sockaddr_storage ss;
-	long long end;
+	sigset_t unblocked;
+	long long end = 0;
 	socklen_t sl;
 	int fd, one = 1;
-	long accepted = 0;
+	long accepted = 0, seconds;
 	bool rst = argc > 6 && !strcmp(argv[6], "--rst");
 	FILE *ready;
 
 	if (argc < 6)
 		return 2;
 	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
-	fd = socket(ss.ss_family, SOCK_STREAM, 0);
+	seconds = atol(argv[4]);
+	catch_sigterm(&unblocked);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 128)) {
+	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, SOMAXCONN)) {
 		perror("kbtool: listen");
 		return 1;
 	}
 	ready = fopen(argv[5], "w");
 	if (ready)
 		fclose(ready);
-	/* SIGTERM ends the wait early but still reports the count. */
-	sigaction(SIGTERM, &sa, NULL);
-	end = now_us() + atol(argv[4]) * 1000000LL;
-	for (long long left; !stop_listening && (left = end - now_us()) > 0;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-
-		if (poll(&p, 1, (int)(left / 1000) + 1) > 0) {
-			int c = accept(fd, NULL, NULL);
-
-			if (c >= 0) {
-				accepted++;
-				if (rst)
-					close_rst(c);
-				else
-					close(c);
-			}
-		}
-	}
+	if (seconds > 0)
+		end = now_us() + seconds * 1000000LL;
+	while (!got_sigterm && wait_readable(fd, end, &unblocked))
+		accepted += accept_queued(fd, rst);
+	/* Handshakes the kernel completed before the stop count as accepted. */
+	accepted += accept_queued(fd, rst);
 	printf("accepted=%ld\n", accepted);
 	return 0;
+}
+
+/* Print each datagram queued on the non-blocking fd, one per line. */
+static void print_queued(int fd)
+{
+	char buf[256];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf) - 1, 0)) >= 0) {
+		buf[n] = '\0';
+		printf("%s\n", buf);
+	}
 }
 
 static int do_notify_recv(int argc, char **argv)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	long long end;
+	sigset_t unblocked;
+	long long end = 0;
+	long seconds;
 	int fd;
 
 	if (argc < 4 || strlen(argv[2]) >= sizeof(sa.sun_path))
 		return 2;
 	strcpy(sa.sun_path, argv[2]);
-	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	seconds = atol(argv[3]);
+	catch_sigterm(&unblocked);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		perror("kbtool: notify socket");
 		return 1;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	end = now_us() + atol(argv[3]) * 1000000LL;
-	for (long long left; (left = end - now_us()) > 0;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		char buf[256];
-		ssize_t n;
-
-		if (poll(&p, 1, (int)(left / 1000) + 1) <= 0)
-			continue;
-		n = recv(fd, buf, sizeof(buf) - 1, 0);
-		if (n > 0) {
-			buf[n] = '\0';
-			printf("%s\n", buf);
-		}
-	}
+	if (seconds > 0)
+		end = now_us() + seconds * 1000000LL;
+	while (!got_sigterm && wait_readable(fd, end, &unblocked))
+		print_queued(fd);
+	/* What was sent before the stop is printed, not lost. */
+	print_queued(fd);
 	return 0;
 }
 

@@ -10,10 +10,43 @@ T_NS="kb-$T_NAME-$$"
 T_CG=""
 T_AGENT_PID=""
 T_FAILED=0
+# Checks made; t_check is the one place that counts them (test_http.sh,
+# which this suite does not own, still adds its own by hand).
 T_CHECKS=0
+# How long a wait may take before it counts as a failure: far beyond what
+# any wait here takes on an idle machine (milliseconds to about a second),
+# so a loaded one passes too. Waits end as soon as their condition holds.
+T_WAIT_S=${T_WAIT_S:-60}
 
 log() { printf '  [%s] %s\n' "$T_NAME" "$*"; }
 fail() { printf '  [%s] FAIL: %s\n' "$T_NAME" "$*"; T_FAILED=$((T_FAILED + 1)); }
+
+# t_check STATUS WHAT: count one check; it failed unless STATUS is 0.
+t_check() {
+	T_CHECKS=$((T_CHECKS + 1))
+	[ "$1" = 0 ] && return 0
+	fail "$2"
+	return 1
+}
+
+# check WHAT CMD...: one check, passed when CMD succeeds.
+check() {
+	local what=$1
+	shift
+	"$@"
+	t_check $? "$what"
+}
+
+# wait_until SECONDS CMD...: run CMD every 50 ms until it succeeds (0) or
+# SECONDS of wall time pass (1). Not a check: follow it with one.
+wait_until() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ "$SECONDS" -le "$end" ] || return 1
+		sleep 0.05
+	done
+}
 
 # A missing precondition skips locally (77) but fails under CI.
 need() {
@@ -33,13 +66,20 @@ t_cleanup() {
 	for c in "${T_ON_EXIT[@]}"; do eval "$c"; done
 	ip netns del "$T_NS" 2>/dev/null
 	if [ -n "$T_CG" ] && [ -d "$T_CG" ]; then
-		# Anything left inside goes back to the root before the cgroup goes.
-		for p in $(cat "$T_CG/cgroup.procs" 2>/dev/null); do echo "$p" > "$CG2_ROOT/cgroup.procs"; done
+		# Whatever the test started and is still inside ends with it.
+		t_cg_empty || { echo 1 > "$T_CG/cgroup.kill"; } 2>/dev/null ||
+			for p in $(cat "$T_CG/cgroup.procs" 2>/dev/null); do kill -KILL "$p"; done
+		wait_until 10 t_cg_empty
 		rmdir "$T_CG"
 	fi
 	[ "${KB_KEEP:-}" = 1 ] || rm -rf "$T_DIR"
 }
 trap t_cleanup EXIT
+# Bash runs the EXIT trap on a signal only when the signal is trapped.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+t_cg_empty() { [ -z "$(cat "$T_CG/cgroup.procs" 2>/dev/null)" ]; }
 
 t_setup() {
 	[ "$(id -u)" = 0 ] || need "not root"
@@ -56,41 +96,77 @@ in_test() {
 	( echo "$BASHPID" > "$T_CG/cgroup.procs" && exec ip netns exec "$T_NS" "$@" )
 }
 
-# start_listener ADDR PORT SECONDS OUTFILE: kbtool listen in the test's
-# namespace, in the background; sets LISTENER and returns once it listens.
-start_listener() {
-	rm -f "$T_DIR/ready"
-	( echo "$BASHPID" > "$T_CG/cgroup.procs" &&
-	  exec ip netns exec "$T_NS" "$KBTOOL" listen "$1" "$2" "$3" "$T_DIR/ready" > "$4" ) &
-	LISTENER=$!
-	for _ in $(seq 1 100); do [ -e "$T_DIR/ready" ] && return 0; sleep 0.02; done
-	fail "listener on $1 port $2 did not start"
+# bg_test OUTFILE CMD...: CMD in the test's cgroup and namespace, in the
+# background, its output in OUTFILE; BG is its pid: the command's own (not a
+# subshell's), so a signal sent to it reaches the command.
+bg_test() {
+	local out=$1
+	shift
+	( echo "$BASHPID" > "$T_CG/cgroup.procs" && exec ip netns exec "$T_NS" "$@" > "$out" ) &
+	BG=$!
 }
+
+# start_listener [--host] ADDR PORT OUTFILE [--rst]: kbtool listen in the
+# test's namespace and cgroup (--host: the host's), in the background, until
+# killed (SIGTERM: it writes accepted=N to OUTFILE) or the test ends; sets
+# LISTENER and returns once it listens. No lifetime: a loaded machine
+# outlasts any. The old form ADDR PORT SECONDS OUTFILE (test_http.sh) is
+# taken with SECONDS ignored.
+start_listener() {
+	local host="" ready
+	[ "$1" = --host ] && { host=1; shift; }
+	[ $# -ge 4 ] && [[ $3 =~ ^[0-9]+$ ]] && set -- "$1" "$2" "${@:4}"
+	ready="$T_DIR/ready-$2-$RANDOM"
+	if [ -n "$host" ]; then
+		"$KBTOOL" listen "$1" "$2" 0 "$ready" "${@:4}" > "$3" &
+	else
+		( echo "$BASHPID" > "$T_CG/cgroup.procs" &&
+		  exec ip netns exec "$T_NS" "$KBTOOL" listen "$1" "$2" 0 "$ready" "${@:4}" > "$3" ) &
+	fi
+	LISTENER=$!
+	wait_until "$T_WAIT_S" ready_or_gone "$ready" "$LISTENER"
+	check "listener on $1 port $2 is up" test -e "$ready" || t_done
+}
+
+# ready_or_gone FILE PID: FILE exists or PID has exited.
+ready_or_gone() { [ -e "$1" ] || ! kill -0 "$2" 2>/dev/null; }
 
 # Test ports: below the ephemeral range (32768+), so a connect never picks
 # its own destination port as source and connects to itself.
 #
-# A TCP port free on the host's loopback (the agent's metrics).
+# A TCP port free on the host's loopback (the agent's metrics). Below the
+# host's ephemeral range too: there, any client socket of the host (a
+# TIME_WAIT left by a scrape) can hold the port and the agent's bind fails.
 free_port() {
 	local p
 	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 20000))
-		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
+		p=$((20000 + RANDOM % 12000))
+		ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return; }
 	done
 	echo 0
 }
 
+# test_port N: the first of N consecutive ports for the test's namespace.
+test_port() { echo $((20000 + RANDOM % (12000 - $1))); }
+
 # start_agent CONFIG: start kbreakerd and wait for /metrics.
 start_agent() {
-	"$KBREAKERD" -c "$1" --log-level debug >"$T_DIR/agent.log" 2>&1 &
-	T_AGENT_PID=$!
-	for _ in $(seq 1 100); do
-		curl -sf "http://$T_LISTEN/metrics" >/dev/null 2>&1 && return 0
-		kill -0 "$T_AGENT_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	fail "agent did not come up"; cat "$T_DIR/agent.log"; exit 1
+	start_agent_cmd "$KBREAKERD" -c "$1" --log-level debug
 }
+
+# start_agent_cmd CMD...: start CMD (kbreakerd, or a command that execs it:
+# its pid is the agent's) with its output in $T_DIR/agent.log, and wait for
+# /metrics; the test ends as failed if the agent exits or never answers
+# (T_AGENT_START_S seconds, T_WAIT_S by default).
+start_agent_cmd() {
+	"$@" >"$T_DIR/agent.log" 2>&1 &
+	T_AGENT_PID=$!
+	wait_until "${T_AGENT_START_S:-$T_WAIT_S}" agent_up_or_gone
+	check "agent up (serving /metrics)" scrape_ok || t_done
+}
+
+scrape_ok() { scrape >/dev/null 2>&1; }
+agent_up_or_gone() { scrape_ok || ! kill -0 "$T_AGENT_PID" 2>/dev/null; }
 
 stop_agent() {
 	local rc
@@ -110,46 +186,73 @@ metric() {
 # expect_metric 'name{labels}' VALUE
 expect_metric() {
 	local got
-	T_CHECKS=$((T_CHECKS + 1))
 	got=$(metric "$1")
-	[ "$got" = "$2" ] || fail "$1 = $got, want $2"
+	[ "$got" = "$2" ]
+	t_check $? "$1 = $got, want $2"
+}
+
+# metric_is 'name{labels}' VALUE: whether it is that now (not a check).
+metric_is() { [ "$(metric "$1")" = "$2" ]; }
+
+# metric_above 'name{labels}' N: whether it is a number above N now (not a check).
+metric_above() {
+	local v
+	v=$(metric "$1")
+	[[ $v =~ ^[0-9]+$ ]] && [ "$v" -gt "$2" ]
 }
 
 # wait_metric 'name{labels}' VALUE [TIMEOUT_S]: like expect_metric, for values
 # the agent derives from events it may not have drained yet (successes do
 # not wake it; it reads them at its next poll).
 wait_metric() {
-	local tries=$(( ${3:-2} * 20 ))
-	for _ in $(seq 1 "$tries"); do
-		[ "$(metric "$1")" = "$2" ] && break
-		sleep 0.05
-	done
+	wait_until "${3:-$T_WAIT_S}" metric_is "$1" "$2"
 	expect_metric "$1" "$2"
 }
 
 # expect_eq WHAT GOT WANT
 expect_eq() {
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+	[ "$2" = "$3" ]
+	t_check $? "$1: got '$2', want '$3'"
 }
 
-# wait_state CIRCUIT STATE [TIMEOUT_S]: poll the state gauge.
+# expect_ge WHAT GOT MIN: GOT is a number no less than MIN.
+expect_ge() {
+	[[ $2 =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ]
+	t_check $? "$1: got '$2', want at least $3"
+}
+
+# state_is CIRCUIT STATE: whether the state gauge says so now (not a check).
+state_is() { metric_is "circuit_breaker_state{circuit_name=\"$1\",state=\"$2\"}" 1; }
+
+# wait_state CIRCUIT STATE [TIMEOUT_S]: poll the state gauge; a check.
 wait_state() {
-	local tries=$(( ${3:-5} * 20 ))
-	for _ in $(seq 1 "$tries"); do
-		[ "$(metric "circuit_breaker_state{circuit_name=\"$1\",state=\"$2\"}")" = 1 ] && return 0
-		sleep 0.05
-	done
-	fail "$1 never reached $2"
-	return 1
+	wait_until "${3:-$T_WAIT_S}" state_is "$1" "$2"
+	t_check $? "$1 never reached $2"
+}
+
+# log_has ERE: whether the agent's log has a line matching ERE (not a check).
+log_has() { grep -Eq -- "$1" "$T_DIR/agent.log"; }
+
+# ns_counter GROUP NAME: a counter of the test namespace's /proc/net/snmp or
+# /proc/net/netstat (GROUP Tcp, TcpExt, ...), e.g. ns_counter TcpExt ListenOverflows.
+ns_counter() {
+	ip netns exec "$T_NS" cat /proc/net/snmp /proc/net/netstat |
+		awk -v g="$1:" -v n="$2" '$1 == g { if (!h) { for (i = 2; i <= NF; i++) c[$i] = i; h = 1 }
+			else { print (n in c) ? $c[n] : "absent"; exit } }'
 }
 
 # field KEY LINE: value of KEY=... in kbtool's output line.
 field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
 t_done() {
+	[ "$T_CHECKS" -gt 0 ] || fail "no checks ran"
 	if [ "$T_FAILED" -gt 0 ]; then
 		log "agent log:"; sed 's/^/      /' "$T_DIR/agent.log" 2>/dev/null | tail -40
+		# What the namespace's TCP saw: a listener's overflowing backlog
+		# or a reset shows here when the failure is the test's own.
+		[ -e "/run/netns/$T_NS" ] && log "namespace TCP counters:" \
+			"$(for c in Tcp:ActiveOpens Tcp:AttemptFails Tcp:OutRsts TcpExt:ListenOverflows \
+				TcpExt:ListenDrops; do printf '%s=%s ' "${c#*:}" "$(ns_counter "${c%%:*}" "${c#*:}")"; done)"
 		log "FAILED ($T_FAILED of $T_CHECKS checks)"; exit 1
 	fi
 	log "ok ($T_CHECKS checks)"; exit 0

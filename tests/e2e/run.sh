@@ -8,9 +8,20 @@ build=$(cd "${1:-build}" && pwd); shift || true
 export KBREAKERD="$build/kbreakerd" KBTOOL="$build/kbtool" PROMTOOL="${PROMTOOL:-promtool}"
 passed=0 failed=0 skipped=0
 tests=("$@"); [ ${#tests[@]} -gt 0 ] || tests=("$here"/test_*.sh)
+# A signal stops the running test, which cleans up after itself, then the
+# run. Each test runs as a waited-for job so the signal is acted on at once.
+T=""
+stop() {
+	[ -n "$T" ] && kill -TERM "$T" 2>/dev/null && wait "$T"
+	echo "e2e: stopped by a signal during $(basename "$t"): $passed passed, $failed failed, $skipped skipped"
+	exit "$1"
+}
+trap 'stop 130' INT
+trap 'stop 143' TERM
 for t in "${tests[@]}"; do
 	echo "  E2E      $(basename "$t")"
-	bash "$t"; rc=$?
+	bash "$t" & T=$!
+	wait "$T"; rc=$?; T=""
 	case $rc in
 	0) passed=$((passed + 1)) ;;
 	77) skipped=$((skipped + 1)) ;;

@@ -14,7 +14,7 @@
 t_setup
 command -v nft >/dev/null || need "nft (nftables) not installed"
 
-B=$((20000 + RANDOM % 12000))
+B=$(test_port 10)
 P_OK=$B P_REF=$((B+1)) P_DROP=$((B+2)) P_UNR=$((B+3)) P_RSTL=$((B+4)) P_RSTS=$((B+5))
 P_CANCEL=$((B+6)) P_OTHER=$((B+7)) P_ANYL=$((B+8)) P_ANYREF=$((B+9))
 T_LISTEN="127.0.0.1:$(free_port)"
@@ -59,37 +59,31 @@ start_agent "$T_DIR/kb.yaml"
 # The namespace's own TCP MIB is the ground truth for retransmits: the
 # kernel's retransmission schedule (how many SYN retries fit in the
 # timeout, a retry after an ICMP soft error) is its business, not ours.
-retrans_segs() {
-	ip netns exec "$T_NS" awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RetransSegs"] }' /proc/net/snmp
-}
-RETRANS0=$(retrans_segs)
+RETRANS0=$(ns_counter Tcp RetransSegs)
 
 # Servers: one dual-stack listener for the successes, two that reset.
-start_listener :: "$P_OK" 120 "$T_DIR/l_ok"; L_OK=$LISTENER
-start_listener 127.0.0.1 "$P_RSTS" 120 "$T_DIR/l_rsts"; L_RSTS=$LISTENER
-rm -f "$T_DIR/ready"
-( echo "$BASHPID" > "$T_CG/cgroup.procs" &&
-  exec ip netns exec "$T_NS" "$KBTOOL" listen 127.0.0.1 "$P_RSTL" 120 "$T_DIR/ready" --rst > "$T_DIR/l_rstl" ) &
-L_RSTL=$!
-for _ in $(seq 1 100); do [ -e "$T_DIR/ready" ] && break; sleep 0.02; done
-rm -f "$T_DIR/ready"
-( echo "$BASHPID" > "$T_CG/cgroup.procs" &&
-  exec ip netns exec "$T_NS" "$KBTOOL" listen 127.0.0.3 "$P_ANYL" 120 "$T_DIR/ready" --rst > "$T_DIR/l_any" ) &
-L_ANY=$!
-for _ in $(seq 1 100); do [ -e "$T_DIR/ready" ] && break; sleep 0.02; done
+start_listener :: "$P_OK" "$T_DIR/l_ok"; L_OK=$LISTENER
+start_listener 127.0.0.1 "$P_RSTS" "$T_DIR/l_rsts"; L_RSTS=$LISTENER
+start_listener 127.0.0.1 "$P_RSTL" "$T_DIR/l_rstl" --rst; L_RSTL=$LISTENER
+start_listener 127.0.0.3 "$P_ANYL" "$T_DIR/l_any" --rst; L_ANY=$LISTENER
 
-# run WHAT FIELD WANT kbtool-args...: run one batch, check kbtool's own count.
+# run WHAT FIELD WANT kbtool-args...: run one batch, check kbtool's own
+# count; OK_ACCEPTS sums the successes the dual-stack listener must accept.
+OK_ACCEPTS=0
 run() {
 	local what=$1 fld=$2 want=$3 out
 	shift 3
 	out=$(in_test "$KBTOOL" "$@")
 	expect_eq "$what: $fld" "$(field "$fld" "$out")" "$want"
+	[ "$1" = connect ] && [ "$3" = "$P_OK" ] && OK_ACCEPTS=$((OK_ACCEPTS + $(field success "$out")))
 }
 
+# The kernel gives up on a dropped SYN after ~3 s (tcp_syn_retries=1);
+# pconnect's own limit only has to be longer.
 log "timeouts and cancels run in the background (3 s each)"
-in_test "$KBTOOL" pconnect 127.0.0.1 "$P_DROP" 20 10000 > "$T_DIR/to4a" &
-in_test "$KBTOOL" pconnect ::ffff:127.0.0.1 "$P_DROP" 5 10000 > "$T_DIR/to4b" &
-in_test "$KBTOOL" pconnect ::1 "$P_DROP" 5 10000 > "$T_DIR/to6" &
+in_test "$KBTOOL" pconnect 127.0.0.1 "$P_DROP" 20 $((T_WAIT_S * 1000)) > "$T_DIR/to4a" &
+in_test "$KBTOOL" pconnect ::ffff:127.0.0.1 "$P_DROP" 5 $((T_WAIT_S * 1000)) > "$T_DIR/to4b" &
+in_test "$KBTOOL" pconnect ::1 "$P_DROP" 5 $((T_WAIT_S * 1000)) > "$T_DIR/to6" &
 TO_JOBS=$(jobs -p | tail -3)
 
 log "successes: 300 IPv4, 30 IPv4-mapped, 30 IPv6; CIDR 15 + 12 (longest prefix)"
@@ -130,15 +124,20 @@ expect_eq "to6 timeouts" "$(field timeout "$(cat "$T_DIR/to6")")" 5
 scrape > "$T_DIR/m"
 val() { awk -v k="$1" 'index($0, k " ") == 1 { print $2; f = 1 } END { if (!f) print "absent" }' "$T_DIR/m"; }
 # want CIRCUIT success refused timeout unreachable error cancelled resets_rx resets_tx retrans
-# (retrans: "-" when only the kernel's schedule decides it; checked in total below)
+# (retrans: "-" when only the kernel's schedule decides it; checked in total below).
+# ALL_CONNECTS, ALL_RX and ALL_TX sum the rows for the totals below.
+ALL_CONNECTS=0 ALL_RX=0 ALL_TX=0
 want() {
 	local c=$1 i=2 r
 	for r in success refused timeout unreachable error cancelled; do
 		expect_eq "$c $r" "$(val "kbreaker_tcp_connects_total{circuit_name=\"$c\",result=\"$r\"}")" "${!i}"
+		ALL_CONNECTS=$((ALL_CONNECTS + ${!i}))
 		i=$((i + 1))
 	done
-	expect_eq "$c resets received" "$(val "kbreaker_tcp_resets_total{circuit_name=\"$c\",direction=\"received\"}")" "${!i}"; i=$((i + 1))
-	expect_eq "$c resets sent" "$(val "kbreaker_tcp_resets_total{circuit_name=\"$c\",direction=\"sent\"}")" "${!i}"; i=$((i + 1))
+	expect_eq "$c resets received" "$(val "kbreaker_tcp_resets_total{circuit_name=\"$c\",direction=\"received\"}")" "${!i}"
+	ALL_RX=$((ALL_RX + ${!i})); i=$((i + 1))
+	expect_eq "$c resets sent" "$(val "kbreaker_tcp_resets_total{circuit_name=\"$c\",direction=\"sent\"}")" "${!i}"
+	ALL_TX=$((ALL_TX + ${!i})); i=$((i + 1))
 	expect_eq "$c blocked" "$(val "kbreaker_connects_blocked_total{circuit_name=\"$c\"}")" 0
 	expect_eq "$c would_block" "$(val "kbreaker_connects_would_block_total{circuit_name=\"$c\"}")" 0
 }
@@ -162,17 +161,16 @@ expect_eq "histogram count = successes (ok4)" \
 	"$(val 'kbreaker_tcp_connect_duration_seconds_count{circuit_name="ok4"}')" 330
 # Nothing else anywhere: totals over all circuits equal the sums above.
 total() { awk -v p="$1" 'index($0, p) == 1 { s += $2 } END { print s + 0 }' "$T_DIR/m"; }
-expect_eq "all successes" "$(total 'kbreaker_tcp_connects_total{' | head -1)" \
-	"$((330 + 30 + 220 + 20 + 25 + 5 + 15 + 5 + 50 + 50 + 30 + 20 + 10 + 15 + 12))"
-expect_eq "all resets received" "$(grep 'direction="received"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" 70
-RETRANS=$(( $(retrans_segs) - RETRANS0 ))
+expect_eq "all connect outcomes" "$(total 'kbreaker_tcp_connects_total{')" "$ALL_CONNECTS"
+expect_eq "all resets received" "$(grep 'direction="received"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" "$ALL_RX"
+expect_eq "all resets sent" "$(grep 'direction="sent"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" "$ALL_TX"
+RETRANS=$(( $(ns_counter Tcp RetransSegs) - RETRANS0 ))
 expect_eq "all retransmits = the namespace's RetransSegs" \
 	"$(grep '^kbreaker_tcp_retransmits_total{' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" "$RETRANS"
-T_CHECKS=$((T_CHECKS + 1))
-[ "$(val 'kbreaker_tcp_retransmits_total{circuit_name="to4"}')" -ge 25 ] || fail "to4: fewer retransmits than timed-out SYNs"
-expect_eq "all resets sent" "$(grep 'direction="sent"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" 50
+expect_ge "to4 retransmits (at least one per timed-out SYN)" \
+	"$(val 'kbreaker_tcp_retransmits_total{circuit_name="to4"}')" 25
 
 kill "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY"; wait "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY" 2>/dev/null
-# 300+30+30+15+12+20 (unconfigured 127.0.0.2) accepted by the dual-stack listener.
-expect_eq "dual-stack listener accepted" "$(cat "$T_DIR/l_ok")" "accepted=407"
+# Every success to $P_OK, the unconfigured 127.0.0.2 too: the listener's backlog holds them all.
+expect_eq "dual-stack listener accepted" "$(cat "$T_DIR/l_ok")" "accepted=$OK_ACCEPTS"
 t_done

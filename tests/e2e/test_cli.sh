@@ -13,9 +13,8 @@ run_cli() {
 	shift 2
 	"$KBREAKERD" "$@" >"$T_DIR/out" 2>"$T_DIR/err"; rc=$?
 	expect_eq "kbreakerd $* exit" "$rc" "$want_rc"
-	T_CHECKS=$((T_CHECKS + 1))
-	grep -qF -- "$want_err" "$T_DIR/err" "$T_DIR/out" ||
-		fail "kbreakerd $*: output lacks '$want_err': $(cat "$T_DIR/err" "$T_DIR/out")"
+	check "kbreakerd $*: output has '$want_err' (it is: $(cat "$T_DIR/err" "$T_DIR/out"))" \
+		grep -qF -- "$want_err" "$T_DIR/err" "$T_DIR/out"
 }
 
 log "--help, --version, bad flags"
@@ -48,16 +47,14 @@ run_cli 1 "open cgroup /nonexistent/kb-cgroup: No such file or directory" -c "$T
 # The metrics port taken: the agent must not leave its hooks on the cgroup.
 busy=$(free_port)
 # The agent listens in the host's namespace, so the port is taken there.
-"$KBTOOL" listen 127.0.0.1 "$busy" 10 "$T_DIR/ready-host" > /dev/null &
-HOSTL=$!
-for _ in $(seq 1 100); do [ -e "$T_DIR/ready-host" ] && break; sleep 0.02; done
+start_listener --host 127.0.0.1 "$busy" /dev/null
 cat > "$T_DIR/busy.yaml" <<EOC
 listen: 127.0.0.1:$busy
 cgroup: $T_CG
 destinations: []
 EOC
 run_cli 1 "http: listen on 127.0.0.1 port $busy: Address already in use" -c "$T_DIR/busy.yaml"
-kill "$HOSTL"; wait "$HOSTL" 2>/dev/null
+kill "$LISTENER"; wait "$LISTENER" 2>/dev/null
 expect_eq "programs left on the cgroup" "$(bpftool cgroup show "$T_CG" 2>/dev/null | grep -c connect)" 0
 
 t_done

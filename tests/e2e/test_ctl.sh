@@ -11,7 +11,7 @@ KBREAKERCTL=${KBREAKERCTL:-$(dirname "$KBREAKERD")/kbreakerctl}
 command -v jq >/dev/null || need "jq not installed (make deps)"
 t_setup
 
-PDOWN=$((30000 + RANDOM % 10000))
+PDOWN=$(test_port 3)
 PUP=$((PDOWN + 1))
 PWATCH=$((PDOWN + 2))
 T_LISTEN="127.0.0.1:$(free_port)"
@@ -43,10 +43,10 @@ ctl() { "$KBREAKERCTL" --url "$URL" "$@"; }
 log "drive three breakers: down (open), up (closed), watched (observe)"
 out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PDOWN" 3)
 expect_eq "refused to down" "$(field refused "$out")" 3
-wait_state down open 3
+wait_state down open
 out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PDOWN" 2)
 expect_eq "blocked to down" "$(field refused "$out")" 2
-start_listener 127.0.0.1 "$PUP" 30 "$T_DIR/listen.out"
+start_listener 127.0.0.1 "$PUP" "$T_DIR/listen.out"
 out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PUP" 4)
 expect_eq "successes to up" "$(field success "$out")" 4
 out=$(in_test "$KBTOOL" connect ::1 "$PWATCH" 2)
@@ -55,16 +55,13 @@ expect_eq "refused to watched" "$(field refused "$out")" 2
 # The counters are cumulative in the kernel; wait until /status shows them
 # all, and until the agent has drained the outcomes that did not wake it
 # (it reads those at its next poll): watched's breaker has seen its two.
-for _ in $(seq 1 60); do
-	ctl status --json > "$T_DIR/status.json" 2>/dev/null &&
-	[ "$(jq -c '[.destinations[] | .blocked, .failures, .consecutive_failures]' "$T_DIR/status.json" 2>/dev/null)" = "[2,3,0,0,0,0,0,2,2]" ] &&
-	break
-	sleep 0.05
-done
+counts() { jq -c '[.destinations[] | .blocked, .failures, .consecutive_failures]' "$T_DIR/status.json" 2>/dev/null; }
+all_counted() { ctl status --json > "$T_DIR/status.json" 2>/dev/null && [ "$(counts)" = "[2,3,0,0,0,0,0,2,2]" ]; }
+wait_until "$T_WAIT_S" all_counted
+expect_eq "blocked, failures, consecutive failures of each" "$(counts)" "[2,3,0,0,0,0,0,2,2]"
 
 log "status --json: valid JSON, the agent's document"
-T_CHECKS=$((T_CHECKS + 1))
-jq -e . "$T_DIR/status.json" >/dev/null || fail "status --json is not valid JSON: $(cat "$T_DIR/status.json")"
+check "status --json is valid JSON: $(cat "$T_DIR/status.json")" jq -e . "$T_DIR/status.json" >/dev/null
 expect_eq "destinations" "$(jq '.destinations | length' "$T_DIR/status.json")" 3
 expect_eq "names, states" "$(jq -c '[.destinations[] | .name, .state]' "$T_DIR/status.json")" \
 	'["down","open","up","closed","watched","metrics_only"]'
@@ -92,16 +89,14 @@ row() { awk -v n="$1" '$1 == n { print $1, $2, $3, $4, $5, $6, $7 }' "$T_DIR/tab
 expect_eq "down row" "$(row down)" "down 127.0.0.1:$PDOWN open $(rate down) 3 3 2"
 expect_eq "up row" "$(row up)" "up 127.0.0.1:$PUP closed $(rate up) 4 0 0"
 expect_eq "watched row" "$(row watched)" "watched [::1]:$PWATCH metrics_only $(rate watched) 2 2 0"
-T_CHECKS=$((T_CHECKS + 1))
-awk 'NR > 1 && $8 !~ /^([0-9]+ms|[0-9]+\.[0-9]s|[0-9]+m[0-9][0-9]s)$/ { exit 1 }' "$T_DIR/table.txt" ||
-	fail "time in state column: $(awk 'NR > 1 { print $8 }' "$T_DIR/table.txt" | tr '\n' ' ')"
+check "time in state column: $(awk 'NR > 1 { print $8 }' "$T_DIR/table.txt" | tr '\n' ' ')" \
+	awk 'NR > 1 && $8 !~ /^([0-9]+ms|[0-9]+\.[0-9]s|[0-9]+m[0-9][0-9]s)$/ { exit 1 }' "$T_DIR/table.txt"
 # Columns line up: each cell starts where its header does.
-T_CHECKS=$((T_CHECKS + 1))
 hdr=$(head -1 "$T_DIR/table.txt")
 for col in ADDRESS STATE CONNECTS BLOCKED; do
 	pos=${hdr%%"$col"*}
-	awk -v p=${#pos} 'NR > 1 && (substr($0, p, 1) != " " || substr($0, p + 1, 1) == " ") { exit 1 }' \
-		"$T_DIR/table.txt" || fail "column $col is not aligned"
+	check "column $col aligned" awk -v p=${#pos} \
+		'NR > 1 && (substr($0, p, 1) != " " || substr($0, p + 1, 1) == " ") { exit 1 }' "$T_DIR/table.txt"
 done
 
 log "KBREAKER_URL and a trailing slash"

@@ -18,9 +18,7 @@ kb_make() {
 
 # expect_file PATH MODE
 expect_file() {
-	T_CHECKS=$((T_CHECKS + 1))
-	if [ ! -f "$1" ]; then fail "missing $1"; return; fi
-	[ "$(stat -c %a "$1")" = "$2" ] || fail "$1: mode $(stat -c %a "$1"), want $2"
+	expect_eq "$1: mode" "$(stat -c %a "$1" 2>&1)" "$2"
 }
 
 log "make install DESTDIR=... (PREFIX=/usr/local)"
@@ -34,8 +32,7 @@ expect_file "$D/usr/local/share/man/man5/kbreaker.yaml.5" 644
 expect_file "$D/usr/local/lib/systemd/system/kbreakerd.service" 644
 expect_file "$D/etc/kbreaker/kbreaker.yaml" 644
 expect_eq "no stray files" "$(find "$D" -type f | wc -l)" 7
-cmp -s "$BUILD_DIR/kbreakerd" "$D/usr/local/sbin/kbreakerd" || fail "installed kbreakerd differs from the build"
-T_CHECKS=$((T_CHECKS + 1))
+check "installed kbreakerd is the build's" cmp -s "$BUILD_DIR/kbreakerd" "$D/usr/local/sbin/kbreakerd"
 
 log "installed binaries run; the installed config is valid"
 expect_eq "kbreakerd --version" "$("$D/usr/local/sbin/kbreakerd" --version | awk '{ print $1 }')" kbreakerd

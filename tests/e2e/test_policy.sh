@@ -4,9 +4,13 @@
 # - failure rate: successes and failures alternate (never two failures in a
 #   row), so only the rate over a 10-call window (threshold 50 %) can trip;
 # - backoff: a failed half_open probe re-opens for twice open_duration.
+# An open period is read from one /status document: time in state plus time
+# to half_open, both taken at the same instant, add up to the period the
+# breaker chose, to the millisecond, however late the test reads it.
 . "$(dirname "$0")/lib.sh"
 t_setup
-P=$((20000 + RANDOM % 12000))
+command -v jq >/dev/null || need "jq not installed (make deps)"
+P=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
 cat > "$T_DIR/kb.yaml" <<EOC
 listen: $T_LISTEN
@@ -21,8 +25,8 @@ destinations:
     window_type: count
     window_size: 10
     minimum_calls: 10
-    open_duration: 1s
-    max_open_duration: 8s
+    open_duration: 3s
+    max_open_duration: 12s
     jitter: 0
     half_open_permits: 1
 EOC
@@ -32,11 +36,11 @@ S='circuit_name="fr"'
 log "9 calls alternating success/failure: 4 failures of 9, below 50 % and minimum_calls"
 for i in $(seq 1 9); do
 	if [ $((i % 2)) = 1 ]; then
-		start_listener 127.0.0.1 "$P" 5 "$T_DIR/l"
-		in_test "$KBTOOL" connect 127.0.0.1 "$P" 1 >/dev/null
+		start_listener 127.0.0.1 "$P" "$T_DIR/l"
+		expect_eq "call $i succeeds" "$(field success "$(in_test "$KBTOOL" connect 127.0.0.1 "$P" 1)")" 1
 		kill "$LISTENER"; wait "$LISTENER" 2>/dev/null
 	else
-		in_test "$KBTOOL" connect 127.0.0.1 "$P" 1 >/dev/null
+		expect_eq "call $i refused" "$(field refused "$(in_test "$KBTOOL" connect 127.0.0.1 "$P" 1)")" 1
 	fi
 done
 expect_metric "kbreaker_tcp_connects_total{$S,result=\"success\"}" 5
@@ -45,23 +49,31 @@ wait_metric "circuit_breaker_failure_rate{$S}" 0.4444
 expect_metric "circuit_breaker_state{$S,state=\"closed\"}" 1
 log "10th call fails: 5 of 10 = 50 %, never 2 in a row: the rate trips it"
 in_test "$KBTOOL" connect 127.0.0.1 "$P" 1 >/dev/null
-wait_state fr open 2
-T_CHECKS=$((T_CHECKS + 1))
-grep -q 'msg="breaker open" circuit=fr old_state=closed new_state=open mode=enforce cause=failure_rate' \
-	"$T_DIR/agent.log" || fail "trip cause not failure_rate"
+
+# open_period_ms: fr's open period in ms from one /status document; fails
+# (sets nothing) unless fr is open.
+open_period_ms() {
+	curl -sf "http://$T_LISTEN/status" > "$T_DIR/status.json"
+	PERIOD=$(jq -er '.destinations[] | select(.name == "fr" and .state == "open") |
+		(.time_in_state_seconds + .next_half_open_seconds) * 1000 | round' "$T_DIR/status.json")
+}
+# expect_period WHAT WANT_MS: both values are rounded to the millisecond.
+expect_period() {
+	PERIOD=""
+	wait_until "$T_WAIT_S" open_period_ms
+	[ -n "$PERIOD" ] && [ "$PERIOD" -ge $(($2 - 2)) ] && [ "$PERIOD" -le $(($2 + 2)) ]
+	t_check $? "$1: open period '$PERIOD' ms, want $2 (last /status: $(tr -d '\n' < "$T_DIR/status.json"))"
+}
+expect_period "the trip" 3000
+wait_state fr open
+check "trip cause logged as failure_rate" log_has \
+	'msg="breaker open" circuit=fr old_state=closed new_state=open mode=enforce cause=failure_rate'
 
 log "backoff: the probe fails, the second open period is twice the first"
-wait_state fr half_open 3
+wait_state fr half_open
 in_test "$KBTOOL" connect 127.0.0.1 "$P" 1 >/dev/null	# the probe: refused
-wait_state fr open 2
-wait_state fr half_open 4
-# Open periods from the agent's own log: open -> half_open, twice.
-ms() { sed -E 's/^ts=[0-9-]+T([0-9]+):([0-9]+):([0-9.]+)Z.*/\1 \2 \3/' | awk '{ printf "%d\n", ($1 * 3600 + $2 * 60 + $3) * 1000 }'; }
-opens=($(grep 'msg="breaker open" circuit=fr' "$T_DIR/agent.log" | ms))
-halfs=($(grep 'msg="breaker half_open" circuit=fr' "$T_DIR/agent.log" | ms))
-first=$((halfs[0] - opens[0])) second=$((halfs[1] - opens[1]))
-log "open periods: ${first} ms, then ${second} ms"
-T_CHECKS=$((T_CHECKS + 2))
-[ "$first" -ge 990 ] && [ "$first" -le 1300 ] || fail "first open period $first ms, want ~1000"
-[ "$second" -ge 1990 ] && [ "$second" -le 2300 ] || fail "second open period $second ms, want ~2000"
+expect_period "the failed probe" 6000
+expect_metric "circuit_breaker_state_transition_total{$S,old_state=\"half_open\",new_state=\"open\"}" 1
+wait_state fr half_open
+expect_metric "circuit_breaker_state_transition_total{$S,old_state=\"open\",new_state=\"half_open\"}" 2
 t_done

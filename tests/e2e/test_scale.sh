@@ -6,7 +6,7 @@
 # an address outside all of them counts nowhere.
 . "$(dirname "$0")/lib.sh"
 t_setup
-P=$((20000 + RANDOM % 12000))
+P=$(test_port 2)
 T_LISTEN="127.0.0.1:$(free_port)"
 
 {
@@ -33,12 +33,18 @@ T_LISTEN="127.0.0.1:$(free_port)"
 	echo "  - { name: wide, host: 127.128.0.0/9, port: any }"
 	echo "  - { name: exact-in-net, host: 127.2.7.9, port: $P }"
 } > "$T_DIR/kb.yaml"
-log "config: $(grep -c 'name:' "$T_DIR/kb.yaml") destinations"
-expect_eq "destinations in the config" "$(grep -c 'name:' "$T_DIR/kb.yaml")" 10002
 start_agent "$T_DIR/kb.yaml"
+expect_metric "kbreaker_destinations" 10002
+expect_metric "kbreaker_breakers" 10002
 
-# connect ADDR COUNT: refused connects (nothing listens on $P).
-c() { in_test "$KBTOOL" connect "$1" "$P" "$2" >/dev/null; }
+# c ADDR COUNT [PORT]: refused connects (nothing listens); ALL sums them.
+ALL=0
+c() {
+	local out
+	out=$(in_test "$KBTOOL" connect "$1" "${3:-$P}" "$2")
+	expect_eq "refused connects to $1 port ${3:-$P}" "$(field refused "$out")" "$2"
+	ALL=$((ALL + $2))
+}
 c 127.1.0.1 3         # h-0-1
 c 127.1.23.250 4      # h-23-250
 c 127.2.3.9 5         # n24-3
@@ -48,8 +54,10 @@ c 127.2.7.9 8         # exact-in-net beats n24-7
 c 127.2.7.10 9        # n24-7
 c 127.13.183.1 2      # n24-2999 (x=2999 -> 127.13.183.0/24)
 c 127.200.0.1 11      # wide (any port) only
-in_test "$KBTOOL" connect 127.200.0.1 $((P + 1)) 1 >/dev/null  # wide, other port
-c 127.1.24.1 3        # nowhere: not a host entry, outside every prefix
+c 127.200.0.1 1 $((P + 1))  # wide, other port
+# nowhere: not a host entry, outside every prefix (not in ALL)
+out=$(in_test "$KBTOOL" connect 127.1.24.1 "$P" 3)
+expect_eq "refused connects to 127.1.24.1 (no destination)" "$(field refused "$out")" 3
 t0=$(date +%s%N)
 scrape > "$T_DIR/m"
 t1=$(date +%s%N)
@@ -59,7 +67,8 @@ val() { awk -v k="kbreaker_tcp_connects_total{circuit_name=\"$1\",result=\"refus
 for pair in h-0-1:3 h-23-250:4 n24-3:5 n25-3:6 n30-3:7 exact-in-net:8 n24-7:9 n24-2999:2 wide:12 n24-0:absent h-5-5:absent; do
 	expect_eq "refused on ${pair%%:*}" "$(val "${pair%%:*}")" "${pair##*:}"
 done
-expect_eq "all refused" "$(grep 'result="refused"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" 56
+expect_eq "all refused (every connect to a destination)" \
+	"$(grep 'result="refused"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" "$ALL"
 log "compact scrape of 10,002 destinations: $(wc -c < "$T_DIR/m") bytes in $(( (t1 - t0) / 1000000 )) ms"
 # Every destination still shows its state; the idle ones nothing else.
 expect_eq "state series" "$(grep -c '^circuit_breaker_state{' "$T_DIR/m")" 10002

@@ -8,7 +8,7 @@
 # on IPv6, not local to this host, invalid (config errors); config errors
 # met on a real start (aliases, unknown key, NUL, over 1 MiB, a directory).
 . "$(dirname "$0")/lib.sh"
-[ -x "$KBREAKERD" ] || { echo "  [$T_NAME] FAIL: no $KBREAKERD"; exit 1; }
+check "$KBREAKERD built" test -x "$KBREAKERD" || t_done
 t_setup
 command -v setpriv >/dev/null || need "setpriv (util-linux) missing"
 HPORT=$(free_port)
@@ -21,13 +21,12 @@ fails_with() {
 	local name=$1 want=$2 cfg=$3 rc errs
 	shift 3
 	chmod 644 "$cfg" 2>/dev/null
-	timeout 30 "$@" "$KBREAKERD" -c "$cfg" > "$T_DIR/out" 2> "$T_DIR/err"; rc=$?
+	timeout "$T_WAIT_S" "$@" "$KBREAKERD" -c "$cfg" > "$T_DIR/out" 2> "$T_DIR/err"; rc=$?
 	expect_eq "$name: exit status" "$rc" 1
 	# An error line: logfmt at level=error, or a bare config error message.
 	errs=$(grep -v '^ts=' "$T_DIR/err"; grep '^ts=.* level=error ' "$T_DIR/err")
 	expect_eq "$name: error lines" "$(grep -c . <<<"$errs")" 1
-	T_CHECKS=$((T_CHECKS + 1))
-	grep -qF -- "$want" <<<"$errs" || fail "$name: error lacks '$want': $errs"
+	check "$name: error has '$want' (it is: $errs)" grep -qF -- "$want" <<<"$errs"
 	log "  $name: $(head -n1 <<<"$errs" | sed 's/^ts=[^ ]* //')"
 	[ "$(grep -c . <<<"$errs")" = 1 ] || sed 's/^/      /' "$T_DIR/err"
 	expect_eq "$name: programs on the test cgroup" \
@@ -59,13 +58,10 @@ fails_with "a directory outside cgroup2" "$T_DIR/notcg: not a cgroup v2 director
 
 log "listen address"
 BUSY=$(free_port)
-rm -f "$T_DIR/ready-host"
-"$KBTOOL" listen ::1 "$BUSY" 30 "$T_DIR/ready-host" > /dev/null &
-HOSTL=$!
-for _ in $(seq 1 100); do [ -e "$T_DIR/ready-host" ] && break; sleep 0.02; done
+start_listener --host ::1 "$BUSY" /dev/null
 fails_with "IPv6 address in use" "http: listen on ::1 port $BUSY: Address already in use" \
 	"$(cfg "$T_CG" "\"[::1]:$BUSY\"")"
-kill "$HOSTL"; wait "$HOSTL" 2>/dev/null
+kill "$LISTENER"; wait "$LISTENER" 2>/dev/null
 fails_with "address not on this host" "http: listen on 192.0.2.1 port $HPORT: Cannot assign requested address" \
 	"$(cfg "$T_CG" "192.0.2.1:$HPORT")"
 fails_with "listen: bad IPv4" "c.yaml:1:9: listen: host must be an IP address" "$(cfg "$T_CG" 999.1.1.1:80)"
