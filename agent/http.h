@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * http: the agent's HTTP endpoint, libmicrohttpd glue only. The server runs its
- * own thread; the body callback must be thread-safe.
+ * own threads (an acceptor, libmicrohttpd's); the body callback must be
+ * thread-safe.
  */
 #ifndef KB_HTTP_H
 #define KB_HTTP_H
@@ -38,8 +39,10 @@ int http_listen(const char *host, uint16_t port);
 
 /*
  * Serve `routes` (n of them, kept by reference) with ctx on listening
- * socket fd, which the server then owns. GET and HEAD only. Returns 0 or
- * -errno, logged here.
+ * socket fd, which the server then owns. GET and HEAD only. At most 64
+ * connections: beyond that, one whose request has arrived whole evicts the
+ * oldest still waiting for its request, and any other is closed at once, so
+ * a flood cannot keep a scraper out. Returns 0 or -errno, logged here.
  */
 int http_start(struct http_server **out, int fd, const struct http_route *routes, size_t n,
 	       void *ctx);

@@ -18,16 +18,21 @@
  *	blank line that ends it, then wait. Prints "closed_after_ms=N" when the
  *	server drops the connection, or "open_after_ms=N" at MAX_S.
  *
- *   httpabuse flood HOST PORT N HOLD_S [NSRC]
+ *   httpabuse flood HOST PORT N HOLD_S [NSRC [half|idle [reopen]]]
  *	Open N connections at once (non-blocking), spread over NSRC source
- *	addresses 127.0.1.1 .. 127.0.1.NSRC (default 1: the kernel picks) so both
- *	the per-IP and the total limit are hit; each sends a partial request. Hold
- *	them HOLD_S seconds, then close all. Prints one line:
- *	"opened=N connected=C failed=F closed_by_server=S open_at_end=O"
+ *	addresses 127.0.1.1 .. 127.0.1.NSRC (default 1: the kernel picks); each
+ *	sends a partial request ("half", the default) or nothing ("idle"). Hold
+ *	them HOLD_S seconds, then close all. With "reopen", a connection the
+ *	server closes (or that fails) is opened again at once from the same
+ *	source, as an attacker keeping N connections up would. Prints one line:
+ *	"opened=N connected=C failed=F closed_by_server=S reopened=R open_at_end=O"
+ *	(opened and connected count every attempt, reopened ones included).
+ *	SIGTERM ends the hold early, with the same line.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,63 +197,82 @@ closed:
 	return 0;
 }
 
+/* One flood connection: socket, source address, non-blocking connect; -1 on failure. */
+static int flood_open(const struct sockaddr_storage *dst, socklen_t dst_len, long nsrc, long i)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (nsrc > 1) {
+		struct sockaddr_in src = { .sin_family = AF_INET };
+
+		src.sin_addr.s_addr = htonl(0x7f000100u + 1 + i % nsrc);
+		if (bind(fd, (struct sockaddr *)&src, sizeof(src))) {
+			close(fd);
+			return -1;
+		}
+	}
+	if (connect(fd, (const struct sockaddr *)dst, dst_len) && errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static volatile sig_atomic_t flood_stop;
+
+static void on_term(int sig)
+{
+	flood_stop = 1;
+}
+
 static int do_flood(int argc, char **argv)
 {
+	struct sigaction sa = { .sa_handler = on_term };	/* no SA_RESTART: poll returns */
 	static const char partial[] = "GET /metrics HTTP/1.1\r\nHost: kbreaker\r\n";
 	static struct pollfd pfd[MAX_FLOOD];
 	static char state[MAX_FLOOD];	/* 0 connecting, 1 connected, 2 failed, 3 closed by server */
-	long n_conns, nsrc, opened = 0, connected = 0, failed = 0, closed = 0, open_end = 0;
+	long n_conns, nsrc, opened = 0, connected = 0, failed = 0, closed = 0, reopened = 0,
+	     open_end = 0;
+	bool idle = false, reopen = false;
 	struct sockaddr_storage ss;
 	struct rlimit rl;
 	long long deadline;
 	socklen_t sl;
 	char buf[4096];
 
-	if (argc != 6 && argc != 7)
+	if (argc < 6 || argc > 9)
 		return 2;
 	sl = tool_sockaddr_arg("httpabuse", argv[2], argv[3], &ss);
 	n_conns = atol(argv[4]);
-	nsrc = argc == 7 ? atol(argv[6]) : 1;
-	if (n_conns < 1 || n_conns > MAX_FLOOD || nsrc < 1 || nsrc > 254 || ss.ss_family != AF_INET) {
-		fprintf(stderr, "httpabuse: flood: N in 1..%d, NSRC in 1..254, IPv4 only\n", MAX_FLOOD);
+	nsrc = argc >= 7 ? atol(argv[6]) : 1;
+	if (argc >= 8)
+		idle = !strcmp(argv[7], "idle");
+	if (argc == 9)
+		reopen = !strcmp(argv[8], "reopen");
+	if (n_conns < 1 || n_conns > MAX_FLOOD || nsrc < 1 || nsrc > 254 || ss.ss_family != AF_INET ||
+	    (argc >= 8 && !idle && strcmp(argv[7], "half")) || (argc == 9 && !reopen)) {
+		fprintf(stderr, "httpabuse: flood: N in 1..%d, NSRC in 1..254, half|idle, reopen; IPv4 only\n",
+			MAX_FLOOD);
 		return 2;
 	}
 	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)n_conns + 16) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	sigaction(SIGTERM, &sa, NULL);
 	deadline = now_ms() + atol(argv[5]) * 1000LL;
 	for (long i = 0; i < n_conns; i++) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-		pfd[i].fd = -1;
-		if (fd < 0) {
-			state[i] = 2;
-			failed++;
-			continue;
-		}
-		if (nsrc > 1) {
-			struct sockaddr_in src = { .sin_family = AF_INET };
-
-			src.sin_addr.s_addr = htonl(0x7f000100u + 1 + i % nsrc);
-			if (bind(fd, (struct sockaddr *)&src, sizeof(src))) {
-				close(fd);
-				state[i] = 2;
-				failed++;
-				continue;
-			}
-		}
-		opened++;
-		if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
-			close(fd);
-			state[i] = 2;
-			failed++;
-			continue;
-		}
-		pfd[i].fd = fd;
+		pfd[i].fd = flood_open(&ss, sl, nsrc, i);
 		pfd[i].events = POLLOUT;
+		state[i] = pfd[i].fd < 0 ? 2 : 0;
+		if (pfd[i].fd < 0)
+			failed++;
+		else
+			opened++;
 	}
-	while (now_ms() < deadline) {
+	while (!flood_stop && now_ms() < deadline) {
 		int r = poll(pfd, n_conns, (int)(deadline - now_ms()));
 
 		if (r <= 0)
@@ -264,20 +288,33 @@ static int do_flood(int argc, char **argv)
 				if (err || (pfd[i].revents & (POLLERR | POLLHUP))) {
 					state[i] = 2;
 					failed++;
-					close(pfd[i].fd);
-					pfd[i].fd = -1;
+				} else {
+					state[i] = 1;
+					connected++;
+					if (!idle)
+						send(pfd[i].fd, partial, sizeof(partial) - 1, MSG_NOSIGNAL);
+					pfd[i].events = POLLIN;
 					continue;
 				}
-				state[i] = 1;
-				connected++;
-				send(pfd[i].fd, partial, sizeof(partial) - 1, MSG_NOSIGNAL);
-				pfd[i].events = POLLIN;
 			} else if (read(pfd[i].fd, buf, sizeof(buf)) <= 0) {
 				state[i] = 3;
 				closed++;
-				close(pfd[i].fd);
-				pfd[i].fd = -1;
+			} else {
+				continue;
 			}
+			close(pfd[i].fd);
+			pfd[i].fd = -1;
+			if (!reopen)
+				continue;
+			pfd[i].fd = flood_open(&ss, sl, nsrc, i);
+			pfd[i].events = POLLOUT;
+			if (pfd[i].fd < 0) {
+				failed++;
+				continue;	/* not retried: nothing here spins */
+			}
+			state[i] = 0;
+			opened++;
+			reopened++;
 		}
 	}
 	for (long i = 0; i < n_conns; i++) {
@@ -287,8 +324,8 @@ static int do_flood(int argc, char **argv)
 			open_end++;
 		close(pfd[i].fd);
 	}
-	printf("opened=%ld connected=%ld failed=%ld closed_by_server=%ld open_at_end=%ld\n",
-	       opened, connected, failed, closed, open_end);
+	printf("opened=%ld connected=%ld failed=%ld closed_by_server=%ld reopened=%ld open_at_end=%ld\n",
+	       opened, connected, failed, closed, reopened, open_end);
 	return 0;
 }
 
