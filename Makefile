@@ -115,6 +115,20 @@ $(BUILD)/tests/%: tests/unit/%.c $(PURE_OBJS) | $(BUILD)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(PURE_OBJS) -o $@ $(LDLIBS) -lcmocka
 
+# Unit tests of agent.c itself link it against seams (tests/unit/fakes.c):
+# kernel maps in memory, a table of names, a recording log_msg, and an
+# allocator that fails on demand like the fake map calls.
+AGENT_TEST_OBJS = $(BUILD)/agent/agent.o $(BUILD)/tests/fakes.o $(PURE_OBJS)
+AGENT_TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=log_msg
+
+$(BUILD)/tests/fakes.o: tests/unit/fakes.c | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/test_reload: tests/unit/test_reload.c $(AGENT_TEST_OBJS) | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $< $(AGENT_TEST_OBJS) -o $@ $(LDLIBS) -lcmocka $(AGENT_TEST_WRAP)
+
 $(BUILD)/kbtool: tests/e2e/kbtool.c | $(BUILD)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@

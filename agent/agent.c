@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <malloc.h>
 #include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -49,29 +51,38 @@ _Static_assert(sizeof(struct saved_blob) <= KB_SAVED_BLOB, "breaker too large to
 /* Bump when struct breaker changes meaning without changing size. */
 #define SAVED_VERSION 1
 
-static void save_slot(struct agent *a, uint32_t id)
+/* What kb_saved keeps of slot id; false for a slot that is not kept. */
+static bool saved_fill(const struct agent *a, uint32_t id, struct kb_saved *saved)
 {
-	struct agent_slot *s = &a->slots[id];
+	const struct agent_slot *s = &a->slots[id];
 	const struct config_dst *cfg = a->circuits[s->circuit].cfg;
 	struct saved_blob blob = { .br = s->br, .resets_seen = s->resets_seen };
+
+	if (grouped(cfg))
+		return false;	/* per_address members start afresh: their addresses may differ */
+	memset(saved, 0, sizeof(*saved));
+	saved->version = SAVED_VERSION;
+	saved->blob_size = sizeof(blob);
+	snprintf(saved->name, sizeof(saved->name), "%s", cfg->name);
+	snprintf(saved->host, sizeof(saved->host), "%s", cfg->host);
+	saved->port = cfg->port;
+	memcpy(blob.lost_seen, s->lost_seen, sizeof(blob.lost_seen));
+	memcpy(saved->blob, &blob, sizeof(blob));
+	return true;
+}
+
+static void save_slot(struct agent *a, uint32_t id)
+{
 	struct kb_saved saved;
 	int err;
 
-	s->dirty = false;
-	if (!a->persist || grouped(cfg))
-		return;	/* per_address members start afresh: their addresses may differ */
-	memset(&saved, 0, sizeof(saved));
-	saved.version = SAVED_VERSION;
-	saved.blob_size = sizeof(blob);
-	snprintf(saved.name, sizeof(saved.name), "%s", cfg->name);
-	snprintf(saved.host, sizeof(saved.host), "%s", cfg->host);
-	saved.port = cfg->port;
-	memcpy(blob.lost_seen, s->lost_seen, sizeof(blob.lost_seen));
-	memcpy(saved.blob, &blob, sizeof(blob));
+	a->slots[id].dirty = false;
+	if (!a->persist || !saved_fill(a, id, &saved))
+		return;
 	err = kb_bpf_saved_put(a->bpf, id, &saved);
 	if (err) {
 		a->map_errors++;
-		log_err("bpf: save breaker %s: %s", cfg->name, strerror(-err));
+		log_err("bpf: save breaker %s: %s", saved.name, strerror(-err));
 	}
 }
 
@@ -208,33 +219,43 @@ static void on_event(void *ctx, const struct kb_event *ev)
 
 /* --- slots --------------------------------------------------------------- */
 
-/*
- * Take a slot for a new breaker of circuit ci. Never-used slots go first: a
- * socket tagged for a removed destination may still count into its old
- * slot for a while. Returns the slot id or -ENOSPC / -ENOMEM.
- */
+/* Room for slots[0..n-1], none of them put in use. 0 or -ENOMEM. */
+static int slots_reserve(struct agent *a, size_t n)
+{
+	size_t alloc = a->slots_alloc ? a->slots_alloc : 64;
+	struct agent_slot *p;
+
+	if (n <= a->slots_alloc)
+		return 0;
+	while (alloc < n)
+		alloc *= 2;
+	if (alloc > a->capacity)
+		alloc = a->capacity;
+	p = realloc(a->slots, alloc * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	a->slots = p;
+	a->slots_alloc = alloc;
+	return 0;
+}
+
 /* Make slots[0..n-1] exist; new ones are unused. 0 or -ENOMEM. */
 static int slots_extend(struct agent *a, size_t n)
 {
-	if (n > a->slots_alloc) {
-		size_t alloc = a->slots_alloc ? a->slots_alloc : 64;
-		struct agent_slot *p;
+	int err = slots_reserve(a, n);
 
-		while (alloc < n)
-			alloc *= 2;
-		if (alloc > a->capacity)
-			alloc = a->capacity;
-		p = realloc(a->slots, alloc * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		a->slots = p;
-		a->slots_alloc = alloc;
-	}
+	if (err)
+		return err;
 	for (; a->n_slots < n; a->n_slots++)
 		memset(&a->slots[a->n_slots], 0, sizeof(a->slots[0]));
 	return 0;
 }
 
+/*
+ * Take a slot for a new breaker of circuit ci. Never-used slots go first: a
+ * socket tagged for a removed destination may still count into its old
+ * slot for a while. Returns the slot id or -ENOSPC / -ENOMEM.
+ */
 static int64_t slot_take(struct agent *a, uint32_t ci, const kb_addr_t addr, uint64_t now)
 {
 	struct agent_slot *s;
@@ -452,25 +473,6 @@ static int circuit_start(struct agent *a, uint32_t ci, uint64_t now, bool restor
 	else
 		map_add(a, c, c->cfg->addr, c->cfg->prefix_len, c->slot);
 	return 0;
-}
-
-/* Take circuit ci out of service: unblock and forget everything it holds. */
-static void circuit_stop(struct agent *a, struct agent_circuit *c)
-{
-	for (size_t i = 0; i < c->n_addrs; i++) {
-		map_del(a, c, c->addrs[i], 128);
-		if (grouped(c->cfg))
-			slot_drop(a, c->members[i]);
-	}
-	if (c->cfg->host_kind != HOST_NAME)
-		map_del(a, c, c->cfg->addr, c->cfg->prefix_len);
-	if (!grouped(c->cfg))
-		slot_drop(a, c->slot);
-	free(c->addrs);
-	free(c->members);
-	c->addrs = NULL;
-	c->members = NULL;
-	c->n_addrs = 0;
 }
 
 static uint32_t lookup_flags(const struct config *cfg)
@@ -713,100 +715,641 @@ static int64_t find_old(const struct agent_circuit *old, const uint32_t *order, 
 	return -1;
 }
 
-int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
-{
-	struct agent_circuit *next, *old;
-	size_t n_old, kept = 0, added = 0, removed = 0;
-	int64_t *old_to_new = NULL;
-	uint32_t *order = NULL;
-	int32_t *from;
-	int err = 0;
+/* --- reload --------------------------------------------------------------- */
 
-	if (cfg->max_destinations != a->capacity) {
-		log_err("reload: max_destinations cannot change while running (%u -> %u); restart kbreakerd",
-			a->capacity, cfg->max_destinations);
-		agent_reload_failed(a);
-		return -EINVAL;
-	}
-	next = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*next));
-	from = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*from));
-	pthread_mutex_lock(&a->lock);
-	old = a->circuits;
-	n_old = a->n_circuits;
+/*
+ * A reload is all or nothing. Everything that can fail comes before the
+ * switch: allocations and names (reload_match, reload_resolve), slots
+ * (reload_plan), then every map write (reload_write), each journaled with
+ * what undoes it, so that a failure puts every entry back as it was. The
+ * switch (reload_commit) only moves what those steps made ready.
+ */
+
+enum undo_op {
+	UNDO_DEL_DST,	/* a key was added: delete it */
+	UNDO_ADD_DST,	/* a key was deleted: add it back, to id */
+	UNDO_VERDICT,	/* a verdict was written: put back the one read before, gen and all */
+	UNDO_STATS,	/* counters were zeroed: write back the ones read before */
+	UNDO_SAVED,	/* a saved breaker was forgotten: save the running one again */
+};
+
+struct undo {
+	enum undo_op op;
+	uint32_t id;			/* slot; for keys the dst_id to add back */
+	kb_addr_t addr;			/* keys */
+	uint8_t prefix_len;
+	uint16_t port;
+	uint32_t netns;
+	union {
+		struct kb_verdict verdict;	/* UNDO_VERDICT */
+		size_t stats;			/* UNDO_STATS: index into reload.stats */
+	};
+};
+
+/* A kept breaker whose verdict the reload rewrites: what it takes from the kernel. */
+struct reload_kept {
+	uint32_t id;
+	bool synced;			/* takes the kernel's consecutive count, fails */
+	uint32_t fails;
+	bool counted;			/* its events stop: connects[] were fed as events */
+	uint64_t connects[KB_RES_MAX];
+};
+
+/* Per circuit of the new config. */
+struct reload_circuit {
+	int32_t from;			/* the running circuit it keeps, -1: added */
+	int resolve_err;		/* added names: EAI_* of the lookup, 0 */
+	size_t dropped;			/* added groups: addresses past the last free slot */
+};
+
+struct reload {
+	const struct config *cfg;
+	uint64_t now;
+	struct agent_circuit *next;	/* the new circuits, private until the switch */
+	struct reload_circuit *info;	/* per new circuit */
+	int64_t *old_to_new;		/* running circuit -> new, -1: removed */
+	struct undo *undo;		/* map writes done so far; room for all of them */
+	size_t n_undo;
+	struct kb_dst_stats *stats;	/* counters zeroed so far, as they were */
+	size_t n_stats;
+	struct reload_kept *kept_slots;	/* by slot, for reload_commit() */
+	size_t n_kept;
+	size_t kept, added, removed;
+	char why[256];			/* what failed, for the one log line */
+};
+
+/* Say what failed, for agent_reload's log line, and pass err on. */
+__attribute__((format(printf, 3, 4)))
+static int reload_fail(struct reload *r, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* A circuit's breakers: one, or with per_address one per address. */
+static size_t circuit_n_slots(const struct agent_circuit *c)
+{
+	return grouped(c->cfg) ? c->n_addrs : 1;
+}
+
+/* Breaker m of a circuit; for a name, address m's breaker too. */
+static uint32_t circuit_slot(const struct agent_circuit *c, size_t m)
+{
+	return grouped(c->cfg) ? c->members[m] : c->slot;
+}
+
+/* A circuit's keys: its address or prefix, or each address of its name. */
+static size_t circuit_n_keys(const struct agent_circuit *c)
+{
+	return c->cfg->host_kind == HOST_NAME ? c->n_addrs : 1;
+}
+
+/* Pair the new circuits with the running ones they keep. Lock held. */
+static int reload_match(struct agent *a, struct reload *r)
+{
+	struct agent_circuit *old = a->circuits;
+	size_t n_old = a->n_circuits, n = r->cfg->n_dsts;
+	uint32_t *order;
+
+	r->next = calloc(n ? n : 1, sizeof(*r->next));
+	r->info = calloc(n ? n : 1, sizeof(*r->info));
+	r->old_to_new = calloc(n_old ? n_old : 1, sizeof(*r->old_to_new));
 	order = calloc(n_old ? n_old : 1, sizeof(*order));
-	old_to_new = calloc(n_old ? n_old : 1, sizeof(*old_to_new));
-	if (!next || !from || !order || !old_to_new) {
-		pthread_mutex_unlock(&a->lock);
-		free(next);
-		free(from);
+	if (!r->next || !r->info || !r->old_to_new || !order) {
 		free(order);
-		free(old_to_new);
-		agent_reload_failed(a);
-		return -ENOMEM;
+		return reload_fail(r, -ENOMEM, "match %zu circuits", n);
 	}
-	/* Match new circuits to old ones; names are unique on each side. */
 	for (size_t j = 0; j < n_old; j++) {
 		order[j] = j;
-		old_to_new[j] = -1;
+		r->old_to_new[j] = -1;
 	}
-	/* Sorted by name, so matching a config of n destinations is n log n. */
+	/* Sorted by name, so matching a config of n destinations is n log n; names are unique. */
 	qsort_r(order, n_old, sizeof(*order), by_circuit_name, old);
-	for (size_t i = 0; i < cfg->n_dsts; i++) {
-		int64_t j = find_old(old, order, n_old, &cfg->dsts[i]);
+	for (size_t i = 0; i < n; i++) {
+		const struct config_dst *cfg = &r->cfg->dsts[i];
+		int64_t j = find_old(old, order, n_old, cfg);
 
-		from[i] = j >= 0 && same_destination(old[j].cfg, &cfg->dsts[i]) ? (int32_t)j : -1;
-		if (from[i] >= 0)
-			old_to_new[j] = i;
+		r->next[i].cfg = cfg;
+		r->info[i].from = j >= 0 && same_destination(old[j].cfg, cfg) ? (int32_t)j : -1;
+		if (r->info[i].from >= 0)
+			r->old_to_new[j] = i;
+		r->kept += r->info[i].from >= 0;
 	}
-	/* Removed circuits go first: their keys and slots free up for the new. */
-	for (size_t j = 0; j < n_old; j++) {
-		if (old_to_new[j] >= 0)
+	r->added = n - r->kept;
+	r->removed = n_old - r->kept;
+	free(order);
+	return 0;
+}
+
+/*
+ * Look up the added names. Without the lock: DNS may take seconds. A name
+ * that does not resolve starts with no address, as at start; the resolver
+ * thread tries again.
+ */
+static int reload_resolve(struct reload *r)
+{
+	for (size_t i = 0; i < r->cfg->n_dsts; i++) {
+		struct agent_circuit *c = &r->next[i];
+		int err;
+
+		if (r->info[i].from >= 0 || c->cfg->host_kind != HOST_NAME)
 			continue;
-		log_info("circuit removed\tcircuit=%s", old[j].cfg->name);
-		circuit_stop(a, &old[j]);
-		removed++;
+		err = resolve_name(c->cfg->host, &c->addrs, &c->n_addrs);
+		if (err == EAI_MEMORY)
+			return reload_fail(r, -ENOMEM, "resolve %s for %s", c->cfg->host, c->cfg->name);
+		r->info[i].resolve_err = err;
 	}
-	a->circuits = next;
-	a->n_circuits = cfg->n_dsts;
-	a->cfg = cfg;
-	for (uint32_t i = 0; i < cfg->n_dsts; i++) {
-		next[i] = from[i] >= 0 ? old[from[i]] : (struct agent_circuit){ 0 };
-		next[i].cfg = &cfg->dsts[i];
-		kept += from[i] >= 0;
+	return 0;
+}
+
+/* Where new breakers' slots come from, best first. */
+struct slot_pick {
+	size_t never;		/* next never-used slot */
+	size_t unused;		/* next to look at among slots unused before the reload */
+	size_t freed;		/* next to look at among slots the reload frees */
+};
+
+/* slot_take's order, then slots of removed circuits. Returns the id or -ENOSPC. */
+static int64_t pick_slot(const struct agent *a, const struct reload *r, struct slot_pick *p)
+{
+	if (p->never < a->capacity)
+		return p->never++;
+	for (; p->unused < a->n_slots; p->unused++)
+		if (!a->slots[p->unused].used)
+			return p->unused++;
+	/* Last: a socket tagged for the removed destination may still count into its slot. */
+	for (; p->freed < a->n_slots; p->freed++)
+		if (a->slots[p->freed].used && r->old_to_new[a->slots[p->freed].circuit] < 0)
+			return p->freed++;
+	return -ENOSPC;
+}
+
+/*
+ * Give each new breaker its slot and make room for the journal and the
+ * slots: after this only map writes can fail. Lock held.
+ */
+static int reload_plan(struct agent *a, struct reload *r)
+{
+	struct slot_pick pick = { .never = a->n_slots };
+	size_t writes = 0, breakers = 0, kept = 0, top = a->n_slots;
+
+	/* A removed circuit's keys, and per breaker a verdict and its saved state. */
+	for (size_t j = 0; j < a->n_circuits; j++)
+		if (r->old_to_new[j] < 0)
+			writes += circuit_n_keys(&a->circuits[j]) + 2 * circuit_n_slots(&a->circuits[j]);
+	/* A kept breaker's verdict, when its new policy changes it. */
+	for (size_t k = 0; k < a->n_slots; k++)
+		kept += a->slots[k].used && r->old_to_new[a->slots[k].circuit] >= 0;
+	writes += kept;
+	for (size_t i = 0; i < r->cfg->n_dsts; i++) {
+		struct agent_circuit *c = &r->next[i];
+		int64_t id;
+
+		if (r->info[i].from >= 0)
+			continue;
+		if (grouped(c->cfg)) {
+			c->members = calloc(c->n_addrs ? c->n_addrs : 1, sizeof(*c->members));
+			if (!c->members)
+				return reload_fail(r, -ENOMEM, "circuit %s: %zu members", c->cfg->name,
+						   c->n_addrs);
+			for (size_t m = 0; m < c->n_addrs; m++) {
+				id = pick_slot(a, r, &pick);
+				if (id < 0) {
+					/* As the resolver does: a group serves the addresses there is room for. */
+					r->info[i].dropped = c->n_addrs - m;
+					c->n_addrs = m;
+					break;
+				}
+				c->members[m] = id;
+				top = (size_t)id + 1 > top ? (size_t)id + 1 : top;
+			}
+		} else {
+			id = pick_slot(a, r, &pick);
+			if (id < 0)
+				return reload_fail(r, (int)id, "circuit %s: no slot left (raise max_destinations)",
+						   c->cfg->name);
+			c->slot = id;
+			top = (size_t)id + 1 > top ? (size_t)id + 1 : top;
+		}
+		/* Its keys, and per breaker its counters and its verdict. */
+		writes += circuit_n_keys(c) + 2 * circuit_n_slots(c);
+		breakers += circuit_n_slots(c);
 	}
-	/* Kept circuits' breakers follow their circuit and take the new policy. */
+	r->undo = calloc(writes ? writes : 1, sizeof(*r->undo));
+	r->stats = calloc(breakers ? breakers : 1, sizeof(*r->stats));
+	r->kept_slots = calloc(kept ? kept : 1, sizeof(*r->kept_slots));
+	if (!r->undo || !r->stats || !r->kept_slots)
+		return reload_fail(r, -ENOMEM, "journal of %zu map writes", writes);
+	if (slots_reserve(a, top))
+		return reload_fail(r, -ENOMEM, "%zu slots", top);
+	return 0;
+}
+
+static struct undo *undo_push(struct reload *r, enum undo_op op, uint32_t id)
+{
+	struct undo *u = &r->undo[r->n_undo++];
+
+	u->op = op;
+	u->id = id;
+	return u;
+}
+
+/* Add or remove key m of circuit c, journaled. */
+static int reload_key(struct agent *a, struct reload *r, const struct agent_circuit *c, size_t m,
+		      bool add)
+{
+	bool name = c->cfg->host_kind == HOST_NAME;
+	const uint8_t *addr = name ? c->addrs[m] : c->cfg->addr;
+	uint8_t prefix_len = name ? 128 : c->cfg->prefix_len;
+	uint32_t id = circuit_slot(c, m);
+	struct undo *u;
+	char text[64];
+	int err;
+
+	err = add ? kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino, id)
+		  : kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino);
+	if (err) {
+		status_addr_text(addr, text, sizeof(text));
+		return reload_fail(r, err, "bpf: %s %s/%u of %s%s", add ? "add" : "remove", text,
+				   prefix_len, c->cfg->name,
+				   err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
+	}
+	u = undo_push(r, add ? UNDO_DEL_DST : UNDO_ADD_DST, id);
+	memcpy(u->addr, addr, sizeof(u->addr));
+	u->prefix_len = prefix_len;
+	u->port = c->cfg->port;
+	u->netns = c->cfg->netns_ino;
+	return 0;
+}
+
+/* The verdict publish() writes for br, serving a circuit configured as cfg. */
+static void reload_verdict_of(const struct config_dst *cfg, const struct breaker *br,
+			      struct kb_verdict *v)
+{
+	breaker_verdict(br, v);
+	if (grouped(cfg)) {
+		/* The blast-radius guard is the agent's: no trip in the kernel, wake it instead. */
+		v->trip_after = 0;
+		v->wake_mask |= v->fail_mask;
+		v->events = 1;
+	}
+}
+
+/*
+ * Write slot id's verdict (a new gen), journaled with the one it replaces:
+ * *was if the caller read it, else read here.
+ */
+static int reload_verdict(struct agent *a, struct reload *r, uint32_t id, const struct kb_verdict *v,
+			  const struct kb_verdict *was)
+{
+	struct kb_verdict old;
+	int err = 0;
+
+	if (!was)
+		err = kb_bpf_get_verdict(a->bpf, id, &old);
+	err = err ?: kb_bpf_set_verdict(a->bpf, id, v);
+	if (err)
+		return reload_fail(r, err, "bpf: write verdict of slot %u", id);
+	undo_push(r, UNDO_VERDICT, id)->verdict = was ? *was : old;
+	return 0;
+}
+
+/*
+ * A kept breaker about to get a new verdict, br (reconfigured): take what
+ * only the kernel knows into br, and into rk for reload_commit() to take
+ * the same way. *was gets the verdict now in the map. Lock held.
+ */
+static int reload_keep(struct agent *a, struct reload *r, const struct agent_slot *s,
+		       struct breaker *br, struct reload_kept *rk, struct kb_verdict *was)
+{
+	uint32_t id = s - a->slots;
+	struct kb_verdict v;
+	struct kb_dst_stats st;
+	struct kb_trip trip;
+	int err;
+
+	rk->id = id;
+	/* sync_count()'s, as publish() does before a new gen starts the kernel's count afresh. */
+	rk->synced = !s->events && br->state == BS_CLOSED;
+	err = rk->synced ? kb_bpf_read_trip(a->bpf, id, &trip, was) : kb_bpf_get_verdict(a->bpf, id, was);
+	rk->synced = rk->synced && was->gen && was->since_ns == br->state_since_ns;
+	if (rk->synced) {
+		rk->fails = was->fails_base + kb_word_count(trip.fails, was->gen);
+		breaker_adopt_count(br, rk->fails);
+	}
+	/* What mark_counted() reads when events stop, read now: the switch cannot fail. */
+	reload_verdict_of(r->next[r->old_to_new[s->circuit]].cfg, br, &v);
+	rk->counted = s->events && !v.events;
+	if (!err && rk->counted) {
+		err = kb_bpf_read_stats(a->bpf, id, &st);
+		memcpy(rk->connects, st.connects, sizeof(rk->connects));
+	}
+	if (err)
+		return reload_fail(r, err, "bpf: read the kernel's state of slot %u", id);
+	return 0;
+}
+
+/* Zero slot id's counters for a new breaker, journaled with what they were. */
+static int reload_reset_stats(struct agent *a, struct reload *r, uint32_t id)
+{
+	int err;
+
+	err = kb_bpf_read_stats(a->bpf, id, &r->stats[r->n_stats]);
+	err = err ?: kb_bpf_reset_stats(a->bpf, id);
+	if (err)
+		return reload_fail(r, err, "bpf: reset counters of slot %u", id);
+	undo_push(r, UNDO_STATS, id)->stats = r->n_stats++;
+	return 0;
+}
+
+/* Forget a removed breaker's saved state; undone by saving the running breaker again. */
+static int reload_forget(struct agent *a, struct reload *r, uint32_t id)
+{
+	int err = kb_bpf_saved_del(a->bpf, id);
+
+	if (err)
+		return reload_fail(r, err, "bpf: forget saved breaker of slot %u", id);
+	undo_push(r, UNDO_SAVED, id);
+	return 0;
+}
+
+/* Put back, last first, every map entry the reload wrote. Lock held. */
+static void reload_undo(struct agent *a, struct reload *r)
+{
+	struct kb_saved saved;
+
+	while (r->n_undo) {
+		const struct undo *u = &r->undo[--r->n_undo];
+		int err = 0;
+
+		switch (u->op) {
+		case UNDO_DEL_DST:
+			err = kb_bpf_del_dst(a->bpf, u->addr, u->prefix_len, u->port, u->netns);
+			break;
+		case UNDO_ADD_DST:
+			err = kb_bpf_add_dst(a->bpf, u->addr, u->prefix_len, u->port, u->netns, u->id);
+			break;
+		case UNDO_VERDICT:
+			err = kb_bpf_put_verdict(a->bpf, u->id, &u->verdict);
+			break;
+		case UNDO_STATS:
+			err = kb_bpf_set_stats(a->bpf, u->id, &r->stats[u->stats]);
+			break;
+		case UNDO_SAVED:
+			if (saved_fill(a, u->id, &saved))
+				err = kb_bpf_saved_put(a->bpf, u->id, &saved);
+			break;
+		}
+		/* A second failure: this entry now differs from what the agent runs on. */
+		if (err) {
+			a->map_errors++;
+			log_err("bpf: reload: put back map entry of slot %u (undo %d): %s", u->id, u->op,
+				strerror(-err));
+		}
+	}
+}
+
+/*
+ * Every map write of the reload, in an order the hooks can bear at any
+ * point: removed destinations out and unblocked; new breakers' counters
+ * and verdicts in place before a key leads to them; the new keys; kept
+ * breakers' new verdicts. A failure undoes what was written. Lock held.
+ */
+static int reload_write(struct agent *a, struct reload *r)
+{
+	static const struct kb_verdict allow = { .action = KB_ACT_ALLOW };
+	struct kb_verdict v, was;
+	struct breaker br;
+	int err = 0;
+
+	for (size_t j = 0; j < a->n_circuits && !err; j++) {
+		const struct agent_circuit *c = &a->circuits[j];
+
+		if (r->old_to_new[j] >= 0)
+			continue;
+		for (size_t m = 0; m < circuit_n_keys(c) && !err; m++)
+			err = reload_key(a, r, c, m, false);
+		for (size_t m = 0; m < circuit_n_slots(c) && !err; m++) {
+			err = reload_verdict(a, r, circuit_slot(c, m), &allow, NULL);
+			if (!err && a->persist && !grouped(c->cfg))
+				err = reload_forget(a, r, c->slot);
+		}
+	}
+	for (size_t i = 0; i < r->cfg->n_dsts && !err; i++) {
+		const struct agent_circuit *c = &r->next[i];
+
+		if (r->info[i].from >= 0)
+			continue;
+		for (size_t m = 0; m < circuit_n_slots(c) && !err; m++) {
+			/* The breaker reload_commit() starts: same policy, same now. */
+			breaker_init(&br, &c->cfg->policy, r->now);
+			reload_verdict_of(c->cfg, &br, &v);
+			err = reload_reset_stats(a, r, circuit_slot(c, m));
+			err = err ?: reload_verdict(a, r, circuit_slot(c, m), &v, NULL);
+		}
+	}
+	for (size_t i = 0; i < r->cfg->n_dsts && !err; i++)
+		for (size_t m = 0; r->info[i].from < 0 && m < circuit_n_keys(&r->next[i]) && !err; m++)
+			err = reload_key(a, r, &r->next[i], m, true);
+	for (size_t k = 0; k < a->n_slots && !err; k++) {
+		const struct agent_slot *s = &a->slots[k];
+		const struct config_dst *cfg;
+
+		if (!s->used || r->old_to_new[s->circuit] < 0)
+			continue;
+		/* On a copy: the breaker itself changes in reload_commit(), the same way. */
+		cfg = r->next[r->old_to_new[s->circuit]].cfg;
+		br = s->br;
+		if (!breaker_reconfigure(&br, &cfg->policy, r->now))
+			continue;
+		err = reload_keep(a, r, s, &br, &r->kept_slots[r->n_kept], &was);
+		if (err)
+			break;
+		r->n_kept++;
+		reload_verdict_of(cfg, &br, &v);
+		err = reload_verdict(a, r, k, &v, &was);
+	}
+	if (err)
+		reload_undo(a, r);
+	return err;
+}
+
+/* Put added circuit i's breakers in their slots and say what it serves. Lock held. */
+static void reload_start(struct agent *a, struct reload *r, uint32_t i)
+{
+	const struct agent_circuit *c = &r->next[i];
+	struct kb_verdict v;
+	char text[64];
+
+	log_info("circuit added\tcircuit=%s host=%s", c->cfg->name, c->cfg->host);
+	if (c->cfg->per_address && !grouped(c->cfg))
+		log_warn("circuit %s: per_address needs a name to enumerate; one breaker for %s",
+			 c->cfg->name, c->cfg->host);
+	for (size_t m = 0; m < circuit_n_slots(c); m++) {
+		uint32_t id = circuit_slot(c, m);
+		struct agent_slot *s;
+
+		for (; a->n_slots <= id; a->n_slots++)
+			memset(&a->slots[a->n_slots], 0, sizeof(a->slots[0]));
+		s = &a->slots[id];
+		memset(s, 0, sizeof(*s));
+		s->used = true;
+		s->circuit = i;
+		if (grouped(c->cfg))
+			memcpy(s->addr, c->addrs[m], sizeof(s->addr));
+		breaker_init(&s->br, &c->cfg->policy, r->now);
+		reload_verdict_of(c->cfg, &s->br, &v);
+		s->events = v.events;
+		s->dirty = true;	/* saved by the next tick */
+	}
+	if (c->cfg->host_kind != HOST_NAME)
+		return;
+	if (r->info[i].resolve_err) {
+		a->resolve_errors++;
+		log_warn("resolve %s for %s: %s; keeping 0 known addresses", c->cfg->host, c->cfg->name,
+			 gai_strerror(r->info[i].resolve_err));
+	}
+	for (size_t m = 0; m < c->n_addrs + r->info[i].dropped; m++) {
+		status_addr_text(c->addrs[m], text, sizeof(text));
+		if (m < c->n_addrs)
+			log_info("address added\tcircuit=%s host=%s address=%s", c->cfg->name,
+				 c->cfg->host, text);
+		else
+			log_err("circuit %s: no slot for address %s: %s (raise max_destinations)",
+				c->cfg->name, text, strerror(ENOSPC));
+	}
+}
+
+/*
+ * The switch: the new circuits and breakers take over. Nothing here can
+ * fail, and the maps already hold what it makes true. Lock held.
+ */
+static void reload_commit(struct agent *a, struct reload *r)
+{
+	struct agent_circuit *old = a->circuits;
+	const struct reload_kept *rk = r->kept_slots;
+	struct kb_verdict v;
+	char addr[64];
+
+	/* Kept breakers follow their circuit and take the new policy, as reload_write() did. */
 	for (size_t k = 0; k < a->n_slots; k++) {
 		struct agent_slot *s = &a->slots[k];
-		enum breaker_state was;
+		enum breaker_state was = s->br.state;
+		const struct config_dst *cfg;
 
 		if (!s->used)
 			continue;
-		s->circuit = old_to_new[s->circuit];
-		was = s->br.state;
-		if (breaker_reconfigure(&s->br, &next[s->circuit].cfg->policy, now))
-			publish(a, s, was, "reload");
-	}
-	for (uint32_t i = 0; i < cfg->n_dsts; i++) {
-		if (from[i] >= 0)
+		if (r->old_to_new[s->circuit] < 0) {
+			s->used = false;
 			continue;
-		log_info("circuit added\tcircuit=%s host=%s", cfg->dsts[i].name, cfg->dsts[i].host);
-		err = err ?: circuit_start(a, i, now, false);
-		added++;
+		}
+		s->circuit = r->old_to_new[s->circuit];
+		cfg = r->next[s->circuit].cfg;
+		if (!breaker_reconfigure(&s->br, &cfg->policy, r->now))
+			continue;
+		/* reload_write() kept every slot it wrote a verdict for, in this order. */
+		if (rk->synced)
+			breaker_adopt_count(&s->br, rk->fails);
+		if (rk->counted)
+			memcpy(s->counted, rk->connects, sizeof(s->counted));
+		rk++;
+		reload_verdict_of(cfg, &s->br, &v);
+		s->events = v.events;
+		s->dirty = true;	/* saved by the next tick */
+		if (was == s->br.state)
+			continue;
+		addr[0] = '\0';
+		if (grouped(cfg))
+			status_addr_text(s->addr, addr, sizeof(addr));
+		log_info("breaker %s\tcircuit=%s%s%s old_state=%s new_state=%s mode=%s cause=reload "
+			 "failure_rate=%.2f", breaker_state_name(s->br.state), cfg->name,
+			 addr[0] ? " address=" : "", addr, breaker_state_name(was),
+			 breaker_state_name(s->br.state), config_mode_name(s->br.policy.mode),
+			 breaker_failure_rate(&s->br, r->now));
 	}
-	kb_bpf_set_lookup_flags(a->bpf, lookup_flags(cfg));
-	a->poll_interval_ns = cfg->poll_interval_ns;
+	for (size_t j = 0; j < a->n_circuits; j++) {
+		if (r->old_to_new[j] >= 0)
+			continue;
+		log_info("circuit removed\tcircuit=%s", old[j].cfg->name);
+		free(old[j].addrs);
+		free(old[j].members);
+	}
+	for (uint32_t i = 0; i < r->cfg->n_dsts; i++) {
+		const struct config_dst *cfg = r->next[i].cfg;
+
+		if (r->info[i].from < 0) {
+			reload_start(a, r, i);
+			continue;
+		}
+		r->next[i] = old[r->info[i].from];
+		r->next[i].cfg = cfg;
+	}
+	a->circuits = r->next;
+	a->n_circuits = r->cfg->n_dsts;
+	a->cfg = r->cfg;
+	r->next = NULL;
+	free(old);
+	kb_bpf_set_lookup_flags(a->bpf, lookup_flags(r->cfg));
+	a->poll_interval_ns = r->cfg->poll_interval_ns;
 	a->deadline_stale = true;	/* a new policy may move a deadline without a new verdict */
 	a->reloads_ok++;
 	a->last_reload_ok = true;
 	a->last_reload_ok_wall = time(NULL);
 	pthread_cond_signal(&a->resolver_wake);
-	pthread_mutex_unlock(&a->lock);
-	free(old);
-	free(from);
-	free(order);
-	free(old_to_new);
-	log_info("configuration reloaded\tkept=%zu added=%zu removed=%zu", kept, added, removed);
-	return err;
+}
+
+static void reload_free(struct reload *r)
+{
+	/* Only a reload that did not switch still owns its added circuits' arrays. */
+	for (size_t i = 0; r->next && r->info && i < r->cfg->n_dsts; i++) {
+		if (r->info[i].from >= 0)
+			continue;
+		free(r->next[i].addrs);
+		free(r->next[i].members);
+	}
+	free(r->next);
+	free(r->info);
+	free(r->old_to_new);
+	free(r->undo);
+	free(r->stats);
+	free(r->kept_slots);
+}
+
+int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
+{
+	struct reload r = { .cfg = cfg, .now = now };
+	int err;
+
+	if (cfg->max_destinations != a->capacity) {
+		err = reload_fail(&r, -EINVAL, "max_destinations cannot change while running "
+				  "(%u -> %u), restart kbreakerd", a->capacity, cfg->max_destinations);
+	} else {
+		pthread_mutex_lock(&a->lock);
+		err = reload_match(a, &r);
+		pthread_mutex_unlock(&a->lock);
+	}
+	err = err ?: reload_resolve(&r);
+	if (!err) {
+		pthread_mutex_lock(&a->lock);
+		err = reload_plan(a, &r);
+		err = err ?: reload_write(a, &r);
+		if (!err)
+			reload_commit(a, &r);
+		pthread_mutex_unlock(&a->lock);
+	}
+	reload_free(&r);
+	if (err) {
+		log_err("reload rejected, keeping the running configuration: %s: %s", r.why,
+			strerror(-err));
+		agent_reload_failed(a);
+		return err;
+	}
+	log_info("configuration reloaded\tkept=%zu added=%zu removed=%zu", r.kept, r.added, r.removed);
+	return 0;
 }
 
 void agent_reload_failed(struct agent *a)

@@ -92,8 +92,13 @@ void agent_fini(struct agent *a);
 /*
  * Switch to cfg at `now`: circuits whose name, host and port are unchanged
  * keep their breakers and counts (policy changes apply to them), new ones
- * start closed, removed ones are unblocked and dropped. Returns 0, or
- * -errno with the running config untouched; the caller frees the loser.
+ * start closed, removed ones are unblocked and dropped. All or nothing:
+ * 0 when cfg is in force (the agent keeps it; the caller may free the
+ * config it replaced), or -errno, logged and counted as a failed reload,
+ * with nothing changed: breakers, kernel maps and the running config stay,
+ * and the agent holds no pointer into cfg (the caller frees it).
+ * -EINVAL: max_destinations changed; -ENOSPC: an added destination finds
+ * no free slot; -ENOMEM; or the error of a map access.
  */
 int agent_reload(struct agent *a, const struct config *cfg, uint64_t now);
 

@@ -687,6 +687,20 @@ int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, struc
 	return 0;
 }
 
+int kb_bpf_get_verdict(struct kb_bpf *k, uint32_t dst_id, struct kb_verdict *v)
+{
+	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_put_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
+{
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
 /* Destinations per batched lookup: bounds the buffer to BATCH x CPUs values. */
 #define STATS_BATCH 128
 
@@ -736,6 +750,15 @@ int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sum
 int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)
 {
 	memset(k->percpu, 0, k->ncpus * sizeof(*k->percpu));
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_set_stats(struct kb_bpf *k, uint32_t dst_id, const struct kb_dst_stats *sum)
+{
+	memset(k->percpu, 0, k->ncpus * sizeof(*k->percpu));
+	k->percpu[0] = *sum;
 	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu, BPF_ANY))
 		return -errno;
 	return 0;

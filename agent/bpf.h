@@ -106,6 +106,16 @@ int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdic
 /* The kernel's trip state of dst_id and the verdict it is judged against. 0 or -errno. */
 int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, struct kb_verdict *v);
 
+/* dst_id's verdict as the map holds it, gen included. 0 or -errno. */
+int kb_bpf_get_verdict(struct kb_bpf *k, uint32_t dst_id, struct kb_verdict *v);
+
+/*
+ * Put back a verdict kb_bpf_get_verdict() read, gen and all, undoing a
+ * kb_bpf_set_verdict(): the kernel's trip state of that gen (kb_trips)
+ * counts again as it did. 0 or -errno.
+ */
+int kb_bpf_put_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v);
+
 /*
  * Sum the per-CPU counters of destinations 0..n-1 into sums[] with batched
  * lookups (a few syscalls for thousands of destinations). Callers serialize.
@@ -114,6 +124,12 @@ int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sum
 
 /* Zero a destination's counters on every CPU (a slot taken by a new destination). */
 int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id);
+
+/*
+ * Set a destination's counters to `sum`, all on one CPU: every reader sums
+ * the CPUs, so this puts back what kb_bpf_read_stats() read. Callers serialize.
+ */
+int kb_bpf_set_stats(struct kb_bpf *k, uint32_t dst_id, const struct kb_dst_stats *sum);
 
 /* Sum the per-CPU counters of one destination into *sum. Callers serialize: it uses one scratch buffer. */
 int kb_bpf_read_stats(struct kb_bpf *k, uint32_t dst_id, struct kb_dst_stats *sum);

@@ -100,8 +100,9 @@ static void arm_timer(int tfd, uint64_t at_ns)
 
 /*
  * SIGHUP: load the file again. A file that fails validation is rejected
- * with the same message --check-config prints, and the running config
- * stays in force. On success *cfg is swapped and the old one freed.
+ * with the same message --check-config prints, one the agent cannot apply
+ * whole with agent_reload()'s, and the running config stays in force. On
+ * success *cfg is swapped and the old one freed.
  */
 static void reload(struct agent *a, const char *path, struct config **cfg)
 {
@@ -128,13 +129,11 @@ static void reload(struct agent *a, const char *path, struct config **cfg)
 	    strcmp(next->cgroup, (*cfg)->cgroup))
 		log_warn("reload: listen and cgroup changes take effect at the next restart");
 	err = agent_reload(a, next, now_ns());
-	if (err == -EINVAL) {	/* refused before any change */
+	if (err) {	/* rejected, logged and counted: the agent still runs on *cfg */
 		config_free(next);
 		free(next);
 		return;
 	}
-	if (err)
-		log_err("reload: applied with errors: %s", strerror(-err));
 	config_free(*cfg);
 	free(*cfg);
 	*cfg = next;

@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * fakes.h's link seams: the kb_bpf_* calls agent.c makes, resolve_name(),
+ * and the allocator, each able to fail when fault_arm() says so.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "bpf.h"
+#include "config.h"
+#include "fakes.h"
+#include "log.h"
+#include "resolve.h"
+
+/* --- the fault injector ---------------------------------------------------- */
+
+static unsigned fault_nth, fault_count;
+static bool fault_hit;
+static pthread_t fault_thread;
+
+void fault_arm(unsigned nth)
+{
+	fault_nth = nth;
+	if (!nth)
+		return;	/* what the armed run did stays readable */
+	fault_count = 0;
+	fault_hit = false;
+	fault_thread = pthread_self();
+}
+
+unsigned fault_calls(void)
+{
+	return fault_count;
+}
+
+bool fault_fired(void)
+{
+	return fault_hit;
+}
+
+/* Counts one fallible call; true when it is the one to fail. Other threads never fail. */
+static bool fault_here(void)
+{
+	if (!fault_nth || !pthread_equal(pthread_self(), fault_thread))
+		return false;
+	if (++fault_count != fault_nth)
+		return false;
+	fault_hit = true;
+	return true;
+}
+
+/* --- the allocator (-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc) -------- */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+	if (fault_here()) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	if (fault_here()) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	if (fault_here()) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __real_realloc(p, n);
+}
+
+/* --- the maps --------------------------------------------------------------- */
+
+struct kb_bpf {
+	int unused;
+};
+
+struct fake_maps fake_maps;
+
+static struct kb_bpf fake_handle;
+static struct kb_event fake_queue[256];
+static size_t fake_queued;
+static uint32_t fake_last_gen;
+
+struct kb_bpf *fake_bpf_open(void)
+{
+	memset(&fake_maps, 0, sizeof(fake_maps));
+	fake_queued = 0;
+	fake_last_gen = 0;
+	return &fake_handle;
+}
+
+void fake_event(uint32_t dst_id, enum kb_result res, uint64_t ts_ns)
+{
+	if (fake_queued < sizeof(fake_queue) / sizeof(fake_queue[0]))
+		fake_queue[fake_queued++] = (struct kb_event){
+			.ts_ns = ts_ns, .dst_id = dst_id, .result = res,
+		};
+}
+
+/* Keys compare as the kernel's do: every byte before the value. */
+static int key_cmp(const struct fake_key *x, const struct fake_key *y)
+{
+	return memcmp(x, y, offsetof(struct fake_key, id));
+}
+
+/* Index of the key, or where it would go (*found false). */
+static size_t key_find(const struct fake_key *k, bool *found)
+{
+	size_t lo = 0, hi = fake_maps.n_keys;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = key_cmp(&fake_maps.keys[mid], k);
+
+		if (!c) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+static int key_make(const uint8_t addr[16], uint8_t prefix_len, uint16_t port, uint32_t netns,
+		    struct fake_key *k)
+{
+	if (prefix_len > 128)
+		return -EINVAL;
+	memset(k, 0, sizeof(*k));
+	memcpy(k->addr, addr, sizeof(k->addr));
+	k->prefix_len = prefix_len;
+	k->port = port;
+	k->netns = netns;
+	return 0;
+}
+
+int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t dst_id)
+{
+	struct fake_key key;
+	bool found;
+	size_t i;
+	int err;
+
+	if (fault_here())
+		return -EIO;
+	err = key_make(addr, prefix_len, port, netns, &key);
+	if (err)
+		return err;
+	key.id = dst_id;
+	i = key_find(&key, &found);
+	if (found) {
+		fake_maps.keys[i].id = dst_id;
+		return 0;
+	}
+	if (fake_maps.n_keys == FAKE_KEYS)
+		return -E2BIG;
+	memmove(&fake_maps.keys[i + 1], &fake_maps.keys[i],
+		(fake_maps.n_keys - i) * sizeof(fake_maps.keys[0]));
+	fake_maps.keys[i] = key;
+	fake_maps.n_keys++;
+	return 0;
+}
+
+int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns)
+{
+	struct fake_key key;
+	bool found;
+	size_t i;
+	int err;
+
+	if (fault_here())
+		return -EIO;
+	err = key_make(addr, prefix_len, port, netns, &key);
+	if (err)
+		return err;
+	i = key_find(&key, &found);
+	if (!found)
+		return 0;
+	fake_maps.n_keys--;
+	memmove(&fake_maps.keys[i], &fake_maps.keys[i + 1],
+		(fake_maps.n_keys - i) * sizeof(fake_maps.keys[0]));
+	memset(&fake_maps.keys[fake_maps.n_keys], 0, sizeof(fake_maps.keys[0]));
+	return 0;
+}
+
+int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx)
+{
+	return fault_here() ? -EIO : 0;
+}
+
+void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags)
+{
+	fake_maps.lookup_flags = flags;
+}
+
+/* As the real one: every write a new gen, never 0. */
+int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
+{
+	struct kb_verdict w = *v;
+
+	if (fault_here())
+		return -EIO;
+	if (dst_id >= FAKE_SLOTS)
+		return -E2BIG;
+	w.gen = ++fake_last_gen ?: ++fake_last_gen;
+	fake_maps.verdicts[dst_id] = w;
+	return 0;
+}
+
+int kb_bpf_put_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
+{
+	if (fault_here())
+		return -EIO;
+	if (dst_id >= FAKE_SLOTS)
+		return -E2BIG;
+	fake_maps.verdicts[dst_id] = *v;
+	return 0;
+}
+
+int kb_bpf_get_verdict(struct kb_bpf *k, uint32_t dst_id, struct kb_verdict *v)
+{
+	if (fault_here())
+		return -EIO;
+	if (dst_id >= FAKE_SLOTS)
+		return -ENOENT;
+	*v = fake_maps.verdicts[dst_id];
+	return 0;
+}
+
+int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, struct kb_verdict *v)
+{
+	if (fault_here())
+		return -EIO;
+	if (dst_id >= FAKE_SLOTS)
+		return -ENOENT;
+	*t = fake_maps.trips[dst_id];
+	*v = fake_maps.verdicts[dst_id];
+	return 0;
+}
+
+int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums)
+{
+	if (fault_here())
+		return -EIO;
+	for (uint32_t i = 0; i < n && i < FAKE_SLOTS; i++)
+		sums[i] = fake_maps.stats[i];
+	return 0;
+}
+
+int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)
+{
+	static const struct kb_dst_stats zero;
+
+	return kb_bpf_set_stats(k, dst_id, &zero);
+}
+
+int kb_bpf_set_stats(struct kb_bpf *k, uint32_t dst_id, const struct kb_dst_stats *sum)
+{
+	if (fault_here())
+		return -EIO;
+	if (dst_id >= FAKE_SLOTS)
+		return -E2BIG;
+	fake_maps.stats[dst_id] = *sum;
+	return 0;
+}
+
+int kb_bpf_read_stats(struct kb_bpf *k, uint32_t dst_id, struct kb_dst_stats *sum)
+{
+	if (fault_here())
+		return -EIO;
+	if (dst_id >= FAKE_SLOTS)
+		return -ENOENT;
+	*sum = fake_maps.stats[dst_id];
+	return 0;
+}
+
+int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx)
+{
+	size_t n = fake_queued;
+
+	if (fault_here())
+		return -EIO;
+	for (size_t i = 0; i < n; i++)
+		fn(ctx, &fake_queue[i]);
+	fake_queued = 0;
+	return (int)n;
+}
+
+uint64_t kb_bpf_lost_total(const struct kb_bpf *k)
+{
+	return 0;
+}
+
+size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max)
+{
+	return 0;
+}
+
+bool kb_bpf_adopted(const struct kb_bpf *k)
+{
+	return false;
+}
+
+bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k)
+{
+	return true;
+}
+
+int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
+{
+	if (fault_here())
+		return -EIO;
+	for (uint32_t id = 0; id < FAKE_SLOTS; id++)
+		if (fake_maps.saved_used[id])
+			fn(ctx, id, &fake_maps.saved[id]);
+	return 0;
+}
+
+int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct kb_saved *saved)
+{
+	if (fault_here())
+		return -EIO;
+	if (dst_id >= FAKE_SLOTS)
+		return -E2BIG;
+	fake_maps.saved[dst_id] = *saved;
+	fake_maps.saved_used[dst_id] = true;
+	return 0;
+}
+
+int kb_bpf_saved_del(struct kb_bpf *k, uint32_t dst_id)
+{
+	if (fault_here())
+		return -EIO;
+	if (dst_id < FAKE_SLOTS) {
+		memset(&fake_maps.saved[dst_id], 0, sizeof(fake_maps.saved[0]));
+		fake_maps.saved_used[dst_id] = false;
+	}
+	return 0;
+}
+
+/* --- names ------------------------------------------------------------------ */
+
+static const struct fake_name *fake_table;
+static size_t fake_n_names;
+
+void fake_names(const struct fake_name *names, size_t n)
+{
+	fake_table = names;
+	fake_n_names = n;
+}
+
+static int addr_cmp(const void *x, const void *y)
+{
+	return memcmp(x, y, sizeof(kb_addr_t));
+}
+
+/* As the real one: sorted addresses in a calloc'd array, EAI_MEMORY when that fails. */
+int resolve_name(const char *name, kb_addr_t **addrs, size_t *n)
+{
+	for (size_t i = 0; i < fake_n_names; i++) {
+		const struct fake_name *f = &fake_table[i];
+		size_t count = 0;
+		kb_addr_t *v;
+
+		if (strcmp(f->name, name))
+			continue;
+		while (count < sizeof(f->addrs) / sizeof(f->addrs[0]) && f->addrs[count])
+			count++;
+		v = calloc(count ? count : 1, sizeof(*v));
+		if (!v)
+			return EAI_MEMORY;
+		for (size_t k = 0; k < count; k++)
+			if (config_parse_addr(f->addrs[k], v[k])) {
+				free(v);
+				return EAI_FAIL;
+			}
+		qsort(v, count, sizeof(*v), addr_cmp);
+		*addrs = v;
+		*n = count;
+		return 0;
+	}
+	return EAI_NONAME;
+}
+
+/* --- the log (-Wl,--wrap=log_msg) ------------------------------------------- */
+
+static unsigned log_errors;
+static char log_first[1024];
+
+void __wrap_log_msg(enum log_level lvl, const char *fmt, ...);
+
+void __wrap_log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (lvl != LOG_LVL_ERR || log_errors++)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(log_first, sizeof(log_first), fmt, ap);
+	va_end(ap);
+}
+
+void fake_log_reset(void)
+{
+	log_errors = 0;
+	log_first[0] = '\0';
+}
+
+unsigned fake_log_errors(void)
+{
+	return log_errors;
+}
+
+const char *fake_log_first_error(void)
+{
+	return log_first;
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Link seams for tests that run agent.c without a kernel (fakes.c): the
+ * kb_bpf_* calls against maps kept in memory, resolve_name() against a
+ * table, log_msg() (linked with --wrap) recorded instead of printed, and
+ * malloc/calloc/realloc (--wrap too) that, like every fallible map call,
+ * fail on demand: fault_arm(n) makes the nth such call from then on fail
+ * once, on the thread that armed it.
+ */
+#ifndef KB_FAKES_H
+#define KB_FAKES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/types.h>
+#include "kb_abi.h"
+
+struct kb_bpf;
+
+/*
+ * Fail the nth fallible call from now on (allocation: NULL, map call: -EIO);
+ * 0 disarms, leaving fault_calls() and fault_fired() as the armed run left them.
+ */
+void fault_arm(unsigned nth);
+
+/* Fallible calls made since fault_arm(). */
+unsigned fault_calls(void);
+
+/* Whether the armed failure happened. */
+bool fault_fired(void);
+
+#define FAKE_SLOTS 64	/* dst_ids the fake maps hold */
+#define FAKE_KEYS 256	/* kb_dst and kb_dst_lpm entries together */
+
+/* A kb_dst (prefix_len 128) or kb_dst_lpm entry. */
+struct fake_key {
+	uint8_t addr[16];
+	uint8_t prefix_len;
+	uint8_t pad;
+	uint16_t port;		/* host order */
+	uint32_t netns;		/* namespace inode, 0: any */
+	uint32_t id;
+};
+
+/*
+ * What the kernel maps hold. Keys stay sorted, so two equal maps compare
+ * equal byte for byte.
+ */
+struct fake_maps {
+	size_t n_keys;
+	struct fake_key keys[FAKE_KEYS];
+	struct kb_verdict verdicts[FAKE_SLOTS];	/* gen as kb_bpf_set_verdict() stamps it */
+	struct kb_trip trips[FAKE_SLOTS];	/* the kernel's; the agent only reads them */
+	struct kb_dst_stats stats[FAKE_SLOTS];	/* the sum over CPUs */
+	bool saved_used[FAKE_SLOTS];
+	struct kb_saved saved[FAKE_SLOTS];
+	uint32_t lookup_flags;
+};
+
+extern struct fake_maps fake_maps;
+
+/* Empty maps and event queue, and the handle to pass for them. */
+struct kb_bpf *fake_bpf_open(void);
+
+/* Queue one outcome for the next kb_bpf_drain(). */
+void fake_event(uint32_t dst_id, enum kb_result res, uint64_t ts_ns);
+
+/* resolve_name() answers from names[] (kept by reference); a name not there is EAI_NONAME. */
+struct fake_name {
+	const char *name;
+	const char *addrs[4];	/* IP literals, NULL after the last */
+};
+void fake_names(const struct fake_name *names, size_t n);
+
+/* Forget the error lines logged so far. */
+void fake_log_reset(void);
+
+/* Error lines logged since fake_log_reset(), and the first of them ("" if none). */
+unsigned fake_log_errors(void);
+const char *fake_log_first_error(void);
+
+#endif /* KB_FAKES_H */
