@@ -465,7 +465,7 @@ static int accept_some(struct http_server *s)
 /*
  * Every HTTP_WATCHDOG_MS: shut down connections past their request
  * deadline, forget any that libmicrohttpd dropped before starting them, and
- * report refusals and evictions now and then.
+ * report now and then what was held, closed unserved and evicted.
  */
 static void watchdog_pass(struct http_server *s, long long *reported_ms)
 {
@@ -509,7 +509,6 @@ static void *acceptor_main(void *arg)
 		bool accept_ready = false;
 		int n, err;
 
-		/* Out of descriptors: leave the queue alone until the next pass. */
 		if (listening != (now >= paused_until)) {
 			struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_LISTEN };
 
@@ -533,10 +532,11 @@ static void *acceptor_main(void *arg)
 		if (accept_ready) {
 			err = accept_some(s);
 			if (err && s->pen_len) {
-				/* Out of descriptors: the pen's oldest give theirs up first. */
-				for (int k = 0; k < HTTP_ACCEPT_BATCH / 16 && s->pen_len; k++)
+				/* Out of descriptors: a few of the pen's oldest give theirs up. */
+				for (int k = 0; k < 16 && s->pen_len; k++)
 					pen_drop_oldest(s);
 			} else if (err) {
+				/* Nothing to give up: leave the queue alone until the next pass. */
 				log_warn("http: accept: %s; pausing for %d ms", strerror(-err), HTTP_WATCHDOG_MS);
 				paused_until = mono_ms() + HTTP_WATCHDOG_MS;
 			}
