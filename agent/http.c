@@ -32,8 +32,9 @@
  * and from whichever address, never keeps it out; and a flood that reopens
  * what it loses finds nothing to reopen while the pen holds it, so it cannot
  * keep the server busy either. (Closing held connections after a while
- * would only make a flood reopen them all at once, again and again.) No per-address limit: a local flood comes from
- * 127.0.0.1 like the scraper, and such a limit would turn the scraper away.
+ * would only make a flood reopen them all at once, again and again.) No
+ * per-address limit: a local flood comes from 127.0.0.1 like the scraper,
+ * and such a limit would turn the scraper away.
  */
 #define HTTP_MAX_CONNECTIONS 64
 /* libmicrohttpd's own limit, never reached: room for the evicted ones it is closing. */
@@ -73,7 +74,7 @@
  */
 #define HTTP_REQUEST_DEADLINE_MS 15000
 #define HTTP_WATCHDOG_MS 500
-/* At most one report of refusals and evictions in this long: a flood makes thousands a second. */
+/* At most one report of what was held, closed and evicted in this long: a flood makes thousands. */
 #define HTTP_REPORT_MS 10000
 
 struct http_conn {
