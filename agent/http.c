@@ -26,13 +26,15 @@
  * request has arrived whole is always admitted and the oldest connection
  * still waiting for its request is shut down to make room (evict_one); any
  * other new connection goes to the pen: held, unread, until its request is
- * whole (then admitted), its client gives up, HTTP_PARK_MS pass or the pen
- * is full (then the oldest there is closed). A scraper sends its request as
- * it connects, so a flood, however many connections it holds and from
- * whichever address, never keeps it out; and a flood that reopens what it
- * loses finds nothing to reopen while the pen holds it, so it cannot keep
- * the server busy either. No per-address limit: a local flood comes from
- * 127.0.0.1 like the scraper, and such a limit would turn the scraper away.
+ * whole (then admitted, if within the request deadline), its client gives
+ * up or the pen is full (then the oldest there is closed). A scraper sends
+ * its request as it connects, so a flood, however many connections it holds
+ * and from whichever address, never keeps it out; and a flood that reopens
+ * what it loses finds nothing to reopen while the pen holds it, so it cannot
+ * keep the server busy either. (Closing held connections after a while
+ * would only make a flood reopen them all at once, again and again.) No
+ * per-address limit: a local flood comes from 127.0.0.1 like the scraper,
+ * and such a limit would turn the scraper away.
  */
 #define HTTP_MAX_CONNECTIONS 64
 /* libmicrohttpd's own limit, never reached: room for the evicted ones it is closing. */
@@ -55,12 +57,11 @@
 /* Accepts between two looks at the stop signal and the clock. */
 #define HTTP_ACCEPT_BATCH 256
 /*
- * The pen: connections held at most, and for how long. Each costs a
- * descriptor and a socket's kernel memory, its receive buffer cut to
- * HTTP_PEEK_BYTES; the descriptor limit is raised to fit (see pen_capacity).
+ * The pen: connections held at most. Each costs a descriptor and a
+ * socket's kernel memory, its receive buffer cut to HTTP_PEEK_BYTES; the
+ * descriptor limit is raised to fit (see pen_capacity).
  */
 #define HTTP_PARK_MAX 1024
-#define HTTP_PARK_MS 10000
 /* Descriptors left for the rest of the agent (BPF objects, config, resolver). */
 #define HTTP_FD_RESERVE 256
 /* How much of a connection's unread input admission and eviction look at. */
@@ -73,7 +74,7 @@
  */
 #define HTTP_REQUEST_DEADLINE_MS 15000
 #define HTTP_WATCHDOG_MS 500
-/* At most one report of refusals and evictions in this long: a flood makes thousands a second. */
+/* At most one report of what was held, closed and evicted in this long: a flood makes thousands. */
 #define HTTP_REPORT_MS 10000
 
 struct http_conn {
@@ -92,7 +93,7 @@ struct http_conn {
 /* A connection in the pen; fd -1 once it has left out of turn. */
 struct http_parked {
 	int fd;
-	long long until_ms;
+	long long deadline_ms;	/* its request must be whole by then to be served */
 };
 
 /* epoll tags in the acceptor: the stop signal, the listen socket, then pen slot i as EV_PEN + i. */
@@ -334,7 +335,7 @@ static void pen_drop_oldest(struct http_server *s)
 	s->pen_len--;
 }
 
-/* Hold fd, unread, until its request is whole or its time is up. */
+/* Hold fd, unread, until its request is whole or its client gives up. */
 static void pen_park(struct http_server *s, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
@@ -354,7 +355,7 @@ static void pen_park(struct http_server *s, int fd)
 	}
 	i = (s->pen_head + s->pen_len++) % s->pen_cap;
 	p = &s->pen[i];
-	*p = (struct http_parked){ .fd = fd, .until_ms = mono_ms() + HTTP_PARK_MS };
+	*p = (struct http_parked){ .fd = fd, .deadline_ms = mono_ms() + HTTP_REQUEST_DEADLINE_MS };
 	/* What it may send while held stays small: enough to see a whole request. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	ev.data.u64 = EV_PEN + i;
@@ -367,20 +368,14 @@ static void pen_park(struct http_server *s, int fd)
 	count(s, &s->parked);
 }
 
-/* Close what has been held HTTP_PARK_MS, oldest first. */
-static void pen_expire(struct http_server *s, long long now)
-{
-	while (s->pen_len && (s->pen[s->pen_head].fd < 0 || s->pen[s->pen_head].until_ms <= now))
-		pen_drop_oldest(s);
-}
-
 static void hand_over(struct http_server *s, int fd, enum peek_result input);
 
 /*
  * Something arrived on a held connection (edge-triggered: new bytes, or the
  * end): admit it once its request is whole, close it once its client is
- * done. A stale event may name a slot reused since; what is done depends
- * on the socket alone, so that is harmless.
+ * done or its request deadline has passed. A stale event may name a slot
+ * reused since; what is done then depends on that slot's connection alone,
+ * so that is harmless.
  */
 static void pen_event(struct http_server *s, unsigned i)
 {
@@ -391,6 +386,8 @@ static void pen_event(struct http_server *s, unsigned i)
 		return;
 	switch (peek_request(fd)) {
 	case PEEK_WHOLE:
+		if (mono_ms() > p->deadline_ms)
+			break;	/* too late, as it would be if served */
 		epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 		p->fd = -1;
 		hand_over(s, fd, PEEK_WHOLE);
@@ -465,7 +462,7 @@ static int accept_some(struct http_server *s)
 /*
  * Every HTTP_WATCHDOG_MS: shut down connections past their request
  * deadline, forget any that libmicrohttpd dropped before starting them, and
- * report refusals and evictions now and then.
+ * report now and then what was held, closed unserved and evicted.
  */
 static void watchdog_pass(struct http_server *s, long long *reported_ms)
 {
@@ -509,7 +506,6 @@ static void *acceptor_main(void *arg)
 		bool accept_ready = false;
 		int n, err;
 
-		/* Out of descriptors: leave the queue alone until the next pass. */
 		if (listening != (now >= paused_until)) {
 			struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_LISTEN };
 
@@ -533,16 +529,16 @@ static void *acceptor_main(void *arg)
 		if (accept_ready) {
 			err = accept_some(s);
 			if (err && s->pen_len) {
-				/* Out of descriptors: the pen's oldest give theirs up first. */
-				for (int k = 0; k < HTTP_ACCEPT_BATCH / 16 && s->pen_len; k++)
+				/* Out of descriptors: a few of the pen's oldest give theirs up. */
+				for (int k = 0; k < 16 && s->pen_len; k++)
 					pen_drop_oldest(s);
 			} else if (err) {
+				/* Nothing to give up: leave the queue alone until the next pass. */
 				log_warn("http: accept: %s; pausing for %d ms", strerror(-err), HTTP_WATCHDOG_MS);
 				paused_until = mono_ms() + HTTP_WATCHDOG_MS;
 			}
 		}
 		if (mono_ms() >= next_pass) {
-			pen_expire(s, mono_ms());
 			watchdog_pass(s, &reported_ms);
 			next_pass = mono_ms() + HTTP_WATCHDOG_MS;
 		}
