@@ -18,6 +18,15 @@ T_CHECKS=0
 # so a loaded one passes too. Waits end as soon as their condition holds.
 T_WAIT_S=${T_WAIT_S:-60}
 
+# The test's own destination addresses, on its namespace's lo: a /16 of
+# 127.64.0.0/10 (T_NET; T_ADDR its first host) and an IPv6 ULA address
+# (T_ADDR6). kbreakerd observes every socket on the host, whatever its
+# namespace, so another test's connects to 127.0.0.1 or ::1 on the same
+# port would count here. test_scale keeps to 127.1-15 and 127.128/9.
+T_NET=127.$((64 + RANDOM % 64))
+T_ADDR=$T_NET.0.1
+T_ADDR6=$(printf 'fd6b:%x:%x::1' $((1 + RANDOM)) $((1 + RANDOM)))
+
 log() { printf '  [%s] %s\n' "$T_NAME" "$*"; }
 fail() { printf '  [%s] FAIL: %s\n' "$T_NAME" "$*"; T_FAILED=$((T_FAILED + 1)); }
 
@@ -89,6 +98,7 @@ t_setup() {
 	mkdir "$T_CG" || need "cannot create cgroup $T_CG"
 	ip netns add "$T_NS" || need "cannot create network namespace"
 	ip -n "$T_NS" link set lo up
+	ip -n "$T_NS" addr add "$T_ADDR6/128" dev lo nodad || need "cannot add $T_ADDR6 to lo"
 }
 
 # Run a command inside the test's cgroup and network namespace.

@@ -25,8 +25,8 @@ table inet kbtest {
 	chain out {
 		type filter hook output priority 0;
 		tcp dport { $P_DROP, $P_CANCEL } drop
-		ip daddr 127.0.0.1 tcp dport $P_UNR reject with icmp type host-unreachable
-		ip6 daddr ::1 tcp dport $P_UNR reject with icmpv6 type addr-unreachable
+		ip daddr $T_ADDR tcp dport $P_UNR reject with icmp type host-unreachable
+		ip6 daddr $T_ADDR6 tcp dport $P_UNR reject with icmpv6 type addr-unreachable
 	}
 }
 EON
@@ -39,20 +39,20 @@ defaults:
   mode: observe
   consecutive_failures: 1000000
 destinations:
-  - { name: ok4, host: 127.0.0.1, port: $P_OK }
-  - { name: ok6, host: "::1", port: $P_OK }
-  - { name: ref4, host: 127.0.0.1, port: $P_REF }
-  - { name: ref6, host: "::1", port: $P_REF }
-  - { name: to4, host: 127.0.0.1, port: $P_DROP }
-  - { name: to6, host: "::1", port: $P_DROP }
-  - { name: unr4, host: 127.0.0.1, port: $P_UNR }
-  - { name: unr6, host: "::1", port: $P_UNR }
-  - { name: rstrx, host: 127.0.0.1, port: $P_RSTL }
-  - { name: rsttx, host: 127.0.0.1, port: $P_RSTS }
-  - { name: cancel, host: 127.0.0.1, port: $P_CANCEL }
-  - { name: any3, host: 127.0.0.3, port: any }
-  - { name: net24, host: 127.0.1.0/24, port: $P_OK }
-  - { name: net25, host: 127.0.1.128/25, port: $P_OK }
+  - { name: ok4, host: $T_ADDR, port: $P_OK }
+  - { name: ok6, host: "$T_ADDR6", port: $P_OK }
+  - { name: ref4, host: $T_ADDR, port: $P_REF }
+  - { name: ref6, host: "$T_ADDR6", port: $P_REF }
+  - { name: to4, host: $T_ADDR, port: $P_DROP }
+  - { name: to6, host: "$T_ADDR6", port: $P_DROP }
+  - { name: unr4, host: $T_ADDR, port: $P_UNR }
+  - { name: unr6, host: "$T_ADDR6", port: $P_UNR }
+  - { name: rstrx, host: $T_ADDR, port: $P_RSTL }
+  - { name: rsttx, host: $T_ADDR, port: $P_RSTS }
+  - { name: cancel, host: $T_ADDR, port: $P_CANCEL }
+  - { name: any3, host: $T_NET.0.3, port: any }
+  - { name: net24, host: $T_NET.1.0/24, port: $P_OK }
+  - { name: net25, host: $T_NET.1.128/25, port: $P_OK }
 EOC
 start_agent "$T_DIR/kb.yaml"
 
@@ -63,9 +63,9 @@ RETRANS0=$(ns_counter Tcp RetransSegs)
 
 # Servers: one dual-stack listener for the successes, two that reset.
 start_listener :: "$P_OK" "$T_DIR/l_ok"; L_OK=$LISTENER
-start_listener 127.0.0.1 "$P_RSTS" "$T_DIR/l_rsts"; L_RSTS=$LISTENER
-start_listener 127.0.0.1 "$P_RSTL" "$T_DIR/l_rstl" --rst; L_RSTL=$LISTENER
-start_listener 127.0.0.3 "$P_ANYL" "$T_DIR/l_any" --rst; L_ANY=$LISTENER
+start_listener $T_ADDR "$P_RSTS" "$T_DIR/l_rsts"; L_RSTS=$LISTENER
+start_listener $T_ADDR "$P_RSTL" "$T_DIR/l_rstl" --rst; L_RSTL=$LISTENER
+start_listener $T_NET.0.3 "$P_ANYL" "$T_DIR/l_any" --rst; L_ANY=$LISTENER
 
 # run WHAT FIELD WANT kbtool-args...: run one batch, check kbtool's own
 # count; OK_ACCEPTS sums the successes the dual-stack listener must accept.
@@ -81,40 +81,40 @@ run() {
 # The kernel gives up on a dropped SYN after ~3 s (tcp_syn_retries=1);
 # pconnect's own limit only has to be longer.
 log "timeouts and cancels run in the background (3 s each)"
-in_test "$KBTOOL" pconnect 127.0.0.1 "$P_DROP" 20 $((T_WAIT_S * 1000)) > "$T_DIR/to4a" &
-in_test "$KBTOOL" pconnect ::ffff:127.0.0.1 "$P_DROP" 5 $((T_WAIT_S * 1000)) > "$T_DIR/to4b" &
-in_test "$KBTOOL" pconnect ::1 "$P_DROP" 5 $((T_WAIT_S * 1000)) > "$T_DIR/to6" &
+in_test "$KBTOOL" pconnect $T_ADDR "$P_DROP" 20 $((T_WAIT_S * 1000)) > "$T_DIR/to4a" &
+in_test "$KBTOOL" pconnect ::ffff:$T_ADDR "$P_DROP" 5 $((T_WAIT_S * 1000)) > "$T_DIR/to4b" &
+in_test "$KBTOOL" pconnect $T_ADDR6 "$P_DROP" 5 $((T_WAIT_S * 1000)) > "$T_DIR/to6" &
 TO_JOBS=$(jobs -p | tail -3)
 
 log "successes: 300 IPv4, 30 IPv4-mapped, 30 IPv6; CIDR 15 + 12 (longest prefix)"
-run ok4 success 300 connect 127.0.0.1 "$P_OK" 300
-run ok4-mapped success 30 connect ::ffff:127.0.0.1 "$P_OK" 30
-run ok6 success 30 connect ::1 "$P_OK" 30
-run net24 success 15 connect 127.0.1.5 "$P_OK" 15
-run net25 success 12 connect 127.0.1.200 "$P_OK" 12
+run ok4 success 300 connect $T_ADDR "$P_OK" 300
+run ok4-mapped success 30 connect ::ffff:$T_ADDR "$P_OK" 30
+run ok6 success 30 connect $T_ADDR6 "$P_OK" 30
+run net24 success 15 connect $T_NET.1.5 "$P_OK" 15
+run net25 success 12 connect $T_NET.1.200 "$P_OK" 12
 log "refused: 200 IPv4, 20 mapped, 20 IPv6"
-run ref4 refused 200 connect 127.0.0.1 "$P_REF" 200
-run ref4-mapped refused 20 connect ::ffff:127.0.0.1 "$P_REF" 20
-run ref6 refused 20 connect ::1 "$P_REF" 20
+run ref4 refused 200 connect $T_ADDR "$P_REF" 200
+run ref4-mapped refused 20 connect ::ffff:$T_ADDR "$P_REF" 20
+run ref6 refused 20 connect $T_ADDR6 "$P_REF" 20
 # Blocking connects, in parallel: the first ICMP error arrives while connect()
 # holds the socket (loopback answers at once) and stays a soft error; the
 # retried SYN's error (1 s later) ends the connect in the kernel.
 log "unreachable: 10 IPv4, 5 mapped, 5 IPv6 (ICMP reject)"
-run unr4 unreachable 10 fconnect 127.0.0.1 "$P_UNR" 10
-run unr4-mapped unreachable 5 fconnect ::ffff:127.0.0.1 "$P_UNR" 5
-run unr6 unreachable 5 fconnect ::1 "$P_UNR" 5
+run unr4 unreachable 10 fconnect $T_ADDR "$P_UNR" 10
+run unr4-mapped unreachable 5 fconnect ::ffff:$T_ADDR "$P_UNR" 5
+run unr6 unreachable 5 fconnect $T_ADDR6 "$P_UNR" 5
 log "resets: 50 received (peer SO_LINGER 0), 50 sent (ours)"
-run rstrx reset 50 hold 127.0.0.1 "$P_RSTL" 50
-run rsttx success 50 rst 127.0.0.1 "$P_RSTS" 50
+run rstrx reset 50 hold $T_ADDR "$P_RSTL" 50
+run rsttx success 50 rst $T_ADDR "$P_RSTS" 50
 log "cancelled: 30 non-blocking connects closed unfinished"
-run cancel pending 30 cancel 127.0.0.1 "$P_CANCEL" 30
-log "any port on 127.0.0.3: 20 reset by the peer, 10 refused"
-run any3 reset 20 hold 127.0.0.3 "$P_ANYL" 20
-run any3 refused 10 connect 127.0.0.3 "$P_ANYREF" 10
-log "unconfigured destinations: 50 refused IPv4, 10 IPv6, 20 successes on 127.0.0.2"
-run other refused 50 connect 127.0.0.1 "$P_OTHER" 50
-run other6 refused 10 connect ::1 "$P_OTHER" 10
-run other-ok success 20 connect 127.0.0.2 "$P_OK" 20
+run cancel pending 30 cancel $T_ADDR "$P_CANCEL" 30
+log "any port on $T_NET.0.3: 20 reset by the peer, 10 refused"
+run any3 reset 20 hold $T_NET.0.3 "$P_ANYL" 20
+run any3 refused 10 connect $T_NET.0.3 "$P_ANYREF" 10
+log "unconfigured destinations: 50 refused IPv4, 10 IPv6, 20 successes on $T_NET.0.2"
+run other refused 50 connect $T_ADDR "$P_OTHER" 50
+run other6 refused 10 connect $T_ADDR6 "$P_OTHER" 10
+run other-ok success 20 connect $T_NET.0.2 "$P_OK" 20
 for j in $TO_JOBS; do wait "$j"; done
 expect_eq "to4 timeouts" "$(field timeout "$(cat "$T_DIR/to4a")")" 20
 expect_eq "to4 mapped timeouts" "$(field timeout "$(cat "$T_DIR/to4b")")" 5
@@ -174,6 +174,6 @@ expect_ge "to4 retransmits (at least one per timed-out SYN)" \
 	"$(val 'kbreaker_tcp_retransmits_total{circuit_name="to4"}')" 25
 
 kill "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY"; wait "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY" 2>/dev/null
-# Every success to $P_OK, the unconfigured 127.0.0.2 too: the listener's backlog holds them all.
+# Every success to $P_OK, the unconfigured $T_NET.0.2 too: the listener's backlog holds them all.
 expect_eq "dual-stack listener accepted" "$(cat "$T_DIR/l_ok")" "accepted=$OK_ACCEPTS"
 t_done

@@ -12,7 +12,7 @@ command -v unshare >/dev/null || need "unshare (util-linux) not installed"
 P=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
 NAME=group.kbreaker-test.invalid
-printf '127.0.0.11 %s\n127.0.0.12 %s\n127.0.0.13 %s\n' "$NAME" "$NAME" "$NAME" > "$T_DIR/hosts"
+printf '%s %s\n' "$T_NET.0.11" "$NAME" "$T_NET.0.12" "$NAME" "$T_NET.0.13" "$NAME" > "$T_DIR/hosts"
 cat > "$T_DIR/kb.yaml" <<EOC
 listen: $T_LISTEN
 cgroup: $T_CG
@@ -27,8 +27,8 @@ expect_metric 'kbreaker_breakers' 3
 
 # members STATE_ERE: the group's addresses whose breaker is in a matching state now.
 members() {
-	curl -sf "http://$T_LISTEN/status" | grep -o '"address":"127.0.0.1[123]","state":"[a-z_]*"' |
-		grep -E "\"state\":\"($1)\"" | grep -o '127.0.0.1[123]'
+	curl -sf "http://$T_LISTEN/status" | grep -o "\"address\":\"$T_NET\.0\.1[123]\",\"state\":\"[a-z_]*\"" |
+		grep -E "\"state\":\"($1)\"" | grep -o "$T_NET\.0\.1[123]"
 }
 one_open() { [ "$(members 'open|half_open' | wc -l)" = 1 ]; }
 
@@ -37,7 +37,7 @@ one_open() { [ "$(members 'open|half_open' | wc -l)" = 1 ]; }
 ROUNDS=0
 round() {
 	local ip
-	for ip in 127.0.0.11 127.0.0.12 127.0.0.13; do
+	for ip in $T_NET.0.11 $T_NET.0.12 $T_NET.0.13; do
 		expect_eq "round $((ROUNDS + 1)): refused connects to $ip" \
 			"$(field refused "$(in_test "$KBTOOL" connect "$ip" "$P" 2)")" 2
 	done

@@ -27,13 +27,13 @@ defaults:
   half_open_permits: 1
 destinations:
   - name: down
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $PDOWN
   - name: up
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $PUP
   - name: watched
-    host: ::1
+    host: $T_ADDR6
     port: $PWATCH
     mode: observe
 EOC
@@ -41,15 +41,15 @@ start_agent "$T_DIR/kb.yaml"
 ctl() { "$KBREAKERCTL" --url "$URL" "$@"; }
 
 log "drive three breakers: down (open), up (closed), watched (observe)"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PDOWN" 3)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PDOWN" 3)
 expect_eq "refused to down" "$(field refused "$out")" 3
 wait_state down open
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PDOWN" 2)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PDOWN" 2)
 expect_eq "blocked to down" "$(field refused "$out")" 2
-start_listener 127.0.0.1 "$PUP" "$T_DIR/listen.out"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PUP" 4)
+start_listener $T_ADDR "$PUP" "$T_DIR/listen.out"
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PUP" 4)
 expect_eq "successes to up" "$(field success "$out")" 4
-out=$(in_test "$KBTOOL" connect ::1 "$PWATCH" 2)
+out=$(in_test "$KBTOOL" connect $T_ADDR6 "$PWATCH" 2)
 expect_eq "refused to watched" "$(field refused "$out")" 2
 
 # The counters are cumulative in the kernel; wait until /status shows them
@@ -86,9 +86,9 @@ expect_eq "header" "$(head -1 "$T_DIR/table.txt" | tr -s ' ')" \
 rate() { jq -r ".destinations[] | select(.name == \"$1\") | .failure_rate" "$T_DIR/status.json" |
 	awk '{ printf "%.1f%%", $1 * 100 }'; }
 row() { awk -v n="$1" '$1 == n { print $1, $2, $3, $4, $5, $6, $7 }' "$T_DIR/table.txt"; }
-expect_eq "down row" "$(row down)" "down 127.0.0.1:$PDOWN open $(rate down) 3 3 2"
-expect_eq "up row" "$(row up)" "up 127.0.0.1:$PUP closed $(rate up) 4 0 0"
-expect_eq "watched row" "$(row watched)" "watched [::1]:$PWATCH metrics_only $(rate watched) 2 2 0"
+expect_eq "down row" "$(row down)" "down $T_ADDR:$PDOWN open $(rate down) 3 3 2"
+expect_eq "up row" "$(row up)" "up $T_ADDR:$PUP closed $(rate up) 4 0 0"
+expect_eq "watched row" "$(row watched)" "watched [$T_ADDR6]:$PWATCH metrics_only $(rate watched) 2 2 0"
 check "time in state column: $(awk 'NR > 1 { print $8 }' "$T_DIR/table.txt" | tr '\n' ' ')" \
 	awk 'NR > 1 && $8 !~ /^([0-9]+ms|[0-9]+\.[0-9]s|[0-9]+m[0-9][0-9]s)$/ { exit 1 }' "$T_DIR/table.txt"
 # Columns line up: each cell starts where its header does.

@@ -32,7 +32,7 @@ defaults:
   half_open_permits: 1
 destinations:
   - name: svc
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $PORT
 EOC
 
@@ -44,17 +44,17 @@ round() {
 	log "$1: start, trip the breaker with 3 refused connects"
 	start_agent "$T_DIR/kb.yaml"
 	expect_eq "programs attached while running (connect4, connect6, sock_ops)" "$(attached "$T_CG")" 3
-	out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3)
+	out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 3)
 	expect_eq "refused (closed port)" "$(field refused "$out")" 3
 	wait_state svc open || return
-	start_listener 127.0.0.1 "$PORT" "$T_DIR/listen-$1.out"
-	out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 2)
+	start_listener $T_ADDR "$PORT" "$T_DIR/listen-$1.out"
+	out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 2)
 	expect_eq "blocked while open, listener up" "$(field refused "$out")" 2
 	expect_metric "kbreaker_connects_blocked_total{circuit_name=\"svc\"}" 2
 
 	log "$1: kill the agent; connect in a tight loop until one succeeds"
 	# Core dumps off: the crash stand-in must not leave files behind.
-	out=$(ulimit -c 0; in_test "$KILLCONNECT" "$T_AGENT_PID" 127.0.0.1 "$PORT" $((T_WAIT_S * 1000)) "$2")
+	out=$(ulimit -c 0; in_test "$KILLCONNECT" "$T_AGENT_PID" $T_ADDR "$PORT" $((T_WAIT_S * 1000)) "$2")
 	wait "$T_AGENT_PID" 2>/dev/null
 	T_AGENT_PID=""
 	log "$1: $out"
@@ -63,7 +63,7 @@ round() {
 	expect_eq "$1: connects that failed other than refused by the hook" "$(field other "$out")" 0
 	expect_eq "$1: programs attached to the test cgroup afterwards" "$(attached "$T_CG")" 0
 	expect_eq "$1: bpftool cgroup show output" "$(bpftool cgroup show "$T_CG" 2>&1)" ""
-	out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3)
+	out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 3)
 	expect_eq "$1: connects after the kill" "$(field success "$out")" 3
 	kill "$LISTENER"; wait "$LISTENER"
 	# The first success after the kill and the 3 after it; the blocked ones never arrived.

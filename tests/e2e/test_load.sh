@@ -39,10 +39,10 @@ defaults:
   open_duration: 1h
 destinations:
   - name: dead
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $PORT
   - name: alive
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $OPORT
 EOC
 start_agent "$T_DIR/kb.yaml"
@@ -50,10 +50,10 @@ D='circuit_name="dead"'
 A='circuit_name="alive"'
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$T_AGENT_PID/status"; }
 
-start_listener 127.0.0.1 "$OPORT" "$T_DIR/listen.out"
+start_listener $T_ADDR "$OPORT" "$T_DIR/listen.out"
 log "load: $FAIL_RATE refused/s + $OK_RATE successful/s for $SECONDS_RUN s, $THREADS threads"
-in_test "$LOADGEN" "$SECONDS_RUN" "$THREADS" 127.0.0.1 "$PORT" "$FAIL_RATE" \
-	127.0.0.1 "$OPORT" "$OK_RATE" > "$T_DIR/load.out" &
+in_test "$LOADGEN" "$SECONDS_RUN" "$THREADS" $T_ADDR "$PORT" "$FAIL_RATE" \
+	$T_ADDR "$OPORT" "$OK_RATE" > "$T_DIR/load.out" &
 LOAD=$!
 : > "$T_DIR/rss"
 # One sample a second while the load runs; the first after 2 s of warm-up.

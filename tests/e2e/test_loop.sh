@@ -32,16 +32,16 @@ defaults:
   half_open_permits: 2
 destinations:
   - name: svc
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $PORT
     consecutive_failures: 3
   - name: cycle
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $CPORT
     consecutive_failures: 3
     open_duration: 1s
   - name: watched
-    host: ::1
+    host: $T_ADDR6
     port: $OPORT
     mode: observe
     consecutive_failures: 2
@@ -68,14 +68,14 @@ expect_metric "kbreaker_tcp_connects_total{$S,result=\"refused\"}" 0
 expect_metric "kbreaker_connects_blocked_total{$S}" 0
 
 log "svc: 2 refused connects (closed port): still closed"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 2)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 2)
 expect_eq "refused while closed" "$(field refused "$out")" 2
 # Once the breaker has counted both, it must still be closed.
 wait_metric "circuit_breaker_consecutive_failures{$S}" 2
 expect_metric "circuit_breaker_state{$S,state=\"closed\"}" 1
 
-log "svc: 3rd refused connect, from an AF_INET6 socket to ::ffff:127.0.0.1: trips"
-out=$(in_test "$KBTOOL" connect ::ffff:127.0.0.1 "$PORT" 1)
+log "svc: 3rd refused connect, from an AF_INET6 socket to ::ffff:$T_ADDR: trips"
+out=$(in_test "$KBTOOL" connect ::ffff:$T_ADDR "$PORT" 1)
 expect_eq "mapped refused" "$(field refused "$out")" 1
 wait_state svc open
 expect_metric "kbreaker_tcp_connects_total{$S,result=\"refused\"}" 3
@@ -84,15 +84,15 @@ expect_metric "circuit_breaker_state_transition_total{$S,old_state=\"closed\",ne
 # The hook refuses before the kernel opens anything: not one SYN leaves
 # (the namespace's ActiveOpens stays), so the listener accepts nothing.
 log "svc open: a listener starts, yet connects are refused by the hook and it accepts nothing"
-start_listener 127.0.0.1 "$PORT" "$T_DIR/listen.out"
+start_listener $T_ADDR "$PORT" "$T_DIR/listen.out"
 LISTENER_SVC=$LISTENER
 opens=$(ns_counter Tcp ActiveOpens)
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 4)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 4)
 expect_eq "refused while open" "$(field refused "$out")" 4
 expect_eq "successes while open" "$(field success "$out")" 0
-out=$(in_test "$KBTOOL" connect ::ffff:127.0.0.1 "$PORT" 1)
+out=$(in_test "$KBTOOL" connect ::ffff:$T_ADDR "$PORT" 1)
 expect_eq "mapped refused while open" "$(field refused "$out")" 1
-out=$(in_test "$KBTOOL" udp 127.0.0.1 "$PORT")
+out=$(in_test "$KBTOOL" udp $T_ADDR "$PORT")
 expect_eq "UDP connect while open" "$out" "udp=ok"
 expect_eq "SYNs sent while open (ActiveOpens)" "$(( $(ns_counter Tcp ActiveOpens) - opens ))" 0
 expect_metric "kbreaker_connects_blocked_total{$S}" 5
@@ -102,12 +102,12 @@ expect_metric "kbreaker_tcp_connects_total{$S,result=\"success\"}" 0
 expect_metric "circuit_breaker_state{$S,state=\"open\"}" 1
 
 log "cycle: 3 refused connects trip it; after its open_duration (1s): half_open"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$CPORT" 3)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$CPORT" 3)
 expect_eq "cycle refused while closed" "$(field refused "$out")" 3
 wait_metric "circuit_breaker_state_transition_total{$C,old_state=\"closed\",new_state=\"open\"}" 1
 wait_state cycle half_open
 expect_metric "circuit_breaker_state_transition_total{$C,old_state=\"open\",new_state=\"half_open\"}" 1
-start_listener 127.0.0.1 "$CPORT" "$T_DIR/listen-cycle.out"
+start_listener $T_ADDR "$CPORT" "$T_DIR/listen-cycle.out"
 
 # The two probes hang on a dropped SYN while the third connect meets the
 # kernel's exhausted permit count; then the drop goes, the SYNs are
@@ -121,14 +121,14 @@ table inet kbloop {
 	}
 }
 EON
-in_test "$KBTOOL" fconnect 127.0.0.1 "$CPORT" 2 > "$T_DIR/probes" &
+in_test "$KBTOOL" fconnect $T_ADDR "$CPORT" 2 > "$T_DIR/probes" &
 PROBES=$!
 # Both probes are past the hook once their sockets wait in SYN_SENT.
 syn_sent() { ip netns exec "$T_NS" ss -Htn state syn-sent "( dport = :$CPORT )" | grep -c .; }
 syn_sent_is() { [ "$(syn_sent)" = "$1" ]; }
 wait_until "$T_WAIT_S" syn_sent_is 2
 expect_eq "probes waiting in SYN_SENT" "$(syn_sent)" 2
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$CPORT" 1)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$CPORT" 1)
 expect_eq "the connect beyond the permits" "$(field refused "$out")" 1
 ip netns exec "$T_NS" nft delete table inet kbloop
 wait "$PROBES"
@@ -138,7 +138,7 @@ expect_metric "circuit_breaker_state_transition_total{$C,old_state=\"half_open\"
 expect_metric "circuit_breaker_state_transition_total{$C,old_state=\"half_open\",new_state=\"open\"}" 0
 
 log "cycle closed: traffic flows"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$CPORT" 5)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$CPORT" 5)
 expect_eq "connects after close" "$(field success "$out")" 5
 kill "$LISTENER"; wait "$LISTENER"
 expect_eq "cycle's listener accepted (2 probes + 5)" "$(cat "$T_DIR/listen-cycle.out")" "accepted=7"
@@ -150,11 +150,11 @@ expect_metric "kbreaker_connects_blocked_total{$C}" 1
 expect_metric "kbreaker_tcp_connect_duration_seconds_count{$C}" 7
 expect_metric "circuit_breaker_state{$C,state=\"closed\"}" 1
 
-log "observe mode (IPv6 ::1): trips internally, never blocks, counts would_block"
-out=$(in_test "$KBTOOL" connect ::1 "$OPORT" 2)
+log "observe mode (IPv6 $T_ADDR6): trips internally, never blocks, counts would_block"
+out=$(in_test "$KBTOOL" connect $T_ADDR6 "$OPORT" 2)
 expect_eq "observe refused" "$(field refused "$out")" 2
 wait_metric "circuit_breaker_state_transition_total{$W,old_state=\"closed\",new_state=\"open\"}" 1
-out=$(in_test "$KBTOOL" connect ::1 "$OPORT" 2)
+out=$(in_test "$KBTOOL" connect $T_ADDR6 "$OPORT" 2)
 expect_eq "observe: still reaching the peer" "$(field refused "$out")" 2
 expect_metric "kbreaker_tcp_connects_total{$W,result=\"refused\"}" 4
 expect_metric "kbreaker_connects_blocked_total{$W}" 0
@@ -182,12 +182,12 @@ expect_eq "plain text without Accept" "$(curl -sf -o /dev/null -w '%{content_typ
 	"text/plain; version=0.0.4; charset=utf-8"
 
 log "svc still open, then SIGTERM: exit 0, hooks gone, the next connect reaches the server"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 1)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 1)
 expect_eq "blocked before SIGTERM" "$(field refused "$out")" 1
 expect_metric "kbreaker_connects_blocked_total{$S}" 6
 stop_agent; expect_eq "kbreakerd exit status on SIGTERM" "$?" 0
 expect_eq "programs attached to the test cgroup" "$(bpftool cgroup show "$T_CG" 2>/dev/null | grep -c connect)" 0
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 1)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 1)
 expect_eq "connect after the agent stopped" "$(field success "$out")" 1
 kill "$LISTENER_SVC"; wait "$LISTENER_SVC"
 expect_eq "svc's listener: nothing while open, 1 after the agent stopped" "$(cat "$T_DIR/listen.out")" "accepted=1"

@@ -18,7 +18,7 @@ cgroup: $T_CG
 defaults: { mode: enforce }
 destinations:
   - name: fr
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $P
     consecutive_failures: 0
     failure_rate_threshold: 50
@@ -36,11 +36,11 @@ S='circuit_name="fr"'
 log "9 calls alternating success/failure: 4 failures of 9, below 50 % and minimum_calls"
 for i in $(seq 1 9); do
 	if [ $((i % 2)) = 1 ]; then
-		start_listener 127.0.0.1 "$P" "$T_DIR/l"
-		expect_eq "call $i succeeds" "$(field success "$(in_test "$KBTOOL" connect 127.0.0.1 "$P" 1)")" 1
+		start_listener $T_ADDR "$P" "$T_DIR/l"
+		expect_eq "call $i succeeds" "$(field success "$(in_test "$KBTOOL" connect $T_ADDR "$P" 1)")" 1
 		kill "$LISTENER"; wait "$LISTENER" 2>/dev/null
 	else
-		expect_eq "call $i refused" "$(field refused "$(in_test "$KBTOOL" connect 127.0.0.1 "$P" 1)")" 1
+		expect_eq "call $i refused" "$(field refused "$(in_test "$KBTOOL" connect $T_ADDR "$P" 1)")" 1
 	fi
 done
 expect_metric "kbreaker_tcp_connects_total{$S,result=\"success\"}" 5
@@ -48,7 +48,7 @@ expect_metric "kbreaker_tcp_connects_total{$S,result=\"refused\"}" 4
 wait_metric "circuit_breaker_failure_rate{$S}" 0.4444
 expect_metric "circuit_breaker_state{$S,state=\"closed\"}" 1
 log "10th call fails: 5 of 10 = 50 %, never 2 in a row: the rate trips it"
-in_test "$KBTOOL" connect 127.0.0.1 "$P" 1 >/dev/null
+in_test "$KBTOOL" connect $T_ADDR "$P" 1 >/dev/null
 
 # open_period_ms: fr's open period in ms from one /status document; fails
 # (sets nothing) unless fr is open.
@@ -71,7 +71,7 @@ check "trip cause logged as failure_rate" log_has \
 
 log "backoff: the probe fails, the second open period is twice the first"
 wait_state fr half_open
-in_test "$KBTOOL" connect 127.0.0.1 "$P" 1 >/dev/null	# the probe: refused
+in_test "$KBTOOL" connect $T_ADDR "$P" 1 >/dev/null	# the probe: refused
 expect_period "the failed probe" 6000
 expect_metric "circuit_breaker_state_transition_total{$S,old_state=\"half_open\",new_state=\"open\"}" 1
 wait_state fr half_open

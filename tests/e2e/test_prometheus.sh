@@ -51,10 +51,10 @@ defaults:
   half_open_permits: 2
 destinations:
   - name: svc
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $PORT
   - name: quiet
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $QPORT
 EOC
 
@@ -128,7 +128,7 @@ expect_eq "no breaker alert while every breaker is closed" "$(alerts '.labels.ci
 # The kernel trips the breaker on the 2nd refusal, before that connect()
 # returns: the 3rd is refused by the hook, whatever the agent's speed.
 log "2 refused connects trip svc, the next one is refused by the hook"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 3)
 expect_eq "refused (2 by the closed port, 1 by the hook)" "$(field refused "$out")" 3
 wait_state svc open
 t_open=$SECONDS
@@ -146,7 +146,7 @@ expect_poll "blocked connect in Prometheus" "$T_WAIT_S" pq_is "kbreaker_connects
 log "half_open, a failed probe, open again: the alert stays pending from the same time"
 wait_state svc half_open
 expect_poll "state half_open in Prometheus" "$T_WAIT_S" pq_is "circuit_breaker_state{job=\"kbreaker\",circuit_name=\"svc\",state=\"half_open\"}" 1
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 1)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 1)
 expect_eq "failed probe" "$(field refused "$out")" 1
 wait_state svc open
 expect_poll "half_open -> open in Prometheus" "$T_WAIT_S" pq_is \
@@ -184,9 +184,9 @@ wait_state svc half_open
 expect_poll "state timeline for svc (1: half_open)" "$T_WAIT_S" pq_is "$timeline" 1
 
 log "heal: a listener, 2 probes succeed, the breaker closes, the alert resolves"
-start_listener 127.0.0.1 "$PORT" "$T_DIR/listen.out"
+start_listener $T_ADDR "$PORT" "$T_DIR/listen.out"
 wait_state svc half_open
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 2)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 2)
 expect_eq "probes" "$(field success "$out")" 2
 wait_state svc closed
 expect_poll "state closed in Prometheus" "$T_WAIT_S" pq_is "circuit_breaker_state{job=\"kbreaker\",circuit_name=\"svc\",state=\"closed\"}" 1

@@ -16,10 +16,10 @@ conf() {	# conf CHANGE_THRESHOLD WITH_GONE WITH_NEW
 	echo "cgroup: $T_CG"
 	echo "defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h, half_open_permits: 1 }"
 	echo "destinations:"
-	echo "  - { name: keep, host: 127.0.0.1, port: $P_KEEP }"
-	[ "$2" = yes ] && echo "  - { name: gone, host: 127.0.0.1, port: $P_GONE }"
-	echo "  - { name: chg, host: 127.0.0.1, port: $P_CHG, consecutive_failures: $1 }"
-	[ "$3" = yes ] && echo "  - { name: new, host: 127.0.0.1, port: $P_NEW }"
+	echo "  - { name: keep, host: $T_ADDR, port: $P_KEEP }"
+	[ "$2" = yes ] && echo "  - { name: gone, host: $T_ADDR, port: $P_GONE }"
+	echo "  - { name: chg, host: $T_ADDR, port: $P_CHG, consecutive_failures: $1 }"
+	[ "$3" = yes ] && echo "  - { name: new, host: $T_ADDR, port: $P_NEW }"
 	true
 }
 conf 5 yes no > "$T_DIR/kb.yaml"
@@ -32,7 +32,7 @@ check "notify socket bound" test -S "$T_DIR/notify" || t_done
 export NOTIFY_SOCKET="$T_DIR/notify"
 start_agent "$T_DIR/kb.yaml"
 unset NOTIFY_SOCKET
-c() { field "$2" "$(in_test "$KBTOOL" connect 127.0.0.1 "$1" "$3")"; }
+c() { field "$2" "$(in_test "$KBTOOL" connect $T_ADDR "$1" "$3")"; }
 st() { expect_metric "circuit_breaker_state{circuit_name=\"$1\",state=\"$2\"}" 1; }
 
 log "v1: trip keep and gone; one failure on chg (threshold 5)"
@@ -54,7 +54,7 @@ expect_eq "keep still blocked" "$(c "$P_KEEP" refused 2)" 2
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="keep"}' 2
 expect_metric 'circuit_breaker_state{circuit_name="gone",state="open"}' absent
 # Unblocked: the SYN reaches the closed port and the RST refuses it (no hook).
-start_listener 127.0.0.1 "$P_GONE" "$T_DIR/l_gone"
+start_listener $T_ADDR "$P_GONE" "$T_DIR/l_gone"
 expect_eq "gone reachable after removal" "$(c "$P_GONE" success 2)" 2
 kill "$LISTENER"; wait "$LISTENER"
 st new closed
@@ -70,8 +70,12 @@ conf 2 no yes | sed "s/port: $P_NEW/port: 70000/" > "$T_DIR/kb.yaml"
 kill -HUP "$T_AGENT_PID"
 wait_metric 'kbreaker_config_reload_success' 0
 expect_metric 'kbreaker_config_reloads_total{result="failure"}' 1
-check "rejection logged with file:line:col" grep -q \
-	"reload rejected, keeping the running configuration: $T_DIR/kb.yaml:7:41: destination .new.: port: " "$T_DIR/agent.log"
+# Where the bad value sits in the file: the error must point there.
+bad_line=$(grep -n 'port: 70000' "$T_DIR/kb.yaml" | cut -d: -f1)
+bad_col=$(awk -v l="$bad_line" 'NR == l { print index($0, "70000") }' "$T_DIR/kb.yaml")
+check "rejection logged with file:line:col ($bad_line:$bad_col)" grep -q \
+	"reload rejected, keeping the running configuration: $T_DIR/kb.yaml:$bad_line:$bad_col: destination .new.: port: " \
+	"$T_DIR/agent.log"
 st keep open; st chg open; st new closed
 expect_eq "keep still blocked after a bad reload" "$(c "$P_KEEP" refused 1)" 1
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="keep"}' 3

@@ -12,7 +12,7 @@ P=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
 NAME=svc.kbreaker-test.invalid
 
-printf '127.0.0.1 localhost\n127.0.0.5 %s\n' "$NAME" > "$T_DIR/hosts"
+printf '127.0.0.1 localhost\n%s %s\n' "$T_NET.0.5" "$NAME" > "$T_DIR/hosts"
 cat > "$T_DIR/kb.yaml" <<EOC
 listen: $T_LISTEN
 cgroup: $T_CG
@@ -26,25 +26,25 @@ start_agent_cmd unshare -m --propagation private sh -c \
 	sh "$T_DIR/hosts" "$KBREAKERD" "$T_DIR/kb.yaml"
 
 M='kbreaker_tcp_connects_total{circuit_name="svc",result="refused"}'
-log "resolved at start: 127.0.0.5"
-in_test "$KBTOOL" connect 127.0.0.5 "$P" 4 >/dev/null
+log "resolved at start: $T_NET.0.5"
+in_test "$KBTOOL" connect $T_NET.0.5 "$P" 4 >/dev/null
 expect_metric "$M" 4
-in_test "$KBTOOL" connect 127.0.0.6 "$P" 2 >/dev/null
+in_test "$KBTOOL" connect $T_NET.0.6 "$P" 2 >/dev/null
 expect_metric "$M" 4
 
-log "the name moves to 127.0.0.6 and gains ::1"
+log "the name moves to $T_NET.0.6 and gains $T_ADDR6"
 # Rewrite in place: the bind mount follows the inode.
-printf '127.0.0.1 localhost\n127.0.0.6 %s\n::1 %s\n' "$NAME" "$NAME" > "$T_DIR/hosts"
+printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$T_NET.0.6" "$NAME" "$T_ADDR6" "$NAME" > "$T_DIR/hosts"
 moved() {
-	log_has 'msg="address removed" circuit=svc .*address=127\.0\.0\.5$' &&
-	log_has 'msg="address added" circuit=svc .*address=127\.0\.0\.6$' &&
-	log_has 'msg="address added" circuit=svc .*address=::1$'
+	log_has "msg=\"address removed\" circuit=svc .*address=${T_NET//./\\.}\\.0\\.5\$" &&
+	log_has "msg=\"address added\" circuit=svc .*address=${T_NET//./\\.}\\.0\\.6\$" &&
+	log_has "msg=\"address added\" circuit=svc .*address=$T_ADDR6\$"
 }
 wait_until "$T_WAIT_S" moved
-check "re-resolution logged: 127.0.0.5 removed, 127.0.0.6 and ::1 added" moved
-in_test "$KBTOOL" connect 127.0.0.6 "$P" 3 >/dev/null
-in_test "$KBTOOL" connect ::1 "$P" 2 >/dev/null
-in_test "$KBTOOL" connect 127.0.0.5 "$P" 5 >/dev/null
+check "re-resolution logged: $T_NET.0.5 removed, $T_NET.0.6 and $T_ADDR6 added" moved
+in_test "$KBTOOL" connect $T_NET.0.6 "$P" 3 >/dev/null
+in_test "$KBTOOL" connect $T_ADDR6 "$P" 2 >/dev/null
+in_test "$KBTOOL" connect $T_NET.0.5 "$P" 5 >/dev/null
 expect_metric "$M" 9
 
 log "the name stops resolving: the agent keeps the last good addresses"
@@ -53,7 +53,7 @@ printf '127.0.0.1 localhost\n' > "$T_DIR/hosts"
 wait_metric 'kbreaker_resolve_errors_total' 1
 check "resolve failure logged, addresses kept" \
 	log_has "msg=\"resolve $NAME for svc: .*; keeping 2 known addresses\""
-in_test "$KBTOOL" connect 127.0.0.6 "$P" 1 >/dev/null
-in_test "$KBTOOL" connect ::1 "$P" 1 >/dev/null
+in_test "$KBTOOL" connect $T_NET.0.6 "$P" 1 >/dev/null
+in_test "$KBTOOL" connect $T_ADDR6 "$P" 1 >/dev/null
 expect_metric "$M" 11
 t_done

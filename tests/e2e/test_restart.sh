@@ -16,20 +16,20 @@ cgroup: $T_CG
 state_dir: $STATE
 defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }
 destinations:
-  - { name: ok, host: 127.0.0.1, port: $P_OK }
-  - { name: dead, host: 127.0.0.1, port: $P_DEAD }
+  - { name: ok, host: $T_ADDR, port: $P_OK }
+  - { name: dead, host: $T_ADDR, port: $P_DEAD }
 EOC
 t_on_exit '"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null'
 start_agent "$T_DIR/kb.yaml"
-start_listener 127.0.0.1 "$P_OK" "$T_DIR/l_ok"
+start_listener $T_ADDR "$P_OK" "$T_DIR/l_ok"
 D='circuit_name="dead"'
 OK='circuit_name="ok"'
 OK_SUCCESS="kbreaker_tcp_connects_total{$OK,result=\"success\"}"
 
 log "trip dead; it blocks"
-in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 2 >/dev/null
+in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 2 >/dev/null
 wait_state dead open
-expect_eq "blocked before restart" "$(field refused "$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 1)")" 1
+expect_eq "blocked before restart" "$(field refused "$(in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 1)")" 1
 expect_metric "kbreaker_connects_blocked_total{$D}" 1
 
 # restart HOW: stop the agent (SIGTERM or SIGKILL) while a client hammers
@@ -42,14 +42,14 @@ restart() {
 	local client n out
 	# A 60 s connect timeout: a SYN the starved listener's full queue
 	# dropped is retried (1, 3, 7... s) rather than counted as a failure.
-	bg_test "$T_DIR/client-$1" "$KBTOOL" connect 127.0.0.1 "$P_OK" 0 60000
+	bg_test "$T_DIR/client-$1" "$KBTOOL" connect $T_ADDR "$P_OK" 0 60000
 	client=$BG
 	n=$(metric "$OK_SUCCESS")
 	wait_until "$T_WAIT_S" metric_above "$OK_SUCCESS" "$n"
 	t_check $? "$1: healthy traffic before the stop" || return
 	kill -"$1" "$T_AGENT_PID"; wait "$T_AGENT_PID" 2>/dev/null; T_AGENT_PID=""
 	# Nothing blocks while no agent runs: the SYN reaches the closed port.
-	out=$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 1)
+	out=$(in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 1)
 	expect_eq "$1: dead reachable (refused by the peer) while the agent is down" "$(field refused "$out")" 1
 	start_agent "$T_DIR/kb.yaml"
 	n=$(metric "$OK_SUCCESS")
@@ -72,7 +72,7 @@ restart() {
 log "SIGTERM restart under traffic"
 restart TERM
 expect_metric "circuit_breaker_state{$D,state=\"open\"}" 1
-expect_eq "blocked after SIGTERM restart" "$(field refused "$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 1)")" 1
+expect_eq "blocked after SIGTERM restart" "$(field refused "$(in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 1)")" 1
 expect_metric "kbreaker_connects_blocked_total{$D}" 2
 # 2 that tripped it + 1 while the agent was down: the kernel kept counting.
 expect_metric "kbreaker_tcp_connects_total{$D,result=\"refused\"}" 3
@@ -81,7 +81,7 @@ expect_metric "circuit_breaker_state_transition_total{$D,old_state=\"closed\",ne
 log "SIGKILL restart under traffic"
 restart KILL
 expect_metric "circuit_breaker_state{$D,state=\"open\"}" 1
-expect_eq "blocked after SIGKILL restart" "$(field refused "$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 1)")" 1
+expect_eq "blocked after SIGKILL restart" "$(field refused "$(in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 1)")" 1
 expect_metric "kbreaker_connects_blocked_total{$D}" 3
 expect_metric "kbreaker_tcp_connects_total{$D,result=\"refused\"}" 4
 expect_metric "circuit_breaker_state{$OK,state=\"closed\"}" 1
@@ -93,7 +93,7 @@ log "restart without dead: its adopted key is pruned, nothing blocks or counts i
 stop_agent
 sed -i '/name: dead/d' "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$P_DEAD" 2)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 2)
 expect_eq "dead refused by the peer, not the hook" "$(field refused "$out")" 2
 expect_metric "kbreaker_destinations" 1
 expect_eq "keys in the pinned kb_dst (ok only)" "$(bpftool -j map dump pinned "$STATE/kb_dst" | jq length)" 1

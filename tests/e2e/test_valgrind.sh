@@ -29,10 +29,10 @@ defaults:
   half_open_permits: 1
 destinations:
   - name: svc
-    host: 127.0.0.1
+    host: $T_ADDR
     port: $PORT
   - name: six
-    host: ::1
+    host: $T_ADDR6
     port: $PORT
     mode: observe
 EOC
@@ -48,15 +48,15 @@ T_AGENT_START_S=$((T_WAIT_S * 5)) start_agent_cmd valgrind --tool=memcheck --lea
 log "trip, open (blocked), half_open, probe succeeds, closed"
 # The kernel trips the breaker on the 2nd refusal, before that connect()
 # returns: the 3rd is refused by the hook, whatever the agent's speed.
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 3)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 3)
 expect_eq "refused (2 by the peer, 1 by the hook)" "$(field refused "$out")" 3
 wait_state svc open
-start_listener 127.0.0.1 "$PORT" "$T_DIR/listen.out"
+start_listener $T_ADDR "$PORT" "$T_DIR/listen.out"
 wait_state svc half_open
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 1)
+out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 1)
 expect_eq "probe" "$(field success "$out")" 1
 wait_state svc closed
-out=$(in_test "$KBTOOL" connect ::1 "$PORT" 3)
+out=$(in_test "$KBTOOL" connect $T_ADDR6 "$PORT" 3)
 expect_eq "observe destination refused" "$(field refused "$out")" 3
 expect_metric "kbreaker_tcp_connects_total{$S,result=\"refused\"}" 2
 expect_metric "kbreaker_tcp_connects_total{$S,result=\"success\"}" 1
