@@ -625,22 +625,18 @@ int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 {
 	struct kb_dst_key hk;
 	struct kb_lpm_key lk;
-	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk);
+	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk), err;
 	void *key = prefix_len == 128 ? (void *)&hk : (void *)&lk;
 
 	if (fd < 0)
 		return fd;
-	/* Only a new key changes the any-port count; an update of one keeps it. */
-	if (!bpf_map_update_elem(fd, key, &dst_id, BPF_EXIST))
-		return 0;
+	/* Noted before the key exists; only a new key counts as one more any-port key. */
 	port_note(k, htons(port));
-	if (bpf_map_update_elem(fd, key, &dst_id, BPF_NOEXIST)) {
-		int err = -errno;
-
-		port_forget(k, htons(port));
-		return err;
-	}
-	return 0;
+	if (!bpf_map_update_elem(fd, key, &dst_id, BPF_NOEXIST))
+		return 0;
+	err = errno == EEXIST && !bpf_map_update_elem(fd, key, &dst_id, BPF_EXIST) ? 0 : -errno;
+	port_forget(k, htons(port));
+	return err;
 }
 
 int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
