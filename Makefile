@@ -68,6 +68,8 @@ help:
 	@echo '  test-asan      unit + end-to-end tests on an ASan+UBSan build (part of test)'
 	@echo '  coverage       branch coverage of the breaker engine, >= 95% (part of test)'
 	@echo '  check-rules    promtool check/test of the shipped rules, dashboard check (part of test)'
+	@echo '  test-kernels   e2e suite on Debian kernels 5.10, 6.1, 6.12 in qemu and on this one (root, part of test)'
+	@echo '  kernels-table  the README'"'"'s "Tested kernels" table from the last test-kernels run'
 	@echo '  install        install binaries, man pages, unit and config (PREFIX, DESTDIR)'
 	@echo '  demo           the breaker story with a real Prometheus (root, ~30 s)'
 	@echo '  bench          benchmarks, written to BENCHMARKS.md (root, < 15 min)'
