@@ -8,12 +8,17 @@
 # `make kernels-table` turns them into the README's Markdown table.
 
 DEB_PKGS += qemu-system-x86 busybox-static debian-archive-keyring kmod xz-utils
-TEST_HOOKS += test-kernels
+TEST_HOOKS += test-kernels-after-e2e
 
-.PHONY: test-kernels kernels-table
+.PHONY: test-kernels test-kernels-after-e2e kernels-table
 
 test-kernels: $(BUILD)/kbreakerd $(BUILD)/kbtool
 	$(Q)KB_BUILD=$(BUILD) tests/vm/matrix.sh
+
+# In `make test` the suite has just run on the host: there only the refusal
+# probe; two guests at a time, so the whole run stays well under 45 minutes.
+test-kernels-after-e2e: $(BUILD)/kbreakerd $(BUILD)/kbtool
+	$(Q)KB_BUILD=$(BUILD) KB_HOST_MODE=probe KB_VM_JOBS=$${KB_VM_JOBS:-2} tests/vm/matrix.sh
 
 kernels-table:
 	$(Q)KB_BUILD=$(BUILD) tests/vm/table.sh

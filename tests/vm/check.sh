@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # What the kernel matrix runs on one kernel, in a guest or on the host:
 #   supported    the end-to-end suite, then the refusal probe
+#   probe        the refusal probe only (the suite has just run on this kernel)
 #   unsupported  the start-up probe only
 # Exit 0 when everything passed. Usage: tests/vm/check.sh MODE BUILD_DIR
 set -uo pipefail
-[ $# = 2 ] || { echo "usage: tests/vm/check.sh supported|unsupported BUILD_DIR" >&2; exit 2; }
+[ $# = 2 ] || { echo "usage: tests/vm/check.sh supported|probe|unsupported BUILD_DIR" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$2" && pwd) || exit 1
 export KBREAKERD="$build/kbreakerd" KBTOOL="$build/kbtool"
@@ -15,9 +16,12 @@ supported)
 	"$here/../e2e/run.sh" "$build" || rc=1
 	echo "  PROBE    refusal"
 	"$here/probe.sh" refusal || rc=1 ;;
+probe)
+	echo "  PROBE    refusal"
+	"$here/probe.sh" refusal || rc=1 ;;
 unsupported)
 	echo "  PROBE    startup"
 	"$here/probe.sh" startup || rc=1 ;;
-*) echo "check.sh: mode '$1' is neither supported nor unsupported" >&2; exit 2 ;;
+*) echo "check.sh: mode '$1' is not supported, probe or unsupported" >&2; exit 2 ;;
 esac
 exit $rc
