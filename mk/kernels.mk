@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # The kernel matrix (issue 11): tests/vm/ boots Debian's own kernels (5.10,
 # 6.1, 6.12: tests/vm/kernels) in qemu on this machine's root file system
-# and runs the end-to-end suite in each, plus the refusal errno check, then
-# the same on the running kernel. `make test-kernels` runs it (root, TCG:
-# tens of minutes); part of `make test`. Kernels are fetched once through a
+# and runs the kernel-facing end-to-end tests in each (KB_VM_E2E=all: every
+# one), plus the refusal errno check, then the same on the running kernel.
+# `make test-kernels` runs it (root, TCG: tens of minutes); part of `make test`. Kernels are fetched once through a
 # private apt setup into $(BUILD)/vm; results in $(BUILD)/vm/results.tsv,
 # `make kernels-table` turns them into the README's Markdown table.
 

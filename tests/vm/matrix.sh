@@ -11,6 +11,7 @@
 #   KB_KERNELS   names from tests/vm/kernels, and "host" (default: all of them;
 #                host runs first, alone)
 #   KB_VM_JOBS   guests at a time (default 1)
+#   KB_VM_E2E    the end-to-end tests a guest runs (tests/vm/check.sh; "all")
 #   KB_HOST_MODE host's check.sh mode: supported (default) or probe, when
 #                the suite has just run on the host (make test)
 #   KB_VM_TIMEOUT  seconds per kernel before it is killed and failed (default 2700)
@@ -49,7 +50,7 @@ one() {
 			tests/vm/check.sh "$mode" "$KB_BUILD") >"$log" 2>&1 &
 	else
 		KB_VM_CONSOLE=$logs/$name.console "$VM_SRC/run.sh" "$name" -- \
-			tests/vm/check.sh "$mode" "$KB_BUILD" >"$log" 2>&1 &
+			env KB_VM_E2E="${KB_VM_E2E:-}" tests/vm/check.sh "$mode" "$KB_BUILD" >"$log" 2>&1 &
 	fi
 	child=$!
 	trap 'kill -TERM $child 2>/dev/null; wait $child; exit 143' TERM
