@@ -141,11 +141,8 @@ start_listener() {
 # ready_or_gone FILE PID: FILE exists or PID has exited.
 ready_or_gone() { [ -e "$1" ] || ! kill -0 "$2" 2>/dev/null; }
 
-# Test ports: below the ephemeral range (32768+), so a connect never picks
-# its own destination port as source and connects to itself.
-#
-# A TCP port free on the host's loopback (the agent's metrics). Below the
-# host's ephemeral range too: there, any client socket of the host (a
+# A TCP port free on the host's loopback (the agent's metrics), below the
+# host's ephemeral range (32768+): there, any client socket of the host (a
 # TIME_WAIT left by a scrape) can hold the port and the agent's bind fails.
 free_port() {
 	local p
@@ -156,7 +153,9 @@ free_port() {
 	echo 0
 }
 
-# test_port N: the first of N consecutive ports for the test's namespace.
+# test_port N: the first of N consecutive ports for the test's namespace,
+# below its ephemeral range, so a connect never picks its own destination
+# port as source and connects to itself.
 test_port() { echo $((20000 + RANDOM % (12000 - $1))); }
 
 # start_agent CONFIG: start kbreakerd and wait for /metrics.
