@@ -400,6 +400,10 @@ static int ports_adopt(struct kb_bpf *k)
 	struct kb_dst_key hk, *hprev = NULL;
 	struct kb_lpm_key lk, *lprev = NULL;
 
+	if (!k->adopted) {
+		ports_exact(k);	/* new maps: no key yet */
+		return 0;
+	}
 	while (!bpf_map_get_next_key(hfd, hprev, &hk)) {
 		port_note(k, hk.port);
 		hprev = &hk;
