@@ -38,7 +38,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct kb_sk {
 	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */
 	__u32 dst_id;
-	__u32 pad;
+	__u32 retrans;	/* segments counted into retransmits so far */
 };
 
 struct {
@@ -225,6 +225,7 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 	if (!ks)
 		return;
 	ks->dst_id = *dst_id;
+	ks->retrans = 0;
 	ks->syn_ns = bpf_ktime_get_ns();
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 				  BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
@@ -245,6 +246,28 @@ static __always_inline int kb_sk_error(struct bpf_sock *sk)
 	return tp->inet_conn.icsk_inet.sk.sk_err ?: tp->inet_conn.icsk_inet.sk.sk_err_soft;
 }
 
+/*
+ * Retransmits RETRANS_CB never reported (a tail loss probe retransmits
+ * without it), from the socket's own total when it closes: tcp_done()
+ * runs before tcp_disconnect() clears it.
+ */
+static __always_inline void kb_retrans_rest(struct bpf_sock *sk, struct kb_sk *ks)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct kb_dst_stats *st;
+	__u32 total;
+
+	if (!tp)
+		return;
+	total = tp->total_retrans;
+	if (total <= ks->retrans)
+		return;
+	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
+	if (st)
+		__sync_fetch_and_add(&st->retransmits, total - ks->retrans);
+	ks->retrans = total;
+}
+
 /* BPF_SOCK_OPS_STATE_CB, for tagged sockets only. */
 static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
 {
@@ -260,6 +283,8 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
 	if (!ks)
 		return;
+	if (newstate == TCP_CLOSE)
+		kb_retrans_rest(sk, ks);
 	/*
 	 * SYN_RECV too: a simultaneous open (or a connect that picked its own
 	 * port as source on loopback) goes SYN_SENT -> SYN_RECV -> ESTABLISHED.
@@ -307,6 +332,7 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
 	if (st)
 		__sync_fetch_and_add(&st->retransmits, skops->args[1]);
+	ks->retrans += skops->args[1];
 }
 
 SEC("sockops")
