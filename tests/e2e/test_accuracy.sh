@@ -20,6 +20,18 @@ P_CANCEL=$((B+6)) P_OTHER=$((B+7)) P_ANYL=$((B+8)) P_ANYREF=$((B+9))
 T_LISTEN="127.0.0.1:$(free_port)"
 
 ip netns exec "$T_NS" sysctl -qw net.ipv4.tcp_syn_retries=1
+# RetransSegs, the ground truth below, counts every socket of the namespace.
+# On a starved machine (a guest under emulation) sockets kbreaker does not
+# watch (the listeners' accepted sockets, the unconfigured destinations'
+# clients) may retransmit a FIN: by a tail loss probe (off here) or an RTO
+# (held off by a 10 s minimum on the IPv4 local routes; IPv6's cannot be
+# changed, and only 30 of its connections are not watched). SYNs keep
+# their 1 s initial timeout, so timeouts and their retransmits are unchanged.
+ip netns exec "$T_NS" sysctl -qw net.ipv4.tcp_early_retrans=0
+for r in "127.0.0.0/8 src 127.0.0.1" "127.0.0.1 src 127.0.0.1"; do
+	ip -n "$T_NS" route change local $r dev lo table local proto kernel scope host rto_min 10s ||
+		need "cannot set rto_min on the namespace's local routes"
+done
 ip netns exec "$T_NS" nft -f - <<EON || need "nftables rules cannot be loaded"
 table inet kbtest {
 	chain out {

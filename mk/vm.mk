@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-# The kernel matrix (issue 11): tests/vm/ boots Debian's own kernels (5.10,
+# The kernel matrix (issue 11), named to sort last so `make test` runs it after
+# every other hook: tests/vm/ boots Debian's own kernels (5.10,
 # 6.1, 6.12: tests/vm/kernels) in qemu on this machine's root file system
 # and runs the kernel-facing end-to-end tests in each (KB_VM_E2E=all: every
 # one), plus the refusal errno check, then the same on the running kernel.
