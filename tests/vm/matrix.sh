@@ -76,6 +76,8 @@ one() {
 	[ "$result" = FAIL ] && line="$line (see $rel_logs/$name.log)"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$release" "$dist" "$result" "${refusal:--}" "${e2e:--}" "$secs" > "$logs/$name.tsv"
 	printf 'kernel %s (%s): %s [%dm%02ds]\n' "$release" "$dist" "$line" $((secs / 60)) $((secs % 60)) > "$logs/$name.line"
+	# what failed, in the summary itself: CI keeps only its own output
+	[ "$result" != FAIL ] || grep -E 'FAIL|BUG:|panic|vm: ' "$log" | head -n 12 | sed 's/^ */    /' >> "$logs/$name.line" || true
 }
 
 pids=() names=() next=0 failed=0

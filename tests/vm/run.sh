@@ -50,7 +50,7 @@ if [ "${KB_VM_KVM:-0}" = 1 ]; then accel=kvm cpu=host; else accel=tcg cpu=max; f
 qemu=(qemu-system-x86_64 -machine "q35,accel=$accel" -cpu "$cpu"
       -smp "${KB_VM_SMP:-2}" -m "${KB_VM_MEM:-2048}" -nographic -nic none -no-reboot
       -kernel "$K_DIR/boot/vmlinuz-$release" -initrd "$K_DIR/initrd.img"
-      -append 'console=ttyS0 panic=-1 quiet'
+      -append 'console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1'
       -device virtio-rng-pci
       -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
       -virtfs "local,path=$tmp/io,mount_tag=kbio,security_model=none,multidevs=remap")
