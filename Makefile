@@ -74,6 +74,7 @@ help:
 	@echo '  demo           the breaker story with a real Prometheus (root, ~30 s)'
 	@echo '  bench          benchmarks, written to BENCHMARKS.md (root, < 15 min)'
 	@echo '  fuzz / soak    long fuzzing of the config parser / long load test'
+	@for l in $(HELP_LINES); do echo "$$l"; done
 	@echo '  clean          remove $(BUILD)/'
 	@echo 'Variables: V=1 CC CLANG BPFTOOL ARCH VMLINUX_BTF BUILD'
 

@@ -6,7 +6,7 @@
 # test-e2e on a machine with one core free. STRESS_CPUS sets the number of hogs.
 
 DEB_PKGS += stress-ng
-# `make help` prints these lines once the Makefile's help target prints $(HELP_LINES).
+# `make help` prints HELP_LINES after its own.
 HELP_LINES += '  test-stress    the end-to-end suite with a CPU hog on every core (root)'
 
 .PHONY: test-stress

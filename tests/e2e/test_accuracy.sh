@@ -87,7 +87,7 @@ run() {
 	local what=$1 fld=$2 want=$3 out
 	shift 3
 	out=$(in_test "$KBTOOL" "$@")
-	expect_eq "$what: $fld" "$(field "$fld" "$out")" "$want"
+	expect_eq "$what: $fld" "$(field "$fld" "$out")" "$want" || log "  kbtool $*: $out"
 	[ "$1" = connect ] && [ "$3" = "$P_OK" ] && OK_ACCEPTS=$((OK_ACCEPTS + $(field success "$out")))
 }
 
