@@ -119,7 +119,7 @@ if command -v bpftrace >/dev/null && command -v unshare >/dev/null; then
 	join <(sort "$OUT/bt-before.tmp") <(sort "$OUT/bt-after.tmp") | awk '{ print $2, $6 - $3, $7 - $4 }' > "$OUT/bt-delta.tmp"
 	raw "bpftrace deltas:"; cat "$OUT/bt-delta.tmp" >> "$RAW"
 	while read -r name ns cnt; do
-		row "6. bpftrace $name, same 4 cases: ns per run x runs per connect (kb_sock_state: item 2)" \
+		row "6. bpftrace $name, same 4 cases: ns per run x runs per connect (kb_sockops: item 2)" \
 			"$(awk -v n="$ns" -v c="$cnt" -v k=$((4 * N)) 'BEGIN { printf "%.0f x %.2f", c ? n / c : 0, c / k }')" "-" "-"
 	done < "$OUT/bt-delta.tmp"
 else
