@@ -80,12 +80,11 @@ expect_eq "loadgen: connects that failed locally (last errno $(field fail_errno 
 	"$(($(field fail_other "$out") + $(field ok_other "$out")))" 0
 
 # The kernel skips a tracing program when it would nest on a CPU where it
-# is already running (an interrupt's softirq changing a socket's state while
-# kb_sock_state runs for another socket) and counts the skip in the
-# program's recursion_misses. An outcome skipped that way is lost for good:
-# a known limit of the tp_btf hook (see the report on issue 7 and
-# docs/safety.md). The shortfall it explains is logged as KNOWN; LOAD_STRICT=1
-# turns it into a failure, as it will be once the hook cannot miss.
+# is already running, and counts the skip in its recursion_misses. Outcomes
+# come from kb_sockops (sock_ops programs are never skipped that way); only
+# kb_rst_tx is a tracing program now, and it counts no connect outcome, so
+# the misses should be 0. A shortfall they would explain is still logged as
+# KNOWN rather than failed; LOAD_STRICT=1 turns it into a failure.
 MISSES=0
 misses=""
 for id in $(awk '$1 == "prog_id:" { print $2 }' /proc/"$T_AGENT_PID"/fdinfo/* 2>/dev/null | sort -u); do
