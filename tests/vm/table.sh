@@ -13,7 +13,7 @@ commit=${2:-$(git -C "$VM_TOP" rev-parse --short HEAD 2>/dev/null || echo unknow
 head -n 1 "$tsv" | grep -q '^kernel	distribution	result	refusal	e2e' ||
 	vm_die "$tsv: not a results file of tests/vm/matrix.sh"
 
-echo "Last matrix run: \`make test\` on a fresh clone of commit $commit, $(date -u -r "$tsv" +%Y-%m-%d)."
+echo "Last matrix run, at commit $commit, $(date -u -r "$tsv" +%Y-%m-%d)."
 echo
 echo '| kernel | distribution | result | end-to-end tests | refusal errno |'
 echo '| --- | --- | --- | --- | --- |'
