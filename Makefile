@@ -33,8 +33,13 @@ BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 
 # Pure modules: no BPF, no clock, no I/O beyond reading a file; linked into unit tests.
-PURE_SRCS := agent/config.c agent/duration.c agent/breaker.c agent/window.c agent/metrics.c agent/status.c
-AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/http.c agent/log.c agent/agent.c agent/resolve.c agent/privs.c
+PURE_SRCS := agent/config.c agent/duration.c agent/breaker.c agent/window.c agent/metrics.c agent/status.c \
+             agent/persist.c
+# The running agent: breakers in slots, restarts, names, reloads, what HTTP shows.
+AGENT_CORE_SRCS := agent/agent.c agent/slots.c agent/saved.c agent/resolver.c agent/reload.c \
+                   agent/reload_write.c agent/views.c
+AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/http.c agent/log.c agent/resolve.c agent/privs.c \
+              $(AGENT_CORE_SRCS)
 AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 PURE_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(PURE_SRCS)) $(BUILD)/agent/log.o
 
@@ -118,10 +123,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(PURE_OBJS) | $(BUILD)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(PURE_OBJS) -o $@ $(LDLIBS) -lcmocka
 
-# Unit tests of agent.c itself link it against seams (tests/unit/fakes.c):
+# Unit tests of the running agent link it against seams (tests/unit/fakes.c):
 # kernel maps in memory, a table of names, a recording log_msg, and an
 # allocator that fails on demand like the fake map calls.
-AGENT_TEST_OBJS = $(BUILD)/agent/agent.o $(BUILD)/tests/fakes.o $(PURE_OBJS)
+AGENT_TEST_OBJS = $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_CORE_SRCS)) $(BUILD)/tests/fakes.o $(PURE_OBJS)
 AGENT_TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=log_msg
 
 $(BUILD)/tests/fakes.o: tests/unit/fakes.c | $(BUILD)/tests

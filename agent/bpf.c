@@ -16,6 +16,7 @@
 #include <bpf/libbpf.h>
 #include "bpf.h"
 #include "log.h"
+#include "persist.h"
 #include "kb_observe.skel.h"
 #include "kb_enforce.skel.h"
 
@@ -853,7 +854,7 @@ int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx)
 int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_saved);
-	struct kb_saved *v;
+	struct persist_record *v;
 	__u32 key, next, *prev = NULL;
 
 	v = malloc(sizeof(*v));
@@ -869,9 +870,9 @@ int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
 	return 0;
 }
 
-int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct kb_saved *saved)
+int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct persist_record *rec)
 {
-	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_saved), &dst_id, saved, BPF_ANY))
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_saved), &dst_id, rec, BPF_ANY))
 		return -errno;
 	return 0;
 }

@@ -66,11 +66,12 @@ typedef bool (*kb_dst_keep_fn)(void *ctx, const uint8_t addr[16], uint8_t prefix
 			       uint16_t port, uint32_t netns, uint32_t dst_id);
 int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx);
 
-typedef void (*kb_saved_fn)(void *ctx, uint32_t dst_id, const struct kb_saved *saved);
+struct persist_record;
+typedef void (*kb_saved_fn)(void *ctx, uint32_t dst_id, const struct persist_record *rec);
 
-/* Hand every saved breaker to fn. 0 or -errno. */
+/* Hand every saved breaker (persist.h) to fn. 0 or -errno. */
 int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx);
-int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct kb_saved *saved);
+int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct persist_record *rec);
 int kb_bpf_saved_del(struct kb_bpf *k, uint32_t dst_id);
 
 /*

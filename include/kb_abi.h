@@ -169,23 +169,11 @@ struct kb_event {
 _Static_assert(sizeof(struct kb_event) == 32, "kb_event ABI");
 
 /*
- * A breaker saved across an agent restart (state_dir), in kb_saved keyed
- * by dst_id. Written and read by the agent only; the kernel just keeps it.
- * blob is the agent's own breaker state; version and blob_size tell a
- * restarted agent whether it can read it.
+ * Value size of kb_saved, keyed by dst_id: a breaker kept across an agent
+ * restart (state_dir). The kernel only stores it; its layout is the
+ * agent's own (agent/persist.h).
  */
-#define KB_SAVED_BLOB 2048
-struct kb_saved {
-	__u32 version;
-	__u32 blob_size;
-	char name[64];
-	char host[256];
-	__u16 port;
-	__u8 per_address;
-	__u8 pad[5];
-	__u8 blob[KB_SAVED_BLOB];
-};
-_Static_assert(sizeof(struct kb_saved) == 8 + 64 + 256 + 8 + KB_SAVED_BLOB, "kb_saved ABI");
+#define KB_SAVED_SIZE 2384
 
 /* Ring buffer size in bytes (power of two, multiple of the page size). */
 #define KB_EVENTS_BYTES (1U << 20)

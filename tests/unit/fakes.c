@@ -343,7 +343,7 @@ int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
 	return 0;
 }
 
-int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct kb_saved *saved)
+int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct persist_record *saved)
 {
 	if (fault_here())
 		return -EIO;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <linux/types.h>
 #include "kb_abi.h"
+#include "persist.h"
 
 struct kb_bpf;
 
@@ -54,7 +55,7 @@ struct fake_maps {
 	struct kb_trip trips[FAKE_SLOTS];	/* the kernel's; the agent only reads them */
 	struct kb_dst_stats stats[FAKE_SLOTS];	/* the sum over CPUs */
 	bool saved_used[FAKE_SLOTS];
-	struct kb_saved saved[FAKE_SLOTS];
+	struct persist_record saved[FAKE_SLOTS];
 	uint32_t lookup_flags;
 };
 

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What the agent's own files share, and nothing else includes: slots and
+ * their verdicts (slots.c), saved breakers (saved.c), the resolver
+ * (resolver.c), reload (reload*.c) and the HTTP views (views.c). Every
+ * function here expects the agent's lock held unless it says otherwise.
+ */
+#ifndef KB_AGENT_INT_H
+#define KB_AGENT_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include "agent.h"
+#include "kb_abi.h"
+
+static inline uint64_t clock_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static inline const struct config_dst *slot_cfg(const struct agent *a, const struct agent_slot *s)
+{
+	return a->circuits[s->circuit].cfg;
+}
+
+/*
+ * One breaker per address: only names can be enumerated. A CIDR asked for
+ * per_address gets one breaker, and a warning at start.
+ */
+static inline bool grouped(const struct config_dst *cfg)
+{
+	return cfg->per_address && cfg->host_kind == HOST_NAME;
+}
+
+/* --- slots.c: breakers in slots, their verdicts and their keys ------------ */
+
+/* The verdict for br, serving a circuit configured as cfg. */
+void circuit_verdict(const struct config_dst *cfg, const struct breaker *br, struct kb_verdict *v);
+
+void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v);
+
+/* Push s's verdict after a change (old: the state before) and log why it happened. */
+void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old, const char *cause);
+
+/* Feed one outcome to s's breaker, the blast-radius guard applied. */
+void slot_record(struct agent *a, struct agent_slot *s, enum kb_result res, uint64_t start_ns,
+		 uint64_t now);
+
+/* Blast-radius guard: may one more member of s's group open? */
+bool slot_may_open(const struct agent *a, const struct agent_slot *s);
+
+/* A closed breaker without events takes the kernel's consecutive count (kb_judge.h). */
+void slot_sync_count(struct agent *a, struct agent_slot *s);
+
+/* The kernel tripped s at `at`: adopt it (kb_judge.h). */
+void slot_adopt_trip(struct agent *a, struct agent_slot *s, uint64_t at);
+
+/* Room for slots[0..n-1], none of them put in use. 0 or -ENOMEM. */
+int slots_reserve(struct agent *a, size_t n);
+
+/* Make slots[0..n-1] exist; new ones are unused. 0 or -ENOMEM. */
+int slots_extend(struct agent *a, size_t n);
+
+/* Put slot s in use for a fresh breaker of circuit ci (addr: per_address member). */
+void slot_init(struct agent_slot *s, uint32_t ci, const struct config_dst *cfg,
+	       const kb_addr_t addr, uint64_t now);
+
+void slot_drop(struct agent *a, uint32_t id);
+
+void circuit_key_add(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
+		     uint8_t prefix_len, uint32_t id);
+
+/* Make the maps hold exactly addrs (sorted, n, ownership taken) for named circuit ci. */
+void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n, uint64_t now);
+
+/* Put circuit ci into service; with `restored`, its slot came from the previous run. */
+int circuit_start(struct agent *a, uint32_t ci, uint64_t now, bool restored);
+
+/* --- saved.c: breakers kept across restarts (state_dir) ------------------- */
+
+/* Save slot id's breaker if it changed and is kept; clears its dirty mark. */
+void slot_save(struct agent *a, uint32_t id);
+
+/* Save slot id's breaker unconditionally (a reload's undo). 0 or -errno. */
+int slot_save_now(struct agent *a, uint32_t id);
+
+/* Adopted maps: take back into their slots the breakers still configured (restored[ci]). */
+int saved_restore(struct agent *a, bool *restored, uint64_t now);
+
+/* --- resolver.c ----------------------------------------------------------- */
+
+/* Resolve named circuit ci now (at start). */
+void resolve_circuit(struct agent *a, uint32_t ci);
+
+int resolver_start(struct agent *a);
+
+/* Ask the resolver for a round now (a reload brought names). */
+void resolver_wake(struct agent *a);
+
+/* Stop the resolver thread; without the lock. */
+void resolver_stop(struct agent *a);
+
+/* --- agent.c -------------------------------------------------------------- */
+
+/* The lookup flags cfg's destinations need in the kernel. */
+uint32_t agent_lookup_flags(const struct config *cfg);
+
+#endif /* KB_AGENT_INT_H */

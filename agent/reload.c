@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* agent_reload(): match, resolve and plan, then the writes (reload_write.c) and the switch. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "bpf.h"
+#include "log.h"
+#include "reload.h"
+#include "status.h"
+
+int reload_fail(struct reload *r, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* qsort_r comparator: circuit indices by the circuits' names. */
+static int by_circuit_name(const void *x, const void *y, void *circuits)
+{
+	const struct agent_circuit *c = circuits;
+
+	return strcmp(c[*(const uint32_t *)x].cfg->name, c[*(const uint32_t *)y].cfg->name);
+}
+
+/* The old circuit with cfg's name, or -1. order: indices sorted by name. */
+static int64_t find_old(const struct agent_circuit *old, const uint32_t *order, size_t n,
+			const struct config_dst *cfg)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(old[order[mid]].cfg->name, cfg->name);
+
+		if (!c)
+			return order[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* Same destination in two configs: its breakers carry over a reload. */
+static bool same_destination(const struct config_dst *x, const struct config_dst *y)
+{
+	return !strcmp(x->name, y->name) && !strcmp(x->host, y->host) && x->port == y->port &&
+	       x->per_address == y->per_address && x->netns_ino == y->netns_ino;
+}
+
+
+/* Pair the new circuits with the running ones they keep. Lock held. */
+static int reload_match(struct agent *a, struct reload *r)
+{
+	struct agent_circuit *old = a->circuits;
+	size_t n_old = a->n_circuits, n = r->cfg->n_dsts;
+	uint32_t *order;
+
+	r->next = calloc(n ? n : 1, sizeof(*r->next));
+	r->info = calloc(n ? n : 1, sizeof(*r->info));
+	r->old_to_new = calloc(n_old ? n_old : 1, sizeof(*r->old_to_new));
+	order = calloc(n_old ? n_old : 1, sizeof(*order));
+	if (!r->next || !r->info || !r->old_to_new || !order) {
+		free(order);
+		return reload_fail(r, -ENOMEM, "match %zu circuits", n);
+	}
+	for (size_t j = 0; j < n_old; j++) {
+		order[j] = j;
+		r->old_to_new[j] = -1;
+	}
+	/* Sorted by name, so matching a config of n destinations is n log n; names are unique. */
+	qsort_r(order, n_old, sizeof(*order), by_circuit_name, old);
+	for (size_t i = 0; i < n; i++) {
+		const struct config_dst *cfg = &r->cfg->dsts[i];
+		int64_t j = find_old(old, order, n_old, cfg);
+
+		r->next[i].cfg = cfg;
+		r->info[i].from = j >= 0 && same_destination(old[j].cfg, cfg) ? (int32_t)j : -1;
+		if (r->info[i].from >= 0)
+			r->old_to_new[j] = i;
+		r->kept += r->info[i].from >= 0;
+	}
+	r->added = n - r->kept;
+	r->removed = n_old - r->kept;
+	free(order);
+	return 0;
+}
+
+/*
+ * Look up the added names. Without the lock: DNS may take seconds. A name
+ * that does not resolve starts with no address, as at start; the resolver
+ * thread tries again.
+ */
+static int reload_resolve(struct reload *r)
+{
+	for (size_t i = 0; i < r->cfg->n_dsts; i++) {
+		struct agent_circuit *c = &r->next[i];
+		int err;
+
+		if (r->info[i].from >= 0 || c->cfg->host_kind != HOST_NAME)
+			continue;
+		err = resolve_name(c->cfg->host, &c->addrs, &c->n_addrs);
+		if (err == EAI_MEMORY)
+			return reload_fail(r, -ENOMEM, "resolve %s for %s", c->cfg->host, c->cfg->name);
+		r->info[i].resolve_err = err;
+	}
+	return 0;
+}
+
+/* Where new breakers' slots come from, best first. */
+struct slot_pick {
+	size_t never;		/* next never-used slot */
+	size_t unused;		/* next to look at among slots unused before the reload */
+	size_t freed;		/* next to look at among slots the reload frees */
+};
+
+/* slot_take's order, then slots of removed circuits. Returns the id or -ENOSPC. */
+static int64_t pick_slot(const struct agent *a, const struct reload *r, struct slot_pick *p)
+{
+	if (p->never < a->capacity)
+		return p->never++;
+	for (; p->unused < a->n_slots; p->unused++)
+		if (!a->slots[p->unused].used)
+			return p->unused++;
+	/* Last: a socket tagged for the removed destination may still count into its slot. */
+	for (; p->freed < a->n_slots; p->freed++)
+		if (a->slots[p->freed].used && r->old_to_new[a->slots[p->freed].circuit] < 0)
+			return p->freed++;
+	return -ENOSPC;
+}
+
+/*
+ * Give each new breaker its slot and make room for the journal and the
+ * slots: after this only map writes can fail. Lock held.
+ */
+static int reload_plan(struct agent *a, struct reload *r)
+{
+	struct slot_pick pick = { .never = a->n_slots };
+	size_t writes = 0, breakers = 0, kept = 0, top = a->n_slots;
+
+	/* A removed circuit's keys, and per breaker a verdict and its saved state. */
+	for (size_t j = 0; j < a->n_circuits; j++)
+		if (r->old_to_new[j] < 0)
+			writes += circuit_n_keys(&a->circuits[j]) + 2 * circuit_n_slots(&a->circuits[j]);
+	/* A kept breaker's verdict, when its new policy changes it. */
+	for (size_t k = 0; k < a->n_slots; k++)
+		kept += a->slots[k].used && r->old_to_new[a->slots[k].circuit] >= 0;
+	writes += kept;
+	for (size_t i = 0; i < r->cfg->n_dsts; i++) {
+		struct agent_circuit *c = &r->next[i];
+		int64_t id;
+
+		if (r->info[i].from >= 0)
+			continue;
+		if (grouped(c->cfg)) {
+			c->members = calloc(c->n_addrs ? c->n_addrs : 1, sizeof(*c->members));
+			if (!c->members)
+				return reload_fail(r, -ENOMEM, "circuit %s: %zu members", c->cfg->name,
+						   c->n_addrs);
+			for (size_t m = 0; m < c->n_addrs; m++) {
+				id = pick_slot(a, r, &pick);
+				if (id < 0) {
+					/* As the resolver does: a group serves the addresses there is room for. */
+					r->info[i].dropped = c->n_addrs - m;
+					c->n_addrs = m;
+					break;
+				}
+				c->members[m] = id;
+				top = (size_t)id + 1 > top ? (size_t)id + 1 : top;
+			}
+		} else {
+			id = pick_slot(a, r, &pick);
+			if (id < 0)
+				return reload_fail(r, (int)id, "circuit %s: no slot left (raise max_destinations)",
+						   c->cfg->name);
+			c->slot = id;
+			top = (size_t)id + 1 > top ? (size_t)id + 1 : top;
+		}
+		/* Its keys, and per breaker its counters and its verdict. */
+		writes += circuit_n_keys(c) + 2 * circuit_n_slots(c);
+		breakers += circuit_n_slots(c);
+	}
+	r->undo = calloc(writes ? writes : 1, sizeof(*r->undo));
+	r->stats = calloc(breakers ? breakers : 1, sizeof(*r->stats));
+	r->kept_slots = calloc(kept ? kept : 1, sizeof(*r->kept_slots));
+	if (!r->undo || !r->stats || !r->kept_slots)
+		return reload_fail(r, -ENOMEM, "journal of %zu map writes", writes);
+	if (slots_reserve(a, top))
+		return reload_fail(r, -ENOMEM, "%zu slots", top);
+	return 0;
+}
+
+/* Put added circuit i's breakers in their slots and say what it serves. Lock held. */
+static void reload_start(struct agent *a, struct reload *r, uint32_t i)
+{
+	const struct agent_circuit *c = &r->next[i];
+	struct kb_verdict v;
+	char text[64];
+
+	log_info("circuit added\tcircuit=%s host=%s", c->cfg->name, c->cfg->host);
+	if (c->cfg->per_address && !grouped(c->cfg))
+		log_warn("circuit %s: per_address needs a name to enumerate; one breaker for %s",
+			 c->cfg->name, c->cfg->host);
+	for (size_t m = 0; m < circuit_n_slots(c); m++) {
+		uint32_t id = circuit_slot(c, m);
+		struct agent_slot *s;
+
+		for (; a->n_slots <= id; a->n_slots++)
+			memset(&a->slots[a->n_slots], 0, sizeof(a->slots[0]));
+		s = &a->slots[id];
+		slot_init(s, i, c->cfg, grouped(c->cfg) ? c->addrs[m] : NULL, r->now);
+		circuit_verdict(c->cfg, &s->br, &v);
+		s->events = v.events;
+		s->dirty = true;	/* saved by the next tick */
+	}
+	if (c->cfg->host_kind != HOST_NAME)
+		return;
+	if (r->info[i].resolve_err) {
+		a->resolve_errors++;
+		log_warn("resolve %s for %s: %s; keeping 0 known addresses", c->cfg->host, c->cfg->name,
+			 gai_strerror(r->info[i].resolve_err));
+	}
+	for (size_t m = 0; m < c->n_addrs + r->info[i].dropped; m++) {
+		status_addr_text(c->addrs[m], text, sizeof(text));
+		if (m < c->n_addrs)
+			log_info("address added\tcircuit=%s host=%s address=%s", c->cfg->name,
+				 c->cfg->host, text);
+		else
+			log_err("circuit %s: no slot for address %s: %s (raise max_destinations)",
+				c->cfg->name, text, strerror(ENOSPC));
+	}
+}
+
+/*
+ * The switch: the new circuits and breakers take over. Nothing here can
+ * fail, and the maps already hold what it makes true. Lock held.
+ */
+static void reload_commit(struct agent *a, struct reload *r)
+{
+	struct agent_circuit *old = a->circuits;
+	const struct reload_kept *rk = r->kept_slots;
+	struct kb_verdict v;
+	char addr[64];
+
+	/* Kept breakers follow their circuit and take the new policy, as reload_write() did. */
+	for (size_t k = 0; k < a->n_slots; k++) {
+		struct agent_slot *s = &a->slots[k];
+		enum breaker_state was = s->br.state;
+		const struct config_dst *cfg;
+
+		if (!s->used)
+			continue;
+		if (r->old_to_new[s->circuit] < 0) {
+			s->used = false;
+			continue;
+		}
+		s->circuit = r->old_to_new[s->circuit];
+		cfg = r->next[s->circuit].cfg;
+		if (!breaker_reconfigure(&s->br, &cfg->policy, r->now))
+			continue;
+		/* reload_write() kept every slot it wrote a verdict for, in this order. */
+		if (rk->synced)
+			breaker_adopt_count(&s->br, rk->fails);
+		if (rk->counted)
+			memcpy(s->counted, rk->connects, sizeof(s->counted));
+		rk++;
+		circuit_verdict(cfg, &s->br, &v);
+		s->events = v.events;
+		s->dirty = true;	/* saved by the next tick */
+		if (was == s->br.state)
+			continue;
+		addr[0] = '\0';
+		if (grouped(cfg))
+			status_addr_text(s->addr, addr, sizeof(addr));
+		log_info("breaker %s\tcircuit=%s%s%s old_state=%s new_state=%s mode=%s cause=reload "
+			 "failure_rate=%.2f", breaker_state_name(s->br.state), cfg->name,
+			 addr[0] ? " address=" : "", addr, breaker_state_name(was),
+			 breaker_state_name(s->br.state), config_mode_name(s->br.policy.mode),
+			 breaker_failure_rate(&s->br, r->now));
+	}
+	for (size_t j = 0; j < a->n_circuits; j++) {
+		if (r->old_to_new[j] >= 0)
+			continue;
+		log_info("circuit removed\tcircuit=%s", old[j].cfg->name);
+		free(old[j].addrs);
+		free(old[j].members);
+	}
+	for (uint32_t i = 0; i < r->cfg->n_dsts; i++) {
+		const struct config_dst *cfg = r->next[i].cfg;
+
+		if (r->info[i].from < 0) {
+			reload_start(a, r, i);
+			continue;
+		}
+		r->next[i] = old[r->info[i].from];
+		r->next[i].cfg = cfg;
+	}
+	a->circuits = r->next;
+	a->n_circuits = r->cfg->n_dsts;
+	a->cfg = r->cfg;
+	r->next = NULL;
+	free(old);
+	kb_bpf_set_lookup_flags(a->bpf, agent_lookup_flags(r->cfg));
+	a->poll_interval_ns = r->cfg->poll_interval_ns;
+	a->deadline_stale = true;	/* a new policy may move a deadline without a new verdict */
+	a->reloads_ok++;
+	a->last_reload_ok = true;
+	a->last_reload_ok_wall = time(NULL);
+	resolver_wake(a);
+}
+
+static void reload_free(struct reload *r)
+{
+	/* Only a reload that did not switch still owns its added circuits' arrays. */
+	for (size_t i = 0; r->next && r->info && i < r->cfg->n_dsts; i++) {
+		if (r->info[i].from >= 0)
+			continue;
+		free(r->next[i].addrs);
+		free(r->next[i].members);
+	}
+	free(r->next);
+	free(r->info);
+	free(r->old_to_new);
+	free(r->undo);
+	free(r->stats);
+	free(r->kept_slots);
+}
+
+int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
+{
+	struct reload r = { .cfg = cfg, .now = now };
+	int err;
+
+	if (cfg->max_destinations != a->capacity) {
+		err = reload_fail(&r, -EINVAL, "max_destinations cannot change while running "
+				  "(%u -> %u), restart kbreakerd", a->capacity, cfg->max_destinations);
+	} else {
+		pthread_mutex_lock(&a->lock);
+		err = reload_match(a, &r);
+		pthread_mutex_unlock(&a->lock);
+	}
+	err = err ?: reload_resolve(&r);
+	if (!err) {
+		pthread_mutex_lock(&a->lock);
+		err = reload_plan(a, &r);
+		err = err ?: reload_write(a, &r);
+		if (!err)
+			reload_commit(a, &r);
+		pthread_mutex_unlock(&a->lock);
+	}
+	reload_free(&r);
+	if (err) {
+		log_err("reload rejected, keeping the running configuration: %s: %s", r.why,
+			strerror(-err));
+		agent_reload_failed(a);
+		return err;
+	}
+	log_info("configuration reloaded\tkept=%zu added=%zu removed=%zu", r.kept, r.added, r.removed);
+	return 0;
+}
+
+void agent_reload_failed(struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->reloads_failed++;
+	a->last_reload_ok = false;
+	pthread_mutex_unlock(&a->lock);
+}
+

@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* A reload's map writes, each journaled with what undoes it. */
+#include <errno.h>
+#include <string.h>
+#include "bpf.h"
+#include "kb_judge.h"
+#include "log.h"
+#include "reload.h"
+#include "status.h"
+
+static struct undo *undo_push(struct reload *r, enum undo_op op, uint32_t id)
+{
+	struct undo *u = &r->undo[r->n_undo++];
+
+	u->op = op;
+	u->id = id;
+	return u;
+}
+
+/* Add or remove key m of circuit c, journaled. */
+static int reload_key(struct agent *a, struct reload *r, const struct agent_circuit *c, size_t m,
+		      bool add)
+{
+	bool name = c->cfg->host_kind == HOST_NAME;
+	const uint8_t *addr = name ? c->addrs[m] : c->cfg->addr;
+	uint8_t prefix_len = name ? 128 : c->cfg->prefix_len;
+	uint32_t id = circuit_slot(c, m);
+	struct undo *u;
+	char text[64];
+	int err;
+
+	err = add ? kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino, id)
+		  : kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino);
+	if (err) {
+		status_addr_text(addr, text, sizeof(text));
+		return reload_fail(r, err, "bpf: %s %s/%u of %s%s", add ? "add" : "remove", text,
+				   prefix_len, c->cfg->name,
+				   err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
+	}
+	u = undo_push(r, add ? UNDO_DEL_DST : UNDO_ADD_DST, id);
+	memcpy(u->addr, addr, sizeof(u->addr));
+	u->prefix_len = prefix_len;
+	u->port = c->cfg->port;
+	u->netns = c->cfg->netns_ino;
+	return 0;
+}
+
+/*
+ * Write slot id's verdict (a new gen), journaled with the one it replaces:
+ * *was if the caller read it, else read here.
+ */
+static int reload_verdict(struct agent *a, struct reload *r, uint32_t id, const struct kb_verdict *v,
+			  const struct kb_verdict *was)
+{
+	struct kb_verdict old;
+	int err = 0;
+
+	if (!was)
+		err = kb_bpf_get_verdict(a->bpf, id, &old);
+	err = err ?: kb_bpf_set_verdict(a->bpf, id, v);
+	if (err)
+		return reload_fail(r, err, "bpf: write verdict of slot %u", id);
+	undo_push(r, UNDO_VERDICT, id)->verdict = was ? *was : old;
+	return 0;
+}
+
+/*
+ * A kept breaker about to get a new verdict, br (reconfigured): take what
+ * only the kernel knows into br, and into rk for reload_commit() to take
+ * the same way. *was gets the verdict now in the map. Lock held.
+ */
+static int reload_keep(struct agent *a, struct reload *r, const struct agent_slot *s,
+		       struct breaker *br, struct reload_kept *rk, struct kb_verdict *was)
+{
+	uint32_t id = s - a->slots;
+	struct kb_verdict v;
+	struct kb_dst_stats st;
+	struct kb_trip trip;
+	int err;
+
+	rk->id = id;
+	/* slot_sync_count()'s, as slot_publish() does before a new gen starts the kernel's count afresh. */
+	rk->synced = !s->events && br->state == BS_CLOSED;
+	err = rk->synced ? kb_bpf_read_trip(a->bpf, id, &trip, was) : kb_bpf_get_verdict(a->bpf, id, was);
+	rk->synced = rk->synced && was->gen && was->since_ns == br->state_since_ns;
+	if (rk->synced) {
+		rk->fails = was->fails_base + kb_word_count(trip.fails, was->gen);
+		breaker_adopt_count(br, rk->fails);
+	}
+	/* What mark_counted() reads when events stop, read now: the switch cannot fail. */
+	circuit_verdict(r->next[r->old_to_new[s->circuit]].cfg, br, &v);
+	rk->counted = s->events && !v.events;
+	if (!err && rk->counted) {
+		err = kb_bpf_read_stats(a->bpf, id, &st);
+		memcpy(rk->connects, st.connects, sizeof(rk->connects));
+	}
+	if (err)
+		return reload_fail(r, err, "bpf: read the kernel's state of slot %u", id);
+	return 0;
+}
+
+/* Zero slot id's counters for a new breaker, journaled with what they were. */
+static int reload_reset_stats(struct agent *a, struct reload *r, uint32_t id)
+{
+	int err;
+
+	err = kb_bpf_read_stats(a->bpf, id, &r->stats[r->n_stats]);
+	err = err ?: kb_bpf_reset_stats(a->bpf, id);
+	if (err)
+		return reload_fail(r, err, "bpf: reset counters of slot %u", id);
+	undo_push(r, UNDO_STATS, id)->stats = r->n_stats++;
+	return 0;
+}
+
+/* Forget a removed breaker's saved state; undone by saving the running breaker again. */
+static int reload_forget(struct agent *a, struct reload *r, uint32_t id)
+{
+	int err = kb_bpf_saved_del(a->bpf, id);
+
+	if (err)
+		return reload_fail(r, err, "bpf: forget saved breaker of slot %u", id);
+	undo_push(r, UNDO_SAVED, id);
+	return 0;
+}
+
+/* Put back, last first, every map entry the reload wrote. Lock held. */
+static void reload_undo(struct agent *a, struct reload *r)
+{
+	while (r->n_undo) {
+		const struct undo *u = &r->undo[--r->n_undo];
+		int err = 0;
+
+		switch (u->op) {
+		case UNDO_DEL_DST:
+			err = kb_bpf_del_dst(a->bpf, u->addr, u->prefix_len, u->port, u->netns);
+			break;
+		case UNDO_ADD_DST:
+			err = kb_bpf_add_dst(a->bpf, u->addr, u->prefix_len, u->port, u->netns, u->id);
+			break;
+		case UNDO_VERDICT:
+			err = kb_bpf_put_verdict(a->bpf, u->id, &u->verdict);
+			break;
+		case UNDO_STATS:
+			err = kb_bpf_set_stats(a->bpf, u->id, &r->stats[u->stats]);
+			break;
+		case UNDO_SAVED:
+			err = slot_save_now(a, u->id);
+			break;
+		}
+		/* A second failure: this entry now differs from what the agent runs on. */
+		if (err) {
+			a->map_errors++;
+			log_err("bpf: reload: put back map entry of slot %u (undo %d): %s", u->id, u->op,
+				strerror(-err));
+		}
+	}
+}
+
+/*
+ * In an order the hooks can bear at any
+ * point: removed destinations out and unblocked; new breakers' counters
+ * and verdicts in place before a key leads to them; the new keys; kept
+ * breakers' new verdicts. A failure undoes what was written. Lock held.
+ */
+int reload_write(struct agent *a, struct reload *r)
+{
+	static const struct kb_verdict allow = { .action = KB_ACT_ALLOW };
+	struct kb_verdict v, was;
+	struct breaker br;
+	int err = 0;
+
+	for (size_t j = 0; j < a->n_circuits && !err; j++) {
+		const struct agent_circuit *c = &a->circuits[j];
+
+		if (r->old_to_new[j] >= 0)
+			continue;
+		for (size_t m = 0; m < circuit_n_keys(c) && !err; m++)
+			err = reload_key(a, r, c, m, false);
+		for (size_t m = 0; m < circuit_n_slots(c) && !err; m++) {
+			err = reload_verdict(a, r, circuit_slot(c, m), &allow, NULL);
+			if (!err && a->persist && !grouped(c->cfg))
+				err = reload_forget(a, r, c->slot);
+		}
+	}
+	for (size_t i = 0; i < r->cfg->n_dsts && !err; i++) {
+		const struct agent_circuit *c = &r->next[i];
+
+		if (r->info[i].from >= 0)
+			continue;
+		for (size_t m = 0; m < circuit_n_slots(c) && !err; m++) {
+			/* The breaker reload_commit() starts: same policy, same now. */
+			breaker_init(&br, &c->cfg->policy, r->now);
+			circuit_verdict(c->cfg, &br, &v);
+			err = reload_reset_stats(a, r, circuit_slot(c, m));
+			err = err ?: reload_verdict(a, r, circuit_slot(c, m), &v, NULL);
+		}
+	}
+	for (size_t i = 0; i < r->cfg->n_dsts && !err; i++)
+		for (size_t m = 0; r->info[i].from < 0 && m < circuit_n_keys(&r->next[i]) && !err; m++)
+			err = reload_key(a, r, &r->next[i], m, true);
+	for (size_t k = 0; k < a->n_slots && !err; k++) {
+		const struct agent_slot *s = &a->slots[k];
+		const struct config_dst *cfg;
+
+		if (!s->used || r->old_to_new[s->circuit] < 0)
+			continue;
+		/* On a copy: the breaker itself changes in reload_commit(), the same way. */
+		cfg = r->next[r->old_to_new[s->circuit]].cfg;
+		br = s->br;
+		if (!breaker_reconfigure(&br, &cfg->policy, r->now))
+			continue;
+		err = reload_keep(a, r, s, &br, &r->kept_slots[r->n_kept], &was);
+		if (err)
+			break;
+		r->n_kept++;
+		circuit_verdict(cfg, &br, &v);
+		err = reload_verdict(a, r, k, &v, &was);
+	}
+	if (err)
+		reload_undo(a, r);
+	return err;
+}
+

@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Breakers in slots: their verdicts in the kernel, their keys, their addresses. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agent_int.h"
+#include "bpf.h"
+#include "kb_judge.h"
+#include "log.h"
+#include "status.h"
+
+void circuit_verdict(const struct config_dst *cfg, const struct breaker *br, struct kb_verdict *v)
+{
+	breaker_verdict(br, v);
+	if (grouped(cfg)) {
+		/* The blast-radius guard is the agent's: no trip in the kernel, wake it instead. */
+		v->trip_after = 0;
+		v->wake_mask |= v->fail_mask;
+		v->events = 1;
+	}
+}
+
+void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v)
+{
+	int err = kb_bpf_set_verdict(a->bpf, id, v);
+
+	if (err) {
+		a->map_errors++;
+		log_err("bpf: write verdict of slot %u: %s", id, strerror(-err));
+	}
+}
+
+/*
+ * A breaker without events learns its consecutive count from the kernel,
+ * which counts it (kb_judge.h): what the agent wrote as the base plus the
+ * kernel's count in that verdict's gen, while the breaker is in the state
+ * that verdict was written for.
+ */
+void slot_sync_count(struct agent *a, struct agent_slot *s)
+{
+	struct kb_verdict v;
+	struct kb_trip t;
+
+	if (s->events || s->br.state != BS_CLOSED ||
+	    kb_bpf_read_trip(a->bpf, s - a->slots, &t, &v) || !v.gen ||
+	    v.since_ns != s->br.state_since_ns)
+		return;
+	breaker_adopt_count(&s->br, v.fails_base + kb_word_count(t.fails, v.gen));
+}
+
+/*
+ * From now on s's outcomes reach it from counters, not events: what the
+ * kernel counted so far came as events already.
+ */
+static void mark_counted(struct agent *a, struct agent_slot *s)
+{
+	struct kb_dst_stats st;
+
+	if (!kb_bpf_read_stats(a->bpf, s - a->slots, &st))
+		memcpy(s->counted, st.connects, sizeof(s->counted));
+}
+
+void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old, const char *cause)
+{
+	const struct config_dst *cfg = slot_cfg(a, s);
+	struct kb_verdict v;
+	char addr[64] = "";
+
+	/* The new verdict starts a new gen: carry the kernel's count over into its base. */
+	slot_sync_count(a, s);
+	circuit_verdict(cfg, &s->br, &v);
+	if (s->events && !v.events)
+		mark_counted(a, s);
+	s->events = v.events;
+	slot_write_verdict(a, s - a->slots, &v);
+	slot_save(a, s - a->slots);
+	/* Deadlines only move when a verdict does: find the next one again. */
+	a->deadline_stale = true;
+	if (old == s->br.state)
+		return;	/* a ramp step: no transition to tell */
+	if (grouped(cfg))
+		status_addr_text(s->addr, addr, sizeof(addr));
+	log_info("breaker %s\tcircuit=%s%s%s old_state=%s new_state=%s mode=%s cause=%s "
+		 "failure_rate=%.2f", breaker_state_name(s->br.state), cfg->name,
+		 addr[0] ? " address=" : "", addr, breaker_state_name(old),
+		 breaker_state_name(s->br.state), config_mode_name(s->br.policy.mode), cause,
+		 breaker_failure_rate(&s->br, clock_mono_ns()));
+}
+
+/* Blast-radius guard: may one more member of s's group open? */
+bool slot_may_open(const struct agent *a, const struct agent_slot *s)
+{
+	const struct agent_circuit *c = &a->circuits[s->circuit];
+	size_t open_now = 0;
+
+	if (!grouped(c->cfg))
+		return true;
+	for (size_t i = 0; i < c->n_addrs; i++) {
+		enum breaker_state st = a->slots[c->members[i]].br.state;
+
+		open_now += st == BS_OPEN || st == BS_HALF_OPEN;
+	}
+	return breaker_group_may_open(open_now, c->n_addrs, c->cfg->max_open_percent);
+}
+
+void slot_record(struct agent *a, struct agent_slot *s, enum kb_result res,
+		   uint64_t start_ns, uint64_t now)
+{
+	enum breaker_state old = s->br.state;
+
+	s->dirty = true;
+	if (breaker_record_guarded(&s->br, res, start_ns, now, slot_may_open(a, s)))
+		slot_publish(a, s, old, breaker_is_failure(res) || res == KB_RES_CANCELLED ?
+			breaker_cause_name(s->br.cause) : breaker_result_name(res));
+}
+
+/*
+ * The kernel opened s's breaker on its own (kb_judge.h) and blocks until
+ * our next verdict. Its count is the truth: adopt the trip, even where
+ * our breaker has not counted the same failures (CPUs raced a success
+ * past a failure), and write the verdict that carries it on.
+ */
+void slot_adopt_trip(struct agent *a, struct agent_slot *s, uint64_t at)
+{
+	enum breaker_state old = s->br.state;
+
+	s->dirty = true;
+	if (breaker_adopt_trip(&s->br, at))
+		slot_publish(a, s, old, "kernel trip");
+}
+
+/* --- slots --------------------------------------------------------------- */
+
+int slots_reserve(struct agent *a, size_t n)
+{
+	size_t alloc = a->slots_alloc ? a->slots_alloc : 64;
+	struct agent_slot *p;
+
+	if (n <= a->slots_alloc)
+		return 0;
+	while (alloc < n)
+		alloc *= 2;
+	if (alloc > a->capacity)
+		alloc = a->capacity;
+	p = realloc(a->slots, alloc * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	a->slots = p;
+	a->slots_alloc = alloc;
+	return 0;
+}
+
+int slots_extend(struct agent *a, size_t n)
+{
+	int err = slots_reserve(a, n);
+
+	if (err)
+		return err;
+	for (; a->n_slots < n; a->n_slots++)
+		memset(&a->slots[a->n_slots], 0, sizeof(a->slots[0]));
+	return 0;
+}
+
+void slot_init(struct agent_slot *s, uint32_t ci, const struct config_dst *cfg,
+	       const kb_addr_t addr, uint64_t now)
+{
+	memset(s, 0, sizeof(*s));
+	s->used = true;
+	s->circuit = ci;
+	if (addr)
+		memcpy(s->addr, addr, sizeof(s->addr));
+	breaker_init(&s->br, &cfg->policy, now);
+}
+
+/*
+ * Take a slot for a new breaker of circuit ci. Never-used slots go first: a
+ * socket tagged for a removed destination may still count into its old
+ * slot for a while. Returns the slot id or -ENOSPC / -ENOMEM.
+ */
+static int64_t slot_take(struct agent *a, uint32_t ci, const kb_addr_t addr, uint64_t now)
+{
+	struct agent_slot *s;
+	size_t id;
+	int err;
+
+	if (a->n_slots < a->capacity) {
+		id = a->n_slots;
+		if (slots_extend(a, id + 1))
+			return -ENOMEM;
+	} else {
+		for (id = 0; id < a->n_slots && a->slots[id].used; id++)
+			;
+		if (id == a->n_slots)
+			return -ENOSPC;
+	}
+	s = &a->slots[id];
+	slot_init(s, ci, a->circuits[ci].cfg, addr, now);
+	err = kb_bpf_reset_stats(a->bpf, id);
+	if (err) {
+		a->map_errors++;
+		log_err("bpf: reset counters of slot %zu: %s", id, strerror(-err));
+	}
+	/* A fresh breaker may start in forced_open: its verdict is not always ALLOW. */
+	slot_publish(a, s, s->br.state, "start");
+	return id;
+}
+
+void slot_drop(struct agent *a, uint32_t id)
+{
+	struct kb_verdict allow = { .action = KB_ACT_ALLOW };
+
+	/* Unblock first: the map key may outlive this call if its delete fails. */
+	slot_write_verdict(a, id, &allow);
+	a->slots[id].used = false;
+	if (a->persist)
+		kb_bpf_saved_del(a->bpf, id);
+}
+
+/* --- addresses ----------------------------------------------------------- */
+
+void circuit_key_add(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
+		    uint8_t prefix_len, uint32_t id)
+{
+	char text[64];
+	int err;
+
+	err = kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino, id);
+	if (err) {
+		a->map_errors++;
+		status_addr_text(addr, text, sizeof(text));
+		log_err("bpf: add %s/%u of %s: %s%s", text, prefix_len, c->cfg->name, strerror(-err),
+			err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
+	}
+}
+
+static void circuit_key_del(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
+		    uint8_t prefix_len)
+{
+	char text[64];
+	int err;
+
+	err = kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino);
+	if (err) {
+		a->map_errors++;
+		status_addr_text(addr, text, sizeof(text));
+		log_err("bpf: remove %s/%u of %s: %s", text, prefix_len, c->cfg->name, strerror(-err));
+	}
+}
+
+/*
+ * Make the maps hold exactly `addrs` (sorted, n) for a named circuit, taking
+ * ownership of the array. One merge pass over both sorted lists finds what
+ * came and what went; per_address members come and go with their address.
+ */
+void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n, uint64_t now)
+{
+	struct agent_circuit *c = &a->circuits[ci];
+	uint32_t *members = NULL;
+	size_t i = 0, j = 0;
+	char text[64];
+
+	if (grouped(c->cfg)) {
+		members = calloc(n ? n : 1, sizeof(*members));
+		if (!members) {
+			log_err("resolve %s: out of memory", c->cfg->name);
+			free(addrs);
+			return;
+		}
+	}
+	while (i < c->n_addrs || j < n) {
+		int cmp = i == c->n_addrs ? 1 : j == n ? -1 : memcmp(c->addrs[i], addrs[j], 16);
+
+		if (cmp == 0) {
+			if (members)
+				members[j] = c->members[i];
+			i++, j++;
+			continue;
+		}
+		status_addr_text(cmp < 0 ? c->addrs[i] : addrs[j], text, sizeof(text));
+		if (cmp < 0) {
+			circuit_key_del(a, c, c->addrs[i], 128);
+			if (members)
+				slot_drop(a, c->members[i]);
+			log_info("address removed\tcircuit=%s host=%s address=%s", c->cfg->name,
+				 c->cfg->host, text);
+			i++;
+			continue;
+		}
+		if (members) {
+			int64_t id = slot_take(a, ci, addrs[j], now);
+
+			if (id < 0) {
+				log_err("circuit %s: no slot for address %s: %s (raise max_destinations)",
+					c->cfg->name, text, strerror((int)-id));
+				/* Keep the lists parallel: drop the address we cannot serve. */
+				memmove(&addrs[j], &addrs[j + 1], (n - j - 1) * sizeof(*addrs));
+				n--;
+				continue;
+			}
+			members[j] = id;
+		}
+		circuit_key_add(a, c, addrs[j], 128, members ? members[j] : c->slot);
+		log_info("address added\tcircuit=%s host=%s address=%s", c->cfg->name, c->cfg->host, text);
+		j++;
+	}
+	free(c->addrs);
+	free(c->members);
+	c->addrs = addrs;
+	c->members = members;
+	c->n_addrs = n;
+}
+
+
+/* --- circuits ------------------------------------------------------------ */
+
+/*
+ * Put circuit ci (cfg set) into service. Names resolve here. With
+ * `restored`, c->slot already holds its breaker from the previous run.
+ */
+int circuit_start(struct agent *a, uint32_t ci, uint64_t now, bool restored)
+{
+	struct agent_circuit *c = &a->circuits[ci];
+	int64_t id;
+
+	if (!restored && !grouped(c->cfg)) {
+		if (c->cfg->per_address)
+			log_warn("circuit %s: per_address needs a name to enumerate; one breaker for %s",
+				 c->cfg->name, c->cfg->host);
+		id = slot_take(a, ci, NULL, now);
+		if (id < 0) {
+			log_err("circuit %s: %s (raise max_destinations)", c->cfg->name, strerror((int)-id));
+			return (int)id;
+		}
+		c->slot = id;
+	}
+	if (c->cfg->host_kind == HOST_NAME)
+		resolve_circuit(a, ci);
+	else
+		circuit_key_add(a, c, c->cfg->addr, c->cfg->prefix_len, c->slot);
+	return 0;
+}
+
