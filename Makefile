@@ -126,14 +126,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(PURE_OBJS) | $(BUILD)/tests
 # Unit tests of the running agent link it against seams (tests/unit/fakes.c):
 # kernel maps in memory, a table of names, a recording log_msg, and an
 # allocator that fails on demand like the fake map calls.
-AGENT_TEST_OBJS = $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_CORE_SRCS)) $(BUILD)/tests/fakes.o $(PURE_OBJS)
+AGENT_TEST_OBJS = $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_CORE_SRCS)) \
+		  $(BUILD)/tests/fakes.o $(BUILD)/tests/agent_test.o $(PURE_OBJS)
 AGENT_TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=log_msg
+AGENT_UNIT_BINS := $(BUILD)/tests/test_reload $(BUILD)/tests/test_restore
 
-$(BUILD)/tests/fakes.o: tests/unit/fakes.c | $(BUILD)/tests
+$(BUILD)/tests/fakes.o $(BUILD)/tests/agent_test.o: $(BUILD)/tests/%.o: tests/unit/%.c | $(BUILD)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/test_reload: tests/unit/test_reload.c $(AGENT_TEST_OBJS) | $(BUILD)/tests
+$(AGENT_UNIT_BINS): $(BUILD)/tests/%: tests/unit/%.c $(AGENT_TEST_OBJS) | $(BUILD)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(AGENT_TEST_OBJS) -o $@ $(LDLIBS) -lcmocka $(AGENT_TEST_WRAP)
 

@@ -54,6 +54,21 @@ static bool key_wanted(void *ctx, const uint8_t addr[16], uint8_t prefix_len, ui
 	return false;
 }
 
+/*
+ * Adopted maps, once the configuration is in: drop the keys it does not
+ * have, and unblock the slots no breaker took back (the previous run's
+ * per_address members): whatever becomes of them, nothing stays blocked.
+ */
+static void adopted_cleanup(struct agent *a)
+{
+	static const struct kb_verdict allow = { .action = KB_ACT_ALLOW };
+
+	kb_bpf_prune_dsts(a->bpf, key_wanted, a);
+	for (size_t i = 0; i < a->n_slots; i++)
+		if (!a->slots[i].used)
+			slot_write_verdict(a, i, &allow);
+}
+
 int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	       uint32_t capacity, uint64_t now)
 {
@@ -95,7 +110,7 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	if (err)
 		return err;
 	if (kb_bpf_adopted(bpf))
-		kb_bpf_prune_dsts(bpf, key_wanted, a);
+		adopted_cleanup(a);
 	kb_bpf_set_lookup_flags(bpf, agent_lookup_flags(cfg));
 	a->lost_seen = kb_bpf_lost_total(bpf);
 	/* Always started: a reload may bring the first name. */

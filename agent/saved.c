@@ -107,6 +107,13 @@ static void restore_one(void *ctx, uint32_t id, const struct persist_record *rec
 	/* Not configured any more (or unreadable): unblock and forget it. */
 	slot_write_verdict(a, id, &allow);
 	kb_bpf_saved_del(a->bpf, id);
+	/*
+	 * Sockets tagged for it may still count into its slot for a while:
+	 * known, the slot goes to a new breaker only after never-used ones.
+	 * Without the memory it is only that preference that is lost.
+	 */
+	if (id < a->capacity)
+		slots_extend(a, id + 1);
 }
 
 int saved_restore(struct agent *a, bool *restored, uint64_t now)

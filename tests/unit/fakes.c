@@ -101,12 +101,21 @@ static struct kb_bpf fake_handle;
 static struct kb_event fake_queue[256];
 static size_t fake_queued;
 static uint32_t fake_last_gen;
+static bool fake_adopted;
 
 struct kb_bpf *fake_bpf_open(void)
 {
 	memset(&fake_maps, 0, sizeof(fake_maps));
 	fake_queued = 0;
 	fake_last_gen = 0;
+	fake_adopted = false;
+	return &fake_handle;
+}
+
+struct kb_bpf *fake_bpf_adopt(void)
+{
+	fake_queued = 0;
+	fake_adopted = true;
 	return &fake_handle;
 }
 
@@ -212,7 +221,19 @@ int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 
 int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx)
 {
-	return fault_here() ? -EIO : 0;
+	size_t kept = 0;
+
+	if (fault_here())
+		return -EIO;
+	for (size_t i = 0; i < fake_maps.n_keys; i++) {
+		const struct fake_key *key = &fake_maps.keys[i];
+
+		if (keep(ctx, key->addr, key->prefix_len, key->port, key->netns, key->id))
+			fake_maps.keys[kept++] = *key;
+	}
+	memset(&fake_maps.keys[kept], 0, (fake_maps.n_keys - kept) * sizeof(fake_maps.keys[0]));
+	fake_maps.n_keys = kept;
+	return 0;
 }
 
 void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags)
@@ -325,7 +346,7 @@ size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max
 
 bool kb_bpf_adopted(const struct kb_bpf *k)
 {
-	return false;
+	return fake_adopted;
 }
 
 bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k)

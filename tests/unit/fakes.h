@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Link seams for tests that run agent.c without a kernel (fakes.c): the
+ * Link seams for tests that run the agent without a kernel (fakes.c): the
  * kb_bpf_* calls against maps kept in memory, resolve_name() against a
  * table, log_msg() (linked with --wrap) recorded instead of printed, and
  * malloc/calloc/realloc (--wrap too) that, like every fallible map call,
@@ -63,6 +63,9 @@ extern struct fake_maps fake_maps;
 
 /* Empty maps and event queue, and the handle to pass for them. */
 struct kb_bpf *fake_bpf_open(void);
+
+/* The maps as the last agent left them, adopted as a restarted agent finds them pinned. */
+struct kb_bpf *fake_bpf_adopt(void);
 
 /* Queue one outcome for the next kb_bpf_drain(). */
 void fake_event(uint32_t dst_id, enum kb_result res, uint64_t ts_ns);

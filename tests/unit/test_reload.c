@@ -22,6 +22,7 @@
 #include "kb_test.h"
 
 #include "agent.h"
+#include "agent_test.h"
 #include "breaker.h"
 #include "config.h"
 #include "fakes.h"
@@ -174,62 +175,6 @@ static const struct reload_case cases[] = {
 	},
 };
 
-static uint64_t mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * SEC + ts.tv_nsec;
-}
-
-static struct config *parse(const char *ctx, const char *yaml)
-{
-	struct config *cfg = malloc(sizeof(*cfg));
-	char err[CONFIG_ERR_MAX];
-
-	assert_non_null(cfg);
-	config_init(cfg);
-	if (config_parse(cfg, "test.yaml", yaml, strlen(yaml), err, sizeof(err)))
-		fail_msg("%s: %s", ctx, err);
-	/* What config_load() finds with stat(): an inode per namespace file. */
-	for (size_t i = 0; i < cfg->n_dsts; i++)
-		if (cfg->dsts[i].netns[0])
-			cfg->dsts[i].netns_ino = 4026530000u + (uint32_t)strlen(cfg->dsts[i].netns);
-	return cfg;
-}
-
-static void drop(struct config *cfg)
-{
-	config_free(cfg);
-	free(cfg);
-}
-
-static const struct agent_circuit *circuit_named(const struct agent *a, const char *name)
-{
-	for (size_t i = 0; i < a->n_circuits; i++)
-		if (!strcmp(a->circuits[i].cfg->name, name))
-			return &a->circuits[i];
-	return NULL;
-}
-
-static bool is_grouped(const struct agent_circuit *c)
-{
-	return c->cfg->per_address && c->cfg->host_kind == HOST_NAME;
-}
-
-/* The body of an http_body_fn, checked and owned by the caller. */
-static char *render(const char *ctx, struct agent *a,
-		    int (*fn)(void *, struct http_request *, char **, size_t *))
-{
-	struct http_request req = { 0 };
-	char *body = NULL;
-	size_t len = 0;
-
-	if (fn(a, &req, &body, &len) != 200)
-		fail_msg("%s: rendering failed", ctx);
-	return body;
-}
-
 /* /metrics says whether the last reload was accepted, and counts both kinds. */
 static void check_reload_metrics(const char *ctx, struct agent *a, int ok, uint64_t good, uint64_t bad)
 {
@@ -375,63 +320,6 @@ static void snap_check(const char *ctx, const struct agent *a, const struct snap
 			fail_msg("%s: kb_saved[%zu] changed", ctx, id);
 	}
 	check_eq(ctx, fake_maps.lookup_flags, m->lookup_flags);
-}
-
-/* Number of keys of the agent's circuits that map to the slot the agent gave them. */
-static size_t check_keys(const char *ctx, const struct agent *a)
-{
-	struct fake_key k;
-	size_t n = 0;
-
-	for (size_t i = 0; i < a->n_circuits; i++) {
-		const struct agent_circuit *c = &a->circuits[i];
-		bool name = c->cfg->host_kind == HOST_NAME;
-
-		for (size_t m = 0; m < (name ? c->n_addrs : 1); m++) {
-			bool found = false;
-
-			memset(&k, 0, sizeof(k));
-			memcpy(k.addr, name ? c->addrs[m] : c->cfg->addr, 16);
-			k.prefix_len = name ? 128 : c->cfg->prefix_len;
-			k.port = c->cfg->port;
-			k.netns = c->cfg->netns_ino;
-			k.id = is_grouped(c) ? c->members[m] : c->slot;
-			for (size_t j = 0; j < fake_maps.n_keys && !found; j++)
-				found = !memcmp(&fake_maps.keys[j], &k, sizeof(k));
-			if (!found)
-				fail_msg("%s: no key of %s for address %zu to slot %u", ctx, c->cfg->name,
-					 m, k.id);
-			n++;
-		}
-	}
-	return n;
-}
-
-/* The maps hold exactly the agent's keys, and each breaker's verdict. */
-static void check_maps(const char *ctx, const struct agent *a)
-{
-	check_eq(ctx, fake_maps.n_keys, check_keys(ctx, a));
-	for (size_t id = 0; id < a->n_slots; id++) {
-		const struct agent_slot *s = &a->slots[id];
-		struct kb_verdict want, got = fake_maps.verdicts[id];
-
-		if (!s->used) {
-			check_eq(ctx, got.action, KB_ACT_ALLOW);
-			continue;
-		}
-		breaker_verdict(&s->br, &want);
-		if (is_grouped(&a->circuits[s->circuit])) {
-			want.trip_after = 0;
-			want.wake_mask |= want.fail_mask;
-			want.events = 1;
-		}
-		check_eq(ctx, got.gen != 0, true);
-		want.gen = got.gen;
-		if (memcmp(&want, &got, sizeof(want)))
-			fail_msg("%s: kb_verdicts[%zu] of %s is not its breaker's verdict", ctx, id,
-				 a->circuits[s->circuit].cfg->name);
-		check_eq(ctx, s->events, got.events);
-	}
 }
 
 /* Open every breaker of the named circuits with two refusals each. */
