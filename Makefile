@@ -132,7 +132,7 @@ $(BUILD)/tests/test_reload: tests/unit/test_reload.c $(AGENT_TEST_OBJS) | $(BUIL
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(AGENT_TEST_OBJS) -o $@ $(LDLIBS) -lcmocka $(AGENT_TEST_WRAP)
 
-$(BUILD)/kbtool: tests/e2e/kbtool.c | $(BUILD)
+$(BUILD)/kbtool: tests/tools/kbtool.c | $(BUILD)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@
 
