@@ -80,16 +80,6 @@ static enum tool_outcome count_err(struct tally *t, int err)
 	return o;
 }
 
-/* ADDR PORT COUNT (argv[2..4]), as most commands take them; false: too few (usage). */
-static bool dst_count_args(int argc, char **argv, struct tool_dst *d, long *count)
-{
-	if (argc < 5)
-		return false;
-	tool_dst_arg("kbtool", argv[2], argv[3], d);
-	*count = atol(argv[4]);
-	return true;
-}
-
 static void print_tally(const struct tally *t)
 {
 	printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld "
@@ -97,22 +87,23 @@ static void print_tally(const struct tally *t)
 	       t->unreach, t->eperm, t->other, t->pending, t->reset, t->eof, t->max_us);
 }
 
-static int do_pconnect(int argc, char **argv, bool cancel)
+/*
+ * The batch commands (ADDR PORT COUNT [...]): main parses the destination and
+ * the count; argv[5] on is each command's own.
+ */
+static int run_pconnect(const struct tool_dst *d, long count, int argc, char **argv, bool cancel)
 {
 	int timeout_ms = argc > 5 ? atoi(argv[5]) : 10000;
 	struct tally t = { 0 };
-	struct tool_dst d;
 	struct pollfd *p;
-	long count, open_fds;
+	long open_fds;
 	long long end;
 
-	if (!dst_count_args(argc, argv, &d, &count))
-		return 2;
 	p = calloc(count, sizeof(*p));
 	for (long i = 0; i < count; i++) {
-		p[i].fd = socket(d.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		p[i].fd = socket(d->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
 		p[i].events = POLLOUT;
-		if (connect(p[i].fd, tool_dst_sa(&d), d.len) == 0) {
+		if (connect(p[i].fd, tool_dst_sa(d), d->len) == 0) {
 			t.success++;
 			close(p[i].fd);
 			p[i].fd = -1;
@@ -158,21 +149,27 @@ static int do_pconnect(int argc, char **argv, bool cancel)
 	return 0;
 }
 
-static int do_fconnect(int argc, char **argv)
+static int do_pconnect(const struct tool_dst *d, long count, int argc, char **argv)
+{
+	return run_pconnect(d, count, argc, argv, false);
+}
+
+static int do_cancel(const struct tool_dst *d, long count, int argc, char **argv)
+{
+	return run_pconnect(d, count, argc, argv, true);
+}
+
+static int do_fconnect(const struct tool_dst *d, long count, int argc, char **argv)
 {
 	struct tally t = { 0 };
-	struct tool_dst d;
-	long count;
 	int status;
 
-	if (!dst_count_args(argc, argv, &d, &count))
-		return 2;
 	for (long i = 0; i < count; i++) {
 		if (fork() == 0) {
-			int fd = socket(d.ss.ss_family, SOCK_STREAM, 0);
+			int fd = socket(d->ss.ss_family, SOCK_STREAM, 0);
 
 			/* The exit status carries the errno (0: connected). */
-			_exit(connect(fd, tool_dst_sa(&d), d.len) ? errno : 0);
+			_exit(connect(fd, tool_dst_sa(d), d->len) ? errno : 0);
 		}
 	}
 	while (wait(&status) > 0)
@@ -181,22 +178,18 @@ static int do_fconnect(int argc, char **argv)
 	return 0;
 }
 
-static int do_rst_or_hold(int argc, char **argv, bool hold)
+static int rst_or_hold(const struct tool_dst *d, long count, bool hold)
 {
 	struct tally t = { 0 };
-	struct tool_dst d;
-	long count;
 
-	if (!dst_count_args(argc, argv, &d, &count))
-		return 2;
 	for (long i = 0; i < count; i++) {
 		/* The peer resets at once, but a loaded machine may take seconds to schedule it. */
 		struct timeval tv = { .tv_sec = 30 };
-		int fd = socket(d.ss.ss_family, SOCK_STREAM, 0);
+		int fd = socket(d->ss.ss_family, SOCK_STREAM, 0);
 		char buf[64];
 		ssize_t n;
 
-		if (connect(fd, tool_dst_sa(&d), d.len)) {
+		if (connect(fd, tool_dst_sa(d), d->len)) {
 			/*
 			 * The handshake completed and the peer's reset came before
 			 * connect() returned (a starved caller): both happened.
@@ -229,6 +222,16 @@ static int do_rst_or_hold(int argc, char **argv, bool hold)
 	return 0;
 }
 
+static int do_rst(const struct tool_dst *d, long count, int argc, char **argv)
+{
+	return rst_or_hold(d, count, false);
+}
+
+static int do_hold(const struct tool_dst *d, long count, int argc, char **argv)
+{
+	return rst_or_hold(d, count, true);
+}
+
 /* SIGTERM held pending, for loops that check it between two steps. */
 static void block_sigterm(sigset_t *term)
 {
@@ -244,21 +247,17 @@ static bool sigterm_pending(void)
 	return !sigpending(&pending) && sigismember(&pending, SIGTERM);
 }
 
-static int do_connect(int argc, char **argv)
+static int do_connect(const struct tool_dst *d, long count, int argc, char **argv)
 {
 	int timeout_ms = argc > 5 ? atoi(argv[5]) : 5000, last_other = 0;
 	struct tally t = { 0 };
-	struct tool_dst d;
 	sigset_t term;
-	long count;
 
-	if (!dst_count_args(argc, argv, &d, &count))
-		return 2;
 	/* Until SIGTERM: the signal waits until the connect in flight has ended. */
 	if (!count)
 		block_sigterm(&term);
 	for (long i = 0; count ? i < count : !sigterm_pending(); i++) {
-		int fd = tool_tcp_socket(d.ss.ss_family, timeout_ms), err = 0;
+		int fd = tool_tcp_socket(d->ss.ss_family, timeout_ms), err = 0;
 		long long t0;
 
 		if (fd < 0) {
@@ -266,7 +265,7 @@ static int do_connect(int argc, char **argv)
 			return 1;
 		}
 		t0 = now_us();
-		if (connect(fd, tool_dst_sa(&d), d.len))
+		if (connect(fd, tool_dst_sa(d), d->len))
 			err = errno;
 		t0 = now_us() - t0;
 		if (t0 > t.max_us)
@@ -431,25 +430,34 @@ static int do_notify_recv(int argc, char **argv)
 	return 0;
 }
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct {
+	const char *name;
+	int (*run)(const struct tool_dst *d, long count, int argc, char **argv);
+} batches[] = {
+	{ "connect", do_connect }, { "pconnect", do_pconnect }, { "fconnect", do_fconnect },
+	{ "cancel", do_cancel }, { "rst", do_rst }, { "hold", do_hold },
+};
+
 int main(int argc, char **argv)
 {
-	if (argc > 1 && !strcmp(argv[1], "connect"))
-		return do_connect(argc, argv);
-	if (argc > 1 && !strcmp(argv[1], "pconnect"))
-		return do_pconnect(argc, argv, false);
-	if (argc > 1 && !strcmp(argv[1], "fconnect"))
-		return do_fconnect(argc, argv);
-	if (argc > 1 && !strcmp(argv[1], "cancel"))
-		return do_pconnect(argc, argv, true);
-	if (argc > 1 && !strcmp(argv[1], "rst"))
-		return do_rst_or_hold(argc, argv, false);
-	if (argc > 1 && !strcmp(argv[1], "hold"))
-		return do_rst_or_hold(argc, argv, true);
-	if (argc > 1 && !strcmp(argv[1], "notify-recv"))
+	const char *cmd = argc > 1 ? argv[1] : "";
+	struct tool_dst d;
+
+	for (size_t i = 0; i < ARRAY_SIZE(batches); i++) {
+		if (strcmp(cmd, batches[i].name))
+			continue;
+		if (argc < 5)
+			return 2;
+		tool_dst_arg("kbtool", argv[2], argv[3], &d);
+		return batches[i].run(&d, atol(argv[4]), argc, argv);
+	}
+	if (!strcmp(cmd, "notify-recv"))
 		return do_notify_recv(argc, argv);
-	if (argc > 1 && !strcmp(argv[1], "udp"))
+	if (!strcmp(cmd, "udp"))
 		return do_udp(argc, argv);
-	if (argc > 1 && !strcmp(argv[1], "listen"))
+	if (!strcmp(cmd, "listen"))
 		return do_listen(argc, argv);
 	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|notify-recv|udp|listen ...\n");
 	return 2;
