@@ -139,7 +139,7 @@ $(AGENT_UNIT_BINS): $(BUILD)/tests/%: tests/unit/%.c $(AGENT_TEST_OBJS) | $(BUIL
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(AGENT_TEST_OBJS) -o $@ $(LDLIBS) -lcmocka $(AGENT_TEST_WRAP)
 
-$(BUILD)/kbtool: tests/e2e/kbtool.c | $(BUILD)
+$(BUILD)/kbtool: tests/tools/kbtool.c | $(BUILD)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@
 

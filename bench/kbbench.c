@@ -38,15 +38,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include "../tests/tools/sockaddr.h"
+#include "../tests/tools/tool.h"
 
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void sleep_ns(long long ns)
 {
@@ -56,27 +49,15 @@ static void sleep_ns(long long ns)
 		;
 }
 
-/* close() that sends RST and leaves no TIME_WAIT behind. */
-static void close_rst(int fd)
-{
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(fd);
-}
-
+/* tool_tcp_socket, or the end of the program. */
 static int tcp_socket(int family, int timeout_ms)
 {
-	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
-	int fd = socket(family, SOCK_STREAM, 0);
+	int fd = tool_tcp_socket(family, timeout_ms);
 
 	if (fd < 0) {
 		perror("kbbench: socket");
 		exit(1);
 	}
-	/* SO_SNDTIMEO bounds a blocking connect. */
-	if (timeout_ms > 0)
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	return fd;
 }
 
@@ -126,7 +107,7 @@ static int do_loop(int argc, char **argv)
 	n = atol(argv[5]);
 	if (open_port)
 		lfd = bound_socket(&ss, sl, 1024);
-	t0 = now_ns();
+	t0 = tool_now_ns();
 	for (long i = 0; i < n; i++) {
 		int fd = tcp_socket(ss.ss_family, 0), rc = connect(fd, (struct sockaddr *)&ss, sl);
 
@@ -134,7 +115,7 @@ static int do_loop(int argc, char **argv)
 			if (rc == 0) {
 				int c = accept(lfd, NULL, NULL);
 
-				close_rst(fd);
+				tool_close_rst(fd);
 				if (c >= 0)
 					close(c);
 				ok++;
@@ -147,9 +128,9 @@ static int do_loop(int argc, char **argv)
 			else
 				bad++;
 		}
-		close_rst(fd);
+		tool_close_rst(fd);
 	}
-	t0 = now_ns() - t0;
+	t0 = tool_now_ns() - t0;
 	printf("ns_per_op=%.1f ok=%ld bad=%ld\n", n ? (double)t0 / n : 0.0, ok, bad);
 	if (lfd >= 0)
 		close(lfd);
@@ -158,7 +139,7 @@ static int do_loop(int argc, char **argv)
 
 static int do_lat(int argc, char **argv)
 {
-	long success = 0, refused = 0, timeout = 0, other = 0;
+	long n_outcome[TOOL_OTHER + 1] = { 0 };
 	struct sockaddr_storage ss;
 	long long *v;
 	socklen_t sl;
@@ -175,24 +156,21 @@ static int do_lat(int argc, char **argv)
 		return 1;
 	for (long i = 0; i < n; i++) {
 		int fd = tcp_socket(ss.ss_family, timeout_ms), rc, err;
-		long long t0 = now_ns();
+		long long t0 = tool_now_ns();
 
 		rc = connect(fd, (struct sockaddr *)&ss, sl);
 		err = rc ? errno : 0;
-		v[i] = now_ns() - t0;
-		close_rst(fd);
-		switch (err) {
-		case 0: success++; break;
-		case ECONNREFUSED: refused++; break;
-		case ETIMEDOUT: case EINPROGRESS: case EAGAIN: timeout++; break;
-		default: other++; break;
-		}
+		v[i] = tool_now_ns() - t0;
+		tool_close_rst(fd);
+		n_outcome[tool_outcome(err)]++;
 	}
 	qsort(v, n, sizeof(*v), cmp_ll);
 	printf("n=%ld p50_ns=%lld p90_ns=%lld p99_ns=%lld min_ns=%lld max_ns=%lld "
 	       "success=%ld refused=%ld timeout=%ld other=%ld\n",
 	       n, pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), n ? v[0] : 0, n ? v[n - 1] : 0,
-	       success, refused, timeout, other);
+	       n_outcome[TOOL_SUCCESS], n_outcome[TOOL_REFUSED], n_outcome[TOOL_TIMEOUT],
+	       /* This line has no column of its own for unreachable or EPERM. */
+	       n_outcome[TOOL_UNREACH] + n_outcome[TOOL_EPERM] + n_outcome[TOOL_OTHER]);
 	free(v);
 	return 0;
 }
@@ -210,7 +188,7 @@ static int try_connect(const struct sockaddr_storage *ss, socklen_t sl, int lfd)
 		if (c >= 0)
 			close(c);
 	}
-	close_rst(fd);
+	tool_close_rst(fd);
 	return err;
 }
 
@@ -241,16 +219,16 @@ static int do_trip(int argc, char **argv)
 			if (err != ECONNREFUSED)
 				early++;
 		}
-		t0 = now_ns();
+		t0 = tool_now_ns();
 		if (listen(lfd, 4096)) {
 			perror("kbbench: listen");
 			return 1;
 		}
 		deadline = t0 + 2000000000LL;
-		while (now_ns() < deadline) {
+		while (tool_now_ns() < deadline) {
 			err = try_connect(&ss, sl, lfd);
 			if (err == ECONNREFUSED) {
-				v[done++] = now_ns() - t0;
+				v[done++] = tool_now_ns() - t0;
 				blocked++;
 				tripped = 1;
 				break;
@@ -264,8 +242,8 @@ static int do_trip(int argc, char **argv)
 		}
 		/* half_open after open_duration: the probe's refusals are the hook's too. */
 		sleep_ns(open_ns);
-		deadline = now_ns() + 5000000000LL;
-		while ((err = try_connect(&ss, sl, lfd)) == ECONNREFUSED && now_ns() < deadline) {
+		deadline = tool_now_ns() + 5000000000LL;
+		while ((err = try_connect(&ss, sl, lfd)) == ECONNREFUSED && tool_now_ns() < deadline) {
 			blocked++;
 			sleep_ns(2000000);
 		}
@@ -294,9 +272,9 @@ static int do_load(int argc, char **argv)
 		return 2;
 	sl = tool_sockaddr_arg("kbbench", argv[2], argv[3], &ss);
 	rate = atoll(argv[4]);
-	t0 = now_ns();
+	t0 = tool_now_ns();
 	end = t0 + atoll(argv[5]) * 1000000000LL;
-	while ((now = now_ns()) < end) {
+	while ((now = tool_now_ns()) < end) {
 		long long due = (now - t0) * rate / 1000000000LL;
 
 		if (sent >= due) {
@@ -306,7 +284,7 @@ static int do_load(int argc, char **argv)
 		try_connect(&ss, sl, -1);
 		sent++;
 	}
-	now = now_ns() - t0;
+	now = tool_now_ns() - t0;
 	printf("connects=%lld seconds=%.2f rate=%.0f\n", sent, now / 1e9, sent / (now / 1e9));
 	return 0;
 }
@@ -385,8 +363,8 @@ static int do_enable_stats(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	printf("enabled\n");
 	fflush(stdout);
-	end = now_ns() + atoll(argv[2]) * 1000000000LL;
-	while (!stop_waiting && now_ns() < end)
+	end = tool_now_ns() + atoll(argv[2]) * 1000000000LL;
+	while (!stop_waiting && tool_now_ns() < end)
 		sleep_ns(10000000);
 	close(fd);
 	return 0;

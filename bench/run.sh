@@ -10,6 +10,7 @@
 # to a cgroup of its own; everything is removed on every exit.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../tests/e2e/sandbox.sh"
 BUILD=$(cd "${1:-build}" && pwd)
 KBREAKERD=$BUILD/kbreakerd
 KBBENCH=$BUILD/kbbench
@@ -66,12 +67,9 @@ trap 'exit 130' INT TERM
 
 [ "$(id -u)" = 0 ] || die "needs root"
 for f in "$KBREAKERD" "$KBBENCH" "$NOWAKE"; do [ -x "$f" ] || [ -f "$f" ] || die "missing $f"; done
-CG2_ROOT=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-[ -n "$CG2_ROOT" ] || die "no cgroup2 mount"
-B_CG="$CG2_ROOT/kb-bench-$$"
-mkdir "$B_CG" || die "cannot create $B_CG"
-ip netns add "$B_NS" || die "cannot create netns"
-ip -n "$B_NS" link set lo up
+sandbox_up "$B_NS"; rc=$?
+B_CG=$SANDBOX_CG
+[ "$rc" = 0 ] || die "$SANDBOX_ERR"
 # Black hole: SYNs to P_BLACKHOLE vanish; one SYN retry bounds the wait (~3 s).
 ip netns exec "$B_NS" sysctl -qw net.ipv4.tcp_syn_retries=1
 ip netns exec "$B_NS" sysctl -qw net.ipv4.ip_local_port_range="10000 60999"
@@ -84,18 +82,7 @@ EOF
 # Run a command in the benchmark's cgroup (the hooks' scope) and namespace.
 in_ns() { ( echo "$BASHPID" > "$B_CG/cgroup.procs" && exec ip netns exec "$B_NS" "$@" ); }
 
-# field KEY LINE: value of KEY=... in a key=value line.
-field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
-
-free_port() {
-	local p
-	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 10000))
-		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
-	done
-	echo 0
-}
-LISTEN="127.0.0.1:$(free_port)"
+LISTEN="127.0.0.1:$(free_port)" || die "no free port"
 
 # The config: 10,000 destinations, the measured ones first, fillers after
 # (127.10.x.y:61000, nothing listens there; all closed breakers).
@@ -179,6 +166,26 @@ raw() { printf '%s\n' "$*" >> "$RAW"; }
 # verdict VALUE OP LIMIT: "met" / "not met" (awk compares floats).
 verdict() { awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { ok = op == "<=" ? v <= l : v >= l; print ok ? "met" : "**not met**" }'; }
 ns_to_us() { awk -v n="$1" 'BEGIN { printf "%.2f", n / 1000 }'; }
+# ab_stats LABEL FILE_A FILE_B NAME_A NAME_B: kbbench stats of two sides'
+# "ROUND FIGURE" lines (A, B) and of their paired differences (D), each also
+# in the raw figures as "LABEL NAME_A:", "LABEL NAME_B:", "LABEL paired diff:".
+ab_stats() {
+	A=$(awk '{ print $2 }' "$2" | "$KBBENCH" stats)
+	B=$(awk '{ print $2 }' "$3" | "$KBBENCH" stats)
+	D=$(join "$2" "$3" | awk '{ print $2 - $3 }' | "$KBBENCH" stats)
+	raw "$1 $4: $A"; raw "$1 $5: $B"; raw "$1 paired diff: $D"
+}
+# scrape_stats: 20 scrapes of /metrics; SC the kbbench stats of their times
+# (ms), SIZE the last one's size (MiB), RSS the agent's VmRSS after them (MiB).
+scrape_stats() {
+	: > "$OUT/scrape.tmp"
+	for _ in $(seq 1 20); do
+		curl -sf -o /dev/null -w '%{time_total} %{size_download}\n' "http://$LISTEN/metrics" >> "$OUT/scrape.tmp"
+	done
+	SC=$(awk '{ print $1 * 1000 }' "$OUT/scrape.tmp" | "$KBBENCH" stats)
+	SIZE=$(tail -1 "$OUT/scrape.tmp" | awk '{ printf "%.2f", $2 / 1048576 }')
+	RSS=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$B_AGENT_PID/status")
+}
 
 START_S=$(date +%s)
 
@@ -205,17 +212,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 for c in $CASES; do
 	IFS=: read -r name kind port <<<"$c"
-	a=$(awk '{ print $2 }' "$OUT/ab-$name-kb.tmp" | "$KBBENCH" stats)
-	b=$(awk '{ print $2 }' "$OUT/ab-$name-none.tmp" | "$KBBENCH" stats)
-	d=$(join "$OUT/ab-$name-kb.tmp" "$OUT/ab-$name-none.tmp" | awk '{ print $2 - $3 }' | "$KBBENCH" stats)
-	raw "hotpath $name kb: $a"; raw "hotpath $name none: $b"; raw "hotpath $name paired diff: $d"
-	ma=$(field median "$a"); mb=$(field median "$b"); md=$(field median "$d")
+	ab_stats "hotpath $name" "$OUT/ab-$name-kb.tmp" "$OUT/ab-$name-none.tmp" kb none
+	ma=$(field median "$A"); mb=$(field median "$B"); md=$(field median "$D")
 	ratio=$(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.3f", a / b }')
 	added=$(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.0f", a - b }')
 	# A configured destination may cost 300 ns; one the config does not name, 150.
 	case $name in *_miss) limit=150 ;; *) limit=300 ;; esac
 	row "1. connect+close, $name: kbreaker vs none (median ns, IQR)" \
-		"$ma (IQR $(field iqr "$a")) vs $mb (IQR $(field iqr "$b")); added ${added} ns (paired median $md, IQR $(field iqr "$d")); ratio $ratio" \
+		"$ma (IQR $(field iqr "$A")) vs $mb (IQR $(field iqr "$B")); added ${added} ns (paired median $md, IQR $(field iqr "$D")); ratio $ratio" \
 		"<= $limit ns, ratio <= 1.02" "$(verdict "$added" '<=' "$limit"); $(verdict "$ratio" '<=' 1.02)"
 done
 st=$(printf '%s\n' "${starts[@]}" | "$KBBENCH" stats)
@@ -314,17 +318,11 @@ row "3. trip latency, ring-buffer wake-up (p50 / p99 us, $(field trips "$tr") tr
 log "5. agent cost: scrapes, RSS, idle CPU ${IDLE_S}s, CPU under $LOAD_RATE failing connects/s"
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$B_AGENT_PID/stat"; }
 HZ=$(getconf CLK_TCK)
-: > "$OUT/scrape.tmp"
-for _ in $(seq 1 20); do
-	curl -sf -o /dev/null -w '%{time_total} %{size_download}\n' "http://$LISTEN/metrics" >> "$OUT/scrape.tmp"
-done
-sc=$(awk '{ print $1 * 1000 }' "$OUT/scrape.tmp" | "$KBBENCH" stats)
-size=$(tail -1 "$OUT/scrape.tmp" | awk '{ printf "%.2f", $2 / 1048576 }')
-raw "scrape ms: $sc; size MB: $size"
-row "5. /metrics scrape time (ms, median of 20; p99)" "$(field median "$sc") ($(field p99 "$sc"))" "<= 50 ms" "$(verdict "$(field median "$sc")" '<=' 50)"
-row "5. /metrics size (MiB)" "$size" "<= 5 MB" "$(verdict "$size" '<=' 5)"
-rss=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$B_AGENT_PID/status")
-row "5. kbreakerd RSS after scrapes (MiB)" "$rss" "<= 32 MiB" "$(verdict "$rss" '<=' 32)"
+scrape_stats
+raw "scrape ms: $SC; size MB: $SIZE"
+row "5. /metrics scrape time (ms, median of 20; p99)" "$(field median "$SC") ($(field p99 "$SC"))" "<= 50 ms" "$(verdict "$(field median "$SC")" '<=' 50)"
+row "5. /metrics size (MiB)" "$SIZE" "<= 5 MB" "$(verdict "$SIZE" '<=' 5)"
+row "5. kbreakerd RSS after scrapes (MiB)" "$RSS" "<= 32 MiB" "$(verdict "$RSS" '<=' 32)"
 c0=$(cpu_ticks); sleep "$IDLE_S"; c1=$(cpu_ticks)
 idle=$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v s="$IDLE_S" 'BEGIN { printf "%.2f", d / hz / s * 100 }')
 row "5. kbreakerd CPU idle (% of a core, ${IDLE_S}s)" "$idle" "<= 1%" "$(verdict "$idle" '<=' 1)"
@@ -343,17 +341,11 @@ stop_agent "item 5"
 log "5b. /metrics with metrics_compact: true"
 COMPACT=true gen_config "$CONFIG"
 start_agent
-: > "$OUT/scrape.tmp"
-for _ in $(seq 1 20); do
-	curl -sf -o /dev/null -w '%{time_total} %{size_download}\n' "http://$LISTEN/metrics" >> "$OUT/scrape.tmp"
-done
-sc=$(awk '{ print $1 * 1000 }' "$OUT/scrape.tmp" | "$KBBENCH" stats)
-size=$(tail -1 "$OUT/scrape.tmp" | awk '{ printf "%.2f", $2 / 1048576 }')
-rss=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$B_AGENT_PID/status")
-raw "compact scrape ms: $sc; size MB: $size; RSS $rss"
-row "5. /metrics scrape time, metrics_compact (ms, median of 20; p99)" "$(field median "$sc") ($(field p99 "$sc"))" "<= 50 ms" "$(verdict "$(field median "$sc")" '<=' 50)"
-row "5. /metrics size, metrics_compact (MiB)" "$size" "<= 5 MB" "$(verdict "$size" '<=' 5)"
-row "5. kbreakerd RSS after scrapes, metrics_compact (MiB)" "$rss" "<= 32 MiB" "$(verdict "$rss" '<=' 32)"
+scrape_stats
+raw "compact scrape ms: $SC; size MB: $SIZE; RSS $RSS"
+row "5. /metrics scrape time, metrics_compact (ms, median of 20; p99)" "$(field median "$SC") ($(field p99 "$SC"))" "<= 50 ms" "$(verdict "$(field median "$SC")" '<=' 50)"
+row "5. /metrics size, metrics_compact (MiB)" "$SIZE" "<= 5 MB" "$(verdict "$SIZE" '<=' 5)"
+row "5. kbreakerd RSS after scrapes, metrics_compact (MiB)" "$RSS" "<= 32 MiB" "$(verdict "$RSS" '<=' 32)"
 stop_agent "item 5b"
 gen_config "$CONFIG"
 

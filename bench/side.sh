@@ -38,11 +38,8 @@ done
 if [ "$nft_ok" = 1 ]; then
 	for c in $NFT_CASES; do
 		IFS=: read -r name kind port <<<"$c"
-		a=$(awk '{ print $2 }' "$OUT/nft-$name-nft.tmp" | "$KBBENCH" stats)
-		b=$(awk '{ print $2 }' "$OUT/nft-$name-none.tmp" | "$KBBENCH" stats)
-		d=$(join "$OUT/nft-$name-nft.tmp" "$OUT/nft-$name-none.tmp" | awk '{ print $2 - $3 }' | "$KBBENCH" stats)
-		raw "nft $name set: $a"; raw "nft $name none: $b"; raw "nft $name paired diff: $d"
-		ma=$(field median "$a"); mb=$(field median "$b")
+		ab_stats "nft $name" "$OUT/nft-$name-nft.tmp" "$OUT/nft-$name-none.tmp" set none
+		ma=$(field median "$A"); mb=$(field median "$B")
 		kb=$(grep "^hotpath $name paired diff:" "$RAW" | sed 's/.*median=\([^ ]*\).*/\1/')
 		row "6. nft reject set (10,000) vs none, $name (median ns)" \
 			"$ma vs $mb: added $(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.0f", a - b }') ns, ratio $(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.3f", a / b }') (kbreaker, item 1: added $kb ns)" "-" "-"

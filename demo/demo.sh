@@ -12,6 +12,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build}" && pwd) || exit 1
+. "$ROOT/tests/e2e/sandbox.sh"
 KBREAKERD=$BUILD/kbreakerd KBTOOL=$BUILD/kbtool KBREAKERCTL=$BUILD/kbreakerctl
 PROMETHEUS=${PROMETHEUS:-prometheus} PROMTOOL=${PROMTOOL:-promtool}
 NS="kb-demo-$$"
@@ -46,25 +47,12 @@ T0=$(date +%s%N)
 say() { printf '[%5.1fs] %s\n' "$(( ($(date +%s%N) - T0) / 1000000 ))e-3" "$*"; }
 in_ns() { ip netns exec "$NS" "$@"; }
 
-# A TCP port free on the host's loopback.
-free_port() {
-	local p
-	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 10000))
-		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
-	done
-	die "no free port"
-}
-
-CG2_ROOT=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-[ -n "$CG2_ROOT" ] || die "no cgroup v2 mount in /proc/mounts"
-CG="$CG2_ROOT/kb-demo-$$"
-mkdir "$CG" || die "cannot create cgroup $CG"
-ip netns add "$NS" || die "cannot create network namespace $NS"
-ip -n "$NS" link set lo up
-AGENT_PORT=$(free_port)
-PROM_PORT=$(free_port)
-[ "$AGENT_PORT" != "$PROM_PORT" ] || PROM_PORT=$(free_port)
+sandbox_up "$NS"; rc=$?
+CG=$SANDBOX_CG
+[ "$rc" = 0 ] || die "$SANDBOX_ERR"
+AGENT_PORT=$(free_port) || die "no free port"
+PROM_PORT=$(free_port) || die "no free port"
+[ "$AGENT_PORT" != "$PROM_PORT" ] || PROM_PORT=$(free_port) || die "no free port"
 
 cat > "$DIR/kbreaker.yaml" <<EOC
 listen: 127.0.0.1:$AGENT_PORT

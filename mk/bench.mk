@@ -10,7 +10,7 @@
 # npm often come from elsewhere (NodeSource's nodejs bundles npm).
 BENCH_DEPS := jq:jq node:nodejs npm:npm bpftrace:bpftrace unshare:util-linux
 
-$(BUILD)/kbbench: bench/kbbench.c | $(BUILD)
+$(BUILD)/kbbench: bench/kbbench.c tests/tools/tool.h | $(BUILD)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE $< -o $@
 

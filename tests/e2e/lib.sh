@@ -4,14 +4,14 @@
 # Needs: KBREAKERD, KBTOOL (set by run.sh).
 
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/sandbox.sh"
 T_NAME=$(basename "$0" .sh)
 T_DIR=$(mktemp -d "/tmp/kb-$T_NAME.XXXXXX")
 T_NS="kb-$T_NAME-$$"
 T_CG=""
 T_AGENT_PID=""
 T_FAILED=0
-# Checks made; t_check is the one place that counts them (test_http.sh,
-# which this suite does not own, still adds its own by hand).
+# Checks made; t_check is the one place that counts them.
 T_CHECKS=0
 # How long a wait may take before it counts as a failure: far beyond what
 # any wait here takes on an idle machine (milliseconds to about a second),
@@ -91,13 +91,11 @@ trap 'exit 143' TERM
 t_cg_empty() { [ -z "$(cat "$T_CG/cgroup.procs" 2>/dev/null)" ]; }
 
 t_setup() {
+	local rc
 	[ "$(id -u)" = 0 ] || need "not root"
-	CG2_ROOT=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-	[ -n "$CG2_ROOT" ] || need "no cgroup2 mount in /proc/mounts"
-	T_CG="$CG2_ROOT/kb-$T_NAME-$$"
-	mkdir "$T_CG" || need "cannot create cgroup $T_CG"
-	ip netns add "$T_NS" || need "cannot create network namespace"
-	ip -n "$T_NS" link set lo up
+	sandbox_up "$T_NS"; rc=$?
+	T_CG=$SANDBOX_CG
+	[ "$rc" = 0 ] || need "$SANDBOX_ERR"
 	ip -n "$T_NS" addr add "$T_ADDR6/128" dev lo nodad || need "cannot add $T_ADDR6 to lo"
 }
 
@@ -141,22 +139,42 @@ start_listener() {
 # ready_or_gone FILE PID: FILE exists or PID has exited.
 ready_or_gone() { [ -e "$1" ] || ! kill -0 "$2" 2>/dev/null; }
 
-# A TCP port free on the host's loopback (the agent's metrics), below the
-# host's ephemeral range (32768+): there, any client socket of the host (a
-# TIME_WAIT left by a scrape) can hold the port and the agent's bind fails.
-free_port() {
-	local p
-	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 12000))
-		ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return; }
-	done
-	echo 0
-}
-
 # test_port N: the first of N consecutive ports for the test's namespace,
 # below its ephemeral range, so a connect never picks its own destination
 # port as source and connects to itself.
 test_port() { echo $((20000 + RANDOM % (12000 - $1))); }
+
+# agent_config [KEY=VALUE...] [defaults: KEY=VALUE...] [dest: KEY=VALUE...]...
+# The agent's config on stdout: listen $T_LISTEN and cgroup $T_CG (a
+# listen= or cgroup= word replaces them), the other top-level KEY=VALUEs
+# (poll_interval=100ms, user=nobody, state_dir=DIR ...), a defaults section of
+# the words after defaults:, and one destination of the words after each dest:
+# (no dest: an empty list). Values are written as given, plain YAML scalars.
+# A config these words cannot say (a broken one, 10,000 destinations) stays
+# written out in its test.
+agent_config() {
+	local listen=$T_LISTEN cgroup=$T_CG dests=0 item="" w
+	local -a top=()
+	while [ $# -gt 0 ] && [ "$1" != defaults: ] && [ "$1" != dest: ]; do
+		case $1 in
+		listen=*) listen=${1#*=} ;;
+		cgroup=*) cgroup=${1#*=} ;;
+		*) top+=("$1") ;;
+		esac
+		shift
+	done
+	echo "listen: $listen"
+	echo "cgroup: $cgroup"
+	for w in "${top[@]}" "$@"; do
+		case $w in
+		defaults:) echo "defaults:"; item="  " ;;
+		dest:) [ "$dests" -gt 0 ] || echo "destinations:"; dests=$((dests + 1)); item="  - " ;;
+		*=*) echo "$item${w%%=*}: ${w#*=}"; [ "$item" = "  - " ] && item="    " ;;
+		*) echo "agent_config: '$w' is not KEY=VALUE" >&2; return 1 ;;
+		esac
+	done
+	[ "$dests" -gt 0 ] || echo "destinations: []"
+}
 
 # start_agent CONFIG: start kbreakerd and wait for /metrics.
 start_agent() {
@@ -172,6 +190,22 @@ start_agent_cmd() {
 	T_AGENT_PID=$!
 	wait_until "${T_AGENT_START_S:-$T_WAIT_S}" agent_up_or_gone
 	check "agent up (serving /metrics)" scrape_ok || t_done
+}
+
+# start_agent_hosts HOSTS CONFIG: start_agent with the file HOSTS bind-mounted
+# over /etc/hosts in the agent's own mount namespace (the host's file is
+# never touched), for destinations given by name.
+start_agent_hosts() {
+	command -v unshare >/dev/null || need "unshare (util-linux) not installed"
+	start_agent_cmd unshare -m --propagation private sh -c \
+		'mount --bind "$1" /etc/hosts && exec "$2" -c "$3" --log-level debug' \
+		sh "$1" "$KBREAKERD" "$2"
+}
+
+# agent_alive WHAT: a check that the agent still runs; the test ends if not.
+agent_alive() {
+	kill -0 "$T_AGENT_PID" 2>/dev/null
+	t_check $? "agent died: $1" || t_done
 }
 
 scrape_ok() { scrape >/dev/null 2>&1; }
@@ -250,8 +284,15 @@ ns_counter() {
 			else { print (n in c) ? $c[n] : "absent"; exit } }'
 }
 
-# field KEY LINE: value of KEY=... in kbtool's output line.
-field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
+# expect_field WHAT KEY WANT CMD...: run CMD (a kbtool command, through
+# in_test or another runner), its output line in OUT; a check that its
+# KEY=... is WANT, logging the whole line when not.
+expect_field() {
+	local what=$1 key=$2 want=$3
+	shift 3
+	OUT=$("$@")
+	expect_eq "$what" "$(field "$key" "$OUT")" "$want" || log "  $*: $OUT"
+}
 
 t_done() {
 	[ "$T_CHECKS" -gt 0 ] || fail "no checks ran"

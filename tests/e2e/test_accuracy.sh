@@ -43,29 +43,15 @@ table inet kbtest {
 }
 EON
 
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-poll_interval: 50ms
-defaults:
-  mode: observe
-  consecutive_failures: 1000000
-destinations:
-  - { name: ok4, host: $T_ADDR, port: $P_OK }
-  - { name: ok6, host: "$T_ADDR6", port: $P_OK }
-  - { name: ref4, host: $T_ADDR, port: $P_REF }
-  - { name: ref6, host: "$T_ADDR6", port: $P_REF }
-  - { name: to4, host: $T_ADDR, port: $P_DROP }
-  - { name: to6, host: "$T_ADDR6", port: $P_DROP }
-  - { name: unr4, host: $T_ADDR, port: $P_UNR }
-  - { name: unr6, host: "$T_ADDR6", port: $P_UNR }
-  - { name: rstrx, host: $T_ADDR, port: $P_RSTL }
-  - { name: rsttx, host: $T_ADDR, port: $P_RSTS }
-  - { name: cancel, host: $T_ADDR, port: $P_CANCEL }
-  - { name: any3, host: $T_NET.0.3, port: any }
-  - { name: net24, host: $T_NET.1.0/24, port: $P_OK }
-  - { name: net25, host: $T_NET.1.128/25, port: $P_OK }
-EOC
+agent_config poll_interval=50ms defaults: mode=observe consecutive_failures=1000000 \
+	dest: name=ok4 host=$T_ADDR port=$P_OK dest: name=ok6 host=$T_ADDR6 port=$P_OK \
+	dest: name=ref4 host=$T_ADDR port=$P_REF dest: name=ref6 host=$T_ADDR6 port=$P_REF \
+	dest: name=to4 host=$T_ADDR port=$P_DROP dest: name=to6 host=$T_ADDR6 port=$P_DROP \
+	dest: name=unr4 host=$T_ADDR port=$P_UNR dest: name=unr6 host=$T_ADDR6 port=$P_UNR \
+	dest: name=rstrx host=$T_ADDR port=$P_RSTL dest: name=rsttx host=$T_ADDR port=$P_RSTS \
+	dest: name=cancel host=$T_ADDR port=$P_CANCEL dest: name=any3 host=$T_NET.0.3 port=any \
+	dest: name=net24 host=$T_NET.1.0/24 port=$P_OK dest: name=net25 host=$T_NET.1.128/25 port=$P_OK \
+	> "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 
 # The namespace's own TCP MIB is the ground truth for retransmits: the
@@ -84,11 +70,10 @@ start_listener $T_NET.0.3 "$P_ANYL" "$T_DIR/l_any" --rst; L_ANY=$LISTENER
 # count; OK_ACCEPTS sums the successes the dual-stack listener must accept.
 OK_ACCEPTS=0
 run() {
-	local what=$1 fld=$2 want=$3 out
+	local what=$1 fld=$2 want=$3
 	shift 3
-	out=$(in_test "$KBTOOL" "$@")
-	expect_eq "$what: $fld" "$(field "$fld" "$out")" "$want" || log "  kbtool $*: $out"
-	[ "$1" = connect ] && [ "$3" = "$P_OK" ] && OK_ACCEPTS=$((OK_ACCEPTS + $(field success "$out")))
+	expect_field "$what: $fld" "$fld" "$want" in_test "$KBTOOL" "$@"
+	[ "$1" = connect ] && [ "$3" = "$P_OK" ] && OK_ACCEPTS=$((OK_ACCEPTS + $(field success "$OUT")))
 }
 
 # The kernel gives up on a dropped SYN after ~3 s (tcp_syn_retries=1);
@@ -136,6 +121,8 @@ expect_eq "to6 timeouts" "$(field timeout "$(cat "$T_DIR/to6")")" 5
 # late outcome can arrive. Everything has happened: compare.
 scrape > "$T_DIR/m"
 val() { awk -v k="$1" 'index($0, k " ") == 1 { print $2; f = 1 } END { if (!f) print "absent" }' "$T_DIR/m"; }
+# total PREFIX [LABEL]: the sum of the series starting with PREFIX (and having LABEL).
+total() { awk -v p="$1" -v l="${2:-}" 'index($0, p) == 1 && index($0, l) { s += $2 } END { print s + 0 }' "$T_DIR/m"; }
 # want CIRCUIT success refused timeout unreachable error cancelled resets_rx resets_tx retrans
 # (retrans: "-" when only the kernel's schedule decides it; checked in total below).
 # ALL_CONNECTS, ALL_RX and ALL_TX sum the rows for the totals below.
@@ -173,13 +160,12 @@ want       net25  12   0    0  0   0   0   0   0   0
 expect_eq "histogram count = successes (ok4)" \
 	"$(val 'kbreaker_tcp_connect_duration_seconds_count{circuit_name="ok4"}')" 330
 # Nothing else anywhere: totals over all circuits equal the sums above.
-total() { awk -v p="$1" 'index($0, p) == 1 { s += $2 } END { print s + 0 }' "$T_DIR/m"; }
 expect_eq "all connect outcomes" "$(total 'kbreaker_tcp_connects_total{')" "$ALL_CONNECTS"
-expect_eq "all resets received" "$(grep 'direction="received"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" "$ALL_RX"
-expect_eq "all resets sent" "$(grep 'direction="sent"' "$T_DIR/m" | awk '{ s += $2 } END { print s }')" "$ALL_TX"
+expect_eq "all resets received" "$(total 'kbreaker_tcp_resets_total{' 'direction="received"')" "$ALL_RX"
+expect_eq "all resets sent" "$(total 'kbreaker_tcp_resets_total{' 'direction="sent"')" "$ALL_TX"
 RETRANS=$(( $(ns_counter Tcp RetransSegs) - RETRANS0 ))
 SYNRETRANS=$(( $(ns_counter TcpExt TCPSynRetrans) - SYNRETRANS0 ))
-KB_RETRANS=$(grep '^kbreaker_tcp_retransmits_total{' "$T_DIR/m" | awk '{ s += $2 } END { print s + 0 }')
+KB_RETRANS=$(total 'kbreaker_tcp_retransmits_total{')
 # Every SYN this test retransmits is a watched socket's (timeouts,
 # unreachables); RetransSegs adds what unwatched sockets resend (a server's
 # FIN on a starved guest). kbreaker counts all of the first, none of the rest.

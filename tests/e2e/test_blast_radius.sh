@@ -8,21 +8,13 @@
 # agent's own mount namespace.
 . "$(dirname "$0")/lib.sh"
 t_setup
-command -v unshare >/dev/null || need "unshare (util-linux) not installed"
 P=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
 NAME=group.kbreaker-test.invalid
 printf '%s %s\n' "$T_NET.0.11" "$NAME" "$T_NET.0.12" "$NAME" "$T_NET.0.13" "$NAME" > "$T_DIR/hosts"
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }
-destinations:
-  - { name: grp, host: $NAME, port: $P, per_address: true, max_open_percent: 50 }
-EOC
-start_agent_cmd unshare -m --propagation private sh -c \
-	'mount --bind "$1" /etc/hosts && exec "$2" -c "$3" --log-level debug' \
-	sh "$T_DIR/hosts" "$KBREAKERD" "$T_DIR/kb.yaml"
+agent_config defaults: mode=enforce consecutive_failures=2 open_duration=1h \
+	dest: name=grp host=$NAME port=$P per_address=true max_open_percent=50 > "$T_DIR/kb.yaml"
+start_agent_hosts "$T_DIR/hosts" "$T_DIR/kb.yaml"
 expect_metric 'kbreaker_breakers' 3
 
 # members STATE_ERE: the group's addresses whose breaker is in a matching state now.

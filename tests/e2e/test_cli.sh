@@ -38,21 +38,13 @@ run_cli 1 "$T_DIR/missing.yaml: " --check-config -c "$T_DIR/missing.yaml"
 run_cli 0 "ok, 3 destinations" --check-config -c "$(dirname "$0")/../../examples/kbreaker.yaml"
 
 log "start-up failures: one clear line, non-zero, nothing attached"
-cat > "$T_DIR/nocg.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: /nonexistent/kb-cgroup
-destinations: []
-EOC
+agent_config cgroup=/nonexistent/kb-cgroup > "$T_DIR/nocg.yaml"
 run_cli 1 "open cgroup /nonexistent/kb-cgroup: No such file or directory" -c "$T_DIR/nocg.yaml"
 # The metrics port taken: the agent must not leave its hooks on the cgroup.
 busy=$(free_port)
 # The agent listens in the host's namespace, so the port is taken there.
 start_listener --host 127.0.0.1 "$busy" /dev/null
-cat > "$T_DIR/busy.yaml" <<EOC
-listen: 127.0.0.1:$busy
-cgroup: $T_CG
-destinations: []
-EOC
+agent_config listen=127.0.0.1:$busy > "$T_DIR/busy.yaml"
 run_cli 1 "http: listen on 127.0.0.1 port $busy: Address already in use" -c "$T_DIR/busy.yaml"
 kill "$LISTENER"; wait "$LISTENER" 2>/dev/null
 expect_eq "programs left on the cgroup" "$(bpftool cgroup show "$T_CG" 2>/dev/null | grep -c connect)" 0

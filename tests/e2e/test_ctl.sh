@@ -16,27 +16,11 @@ PUP=$((PDOWN + 1))
 PWATCH=$((PDOWN + 2))
 T_LISTEN="127.0.0.1:$(free_port)"
 URL="http://$T_LISTEN"
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-poll_interval: 100ms
-defaults:
-  mode: enforce
-  consecutive_failures: 3
-  open_duration: 1h
-  half_open_permits: 1
-destinations:
-  - name: down
-    host: $T_ADDR
-    port: $PDOWN
-  - name: up
-    host: $T_ADDR
-    port: $PUP
-  - name: watched
-    host: $T_ADDR6
-    port: $PWATCH
-    mode: observe
-EOC
+agent_config poll_interval=100ms \
+	defaults: mode=enforce consecutive_failures=3 open_duration=1h half_open_permits=1 \
+	dest: name=down host=$T_ADDR port=$PDOWN \
+	dest: name=up host=$T_ADDR port=$PUP \
+	dest: name=watched host=$T_ADDR6 port=$PWATCH mode=observe > "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 ctl() { "$KBREAKERCTL" --url "$URL" "$@"; }
 

@@ -21,20 +21,9 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_segv=0"
 
 PORT=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-poll_interval: 100ms
-defaults:
-  mode: enforce
-  consecutive_failures: 3
-  open_duration: 1h
-  half_open_permits: 1
-destinations:
-  - name: svc
-    host: $T_ADDR
-    port: $PORT
-EOC
+agent_config poll_interval=100ms \
+	defaults: mode=enforce consecutive_failures=3 open_duration=1h half_open_permits=1 \
+	dest: name=svc host=$T_ADDR port=$PORT > "$T_DIR/kb.yaml"
 
 attached() { bpftool cgroup show "$1" 2>/dev/null | grep -vc '^ID'; }
 

@@ -26,19 +26,8 @@ RSS_MAX_KB=$((64 * 1024))
 # by design: keep a bound, skip the no-growth check.
 ASAN=0
 ldd "$KBREAKERD" 2>/dev/null | grep -q libasan && { ASAN=1; RSS_MAX_KB=$((512 * 1024)); }
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-poll_interval: 100ms
-defaults:
-  mode: enforce
-  consecutive_failures: 3
-  open_duration: 1h
-destinations:
-  - name: svc
-    host: 127.0.0.1
-    port: $PORT
-EOC
+agent_config poll_interval=100ms defaults: mode=enforce consecutive_failures=3 open_duration=1h \
+	dest: name=svc host=127.0.0.1 port=$PORT > "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 S='circuit_name="svc"'
 
@@ -50,10 +39,6 @@ raw() {
 }
 status_line() { head -n1 "$T_DIR/resp" | tr -d '\r'; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$T_AGENT_PID/status"; }
-alive() {
-	T_CHECKS=$((T_CHECKS + 1))
-	kill -0 "$T_AGENT_PID" 2>/dev/null || { fail "agent died: $1"; t_done; }
-}
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 
 log "slowloris: a partial request, then silence (runs in the background, 20 s at most)"
@@ -75,15 +60,15 @@ for p in /metrics /status /healthz /; do
 	expect_eq "HEAD $p body bytes" "$(sed '1,/^\r$/d' "$T_DIR/resp" | wc -c)" 0
 done
 curl -s -D "$T_DIR/h" -o /dev/null "http://$T_LISTEN/metrics"
-T_CHECKS=$((T_CHECKS + 1))
-grep -qi '^content-type: text/plain; version=0.0.4' "$T_DIR/h" || fail "/metrics content type: $(cat "$T_DIR/h")"
+grep -qi '^content-type: text/plain; version=0.0.4' "$T_DIR/h"
+t_check $? "/metrics content type: $(cat "$T_DIR/h")"
 
 log "other methods: 405 with Allow: GET, HEAD"
 for m in POST PUT DELETE PATCH OPTIONS TRACE; do
 	curl -s -D "$T_DIR/h" -o /dev/null -X "$m" --data-binary "body-$MARK" "http://$T_LISTEN/metrics"
 	expect_eq "$m status" "$(head -n1 "$T_DIR/h" | tr -d '\r' | cut -d' ' -f2)" 405
-	T_CHECKS=$((T_CHECKS + 1))
-	grep -qi '^allow: GET, HEAD' "$T_DIR/h" || fail "$m: no Allow header: $(cat "$T_DIR/h")"
+	grep -qi '^allow: GET, HEAD' "$T_DIR/h"
+	t_check $? "$m: no Allow header: $(cat "$T_DIR/h")"
 done
 raw "BREW /metrics HTTP/1.1\r\nHost: kb\r\nConnection: close\r\n\r\n"
 expect_eq "unknown method" "$(status_line | cut -d' ' -f2)" 405
@@ -106,10 +91,10 @@ for req in "GET /$MARK HTTP/1.1\r\nHost: kb\r\nConnection: close\r\n\r\n" \
 	raw "$req"
 	cat "$T_DIR/resp" >> "$T_DIR/all"
 done
-T_CHECKS=$((T_CHECKS + 1))
-grep -q "$MARK" "$T_DIR/all" && fail "a response echoes the request: $(grep -m3 "$MARK" "$T_DIR/all")"
-T_CHECKS=$((T_CHECKS + 1))
-[ -s "$T_DIR/all" ] || fail "no responses at all to the echo probes"
+! grep -q "$MARK" "$T_DIR/all"
+t_check $? "a response echoes the request: $(grep -m3 "$MARK" "$T_DIR/all")"
+[ -s "$T_DIR/all" ]
+t_check $? "no responses at all to the echo probes"
 
 # bad REQUEST_TEXT WHAT: the answer is a 4xx (or 505) and/or the server
 # closes the connection; either way it must not hang and the agent stays up.
@@ -117,15 +102,12 @@ bad() {
 	raw "$1" 5000
 	local st
 	st=$(status_line | cut -d' ' -f2)
-	T_CHECKS=$((T_CHECKS + 1))
-	case "$st" in
-	4[0-9][0-9] | 505 | "") ;;
-	*) fail "$2: got '$(status_line)', want a 4xx or a closed connection" ;;
-	esac
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$RAW_RC" = 0 ] || [ -n "$st" ] || fail "$2: no answer and the connection stayed open"
+	[[ $st =~ ^(4[0-9][0-9]|505|)$ ]]
+	t_check $? "$2: got '$(status_line)', want a 4xx or a closed connection"
+	[ "$RAW_RC" = 0 ] || [ -n "$st" ]
+	t_check $? "$2: no answer and the connection stayed open"
 	log "  $2: ${st:-closed}"
-	alive "$2"
+	agent_alive "$2"
 }
 log "malformed and oversized requests"
 big=$(head -c 65536 /dev/zero | tr '\0' a)
@@ -142,29 +124,28 @@ bad "GET /metrics HTTP/1.1\r\nHost: kb\r\nContent-Length: -1\r\n\r\n" "negative 
 bad "POST /metrics HTTP/1.1\r\nHost: kb\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" "POST, bad chunk size"
 head -c 1048576 /dev/urandom > "$T_DIR/junk"
 "$HTTPABUSE" send 127.0.0.1 "$HPORT" 5000 < "$T_DIR/junk" > /dev/null
-alive "1 MiB of random bytes"
+agent_alive "1 MiB of random bytes"
 expect_eq "/healthz after the malformed requests" "$(code "http://$T_LISTEN/healthz")" 200
 
 # The slow clients first: a flood evicts the oldest connections still
 # waiting for their request, which they would be.
 log "leading NULs: closed by the idle timeout"
 wait "$NULS"; expect_eq "leading NULs: httpabuse send exit (0: closed by the server)" "$?" 0
-log "slowloris outcome"
-wait "$SLOW"
-log "  $(cat "$T_DIR/slow.out")"
-ms=$(cut -d= -f2 "$T_DIR/slow.out")
-T_CHECKS=$((T_CHECKS + 1))
-grep -q '^closed_after_ms=' "$T_DIR/slow.out" && [ "$ms" -ge 9000 ] && [ "$ms" -le 12000 ] ||
-	fail "stalled client: $(cat "$T_DIR/slow.out"), want closed after 9..12 s (idle timeout 10 s)"
-log "trickle outcome"
-wait "$TRICKLE"
-log "  $(cat "$T_DIR/trickle.out")"
-ms=$(cut -d= -f2 "$T_DIR/trickle.out")
-T_CHECKS=$((T_CHECKS + 1))
+# closed_after WHAT PID OUTFILE MIN_MS MAX_MS WHY: the httpabuse client PID
+# ends with closed_after_ms between MIN_MS and MAX_MS in OUTFILE; a check.
+closed_after() {
+	local ms
+	log "$1 outcome"
+	wait "$2"
+	log "  $(cat "$3")"
+	ms=$(cut -d= -f2 "$3")
+	grep -q '^closed_after_ms=' "$3" && [ "$ms" -ge "$4" ] && [ "$ms" -le "$5" ]
+	t_check $? "$1: $(cat "$3"), want closed after $4..$5 ms ($6)"
+}
+closed_after "stalled client (slowloris)" "$SLOW" "$T_DIR/slow.out" 9000 12000 "idle timeout 10 s"
 # The request deadline (15 s from the connection or its last request) cuts
 # what the idle timeout cannot: checked every 0.5 s.
-grep -q '^closed_after_ms=' "$T_DIR/trickle.out" && [ "$ms" -ge 14500 ] && [ "$ms" -le 17000 ] ||
-	fail "trickling client: $(cat "$T_DIR/trickle.out"), want closed after 15..16.5 s (request deadline)"
+closed_after "trickling client" "$TRICKLE" "$T_DIR/trickle.out" 14500 17000 "request deadline 15 s"
 
 # flood NSRC LIMIT: 1,000 connections held 6 s, each with half a request;
 # meanwhile count what the agent holds: at most LIMIT it has read from
@@ -178,19 +159,19 @@ flood() {
 	ss -Htnp state established "( sport = :$HPORT )" | grep "pid=$T_AGENT_PID," > "$T_DIR/ss.out"
 	n_all=$(wc -l < "$T_DIR/ss.out")
 	n_served=$(awk '$1 == 0' "$T_DIR/ss.out" | wc -l)
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$n_served" -le "$2" ] || fail "flood from $1 sources: agent serves $n_served connections, limit $2"
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$n_all" -le $(($2 + 1024)) ] || fail "flood from $1 sources: agent holds $n_all connections, limit $(($2 + 1024))"
+	[ "$n_served" -le "$2" ]
+	t_check $? "flood from $1 sources: agent serves $n_served connections, limit $2"
+	[ "$n_all" -le $(($2 + 1024)) ]
+	t_check $? "flood from $1 sources: agent holds $n_all connections, limit $(($2 + 1024))"
 	hz=$(code -m 1 "http://$T_LISTEN/healthz")
 	expect_eq "flood from $1 sources: /healthz during the flood" "$hz" 200
 	wait "$fl"
 	log "  flood from $1 source(s): $(cat "$T_DIR/flood.out"); agent served $n_served, held $n_all in all;" \
 	    "/healthz during the flood: $hz; VmRSS $(rss_kb) kB"
-	alive "flood from $1 sources"
-	T_CHECKS=$((T_CHECKS + 1))
+	agent_alive "flood from $1 sources"
 	for _ in $(seq 1 40); do [ "$(code -m 1 "http://$T_LISTEN/healthz")" = 200 ] && break; sleep 0.1; done
-	[ "$(code -m 1 "http://$T_LISTEN/healthz")" = 200 ] || fail "/healthz does not answer after the flood"
+	[ "$(code -m 1 "http://$T_LISTEN/healthz")" = 200 ]
+	t_check $? "/healthz does not answer after the flood"
 }
 
 log "1,000 concurrent connections from one source (no per-address limit: 64 served, the rest held)"
@@ -210,7 +191,7 @@ out=$(in_test "$KBTOOL" connect 127.0.0.1 "$PORT" 2)
 expect_eq "blocked during the flood (breaker open)" "$(field refused "$out")" 2
 wait "$FL"
 log "  flood: $(cat "$T_DIR/flood2.out"); VmRSS $(rss_kb) kB"
-alive "flood from 100 sources"
+agent_alive "flood from 100 sources"
 for _ in $(seq 1 40); do [ "$(code -m 1 "http://$T_LISTEN/healthz")" = 200 ] && break; sleep 0.1; done
 expect_eq "/healthz after the flood" "$(code "http://$T_LISTEN/healthz")" 200
 expect_metric "circuit_breaker_state{$S,state=\"open\"}" 1
@@ -227,12 +208,12 @@ flood 100 64
 rss3=$(rss_kb)
 log "VmRSS kB: start $rss0, after rounds $rss1 $rss2 $rss3 (bound $RSS_MAX_KB)"
 for r in $rss0 $rss1 $rss2 $rss3; do
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$r" -lt "$RSS_MAX_KB" ] || fail "VmRSS $r kB over $RSS_MAX_KB kB"
+	[ "$r" -lt "$RSS_MAX_KB" ]
+	t_check $? "VmRSS $r kB over $RSS_MAX_KB kB"
 done
-T_CHECKS=$((T_CHECKS + 1))
-[ "$ASAN" = 1 ] || [ $((rss3 - rss2)) -lt 1024 ] || fail "VmRSS grew from $rss2 to $rss3 kB across a flood round"
+[ "$ASAN" = 1 ] || [ $((rss3 - rss2)) -lt 1024 ]
+t_check $? "VmRSS grew from $rss2 to $rss3 kB across a flood round"
 
-alive "end"
+agent_alive "end"
 stop_agent; expect_eq "exit status on SIGTERM" "$?" 0
 t_done

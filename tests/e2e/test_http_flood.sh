@@ -33,15 +33,8 @@ RSS_MAX_KB=$((64 * 1024))
 RSS_GROWTH_MAX_KB=$((8 * 1024))
 ASAN=0
 ldd "$KBREAKERD" 2>/dev/null | grep -q libasan && { ASAN=1; RSS_MAX_KB=$((512 * 1024)); }
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-poll_interval: 100ms
-destinations:
-  - name: svc
-    host: 127.0.0.1
-    port: $((30000 + RANDOM % 10000))
-EOC
+agent_config poll_interval=100ms dest: name=svc host=127.0.0.1 port=$((30000 + RANDOM % 10000)) \
+	> "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$T_AGENT_PID/status"; }
@@ -52,10 +45,6 @@ sockets() { find "/proc/$T_AGENT_PID/fd" -lname 'socket:*' 2>/dev/null | wc -l; 
 held() { echo $(($(sockets) - SOCKETS0)); }
 SOCKETS0=$(sockets)
 served() { ss -Htn state established "( sport = :$HPORT )" | awk '$1 == 0' | wc -l; }
-alive() {
-	T_CHECKS=$((T_CHECKS + 1))
-	kill -0 "$T_AGENT_PID" 2>/dev/null || { fail "agent died: $1"; t_done; }
-}
 # timed PATH: one GET from 127.0.0.1, given at most ANSWER_MAX_S; prints
 # "CODE SECONDS" (CODE 000 when there was no answer in time).
 timed() {
@@ -81,16 +70,16 @@ flood() {
 	while n=$(held); [ "$n" -lt "$CONN_MAX" ] && [ "$SECONDS" -lt "$t_end" ]; do
 		sleep 0.05
 	done
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$n" -ge "$CONN_MAX" ] || fail "$what: the agent holds $n connections, the flood did not fill $CONN_MAX"
+	[ "$n" -ge "$CONN_MAX" ]
+	t_check $? "$what: the agent holds $n connections, the flood did not fill $CONN_MAX"
 	: > "$T_DIR/lat"
 	for i in $(seq 1 10); do
 		for p in /metrics /healthz; do
 			r=$(timed "$p")
 			code=${r% *} s=${r#* }
 			echo "$s" >> "$T_DIR/lat"
-			T_CHECKS=$((T_CHECKS + 1))
-			[ "$code" = 200 ] || fail "$what: GET $p #$i: status $code after ${s}s (want 200 within ${ANSWER_MAX_S}s)"
+			[ "$code" = 200 ]
+			t_check $? "$what: GET $p #$i: status $code after ${s}s (want 200 within ${ANSWER_MAX_S}s)"
 		done
 		n=$(held)
 		[ "$n" -gt "$peak" ] && peak=$n
@@ -102,27 +91,24 @@ flood() {
 		[ "$r" -gt "$rss_peak" ] && rss_peak=$r
 		kill -0 "$fl" 2>/dev/null || break
 	done
-	T_CHECKS=$((T_CHECKS + 1))
-	kill -TERM "$fl" 2>/dev/null || fail "$what: the flood ended before the checks did"
+	kill -TERM "$fl" 2>/dev/null
+	t_check $? "$what: the flood ended before the checks did"
 	wait "$fl"
 	log "  $what: $(cat "$T_DIR/flood.out")"
 	log "    answers: $(latency "$T_DIR/lat") over $(wc -l < "$T_DIR/lat"); agent held up to $peak" \
 	    "connections${served_peak:+, served up to $served_peak}; VmRSS up to $rss_peak kB"
-	alive "$what"
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$peak" -le $((CONN_MAX + CONN_SLACK + PARK_MAX)) ] ||
-		fail "$what: the agent held $peak connections, limit $((CONN_MAX + CONN_SLACK + PARK_MAX))"
+	agent_alive "$what"
+	[ "$peak" -le $((CONN_MAX + CONN_SLACK + PARK_MAX)) ]
+	t_check $? "$what: the agent held $peak connections, limit $((CONN_MAX + CONN_SLACK + PARK_MAX))"
 	# Half-sent requests show which connections the agent serves: it has
 	# read theirs (Recv-Q 0); the ones it holds still have theirs unread.
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$2" = idle ] || [ "${served_peak:-0}" -le $((CONN_MAX + CONN_SLACK)) ] ||
-		fail "$what: the agent served $served_peak connections, limit $CONN_MAX (+$CONN_SLACK closing)"
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$rss_peak" -lt "$RSS_MAX_KB" ] || fail "$what: VmRSS $rss_peak kB over $RSS_MAX_KB kB"
+	[ "$2" = idle ] || [ "${served_peak:-0}" -le $((CONN_MAX + CONN_SLACK)) ]
+	t_check $? "$what: the agent served $served_peak connections, limit $CONN_MAX (+$CONN_SLACK closing)"
+	[ "$rss_peak" -lt "$RSS_MAX_KB" ]
+	t_check $? "$what: VmRSS $rss_peak kB over $RSS_MAX_KB kB"
 	# The flood kept up its pressure: every connection it opened connected.
-	T_CHECKS=$((T_CHECKS + 1))
-	[ "$(field connected "$(cat "$T_DIR/flood.out")")" -ge 1000 ] ||
-		fail "$what: fewer than 1,000 connections got through: $(cat "$T_DIR/flood.out")"
+	[ "$(field connected "$(cat "$T_DIR/flood.out")")" -ge 1000 ]
+	t_check $? "$what: fewer than 1,000 connections got through: $(cat "$T_DIR/flood.out")"
 }
 
 rss0=$(rss_kb)
@@ -136,11 +122,10 @@ r=$(timed /healthz)
 expect_eq "/healthz after the floods" "${r% *}" 200
 rss1=$(rss_kb)
 log "VmRSS kB: before $rss0, after the floods $rss1 (bound $RSS_MAX_KB)"
-T_CHECKS=$((T_CHECKS + 1))
-[ "$rss1" -lt "$RSS_MAX_KB" ] || fail "VmRSS $rss1 kB over $RSS_MAX_KB kB after the floods"
-T_CHECKS=$((T_CHECKS + 1))
-[ "$ASAN" = 1 ] || [ $((rss1 - rss0)) -lt "$RSS_GROWTH_MAX_KB" ] ||
-	fail "VmRSS grew from $rss0 to $rss1 kB across the floods (bound +$RSS_GROWTH_MAX_KB kB)"
-alive "end"
+[ "$rss1" -lt "$RSS_MAX_KB" ]
+t_check $? "VmRSS $rss1 kB over $RSS_MAX_KB kB after the floods"
+[ "$ASAN" = 1 ] || [ $((rss1 - rss0)) -lt "$RSS_GROWTH_MAX_KB" ]
+t_check $? "VmRSS grew from $rss0 to $rss1 kB across the floods (bound +$RSS_GROWTH_MAX_KB kB)"
+agent_alive "end"
 stop_agent; expect_eq "exit status on SIGTERM" "$?" 0
 t_done

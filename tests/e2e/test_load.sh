@@ -30,22 +30,8 @@ ip netns exec "$T_NS" sysctl -qw net.ipv4.ip_local_port_range="32768 60999"
 PORT=$(test_port 2)
 OPORT=$((PORT + 1))
 T_LISTEN="127.0.0.1:$(free_port)"
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-poll_interval: 100ms
-defaults:
-  mode: observe
-  consecutive_failures: 5
-  open_duration: 1h
-destinations:
-  - name: dead
-    host: $T_ADDR
-    port: $PORT
-  - name: alive
-    host: $T_ADDR
-    port: $OPORT
-EOC
+agent_config poll_interval=100ms defaults: mode=observe consecutive_failures=5 open_duration=1h \
+	dest: name=dead host=$T_ADDR port=$PORT dest: name=alive host=$T_ADDR port=$OPORT > "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 D='circuit_name="dead"'
 A='circuit_name="alive"'

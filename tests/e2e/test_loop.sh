@@ -20,32 +20,11 @@ PORT=$(test_port 3)
 OPORT=$((PORT + 1))
 CPORT=$((PORT + 2))
 T_LISTEN="127.0.0.1:$(free_port)"
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-poll_interval: 1s
-user: nobody
-defaults:
-  mode: enforce
-  consecutive_failures: 5
-  open_duration: 1h
-  half_open_permits: 2
-destinations:
-  - name: svc
-    host: $T_ADDR
-    port: $PORT
-    consecutive_failures: 3
-  - name: cycle
-    host: $T_ADDR
-    port: $CPORT
-    consecutive_failures: 3
-    open_duration: 1s
-  - name: watched
-    host: $T_ADDR6
-    port: $OPORT
-    mode: observe
-    consecutive_failures: 2
-EOC
+agent_config poll_interval=1s user=nobody \
+	defaults: mode=enforce consecutive_failures=5 open_duration=1h half_open_permits=2 \
+	dest: name=svc host=$T_ADDR port=$PORT consecutive_failures=3 \
+	dest: name=cycle host=$T_ADDR port=$CPORT consecutive_failures=3 open_duration=1s \
+	dest: name=watched host=$T_ADDR6 port=$OPORT mode=observe consecutive_failures=2 > "$T_DIR/kb.yaml"
 
 start_agent "$T_DIR/kb.yaml"
 S='circuit_name="svc"'

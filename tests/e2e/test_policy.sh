@@ -12,24 +12,10 @@ t_setup
 command -v jq >/dev/null || need "jq not installed (make deps)"
 P=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-defaults: { mode: enforce }
-destinations:
-  - name: fr
-    host: $T_ADDR
-    port: $P
-    consecutive_failures: 0
-    failure_rate_threshold: 50
-    window_type: count
-    window_size: 10
-    minimum_calls: 10
-    open_duration: 5s
-    max_open_duration: 20s
-    jitter: 0
-    half_open_permits: 1
-EOC
+agent_config defaults: mode=enforce \
+	dest: name=fr host=$T_ADDR port=$P consecutive_failures=0 failure_rate_threshold=50 \
+	window_type=count window_size=10 minimum_calls=10 open_duration=5s max_open_duration=20s \
+	jitter=0 half_open_permits=1 > "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 S='circuit_name="fr"'
 

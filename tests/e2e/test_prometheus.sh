@@ -40,23 +40,9 @@ PROM="http://127.0.0.1:$PROM_PORT"
 
 # open_duration (15 s) is shorter than the alert's `for: 1m` on purpose: the
 # alert must survive the open -> half_open -> open cycle this test makes.
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-poll_interval: 100ms
-defaults:
-  mode: enforce
-  consecutive_failures: 2
-  open_duration: 15s
-  half_open_permits: 2
-destinations:
-  - name: svc
-    host: $T_ADDR
-    port: $PORT
-  - name: quiet
-    host: $T_ADDR
-    port: $QPORT
-EOC
+agent_config poll_interval=100ms \
+	defaults: mode=enforce consecutive_failures=2 open_duration=15s half_open_permits=2 \
+	dest: name=svc host=$T_ADDR port=$PORT dest: name=quiet host=$T_ADDR port=$QPORT > "$T_DIR/kb.yaml"
 
 cat > "$T_DIR/prometheus.yml" <<EOC
 global:

@@ -12,15 +12,12 @@ P_KEEP=$B P_GONE=$((B+1)) P_CHG=$((B+2)) P_NEW=$((B+3))
 T_LISTEN="127.0.0.1:$(free_port)"
 
 conf() {	# conf CHANGE_THRESHOLD WITH_GONE WITH_NEW
-	echo "listen: $T_LISTEN"
-	echo "cgroup: $T_CG"
-	echo "defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h, half_open_permits: 1 }"
-	echo "destinations:"
-	echo "  - { name: keep, host: $T_ADDR, port: $P_KEEP }"
-	[ "$2" = yes ] && echo "  - { name: gone, host: $T_ADDR, port: $P_GONE }"
-	echo "  - { name: chg, host: $T_ADDR, port: $P_CHG, consecutive_failures: $1 }"
-	[ "$3" = yes ] && echo "  - { name: new, host: $T_ADDR, port: $P_NEW }"
-	true
+	local gone=() new=()
+	[ "$2" = yes ] && gone=(dest: name=gone host=$T_ADDR port=$P_GONE)
+	[ "$3" = yes ] && new=(dest: name=new host=$T_ADDR port=$P_NEW)
+	agent_config defaults: mode=enforce consecutive_failures=2 open_duration=1h half_open_permits=1 \
+		dest: name=keep host=$T_ADDR port=$P_KEEP "${gone[@]}" \
+		dest: name=chg host=$T_ADDR port=$P_CHG consecutive_failures="$1" "${new[@]}"
 }
 conf 5 yes no > "$T_DIR/kb.yaml"
 # systemd's Type=notify protocol: READY=1 once serving, RELOADING=1 around

@@ -7,23 +7,14 @@
 # namespace, so the host's file is never touched.
 . "$(dirname "$0")/lib.sh"
 t_setup
-command -v unshare >/dev/null || need "unshare (util-linux) not installed"
 P=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
 NAME=svc.kbreaker-test.invalid
 
 printf '127.0.0.1 localhost\n%s %s\n' "$T_NET.0.5" "$NAME" > "$T_DIR/hosts"
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-resolve_interval: 1s
-defaults: { mode: observe, consecutive_failures: 1000000 }
-destinations:
-  - { name: svc, host: $NAME, port: $P }
-EOC
-start_agent_cmd unshare -m --propagation private sh -c \
-	'mount --bind "$1" /etc/hosts && exec "$2" -c "$3" --log-level debug' \
-	sh "$T_DIR/hosts" "$KBREAKERD" "$T_DIR/kb.yaml"
+agent_config resolve_interval=1s defaults: mode=observe consecutive_failures=1000000 \
+	dest: name=svc host=$NAME port=$P > "$T_DIR/kb.yaml"
+start_agent_hosts "$T_DIR/hosts" "$T_DIR/kb.yaml"
 
 M='kbreaker_tcp_connects_total{circuit_name="svc",result="refused"}'
 log "resolved at start: $T_NET.0.5"

@@ -10,15 +10,12 @@ B=$(test_port 2)
 P_OK=$B P_DEAD=$((B+1))
 T_LISTEN="127.0.0.1:$(free_port)"
 STATE=/sys/fs/bpf/kb-test-restart-$$
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-state_dir: $STATE
-defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }
-destinations:
-  - { name: ok, host: $T_ADDR, port: $P_OK }
-  - { name: dead, host: $T_ADDR, port: $P_DEAD }
-EOC
+# conf [dest: WORDS]...: the config, with the destination ok and those given.
+conf() {
+	agent_config state_dir=$STATE defaults: mode=enforce consecutive_failures=2 open_duration=1h \
+		dest: name=ok host=$T_ADDR port=$P_OK "$@" > "$T_DIR/kb.yaml"
+}
+conf dest: name=dead host=$T_ADDR port=$P_DEAD
 t_on_exit '"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null'
 start_agent "$T_DIR/kb.yaml"
 start_listener $T_ADDR "$P_OK" "$T_DIR/l_ok"
@@ -91,7 +88,7 @@ expect_eq "listener accepted every healthy connect" "$(cat "$T_DIR/l_ok")" "acce
 
 log "restart without dead: its adopted key is pruned, nothing blocks or counts it"
 stop_agent
-sed -i '/name: dead/d' "$T_DIR/kb.yaml"
+conf
 start_agent "$T_DIR/kb.yaml"
 out=$(in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 2)
 expect_eq "dead refused by the peer, not the hook" "$(field refused "$out")" 2

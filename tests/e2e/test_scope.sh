@@ -23,16 +23,10 @@ stats_was=$(sysctl -n kernel.bpf_stats_enabled)
 t_on_exit "sysctl -qw kernel.bpf_stats_enabled=$stats_was"
 sysctl -qw kernel.bpf_stats_enabled=1
 
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-defaults: { mode: enforce, consecutive_failures: 3, open_duration: 60s }
-destinations:
-  - { name: db, host: 127.0.0.1, port: $P }
-  - { name: db2, host: 127.0.0.1, port: $Q }
-  - { name: db3, host: 127.0.0.1, port: $R }
-  - { name: dbns, host: 127.0.0.1, port: $S, netns: /run/netns/$T_NS }
-EOC
+agent_config defaults: mode=enforce consecutive_failures=3 open_duration=60s \
+	dest: name=db host=127.0.0.1 port=$P dest: name=db2 host=127.0.0.1 port=$Q \
+	dest: name=db3 host=127.0.0.1 port=$R \
+	dest: name=dbns host=127.0.0.1 port=$S netns=/run/netns/$T_NS > "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 
 # outsider NETNS CMD...: run as nobody, outside the test's cgroup, in NETNS.
@@ -48,17 +42,14 @@ in_cg_ns() {
 }
 
 start_listener 127.0.0.1 "$P" 60 "$T_DIR/listen.out"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$P" 1)
-expect_eq "workload connects to its healthy db" "$(field success "$out")" 1
+expect_field "workload connects to its healthy db" success 1 in_test "$KBTOOL" connect 127.0.0.1 "$P" 1
 wait_metric 'kbreaker_tcp_connects_total{circuit_name="db",result="success"}' 1
 sockops_before=$(runs kb_sockops) connect4_before=$(runs kb_connect4)
 
 log "nobody, outside the cgroup, in another namespace: 3 refused connects to its own 127.0.0.1:$P"
-out=$(outsider "$NS2" "$KBTOOL" connect 127.0.0.1 "$P" 3)
-expect_eq "outsider's connects were refused by its own loopback" "$(field refused "$out")" 3
+expect_field "outsider's connects were refused by its own loopback" refused 3 outsider "$NS2" "$KBTOOL" connect 127.0.0.1 "$P" 3
 log "nobody, outside the cgroup, in the workload's namespace: 3 refused connects to 127.0.0.1:$Q"
-out=$(outsider "$T_NS" "$KBTOOL" connect 127.0.0.1 "$Q" 3)
-expect_eq "outsider's connects to db2 were refused" "$(field refused "$out")" 3
+expect_field "outsider's connects to db2 were refused" refused 3 outsider "$T_NS" "$KBTOOL" connect 127.0.0.1 "$Q" 3
 
 log "the breakers stay closed and count nothing; no kbreaker program ran for the outsider"
 expect_metric 'circuit_breaker_state{circuit_name="db",state="closed"}' 1
@@ -70,40 +61,31 @@ expect_eq "kb_sockops runs for the outsider" "$(runs kb_sockops)" "$sockops_befo
 expect_eq "kb_connect4 runs for the outsider" "$(runs kb_connect4)" "$connect4_before"
 
 log "the protected workload still connects, to db and to db2"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$P" 2)
-expect_eq "workload to db after the outsider's failures" "$(field success "$out")" 2
+expect_field "workload to db after the outsider's failures" success 2 in_test "$KBTOOL" connect 127.0.0.1 "$P" 2
 start_listener 127.0.0.1 "$Q" 60 "$T_DIR/listen2.out"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$Q" 1)
-expect_eq "workload to db2 after the outsider's failures" "$(field success "$out")" 1
+expect_field "workload to db2 after the outsider's failures" success 1 in_test "$KBTOOL" connect 127.0.0.1 "$Q" 1
 
 log "the same failures from inside the cgroup open the breaker"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$R" 3)
-expect_eq "workload's refused connects to db3" "$(field refused "$out")" 3
+expect_field "workload's refused connects to db3" refused 3 in_test "$KBTOOL" connect 127.0.0.1 "$R" 3
 wait_state db3 open 5
 expect_metric 'kbreaker_tcp_connects_total{circuit_name="db3",result="refused"}' 3
 start_listener 127.0.0.1 "$R" 60 "$T_DIR/listen3.out"
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$R" 2)
-expect_eq "db3 refused by the hook while open" "$(field refused "$out")" 2
+expect_field "db3 refused by the hook while open" refused 2 in_test "$KBTOOL" connect 127.0.0.1 "$R" 2
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="db3"}' 2
 log "while an outsider still reaches the same address and port"
-out=$(outsider "$T_NS" "$KBTOOL" connect 127.0.0.1 "$R" 1)
-expect_eq "outsider is never blocked" "$(field success "$out")" 1
+expect_field "outsider is never blocked" success 1 outsider "$T_NS" "$KBTOOL" connect 127.0.0.1 "$R" 1
 
 log "netns: dbns is 127.0.0.1:$S in the workload's namespace only"
-out=$(in_cg_ns "$NS2" "$KBTOOL" connect 127.0.0.1 "$S" 3)
-expect_eq "refused by the other namespace's loopback" "$(field refused "$out")" 3
+expect_field "refused by the other namespace's loopback" refused 3 in_cg_ns "$NS2" "$KBTOOL" connect 127.0.0.1 "$S" 3
 expect_metric 'kbreaker_tcp_connects_total{circuit_name="dbns",result="refused"}' 0
 expect_metric 'circuit_breaker_state{circuit_name="dbns",state="closed"}' 1
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$S" 3)
-expect_eq "refused in the workload's namespace" "$(field refused "$out")" 3
+expect_field "refused in the workload's namespace" refused 3 in_test "$KBTOOL" connect 127.0.0.1 "$S" 3
 wait_state dbns open 5
 expect_metric 'kbreaker_tcp_connects_total{circuit_name="dbns",result="refused"}' 3
 rm -f "$T_DIR/ready"
 ( exec ip netns exec "$NS2" "$KBTOOL" listen 127.0.0.1 "$S" 60 "$T_DIR/ready" > "$T_DIR/listen4.out" ) &
 for _ in $(seq 1 100); do [ -e "$T_DIR/ready" ] && break; sleep 0.02; done
-out=$(in_cg_ns "$NS2" "$KBTOOL" connect 127.0.0.1 "$S" 2)
-expect_eq "the other namespace's 127.0.0.1:$S is not blocked" "$(field success "$out")" 2
-out=$(in_test "$KBTOOL" connect 127.0.0.1 "$S" 1)
-expect_eq "the workload's is" "$(field refused "$out")" 1
+expect_field "the other namespace's 127.0.0.1:$S is not blocked" success 2 in_cg_ns "$NS2" "$KBTOOL" connect 127.0.0.1 "$S" 2
+expect_field "the workload's is" refused 1 in_test "$KBTOOL" connect 127.0.0.1 "$S" 1
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="dbns"}' 1
 t_done

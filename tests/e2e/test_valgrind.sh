@@ -18,24 +18,10 @@ SUPP="$(dirname "$0")/../tools/valgrind.supp"
 
 PORT=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
-cat > "$T_DIR/kb.yaml" <<EOC
-listen: $T_LISTEN
-cgroup: $T_CG
-poll_interval: 100ms
-defaults:
-  mode: enforce
-  consecutive_failures: 2
-  open_duration: 2s
-  half_open_permits: 1
-destinations:
-  - name: svc
-    host: $T_ADDR
-    port: $PORT
-  - name: six
-    host: $T_ADDR6
-    port: $PORT
-    mode: observe
-EOC
+agent_config poll_interval=100ms \
+	defaults: mode=enforce consecutive_failures=2 open_duration=2s half_open_permits=1 \
+	dest: name=svc host=$T_ADDR port=$PORT \
+	dest: name=six host=$T_ADDR6 port=$PORT mode=observe > "$T_DIR/kb.yaml"
 S='circuit_name="svc"'
 
 log "start kbreakerd under valgrind"

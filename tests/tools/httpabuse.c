@@ -43,17 +43,14 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include "sockaddr.h"
+#include "tool.h"
 
 #define MAX_REQUEST (1 << 20)
 #define MAX_FLOOD 4096
 
 static long long now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+	return tool_now_ns() / 1000000;
 }
 
 static int connect_to(const char *host, const char *port)

@@ -31,7 +31,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include "sockaddr.h"
+#include "tool.h"
 
 #define MAX_THREADS 64
 
@@ -53,14 +53,6 @@ struct worker {
 	long long start_ns, end_ns;
 	struct counts fail_c, ok_c;
 };
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static int parse_target(const char *host, const char *port, const char *rate, struct target *t)
 {
@@ -97,6 +89,17 @@ static void one_connect(const struct target *t, struct counts *c)
 	close(fd);
 }
 
+/* Add what one worker counted to the sum. */
+static void counts_add(struct counts *sum, const struct counts *c)
+{
+	sum->success += c->success;
+	sum->refused += c->refused;
+	sum->timeout += c->timeout;
+	sum->other += c->other;
+	if (c->other_errno)
+		sum->other_errno = c->other_errno;
+}
+
 static void *work(void *arg)
 {
 	struct worker *w = arg;
@@ -105,7 +108,7 @@ static void *work(void *arg)
 	long fail_done = 0, ok_done = 0;
 	long long now;
 
-	while ((now = now_ns()) < w->end_ns) {
+	while ((now = tool_now_ns()) < w->end_ns) {
 		long long since = now - w->start_ns;
 		long fail_due = (long)(since * fail_per_ns) + 1;
 		long ok_due = (long)(since * ok_per_ns) + (ok_per_ns > 0);
@@ -160,7 +163,7 @@ int main(int argc, char **argv)
 			MAX_THREADS);
 		return 2;
 	}
-	start = now_ns();
+	start = tool_now_ns();
 	for (int i = 0; i < nthreads; i++) {
 		w[i] = (struct worker){
 			.fail = &fail, .ok = argc == 9 ? &ok : NULL, .nthreads = nthreads,
@@ -173,20 +176,10 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < nthreads; i++) {
 		pthread_join(w[i].tid, NULL);
-		f.success += w[i].fail_c.success;
-		f.refused += w[i].fail_c.refused;
-		f.timeout += w[i].fail_c.timeout;
-		f.other += w[i].fail_c.other;
-		if (w[i].fail_c.other_errno)
-			f.other_errno = w[i].fail_c.other_errno;
-		o.success += w[i].ok_c.success;
-		o.refused += w[i].ok_c.refused;
-		o.timeout += w[i].ok_c.timeout;
-		o.other += w[i].ok_c.other;
-		if (w[i].ok_c.other_errno)
-			o.other_errno = w[i].ok_c.other_errno;
+		counts_add(&f, &w[i].fail_c);
+		counts_add(&o, &w[i].ok_c);
 	}
-	elapsed = (now_ns() - start) / 1000000;
+	elapsed = (tool_now_ns() - start) / 1000000;
 	printf("elapsed_ms=%lld fail_refused=%ld fail_success=%ld fail_timeout=%ld fail_other=%ld "
 	       "ok_success=%ld ok_refused=%ld ok_timeout=%ld ok_other=%ld fail_rate=%ld ok_rate=%ld "
 	       "fail_errno=%s ok_errno=%s\n",

@@ -33,12 +33,6 @@ static struct breaker_policy policy_of(enum breaker_mode mode, uint32_t failures
 	return p;
 }
 
-/* Local: the label breaker.c has no reason to export. */
-static const char *mode_label(enum breaker_mode mode)
-{
-	return mode == MODE_OBSERVE ? "observe" : "enforce";
-}
-
 /* One letter per outcome in sequence strings: S R T U E C. */
 static enum kb_result result_of(char c)
 {
@@ -128,6 +122,28 @@ static uint64_t to_half_open(struct breaker *b, uint64_t *now)
 	assert_true(breaker_tick(b, *now));
 	assert_int_equal(b->state, BS_HALF_OPEN);
 	return *now;
+}
+
+/* One call into the machine and what it must leave behind (run_steps). */
+enum op { OP_RECORD, OP_TICK };
+
+struct step {
+	enum op op;
+	enum kb_result res;	/* OP_RECORD */
+	uint64_t start_ns;	/* OP_RECORD */
+	uint64_t now;
+	bool want_changed;
+	enum breaker_state want_state;	/* machine state */
+	uint64_t want_deadline;
+};
+
+/* Init *b with policy p at T0 and take it to half_open; returns the entry time. */
+static uint64_t init_half_open(struct breaker *b, const struct breaker_policy *p)
+{
+	uint64_t now = T0;
+
+	breaker_init(b, p, now);
+	return to_half_open(b, &now);
 }
 
 /* --- init --------------------------------------------------------------- */
@@ -376,12 +392,10 @@ static void test_half_open_permits_close(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(permits); i++) {
 		char name[32];
 		struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, permits[i]);
-		uint64_t now = T0;
 		struct breaker b;
+		uint64_t entered = init_half_open(&b, &p), now = entered;
 
 		snprintf(name, sizeof(name), "permits %u", permits[i]);
-		breaker_init(&b, &p, now);
-		uint64_t entered = to_half_open(&b, &now);
 
 		check_eq(name, breaker_public_state(&b), BS_HALF_OPEN);
 		check_verdict(name, &b, KB_ACT_PROBE, permits[i]);
@@ -417,11 +431,8 @@ static void test_half_open_permits_close(void **state)
 static void test_half_open_close_resets_count(void **state)
 {
 	struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 1);
-	uint64_t now = T0;
 	struct breaker b;
-
-	breaker_init(&b, &p, now);
-	uint64_t entered = to_half_open(&b, &now);
+	uint64_t entered = init_half_open(&b, &p), now = entered;
 
 	now += MS;
 	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, now));
@@ -453,11 +464,8 @@ static void test_half_open_failure_reopens(void **state)
 		const char *name = cases[i].name;
 		struct breaker_policy p = policy_of(MODE_ENFORCE, 2, 5 * SEC, cases[i].permits);
 		uint64_t want_tr[BS_MAX][BS_MAX] = { { 0 } };
-		uint64_t now = T0;
 		struct breaker b;
-
-		breaker_init(&b, &p, now);
-		uint64_t entered = to_half_open(&b, &now);
+		uint64_t entered = init_half_open(&b, &p);
 
 		for (uint32_t n = 0; n < cases[i].successes_first; n++)
 			check_eq(name, breaker_record(&b, KB_RES_SUCCESS, entered, entered + n + 1), false);
@@ -528,11 +536,8 @@ static void test_half_open_stale_and_cancelled(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		const char *name = cases[i].name;
 		struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 2);
-		uint64_t now = T0;
 		struct breaker b;
-
-		breaker_init(&b, &p, now);
-		uint64_t entered = to_half_open(&b, &now);
+		uint64_t entered = init_half_open(&b, &p);
 		uint64_t ended = entered + 10 * MS;
 
 		check_eq(name, breaker_record(&b, cases[i].res,
@@ -555,11 +560,8 @@ static void test_half_open_stale_and_cancelled(void **state)
 static void test_half_open_stale_flood(void **state)
 {
 	struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 1);
-	uint64_t now = T0;
 	struct breaker b;
-
-	breaker_init(&b, &p, now);
-	uint64_t entered = to_half_open(&b, &now);
+	uint64_t entered = init_half_open(&b, &p);
 
 	for (int n = 0; n < 100; n++) {
 		assert_false(breaker_record(&b, KB_RES_SUCCESS, entered - 1 - n, entered + n));
@@ -571,65 +573,59 @@ static void test_half_open_stale_flood(void **state)
 	assert_int_equal(b.state, BS_CLOSED);
 }
 
-/*
- * A connect begun before the breaker closed (a SYN retrying across the whole
- * open period) must not re-trip the recovered breaker, even at threshold 1.
- */
-static void test_closed_ignores_outcomes_begun_before(void **state)
+/* When a breaker of threshold n, open 5 s, tripped by n failures a ms apart from T0, enters half_open. */
+#define HALF_OPEN_AT(n) (T0 + (n) * MS + 5 * SEC)
+
+static void run_steps(const char *ctx, struct breaker *b, const struct step *steps, size_t n);
+
+/* Sequences from half_open, each step asserted by run_steps. */
+static void test_half_open_sequences(void **state)
 {
-	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 5 * SEC, 1);
-	uint64_t now = T0;
-	struct breaker b;
+#define E1 HALF_OPEN_AT(1)
+	/*
+	 * A connect begun before the breaker closed (a SYN retrying across the
+	 * whole open period) must not re-trip the recovered breaker, even at
+	 * threshold 1; one begun at the closing instant or later counts.
+	 */
+	static const struct step closed_ignores_older[] = {
+		{ OP_RECORD, KB_RES_SUCCESS, E1, E1 + MS, true, BS_CLOSED, 0 },
+		{ OP_RECORD, KB_RES_TIMEOUT, T0 - 1, E1 + 127 * SEC, false, BS_CLOSED, 0 },
+		{ OP_RECORD, KB_RES_REFUSED, E1 + MS - 1, E1 + 128 * SEC, false, BS_CLOSED, 0 },
+		{ OP_RECORD, KB_RES_REFUSED, E1 + MS, E1 + 129 * SEC, true, BS_OPEN, E1 + 134 * SEC },
+	};
+	/*
+	 * Ticking half_open does nothing: it has no timer of its own, only probe
+	 * outcomes leave it. (If half_open gains a timeout for probes that never
+	 * report, this is the case to change.)
+	 */
+	static const struct step tick_noop[] = {
+		{ OP_TICK, 0, 0, E1, false, BS_HALF_OPEN, 0 },
+		{ OP_TICK, 0, 0, E1 + 5 * SEC, false, BS_HALF_OPEN, 0 },
+		{ OP_TICK, 0, 0, E1 + 3600 * SEC, false, BS_HALF_OPEN, 0 },
+	};
+#undef E1
+	static const struct {
+		const char *name;
+		uint32_t failures, permits;
+		const struct step *steps;
+		size_t n_steps;
+	} cases[] = {
+		{ "closed ignores outcomes begun before", 1, 1, closed_ignores_older,
+		  ARRAY_SIZE(closed_ignores_older) },
+		{ "half_open tick does nothing", 1, 2, tick_noop, ARRAY_SIZE(tick_noop) },
+	};
 
-	breaker_init(&b, &p, now);
-	uint64_t entered = to_half_open(&b, &now);
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct breaker_policy p = policy_of(MODE_ENFORCE, cases[i].failures, 5 * SEC,
+						    cases[i].permits);
+		struct breaker b;
 
-	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered + MS));
-	assert_int_equal(b.state, BS_CLOSED);
-	assert_false(breaker_record(&b, KB_RES_TIMEOUT, T0 - 1, entered + 127 * SEC));
-	assert_false(breaker_record(&b, KB_RES_REFUSED, entered + MS - 1, entered + 128 * SEC));
-	assert_int_equal(b.state, BS_CLOSED);
-	assert_int_equal(b.consecutive_failures, 0);
-	/* One begun at the closing instant or later counts. */
-	assert_true(breaker_record(&b, KB_RES_REFUSED, entered + MS, entered + 129 * SEC));
-	assert_int_equal(b.state, BS_OPEN);
-}
-
-/*
- * Ticking half_open does nothing: it has no timer of its own, only probe
- * outcomes leave it. (If half_open gains a timeout for probes that never
- * report, this is the test to change.)
- */
-static void test_half_open_tick_noop(void **state)
-{
-	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 5 * SEC, 2);
-	uint64_t now = T0;
-	struct breaker b;
-
-	breaker_init(&b, &p, now);
-	uint64_t entered = to_half_open(&b, &now);
-
-	assert_false(breaker_tick(&b, entered));
-	assert_false(breaker_tick(&b, entered + 5 * SEC));
-	assert_false(breaker_tick(&b, entered + 3600 * SEC));
-	assert_int_equal(b.state, BS_HALF_OPEN);
-	assert_int_equal(b.state_since_ns, entered);
-	assert_int_equal(breaker_deadline(&b), 0);
+		check_eq(cases[i].name, init_half_open(&b, &p), HALF_OPEN_AT(cases[i].failures));
+		run_steps(cases[i].name, &b, cases[i].steps, cases[i].n_steps);
+	}
 }
 
 /* --- full cycle, enforce and observe ------------------------------------ */
-
-enum op { OP_RECORD, OP_TICK };
-
-struct step {
-	enum op op;
-	enum kb_result res;	/* OP_RECORD */
-	uint64_t start_ns;	/* OP_RECORD */
-	uint64_t now;
-	bool want_changed;
-	enum breaker_state want_state;	/* machine state */
-	uint64_t want_deadline;
-};
 
 /* threshold 3, open 5 s, 2 permits */
 #define TRIP1 (T0 + 3 * MS)
@@ -682,49 +678,60 @@ static const struct step cycle[] = {
 	{ OP_RECORD, KB_RES_REFUSED, CLOSE2, CLOSE2 + 3, true, BS_OPEN, CLOSE2 + 3 + 5 * SEC },
 };
 
-/* Run the cycle in `mode`, asserting after every step; the final breaker goes to *out. */
+/*
+ * Run steps on b, asserting after each: the change reported, the machine
+ * state, the deadline, state_since_ns (the step's time on a change, else
+ * unchanged), every transition counter (on top of those b had), the public
+ * state and the verdict.
+ */
+static void run_steps(const char *ctx, struct breaker *b, const struct step *steps, size_t n)
+{
+	uint64_t want_tr[BS_MAX][BS_MAX];
+
+	memcpy(want_tr, b->transitions, sizeof(want_tr));
+	for (size_t i = 0; i < n; i++) {
+		const struct step *s = &steps[i];
+		enum breaker_state before = b->state;
+		uint64_t since = b->state_since_ns;
+		char name[96];
+		bool changed;
+
+		snprintf(name, sizeof(name), "%s step %zu", ctx, i);
+		if (s->op == OP_RECORD)
+			changed = breaker_record(b, s->res, s->start_ns, s->now);
+		else
+			changed = breaker_tick(b, s->now);
+
+		check_eq(name, changed, s->want_changed);
+		check_eq(name, b->state, s->want_state);
+		check_eq(name, breaker_deadline(b), s->want_deadline);
+		if (changed)
+			want_tr[before][s->want_state]++;
+		check_eq(name, b->state_since_ns, changed ? s->now : since);
+		check_transitions(name, b, want_tr);
+
+		/* Observe mode gets the same verdict with observe set: the hooks allow, counting would_block. */
+		if (b->policy.mode == MODE_OBSERVE)
+			check_eq(name, breaker_public_state(b), BS_METRICS_ONLY);
+		else
+			check_eq(name, breaker_public_state(b), s->want_state);
+		if (s->want_state == BS_OPEN)
+			check_verdict(name, b, KB_ACT_BLOCK, 0);
+		else if (s->want_state == BS_HALF_OPEN)
+			check_verdict(name, b, KB_ACT_PROBE, b->policy.half_open_permits);
+		else
+			check_verdict(name, b, KB_ACT_ALLOW, 0);
+	}
+}
+
+/* Run the cycle in `mode`; the final breaker goes to *out. */
 static void run_cycle(enum breaker_mode mode, struct breaker *out)
 {
 	struct breaker_policy p = policy_of(mode, 3, 5 * SEC, 2);
-	uint64_t want_tr[BS_MAX][BS_MAX] = { { 0 } };
 	struct breaker b;
 
 	breaker_init(&b, &p, T0);
-	for (size_t i = 0; i < ARRAY_SIZE(cycle); i++) {
-		const struct step *s = &cycle[i];
-		enum breaker_state before = b.state;
-		char name[64];
-		bool changed;
-
-		snprintf(name, sizeof(name), "%s step %zu", mode_label(mode), i);
-		if (s->op == OP_RECORD)
-			changed = breaker_record(&b, s->res, s->start_ns, s->now);
-		else
-			changed = breaker_tick(&b, s->now);
-
-		check_eq(name, changed, s->want_changed);
-		check_eq(name, b.state, s->want_state);
-		check_eq(name, breaker_deadline(&b), s->want_deadline);
-		if (changed) {
-			want_tr[before][s->want_state]++;
-			check_eq(name, b.state_since_ns, s->now);
-		}
-		check_transitions(name, &b, want_tr);
-
-		/* Observe mode gets the same verdict with observe set: the hooks allow, counting would_block. */
-		if (mode == MODE_OBSERVE)
-			check_eq(name, breaker_public_state(&b), BS_METRICS_ONLY);
-		else
-			check_eq(name, breaker_public_state(&b), s->want_state);
-		{
-			if (s->want_state == BS_OPEN)
-				check_verdict(name, &b, KB_ACT_BLOCK, 0);
-			else if (s->want_state == BS_HALF_OPEN)
-				check_verdict(name, &b, KB_ACT_PROBE, 2);
-			else
-				check_verdict(name, &b, KB_ACT_ALLOW, 0);
-		}
-	}
+	run_steps(config_mode_name(mode), &b, cycle, ARRAY_SIZE(cycle));
 
 	/* The totals, spelt out. */
 	uint64_t totals[BS_MAX][BS_MAX] = { { 0 } };
@@ -733,7 +740,7 @@ static void run_cycle(enum breaker_mode mode, struct breaker *out)
 	totals[BS_OPEN][BS_HALF_OPEN] = 3;
 	totals[BS_HALF_OPEN][BS_CLOSED] = 2;
 	totals[BS_HALF_OPEN][BS_OPEN] = 1;
-	check_transitions(mode_label(mode), &b, totals);
+	check_transitions(config_mode_name(mode), &b, totals);
 	*out = b;
 }
 
@@ -1280,12 +1287,10 @@ static void test_jitter_deterministic(void **state)
 static void test_half_open_successes(void **state)
 {
 	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 5 * SEC, 5);
-	uint64_t now = T0;
 	struct breaker b;
 
 	p.half_open_successes = 2;
-	breaker_init(&b, &p, now);
-	uint64_t entered = to_half_open(&b, &now);
+	uint64_t entered = init_half_open(&b, &p);
 
 	check_verdict("successes", &b, KB_ACT_PROBE, 5);
 	assert_false(breaker_record(&b, KB_RES_SUCCESS, entered, entered + 1));
@@ -1298,9 +1303,7 @@ static void test_half_open_successes(void **state)
 	/* More successes than permits (a hand-built policy) needs all permits. */
 	p.half_open_successes = 9;
 	p.half_open_permits = 2;
-	breaker_init(&b, &p, T0);
-	now = T0;
-	entered = to_half_open(&b, &now);
+	entered = init_half_open(&b, &p);
 	assert_false(breaker_record(&b, KB_RES_SUCCESS, entered, entered + 1));
 	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered + 2));
 }
@@ -1309,13 +1312,11 @@ static void test_half_open_successes(void **state)
 static void test_half_open_timeout(void **state)
 {
 	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 5 * SEC, 2);
-	uint64_t now = T0;
 	struct breaker b;
 
 	p.max_half_open_duration_ns = 3 * SEC;
 	p.max_open_duration_ns = 60 * SEC;
-	breaker_init(&b, &p, now);
-	uint64_t entered = to_half_open(&b, &now);
+	uint64_t entered = init_half_open(&b, &p);
 
 	assert_int_equal(breaker_deadline(&b), entered + 3 * SEC);
 	assert_false(breaker_tick(&b, entered + 3 * SEC - 1));
@@ -1417,13 +1418,12 @@ static void test_recovery_ramp(void **state)
 static void test_recovery_ramp_jumps_and_trips(void **state)
 {
 	struct breaker_policy p = policy_of(MODE_ENFORCE, 2, 5 * SEC, 1);
-	uint64_t now = T0;
 	struct kb_verdict v;
 	struct breaker b;
+	uint64_t now;
 
 	p.recovery_ramp_ns = 19 * SEC;
-	breaker_init(&b, &p, now);
-	uint64_t entered = to_half_open(&b, &now);
+	uint64_t entered = init_half_open(&b, &p);
 
 	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered));
 	assert_true(breaker_tick(&b, entered + 10 * SEC + 5));
@@ -1447,9 +1447,7 @@ static void test_recovery_ramp_jumps_and_trips(void **state)
 	check_verdict("after ramp", &b, KB_ACT_ALLOW, 0);
 	/* A tick before the close instant (out-of-order clocks) does nothing. */
 	p.recovery_ramp_ns = 19 * SEC;
-	breaker_init(&b, &p, T0);
-	now = T0;
-	entered = to_half_open(&b, &now);
+	entered = init_half_open(&b, &p);
 	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered + SEC));
 	assert_false(breaker_tick(&b, entered));
 }
@@ -1812,13 +1810,12 @@ static void test_reconfigure_public_state_only(void **state)
 static void test_reconfigure_ramp(void **state)
 {
 	struct breaker_policy p = policy_of(MODE_ENFORCE, 1, 5 * SEC, 1), q;
-	uint64_t now = T0, closed;
 	struct kb_verdict v;
 	struct breaker b;
+	uint64_t closed;
 
 	p.recovery_ramp_ns = 19 * SEC;
-	breaker_init(&b, &p, now);
-	uint64_t entered = to_half_open(&b, &now);
+	uint64_t entered = init_half_open(&b, &p);
 
 	closed = entered + 1;
 	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, closed));
@@ -1835,9 +1832,7 @@ static void test_reconfigure_ramp(void **state)
 	assert_true(breaker_reconfigure(&b, &q, closed + 9 * SEC));
 	assert_false(breaker_ramping(&b));
 	/* Ramp turned off mid-way ends it at once. */
-	breaker_init(&b, &p, T0);
-	now = T0;
-	entered = to_half_open(&b, &now);
+	entered = init_half_open(&b, &p);
 	assert_true(breaker_record(&b, KB_RES_SUCCESS, entered, entered + 1));
 	q.recovery_ramp_ns = 0;
 	assert_true(breaker_reconfigure(&b, &q, entered + 2));
@@ -1878,8 +1873,7 @@ int main(void)
 		cmocka_unit_test(test_half_open_failure_reopens),
 		cmocka_unit_test(test_half_open_stale_and_cancelled),
 		cmocka_unit_test(test_half_open_stale_flood),
-		cmocka_unit_test(test_half_open_tick_noop),
-		cmocka_unit_test(test_closed_ignores_outcomes_begun_before),
+		cmocka_unit_test(test_half_open_sequences),
 		cmocka_unit_test(test_cycle_enforce),
 		cmocka_unit_test(test_cycle_observe),
 		cmocka_unit_test(test_observe_every_state),

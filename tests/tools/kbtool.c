@@ -55,38 +55,29 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include "../tools/sockaddr.h"
+#include "tool.h"
 
 static long long now_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
-}
-
-static void close_rst(int fd)
-{
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(fd);
+	return tool_now_ns() / 1000;
 }
 
 struct tally {
 	long success, refused, timeout, unreach, eperm, other, pending, reset, eof, max_us;
 };
 
-static void count_err(struct tally *t, int err)
+/* Count a connect that ended with err (0: connected); returns its outcome. */
+static enum tool_outcome count_err(struct tally *t, int err)
 {
-	switch (err) {
-	case 0: t->success++; break;
-	case ECONNREFUSED: t->refused++; break;
-	case ETIMEDOUT: case EAGAIN: t->timeout++; break;
-	case EHOSTUNREACH: case ENETUNREACH: t->unreach++; break;
-	case EPERM: t->eperm++; break;
-	default: t->other++; break;
-	}
+	enum tool_outcome o = tool_outcome(err);
+	long *n[] = {
+		[TOOL_SUCCESS] = &t->success, [TOOL_REFUSED] = &t->refused,
+		[TOOL_TIMEOUT] = &t->timeout, [TOOL_UNREACH] = &t->unreach,
+		[TOOL_EPERM] = &t->eperm, [TOOL_OTHER] = &t->other,
+	};
+
+	(*n[o])++;
+	return o;
 }
 
 static void print_tally(const struct tally *t)
@@ -96,25 +87,23 @@ static void print_tally(const struct tally *t)
 	       t->unreach, t->eperm, t->other, t->pending, t->reset, t->eof, t->max_us);
 }
 
-static int do_pconnect(int argc, char **argv, bool cancel)
+/*
+ * The batch commands (ADDR PORT COUNT [...]): main parses the destination and
+ * the count; argv[5] on is each command's own.
+ */
+static int run_pconnect(const struct tool_dst *d, long count, int argc, char **argv, bool cancel)
 {
-	struct sockaddr_storage ss;
+	int timeout_ms = argc > 5 ? atoi(argv[5]) : 10000;
 	struct tally t = { 0 };
 	struct pollfd *p;
-	long count, open_fds;
-	int timeout_ms = argc > 5 ? atoi(argv[5]) : 10000;
+	long open_fds;
 	long long end;
-	socklen_t sl;
 
-	if (argc < 5)
-		return 2;
-	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
-	count = atol(argv[4]);
 	p = calloc(count, sizeof(*p));
 	for (long i = 0; i < count; i++) {
-		p[i].fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		p[i].fd = socket(d->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
 		p[i].events = POLLOUT;
-		if (connect(p[i].fd, (struct sockaddr *)&ss, sl) == 0) {
+		if (connect(p[i].fd, tool_dst_sa(d), d->len) == 0) {
 			t.success++;
 			close(p[i].fd);
 			p[i].fd = -1;
@@ -160,24 +149,27 @@ static int do_pconnect(int argc, char **argv, bool cancel)
 	return 0;
 }
 
-static int do_fconnect(int argc, char **argv)
+static int do_pconnect(const struct tool_dst *d, long count, int argc, char **argv)
 {
-	struct sockaddr_storage ss;
+	return run_pconnect(d, count, argc, argv, false);
+}
+
+static int do_cancel(const struct tool_dst *d, long count, int argc, char **argv)
+{
+	return run_pconnect(d, count, argc, argv, true);
+}
+
+static int do_fconnect(const struct tool_dst *d, long count, int argc, char **argv)
+{
 	struct tally t = { 0 };
-	socklen_t sl;
-	long count;
 	int status;
 
-	if (argc < 5)
-		return 2;
-	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
-	count = atol(argv[4]);
 	for (long i = 0; i < count; i++) {
 		if (fork() == 0) {
-			int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+			int fd = socket(d->ss.ss_family, SOCK_STREAM, 0);
 
 			/* The exit status carries the errno (0: connected). */
-			_exit(connect(fd, (struct sockaddr *)&ss, sl) ? errno : 0);
+			_exit(connect(fd, tool_dst_sa(d), d->len) ? errno : 0);
 		}
 	}
 	while (wait(&status) > 0)
@@ -186,25 +178,18 @@ static int do_fconnect(int argc, char **argv)
 	return 0;
 }
 
-static int do_rst_or_hold(int argc, char **argv, bool hold)
+static int rst_or_hold(const struct tool_dst *d, long count, bool hold)
 {
-	struct sockaddr_storage ss;
 	struct tally t = { 0 };
-	socklen_t sl;
-	long count;
 
-	if (argc < 5)
-		return 2;
-	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
-	count = atol(argv[4]);
 	for (long i = 0; i < count; i++) {
 		/* The peer resets at once, but a loaded machine may take seconds to schedule it. */
 		struct timeval tv = { .tv_sec = 30 };
-		int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+		int fd = socket(d->ss.ss_family, SOCK_STREAM, 0);
 		char buf[64];
 		ssize_t n;
 
-		if (connect(fd, (struct sockaddr *)&ss, sl)) {
+		if (connect(fd, tool_dst_sa(d), d->len)) {
 			/*
 			 * The handshake completed and the peer's reset came before
 			 * connect() returned (a starved caller): both happened.
@@ -220,7 +205,7 @@ static int do_rst_or_hold(int argc, char **argv, bool hold)
 		}
 		t.success++;
 		if (!hold) {
-			close_rst(fd);
+			tool_close_rst(fd);
 			continue;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -235,6 +220,16 @@ static int do_rst_or_hold(int argc, char **argv, bool hold)
 	}
 	print_tally(&t);
 	return 0;
+}
+
+static int do_rst(const struct tool_dst *d, long count, int argc, char **argv)
+{
+	return rst_or_hold(d, count, false);
+}
+
+static int do_hold(const struct tool_dst *d, long count, int argc, char **argv)
+{
+	return rst_or_hold(d, count, true);
 }
 
 /* SIGTERM held pending, for loops that check it between two steps. */
@@ -252,66 +247,49 @@ static bool sigterm_pending(void)
 	return !sigpending(&pending) && sigismember(&pending, SIGTERM);
 }
 
-static int do_connect(int argc, char **argv)
+static int do_connect(const struct tool_dst *d, long count, int argc, char **argv)
 {
-	long success = 0, refused = 0, timeout = 0, unreach = 0, eperm = 0, other = 0;
-	struct sockaddr_storage ss;
-	sigset_t term;
-	socklen_t sl;
-	long count, max_us = 0;
 	int timeout_ms = argc > 5 ? atoi(argv[5]) : 5000, last_other = 0;
+	struct tally t = { 0 };
+	sigset_t term;
 
-	if (argc < 5)
-		return 2;
-	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
-	count = atol(argv[4]);
 	/* Until SIGTERM: the signal waits until the connect in flight has ended. */
 	if (!count)
 		block_sigterm(&term);
 	for (long i = 0; count ? i < count : !sigterm_pending(); i++) {
-		struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
-		int fd = socket(ss.ss_family, SOCK_STREAM, 0), err = 0;
+		int fd = tool_tcp_socket(d->ss.ss_family, timeout_ms), err = 0;
 		long long t0;
 
 		if (fd < 0) {
 			perror("socket");
 			return 1;
 		}
-		/* SO_SNDTIMEO bounds a blocking connect. */
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		t0 = now_us();
-		if (connect(fd, (struct sockaddr *)&ss, sl))
+		if (connect(fd, tool_dst_sa(d), d->len))
 			err = errno;
 		t0 = now_us() - t0;
-		if (t0 > max_us)
-			max_us = t0;
+		if (t0 > t.max_us)
+			t.max_us = t0;
 		close(fd);
-		switch (err) {
-		case 0: success++; break;
-		case ECONNREFUSED: refused++; break;
-		case ETIMEDOUT: case EINPROGRESS: case EAGAIN: timeout++; break;
-		case EHOSTUNREACH: case ENETUNREACH: unreach++; break;
-		case EPERM: eperm++; break;
-		default: other++; last_other = err; break;
-		}
+		if (count_err(&t, err) == TOOL_OTHER)
+			last_other = err;
 	}
 	printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld max_us=%ld "
-	       "errno=%s\n", success, refused, timeout, unreach, eperm, other, max_us,
+	       "errno=%s\n", t.success, t.refused, t.timeout, t.unreach, t.eperm, t.other, t.max_us,
 	       last_other ? strerrorname_np(last_other) : "none");
 	return 0;
 }
 
 static int do_udp(int argc, char **argv)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
+	struct tool_dst d;
 	int fd;
 
 	if (argc < 4)
 		return 2;
-	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
-	fd = socket(ss.ss_family, SOCK_DGRAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl)) {
+	tool_dst_arg("kbtool", argv[2], argv[3], &d);
+	fd = socket(d.ss.ss_family, SOCK_DGRAM, 0);
+	if (fd < 0 || connect(fd, tool_dst_sa(&d), d.len)) {
 		printf("udp=%s\n", strerrorname_np(errno));
 		return 0;
 	}
@@ -329,7 +307,7 @@ static long accept_queued(int fd, bool rst)
 	while ((c = accept(fd, NULL, NULL)) >= 0) {
 		n++;
 		if (rst)
-			close_rst(c);
+			tool_close_rst(c);
 		else
 			close(c);
 	}
@@ -380,10 +358,9 @@ static void catch_sigterm(sigset_t *unblocked)
 
 static int do_listen(int argc, char **argv)
 {
-	struct sockaddr_storage ss;
+	struct tool_dst d;
 	sigset_t unblocked;
 	long long end = 0;
-	socklen_t sl;
 	int fd, one = 1;
 	long accepted = 0, seconds;
 	bool rst = argc > 6 && !strcmp(argv[6], "--rst");
@@ -391,12 +368,12 @@ static int do_listen(int argc, char **argv)
 
 	if (argc < 6)
 		return 2;
-	sl = tool_sockaddr_arg("kbtool", argv[2], argv[3], &ss);
+	tool_dst_arg("kbtool", argv[2], argv[3], &d);
 	seconds = atol(argv[4]);
 	catch_sigterm(&unblocked);
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	fd = socket(d.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, SOMAXCONN)) {
+	if (fd < 0 || bind(fd, tool_dst_sa(&d), d.len) || listen(fd, SOMAXCONN)) {
 		perror("kbtool: listen");
 		return 1;
 	}
@@ -453,25 +430,34 @@ static int do_notify_recv(int argc, char **argv)
 	return 0;
 }
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct {
+	const char *name;
+	int (*run)(const struct tool_dst *d, long count, int argc, char **argv);
+} batches[] = {
+	{ "connect", do_connect }, { "pconnect", do_pconnect }, { "fconnect", do_fconnect },
+	{ "cancel", do_cancel }, { "rst", do_rst }, { "hold", do_hold },
+};
+
 int main(int argc, char **argv)
 {
-	if (argc > 1 && !strcmp(argv[1], "connect"))
-		return do_connect(argc, argv);
-	if (argc > 1 && !strcmp(argv[1], "pconnect"))
-		return do_pconnect(argc, argv, false);
-	if (argc > 1 && !strcmp(argv[1], "fconnect"))
-		return do_fconnect(argc, argv);
-	if (argc > 1 && !strcmp(argv[1], "cancel"))
-		return do_pconnect(argc, argv, true);
-	if (argc > 1 && !strcmp(argv[1], "rst"))
-		return do_rst_or_hold(argc, argv, false);
-	if (argc > 1 && !strcmp(argv[1], "hold"))
-		return do_rst_or_hold(argc, argv, true);
-	if (argc > 1 && !strcmp(argv[1], "notify-recv"))
+	const char *cmd = argc > 1 ? argv[1] : "";
+	struct tool_dst d;
+
+	for (size_t i = 0; i < ARRAY_SIZE(batches); i++) {
+		if (strcmp(cmd, batches[i].name))
+			continue;
+		if (argc < 5)
+			return 2;
+		tool_dst_arg("kbtool", argv[2], argv[3], &d);
+		return batches[i].run(&d, atol(argv[4]), argc, argv);
+	}
+	if (!strcmp(cmd, "notify-recv"))
 		return do_notify_recv(argc, argv);
-	if (argc > 1 && !strcmp(argv[1], "udp"))
+	if (!strcmp(cmd, "udp"))
 		return do_udp(argc, argv);
-	if (argc > 1 && !strcmp(argv[1], "listen"))
+	if (!strcmp(cmd, "listen"))
 		return do_listen(argc, argv);
 	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|notify-recv|udp|listen ...\n");
 	return 2;
