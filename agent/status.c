@@ -4,6 +4,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <json-c/json.h>
+#include "config.h"
 #include "status.h"
 
 static const uint8_t v4_mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
