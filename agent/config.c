@@ -492,7 +492,7 @@ static int parse_host(struct parse *p, const struct key_row *row, const yaml_nod
 	int ret;
 
 	if (strchr(s, '/')) {
-		ret = config_parse_cidr(s, d->addr, &d->prefix_len);
+		ret = addr_parse_cidr(s, d->addr, &d->prefix_len);
 		if (ret == -ERANGE)
 			return fail(p, v->start_mark, "%s: address has bits set after the prefix length",
 				    row->key);
@@ -502,7 +502,7 @@ static int parse_host(struct parse *p, const struct key_row *row, const yaml_nod
 		d->host_kind = HOST_CIDR;
 		return 0;
 	}
-	if (!config_parse_addr(s, d->addr)) {
+	if (!addr_parse(s, d->addr)) {
 		d->host_kind = HOST_ADDR;
 		d->prefix_len = 128;
 		return 0;
@@ -1257,57 +1257,9 @@ void config_free(struct config *cfg)
 }
 
 
-int config_parse_addr(const char *s, uint8_t addr[16])
-{
-	uint8_t a[16] = { 0 };
-
-	if (!s)
-		return -EINVAL;
-	if (inet_pton(AF_INET, s, a + 12) == 1) {
-		a[10] = a[11] = 0xff;
-	} else if (inet_pton(AF_INET6, s, a) != 1) {
-		return -EINVAL;
-	}
-	memcpy(addr, a, sizeof(a));
-	return 0;
-}
-
 const char *config_mode_name(enum breaker_mode mode)
 {
 	return (unsigned)mode < ARRAY_SIZE(mode_names) ? mode_names[mode] : "enforce";
-}
-
-int config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefix_len)
-{
-	const char *slash = s ? strchr(s, '/') : NULL;
-	uint8_t a[16] = { 0 };
-	char buf[INET6_ADDRSTRLEN];
-	uint64_t n;
-	unsigned int len, i;
-
-	if (!slash || (size_t)(slash - s) >= sizeof(buf))
-		return -EINVAL;
-	memcpy(buf, s, slash - s);
-	buf[slash - s] = '\0';
-	if (inet_pton(AF_INET, buf, a + 12) == 1) {
-		a[10] = a[11] = 0xff;
-		if (parse_uint(slash + 1, 32, &n))
-			return -EINVAL;
-		len = 96 + n;
-	} else if (inet_pton(AF_INET6, buf, a) == 1) {
-		if (parse_uint(slash + 1, 128, &n))
-			return -EINVAL;
-		len = n;
-	} else {
-		return -EINVAL;
-	}
-	/* 10.0.0.1/8 is more likely a typo than a way to write 10.0.0.0/8. */
-	for (i = len; i < 128; i++)
-		if (a[i / 8] & 0x80 >> (i % 8))
-			return -ERANGE;
-	memcpy(addr, a, sizeof(a));
-	*prefix_len = len;
-	return 0;
 }
 
 bool config_valid_hostname(const char *s)

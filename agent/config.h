@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "addr.h"
 #include "policy.h"
 
 #define CONFIG_NAME_MAX 64	/* destination name, NUL included */
@@ -80,18 +81,17 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 /* Release what config_parse allocated; cfg is empty afterwards. */
 void config_free(struct config *cfg);
 
-/* Parse an IPv4 or IPv6 literal into the normalised 16-byte form. 0 or -EINVAL. */
-int config_parse_addr(const char *s, uint8_t addr[16]);
+/* Parse an IPv4 or IPv6 literal into the normalised 16-byte form: addr_parse(). */
+static inline int config_parse_addr(const char *s, uint8_t addr[16])
+{
+	return addr_parse(s, addr);
+}
 
-/*
- * Parse a CIDR prefix "a.b.c.d/n" (n 0..32) or "x::/n" (n 0..128) into the
- * 16-byte form and a prefix length in that space (96 + n for IPv4).
- * Returns 0, -ERANGE when host bits are set beyond the prefix ("10.0.0.1/8",
- * more likely a typo than a way to write 10.0.0.0/8), or -EINVAL for anything
- * else that is not a prefix. A /32 (/128) is one address: it duplicates the
- * plain address with the same port.
- */
-int config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefix_len);
+/* Parse a CIDR prefix into the 16-byte form and a 128-bit prefix length: addr_parse_cidr(). */
+static inline int config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefix_len)
+{
+	return addr_parse_cidr(s, addr, prefix_len);
+}
 
 /*
  * Whether s is a DNS host name by RFC 1123: dot-separated labels of 1..63
