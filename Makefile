@@ -33,7 +33,7 @@ BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 
 # Pure modules: no BPF, no clock, no I/O beyond reading a file; linked into unit tests.
-PURE_SRCS := agent/addr.c agent/yamlwalk.c agent/config.c agent/duration.c agent/breaker.c agent/window.c agent/metrics.c agent/status.c
+PURE_SRCS := agent/addr.c agent/yamlwalk.c agent/config.c agent/config_value.c agent/config_check.c agent/duration.c agent/breaker.c agent/window.c agent/metrics.c agent/status.c
 AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/http.c agent/log.c agent/agent.c agent/resolve.c agent/privs.c
 AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 PURE_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(PURE_SRCS)) $(BUILD)/agent/log.o

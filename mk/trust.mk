@@ -12,7 +12,7 @@ FUZZ_SHORT_SECONDS ?= 30
 SOAK_SECONDS ?= 60
 FUZZ_CC ?= $(CLANG)
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_config
-FUZZ_SRCS := agent/config.c agent/yamlwalk.c agent/addr.c agent/duration.c
+FUZZ_SRCS := agent/config.c agent/config_value.c agent/config_check.c agent/yamlwalk.c agent/addr.c agent/duration.c
 
 .PHONY: fuzz fuzz-short fuzz-build soak
 
