@@ -33,7 +33,8 @@ BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 
 # Pure modules: no BPF, no clock, no I/O beyond reading a file; linked into unit tests.
-PURE_SRCS := agent/config.c agent/duration.c agent/breaker.c agent/window.c agent/metrics.c agent/status.c \
+PURE_SRCS := agent/addr.c agent/yamlwalk.c agent/config.c agent/config_value.c agent/config_check.c \
+             agent/duration.c agent/breaker.c agent/window.c agent/metrics.c agent/status.c \
              agent/persist.c
 # The running agent: breakers in slots, restarts, names, reloads, what HTTP shows.
 AGENT_CORE_SRCS := agent/agent.c agent/slots.c agent/saved.c agent/resolver.c agent/reload.c \

@@ -30,7 +30,7 @@
 #include <stdint.h>
 #include <linux/types.h>
 #include "kb_abi.h"
-#include "config.h"
+#include "policy.h"
 #include "window.h"
 
 /* The exported states; the order is the metrics' label order. */

@@ -2,73 +2,26 @@
 /*
  * config: kbreakerd's YAML file -> struct config.
  *
- * Two passes over the text. The event pass refuses what libyaml's document
- * model would hide or amplify: anchors and aliases (one node reachable twice,
- * "billion laughs"), deep nesting, NUL characters, more than one document.
- * The document pass walks the node tree with the key tables below. Nothing
- * here logs or exits: a bad reload is an error string for the caller.
+ * yamlwalk.c checks and loads the text and walks each mapping with the key
+ * tables below. This file walks the structure (top level, defaults:,
+ * destinations:) and holds the public calls; config_value.c stores each
+ * leaf value, config_check.c applies the rules across keys once the walk is
+ * done. Nothing here logs or exits: a bad reload is an error string for the
+ * caller.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/stat.h>
-#include <sys/vfs.h>
 
-#include <yaml.h>
-
-#include "config.h"
+#include "config_schema.h"
 #include "duration.h"
 #include "window.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define FIELD(type, member) offsetof(type, member), sizeof(((type *)0)->member)
+#define FIELD YAMLWALK_FIELD
 
-#define MAX_DEPTH 32	/* our format needs 3; the cap bounds hostile input */
-#define MAX_ROWS 32	/* keys one mapping may hold, across its tables (bits of seen.set) */
-#define KEY_ECHO 40	/* room for an unknown key echoed in a message */
-
-enum key_type {
-	KEY_UINT,	/* decimal integer in [min, max], 2- or 4-byte field */
-	KEY_DURATION,	/* duration_parse() in [min, max] ns */
-	KEY_MODE,	/* enforce | observe | disabled | forced_open */
-	KEY_WINDOW_TYPE,	/* count | time */
-	KEY_WINDOW_SIZE,	/* integer (calls or seconds) or whole-second duration, in [min, max] */
-	KEY_FAILURES,	/* sequence of result names -> POLICY_FAIL_* mask */
-	KEY_BOOL,	/* true | false, 1-byte field */
-	KEY_PORT,	/* 1..65535 or "any" (0) */
-	KEY_NAME,	/* destination name, 1..max chars of [A-Za-z0-9_.-] */
-	KEY_HOST,	/* IP literal, CIDR or DNS name, at most max chars; base is a config_dst */
-	KEY_LISTEN,	/* "host:port"; base is a config */
-	KEY_PATH,	/* absolute path of at most max chars, or empty */
-	KEY_LOG_LEVEL,	/* error | warn | info | debug, as text */
-	KEY_USER,	/* a user name: [a-z_][a-z0-9_-]*, at most max chars */
-	KEY_POLICY,	/* mapping walked with policy_keys */
-	KEY_DSTS,	/* sequence of at most max destination mappings; base is a config */
-};
-
-struct key_row {
-	const char *key;
-	enum key_type type;
-	size_t offset;	/* of the field in the struct the table describes */
-	size_t size;
-	uint64_t min, max;
-};
-
-/* Shared by `defaults:` and every destination. */
-/* The order is known to validate_policy(). */
-enum {
-	POL_MODE, POL_CF, POL_OPEN, POL_PERMITS, POL_FRT, POL_WTYPE, POL_WSIZE, POL_MINCALLS,
-	POL_SLOW_DUR, POL_SLOW_RATE, POL_FAILURES, POL_MAX_OPEN, POL_JITTER, POL_SUCCESSES,
-	POL_MAX_HALF, POL_RAMP,
-};
-static const struct key_row policy_keys[] = {
+/* Shared by `defaults:` and every destination; the order is known to config_check.c. */
+const struct yamlwalk_key config_policy_keys[N_POLICY_KEYS] = {
 	[POL_MODE] = { "mode", KEY_MODE, FIELD(struct breaker_policy, mode), 0, 0 },
 	[POL_CF] = { "consecutive_failures", KEY_UINT,
 		     FIELD(struct breaker_policy, consecutive_failures), 0, 1000000 },
@@ -104,7 +57,7 @@ static const struct key_row policy_keys[] = {
 /* name, host and port are required; the order is known to parse_dst(). */
 enum { DST_NAME, DST_HOST, DST_PORT, DST_PER_ADDRESS, DST_MAX_OPEN_PCT, DST_NETNS,
        DST_REQUIRED = 3 };
-static const struct key_row dst_keys[] = {
+static const struct yamlwalk_key dst_keys[] = {
 	[DST_NAME] = { "name", KEY_NAME, FIELD(struct config_dst, name), 1, CONFIG_NAME_MAX - 1 },
 	[DST_HOST] = { "host", KEY_HOST, FIELD(struct config_dst, host), 1, CONFIG_HOST_MAX - 1 },
 	[DST_PORT] = { "port", KEY_PORT, FIELD(struct config_dst, port), 1, 65535 },
@@ -114,7 +67,7 @@ static const struct key_row dst_keys[] = {
 	[DST_NETNS] = { "netns", KEY_PATH, FIELD(struct config_dst, netns), 1, CONFIG_PATH_MAX - 1 },
 };
 
-static const struct key_row top_keys[] = {
+static const struct yamlwalk_key top_keys[] = {
 	{ "listen", KEY_LISTEN, FIELD(struct config, listen_host), 0, 0 },
 	{ "cgroup", KEY_PATH, FIELD(struct config, cgroup), 0, CONFIG_PATH_MAX - 1 },
 	{ "state_dir", KEY_PATH, FIELD(struct config, state_dir), 0, CONFIG_PATH_MAX - 64 },
@@ -131,406 +84,32 @@ static const struct key_row top_keys[] = {
 	{ "destinations", KEY_DSTS, FIELD(struct config, dsts), 0, CONFIG_MAX_DESTINATIONS },
 };
 
-#define FAILURE_NAMES "refused, timeout, unreachable, error or reset"
-static const struct {
-	const char *name;
-	uint32_t bit;
-} failure_names[] = {
-	{ "refused", POLICY_FAIL_REFUSED },
-	{ "timeout", POLICY_FAIL_TIMEOUT },
-	{ "unreachable", POLICY_FAIL_UNREACHABLE },
-	{ "error", POLICY_FAIL_ERROR },
-	{ "reset", POLICY_FAIL_RESET },
-};
+_Static_assert(ARRAY_SIZE(dst_keys) + N_POLICY_KEYS <= YAMLWALK_MAX_ROWS, "seen.val too small");
+_Static_assert(ARRAY_SIZE(top_keys) <= YAMLWALK_MAX_ROWS, "seen.val too small");
 
-_Static_assert(ARRAY_SIZE(dst_keys) + ARRAY_SIZE(policy_keys) <= MAX_ROWS, "seen.val too small");
-_Static_assert(ARRAY_SIZE(top_keys) <= MAX_ROWS, "seen.val too small");
+static int set_value(void *ctx, const struct yamlwalk_key *row, const yaml_node_t *v, void *base);
 
-static const char *const mode_names[] = {
-	[MODE_ENFORCE] = "enforce",
-	[MODE_OBSERVE] = "observe",
-	[MODE_DISABLED] = "disabled",
-	[MODE_FORCED_OPEN] = "forced_open",
-};
-
-/* One struct a mapping fills, with the rows that describe it. */
-struct table {
-	const struct key_row *rows;
-	size_t n_rows;
-	void *base;
-};
-
-/* What walk_map() found; bit i is the i-th row counted across the tables. */
-struct seen {
-	uint32_t set;
-	yaml_node_t *val[MAX_ROWS];
-};
-
-/* Kept per destination until the walk ends: defaults and duplicates come last. */
-struct dst_info {
-	uint32_t policy_set;		/* bit i: policy_keys[i] given by the destination */
-	yaml_mark_t name_mark, host_mark;
-	int map_id;			/* the destination's mapping node, for later messages */
-};
-
-struct parse {
-	const char *fname;
-	const unsigned char *buf;
-	size_t len;
-	char *err;
-	size_t errlen;
-	yaml_document_t doc;
-	const char *where;		/* message prefix: "", "defaults: ", `destination "x": ` */
-	char where_buf[CONFIG_NAME_MAX + 32];
-	struct dst_info *info;		/* parallel to cfg->dsts */
-	int defaults_id;		/* the defaults: mapping node, 0 if none */
-	uint32_t defaults_set;		/* bit i: policy_keys[i] given in defaults: */
-	uint32_t max_dsts;		/* max_destinations, as peeked before the walk */
-};
-
-__attribute__((format(printf, 3, 4)))
-static void errf(char *err, size_t errlen, const char *fmt, ...)
+static int walk_map(struct parse *p, const yaml_node_t *map, const struct yamlwalk_table *tabs,
+		    size_t n_tabs, struct yamlwalk_seen *seen)
 {
-	va_list ap;
-
-	if (!errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
+	return yamlwalk_map(&p->w, map, tabs, n_tabs, seen, set_value, p);
 }
 
-/* "file:line:col: <where><message>"; always -EINVAL so callers can return it. */
-__attribute__((format(printf, 3, 4)))
-static int fail(struct parse *p, yaml_mark_t mark, const char *fmt, ...)
+static int parse_policy(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
+			void *base)
 {
-	va_list ap;
-	int n;
-
-	if (!p->errlen)
-		return -EINVAL;
-	n = snprintf(p->err, p->errlen, "%s:%zu:%zu: %s", p->fname, mark.line + 1,
-		     mark.column + 1, p->where);
-	if (n >= 0 && (size_t)n < p->errlen) {
-		va_start(ap, fmt);
-		vsnprintf(p->err + n, p->errlen - n, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
-/*
- * libyaml's reader errors (bad UTF-8, control characters) carry a byte offset
- * instead of a mark. Count the way its scanner does: lines on \n, \r\n or \r,
- * columns in characters, a leading BOM not counted.
- */
-static yaml_mark_t offset_mark(const unsigned char *buf, size_t len, size_t off)
-{
-	yaml_mark_t m = { .index = off };
-	size_t i = 0;
-
-	if (off > len)
-		off = len;
-	if (off >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3))
-		i = 3;
-	for (; i < off; i++) {
-		if (buf[i] == '\r' && i + 1 < len && buf[i + 1] == '\n')
-			continue;
-		if (buf[i] == '\n' || buf[i] == '\r') {
-			m.line++;
-			m.column = 0;
-		} else if ((buf[i] & 0xc0) != 0x80) {
-			m.column++;
-		}
-	}
-	return m;
-}
-
-static int yaml_fail(struct parse *p, const yaml_parser_t *parser)
-{
-	yaml_mark_t mark = parser->problem_mark;
-
-	if (parser->error == YAML_MEMORY_ERROR) {
-		errf(p->err, p->errlen, "%s: out of memory", p->fname);
-		return -ENOMEM;
-	}
-	if (parser->error == YAML_READER_ERROR)
-		mark = offset_mark(p->buf, p->len, parser->problem_offset);
-	return fail(p, mark, "%s", parser->problem ? parser->problem : "invalid YAML");
-}
-
-static int scan_events(struct parse *p)
-{
-	yaml_parser_t parser;
-	yaml_event_t ev;
-	int depth = 0, docs = 0, ret = 0;
-	bool done = false;
-
-	if (!yaml_parser_initialize(&parser)) {
-		errf(p->err, p->errlen, "%s: out of memory", p->fname);
-		return -ENOMEM;
-	}
-	yaml_parser_set_input_string(&parser, p->buf, p->len);
-	while (!ret && !done) {
-		if (!yaml_parser_parse(&parser, &ev)) {
-			ret = yaml_fail(p, &parser);
-			break;
-		}
-		switch (ev.type) {
-		case YAML_STREAM_START_EVENT:
-			/* A BOM may select UTF-16; offsets and messages assume UTF-8. */
-			if (ev.data.stream_start.encoding != YAML_UTF8_ENCODING)
-				ret = fail(p, ev.start_mark, "only UTF-8 is supported");
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			/* yaml_parser_load() would silently ignore the rest. */
-			if (++docs > 1)
-				ret = fail(p, ev.start_mark, "only one document is allowed");
-			break;
-		case YAML_ALIAS_EVENT:
-			ret = fail(p, ev.start_mark, "anchors and aliases are not allowed");
-			break;
-		case YAML_SCALAR_EVENT:
-			if (ev.data.scalar.anchor)
-				ret = fail(p, ev.start_mark, "anchors and aliases are not allowed");
-			/* "\0" escapes would cut the value short behind strcmp()'s back. */
-			else if (memchr(ev.data.scalar.value, 0, ev.data.scalar.length))
-				ret = fail(p, ev.start_mark, "NUL characters are not allowed");
-			break;
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT:
-			if (ev.type == YAML_SEQUENCE_START_EVENT ? ev.data.sequence_start.anchor
-								 : ev.data.mapping_start.anchor)
-				ret = fail(p, ev.start_mark, "anchors and aliases are not allowed");
-			else if (++depth > MAX_DEPTH)
-				ret = fail(p, ev.start_mark, "nesting deeper than %d levels", MAX_DEPTH);
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			depth--;
-			break;
-		case YAML_STREAM_END_EVENT:
-			done = true;
-			break;
-		default:
-			break;
-		}
-		yaml_event_delete(&ev);
-	}
-	yaml_parser_delete(&parser);
-	return ret;
-}
-
-static yaml_node_t *node(struct parse *p, int id)
-{
-	return yaml_document_get_node(&p->doc, id);
-}
-
-static int node_id(struct parse *p, const yaml_node_t *n)
-{
-	return (int)(n - p->doc.nodes.start) + 1;
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-	return (const char *)n->data.scalar.value;
-}
-
-/* `key:`, `key: ~` and `key: null` all mean "not given". */
-static bool is_null(const yaml_node_t *n)
-{
-	static const char *const nulls[] = { "", "~", "null", "Null", "NULL" };
-	size_t i;
-
-	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-		return false;
-	for (i = 0; i < ARRAY_SIZE(nulls); i++)
-		if (!strcmp(scalar(n), nulls[i]))
-			return true;
-	return false;
-}
-
-/* Keys are echoed in messages: keep them short, ASCII and on one line. */
-static const char *printable(char out[KEY_ECHO], const char *s)
-{
-	size_t i;
-
-	for (i = 0; s[i] && i < KEY_ECHO - 1; i++)
-		out[i] = s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' ? s[i] : '?';
-	out[i] = '\0';
-	if (s[i])
-		memcpy(out + KEY_ECHO - 4, "...", 4);
-	return out;
-}
-
-/*
- * Strict decimal: digits only, no sign, no leading zero (octal to a YAML 1.1
- * reader). max must leave room for one more digit in 64 bits.
- */
-static int parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-	uint64_t n = 0;
-
-	if (!*s || (s[0] == '0' && s[1]))
-		return -EINVAL;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		n = n * 10 + (uint64_t)(*s - '0');
-		if (n > max)
-			return -ERANGE;
-	}
-	*out = n;
-	return 0;
-}
-
-static bool valid_user(const char *s)
-{
-	if (!(*s == '_' || (*s >= 'a' && *s <= 'z')))
-		return false;
-	for (s++; *s; s++)
-		if (!(*s == '_' || *s == '-' || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
-			return false;
-	return true;
-}
-
-static bool valid_name(const char *s)
-{
-	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
-
-	return n >= 1 && n < CONFIG_NAME_MAX && !s[n];
-}
-
-
-static int parse_listen(struct parse *p, const struct key_row *row, const yaml_node_t *v,
-			struct config *cfg)
-{
-	const char *s = scalar(v), *host = s, *colon, *rb;
-	char buf[CONFIG_HOST_MAX];
-	uint8_t addr[16];
-	uint64_t port;
-	size_t hlen;
-	int af = AF_INET;
-
-	if (s[0] == '[') {
-		rb = strchr(s, ']');
-		if (!rb || rb[1] != ':')
-			goto syntax;
-		host = s + 1;
-		hlen = rb - host;
-		colon = rb + 1;
-		af = AF_INET6;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			goto syntax;
-		hlen = colon - s;
-		if (memchr(s, ':', hlen))
-			return fail(p, v->start_mark,
-				    "%s: IPv6 addresses need brackets, as in \"[::1]:9877\"", row->key);
-	}
-	if (hlen >= sizeof(buf))
-		goto bad_host;
-	memcpy(buf, host, hlen);
-	buf[hlen] = '\0';
-	if (inet_pton(af, buf, addr) != 1)
-		goto bad_host;
-	if (parse_uint(colon + 1, 65535, &port) || !port)
-		return fail(p, v->start_mark, "%s: port must be an integer between 1 and 65535",
-			    row->key);
-	memcpy(cfg->listen_host, buf, hlen + 1);
-	cfg->listen_port = port;
-	return 0;
-syntax:
-	return fail(p, v->start_mark, "%s: must be host:port, as in 127.0.0.1:9877 or \"[::1]:9877\"",
-		    row->key);
-bad_host:
-	return fail(p, v->start_mark, "%s: host must be an IP address", row->key);
-}
-
-static int walk_map(struct parse *p, const yaml_node_t *map, const struct table *tabs,
-		    size_t n_tabs, struct seen *seen);
-
-/* `failures: [refused, timeout]`: each name once; `[]` means nothing fails. */
-static int parse_failures(struct parse *p, const struct key_row *row, const yaml_node_t *v,
-			  uint32_t *mask)
-{
-	yaml_node_item_t *item;
-	uint32_t m = 0;
-	size_t i;
-
-	if (is_null(v))
-		return 0;
-	if (v->type != YAML_SEQUENCE_NODE)
-		return fail(p, v->start_mark, "%s: expected a sequence", row->key);
-	for (item = v->data.sequence.items.start; item < v->data.sequence.items.top; item++) {
-		yaml_node_t *e = node(p, *item);
-		char echo[KEY_ECHO];
-
-		if (e->type != YAML_SCALAR_NODE)
-			return fail(p, e->start_mark, "%s: expected a list of " FAILURE_NAMES, row->key);
-		for (i = 0; i < ARRAY_SIZE(failure_names); i++)
-			if (!strcmp(scalar(e), failure_names[i].name))
-				break;
-		if (i == ARRAY_SIZE(failure_names))
-			return fail(p, e->start_mark, "%s: unknown result \"%s\", expected " FAILURE_NAMES,
-				    row->key, printable(echo, scalar(e)));
-		if (m & failure_names[i].bit)
-			return fail(p, e->start_mark, "%s: \"%s\" listed twice", row->key,
-				    failure_names[i].name);
-		m |= failure_names[i].bit;
-	}
-	*mask = m;
-	return 0;
-}
-
-/* An IP literal (ADDR), a prefix (CIDR) or a DNS name (NAME, resolved at run time). */
-static int parse_host(struct parse *p, const struct key_row *row, const yaml_node_t *v,
-		      struct config_dst *d)
-{
-	const char *s = scalar(v);
+	struct yamlwalk_table tab = { config_policy_keys, N_POLICY_KEYS, field_of(row, base) };
+	struct yamlwalk_seen seen;
 	int ret;
 
-	if (strchr(s, '/')) {
-		ret = config_parse_cidr(s, d->addr, &d->prefix_len);
-		if (ret == -ERANGE)
-			return fail(p, v->start_mark, "%s: address has bits set after the prefix length",
-				    row->key);
-		if (ret)
-			return fail(p, v->start_mark,
-				    "%s: must be a CIDR prefix such as 10.0.0.0/8 or fd00::/8", row->key);
-		d->host_kind = HOST_CIDR;
-		return 0;
-	}
-	if (!config_parse_addr(s, d->addr)) {
-		d->host_kind = HOST_ADDR;
-		d->prefix_len = 128;
-		return 0;
-	}
-	if (!config_valid_hostname(s))
-		return fail(p, v->start_mark, "%s: must be an IP address, a CIDR prefix or a DNS name",
-			    row->key);
-	memset(d->addr, 0, sizeof(d->addr));
-	d->host_kind = HOST_NAME;
-	d->prefix_len = 0;
-	return 0;
-}
-
-static int parse_policy(struct parse *p, const struct key_row *row, const yaml_node_t *v,
-			struct breaker_policy *pol)
-{
-	struct table tab = { policy_keys, ARRAY_SIZE(policy_keys), pol };
-	struct seen seen;
-	int ret;
-
-	if (is_null(v))
+	if (yamlwalk_is_null(v))
 		return 0;
 	if (v->type != YAML_MAPPING_NODE)
 		return fail(p, v->start_mark, "%s: expected a mapping", row->key);
-	p->where = "defaults: ";
+	p->w.where = "defaults: ";
 	ret = walk_map(p, v, &tab, 1, &seen);
-	p->where = "";
-	p->defaults_id = node_id(p, v);
+	p->w.where = "";
+	p->defaults_id = yamlwalk_node_id(&p->w, v);
 	p->defaults_set = seen.set;
 	return ret;
 }
@@ -543,31 +122,28 @@ static void where_dst(struct parse *p, const yaml_node_t *map, size_t idx)
 	for (pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
 		yaml_node_t *k = node(p, pair->key), *v = node(p, pair->value);
 
-		if (k->type == YAML_SCALAR_NODE && !strcmp(scalar(k), "name") &&
-		    v->type == YAML_SCALAR_NODE && valid_name(scalar(v))) {
-			snprintf(p->where_buf, sizeof(p->where_buf), "destination \"%s\": ", scalar(v));
-			p->where = p->where_buf;
+		if (k->type == YAML_SCALAR_NODE && !strcmp(yamlwalk_scalar(k), "name") &&
+		    v->type == YAML_SCALAR_NODE && config_valid_name(yamlwalk_scalar(v))) {
+			yamlwalk_where(&p->w, "destination \"%s\": ", yamlwalk_scalar(v));
 			return;
 		}
 	}
-	snprintf(p->where_buf, sizeof(p->where_buf), "destination #%zu: ", idx + 1);
-	p->where = p->where_buf;
+	yamlwalk_where(&p->w, "destination #%zu: ", idx + 1);
 }
 
 static int parse_dst(struct parse *p, const yaml_node_t *map, size_t idx, struct config_dst *d,
 		     struct dst_info *info)
 {
-	struct table tabs[] = {
+	struct yamlwalk_table tabs[] = {
 		{ dst_keys, ARRAY_SIZE(dst_keys), d },
-		{ policy_keys, ARRAY_SIZE(policy_keys), &d->policy },
+		{ config_policy_keys, N_POLICY_KEYS, &d->policy },
 	};
-	struct seen seen;
+	struct yamlwalk_seen seen;
 	size_t i;
 	int ret;
 
 	if (map->type != YAML_MAPPING_NODE) {
-		snprintf(p->where_buf, sizeof(p->where_buf), "destination #%zu: ", idx + 1);
-		p->where = p->where_buf;
+		yamlwalk_where(&p->w, "destination #%zu: ", idx + 1);
 		ret = fail(p, map->start_mark, "expected a mapping");
 		goto out;
 	}
@@ -594,20 +170,21 @@ static int parse_dst(struct parse *p, const yaml_node_t *map, size_t idx, struct
 	info->policy_set = seen.set >> ARRAY_SIZE(dst_keys);
 	info->name_mark = seen.val[DST_NAME]->start_mark;
 	info->host_mark = seen.val[DST_HOST]->start_mark;
-	info->map_id = node_id(p, map);
+	info->map_id = yamlwalk_node_id(&p->w, map);
 out:
-	p->where = "";
+	p->w.where = "";
 	return ret;
 }
 
-static int parse_dsts(struct parse *p, const struct key_row *row, const yaml_node_t *v,
-		      struct config *cfg)
+static int parse_dsts(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
+		      void *base)
 {
+	struct config *cfg = base;
 	yaml_node_item_t *items = v->data.sequence.items.start;
 	size_t i, n;
 	int ret;
 
-	if (is_null(v))
+	if (yamlwalk_is_null(v))
 		return 0;
 	if (v->type != YAML_SEQUENCE_NODE)
 		return fail(p, v->start_mark, "%s: expected a sequence", row->key);
@@ -619,10 +196,8 @@ static int parse_dsts(struct parse *p, const struct key_row *row, const yaml_nod
 		return 0;
 	cfg->dsts = calloc(n, sizeof(*cfg->dsts));
 	p->info = calloc(n, sizeof(*p->info));
-	if (!cfg->dsts || !p->info) {
-		errf(p->err, p->errlen, "%s: out of memory", p->fname);
-		return -ENOMEM;
-	}
+	if (!cfg->dsts || !p->info)
+		return yamlwalk_nomem(&p->w);
 	cfg->n_dsts = n;
 	for (i = 0; i < n; i++) {
 		ret = parse_dst(p, node(p, items[i]), i, &cfg->dsts[i], &p->info[i]);
@@ -632,407 +207,16 @@ static int parse_dsts(struct parse *p, const struct key_row *row, const yaml_nod
 	return 0;
 }
 
-static int set_value(struct parse *p, const struct key_row *row, const yaml_node_t *v, void *base)
+/* defaults: and destinations: are structure, walked here; the rest are leaves. */
+static int set_value(void *ctx, const struct yamlwalk_key *row, const yaml_node_t *v, void *base)
 {
-	char *field = (char *)base + row->offset;
-	char lo[32], hi[32];
-	const char *s;
-	uint64_t u;
-	size_t i;
-	int ret;
+	struct parse *p = ctx;
 
 	if (row->type == KEY_POLICY)
-		return parse_policy(p, row, v, (struct breaker_policy *)field);
+		return parse_policy(p, row, v, base);
 	if (row->type == KEY_DSTS)
 		return parse_dsts(p, row, v, base);
-	if (row->type == KEY_FAILURES)
-		return parse_failures(p, row, v, (uint32_t *)field);
-	if (v->type != YAML_SCALAR_NODE)
-		return fail(p, v->start_mark, "%s: expected a scalar", row->key);
-	s = scalar(v);
-
-	switch (row->type) {
-	case KEY_UINT:
-		if (parse_uint(s, row->max, &u) || u < row->min)
-			return fail(p, v->start_mark,
-				    "%s: must be an integer between %" PRIu64 " and %" PRIu64,
-				    row->key, row->min, row->max);
-		if (row->size == sizeof(uint8_t))
-			*(uint8_t *)field = u;
-		else if (row->size == sizeof(uint16_t))
-			*(uint16_t *)field = u;
-		else
-			*(uint32_t *)field = u;
-		return 0;
-	case KEY_DURATION:
-		ret = duration_parse(s, &u);
-		if (ret == -EINVAL)
-			return fail(p, v->start_mark,
-				    "%s: must be a duration such as 100ms, 10s, 5m or 1h", row->key);
-		if (ret || u < row->min || u > row->max)
-			return fail(p, v->start_mark, "%s: must be between %s and %s", row->key,
-				    duration_text(lo, sizeof(lo), row->min),
-				    duration_text(hi, sizeof(hi), row->max));
-		*(uint64_t *)field = u;
-		return 0;
-	case KEY_MODE:
-		for (i = 0; i < ARRAY_SIZE(mode_names); i++) {
-			if (!strcmp(s, mode_names[i])) {
-				*(enum breaker_mode *)field = (enum breaker_mode)i;
-				return 0;
-			}
-		}
-		return fail(p, v->start_mark,
-			    "%s: must be \"enforce\", \"observe\", \"disabled\" or \"forced_open\"",
-			    row->key);
-	case KEY_WINDOW_TYPE:
-		if (!strcmp(s, "count"))
-			*(enum window_type *)field = WINDOW_COUNT;
-		else if (!strcmp(s, "time"))
-			*(enum window_type *)field = WINDOW_TIME;
-		else
-			return fail(p, v->start_mark, "%s: must be \"count\" or \"time\"", row->key);
-		return 0;
-	case KEY_WINDOW_SIZE:
-		/* A count of calls or seconds, or a duration in whole seconds. */
-		if (!parse_uint(s, row->max, &u) && u >= row->min) {
-			*(uint32_t *)field = u;
-			return 0;
-		}
-		if (!duration_parse(s, &u) && u % NS_PER_S == 0 && u >= row->min * NS_PER_S &&
-		    u <= row->max * NS_PER_S) {
-			*(uint32_t *)field = u / NS_PER_S;
-			return 0;
-		}
-		return fail(p, v->start_mark,
-			    "%s: must be a number of calls (1 to %u) or seconds (1s to 1h)",
-			    row->key, WINDOW_MAX_CALLS);
-	case KEY_BOOL:
-		if (!strcmp(s, "true"))
-			*(uint8_t *)field = 1;
-		else if (!strcmp(s, "false"))
-			*(uint8_t *)field = 0;
-		else
-			return fail(p, v->start_mark, "%s: must be true or false", row->key);
-		return 0;
-	case KEY_PORT:
-		if (!strcmp(s, "any")) {
-			*(uint16_t *)field = 0;
-			return 0;
-		}
-		if (parse_uint(s, row->max, &u) || u < row->min)
-			return fail(p, v->start_mark,
-				    "%s: must be an integer between %" PRIu64 " and %" PRIu64
-				    " or \"any\"", row->key, row->min, row->max);
-		*(uint16_t *)field = u;
-		return 0;
-	case KEY_NAME:
-		if (!valid_name(s))
-			return fail(p, v->start_mark,
-				    "%s: must be 1 to %" PRIu64 " characters of [A-Za-z0-9_.-]",
-				    row->key, row->max);
-		break;
-	case KEY_HOST:
-		if (strlen(s) > row->max)
-			return fail(p, v->start_mark, "%s: longer than %" PRIu64 " characters",
-				    row->key, row->max);
-		ret = parse_host(p, row, v, base);
-		if (ret)
-			return ret;
-		break;
-	case KEY_LISTEN:
-		return parse_listen(p, row, v, base);
-	case KEY_PATH:
-		if (is_null(v))
-			s = "";
-		/* Relative would depend on the daemon's cwd; existence is checked at run time. */
-		if (s[0] && s[0] != '/')
-			return fail(p, v->start_mark, "%s: must be an absolute path", row->key);
-		if (strlen(s) > row->max)
-			return fail(p, v->start_mark, "%s: longer than %" PRIu64 " characters",
-				    row->key, row->max);
-		break;
-	case KEY_LOG_LEVEL:
-		if (strcmp(s, "error") && strcmp(s, "warn") && strcmp(s, "info") && strcmp(s, "debug"))
-			return fail(p, v->start_mark,
-				    "%s: must be \"error\", \"warn\", \"info\" or \"debug\"", row->key);
-		break;
-	case KEY_USER:
-		/* The account itself is looked up at run time; here only its shape. */
-		if (!valid_user(s) || strlen(s) > row->max)
-			return fail(p, v->start_mark,
-				    "%s: must be a user name of at most %" PRIu64 " characters of [a-z0-9_-]",
-				    row->key, row->max);
-		break;
-	default:
-		return fail(p, v->start_mark, "%s: unhandled key type", row->key);
-	}
-	/* The string kinds: length was checked against max < size. */
-	memcpy(field, s, strlen(s) + 1);
-	return 0;
-}
-
-static const struct key_row *find_key(const struct table *tabs, size_t n_tabs, const char *key,
-				      const struct table **tab, unsigned int *bit)
-{
-	unsigned int b = 0;
-	size_t t, r;
-
-	for (t = 0; t < n_tabs; t++) {
-		for (r = 0; r < tabs[t].n_rows; r++, b++) {
-			if (!strcmp(tabs[t].rows[r].key, key)) {
-				*tab = &tabs[t];
-				*bit = b;
-				return &tabs[t].rows[r];
-			}
-		}
-	}
-	return NULL;
-}
-
-/* Pairs in file order, so the first error reported is the first in the file. */
-static int walk_map(struct parse *p, const yaml_node_t *map, const struct table *tabs,
-		    size_t n_tabs, struct seen *seen)
-{
-	yaml_node_pair_t *pair;
-	char echo[KEY_ECHO];
-
-	memset(seen, 0, sizeof(*seen));
-	for (pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
-		yaml_node_t *k = node(p, pair->key), *v = node(p, pair->value);
-		const struct key_row *row;
-		const struct table *tab;
-		unsigned int bit;
-		int ret;
-
-		if (k->type != YAML_SCALAR_NODE)
-			return fail(p, k->start_mark, "keys must be scalars");
-		row = find_key(tabs, n_tabs, scalar(k), &tab, &bit);
-		if (!row)
-			return fail(p, k->start_mark, "unknown key \"%s\"", printable(echo, scalar(k)));
-		if (seen->set & 1u << bit)
-			return fail(p, k->start_mark, "duplicate key \"%s\"", row->key);
-		seen->set |= 1u << bit;
-		seen->val[bit] = v;
-		ret = set_value(p, row, v, tab->base);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
-/* Runs after the whole walk, since `defaults:` may follow `destinations:`. */
-static void inherit_defaults(struct config *cfg, const struct dst_info *info)
-{
-	size_t i, r;
-
-	for (i = 0; i < cfg->n_dsts; i++) {
-		for (r = 0; r < ARRAY_SIZE(policy_keys); r++) {
-			if (info[i].policy_set & 1u << r)
-				continue;
-			memcpy((char *)&cfg->dsts[i].policy + policy_keys[r].offset,
-			       (char *)&cfg->defaults + policy_keys[r].offset, policy_keys[r].size);
-		}
-	}
-}
-
-/* The value node of `key` in mapping node map_id, or NULL (map_id 0: no mapping). */
-static const yaml_node_t *find_value(struct parse *p, int map_id, const char *key)
-{
-	yaml_node_t *map = map_id ? node(p, map_id) : NULL;
-	yaml_node_pair_t *pair;
-
-	if (!map || map->type != YAML_MAPPING_NODE)
-		return NULL;
-	for (pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
-		yaml_node_t *k = node(p, pair->key);
-
-		if (k->type == YAML_SCALAR_NODE && !strcmp(scalar(k), key))
-			return node(p, pair->value);
-	}
-	return NULL;
-}
-
-/* Where a policy was written: its own mapping, the defaults it inherits, and a fallback. */
-struct policy_src {
-	uint32_t own_set;
-	int own_id;
-	uint32_t dflt_set;
-	int dflt_id;
-	yaml_mark_t fallback;
-};
-
-/*
- * The node that gave policy key `a` (or else `b`, -1 for none) its value:
- * the policy's own mapping first, then defaults:. NULL for built-in values.
- */
-static const yaml_node_t *policy_node(struct parse *p, const struct policy_src *src, int a, int b)
-{
-	int keys[2] = { a, b }, i;
-
-	for (i = 0; i < 2; i++)
-		if (keys[i] >= 0 && src->own_set & 1u << keys[i])
-			return find_value(p, src->own_id, policy_keys[keys[i]].key);
-	for (i = 0; i < 2; i++)
-		if (keys[i] >= 0 && src->dflt_set & 1u << keys[i])
-			return find_value(p, src->dflt_id, policy_keys[keys[i]].key);
-	return NULL;
-}
-
-static yaml_mark_t policy_mark(struct parse *p, const struct policy_src *src, int a, int b)
-{
-	const yaml_node_t *n = policy_node(p, src, a, b);
-
-	return n ? n->start_mark : src->fallback;
-}
-
-/* Rules across keys, checked once defaults are inherited. */
-static int validate_policy(struct parse *p, const struct breaker_policy *pol,
-			   const struct policy_src *src)
-{
-	const yaml_node_t *size;
-	char buf[32];
-
-	if (pol->window_type == WINDOW_COUNT) {
-		size = policy_node(p, src, POL_WSIZE, -1);
-		if (size && duration_parse(scalar(size), &(uint64_t){ 0 }) != -EINVAL)
-			return fail(p, policy_mark(p, src, POL_WSIZE, POL_WTYPE),
-				    "window_size: a duration needs window_type: time");
-		if (pol->window_size > WINDOW_MAX_CALLS)
-			return fail(p, policy_mark(p, src, POL_WSIZE, POL_WTYPE),
-				    "window_size: a count window holds 1 to %u calls", WINDOW_MAX_CALLS);
-	}
-	if (pol->half_open_successes > pol->half_open_permits)
-		return fail(p, policy_mark(p, src, POL_SUCCESSES, POL_PERMITS),
-			    "half_open_successes: must not exceed half_open_permits (%" PRIu32 ")",
-			    pol->half_open_permits);
-	if (pol->max_open_duration_ns && pol->max_open_duration_ns < pol->open_duration_ns)
-		return fail(p, policy_mark(p, src, POL_MAX_OPEN, POL_OPEN),
-			    "max_open_duration: must not be shorter than open_duration (%s)",
-			    duration_text(buf, sizeof(buf), pol->open_duration_ns));
-	return 0;
-}
-
-static int validate_policies(struct parse *p, const struct config *cfg)
-{
-	struct policy_src src = { .own_set = p->defaults_set, .own_id = p->defaults_id };
-	size_t i;
-	int ret;
-
-	p->where = "defaults: ";
-	ret = validate_policy(p, &cfg->defaults, &src);
-	for (i = 0; !ret && i < cfg->n_dsts; i++) {
-		const yaml_node_t *map = node(p, p->info[i].map_id);
-
-		snprintf(p->where_buf, sizeof(p->where_buf), "destination \"%s\": ", cfg->dsts[i].name);
-		p->where = p->where_buf;
-		src = (struct policy_src){
-			.own_set = p->info[i].policy_set, .own_id = p->info[i].map_id,
-			.dflt_set = p->defaults_set, .dflt_id = p->defaults_id,
-			.fallback = map->start_mark,
-		};
-		ret = validate_policy(p, &cfg->dsts[i].policy, &src);
-	}
-	p->where = "";
-	return ret;
-}
-
-typedef int (*dst_key_fn)(const struct config_dst *a, const struct config_dst *b);
-
-static int name_key(const struct config_dst *a, const struct config_dst *b)
-{
-	return strcmp(a->name, b->name);
-}
-
-/* Names apart from addresses; a name by its text (case-insensitive), an address by prefix. */
-static int addr_key(const struct config_dst *a, const struct config_dst *b)
-{
-	bool na = a->host_kind == HOST_NAME, nb = b->host_kind == HOST_NAME;
-	int c;
-
-	if (na != nb)
-		return (int)na - (int)nb;
-	if (na)
-		c = strcasecmp(a->host, b->host);
-	else if (!(c = memcmp(a->addr, b->addr, sizeof(a->addr))))
-		c = (int)a->prefix_len - (int)b->prefix_len;
-	if (!c)
-		c = (int)a->port - (int)b->port;
-	/* The same address and port in two namespaces are two destinations. */
-	return c ? c : strcmp(a->netns, b->netns);
-}
-
-/* Ties break on position, so equal keys sort in file order. */
-static int by_key(const void *a, const void *b, dst_key_fn key)
-{
-	const struct config_dst *x = *(const struct config_dst *const *)a;
-	const struct config_dst *y = *(const struct config_dst *const *)b;
-	int c = key(x, y);
-
-	return c ? c : (x > y) - (x < y);
-}
-
-static int by_name(const void *a, const void *b)
-{
-	return by_key(a, b, name_key);
-}
-
-static int by_addr(const void *a, const void *b)
-{
-	return by_key(a, b, addr_key);
-}
-
-/*
- * Sorting keeps 65536 destinations off a quadratic path. Of all repeats,
- * report the one earliest in the file, as a linear scan would; *first gets
- * the entry it repeats.
- */
-static const struct config_dst *find_repeat(const struct config_dst **v, size_t n,
-					    dst_key_fn key, int (*by)(const void *, const void *),
-					    const struct config_dst **first)
-{
-	const struct config_dst *rep = NULL;
-	size_t i;
-
-	qsort(v, n, sizeof(*v), by);
-	for (i = 1; i < n; i++) {
-		if (!key(v[i - 1], v[i]) && (!rep || v[i] < rep)) {
-			rep = v[i];
-			*first = v[i - 1];
-		}
-	}
-	return rep;
-}
-
-static int check_unique(struct parse *p, const struct config *cfg)
-{
-	const struct config_dst **v, *rep, *first = NULL;
-	size_t i;
-	int ret = 0;
-
-	if (cfg->n_dsts < 2)
-		return 0;
-	v = malloc(cfg->n_dsts * sizeof(*v));
-	if (!v) {
-		errf(p->err, p->errlen, "%s: out of memory", p->fname);
-		return -ENOMEM;
-	}
-	for (i = 0; i < cfg->n_dsts; i++)
-		v[i] = &cfg->dsts[i];
-	rep = find_repeat(v, cfg->n_dsts, name_key, by_name, &first);
-	if (rep) {
-		ret = fail(p, p->info[rep - cfg->dsts].name_mark, "duplicate destination name \"%s\"",
-			   rep->name);
-		goto out;
-	}
-	rep = find_repeat(v, cfg->n_dsts, addr_key, by_addr, &first);
-	if (rep)
-		ret = fail(p, p->info[rep - cfg->dsts].host_mark,
-			   "destination \"%s\": same %s and port as destination \"%s\"", rep->name,
-			   rep->host_kind == HOST_NAME ? "host name" : "address", first->name);
-out:
-	free(v);
-	return ret;
+	return config_set_leaf(p, row, v, base);
 }
 
 /*
@@ -1041,53 +225,31 @@ out:
  */
 static void peek_max_destinations(struct parse *p, const yaml_node_t *root, uint32_t dflt)
 {
-	const yaml_node_t *v = find_value(p, node_id(p, root), "max_destinations");
+	int root_id = yamlwalk_node_id(&p->w, root);
+	const yaml_node_t *v = yamlwalk_find_value(&p->w, root_id, "max_destinations");
 	uint64_t u;
 
 	p->max_dsts = dflt;
-	if (v && v->type == YAML_SCALAR_NODE && !parse_uint(scalar(v), CONFIG_MAX_DESTINATIONS, &u) &&
-	    u >= 1)
+	if (v && v->type == YAML_SCALAR_NODE &&
+	    !config_parse_uint(yamlwalk_scalar(v), CONFIG_MAX_DESTINATIONS, &u) && u >= 1)
 		p->max_dsts = u;
 }
 
 static int load_and_walk(struct parse *p, struct config *cfg)
 {
-	struct table tab = { top_keys, ARRAY_SIZE(top_keys), cfg };
-	yaml_mark_t start = { 0 };
-	yaml_parser_t parser;
+	struct yamlwalk_table tab = { top_keys, ARRAY_SIZE(top_keys), cfg };
+	struct yamlwalk_seen seen;
 	yaml_node_t *root;
-	struct seen seen;
 	int ret;
 
-	if (!yaml_parser_initialize(&parser)) {
-		errf(p->err, p->errlen, "%s: out of memory", p->fname);
-		return -ENOMEM;
-	}
-	yaml_parser_set_input_string(&parser, p->buf, p->len);
-	/* On failure libyaml has already deleted the document. */
-	if (!yaml_parser_load(&parser, &p->doc)) {
-		ret = yaml_fail(p, &parser);
-		yaml_parser_delete(&parser);
-		return ret;
-	}
-	yaml_parser_delete(&parser);
-
-	root = yaml_document_get_root_node(&p->doc);
-	if (!root)
-		ret = fail(p, start, "empty document, expected a mapping");
-	else if (root->type != YAML_MAPPING_NODE)
-		ret = fail(p, root->start_mark, "the top level must be a mapping");
-	else {
+	ret = yamlwalk_load(&p->w, CONFIG_MAX_FILE_BYTES, &root);
+	if (!ret) {
 		peek_max_destinations(p, root, cfg->max_destinations);
 		ret = walk_map(p, root, &tab, 1, &seen);
 	}
-	if (!ret) {
-		inherit_defaults(cfg, p->info);
-		ret = validate_policies(p, cfg);
-	}
 	if (!ret)
-		ret = check_unique(p, cfg);
-	yaml_document_delete(&p->doc);
+		ret = config_check(p, cfg);
+	yamlwalk_unload(&p->w);
 	return ret;
 }
 
@@ -1124,35 +286,22 @@ int config_parse(struct config *cfg, const char *fname, const char *buf, size_t 
 		 char *err, size_t errlen)
 {
 	struct parse p = {
-		.fname = fname ? fname : "<config>",
-		.buf = (const unsigned char *)(buf ? buf : ""),
-		.len = buf ? len : 0,
-		.err = err,
-		.errlen = errlen,
-		.where = "",
+		.w = {
+			.fname = fname ? fname : "<config>",
+			.buf = (const unsigned char *)(buf ? buf : ""),
+			.len = buf ? len : 0,
+			.err = err,
+			.errlen = errlen,
+			.where = "",
+		},
 	};
 	struct config tmp;
-	const unsigned char *nul;
 	int ret;
 
 	config_init(&tmp);
 	if (errlen)
 		err[0] = '\0';
-	if (p.len > CONFIG_MAX_FILE_BYTES) {
-		errf(err, errlen, "%s: file is larger than %d MiB", p.fname, CONFIG_MAX_FILE_BYTES >> 20);
-		ret = -EINVAL;
-		goto out;
-	}
-	/* libyaml would call it a control character; name it plainly. */
-	nul = memchr(p.buf, 0, p.len);
-	if (nul) {
-		ret = fail(&p, offset_mark(p.buf, p.len, nul - p.buf), "NUL bytes are not allowed");
-		goto out;
-	}
-	ret = scan_events(&p);
-	if (!ret)
-		ret = load_and_walk(&p, &tmp);
-out:
+	ret = load_and_walk(&p, &tmp);
 	free(p.info);
 	if (ret) {
 		config_free(&tmp);
@@ -1163,90 +312,21 @@ out:
 	return ret;
 }
 
-#ifndef NSFS_MAGIC
-#define NSFS_MAGIC 0x6e736673
-#endif
-
-/*
- * A destination's netns: names a namespace file (/run/netns/NAME,
- * /proc/PID/ns/net); the kernel knows the namespace by that file's inode.
- * Found at load, so a namespace that is gone fails the start or the reload.
- */
-static int find_netns(struct config *cfg, const char *path, char *err, size_t errlen)
-{
-	struct statfs sf;
-	struct stat st;
-	const char *why;
-
-	for (size_t i = 0; i < cfg->n_dsts; i++) {
-		struct config_dst *d = &cfg->dsts[i];
-
-		if (!d->netns[0])
-			continue;
-		if (stat(d->netns, &st) || statfs(d->netns, &sf))
-			why = strerror(errno);
-		else if (sf.f_type != NSFS_MAGIC)
-			why = "not a namespace file (want /run/netns/NAME or /proc/PID/ns/net)";
-		else {
-			d->netns_ino = (uint32_t)st.st_ino;
-			continue;
-		}
-		errf(err, errlen, "%s:%d:%d: destination \"%s\": netns: %s: %s", path, d->netns_line,
-		     d->netns_col, d->name, d->netns, why);
-		config_free(cfg);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	char *buf = NULL;
 	size_t len = 0;
-	ssize_t n;
-	int fd, ret;
+	int ret;
 
 	config_init(cfg);
 	if (errlen)
 		err[0] = '\0';
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		errf(err, errlen, "%s: %s", path, strerror(-ret));
-		return ret;
-	}
-	/* One byte past the limit tells "too big" apart; read to EOF, st_size lies for pipes. */
-	buf = malloc(CONFIG_MAX_FILE_BYTES + 1);
-	if (!buf) {
-		ret = -ENOMEM;
-		errf(err, errlen, "%s: %s", path, strerror(-ret));
-		goto out;
-	}
-	for (;;) {
-		n = read(fd, buf + len, CONFIG_MAX_FILE_BYTES + 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret = -errno;
-			errf(err, errlen, "%s: %s", path, strerror(-ret));
-			goto out;
-		}
-		if (!n)
-			break;
-		len += n;
-		if (len > CONFIG_MAX_FILE_BYTES) {
-			ret = -EFBIG;
-			errf(err, errlen, "%s: file is larger than %d MiB", path,
-			     CONFIG_MAX_FILE_BYTES >> 20);
-			goto out;
-		}
-	}
-	ret = config_parse(cfg, path, buf, len, err, errlen);
+	ret = yamlwalk_read_file(path, CONFIG_MAX_FILE_BYTES, &buf, &len, err, errlen);
 	if (!ret)
-		ret = find_netns(cfg, path, err, errlen);
-out:
+		ret = config_parse(cfg, path, buf, len, err, errlen);
+	if (!ret)
+		ret = config_find_netns(cfg, path, err, errlen);
 	free(buf);
-	close(fd);
 	return ret;
 }
 
@@ -1257,79 +337,3 @@ void config_free(struct config *cfg)
 }
 
 
-int config_parse_addr(const char *s, uint8_t addr[16])
-{
-	uint8_t a[16] = { 0 };
-
-	if (!s)
-		return -EINVAL;
-	if (inet_pton(AF_INET, s, a + 12) == 1) {
-		a[10] = a[11] = 0xff;
-	} else if (inet_pton(AF_INET6, s, a) != 1) {
-		return -EINVAL;
-	}
-	memcpy(addr, a, sizeof(a));
-	return 0;
-}
-
-const char *config_mode_name(enum breaker_mode mode)
-{
-	return (unsigned)mode < ARRAY_SIZE(mode_names) ? mode_names[mode] : "enforce";
-}
-
-int config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefix_len)
-{
-	const char *slash = s ? strchr(s, '/') : NULL;
-	uint8_t a[16] = { 0 };
-	char buf[INET6_ADDRSTRLEN];
-	uint64_t n;
-	unsigned int len, i;
-
-	if (!slash || (size_t)(slash - s) >= sizeof(buf))
-		return -EINVAL;
-	memcpy(buf, s, slash - s);
-	buf[slash - s] = '\0';
-	if (inet_pton(AF_INET, buf, a + 12) == 1) {
-		a[10] = a[11] = 0xff;
-		if (parse_uint(slash + 1, 32, &n))
-			return -EINVAL;
-		len = 96 + n;
-	} else if (inet_pton(AF_INET6, buf, a) == 1) {
-		if (parse_uint(slash + 1, 128, &n))
-			return -EINVAL;
-		len = n;
-	} else {
-		return -EINVAL;
-	}
-	/* 10.0.0.1/8 is more likely a typo than a way to write 10.0.0.0/8. */
-	for (i = len; i < 128; i++)
-		if (a[i / 8] & 0x80 >> (i % 8))
-			return -ERANGE;
-	memcpy(addr, a, sizeof(a));
-	*prefix_len = len;
-	return 0;
-}
-
-bool config_valid_hostname(const char *s)
-{
-	const char *label = s, *p;
-	bool digits = true;
-
-	if (!s || !*s || strlen(s) > 253)
-		return false;
-	for (p = s;; p++) {
-		if (*p == '.' || !*p) {
-			/* 1..63 characters, no hyphen at either end. */
-			if (p == label || p - label > 63 || label[0] == '-' || p[-1] == '-')
-				return false;
-			if (!*p)
-				return !digits;
-			label = p + 1;
-			digits = true;
-		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-') {
-			digits = false;
-		} else if (*p < '0' || *p > '9') {
-			return false;
-		}
-	}
-}

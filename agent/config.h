@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "addr.h"
+#include "policy.h"
 
 #define CONFIG_NAME_MAX 64	/* destination name, NUL included */
 #define CONFIG_HOST_MAX 256	/* host as written, NUL included */
@@ -16,56 +18,6 @@
 #define CONFIG_ERR_MAX 512	/* room for one "file:line:col: message" */
 #define CONFIG_MAX_FILE_BYTES (1 << 20)
 #define CONFIG_MAX_DESTINATIONS 1048576	/* the most max_destinations may allow */
-
-enum breaker_mode {
-	MODE_ENFORCE = 0,	/* blocks open destinations */
-	MODE_OBSERVE = 1,	/* state machine runs, never blocks: metrics_only */
-	MODE_DISABLED = 2,	/* machine stopped, always allows: disabled */
-	MODE_FORCED_OPEN = 3,	/* machine stopped, always blocks: forced_open */
-};
-
-enum window_type {
-	WINDOW_COUNT = 0,	/* the last window_size calls */
-	WINDOW_TIME = 1,	/* the calls of the last window_size seconds */
-};
-
-/*
- * breaker_policy.failures: which outcomes count as failures. Bit i is
- * enum kb_result i (breaker.c asserts it); reset is an RST on an established
- * connection, fed by breaker_record_reset().
- */
-#define POLICY_FAIL_REFUSED (1u << 1)
-#define POLICY_FAIL_TIMEOUT (1u << 2)
-#define POLICY_FAIL_UNREACHABLE (1u << 3)
-#define POLICY_FAIL_ERROR (1u << 4)
-#define POLICY_FAIL_RESET (1u << 8)
-#define POLICY_FAIL_DEFAULT \
-	(POLICY_FAIL_REFUSED | POLICY_FAIL_TIMEOUT | POLICY_FAIL_UNREACHABLE | POLICY_FAIL_ERROR)
-
-/*
- * Breaker policy; `defaults:` fills it, each destination may override any key.
- * A zeroed field means "off" (or "the natural default" where noted), so a
- * policy built by hand needs only the fields it uses; config_policy_defaults()
- * gives the built-in values.
- */
-struct breaker_policy {
-	enum breaker_mode mode;
-	uint32_t consecutive_failures;	/* trip after this many failures in a row; 0: off */
-	uint64_t open_duration_ns;	/* first open period, > 0 */
-	uint32_t half_open_permits;	/* probes let through in half_open, >= 1 */
-	uint32_t failure_rate_threshold;	/* percent of calls in the window; 0: off */
-	enum window_type window_type;
-	uint32_t window_size;		/* count: calls (1..1000); time: seconds (1..3600) */
-	uint32_t minimum_calls;		/* rates are evaluated from this many calls on; 0 = 1 */
-	uint64_t slow_call_duration_ns;	/* a call is slow when it took longer; 0: none is */
-	uint32_t slow_call_rate_threshold;	/* percent of calls in the window; 0: off */
-	uint32_t failures;		/* POLICY_FAIL_* */
-	uint64_t max_open_duration_ns;	/* backoff cap, >= open_duration; 0: no backoff */
-	uint32_t jitter_percent;	/* open periods vary by +-this percent, 0..100 */
-	uint32_t half_open_successes;	/* successes that close half_open; 0: all permits */
-	uint64_t max_half_open_duration_ns;	/* half_open -> open after this long; 0: never */
-	uint64_t recovery_ramp_ns;	/* admission ramp after closing; 0: off */
-};
 
 enum host_kind {
 	HOST_ADDR = 0,	/* an IPv4 or IPv6 literal */
@@ -129,18 +81,17 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 /* Release what config_parse allocated; cfg is empty afterwards. */
 void config_free(struct config *cfg);
 
-/* Parse an IPv4 or IPv6 literal into the normalised 16-byte form. 0 or -EINVAL. */
-int config_parse_addr(const char *s, uint8_t addr[16]);
+/* Parse an IPv4 or IPv6 literal into the normalised 16-byte form: addr_parse(). */
+static inline int config_parse_addr(const char *s, uint8_t addr[16])
+{
+	return addr_parse(s, addr);
+}
 
-/*
- * Parse a CIDR prefix "a.b.c.d/n" (n 0..32) or "x::/n" (n 0..128) into the
- * 16-byte form and a prefix length in that space (96 + n for IPv4).
- * Returns 0, -ERANGE when host bits are set beyond the prefix ("10.0.0.1/8",
- * more likely a typo than a way to write 10.0.0.0/8), or -EINVAL for anything
- * else that is not a prefix. A /32 (/128) is one address: it duplicates the
- * plain address with the same port.
- */
-int config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefix_len);
+/* Parse a CIDR prefix into the 16-byte form and a 128-bit prefix length: addr_parse_cidr(). */
+static inline int config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefix_len)
+{
+	return addr_parse_cidr(s, addr, prefix_len);
+}
 
 /*
  * Whether s is a DNS host name by RFC 1123: dot-separated labels of 1..63

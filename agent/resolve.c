@@ -47,9 +47,7 @@ int resolve_name(const char *name, kb_addr_t **addrs, size_t *n)
 		if (ai->ai_family == AF_INET) {
 			const struct sockaddr_in *sin = (const void *)ai->ai_addr;
 
-			v[count][10] = v[count][11] = 0xff;
-			memcpy(&v[count][12], &sin->sin_addr, 4);
-			count++;
+			addr_from_v4(v[count++], &sin->sin_addr);
 		} else if (ai->ai_family == AF_INET6) {
 			const struct sockaddr_in6 *sin6 = (const void *)ai->ai_addr;
 

@@ -8,9 +8,7 @@
 #define KB_RESOLVE_H
 
 #include <stddef.h>
-#include <stdint.h>
-
-typedef uint8_t kb_addr_t[16];
+#include "addr.h"
 
 /*
  * Resolve name into a malloc'd array *addrs of *n addresses. Returns 0 or

@@ -1,25 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
 #include <stdio.h>
-#include <string.h>
-#include <arpa/inet.h>
 #include <json-c/json.h>
+#include "config.h"
 #include "status.h"
-
-static const uint8_t v4_mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-static bool is_v4(const uint8_t addr[16])
-{
-	return !memcmp(addr, v4_mapped_prefix, sizeof(v4_mapped_prefix));
-}
-
-void status_addr_text(const uint8_t addr[16], char *buf, size_t len)
-{
-	if (is_v4(addr))
-		inet_ntop(AF_INET, addr + 12, buf, len);
-	else
-		inet_ntop(AF_INET6, addr, buf, len);
-}
 
 static double secs(uint64_t from, uint64_t to)
 {
@@ -47,21 +31,17 @@ static void put(json_object *obj, const char *key, json_object *val, bool *ok)
 static json_object *dst_json(const struct status_dst *d, uint64_t now, bool *ok)
 {
 	json_object *o = json_object_new_object(), *connects, *addrs;
-	char addr[INET6_ADDRSTRLEN + 4] = "";
+	char addr[ADDR_TEXT_MAX] = "";
 	uint64_t failures = 0;
 
 	if (!o) {
 		*ok = false;
 		return NULL;
 	}
-	if (d->addr) {
-		status_addr_text(d->addr, addr, sizeof(addr));
-		if (d->prefix_len < 128)
-			snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "/%u",
-				 is_v4(d->addr) ? d->prefix_len - 96 : d->prefix_len);
-	} else if (d->n_addrs) {
-		status_addr_text(d->addrs[0], addr, sizeof(addr));
-	}
+	if (d->addr)
+		addr_prefix_text(d->addr, d->prefix_len, addr, sizeof(addr));
+	else if (d->n_addrs)
+		addr_text(d->addrs[0], addr, sizeof(addr));
 	put(o, "name", json_object_new_string(d->name), ok);
 	put(o, "host", json_object_new_string(d->host ? d->host : ""), ok);
 	put(o, "address", json_object_new_string(addr), ok);
@@ -89,7 +69,7 @@ static json_object *dst_json(const struct status_dst *d, uint64_t now, bool *ok)
 	for (size_t k = 0; addrs && k < d->n_addrs; k++) {
 		json_object *a = json_object_new_object();
 
-		status_addr_text(d->addrs[k], addr, sizeof(addr));
+		addr_text(d->addrs[k], addr, sizeof(addr));
 		put(a, "address", json_object_new_string(addr), ok);
 		if (d->member_states)
 			put(a, "state", json_object_new_string(breaker_state_name(d->member_states[k])), ok);

@@ -17,7 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "config.h"
+#include "policy.h"
 
 #define WINDOW_MAX_CALLS 1000
 #define WINDOW_MAX_SECONDS 3600

@@ -46,6 +46,7 @@ struct ctl_opts {
 	long interval_ms;
 	long count;		/* watch: 0 = until interrupted */
 	int json;
+	int watch_opts;		/* --interval or --count given */
 };
 
 /* A duration (agent/duration.h: "500ms", "2s", "1m") -> milliseconds in [min_ms, max_ms]. 0 or -EINVAL. */
@@ -179,6 +180,83 @@ static int cmd_watch(const struct ctl_opts *o)
 	return ok ? 0 : 1;
 }
 
+/* One option getopt_long() returned, into o. -1 to go on, else main()'s exit status. */
+static int take_option(int c, struct ctl_opts *o)
+{
+	char *end;
+
+	switch (c) {
+	case 'u':
+		o->url = optarg;
+		return -1;
+	case 't':
+		if (parse_duration_ms(optarg, 1, 3600000, &o->timeout_ms)) {
+			fprintf(stderr, "kbreakerctl: --timeout: \"%s\" is not a duration between 1ms and 1h\n",
+				optarg);
+			return 2;
+		}
+		return -1;
+	case 'j':
+		o->json = 1;
+		return -1;
+	case 'i':
+		if (parse_duration_ms(optarg, 10, 3600000, &o->interval_ms)) {
+			fprintf(stderr, "kbreakerctl: --interval: \"%s\" is not a duration between 10ms and 1h\n",
+				optarg);
+			return 2;
+		}
+		o->watch_opts = 1;
+		return -1;
+	case 'n':
+		errno = 0;
+		o->count = strtol(optarg, &end, 10);
+		if (errno || end == optarg || *end || o->count < 1) {
+			fprintf(stderr, "kbreakerctl: --count: \"%s\" is not a positive integer\n", optarg);
+			return 2;
+		}
+		o->watch_opts = 1;
+		return -1;
+	case 'h':
+		fputs(usage, stdout);
+		return 0;
+	case 'V':
+		printf("kbreakerctl %s\n", KB_VERSION);
+		return 0;
+	default:
+		fputs(usage, stderr);
+		return 2;
+	}
+}
+
+/* The one command left after the options, if it goes with them; NULL after saying why. */
+static const char *take_command(int argc, char **argv, const struct ctl_opts *o)
+{
+	const char *cmd;
+
+	if (optind >= argc) {
+		fprintf(stderr, "kbreakerctl: missing command (status or watch)\n%s", usage);
+		return NULL;
+	}
+	cmd = argv[optind];
+	if (optind + 1 < argc) {
+		fprintf(stderr, "kbreakerctl: unexpected argument \"%s\"\n", argv[optind + 1]);
+		return NULL;
+	}
+	if (strcmp(cmd, "status") && strcmp(cmd, "watch")) {
+		fprintf(stderr, "kbreakerctl: unknown command \"%s\" (status or watch)\n", cmd);
+		return NULL;
+	}
+	if (!strcmp(cmd, "status") && o->watch_opts) {
+		fprintf(stderr, "kbreakerctl: --interval and --count belong to watch\n");
+		return NULL;
+	}
+	if (!strcmp(cmd, "watch") && o->json) {
+		fprintf(stderr, "kbreakerctl: --json belongs to status\n");
+		return NULL;
+	}
+	return cmd;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -192,77 +270,19 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct ctl_opts o = { .url = DEFAULT_URL, .timeout_ms = 5000, .interval_ms = 1000 };
-	int c, rc, seen_json = 0, seen_watch = 0;
 	const char *cmd, *env = getenv("KBREAKER_URL");
-	char *end;
+	int c, rc;
 
 	if (env && *env)
 		o.url = env;
 	while ((c = getopt_long(argc, argv, "u:t:jn:hV", opts, NULL)) != -1) {
-		switch (c) {
-		case 'u':
-			o.url = optarg;
-			break;
-		case 't':
-			if (parse_duration_ms(optarg, 1, 3600000, &o.timeout_ms)) {
-				fprintf(stderr, "kbreakerctl: --timeout: \"%s\" is not a duration between 1ms and 1h\n",
-					optarg);
-				return 2;
-			}
-			break;
-		case 'j':
-			o.json = 1;
-			seen_json = 1;
-			break;
-		case 'i':
-			if (parse_duration_ms(optarg, 10, 3600000, &o.interval_ms)) {
-				fprintf(stderr, "kbreakerctl: --interval: \"%s\" is not a duration between 10ms and 1h\n",
-					optarg);
-				return 2;
-			}
-			seen_watch = 1;
-			break;
-		case 'n':
-			errno = 0;
-			o.count = strtol(optarg, &end, 10);
-			if (errno || end == optarg || *end || o.count < 1) {
-				fprintf(stderr, "kbreakerctl: --count: \"%s\" is not a positive integer\n", optarg);
-				return 2;
-			}
-			seen_watch = 1;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		case 'V':
-			printf("kbreakerctl %s\n", KB_VERSION);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 2;
-		}
+		rc = take_option(c, &o);
+		if (rc >= 0)
+			return rc;
 	}
-	if (optind >= argc) {
-		fprintf(stderr, "kbreakerctl: missing command (status or watch)\n%s", usage);
+	cmd = take_command(argc, argv, &o);
+	if (!cmd)
 		return 2;
-	}
-	cmd = argv[optind];
-	if (optind + 1 < argc) {
-		fprintf(stderr, "kbreakerctl: unexpected argument \"%s\"\n", argv[optind + 1]);
-		return 2;
-	}
-	if (strcmp(cmd, "status") && strcmp(cmd, "watch")) {
-		fprintf(stderr, "kbreakerctl: unknown command \"%s\" (status or watch)\n", cmd);
-		return 2;
-	}
-	if (!strcmp(cmd, "status") && seen_watch) {
-		fprintf(stderr, "kbreakerctl: --interval and --count belong to watch\n");
-		return 2;
-	}
-	if (!strcmp(cmd, "watch") && seen_json) {
-		fprintf(stderr, "kbreakerctl: --json belongs to status\n");
-		return 2;
-	}
 	if (fetch_init()) {
 		fprintf(stderr, "kbreakerctl: cannot initialise libcurl\n");
 		return 1;

@@ -12,6 +12,7 @@ FUZZ_SHORT_SECONDS ?= 30
 SOAK_SECONDS ?= 60
 FUZZ_CC ?= $(CLANG)
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_config
+FUZZ_SRCS := agent/config.c agent/config_value.c agent/config_check.c agent/yamlwalk.c agent/addr.c agent/duration.c
 
 .PHONY: fuzz fuzz-short fuzz-build soak
 
@@ -19,13 +20,13 @@ $(BUILD)/httpabuse $(BUILD)/loadgen $(BUILD)/killconnect: $(BUILD)/%: tests/tool
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ -lpthread
 
-# libFuzzer + ASan + UBSan; links config.c and duration.c alone (pure: no log, no BPF).
-$(FUZZ_BIN): tests/fuzz/fuzz_config.c agent/config.c agent/config.h agent/duration.c
+# libFuzzer + ASan + UBSan; links the config parser alone (pure: no log, no BPF).
+$(FUZZ_BIN): tests/fuzz/fuzz_config.c $(FUZZ_SRCS) agent/config.h
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) -g -O1 $(WARN) -std=gnu11 -D_GNU_SOURCE -Iagent -Iinclude \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		tests/fuzz/fuzz_config.c agent/config.c agent/duration.c -o $@ -lyaml
+		tests/fuzz/fuzz_config.c $(FUZZ_SRCS) -o $@ -lyaml
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <cmocka.h>
 #include "kb_test.h"
-#include "config.h"
 #include "status.h"
 
 
@@ -42,10 +41,10 @@ static void test_destinations(void **state)
 	struct status_dst d[3];
 	char *text;
 
-	assert_int_equal(config_parse_addr("127.0.0.1", v4), 0);
-	assert_int_equal(config_parse_cidr("10.1.0.0/16", net, &prefix), 0);
-	assert_int_equal(config_parse_addr("::1", a1), 0);
-	assert_int_equal(config_parse_addr("192.0.2.7", a2), 0);
+	assert_int_equal(addr_parse("127.0.0.1", v4), 0);
+	assert_int_equal(addr_parse_cidr("10.1.0.0/16", net, &prefix), 0);
+	assert_int_equal(addr_parse("::1", a1), 0);
+	assert_int_equal(addr_parse("192.0.2.7", a2), 0);
 	memcpy(both[0], a1, 16);
 	memcpy(both[1], a2, 16);
 	addrs = (const uint8_t (*)[16])both;

@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * config_check: the rules across keys, applied once the walk is done (so
+ * `defaults:` may come after `destinations:`): inheritance, each policy's
+ * consistency, unique names and addresses, and the netns files config_load()
+ * looks up. Messages point at the key that decided, in the destination or in
+ * defaults:.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include "config_schema.h"
+#include "duration.h"
+#include "window.h"
+
+/* Runs after the whole walk, since `defaults:` may follow `destinations:`. */
+static void inherit_defaults(struct config *cfg, const struct dst_info *info)
+{
+	size_t i, r;
+
+	for (i = 0; i < cfg->n_dsts; i++) {
+		for (r = 0; r < N_POLICY_KEYS; r++) {
+			if (info[i].policy_set & 1u << r)
+				continue;
+			memcpy((char *)&cfg->dsts[i].policy + config_policy_keys[r].offset,
+			       (char *)&cfg->defaults + config_policy_keys[r].offset, config_policy_keys[r].size);
+		}
+	}
+}
+
+/* Where a policy was written: its own mapping, the defaults it inherits, and a fallback. */
+struct policy_src {
+	uint32_t own_set;
+	int own_id;
+	uint32_t dflt_set;
+	int dflt_id;
+	yaml_mark_t fallback;
+};
+
+/*
+ * The node that gave policy key `a` (or else `b`, -1 for none) its value:
+ * the policy's own mapping first, then defaults:. NULL for built-in values.
+ */
+static const yaml_node_t *policy_node(struct parse *p, const struct policy_src *src, int a, int b)
+{
+	int keys[2] = { a, b }, i;
+
+	for (i = 0; i < 2; i++)
+		if (keys[i] >= 0 && src->own_set & 1u << keys[i])
+			return yamlwalk_find_value(&p->w, src->own_id, config_policy_keys[keys[i]].key);
+	for (i = 0; i < 2; i++)
+		if (keys[i] >= 0 && src->dflt_set & 1u << keys[i])
+			return yamlwalk_find_value(&p->w, src->dflt_id, config_policy_keys[keys[i]].key);
+	return NULL;
+}
+
+static yaml_mark_t policy_mark(struct parse *p, const struct policy_src *src, int a, int b)
+{
+	const yaml_node_t *n = policy_node(p, src, a, b);
+
+	return n ? n->start_mark : src->fallback;
+}
+
+/* Rules across keys, checked once defaults are inherited. */
+static int validate_policy(struct parse *p, const struct breaker_policy *pol,
+			   const struct policy_src *src)
+{
+	const yaml_node_t *size;
+	char buf[32];
+
+	if (pol->window_type == WINDOW_COUNT) {
+		size = policy_node(p, src, POL_WSIZE, -1);
+		if (size && duration_parse(yamlwalk_scalar(size), &(uint64_t){ 0 }) != -EINVAL)
+			return fail(p, policy_mark(p, src, POL_WSIZE, POL_WTYPE),
+				    "window_size: a duration needs window_type: time");
+		if (pol->window_size > WINDOW_MAX_CALLS)
+			return fail(p, policy_mark(p, src, POL_WSIZE, POL_WTYPE),
+				    "window_size: a count window holds 1 to %u calls", WINDOW_MAX_CALLS);
+	}
+	if (pol->half_open_successes > pol->half_open_permits)
+		return fail(p, policy_mark(p, src, POL_SUCCESSES, POL_PERMITS),
+			    "half_open_successes: must not exceed half_open_permits (%" PRIu32 ")",
+			    pol->half_open_permits);
+	if (pol->max_open_duration_ns && pol->max_open_duration_ns < pol->open_duration_ns)
+		return fail(p, policy_mark(p, src, POL_MAX_OPEN, POL_OPEN),
+			    "max_open_duration: must not be shorter than open_duration (%s)",
+			    duration_text(buf, sizeof(buf), pol->open_duration_ns));
+	return 0;
+}
+
+static int validate_policies(struct parse *p, const struct config *cfg)
+{
+	struct policy_src src = { .own_set = p->defaults_set, .own_id = p->defaults_id };
+	size_t i;
+	int ret;
+
+	p->w.where = "defaults: ";
+	ret = validate_policy(p, &cfg->defaults, &src);
+	for (i = 0; !ret && i < cfg->n_dsts; i++) {
+		const yaml_node_t *map = node(p, p->info[i].map_id);
+
+		yamlwalk_where(&p->w, "destination \"%s\": ", cfg->dsts[i].name);
+		src = (struct policy_src){
+			.own_set = p->info[i].policy_set, .own_id = p->info[i].map_id,
+			.dflt_set = p->defaults_set, .dflt_id = p->defaults_id,
+			.fallback = map->start_mark,
+		};
+		ret = validate_policy(p, &cfg->dsts[i].policy, &src);
+	}
+	p->w.where = "";
+	return ret;
+}
+
+typedef int (*dst_key_fn)(const struct config_dst *a, const struct config_dst *b);
+
+static int name_key(const struct config_dst *a, const struct config_dst *b)
+{
+	return strcmp(a->name, b->name);
+}
+
+/* Names apart from addresses; a name by its text (case-insensitive), an address by prefix. */
+static int addr_key(const struct config_dst *a, const struct config_dst *b)
+{
+	bool na = a->host_kind == HOST_NAME, nb = b->host_kind == HOST_NAME;
+	int c;
+
+	if (na != nb)
+		return (int)na - (int)nb;
+	if (na)
+		c = strcasecmp(a->host, b->host);
+	else if (!(c = memcmp(a->addr, b->addr, sizeof(a->addr))))
+		c = (int)a->prefix_len - (int)b->prefix_len;
+	if (!c)
+		c = (int)a->port - (int)b->port;
+	/* The same address and port in two namespaces are two destinations. */
+	return c ? c : strcmp(a->netns, b->netns);
+}
+
+/* Ties break on position, so equal keys sort in file order. */
+static int by_key(const void *a, const void *b, dst_key_fn key)
+{
+	const struct config_dst *x = *(const struct config_dst *const *)a;
+	const struct config_dst *y = *(const struct config_dst *const *)b;
+	int c = key(x, y);
+
+	return c ? c : (x > y) - (x < y);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return by_key(a, b, name_key);
+}
+
+static int by_addr(const void *a, const void *b)
+{
+	return by_key(a, b, addr_key);
+}
+
+/*
+ * Sorting keeps 65536 destinations off a quadratic path. Of all repeats,
+ * report the one earliest in the file, as a linear scan would; *first gets
+ * the entry it repeats.
+ */
+static const struct config_dst *find_repeat(const struct config_dst **v, size_t n,
+					    dst_key_fn key, int (*by)(const void *, const void *),
+					    const struct config_dst **first)
+{
+	const struct config_dst *rep = NULL;
+	size_t i;
+
+	qsort(v, n, sizeof(*v), by);
+	for (i = 1; i < n; i++) {
+		if (!key(v[i - 1], v[i]) && (!rep || v[i] < rep)) {
+			rep = v[i];
+			*first = v[i - 1];
+		}
+	}
+	return rep;
+}
+
+static int check_unique(struct parse *p, const struct config *cfg)
+{
+	const struct config_dst **v, *rep, *first = NULL;
+	size_t i;
+	int ret = 0;
+
+	if (cfg->n_dsts < 2)
+		return 0;
+	v = malloc(cfg->n_dsts * sizeof(*v));
+	if (!v) {
+		return yamlwalk_nomem(&p->w);
+	}
+	for (i = 0; i < cfg->n_dsts; i++)
+		v[i] = &cfg->dsts[i];
+	rep = find_repeat(v, cfg->n_dsts, name_key, by_name, &first);
+	if (rep) {
+		ret = fail(p, p->info[rep - cfg->dsts].name_mark, "duplicate destination name \"%s\"",
+			   rep->name);
+		goto out;
+	}
+	rep = find_repeat(v, cfg->n_dsts, addr_key, by_addr, &first);
+	if (rep)
+		ret = fail(p, p->info[rep - cfg->dsts].host_mark,
+			   "destination \"%s\": same %s and port as destination \"%s\"", rep->name,
+			   rep->host_kind == HOST_NAME ? "host name" : "address", first->name);
+out:
+	free(v);
+	return ret;
+}
+
+int config_check(struct parse *p, struct config *cfg)
+{
+	int ret;
+
+	inherit_defaults(cfg, p->info);
+	ret = validate_policies(p, cfg);
+	return ret ? ret : check_unique(p, cfg);
+}
+
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+
+/*
+ * A destination's netns: names a namespace file (/run/netns/NAME,
+ * /proc/PID/ns/net); the kernel knows the namespace by that file's inode.
+ * Found at load, so a namespace that is gone fails the start or the reload.
+ */
+int config_find_netns(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct statfs sf;
+	struct stat st;
+	const char *why;
+
+	for (size_t i = 0; i < cfg->n_dsts; i++) {
+		struct config_dst *d = &cfg->dsts[i];
+
+		if (!d->netns[0])
+			continue;
+		if (stat(d->netns, &st) || statfs(d->netns, &sf))
+			why = strerror(errno);
+		else if (sf.f_type != NSFS_MAGIC)
+			why = "not a namespace file (want /run/netns/NAME or /proc/PID/ns/net)";
+		else {
+			d->netns_ino = (uint32_t)st.st_ino;
+			continue;
+		}
+		yamlwalk_errf(err, errlen, "%s:%d:%d: destination \"%s\": netns: %s: %s", path, d->netns_line,
+		     d->netns_col, d->name, d->netns, why);
+		config_free(cfg);
+		return -EINVAL;
+	}
+	return 0;
+}
