@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <linux/types.h>
 #include "kb_abi.h"
+#include "prog_stats.h"
 
 struct kb_bpf;
 
@@ -42,13 +43,6 @@ int kb_cgroup2_root(char *buf, size_t len);
 
 /* Load, size and attach everything. Returns 0 or -errno, logged here. */
 int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts);
-
-struct kb_prog_stats {
-	const char *name;	/* program name, as in bpftool prog show */
-	uint64_t run_cnt;	/* 0 unless kernel.bpf_stats_enabled */
-	uint64_t run_time_ns;
-	uint64_t recursion_misses;	/* runs the kernel skipped: the program was already running on that CPU */
-};
 
 /* Run counts of every program; fills up to max, returns how many. */
 size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max);
