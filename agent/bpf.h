@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * bpf: loads kb_observe and kb_enforce, attaches them, and is the only
- * module that touches their maps. The connect hooks' links are owned by
- * this process and never pinned, so when kbreakerd exits for any reason
- * the kernel detaches them and nothing stays blocked (fail open); with
- * state_dir only the observing links are pinned.
+ * module that touches their maps (bpf.c: open, probe, attach; bpf_maps.c:
+ * the maps). The connect hooks' links are never pinned: when kbreakerd
+ * exits for any reason the kernel detaches them and nothing stays blocked
+ * (fail open). Without state_dir nothing is pinned; with it the maps and
+ * the observing links are, so observation goes on across a restart.
  */
 #ifndef KB_BPF_H
 #define KB_BPF_H
