@@ -34,7 +34,7 @@ SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 
 # Pure modules: no BPF, no clock, no I/O beyond reading a file; linked into unit tests.
 PURE_SRCS := agent/config.c agent/duration.c agent/breaker.c agent/window.c agent/metrics.c agent/status.c
-AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/bpf_maps.c agent/http.c agent/log.c agent/agent.c agent/resolve.c agent/privs.c
+AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/bpf_maps.c agent/http.c agent/http_admit.c agent/log.c agent/agent.c agent/resolve.c agent/privs.c
 AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 PURE_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(PURE_SRCS)) $(BUILD)/agent/log.o
 
