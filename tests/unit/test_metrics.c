@@ -21,6 +21,15 @@ static char *render(const struct metrics_agent *info, const struct metrics_dst *
 	return buf;
 }
 
+/* Where the per-destination families begin in a rendering. */
+static const char *per_destination(const char *text)
+{
+	const char *body = strstr(text, "# HELP circuit_breaker_state ");
+
+	assert_non_null(body);
+	return body;
+}
+
 /* The HELP and TYPE lines of each per-destination family, as every test expects them. */
 #define HEAD_STATE \
 	"# HELP circuit_breaker_state Breaker state: 1 for the current state, 0 for the others.\n" \
@@ -138,7 +147,8 @@ static void test_one_destination(void **state)
 	struct metrics_agent info = { .version = "1.2.3", .kernel = "6.1.0" };
 	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
 	struct metrics_dst d = { .name = "payments", .state = BS_HALF_OPEN, .transitions = tr };
-	char *text, *body;
+	const char *body;
+	char *text;
 
 	tr[BS_CLOSED][BS_OPEN] = 2;
 	tr[BS_OPEN][BS_HALF_OPEN] = 1;
@@ -160,8 +170,7 @@ static void test_one_destination(void **state)
 	d.stats.lat_slots[23] = 2;	/* >= 8.4 s: only in +Inf */
 	d.stats.lat_sum_ns = 1500000000ULL;
 	text = render(&info, &d, 1);
-	body = strstr(text, "# HELP circuit_breaker_state ");
-	assert_non_null(body);
+	body = per_destination(text);
 	assert_string_equal(body,
 		HEAD_STATE
 		"circuit_breaker_state{circuit_name=\"payments\",state=\"closed\"} 0\n"
@@ -242,14 +251,14 @@ static void test_compact(void **state)
 		.name = "db", .state = BS_OPEN, .transitions = tr, .consecutive_failures = 0,
 		.failure_rate = 1.0, .last_transition_wall = 1700000000.0,
 	};
-	char *text, *body;
+	const char *body;
+	char *text;
 
 	tr[BS_CLOSED][BS_OPEN] = 1;
 	d.stats.connects[KB_RES_REFUSED] = 5;
 	d.stats.blocked = 2;
 	text = render(&info, &d, 1);
-	body = strstr(text, "# HELP circuit_breaker_state ");
-	assert_non_null(body);
+	body = per_destination(text);
 	assert_string_equal(body,
 		HEAD_STATE
 		"circuit_breaker_state{circuit_name=\"db\",state=\"open\"} 1\n"
