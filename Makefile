@@ -39,8 +39,8 @@ PURE_SRCS := agent/addr.c agent/yamlwalk.c agent/config.c agent/config_value.c a
 # The running agent: breakers in slots, restarts, names, reloads, what HTTP shows.
 AGENT_CORE_SRCS := agent/agent.c agent/slots.c agent/saved.c agent/resolver.c agent/reload.c \
                    agent/reload_write.c agent/views.c
-AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/http.c agent/log.c agent/resolve.c agent/privs.c \
-              $(AGENT_CORE_SRCS)
+AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/bpf_maps.c agent/http.c agent/http_admit.c \
+              agent/log.c agent/resolve.c agent/privs.c $(AGENT_CORE_SRCS)
 AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 PURE_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(PURE_SRCS)) $(BUILD)/agent/log.o
 
@@ -113,8 +113,8 @@ $(BUILD)/agent/%.o: agent/%.c | $(BUILD)/agent
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-# The loader includes the skeletons.
-$(BUILD)/agent/bpf.o: $(SKELS)
+# The loader and the map code include the skeletons.
+$(BUILD)/agent/bpf.o $(BUILD)/agent/bpf_maps.o: $(SKELS)
 
 $(BUILD)/kbreakerd: $(AGENT_OBJS)
 	$(call msg,LINK,$@)

@@ -10,17 +10,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 #include "agent.h"
+#include "clock.h"
 #include "kb_abi.h"
-
-static inline uint64_t clock_mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static inline const struct config_dst *slot_cfg(const struct agent *a, const struct agent_slot *s)
 {

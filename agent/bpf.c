@@ -1,4 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * bpf: open, probe the kernel, load, pin (state_dir) and attach; detach and
+ * close. What is done with the maps once loaded is in bpf_maps.c.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,26 +18,8 @@
 #include <sys/vfs.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "bpf.h"
+#include "bpf_priv.h"
 #include "log.h"
-#include "persist.h"
-#include "kb_observe.skel.h"
-#include "kb_enforce.skel.h"
-
-struct kb_bpf {
-	struct kb_observe *obs;
-	struct kb_enforce *enf;
-	struct ring_buffer *rb;
-	int cgroup_fd;
-	int ncpus;
-	struct kb_dst_stats *percpu;	/* scratch for one per-CPU lookup */
-	kb_event_fn event_fn;
-	void *event_ctx;
-	bool set_retval;
-	bool adopted;		/* maps reused from state_dir */
-	__u32 last_gen;		/* kb_verdict.gen of the latest write */
-	uint64_t portless;	/* keys with port "any": while any, kb_ports proves nothing */
-};
 
 /*
  * state_dir must sit on bpffs. The usual /sys/fs/bpf is often not mounted
@@ -354,103 +340,15 @@ static int on_sample(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-/* Set the prefilter bit of a network-order port in both objects (kb_maps.bpf.h). */
-static void port_bit_set(struct kb_bpf *k, __u16 nport)
+/* The handle and its per-CPU scratch buffer. NULL with errno set. */
+static struct kb_bpf *handle_new(void)
 {
-	__u32 bit = 1U << (nport & 31);
-
-	__atomic_fetch_or(&k->obs->bss->kb_ports[nport >> 5], bit, __ATOMIC_RELEASE);
-	__atomic_fetch_or(&k->enf->bss->kb_ports[nport >> 5], bit, __ATOMIC_RELEASE);
-}
-
-static void ports_exact(struct kb_bpf *k)
-{
-	__u32 exact = !k->portless;
-
-	__atomic_store_n(&k->obs->bss->kb_ports_exact, exact, __ATOMIC_RELEASE);
-	__atomic_store_n(&k->enf->bss->kb_ports_exact, exact, __ATOMIC_RELEASE);
-}
-
-/*
- * A key is about to exist: its port's bit first, or "exact" off for an
- * any-port key, so the prefilter never hides it. Bits stay set when keys
- * go (a stale bit costs a lookup, never a miss).
- */
-static void port_note(struct kb_bpf *k, __u16 nport)
-{
-	if (nport) {
-		port_bit_set(k, nport);
-		return;
-	}
-	k->portless++;
-	ports_exact(k);
-}
-
-static void port_forget(struct kb_bpf *k, __u16 nport)
-{
-	if (!nport || !k->portless)
-		return;
-	k->portless--;
-	ports_exact(k);
-}
-
-/* The prefilter for keys a previous run left (state_dir), before anything attaches. */
-static int ports_adopt(struct kb_bpf *k)
-{
-	int hfd = bpf_map__fd(k->obs->maps.kb_dst), lfd = bpf_map__fd(k->obs->maps.kb_dst_lpm);
-	struct kb_dst_key hk, *hprev = NULL;
-	struct kb_lpm_key lk, *lprev = NULL;
-
-	if (!k->adopted) {
-		ports_exact(k);	/* new maps: no key yet */
-		return 0;
-	}
-	while (!bpf_map_get_next_key(hfd, hprev, &hk)) {
-		port_note(k, hk.port);
-		hprev = &hk;
-	}
-	if (errno != ENOENT)
-		return -errno;
-	while (!bpf_map_get_next_key(lfd, lprev, &lk)) {
-		port_note(k, lk.port);
-		lprev = &lk;
-	}
-	if (errno != ENOENT)
-		return -errno;
-	ports_exact(k);
-	return 0;
-}
-
-/*
- * Gens of adopted verdicts (state_dir) must not come again: the kernel
- * would take a previous run's trip for a current one. Start above them all.
- */
-static int init_gen(struct kb_bpf *k)
-{
-	int fd = bpf_map__fd(k->obs->maps.kb_verdicts);
-	__u32 n = bpf_map__max_entries(k->obs->maps.kb_verdicts);
-	struct kb_verdict v;
-
-	k->last_gen = 0;
-	for (__u32 id = 0; k->adopted && id < n; id++) {
-		if (bpf_map_lookup_elem(fd, &id, &v))
-			return -errno;
-		if (v.gen > k->last_gen)
-			k->last_gen = v.gen;
-	}
-	return 0;
-}
-
-int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
-{
-	struct bpf_link *link;
-	struct statfs sfs;
 	struct kb_bpf *k;
 	int err;
 
 	k = calloc(1, sizeof(*k));
 	if (!k)
-		return -ENOMEM;
+		return NULL;
 	k->cgroup_fd = -1;
 	k->ncpus = libbpf_num_possible_cpus();
 	if (k->ncpus <= 0) {
@@ -463,52 +361,68 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 		err = -ENOMEM;
 		goto fail;
 	}
+	return k;
+fail:
+	free(k);
+	errno = -err;
+	return NULL;
+}
 
-	err = probe_kernel();
-	if (err)
-		goto fail;
+/*
+ * Open kb_observe, size its maps, pin them in state_dir (adopting what a
+ * previous run left there) and load it. 0 or -errno, logged.
+ */
+static int load_observe(struct kb_bpf *k, const struct kb_bpf_opts *opts)
+{
+	struct bpf_map *sized[6];
+	int err;
+
 	k->obs = kb_observe__open();
 	if (!k->obs) {
 		err = -errno;
 		log_err("bpf: open kb_observe: %s", strerror(-err));
-		goto fail;
+		return err;
 	}
-	bpf_map__set_max_entries(k->obs->maps.kb_dst, opts->capacity);
-	bpf_map__set_max_entries(k->obs->maps.kb_dst_lpm, opts->capacity);
-	bpf_map__set_max_entries(k->obs->maps.kb_stats, opts->capacity);
-	bpf_map__set_max_entries(k->obs->maps.kb_verdicts, opts->capacity);
-	bpf_map__set_max_entries(k->obs->maps.kb_trips, opts->capacity);
-	bpf_map__set_max_entries(k->obs->maps.kb_saved, opts->capacity);
+	sized[0] = k->obs->maps.kb_dst;
+	sized[1] = k->obs->maps.kb_dst_lpm;
+	sized[2] = k->obs->maps.kb_stats;
+	sized[3] = k->obs->maps.kb_verdicts;
+	sized[4] = k->obs->maps.kb_trips;
+	sized[5] = k->obs->maps.kb_saved;
+	for (size_t i = 0; i < sizeof(sized) / sizeof(sized[0]); i++)
+		bpf_map__set_max_entries(sized[i], opts->capacity);
 	k->obs->rodata->kb_gen = 1;
 	if (opts->state_dir) {
 		err = prepare_state_dir(opts->state_dir);
 		err = err ?: pin_maps(k->obs, opts->state_dir, &k->adopted);
 		if (err)
-			goto fail;
+			return err;
 		/* Take over from whichever run counts now; wrap-around skips 0 (nobody). */
 		k->obs->rodata->kb_gen = pinned_owner(opts->state_dir) + 1 ?: 1;
 	}
 	err = kb_observe__load(k->obs);
-	if (err == -EPERM) {
+	if (err == -EPERM)
 		log_err("bpf: load kb_observe: %s: loading BPF needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_RESOURCE)",
 			strerror(-err));
-		goto fail;
-	}
-	if (err) {
-		if (k->adopted)
-			log_err("bpf: the state in %s does not fit this configuration or version "
-				"(max_destinations changed?); kbreakerd --clear-state starts afresh: %s",
-				opts->state_dir, strerror(-err));
-		else
-			log_err("bpf: load kb_observe: %s", strerror(-err));
-		goto fail;
-	}
+	else if (err && k->adopted)
+		log_err("bpf: the state in %s does not fit this configuration or version "
+			"(max_destinations changed?); kbreakerd --clear-state starts afresh: %s",
+			opts->state_dir, strerror(-err));
+	else if (err)
+		log_err("bpf: load kb_observe: %s", strerror(-err));
+	return err;
+}
+
+/* Open kb_enforce on kb_observe's maps and load it. 0 or -errno, logged. */
+static int load_enforce(struct kb_bpf *k)
+{
+	int err;
 
 	k->enf = kb_enforce__open();
 	if (!k->enf) {
 		err = -errno;
 		log_err("bpf: open kb_enforce: %s", strerror(-err));
-		goto fail;
+		return err;
 	}
 	err = share_map(k->enf->maps.kb_dst, k->obs->maps.kb_dst, "kb_dst");
 	err = err ?: share_map(k->enf->maps.kb_dst_lpm, k->obs->maps.kb_dst_lpm, "kb_dst_lpm");
@@ -516,57 +430,84 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	err = err ?: share_map(k->enf->maps.kb_verdicts, k->obs->maps.kb_verdicts, "kb_verdicts");
 	err = err ?: share_map(k->enf->maps.kb_trips, k->obs->maps.kb_trips, "kb_trips");
 	if (err)
-		goto fail;
+		return err;
 	err = kb_enforce__load(k->enf);
-	if (err) {
+	if (err)
 		log_err("bpf: load kb_enforce: %s", strerror(-err));
-		goto fail;
+	return err;
+}
+
+/* Attach one connect hook to the cgroup. 0 or -errno, logged. */
+static int attach_connect(struct kb_bpf *k, struct bpf_program *prog, struct bpf_link **link,
+			  const char *hook, const char *cgroup)
+{
+	int err;
+
+	*link = bpf_program__attach_cgroup(prog, k->cgroup_fd);
+	if (*link)
+		return 0;
+	err = -errno;
+	log_err("bpf: attach cgroup/%s to %s: %s", hook, cgroup, strerror(-err));
+	return err;
+}
+
+/*
+ * Open the cgroup, attach observation, then (verdict gens settled) the
+ * connect hooks. 0 or -errno, logged.
+ */
+static int attach_all(struct kb_bpf *k, const char *cgroup, const char *state_dir)
+{
+	struct statfs sfs;
+	int err;
+
+	k->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (k->cgroup_fd < 0) {
+		err = -errno;
+		log_err("bpf: open cgroup %s: %s", cgroup, strerror(-err));
+		return err;
 	}
-	err = ports_adopt(k);
+	/* attach on any other directory fails with a bare EBADF */
+	if (fstatfs(k->cgroup_fd, &sfs) == 0 && sfs.f_type != CGROUP2_SUPER_MAGIC) {
+		log_err("bpf: cgroup %s: not a cgroup v2 directory", cgroup);
+		return -ENOTDIR;
+	}
+	err = attach_observe(k->obs, k->cgroup_fd, state_dir);
+	if (err) {
+		log_err("bpf: attach observation (sockops to %s, tp_btf/tcp_send_reset): %s",
+			cgroup, strerror(-err));
+		return err;
+	}
+	err = kb_bpf_gen_init(k);
+	if (err)
+		return err;
+	err = attach_connect(k, k->enf->progs.kb_connect4, &k->enf->links.kb_connect4, "connect4", cgroup);
+	return err ?: attach_connect(k, k->enf->progs.kb_connect6, &k->enf->links.kb_connect6,
+				     "connect6", cgroup);
+}
+
+int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
+{
+	struct kb_bpf *k;
+	int err;
+
+	k = handle_new();
+	if (!k)
+		return -errno;
+	err = probe_kernel();
+	err = err ?: load_observe(k, opts);
+	err = err ?: load_enforce(k);
+	if (err)
+		goto fail;
+	err = kb_bpf_ports_adopt(k);
 	if (err) {
 		log_err("bpf: read the destinations kept in %s: %s", opts->state_dir, strerror(-err));
 		goto fail;
 	}
 	k->set_retval = libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
 						BPF_FUNC_set_retval, NULL) == 1;
-
-	k->cgroup_fd = open(opts->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (k->cgroup_fd < 0) {
-		err = -errno;
-		log_err("bpf: open cgroup %s: %s", opts->cgroup, strerror(-err));
-		goto fail;
-	}
-	/* attach on any other directory fails with a bare EBADF */
-	if (fstatfs(k->cgroup_fd, &sfs) == 0 && sfs.f_type != CGROUP2_SUPER_MAGIC) {
-		err = -ENOTDIR;
-		log_err("bpf: cgroup %s: not a cgroup v2 directory", opts->cgroup);
-		goto fail;
-	}
-	err = attach_observe(k->obs, k->cgroup_fd, opts->state_dir);
-	if (err) {
-		log_err("bpf: attach observation (sockops to %s, tp_btf/tcp_send_reset): %s",
-			opts->cgroup, strerror(-err));
-		goto fail;
-	}
-	err = init_gen(k);
+	err = attach_all(k, opts->cgroup, opts->state_dir);
 	if (err)
 		goto fail;
-
-	link = bpf_program__attach_cgroup(k->enf->progs.kb_connect4, k->cgroup_fd);
-	if (!link) {
-		err = -errno;
-		log_err("bpf: attach cgroup/connect4 to %s: %s", opts->cgroup, strerror(-err));
-		goto fail;
-	}
-	k->enf->links.kb_connect4 = link;
-	link = bpf_program__attach_cgroup(k->enf->progs.kb_connect6, k->cgroup_fd);
-	if (!link) {
-		err = -errno;
-		log_err("bpf: attach cgroup/connect6 to %s: %s", opts->cgroup, strerror(-err));
-		goto fail;
-	}
-	k->enf->links.kb_connect6 = link;
-
 	k->rb = ring_buffer__new(bpf_map__fd(k->obs->maps.kb_events), on_sample, k, NULL);
 	if (!k->rb) {
 		err = -errno;
@@ -604,192 +545,6 @@ void kb_bpf_close(struct kb_bpf *k)
 	free(k);
 }
 
-/* Build the map key for (addr/prefix_len, port): hash for full addresses, LPM for prefixes. */
-static int dst_map_key(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		       uint32_t netns, struct kb_dst_key *hk, struct kb_lpm_key *lk)
-{
-	if (prefix_len > 128)
-		return -EINVAL;
-	if (prefix_len == 128) {
-		memset(hk, 0, sizeof(*hk));
-		memcpy(hk->addr, addr, sizeof(hk->addr));
-		hk->port = htons(port);
-		hk->netns = netns;
-		return bpf_map__fd(k->obs->maps.kb_dst);
-	}
-	memset(lk, 0, sizeof(*lk));
-	lk->prefixlen = KB_LPM_PRE + prefix_len;
-	lk->netns = netns;
-	lk->port = htons(port);
-	memcpy(lk->addr, addr, sizeof(lk->addr));
-	return bpf_map__fd(k->obs->maps.kb_dst_lpm);
-}
-
-int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		   uint32_t netns, uint32_t dst_id)
-{
-	struct kb_dst_key hk;
-	struct kb_lpm_key lk;
-	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk), err;
-	void *key = prefix_len == 128 ? (void *)&hk : (void *)&lk;
-
-	if (fd < 0)
-		return fd;
-	/* Noted before the key exists; only a new key counts as one more any-port key. */
-	port_note(k, htons(port));
-	if (!bpf_map_update_elem(fd, key, &dst_id, BPF_NOEXIST))
-		return 0;
-	err = errno == EEXIST && !bpf_map_update_elem(fd, key, &dst_id, BPF_EXIST) ? 0 : -errno;
-	port_forget(k, htons(port));
-	return err;
-}
-
-int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		   uint32_t netns)
-{
-	struct kb_dst_key hk;
-	struct kb_lpm_key lk;
-	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk);
-
-	if (fd < 0)
-		return fd;
-	if (bpf_map_delete_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk)) {
-		if (errno != ENOENT)
-			return -errno;
-		return 0;
-	}
-	port_forget(k, htons(port));
-	return 0;
-}
-
-void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags)
-{
-	/* Both objects read their own copy; a plain store into the mmap'd .bss suffices. */
-	__atomic_store_n(&k->obs->bss->kb_lookup_flags, flags, __ATOMIC_RELEASE);
-	__atomic_store_n(&k->enf->bss->kb_lookup_flags, flags, __ATOMIC_RELEASE);
-}
-
-int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
-{
-	struct kb_verdict w = *v;
-
-	/* A new gen starts the kernel's trip state afresh (kb_judge.h); 0 means none. */
-	w.gen = ++k->last_gen ?: ++k->last_gen;
-	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, &w, BPF_ANY))
-		return -errno;
-	return 0;
-}
-
-int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, struct kb_verdict *v)
-{
-	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_trips), &dst_id, t) ||
-	    bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v))
-		return -errno;
-	return 0;
-}
-
-int kb_bpf_get_verdict(struct kb_bpf *k, uint32_t dst_id, struct kb_verdict *v)
-{
-	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v))
-		return -errno;
-	return 0;
-}
-
-int kb_bpf_put_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
-{
-	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v, BPF_ANY))
-		return -errno;
-	return 0;
-}
-
-/* Destinations per batched lookup: bounds the buffer to BATCH x CPUs values. */
-#define STATS_BATCH 128
-
-static void sum_cpus(const struct kb_dst_stats *percpu, int ncpus, struct kb_dst_stats *sum)
-{
-	__u64 *dst = (__u64 *)sum;
-	size_t words = sizeof(*sum) / sizeof(__u64);
-
-	memset(sum, 0, sizeof(*sum));
-	for (int cpu = 0; cpu < ncpus; cpu++) {
-		const __u64 *src = (const __u64 *)&percpu[cpu];
-
-		for (size_t w = 0; w < words; w++)
-			dst[w] += src[w];
-	}
-}
-
-int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums)
-{
-	int fd = bpf_map__fd(k->obs->maps.kb_stats), err = 0;
-	struct kb_dst_stats *vals;
-	__u32 keys[STATS_BATCH] = { 0 }, in = 0, out = 0;
-
-	vals = calloc((size_t)STATS_BATCH * k->ncpus, sizeof(*vals));
-	if (!vals)
-		return -ENOMEM;
-	for (uint32_t done = 0; done < n && !err;) {
-		__u32 count = n - done < STATS_BATCH ? n - done : STATS_BATCH;
-
-		/* Arrays batch by index: the token is the next key. */
-		if (bpf_map_lookup_batch(fd, done ? &in : NULL, &out, keys, vals, &count, NULL) &&
-		    errno != ENOENT) {
-			err = -errno;
-			break;
-		}
-		if (!count)
-			break;
-		for (__u32 i = 0; i < count && done + i < n; i++)
-			sum_cpus(&vals[(size_t)i * k->ncpus], k->ncpus, &sums[keys[i]]);
-		done += count;
-		in = out;
-	}
-	free(vals);
-	return err;
-}
-
-int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)
-{
-	memset(k->percpu, 0, k->ncpus * sizeof(*k->percpu));
-	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu, BPF_ANY))
-		return -errno;
-	return 0;
-}
-
-int kb_bpf_set_stats(struct kb_bpf *k, uint32_t dst_id, const struct kb_dst_stats *sum)
-{
-	memset(k->percpu, 0, k->ncpus * sizeof(*k->percpu));
-	k->percpu[0] = *sum;
-	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu, BPF_ANY))
-		return -errno;
-	return 0;
-}
-
-int kb_bpf_read_stats(struct kb_bpf *k, uint32_t dst_id, struct kb_dst_stats *sum)
-{
-	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu))
-		return -errno;
-	sum_cpus(k->percpu, k->ncpus, sum);
-	return 0;
-}
-
-int kb_bpf_events_fd(const struct kb_bpf *k)
-{
-	return ring_buffer__epoll_fd(k->rb);
-}
-
-int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx)
-{
-	k->event_fn = fn;
-	k->event_ctx = ctx;
-	return ring_buffer__consume(k->rb);
-}
-
-uint64_t kb_bpf_lost_total(const struct kb_bpf *k)
-{
-	return __atomic_load_n(&k->obs->bss->kb_lost_total, __ATOMIC_RELAXED);
-}
-
 static size_t obj_prog_stats(struct bpf_object *obj, struct kb_prog_stats *out, size_t n, size_t max)
 {
 	struct bpf_program *prog;
@@ -822,76 +577,6 @@ size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max
 bool kb_bpf_adopted(const struct kb_bpf *k)
 {
 	return k->adopted;
-}
-
-int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx)
-{
-	int hfd = bpf_map__fd(k->obs->maps.kb_dst), lfd = bpf_map__fd(k->obs->maps.kb_dst_lpm);
-	struct kb_dst_key hk, hnext, *hprev = NULL;
-	struct kb_lpm_key lk, lnext, *lprev = NULL;
-	__u32 id;
-
-	/* Deleting the key just visited keeps the walk going from it. */
-	while (!bpf_map_get_next_key(hfd, hprev, &hnext)) {
-		hk = hnext;
-		hprev = &hk;
-		if (!bpf_map_lookup_elem(hfd, &hk, &id) &&
-		    !keep(ctx, hk.addr, 128, ntohs(hk.port), hk.netns, id) &&
-		    !bpf_map_delete_elem(hfd, &hk))
-			port_forget(k, hk.port);
-	}
-	while (!bpf_map_get_next_key(lfd, lprev, &lnext)) {
-		lk = lnext;
-		lprev = &lk;
-		if (!bpf_map_lookup_elem(lfd, &lk, &id) &&
-		    !keep(ctx, lk.addr, lk.prefixlen - KB_LPM_PRE, ntohs(lk.port), lk.netns, id) &&
-		    !bpf_map_delete_elem(lfd, &lk))
-			port_forget(k, lk.port);
-	}
-	return 0;
-}
-
-int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
-{
-	int fd = bpf_map__fd(k->obs->maps.kb_saved);
-	struct persist_record *v;
-	__u32 key, next, *prev = NULL;
-
-	v = malloc(sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (!bpf_map_lookup_elem(fd, &key, v))
-			fn(ctx, key, v);
-	}
-	free(v);
-	return 0;
-}
-
-int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct persist_record *rec)
-{
-	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_saved), &dst_id, rec, BPF_ANY))
-		return -errno;
-	return 0;
-}
-
-int kb_bpf_saved_del(struct kb_bpf *k, uint32_t dst_id)
-{
-	if (bpf_map_delete_elem(bpf_map__fd(k->obs->maps.kb_saved), &dst_id) && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
-int kb_bpf_probe_access(struct kb_bpf *k)
-{
-	struct kb_verdict v;
-	__u32 id = 0;
-
-	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &id, &v))
-		return -errno;
-	return 0;
 }
 
 bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k)

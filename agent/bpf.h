@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * bpf: loads kb_observe and kb_enforce, attaches them, and is the only
- * module that touches their maps. The connect hooks' links are owned by
- * this process and never pinned, so when kbreakerd exits for any reason
- * the kernel detaches them and nothing stays blocked (fail open); with
- * state_dir only the observing links are pinned.
+ * module that touches their maps (bpf.c: open, probe, attach; bpf_maps.c:
+ * the maps). The connect hooks' links are never pinned: when kbreakerd
+ * exits for any reason the kernel detaches them and nothing stays blocked
+ * (fail open). Without state_dir nothing is pinned; with it the maps and
+ * the observing links are, so observation goes on across a restart.
  */
 #ifndef KB_BPF_H
 #define KB_BPF_H
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <linux/types.h>
 #include "kb_abi.h"
+#include "prog_stats.h"
 
 struct kb_bpf;
 
@@ -42,13 +44,6 @@ int kb_cgroup2_root(char *buf, size_t len);
 
 /* Load, size and attach everything. Returns 0 or -errno, logged here. */
 int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts);
-
-struct kb_prog_stats {
-	const char *name;	/* program name, as in bpftool prog show */
-	uint64_t run_cnt;	/* 0 unless kernel.bpf_stats_enabled */
-	uint64_t run_time_ns;
-	uint64_t recursion_misses;	/* runs the kernel skipped: the program was already running on that CPU */
-};
 
 /* Run counts of every program; fills up to max, returns how many. */
 size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max);

@@ -20,6 +20,7 @@
 #include <sys/timerfd.h>
 #include "agent.h"
 #include "bpf.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -74,14 +75,6 @@ static void sd_notify_msg(const char *msg)
 	close(fd);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 static int epoll_add(int ep, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
@@ -128,7 +121,7 @@ static void reload(struct agent *a, const char *path, struct config **cfg)
 	if (strcmp(next->listen_host, (*cfg)->listen_host) || next->listen_port != (*cfg)->listen_port ||
 	    strcmp(next->cgroup, (*cfg)->cgroup))
 		log_warn("reload: listen and cgroup changes take effect at the next restart");
-	err = agent_reload(a, next, now_ns());
+	err = agent_reload(a, next, clock_mono_ns());
 	if (err) {	/* rejected, logged and counted: the agent still runs on *cfg */
 		config_free(next);
 		free(next);
@@ -139,40 +132,81 @@ static void reload(struct agent *a, const char *path, struct config **cfg)
 	*cfg = next;
 }
 
-/* Runs until SIGTERM/SIGINT. Returns 0 or -errno. */
-static int run_loop(struct agent *a, struct kb_bpf *bpf, const char *path, struct config **cfg)
-{
-	int ep = -1, sfd = -1, tfd = -1, efd = kb_bpf_events_fd(bpf), err;
-	uint64_t poll_ns = (*cfg)->poll_interval_ns, next_poll = now_ns() + poll_ns, deadline, now;
-	struct epoll_event evs[4];
-	sigset_t mask;
-	bool stop = false;
+/* The loop's descriptors and what it answers SIGHUP with. */
+struct loop {
+	struct agent *a;
+	const char *path;	/* the configuration file SIGHUP loads again */
+	struct config **cfg;
+	uint64_t poll_ns;
+	int ep, sfd, tfd;
+	bool stop;		/* SIGTERM or SIGINT came */
+};
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	ep = epoll_create1(EPOLL_CLOEXEC);
-	if (sfd < 0 || tfd < 0 || ep < 0) {
+/* The signalfd for `signals`, the timerfd and the epoll set with events_fd. 0 or -errno, logged. */
+static int loop_open(struct loop *l, const sigset_t *signals, int events_fd)
+{
+	int err;
+
+	l->sfd = signalfd(-1, signals, SFD_CLOEXEC | SFD_NONBLOCK);
+	l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	l->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (l->sfd < 0 || l->tfd < 0 || l->ep < 0) {
 		err = -errno;
 		log_err("loop: set up: %s", strerror(-err));
-		goto out;
+		return err;
 	}
-	err = epoll_add(ep, sfd);
-	err = err ?: epoll_add(ep, tfd);
-	err = err ?: epoll_add(ep, efd);
-	if (err) {
+	err = epoll_add(l->ep, l->sfd);
+	err = err ?: epoll_add(l->ep, l->tfd);
+	err = err ?: epoll_add(l->ep, events_fd);
+	if (err)
 		log_err("loop: epoll: %s", strerror(-err));
-		goto out;
+	return err;
+}
+
+static void loop_close(struct loop *l)
+{
+	if (l->ep >= 0)
+		close(l->ep);
+	if (l->tfd >= 0)
+		close(l->tfd);
+	if (l->sfd >= 0)
+		close(l->sfd);
+}
+
+/* SIGHUP reloads; any other signal of the set stops the loop. */
+static void read_signals(struct loop *l)
+{
+	struct signalfd_siginfo si;
+
+	while (read(l->sfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			log_info("SIGHUP: reloading %s", l->path);
+			sd_notify_msg("RELOADING=1");
+			reload(l->a, l->path, l->cfg);
+			sd_notify_msg("READY=1");
+			l->poll_ns = (*l->cfg)->poll_interval_ns;
+			continue;
+		}
+		log_info("signal %s: stopping", strsignal(si.ssi_signo));
+		l->stop = true;
 	}
+}
 
-	while (!stop) {
+/* Runs until SIGTERM/SIGINT (signals: the blocked set it reads). Returns 0 or -errno. */
+static int run_loop(struct agent *a, struct kb_bpf *bpf, const sigset_t *signals, const char *path,
+		    struct config **cfg)
+{
+	struct loop l = { .a = a, .path = path, .cfg = cfg, .poll_ns = (*cfg)->poll_interval_ns,
+			  .ep = -1, .sfd = -1, .tfd = -1 };
+	uint64_t next_poll = clock_mono_ns() + l.poll_ns, deadline, now;
+	struct epoll_event evs[4];
+	int err, n;
+
+	err = loop_open(&l, signals, kb_bpf_events_fd(bpf));
+	while (!err && !l.stop) {
 		deadline = agent_next_deadline(a);
-		arm_timer(tfd, deadline && deadline < next_poll ? deadline : next_poll);
-		int n = epoll_wait(ep, evs, 4, -1);
-
+		arm_timer(l.tfd, deadline && deadline < next_poll ? deadline : next_poll);
+		n = epoll_wait(l.ep, evs, 4, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -181,46 +215,24 @@ static int run_loop(struct agent *a, struct kb_bpf *bpf, const char *path, struc
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			int fd = evs[i].data.fd;
+			uint64_t ticks;
 
-			if (fd == sfd) {
-				struct signalfd_siginfo si;
-
-				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-					if (si.ssi_signo == SIGHUP) {
-						log_info("SIGHUP: reloading %s", path);
-						sd_notify_msg("RELOADING=1");
-						reload(a, path, cfg);
-						sd_notify_msg("READY=1");
-						poll_ns = (*cfg)->poll_interval_ns;
-						continue;
-					}
-					log_info("signal %s: stopping", strsignal(si.ssi_signo));
-					stop = true;
-				}
-			} else if (fd == tfd) {
-				uint64_t ticks;
-
-				if (read(tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-					log_warn("loop: timerfd: %s", strerror(errno));
-			}
+			if (evs[i].data.fd == l.sfd)
+				read_signals(&l);
+			else if (evs[i].data.fd == l.tfd &&
+				 read(l.tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+				log_warn("loop: timerfd: %s", strerror(errno));
 		}
 		/* Events first: an outcome that precedes a deadline must count before it. */
-		now = now_ns();
+		now = clock_mono_ns();
 		agent_drain(a, now);
 		if (now >= next_poll || (deadline && now >= deadline)) {
 			agent_tick(a, now);
 			if (now >= next_poll)
-				next_poll = now + poll_ns;
+				next_poll = now + l.poll_ns;
 		}
 	}
-out:
-	if (ep >= 0)
-		close(ep);
-	if (tfd >= 0)
-		close(tfd);
-	if (sfd >= 0)
-		close(sfd);
+	loop_close(&l);
 	return err;
 }
 
@@ -261,7 +273,15 @@ static int drop_privileges(struct kb_bpf *bpf, const char *user)
 	return 0;
 }
 
-int main(int argc, char **argv)
+struct options {
+	const char *path;	/* the configuration file */
+	bool check_only;	/* --check-config */
+	bool clear_state;	/* --clear-state */
+	bool level_given;	/* --log-level: the command line wins over the file */
+};
+
+/* Fill o from argv. 0 to go on, 1 when --help or --version answered, -EINVAL (said) on a usage error. */
+static int parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -272,148 +292,199 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	const char *path = DEFAULT_CONFIG;
-	char err_text[CONFIG_ERR_MAX], cgroup[CONFIG_PATH_MAX];
-	struct http_server *http = NULL;
-	struct kb_bpf *bpf = NULL;
-	struct config *cfg;
-	struct agent a;
-	bool check_only = false, clear_state = false, agent_up = false, level_given = false;
 	enum log_level lvl;
-	sigset_t mask;
-	int c, err, rc = 1, http_fd = -1;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "c:l:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			path = optarg;
+			o->path = optarg;
 			break;
 		case 'C':
-			check_only = true;
+			o->check_only = true;
 			break;
 		case 'S':
-			clear_state = true;
+			o->clear_state = true;
 			break;
 		case 'l':
-			level_given = true;
+			o->level_given = true;
 			if (log_parse_level(optarg, &lvl)) {
 				fprintf(stderr, "kbreakerd: --log-level: unknown level \"%s\" (error, warn, info, debug)\n",
 					optarg);
-				return 2;
+				return -EINVAL;
 			}
 			log_set_level(lvl);
 			break;
 		case 'h':
 			fputs(usage, stdout);
-			return 0;
+			return 1;
 		case 'V':
 			printf("kbreakerd %s\n", KB_VERSION);
-			return 0;
+			return 1;
 		default:
 			fputs(usage, stderr);
-			return 2;
+			return -EINVAL;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "kbreakerd: unexpected argument \"%s\"\n%s", argv[optind], usage);
-		return 2;
+		return -EINVAL;
 	}
+	return 0;
+}
+
+/* The configuration at o->path, its log level applied unless given on the command line; NULL (said). */
+static struct config *load_config(const struct options *o)
+{
+	char err_text[CONFIG_ERR_MAX];
+	enum log_level lvl;
+	struct config *cfg;
 
 	cfg = malloc(sizeof(*cfg));
 	if (!cfg) {
 		fprintf(stderr, "kbreakerd: out of memory\n");
-		return 1;
+		return NULL;
 	}
 	config_init(cfg);
-	if (config_load(cfg, path, err_text, sizeof(err_text))) {
+	if (config_load(cfg, o->path, err_text, sizeof(err_text))) {
 		fprintf(stderr, "%s\n", err_text);
 		free(cfg);
-		return 1;
+		return NULL;
 	}
-	/* The command line wins over the file. */
-	if (!level_given && cfg->log_level[0] && !log_parse_level(cfg->log_level, &lvl))
+	if (!o->level_given && cfg->log_level[0] && !log_parse_level(cfg->log_level, &lvl))
 		log_set_level(lvl);
-	if (check_only) {
-		printf("%s: ok, %zu destinations\n", path, cfg->n_dsts);
-		config_free(cfg);
-		free(cfg);
+	return cfg;
+}
+
+/* --check-config or --clear-state, then done. 0 or -errno. */
+static int one_shot(const struct options *o, const struct config *cfg)
+{
+	int err = 0;
+
+	if (o->check_only) {
+		printf("%s: ok, %zu destinations\n", o->path, cfg->n_dsts);
 		return 0;
 	}
-	if (clear_state) {
-		err = cfg->state_dir[0] ? kb_bpf_clear_state(cfg->state_dir) : 0;
-		if (!err)
-			printf("%s: state cleared\n", cfg->state_dir[0] ? cfg->state_dir : "(no state_dir)");
-		config_free(cfg);
-		free(cfg);
-		return err ? 1 : 0;
-	}
+	if (cfg->state_dir[0])
+		err = kb_bpf_clear_state(cfg->state_dir);
+	if (!err)
+		printf("%s: state cleared\n", cfg->state_dir[0] ? cfg->state_dir : "(no state_dir)");
+	return err;
+}
 
-	/* Block the signals before any thread starts so all of them inherit the mask. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
+/* What the running agent holds, torn down in reverse order by daemon_stop(). */
+struct kbreakerd {
+	struct config *cfg;
+	char cgroup[CONFIG_PATH_MAX];
+	struct kb_bpf *bpf;
+	int http_fd;		/* the bound socket until the HTTP server owns it */
+	struct agent a;
+	bool agent_up;		/* agent_init() ran: agent_fini() must */
+	struct http_server *http;
+};
+
+/*
+ * Load and attach the programs, bind the HTTP port, drop privileges, then
+ * start the agent and its HTTP server. 0 or -errno, logged; daemon_stop()
+ * undoes whatever was done either way.
+ */
+static int daemon_start(struct kbreakerd *d)
+{
+	const struct config *cfg = d->cfg;
+	struct kb_bpf_opts bo = {
+		.capacity = cfg->max_destinations,
+		.cgroup = d->cgroup,
+		.state_dir = cfg->state_dir[0] ? cfg->state_dir : NULL,
+	};
+	int err;
 
 	if (cfg->cgroup[0]) {
-		snprintf(cgroup, sizeof(cgroup), "%s", cfg->cgroup);
+		snprintf(d->cgroup, sizeof(d->cgroup), "%s", cfg->cgroup);
 	} else {
-		err = kb_cgroup2_root(cgroup, sizeof(cgroup));
+		err = kb_cgroup2_root(d->cgroup, sizeof(d->cgroup));
 		if (err) {
 			log_err("no cgroup v2 mount in /proc/mounts: %s; kbreaker needs cgroup v2",
 				strerror(-err));
-			goto out;
+			return err;
 		}
 	}
-
 	kb_bpf_setup_logging();
-	struct kb_bpf_opts bo = {
-		.capacity = cfg->max_destinations,
-		.cgroup = cgroup,
-		.state_dir = cfg->state_dir[0] ? cfg->state_dir : NULL,
-	};
-	err = kb_bpf_open(&bpf, &bo);
+	err = kb_bpf_open(&d->bpf, &bo);
 	if (err)
-		goto out;
-	if (!kb_bpf_refuses_with_econnrefused(bpf))
+		return err;
+	if (!kb_bpf_refuses_with_econnrefused(d->bpf))
 		log_warn("kernel lacks bpf_set_retval (5.18+): blocked connects fail with EPERM, not ECONNREFUSED");
 
 	/* Bound while still privileged: a port below 1024 needs CAP_NET_BIND_SERVICE. */
-	http_fd = http_listen(cfg->listen_host, cfg->listen_port);
-	if (http_fd < 0)
-		goto out;
-	err = drop_privileges(bpf, cfg->user);
+	d->http_fd = http_listen(cfg->listen_host, cfg->listen_port);
+	if (d->http_fd < 0)
+		return d->http_fd;
+	err = drop_privileges(d->bpf, cfg->user);
 	if (err)
-		goto out;
+		return err;
 
-	err = agent_init(&a, cfg, bpf, cfg->max_destinations, now_ns());
-	agent_up = true;
+	err = agent_init(&d->a, d->cfg, d->bpf, cfg->max_destinations, clock_mono_ns());
+	d->agent_up = true;
 	if (err)
-		goto out;
-	err = http_start(&http, http_fd, routes, sizeof(routes) / sizeof(routes[0]), &a);
-	http_fd = -1;
-	if (err)
-		goto out;
+		return err;
+	err = http_start(&d->http, d->http_fd, routes, sizeof(routes) / sizeof(routes[0]), &d->a);
+	d->http_fd = -1;
+	return err;
+}
 
-	log_info("kbreakerd %s started\tdestinations=%zu cgroup=%s listen=%s:%u", KB_VERSION,
-		 cfg->n_dsts, cgroup, cfg->listen_host, cfg->listen_port);
-	sd_notify_msg("READY=1");
-	err = run_loop(&a, bpf, path, &cfg);
-	sd_notify_msg("STOPPING=1");
-	if (!err)
-		rc = 0;
-out:
-	http_stop(http);
-	if (http_fd >= 0)
-		close(http_fd);
+static void daemon_stop(struct kbreakerd *d)
+{
+	http_stop(d->http);
+	if (d->http_fd >= 0)
+		close(d->http_fd);
 	/* Unblock first; the resolver thread may take a moment to finish. */
-	kb_bpf_detach_enforcement(bpf);
-	if (agent_up)
-		agent_fini(&a);
-	kb_bpf_close(bpf);
-	config_free(cfg);
-	free(cfg);
+	kb_bpf_detach_enforcement(d->bpf);
+	if (d->agent_up)
+		agent_fini(&d->a);
+	kb_bpf_close(d->bpf);
+	config_free(d->cfg);
+	free(d->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { .path = DEFAULT_CONFIG };
+	struct kbreakerd d = { .http_fd = -1 };
+	sigset_t signals;
+	int err, rc = 1;
+
+	err = parse_args(argc, argv, &o);
+	if (err)
+		return err > 0 ? 0 : 2;
+	d.cfg = load_config(&o);
+	if (!d.cfg)
+		return 1;
+	if (o.check_only || o.clear_state) {
+		err = one_shot(&o, d.cfg);
+		config_free(d.cfg);
+		free(d.cfg);
+		return err ? 1 : 0;
+	}
+
+	/* Blocked before any thread starts so all of them inherit the mask; the loop reads them. */
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGHUP);
+	sigprocmask(SIG_BLOCK, &signals, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	err = daemon_start(&d);
+	if (!err) {
+		log_info("kbreakerd %s started\tdestinations=%zu cgroup=%s listen=%s:%u", KB_VERSION,
+			 d.cfg->n_dsts, d.cgroup, d.cfg->listen_host, d.cfg->listen_port);
+		sd_notify_msg("READY=1");
+		err = run_loop(&d.a, d.bpf, &signals, o.path, &d.cfg);
+		sd_notify_msg("STOPPING=1");
+		if (!err)
+			rc = 0;
+	}
+	daemon_stop(&d);
 	if (rc == 0)
 		log_info("kbreakerd stopped; all hooks detached");
 	return rc;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
 #include "metrics.h"
 
@@ -20,143 +20,161 @@ static const enum breaker_state core_transitions[][2] = {
 	{ BS_HALF_OPEN, BS_OPEN },
 };
 
-static void family_of(FILE *out, bool openmetrics, const char *name, const char *type,
-		      const char *help)
+/* Room for any value's text: a 20-digit integer or a double with nine places. */
+#define VALUE_TEXT 64
+
+static void family_of(FILE *out, bool openmetrics, const struct metrics_family *f)
 {
-	size_t len = strlen(name);
+	size_t len = strlen(f->name);
 
 	/* OpenMetrics names a counter family without the _total its samples carry. */
-	if (openmetrics && !strcmp(type, "counter") && len > 6 && !strcmp(name + len - 6, "_total"))
+	if (openmetrics && !strcmp(f->type, "counter") && len > 6 && !strcmp(f->name + len - 6, "_total"))
 		len -= 6;
-	fprintf(out, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)len, name, help, (int)len, name, type);
+	fprintf(out, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)len, f->name, f->help, (int)len,
+		f->name, f->type);
 }
 
-#define family(out, name, type, help) family_of(out, agent->openmetrics, name, type, help)
+/* The text of the value at base + field, read as `value` says; returns whether it is zero. */
+static bool value_text(char *buf, const void *base, size_t field, enum metrics_value value)
+{
+	const void *p = (const char *)base + field;
+	uint64_t u;
+	double d;
+
+	switch (value) {
+	case MV_U64:
+	case MV_NS_SECONDS:
+		memcpy(&u, p, sizeof(u));
+		if (value == MV_U64)
+			snprintf(buf, VALUE_TEXT, "%llu", (unsigned long long)u);
+		else
+			snprintf(buf, VALUE_TEXT, "%.9f", u / 1e9);
+		return !u;
+	case MV_U32:
+		snprintf(buf, VALUE_TEXT, "%u", *(const uint32_t *)p);
+		return !*(const uint32_t *)p;
+	case MV_BOOL:
+		snprintf(buf, VALUE_TEXT, "%d", *(const bool *)p);
+		return !*(const bool *)p;
+	case MV_I64:
+		snprintf(buf, VALUE_TEXT, "%lld", (long long)*(const int64_t *)p);
+		return !*(const int64_t *)p;
+	case MV_SECONDS:
+	case MV_RATE:
+	case MV_WALL:
+		memcpy(&d, p, sizeof(d));
+		snprintf(buf, VALUE_TEXT, value == MV_SECONDS ? "%.6f" : value == MV_RATE ? "%.4f" : "%.3f", d);
+		return value != MV_WALL && !d;
+	case MV_NONE:
+		break;
+	}
+	buf[0] = '\0';
+	return true;
+}
 
 /*
  * One sample of a per-destination family: name{circuit_name="...",extra}
  * value. Compact mode leaves out the zero ones.
  */
-__attribute__((format(printf, 7, 8)))
 static void sample(FILE *out, const struct metrics_agent *agent, const char *name,
-		   const char *circuit, const char *extra, bool zero, const char *fmt, ...)
+		   const char *circuit, const char *extra, bool zero, const char *value)
 {
-	va_list ap;
-
 	if (agent->compact && zero)
 		return;
-	fprintf(out, "%s{circuit_name=\"%s\"%s%s} ", name, circuit, extra ? "," : "",
-		extra ? extra : "");
-	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
-	va_end(ap);
-	fputc('\n', out);
+	fprintf(out, "%s{circuit_name=\"%s\"%s%s} %s\n", name, circuit, extra ? "," : "",
+		extra ? extra : "", value);
 }
 
 /* A counter sample; the family's samples share its name. */
 static void count(FILE *out, const struct metrics_agent *agent, const char *name,
 		  const char *circuit, const char *extra, uint64_t v)
 {
-	sample(out, agent, name, circuit, extra, !v, "%llu", (unsigned long long)v);
+	char text[VALUE_TEXT];
+
+	snprintf(text, sizeof(text), "%llu", (unsigned long long)v);
+	sample(out, agent, name, circuit, extra, !v, text);
 }
 
-static int is_core_transition(int from, int to)
+static bool is_core_transition(int from, int to)
 {
 	for (size_t i = 0; i < sizeof(core_transitions) / sizeof(core_transitions[0]); i++)
 		if ((int)core_transitions[i][0] == from && (int)core_transitions[i][1] == to)
-			return 1;
-	return 0;
+			return true;
+	return false;
 }
 
-int metrics_render(FILE *out, const struct metrics_agent *agent,
-		   const struct metrics_dst *dsts, size_t n)
+static void build_info(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+		       const struct metrics_dst *dsts, size_t n)
 {
-	family(out, "kbreaker_build_info", "gauge",
-	       "kbreaker version, the kernel it runs on and the errno blocked connects get; always 1.");
-	fprintf(out, "kbreaker_build_info{version=\"%s\",kernel=\"%s\",refusal=\"%s\"} 1\n",
+	fprintf(out, "%s{version=\"%s\",kernel=\"%s\",refusal=\"%s\"} 1\n", f->name,
 		agent->version, agent->kernel,
 		agent->refuses_with_econnrefused ? "ECONNREFUSED" : "EPERM");
+}
 
-	family(out, "kbreaker_destinations", "gauge", "Configured destinations (circuits).");
-	fprintf(out, "kbreaker_destinations %zu\n", n);
+static void destinations(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+			 const struct metrics_dst *dsts, size_t n)
+{
+	fprintf(out, "%s %zu\n", f->name, n);
+}
 
-	family(out, "kbreaker_breakers", "gauge",
-	       "Breakers in use: one per destination, one per address with per_address.");
-	fprintf(out, "kbreaker_breakers %llu\n", (unsigned long long)agent->slots_used);
+/* An agent-wide value, struct metrics_agent's field f->field: always written. */
+static void agent_value(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+			const struct metrics_dst *dsts, size_t n)
+{
+	char text[VALUE_TEXT];
 
-	family(out, "kbreaker_breakers_capacity", "gauge",
-	       "Breakers the kernel maps can hold (max_destinations).");
-	fprintf(out, "kbreaker_breakers_capacity %u\n", agent->capacity);
+	value_text(text, agent, f->field, f->value);
+	fprintf(out, "%s %s\n", f->name, text);
+}
 
-	family(out, "kbreaker_config_reload_success", "gauge",
-	       "Whether the last configuration load or reload was accepted.");
-	fprintf(out, "kbreaker_config_reload_success %d\n", agent->reload_ok);
+static void reloads(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+		    const struct metrics_dst *dsts, size_t n)
+{
+	fprintf(out, "%s{result=\"success\"} %llu\n", f->name, (unsigned long long)agent->reloads_ok);
+	fprintf(out, "%s{result=\"failure\"} %llu\n", f->name, (unsigned long long)agent->reloads_failed);
+}
 
-	family(out, "kbreaker_config_last_reload_success_timestamp_seconds", "gauge",
-	       "When the running configuration was loaded.");
-	fprintf(out, "kbreaker_config_last_reload_success_timestamp_seconds %lld\n",
-		(long long)agent->last_reload_ok_wall);
+/* One sample per BPF program: struct kb_prog_stats's field f->field. */
+static void program_value(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+			  const struct metrics_dst *dsts, size_t n)
+{
+	char text[VALUE_TEXT];
 
-	family(out, "kbreaker_config_reloads_total", "counter", "Configuration reloads by result.");
-	fprintf(out, "kbreaker_config_reloads_total{result=\"success\"} %llu\n",
-		(unsigned long long)agent->reloads_ok);
-	fprintf(out, "kbreaker_config_reloads_total{result=\"failure\"} %llu\n",
-		(unsigned long long)agent->reloads_failed);
+	for (size_t i = 0; i < agent->n_progs; i++) {
+		value_text(text, &agent->progs[i], f->field, f->value);
+		fprintf(out, "%s{program=\"%s\"} %s\n", f->name, agent->progs[i].name, text);
+	}
+}
 
-	family(out, "kbreaker_resolve_errors_total", "counter",
-	       "Failed resolutions of destination names; the last good addresses stay in force.");
-	fprintf(out, "kbreaker_resolve_errors_total %llu\n", (unsigned long long)agent->resolve_errors);
+/* One sample per destination: struct metrics_dst's field f->field. */
+static void dst_value(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+		      const struct metrics_dst *dsts, size_t n)
+{
+	char text[VALUE_TEXT];
 
-	family(out, "kbreaker_map_errors_total", "counter", "Failed writes to the kernel maps.");
-	fprintf(out, "kbreaker_map_errors_total %llu\n", (unsigned long long)agent->map_errors);
+	for (size_t i = 0; i < n; i++) {
+		bool zero = value_text(text, &dsts[i], f->field, f->value);
 
-	family(out, "kbreaker_breakers_restored", "gauge",
-	       "Breakers taken over from the previous run at start (state_dir).");
-	fprintf(out, "kbreaker_breakers_restored %llu\n", (unsigned long long)agent->restored);
+		sample(out, agent, f->name, dsts[i].name, NULL, zero, text);
+	}
+}
 
-	family(out, "kbreaker_poll_duration_seconds", "gauge", "How long the agent's last poll took.");
-	fprintf(out, "kbreaker_poll_duration_seconds %.6f\n", agent->last_poll_seconds);
-
-	family(out, "kbreaker_scrape_duration_seconds", "gauge",
-	       "How long rendering the previous /metrics took.");
-	fprintf(out, "kbreaker_scrape_duration_seconds %.6f\n", agent->last_scrape_seconds);
-
-	family(out, "kbreaker_bpf_program_runs_total", "counter",
-	       "Runs of each BPF program; counted while kernel.bpf_stats_enabled is 1.");
-	for (size_t i = 0; i < agent->n_progs; i++)
-		fprintf(out, "kbreaker_bpf_program_runs_total{program=\"%s\"} %llu\n",
-			agent->progs[i].name, (unsigned long long)agent->progs[i].run_cnt);
-
-	family(out, "kbreaker_bpf_program_run_seconds_total", "counter",
-	       "Time spent in each BPF program; counted while kernel.bpf_stats_enabled is 1.");
-	for (size_t i = 0; i < agent->n_progs; i++)
-		fprintf(out, "kbreaker_bpf_program_run_seconds_total{program=\"%s\"} %.9f\n",
-			agent->progs[i].name, agent->progs[i].run_time_ns / 1e9);
-
-	family(out, "kbreaker_bpf_program_recursion_misses_total", "counter",
-	       "Runs of each BPF program the kernel skipped because it was already running on that "
-	       "CPU (an interrupt's softirq); an outcome can go uncounted this way.");
-	for (size_t i = 0; i < agent->n_progs; i++)
-		fprintf(out, "kbreaker_bpf_program_recursion_misses_total{program=\"%s\"} %llu\n",
-			agent->progs[i].name, (unsigned long long)agent->progs[i].recursion_misses);
-
-	family(out, "kbreaker_events_lost_total", "counter",
-	       "Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.");
-	fprintf(out, "kbreaker_events_lost_total %llu\n", (unsigned long long)agent->events_lost);
-
-	family(out, "circuit_breaker_state", "gauge",
-	       "Breaker state: 1 for the current state, 0 for the others.");
+static void dst_state(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+		      const struct metrics_dst *dsts, size_t n)
+{
 	for (size_t i = 0; i < n; i++)
 		for (int s = 0; s < BS_MAX; s++) {
 			char extra[32];
-			int on = dsts[i].state == (enum breaker_state)s;
+			bool on = dsts[i].state == (enum breaker_state)s;
 
 			snprintf(extra, sizeof(extra), "state=\"%s\"", breaker_state_name(s));
-			sample(out, agent, "circuit_breaker_state", dsts[i].name, extra, !on, "%d", on);
+			sample(out, agent, f->name, dsts[i].name, extra, !on, on ? "1" : "0");
 		}
+}
 
-	family(out, "circuit_breaker_state_transition_total", "counter",
-	       "Breaker state transitions.");
+static void dst_transitions(FILE *out, const struct metrics_family *f,
+			    const struct metrics_agent *agent, const struct metrics_dst *dsts, size_t n)
+{
 	for (size_t i = 0; i < n; i++)
 		for (int from = 0; from < BS_MAX; from++)
 			for (int to = 0; to < BS_MAX; to++) {
@@ -167,74 +185,34 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 					continue;
 				snprintf(extra, sizeof(extra), "old_state=\"%s\",new_state=\"%s\"",
 					 breaker_state_name(from), breaker_state_name(to));
-				count(out, agent, "circuit_breaker_state_transition_total", dsts[i].name,
-				      extra, v);
+				count(out, agent, f->name, dsts[i].name, extra, v);
 			}
+}
 
-	family(out, "circuit_breaker_failure_rate", "gauge",
-	       "Failed share of the calls in the breaker's window, 0 to 1.");
-	for (size_t i = 0; i < n; i++)
-		sample(out, agent, "circuit_breaker_failure_rate", dsts[i].name, NULL,
-		       !dsts[i].failure_rate, "%.4f", dsts[i].failure_rate);
-
-	family(out, "circuit_breaker_slow_call_rate", "gauge",
-	       "Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.");
-	for (size_t i = 0; i < n; i++)
-		sample(out, agent, "circuit_breaker_slow_call_rate", dsts[i].name, NULL,
-		       !dsts[i].slow_call_rate, "%.4f", dsts[i].slow_call_rate);
-
-	family(out, "circuit_breaker_consecutive_failures", "gauge",
-	       "Failed connects in a row while closed.");
-	for (size_t i = 0; i < n; i++)
-		count(out, agent, "circuit_breaker_consecutive_failures", dsts[i].name, NULL,
-		      dsts[i].consecutive_failures);
-
-	family(out, "circuit_breaker_last_transition_timestamp_seconds", "gauge",
-	       "When the breaker last changed state (start-up if never).");
-	for (size_t i = 0; i < n; i++)
-		sample(out, agent, "circuit_breaker_last_transition_timestamp_seconds", dsts[i].name,
-		       NULL, false, "%.3f", dsts[i].last_transition_wall);
-
-	family(out, "kbreaker_tcp_connects_total", "counter",
-	       "TCP connects to the destination by outcome, as the kernel saw them.");
+static void dst_connects(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+			 const struct metrics_dst *dsts, size_t n)
+{
 	for (size_t i = 0; i < n; i++)
 		for (int r = 0; r < KB_RES_MAX; r++) {
 			char extra[32];
 
 			snprintf(extra, sizeof(extra), "result=\"%s\"", breaker_result_name(r));
-			count(out, agent, "kbreaker_tcp_connects_total", dsts[i].name, extra,
-			      dsts[i].stats.connects[r]);
+			count(out, agent, f->name, dsts[i].name, extra, dsts[i].stats.connects[r]);
 		}
+}
 
-	family(out, "kbreaker_connects_blocked_total", "counter",
-	       "TCP connects the breaker refused with ECONNREFUSED before a packet left.");
-	for (size_t i = 0; i < n; i++)
-		count(out, agent, "kbreaker_connects_blocked_total", dsts[i].name, NULL,
-		      dsts[i].stats.blocked);
-
-	family(out, "kbreaker_connects_would_block_total", "counter",
-	       "Observe mode: TCP connects the breaker would have refused.");
-	for (size_t i = 0; i < n; i++)
-		count(out, agent, "kbreaker_connects_would_block_total", dsts[i].name, NULL,
-		      dsts[i].stats.would_block);
-
-	family(out, "kbreaker_tcp_resets_total", "counter",
-	       "TCP resets on connections this host opened to the destination, by direction.");
+static void dst_resets(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+		       const struct metrics_dst *dsts, size_t n)
+{
 	for (size_t i = 0; i < n; i++) {
-		count(out, agent, "kbreaker_tcp_resets_total", dsts[i].name, "direction=\"received\"",
-		      dsts[i].stats.resets_rx);
-		count(out, agent, "kbreaker_tcp_resets_total", dsts[i].name, "direction=\"sent\"",
-		      dsts[i].stats.resets_tx);
+		count(out, agent, f->name, dsts[i].name, "direction=\"received\"", dsts[i].stats.resets_rx);
+		count(out, agent, f->name, dsts[i].name, "direction=\"sent\"", dsts[i].stats.resets_tx);
 	}
+}
 
-	family(out, "kbreaker_tcp_retransmits_total", "counter",
-	       "TCP segments retransmitted on connections this host opened to the destination.");
-	for (size_t i = 0; i < n; i++)
-		count(out, agent, "kbreaker_tcp_retransmits_total", dsts[i].name, NULL,
-		      dsts[i].stats.retransmits);
-
-	family(out, "kbreaker_tcp_connect_duration_seconds", "histogram",
-	       "Time from SYN sent to ESTABLISHED for successful connects.");
+static void dst_latency(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+			const struct metrics_dst *dsts, size_t n)
+{
 	for (size_t i = 0; i < n; i++) {
 		const struct kb_dst_stats *st = &dsts[i].stats;
 		unsigned long long cum = 0, total = 0;
@@ -247,16 +225,103 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 		for (size_t b = 0; b < sizeof(bucket_log2_us) / sizeof(bucket_log2_us[0]); b++) {
 			for (; slot < bucket_log2_us[b]; slot++)
 				cum += st->lat_slots[slot];
-			fprintf(out, "kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"%s\","
-				"le=\"%.6f\"} %llu\n", dsts[i].name,
-				(double)(1ULL << bucket_log2_us[b]) / 1e6, cum);
+			fprintf(out, "%s_bucket{circuit_name=\"%s\",le=\"%.6f\"} %llu\n", f->name,
+				dsts[i].name, (double)(1ULL << bucket_log2_us[b]) / 1e6, cum);
 		}
-		fprintf(out, "kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"%s\",le=\"+Inf\"} %llu\n",
-			dsts[i].name, total);
-		fprintf(out, "kbreaker_tcp_connect_duration_seconds_sum{circuit_name=\"%s\"} %.9f\n",
-			dsts[i].name, (double)st->lat_sum_ns / 1e9);
-		fprintf(out, "kbreaker_tcp_connect_duration_seconds_count{circuit_name=\"%s\"} %llu\n",
-			dsts[i].name, total);
+		fprintf(out, "%s_bucket{circuit_name=\"%s\",le=\"+Inf\"} %llu\n", f->name, dsts[i].name,
+			total);
+		fprintf(out, "%s_sum{circuit_name=\"%s\"} %.9f\n", f->name, dsts[i].name,
+			(double)st->lat_sum_ns / 1e9);
+		fprintf(out, "%s_count{circuit_name=\"%s\"} %llu\n", f->name, dsts[i].name, total);
+	}
+}
+
+#define AGENT(f, v) .samples = agent_value, .field = offsetof(struct metrics_agent, f), .value = (v)
+#define PROG(f, v) .samples = program_value, .field = offsetof(struct kb_prog_stats, f), .value = (v)
+#define DST(f, v) .samples = dst_value, .field = offsetof(struct metrics_dst, f), .value = (v)
+
+const struct metrics_family metrics_families[] = {
+	{ "kbreaker_build_info", "gauge", NULL,
+	  "kbreaker version, the kernel it runs on and the errno blocked connects get; always 1.",
+	  .samples = build_info },
+	{ "kbreaker_destinations", "gauge", NULL, "Configured destinations (circuits).",
+	  .samples = destinations },
+	{ "kbreaker_breakers", "gauge", NULL,
+	  "Breakers in use: one per destination, one per address with per_address.",
+	  AGENT(slots_used, MV_U64) },
+	{ "kbreaker_breakers_capacity", "gauge", NULL,
+	  "Breakers the kernel maps can hold (max_destinations).", AGENT(capacity, MV_U32) },
+	{ "kbreaker_config_reload_success", "gauge", NULL,
+	  "Whether the last configuration load or reload was accepted.", AGENT(reload_ok, MV_BOOL) },
+	{ "kbreaker_config_last_reload_success_timestamp_seconds", "gauge", "seconds",
+	  "When the running configuration was loaded.", AGENT(last_reload_ok_wall, MV_I64) },
+	{ "kbreaker_config_reloads_total", "counter", NULL, "Configuration reloads by result.",
+	  .samples = reloads },
+	{ "kbreaker_resolve_errors_total", "counter", NULL,
+	  "Failed resolutions of destination names; the last good addresses stay in force.",
+	  AGENT(resolve_errors, MV_U64) },
+	{ "kbreaker_map_errors_total", "counter", NULL, "Failed writes to the kernel maps.",
+	  AGENT(map_errors, MV_U64) },
+	{ "kbreaker_breakers_restored", "gauge", NULL,
+	  "Breakers taken over from the previous run at start (state_dir).", AGENT(restored, MV_U64) },
+	{ "kbreaker_poll_duration_seconds", "gauge", "seconds", "How long the agent's last poll took.",
+	  AGENT(last_poll_seconds, MV_SECONDS) },
+	{ "kbreaker_scrape_duration_seconds", "gauge", "seconds",
+	  "How long rendering the previous /metrics took.", AGENT(last_scrape_seconds, MV_SECONDS) },
+	{ "kbreaker_bpf_program_runs_total", "counter", NULL,
+	  "Runs of each BPF program; counted while kernel.bpf_stats_enabled is 1.",
+	  PROG(run_cnt, MV_U64) },
+	{ "kbreaker_bpf_program_run_seconds_total", "counter", "seconds",
+	  "Time spent in each BPF program; counted while kernel.bpf_stats_enabled is 1.",
+	  PROG(run_time_ns, MV_NS_SECONDS) },
+	{ "kbreaker_bpf_program_recursion_misses_total", "counter", NULL,
+	  "Runs of each BPF program the kernel skipped because it was already running on that "
+	  "CPU (an interrupt's softirq); an outcome can go uncounted this way.",
+	  PROG(recursion_misses, MV_U64) },
+	{ "kbreaker_events_lost_total", "counter", NULL,
+	  "Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.",
+	  AGENT(events_lost, MV_U64) },
+	{ "circuit_breaker_state", "gauge", NULL,
+	  "Breaker state: 1 for the current state, 0 for the others.", .samples = dst_state },
+	{ "circuit_breaker_state_transition_total", "counter", NULL, "Breaker state transitions.",
+	  .samples = dst_transitions },
+	{ "circuit_breaker_failure_rate", "gauge", NULL,
+	  "Failed share of the calls in the breaker's window, 0 to 1.", DST(failure_rate, MV_RATE) },
+	{ "circuit_breaker_slow_call_rate", "gauge", NULL,
+	  "Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.",
+	  DST(slow_call_rate, MV_RATE) },
+	{ "circuit_breaker_consecutive_failures", "gauge", NULL,
+	  "Failed connects in a row while closed.", DST(consecutive_failures, MV_U32) },
+	{ "circuit_breaker_last_transition_timestamp_seconds", "gauge", "seconds",
+	  "When the breaker last changed state (start-up if never).",
+	  DST(last_transition_wall, MV_WALL) },
+	{ "kbreaker_tcp_connects_total", "counter", NULL,
+	  "TCP connects to the destination by outcome, as the kernel saw them.",
+	  .samples = dst_connects },
+	{ "kbreaker_connects_blocked_total", "counter", NULL,
+	  "TCP connects the breaker refused with ECONNREFUSED before a packet left.",
+	  DST(stats.blocked, MV_U64) },
+	{ "kbreaker_connects_would_block_total", "counter", NULL,
+	  "Observe mode: TCP connects the breaker would have refused.",
+	  DST(stats.would_block, MV_U64) },
+	{ "kbreaker_tcp_resets_total", "counter", NULL,
+	  "TCP resets on connections this host opened to the destination, by direction.",
+	  .samples = dst_resets },
+	{ "kbreaker_tcp_retransmits_total", "counter", NULL,
+	  "TCP segments retransmitted on connections this host opened to the destination.",
+	  DST(stats.retransmits, MV_U64) },
+	{ "kbreaker_tcp_connect_duration_seconds", "histogram", "seconds",
+	  "Time from SYN sent to ESTABLISHED for successful connects.", .samples = dst_latency },
+};
+
+const size_t metrics_n_families = sizeof(metrics_families) / sizeof(metrics_families[0]);
+
+int metrics_render(FILE *out, const struct metrics_agent *agent,
+		   const struct metrics_dst *dsts, size_t n)
+{
+	for (const struct metrics_family *f = metrics_families; f < metrics_families + metrics_n_families; f++) {
+		family_of(out, agent->openmetrics, f);
+		f->samples(out, f, agent, dsts, n);
 	}
 	if (agent->openmetrics)
 		fputs("# EOF\n", out);

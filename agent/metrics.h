@@ -9,8 +9,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <linux/types.h>
+#include "kb_abi.h"
 #include "breaker.h"
-#include "bpf.h"
+#include "prog_stats.h"
 
 struct metrics_dst {
 	const char *name;
@@ -43,6 +45,41 @@ struct metrics_agent {
 	bool compact;			/* omit zero-valued per-destination series */
 	bool openmetrics;		/* OpenMetrics 1.0 instead of text 0.0.4 */
 };
+
+/* How a shared sample writer reads and prints the field a family names. */
+enum metrics_value {
+	MV_NONE,	/* the family's writer knows its own values */
+	MV_U64,		/* uint64_t, as an integer */
+	MV_U32,		/* uint32_t, as an integer */
+	MV_BOOL,	/* bool, as 0 or 1 */
+	MV_I64,		/* int64_t, as an integer */
+	MV_SECONDS,	/* double seconds, to the microsecond */
+	MV_RATE,	/* double share, 0 to 1, to four places */
+	MV_WALL,	/* double unix seconds, to the millisecond; never left out as zero */
+	MV_NS_SECONDS,	/* uint64_t nanoseconds, as seconds */
+};
+
+struct metrics_family;
+
+/* Write the samples of family f (never its HELP and TYPE lines). */
+typedef void metrics_samples_fn(FILE *out, const struct metrics_family *f,
+				const struct metrics_agent *agent,
+				const struct metrics_dst *dsts, size_t n);
+
+/* One metric family: the one place its name, type, unit and help are written. */
+struct metrics_family {
+	const char *name;	/* as its samples carry it: a counter's ends in _total */
+	const char *type;	/* gauge, counter or histogram */
+	const char *unit;	/* the unit its name ends in (OpenMetrics), NULL if none */
+	const char *help;
+	metrics_samples_fn *samples;
+	size_t field;		/* the shared writers: offset of the value in their struct */
+	enum metrics_value value;
+};
+
+/* Every family metrics_render writes, in order. */
+extern const struct metrics_family metrics_families[];
+extern const size_t metrics_n_families;
 
 /*
  * Write every metric family for `n` destinations to out. Compact leaves

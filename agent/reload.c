@@ -10,7 +10,7 @@
 #include "bpf.h"
 #include "log.h"
 #include "reload.h"
-#include "status.h"
+#include "addr.h"
 
 int reload_fail(struct reload *r, int err, const char *fmt, ...)
 {
@@ -204,7 +204,7 @@ static void reload_start(struct agent *a, struct reload *r, uint32_t i)
 {
 	const struct agent_circuit *c = &r->next[i];
 	struct kb_verdict v;
-	char text[64];
+	char text[ADDR_TEXT_MAX];
 
 	log_info("circuit added\tcircuit=%s host=%s", c->cfg->name, c->cfg->host);
 	if (c->cfg->per_address && !grouped(c->cfg))
@@ -230,7 +230,7 @@ static void reload_start(struct agent *a, struct reload *r, uint32_t i)
 			 gai_strerror(r->info[i].resolve_err));
 	}
 	for (size_t m = 0; m < c->n_addrs + r->info[i].dropped; m++) {
-		status_addr_text(c->addrs[m], text, sizeof(text));
+		addr_text(c->addrs[m], text, sizeof(text));
 		if (m < c->n_addrs)
 			log_info("address added\tcircuit=%s host=%s address=%s", c->cfg->name,
 				 c->cfg->host, text);
@@ -249,7 +249,7 @@ static void reload_commit(struct agent *a, struct reload *r)
 	struct agent_circuit *old = a->circuits;
 	const struct reload_kept *rk = r->kept_slots;
 	struct kb_verdict v;
-	char addr[64];
+	char addr[ADDR_TEXT_MAX];
 
 	/* Kept breakers follow their circuit and take the new policy, as reload_write() did. */
 	for (size_t k = 0; k < a->n_slots; k++) {
@@ -280,7 +280,7 @@ static void reload_commit(struct agent *a, struct reload *r)
 			continue;
 		addr[0] = '\0';
 		if (grouped(cfg))
-			status_addr_text(s->addr, addr, sizeof(addr));
+			addr_text(s->addr, addr, sizeof(addr));
 		log_info("breaker %s\tcircuit=%s%s%s old_state=%s new_state=%s mode=%s cause=reload "
 			 "failure_rate=%.2f", breaker_state_name(s->br.state), cfg->name,
 			 addr[0] ? " address=" : "", addr, breaker_state_name(was),

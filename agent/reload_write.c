@@ -6,7 +6,7 @@
 #include "kb_judge.h"
 #include "log.h"
 #include "reload.h"
-#include "status.h"
+#include "addr.h"
 
 static struct undo *undo_push(struct reload *r, enum undo_op op, uint32_t id)
 {
@@ -26,13 +26,13 @@ static int reload_key(struct agent *a, struct reload *r, const struct agent_circ
 	uint8_t prefix_len = name ? 128 : c->cfg->prefix_len;
 	uint32_t id = circuit_slot(c, m);
 	struct undo *u;
-	char text[64];
+	char text[ADDR_TEXT_MAX];
 	int err;
 
 	err = add ? kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino, id)
 		  : kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino);
 	if (err) {
-		status_addr_text(addr, text, sizeof(text));
+		addr_text(addr, text, sizeof(text));
 		return reload_fail(r, err, "bpf: %s %s/%u of %s%s", add ? "add" : "remove", text,
 				   prefix_len, c->cfg->name,
 				   err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");

@@ -7,7 +7,7 @@
 #include "bpf.h"
 #include "kb_judge.h"
 #include "log.h"
-#include "status.h"
+#include "addr.h"
 
 void circuit_verdict(const struct config_dst *cfg, const struct breaker *br, struct kb_verdict *v)
 {
@@ -64,7 +64,7 @@ void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old,
 {
 	const struct config_dst *cfg = slot_cfg(a, s);
 	struct kb_verdict v;
-	char addr[64] = "";
+	char addr[ADDR_TEXT_MAX] = "";
 
 	/* The new verdict starts a new gen: carry the kernel's count over into its base. */
 	slot_sync_count(a, s);
@@ -79,7 +79,7 @@ void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old,
 	if (old == s->br.state)
 		return;	/* a ramp step: no transition to tell */
 	if (grouped(cfg))
-		status_addr_text(s->addr, addr, sizeof(addr));
+		addr_text(s->addr, addr, sizeof(addr));
 	log_info("breaker %s\tcircuit=%s%s%s old_state=%s new_state=%s mode=%s cause=%s "
 		 "failure_rate=%.2f", breaker_state_name(s->br.state), cfg->name,
 		 addr[0] ? " address=" : "", addr, breaker_state_name(old),
@@ -221,13 +221,13 @@ void slot_drop(struct agent *a, uint32_t id)
 void circuit_key_add(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
 		    uint8_t prefix_len, uint32_t id)
 {
-	char text[64];
+	char text[ADDR_TEXT_MAX];
 	int err;
 
 	err = kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino, id);
 	if (err) {
 		a->map_errors++;
-		status_addr_text(addr, text, sizeof(text));
+		addr_text(addr, text, sizeof(text));
 		log_err("bpf: add %s/%u of %s: %s%s", text, prefix_len, c->cfg->name, strerror(-err),
 			err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
 	}
@@ -236,13 +236,13 @@ void circuit_key_add(struct agent *a, const struct agent_circuit *c, const kb_ad
 static void circuit_key_del(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
 		    uint8_t prefix_len)
 {
-	char text[64];
+	char text[ADDR_TEXT_MAX];
 	int err;
 
 	err = kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino);
 	if (err) {
 		a->map_errors++;
-		status_addr_text(addr, text, sizeof(text));
+		addr_text(addr, text, sizeof(text));
 		log_err("bpf: remove %s/%u of %s: %s", text, prefix_len, c->cfg->name, strerror(-err));
 	}
 }
@@ -257,7 +257,7 @@ void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n,
 	struct agent_circuit *c = &a->circuits[ci];
 	uint32_t *members = NULL;
 	size_t i = 0, j = 0;
-	char text[64];
+	char text[ADDR_TEXT_MAX];
 
 	if (grouped(c->cfg)) {
 		members = calloc(n ? n : 1, sizeof(*members));
@@ -276,7 +276,7 @@ void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n,
 			i++, j++;
 			continue;
 		}
-		status_addr_text(cmp < 0 ? c->addrs[i] : addrs[j], text, sizeof(text));
+		addr_text(cmp < 0 ? c->addrs[i] : addrs[j], text, sizeof(text));
 		if (cmp < 0) {
 			circuit_key_del(a, c, c->addrs[i], 128);
 			if (members)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <json-c/json.h>
 #include "config.h"
+#include "addr.h"
 #include "status.h"
 
 static double secs(uint64_t from, uint64_t to)
@@ -13,7 +14,7 @@ static double secs(uint64_t from, uint64_t to)
 /* A number printed with `fmt` decimals, so the document reads the same every time. */
 static json_object *fixed(double v, const char *fmt)
 {
-	char text[64];
+	char text[ADDR_TEXT_MAX];
 
 	snprintf(text, sizeof(text), fmt, v);
 	return json_object_new_double_s(v, text);

@@ -22,7 +22,6 @@
 
 #include <stdio.h>
 #include <stdint.h>
-#include "addr.h"
 #include "breaker.h"
 
 struct status_dst {
@@ -46,11 +45,5 @@ struct status_dst {
 /* Write the document (json-c: names and hosts are escaped). Returns 0, -ENOMEM or -EIO. */
 int status_render(FILE *out, const char *version, uint64_t started_ns, uint64_t now,
 		  const struct status_dst *dsts, size_t n);
-
-/* Text form of a normalised address: IPv4 dotted for mapped ones (addr_text()). */
-static inline void status_addr_text(const uint8_t addr[16], char *buf, size_t len)
-{
-	addr_text(addr, buf, len);
-}
 
 #endif /* KB_STATUS_H */

@@ -36,8 +36,12 @@ enum kb_action {
 /* Connect latency histogram: slot i counts latencies in [2^i, 2^(i+1)) us, slot 0 also < 1 us. */
 #define KB_LAT_SLOTS 24
 
-/* Default map capacity; the agent sizes maps from the config before load. */
-#define KB_MAX_DESTINATIONS_DEFAULT 1024 /* only the BPF objects' default; the agent sizes from max_destinations */
+/*
+ * The destination maps' size as the BPF objects are compiled. The agent
+ * always sets it before load from max_destinations (default 16384, see
+ * config.c), so this number only matters to a tool loading the objects alone.
+ */
+#define KB_MAX_DESTINATIONS_DEFAULT 1024
 
 /*
  * Key of kb_dst: a destination address and port, in a network namespace.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* metrics_render: the exposition text, compared exactly. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdlib.h>
@@ -19,6 +20,53 @@ static char *render(const struct metrics_agent *info, const struct metrics_dst *
 	assert_int_equal(fclose(out), 0);
 	return buf;
 }
+
+/* Where the per-destination families begin in a rendering. */
+static const char *per_destination(const char *text)
+{
+	const char *body = strstr(text, "# HELP circuit_breaker_state ");
+
+	assert_non_null(body);
+	return body;
+}
+
+/* The HELP and TYPE lines of each per-destination family, as every test expects them. */
+#define HEAD_STATE \
+	"# HELP circuit_breaker_state Breaker state: 1 for the current state, 0 for the others.\n" \
+	"# TYPE circuit_breaker_state gauge\n"
+#define HEAD_TRANSITIONS \
+	"# HELP circuit_breaker_state_transition_total Breaker state transitions.\n" \
+	"# TYPE circuit_breaker_state_transition_total counter\n"
+#define HEAD_FAILURE_RATE \
+	"# HELP circuit_breaker_failure_rate Failed share of the calls in the breaker's window, 0 to 1.\n" \
+	"# TYPE circuit_breaker_failure_rate gauge\n"
+#define HEAD_SLOW_CALL_RATE \
+	"# HELP circuit_breaker_slow_call_rate Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.\n" \
+	"# TYPE circuit_breaker_slow_call_rate gauge\n"
+#define HEAD_CONSECUTIVE \
+	"# HELP circuit_breaker_consecutive_failures Failed connects in a row while closed.\n" \
+	"# TYPE circuit_breaker_consecutive_failures gauge\n"
+#define HEAD_LAST_TRANSITION \
+	"# HELP circuit_breaker_last_transition_timestamp_seconds When the breaker last changed state (start-up if never).\n" \
+	"# TYPE circuit_breaker_last_transition_timestamp_seconds gauge\n"
+#define HEAD_CONNECTS \
+	"# HELP kbreaker_tcp_connects_total TCP connects to the destination by outcome, as the kernel saw them.\n" \
+	"# TYPE kbreaker_tcp_connects_total counter\n"
+#define HEAD_BLOCKED \
+	"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n" \
+	"# TYPE kbreaker_connects_blocked_total counter\n"
+#define HEAD_WOULD_BLOCK \
+	"# HELP kbreaker_connects_would_block_total Observe mode: TCP connects the breaker would have refused.\n" \
+	"# TYPE kbreaker_connects_would_block_total counter\n"
+#define HEAD_RESETS \
+	"# HELP kbreaker_tcp_resets_total TCP resets on connections this host opened to the destination, by direction.\n" \
+	"# TYPE kbreaker_tcp_resets_total counter\n"
+#define HEAD_RETRANSMITS \
+	"# HELP kbreaker_tcp_retransmits_total TCP segments retransmitted on connections this host opened to the destination.\n" \
+	"# TYPE kbreaker_tcp_retransmits_total counter\n"
+#define HEAD_LATENCY \
+	"# HELP kbreaker_tcp_connect_duration_seconds Time from SYN sent to ESTABLISHED for successful connects.\n" \
+	"# TYPE kbreaker_tcp_connect_duration_seconds histogram\n"
 
 static const char want_empty[] =
 	"# HELP kbreaker_build_info kbreaker version, the kernel it runs on and the errno blocked connects get; always 1.\n"
@@ -67,30 +115,18 @@ static const char want_empty[] =
 	"# HELP kbreaker_events_lost_total Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.\n"
 	"# TYPE kbreaker_events_lost_total counter\n"
 	"kbreaker_events_lost_total 7\n"
-	"# HELP circuit_breaker_state Breaker state: 1 for the current state, 0 for the others.\n"
-	"# TYPE circuit_breaker_state gauge\n"
-	"# HELP circuit_breaker_state_transition_total Breaker state transitions.\n"
-	"# TYPE circuit_breaker_state_transition_total counter\n"
-	"# HELP circuit_breaker_failure_rate Failed share of the calls in the breaker's window, 0 to 1.\n"
-	"# TYPE circuit_breaker_failure_rate gauge\n"
-	"# HELP circuit_breaker_slow_call_rate Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.\n"
-	"# TYPE circuit_breaker_slow_call_rate gauge\n"
-	"# HELP circuit_breaker_consecutive_failures Failed connects in a row while closed.\n"
-	"# TYPE circuit_breaker_consecutive_failures gauge\n"
-	"# HELP circuit_breaker_last_transition_timestamp_seconds When the breaker last changed state (start-up if never).\n"
-	"# TYPE circuit_breaker_last_transition_timestamp_seconds gauge\n"
-	"# HELP kbreaker_tcp_connects_total TCP connects to the destination by outcome, as the kernel saw them.\n"
-	"# TYPE kbreaker_tcp_connects_total counter\n"
-	"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n"
-	"# TYPE kbreaker_connects_blocked_total counter\n"
-	"# HELP kbreaker_connects_would_block_total Observe mode: TCP connects the breaker would have refused.\n"
-	"# TYPE kbreaker_connects_would_block_total counter\n"
-	"# HELP kbreaker_tcp_resets_total TCP resets on connections this host opened to the destination, by direction.\n"
-	"# TYPE kbreaker_tcp_resets_total counter\n"
-	"# HELP kbreaker_tcp_retransmits_total TCP segments retransmitted on connections this host opened to the destination.\n"
-	"# TYPE kbreaker_tcp_retransmits_total counter\n"
-	"# HELP kbreaker_tcp_connect_duration_seconds Time from SYN sent to ESTABLISHED for successful connects.\n"
-	"# TYPE kbreaker_tcp_connect_duration_seconds histogram\n";
+	HEAD_STATE
+	HEAD_TRANSITIONS
+	HEAD_FAILURE_RATE
+	HEAD_SLOW_CALL_RATE
+	HEAD_CONSECUTIVE
+	HEAD_LAST_TRANSITION
+	HEAD_CONNECTS
+	HEAD_BLOCKED
+	HEAD_WOULD_BLOCK
+	HEAD_RESETS
+	HEAD_RETRANSMITS
+	HEAD_LATENCY;
 
 static void test_no_destinations(void **state)
 {
@@ -111,7 +147,8 @@ static void test_one_destination(void **state)
 	struct metrics_agent info = { .version = "1.2.3", .kernel = "6.1.0" };
 	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
 	struct metrics_dst d = { .name = "payments", .state = BS_HALF_OPEN, .transitions = tr };
-	char *text, *body;
+	const char *body;
+	char *text;
 
 	tr[BS_CLOSED][BS_OPEN] = 2;
 	tr[BS_OPEN][BS_HALF_OPEN] = 1;
@@ -133,58 +170,45 @@ static void test_one_destination(void **state)
 	d.stats.lat_slots[23] = 2;	/* >= 8.4 s: only in +Inf */
 	d.stats.lat_sum_ns = 1500000000ULL;
 	text = render(&info, &d, 1);
-	body = strstr(text, "# HELP circuit_breaker_state ");
-	assert_non_null(body);
+	body = per_destination(text);
 	assert_string_equal(body,
-		"# HELP circuit_breaker_state Breaker state: 1 for the current state, 0 for the others.\n"
-		"# TYPE circuit_breaker_state gauge\n"
+		HEAD_STATE
 		"circuit_breaker_state{circuit_name=\"payments\",state=\"closed\"} 0\n"
 		"circuit_breaker_state{circuit_name=\"payments\",state=\"open\"} 0\n"
 		"circuit_breaker_state{circuit_name=\"payments\",state=\"half_open\"} 1\n"
 		"circuit_breaker_state{circuit_name=\"payments\",state=\"metrics_only\"} 0\n"
 		"circuit_breaker_state{circuit_name=\"payments\",state=\"disabled\"} 0\n"
 		"circuit_breaker_state{circuit_name=\"payments\",state=\"forced_open\"} 0\n"
-		"# HELP circuit_breaker_state_transition_total Breaker state transitions.\n"
-		"# TYPE circuit_breaker_state_transition_total counter\n"
+		HEAD_TRANSITIONS
 		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"closed\",new_state=\"open\"} 2\n"
 		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"open\",new_state=\"half_open\"} 1\n"
 		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"half_open\",new_state=\"closed\"} 0\n"
 		"circuit_breaker_state_transition_total{circuit_name=\"payments\",old_state=\"half_open\",new_state=\"open\"} 0\n"
-		"# HELP circuit_breaker_failure_rate Failed share of the calls in the breaker's window, 0 to 1.\n"
-		"# TYPE circuit_breaker_failure_rate gauge\n"
+		HEAD_FAILURE_RATE
 		"circuit_breaker_failure_rate{circuit_name=\"payments\"} 0.4545\n"
-		"# HELP circuit_breaker_slow_call_rate Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.\n"
-		"# TYPE circuit_breaker_slow_call_rate gauge\n"
+		HEAD_SLOW_CALL_RATE
 		"circuit_breaker_slow_call_rate{circuit_name=\"payments\"} 0.1000\n"
-		"# HELP circuit_breaker_consecutive_failures Failed connects in a row while closed.\n"
-		"# TYPE circuit_breaker_consecutive_failures gauge\n"
+		HEAD_CONSECUTIVE
 		"circuit_breaker_consecutive_failures{circuit_name=\"payments\"} 2\n"
-		"# HELP circuit_breaker_last_transition_timestamp_seconds When the breaker last changed state (start-up if never).\n"
-		"# TYPE circuit_breaker_last_transition_timestamp_seconds gauge\n"
+		HEAD_LAST_TRANSITION
 		"circuit_breaker_last_transition_timestamp_seconds{circuit_name=\"payments\"} 1700000123.250\n"
-		"# HELP kbreaker_tcp_connects_total TCP connects to the destination by outcome, as the kernel saw them.\n"
-		"# TYPE kbreaker_tcp_connects_total counter\n"
+		HEAD_CONNECTS
 		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"success\"} 6\n"
 		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"refused\"} 5\n"
 		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"timeout\"} 1\n"
 		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"unreachable\"} 0\n"
 		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"error\"} 0\n"
 		"kbreaker_tcp_connects_total{circuit_name=\"payments\",result=\"cancelled\"} 0\n"
-		"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n"
-		"# TYPE kbreaker_connects_blocked_total counter\n"
+		HEAD_BLOCKED
 		"kbreaker_connects_blocked_total{circuit_name=\"payments\"} 9\n"
-		"# HELP kbreaker_connects_would_block_total Observe mode: TCP connects the breaker would have refused.\n"
-		"# TYPE kbreaker_connects_would_block_total counter\n"
+		HEAD_WOULD_BLOCK
 		"kbreaker_connects_would_block_total{circuit_name=\"payments\"} 4\n"
-		"# HELP kbreaker_tcp_resets_total TCP resets on connections this host opened to the destination, by direction.\n"
-		"# TYPE kbreaker_tcp_resets_total counter\n"
+		HEAD_RESETS
 		"kbreaker_tcp_resets_total{circuit_name=\"payments\",direction=\"received\"} 2\n"
 		"kbreaker_tcp_resets_total{circuit_name=\"payments\",direction=\"sent\"} 3\n"
-		"# HELP kbreaker_tcp_retransmits_total TCP segments retransmitted on connections this host opened to the destination.\n"
-		"# TYPE kbreaker_tcp_retransmits_total counter\n"
+		HEAD_RETRANSMITS
 		"kbreaker_tcp_retransmits_total{circuit_name=\"payments\"} 11\n"
-		"# HELP kbreaker_tcp_connect_duration_seconds Time from SYN sent to ESTABLISHED for successful connects.\n"
-		"# TYPE kbreaker_tcp_connect_duration_seconds histogram\n"
+		HEAD_LATENCY
 		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.000064\"} 3\n"
 		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.000256\"} 4\n"
 		"kbreaker_tcp_connect_duration_seconds_bucket{circuit_name=\"payments\",le=\"0.001024\"} 4\n"
@@ -227,45 +251,33 @@ static void test_compact(void **state)
 		.name = "db", .state = BS_OPEN, .transitions = tr, .consecutive_failures = 0,
 		.failure_rate = 1.0, .last_transition_wall = 1700000000.0,
 	};
-	char *text, *body;
+	const char *body;
+	char *text;
 
 	tr[BS_CLOSED][BS_OPEN] = 1;
 	d.stats.connects[KB_RES_REFUSED] = 5;
 	d.stats.blocked = 2;
 	text = render(&info, &d, 1);
-	body = strstr(text, "# HELP circuit_breaker_state ");
-	assert_non_null(body);
+	body = per_destination(text);
 	assert_string_equal(body,
-		"# HELP circuit_breaker_state Breaker state: 1 for the current state, 0 for the others.\n"
-		"# TYPE circuit_breaker_state gauge\n"
+		HEAD_STATE
 		"circuit_breaker_state{circuit_name=\"db\",state=\"open\"} 1\n"
-		"# HELP circuit_breaker_state_transition_total Breaker state transitions.\n"
-		"# TYPE circuit_breaker_state_transition_total counter\n"
+		HEAD_TRANSITIONS
 		"circuit_breaker_state_transition_total{circuit_name=\"db\",old_state=\"closed\",new_state=\"open\"} 1\n"
-		"# HELP circuit_breaker_failure_rate Failed share of the calls in the breaker's window, 0 to 1.\n"
-		"# TYPE circuit_breaker_failure_rate gauge\n"
+		HEAD_FAILURE_RATE
 		"circuit_breaker_failure_rate{circuit_name=\"db\"} 1.0000\n"
-		"# HELP circuit_breaker_slow_call_rate Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.\n"
-		"# TYPE circuit_breaker_slow_call_rate gauge\n"
-		"# HELP circuit_breaker_consecutive_failures Failed connects in a row while closed.\n"
-		"# TYPE circuit_breaker_consecutive_failures gauge\n"
-		"# HELP circuit_breaker_last_transition_timestamp_seconds When the breaker last changed state (start-up if never).\n"
-		"# TYPE circuit_breaker_last_transition_timestamp_seconds gauge\n"
+		HEAD_SLOW_CALL_RATE
+		HEAD_CONSECUTIVE
+		HEAD_LAST_TRANSITION
 		"circuit_breaker_last_transition_timestamp_seconds{circuit_name=\"db\"} 1700000000.000\n"
-		"# HELP kbreaker_tcp_connects_total TCP connects to the destination by outcome, as the kernel saw them.\n"
-		"# TYPE kbreaker_tcp_connects_total counter\n"
+		HEAD_CONNECTS
 		"kbreaker_tcp_connects_total{circuit_name=\"db\",result=\"refused\"} 5\n"
-		"# HELP kbreaker_connects_blocked_total TCP connects the breaker refused with ECONNREFUSED before a packet left.\n"
-		"# TYPE kbreaker_connects_blocked_total counter\n"
+		HEAD_BLOCKED
 		"kbreaker_connects_blocked_total{circuit_name=\"db\"} 2\n"
-		"# HELP kbreaker_connects_would_block_total Observe mode: TCP connects the breaker would have refused.\n"
-		"# TYPE kbreaker_connects_would_block_total counter\n"
-		"# HELP kbreaker_tcp_resets_total TCP resets on connections this host opened to the destination, by direction.\n"
-		"# TYPE kbreaker_tcp_resets_total counter\n"
-		"# HELP kbreaker_tcp_retransmits_total TCP segments retransmitted on connections this host opened to the destination.\n"
-		"# TYPE kbreaker_tcp_retransmits_total counter\n"
-		"# HELP kbreaker_tcp_connect_duration_seconds Time from SYN sent to ESTABLISHED for successful connects.\n"
-		"# TYPE kbreaker_tcp_connect_duration_seconds histogram\n");
+		HEAD_WOULD_BLOCK
+		HEAD_RESETS
+		HEAD_RETRANSMITS
+		HEAD_LATENCY);
 	free(text);
 }
 
@@ -315,6 +327,50 @@ static void test_program_stats(void **state)
 	free(text);
 }
 
+static bool ends_with(const char *s, size_t len, const char *suffix)
+{
+	size_t n = strlen(suffix);
+
+	return len >= n && !memcmp(s + len - n, suffix, n);
+}
+
+/*
+ * The table every family comes from keeps Prometheus' naming rules: a
+ * counter's samples end in _total, a unit is the name's last word, a help
+ * is one line; and each family is written once, HELP and TYPE together.
+ */
+static void test_family_table(void **state)
+{
+	struct metrics_agent info = { .version = "v", .kernel = "k" };
+	char *text = render(&info, NULL, 0), head[512];
+
+	assert_true(metrics_n_families > 0);
+	for (size_t i = 0; i < metrics_n_families; i++) {
+		const struct metrics_family *f = &metrics_families[i];
+		size_t len = strlen(f->name);
+		bool counter = !strcmp(f->type, "counter");
+
+		assert_true(counter || !strcmp(f->type, "gauge") || !strcmp(f->type, "histogram"));
+		assert_int_equal(counter, ends_with(f->name, len, "_total"));
+		if (counter)
+			len -= strlen("_total");
+		if (f->unit) {
+			assert_true(ends_with(f->name, len, f->unit));
+			assert_true(len > strlen(f->unit) && f->name[len - strlen(f->unit) - 1] == '_');
+		} else {
+			assert_false(ends_with(f->name, len, "_seconds"));
+		}
+		assert_non_null(f->help);
+		assert_null(strchr(f->help, '\n'));
+		assert_non_null(f->samples);
+		snprintf(head, sizeof(head), "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
+			 f->type);
+		assert_non_null(strstr(text, head));
+		assert_null(strstr(strstr(text, head) + 1, head));
+	}
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +380,7 @@ int main(void)
 		cmocka_unit_test(test_program_stats),
 		cmocka_unit_test(test_compact),
 		cmocka_unit_test(test_openmetrics),
+		cmocka_unit_test(test_family_table),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

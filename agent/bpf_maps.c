@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * bpf_maps: every read, write and walk of the maps once they are loaded:
+ * destination keys and the ports prefilter, verdicts, trips, counters,
+ * saved breakers and the event ring. bpf.c opens, loads and attaches.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "bpf_priv.h"
+#include "persist.h"
+
+/* Set the prefilter bit of a network-order port in both objects (kb_maps.bpf.h). */
+static void port_bit_set(struct kb_bpf *k, __u16 nport)
+{
+	__u32 bit = 1U << (nport & 31);
+
+	__atomic_fetch_or(&k->obs->bss->kb_ports[nport >> 5], bit, __ATOMIC_RELEASE);
+	__atomic_fetch_or(&k->enf->bss->kb_ports[nport >> 5], bit, __ATOMIC_RELEASE);
+}
+
+static void ports_exact(struct kb_bpf *k)
+{
+	__u32 exact = !k->portless;
+
+	__atomic_store_n(&k->obs->bss->kb_ports_exact, exact, __ATOMIC_RELEASE);
+	__atomic_store_n(&k->enf->bss->kb_ports_exact, exact, __ATOMIC_RELEASE);
+}
+
+/*
+ * A key is about to exist: its port's bit first, or "exact" off for an
+ * any-port key, so the prefilter never hides it. Bits stay set when keys
+ * go (a stale bit costs a lookup, never a miss).
+ */
+static void port_note(struct kb_bpf *k, __u16 nport)
+{
+	if (nport) {
+		port_bit_set(k, nport);
+		return;
+	}
+	k->portless++;
+	ports_exact(k);
+}
+
+static void port_forget(struct kb_bpf *k, __u16 nport)
+{
+	if (!nport || !k->portless)
+		return;
+	k->portless--;
+	ports_exact(k);
+}
+
+int kb_bpf_ports_adopt(struct kb_bpf *k)
+{
+	int hfd = bpf_map__fd(k->obs->maps.kb_dst), lfd = bpf_map__fd(k->obs->maps.kb_dst_lpm);
+	struct kb_dst_key hk, *hprev = NULL;
+	struct kb_lpm_key lk, *lprev = NULL;
+
+	if (!k->adopted) {
+		ports_exact(k);	/* new maps: no key yet */
+		return 0;
+	}
+	while (!bpf_map_get_next_key(hfd, hprev, &hk)) {
+		port_note(k, hk.port);
+		hprev = &hk;
+	}
+	if (errno != ENOENT)
+		return -errno;
+	while (!bpf_map_get_next_key(lfd, lprev, &lk)) {
+		port_note(k, lk.port);
+		lprev = &lk;
+	}
+	if (errno != ENOENT)
+		return -errno;
+	ports_exact(k);
+	return 0;
+}
+
+int kb_bpf_gen_init(struct kb_bpf *k)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_verdicts);
+	__u32 n = bpf_map__max_entries(k->obs->maps.kb_verdicts);
+	struct kb_verdict v;
+
+	k->last_gen = 0;
+	for (__u32 id = 0; k->adopted && id < n; id++) {
+		if (bpf_map_lookup_elem(fd, &id, &v))
+			return -errno;
+		if (v.gen > k->last_gen)
+			k->last_gen = v.gen;
+	}
+	return 0;
+}
+
+/* Build the map key for (addr/prefix_len, port): hash for full addresses, LPM for prefixes. */
+static int dst_map_key(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		       uint32_t netns, struct kb_dst_key *hk, struct kb_lpm_key *lk)
+{
+	if (prefix_len > 128)
+		return -EINVAL;
+	if (prefix_len == 128) {
+		memset(hk, 0, sizeof(*hk));
+		memcpy(hk->addr, addr, sizeof(hk->addr));
+		hk->port = htons(port);
+		hk->netns = netns;
+		return bpf_map__fd(k->obs->maps.kb_dst);
+	}
+	memset(lk, 0, sizeof(*lk));
+	lk->prefixlen = KB_LPM_PRE + prefix_len;
+	lk->netns = netns;
+	lk->port = htons(port);
+	memcpy(lk->addr, addr, sizeof(lk->addr));
+	return bpf_map__fd(k->obs->maps.kb_dst_lpm);
+}
+
+int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t dst_id)
+{
+	struct kb_dst_key hk;
+	struct kb_lpm_key lk;
+	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk), err;
+	void *key = prefix_len == 128 ? (void *)&hk : (void *)&lk;
+
+	if (fd < 0)
+		return fd;
+	/* Noted before the key exists; only a new key counts as one more any-port key. */
+	port_note(k, htons(port));
+	if (!bpf_map_update_elem(fd, key, &dst_id, BPF_NOEXIST))
+		return 0;
+	err = errno == EEXIST && !bpf_map_update_elem(fd, key, &dst_id, BPF_EXIST) ? 0 : -errno;
+	port_forget(k, htons(port));
+	return err;
+}
+
+int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns)
+{
+	struct kb_dst_key hk;
+	struct kb_lpm_key lk;
+	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk);
+
+	if (fd < 0)
+		return fd;
+	if (bpf_map_delete_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk)) {
+		if (errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	port_forget(k, htons(port));
+	return 0;
+}
+
+void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags)
+{
+	/*
+	 * Both objects read their own copy in their mmap'd .bss: a release
+	 * store into each, no syscall (the hooks read it with a plain load).
+	 */
+	__atomic_store_n(&k->obs->bss->kb_lookup_flags, flags, __ATOMIC_RELEASE);
+	__atomic_store_n(&k->enf->bss->kb_lookup_flags, flags, __ATOMIC_RELEASE);
+}
+
+int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
+{
+	struct kb_verdict w = *v;
+
+	/* A new gen starts the kernel's trip state afresh (kb_judge.h); 0 means none. */
+	w.gen = ++k->last_gen ?: ++k->last_gen;
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, &w, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, struct kb_verdict *v)
+{
+	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_trips), &dst_id, t) ||
+	    bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_get_verdict(struct kb_bpf *k, uint32_t dst_id, struct kb_verdict *v)
+{
+	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_put_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
+{
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &dst_id, v, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+/* Destinations per batched lookup: bounds the buffer to BATCH x CPUs values. */
+#define STATS_BATCH 128
+
+static void sum_cpus(const struct kb_dst_stats *percpu, int ncpus, struct kb_dst_stats *sum)
+{
+	__u64 *dst = (__u64 *)sum;
+	size_t words = sizeof(*sum) / sizeof(__u64);
+
+	memset(sum, 0, sizeof(*sum));
+	for (int cpu = 0; cpu < ncpus; cpu++) {
+		const __u64 *src = (const __u64 *)&percpu[cpu];
+
+		for (size_t w = 0; w < words; w++)
+			dst[w] += src[w];
+	}
+}
+
+int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_stats), err = 0;
+	struct kb_dst_stats *vals;
+	__u32 keys[STATS_BATCH] = { 0 }, in = 0, out = 0;
+
+	vals = calloc((size_t)STATS_BATCH * k->ncpus, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	for (uint32_t done = 0; done < n && !err;) {
+		__u32 count = n - done < STATS_BATCH ? n - done : STATS_BATCH;
+
+		/* Arrays batch by index: the token is the next key. */
+		if (bpf_map_lookup_batch(fd, done ? &in : NULL, &out, keys, vals, &count, NULL) &&
+		    errno != ENOENT) {
+			err = -errno;
+			break;
+		}
+		if (!count)
+			break;
+		for (__u32 i = 0; i < count && done + i < n; i++)
+			sum_cpus(&vals[(size_t)i * k->ncpus], k->ncpus, &sums[keys[i]]);
+		done += count;
+		in = out;
+	}
+	free(vals);
+	return err;
+}
+
+int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)
+{
+	memset(k->percpu, 0, k->ncpus * sizeof(*k->percpu));
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_set_stats(struct kb_bpf *k, uint32_t dst_id, const struct kb_dst_stats *sum)
+{
+	memset(k->percpu, 0, k->ncpus * sizeof(*k->percpu));
+	k->percpu[0] = *sum;
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_read_stats(struct kb_bpf *k, uint32_t dst_id, struct kb_dst_stats *sum)
+{
+	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_stats), &dst_id, k->percpu))
+		return -errno;
+	sum_cpus(k->percpu, k->ncpus, sum);
+	return 0;
+}
+
+int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx)
+{
+	int hfd = bpf_map__fd(k->obs->maps.kb_dst), lfd = bpf_map__fd(k->obs->maps.kb_dst_lpm);
+	struct kb_dst_key hk, hnext, *hprev = NULL;
+	struct kb_lpm_key lk, lnext, *lprev = NULL;
+	__u32 id;
+
+	/* Deleting the key just visited keeps the walk going from it. */
+	while (!bpf_map_get_next_key(hfd, hprev, &hnext)) {
+		hk = hnext;
+		hprev = &hk;
+		if (!bpf_map_lookup_elem(hfd, &hk, &id) &&
+		    !keep(ctx, hk.addr, 128, ntohs(hk.port), hk.netns, id) &&
+		    !bpf_map_delete_elem(hfd, &hk))
+			port_forget(k, hk.port);
+	}
+	while (!bpf_map_get_next_key(lfd, lprev, &lnext)) {
+		lk = lnext;
+		lprev = &lk;
+		if (!bpf_map_lookup_elem(lfd, &lk, &id) &&
+		    !keep(ctx, lk.addr, lk.prefixlen - KB_LPM_PRE, ntohs(lk.port), lk.netns, id) &&
+		    !bpf_map_delete_elem(lfd, &lk))
+			port_forget(k, lk.port);
+	}
+	return 0;
+}
+
+int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_saved);
+	struct persist_record *v;
+	__u32 key, next, *prev = NULL;
+
+	v = malloc(sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(fd, &key, v))
+			fn(ctx, key, v);
+	}
+	free(v);
+	return 0;
+}
+
+int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct persist_record *rec)
+{
+	if (bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_saved), &dst_id, rec, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_saved_del(struct kb_bpf *k, uint32_t dst_id)
+{
+	if (bpf_map_delete_elem(bpf_map__fd(k->obs->maps.kb_saved), &dst_id) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_probe_access(struct kb_bpf *k)
+{
+	struct kb_verdict v;
+	__u32 id = 0;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_verdicts), &id, &v))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_events_fd(const struct kb_bpf *k)
+{
+	return ring_buffer__epoll_fd(k->rb);
+}
+
+int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx)
+{
+	k->event_fn = fn;
+	k->event_ctx = ctx;
+	return ring_buffer__consume(k->rb);
+}
+
+uint64_t kb_bpf_lost_total(const struct kb_bpf *k)
+{
+	return __atomic_load_n(&k->obs->bss->kb_lost_total, __ATOMIC_RELAXED);
+}

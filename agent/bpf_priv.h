@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * bpf_priv: what bpf.c (open, probe the kernel, attach) and bpf_maps.c
+ * (map reads, writes and walks) share. Nothing outside those two includes it.
+ */
+#ifndef KB_BPF_PRIV_H
+#define KB_BPF_PRIV_H
+
+#include "bpf.h"
+#include "kb_observe.skel.h"
+#include "kb_enforce.skel.h"
+
+struct kb_bpf {
+	struct kb_observe *obs;
+	struct kb_enforce *enf;
+	struct ring_buffer *rb;
+	int cgroup_fd;
+	int ncpus;
+	struct kb_dst_stats *percpu;	/* scratch for one per-CPU lookup */
+	kb_event_fn event_fn;
+	void *event_ctx;
+	bool set_retval;
+	bool adopted;		/* maps reused from state_dir */
+	__u32 last_gen;		/* kb_verdict.gen of the latest write */
+	uint64_t portless;	/* keys with port "any": while any, kb_ports proves nothing */
+};
+
+/*
+ * The ports prefilter for the destination keys a previous run left
+ * (state_dir), or "no key yet" for new maps; before anything attaches.
+ * 0 or -errno.
+ */
+int kb_bpf_ports_adopt(struct kb_bpf *k);
+
+/*
+ * Start verdict gens above every adopted one (state_dir): the kernel would
+ * take a previous run's trip for a current one. 0 or -errno.
+ */
+int kb_bpf_gen_init(struct kb_bpf *k);
+
+#endif /* KB_BPF_PRIV_H */

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * http_priv: what http.c (the libmicrohttpd glue: listen, start, stop,
+ * routes) and http_admit.c (connection admission, the pen and the acceptor
+ * thread) share. Nothing outside those two includes it.
+ */
+#ifndef KB_HTTP_PRIV_H
+#define KB_HTTP_PRIV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <microhttpd.h>
+#include "http.h"
+
+/* Connections served at once; see "Admission" in http_admit.c for the rest. */
+#define HTTP_MAX_CONNECTIONS 64
+/* libmicrohttpd's own limit, never reached: room for the evicted ones it is closing. */
+#define HTTP_MHD_CONNECTIONS (2 * HTTP_MAX_CONNECTIONS)
+/*
+ * The pen: connections held at most. Each costs a descriptor and a
+ * socket's kernel memory, its receive buffer cut to HTTP_PEEK_BYTES; the
+ * descriptor limit is raised to fit (see http_pen_capacity).
+ */
+#define HTTP_PARK_MAX 1024
+
+struct http_conn {
+	bool used;
+	bool started;		/* libmicrohttpd has taken it up */
+	bool shut;		/* shut down by us: libmicrohttpd is closing it */
+	bool answering;		/* its request is complete and being answered */
+	int fd;
+	unsigned long long age;	/* order of its start or last answer: lower is older */
+	long long added_ms;
+	long long deadline_ms;
+	dev_t dev;		/* which socket fd is: checked before a shutdown */
+	ino_t ino;
+};
+
+/* A connection in the pen; fd -1 once it has left out of turn. */
+struct http_parked {
+	int fd;
+	long long deadline_ms;	/* its request must be whole by then to be served */
+};
+
+/* epoll tags in the acceptor: the stop signal, the listen socket, then pen slot i as EV_PEN + i. */
+enum { EV_STOP, EV_LISTEN, EV_PEN };
+
+struct http_server {
+	struct MHD_Daemon *daemon;
+	const struct http_route *routes;
+	size_t n_routes;
+	void *ctx;
+	int listen_fd;
+	int stop_fd;			/* eventfd: the acceptor ends when it is readable */
+	int epoll_fd;			/* the acceptor's: stop_fd, listen_fd, the pen */
+	pthread_t acceptor;
+	bool acceptor_running;
+	/* The pen, a ring in the order of arrival: the acceptor's alone. */
+	struct http_parked *pen;
+	unsigned pen_cap, pen_head, pen_len;
+	pthread_mutex_t lock;		/* everything below */
+	unsigned long long next_age;
+	/* Since the last report: connections put in the pen, closed unserved, evicted. */
+	unsigned long long parked, dropped, evicted;
+	/* One per connection libmicrohttpd may hold: admit() hands it no more. */
+	struct http_conn conns[HTTP_MHD_CONNECTIONS];
+};
+
+#define CONNS_END(s) ((s)->conns + HTTP_MHD_CONNECTIONS)
+/* The acceptor thread (arg: the server): accepts, admits, holds; ends at stop_fd. */
+void *http_acceptor_main(void *arg);
+
+/*
+ * How many connections the pen may hold, raising the descriptor limit to
+ * make room where it can; 0 if there is none.
+ */
+unsigned http_pen_capacity(void);
+
+/* Close the pen's oldest connection (or skip its empty slot); the pen must not be empty. */
+void http_pen_drop_oldest(struct http_server *s);
+
+/* MHD_NotifyConnectionCallback (cls: the server): track starts and closes. */
+void http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+			enum MHD_ConnectionNotificationCode code);
+
+/* MHD_RequestCompletedCallback (cls: the server): the connection waits for its next request. */
+void http_on_completed(void *cls, struct MHD_Connection *conn, void **req_ctx,
+		       enum MHD_RequestTerminationCode toe);
+
+/* A request on conn has arrived whole and is being answered: eviction passes it over. */
+void http_mark_answering(struct http_server *s, struct MHD_Connection *conn);
+
+#endif /* KB_HTTP_PRIV_H */
