@@ -38,7 +38,7 @@ PURE_SRCS := agent/addr.c agent/yamlwalk.c agent/config.c agent/config_value.c a
              agent/persist.c
 # The running agent: breakers in slots, restarts, names, reloads, what HTTP shows.
 AGENT_CORE_SRCS := agent/agent.c agent/slots.c agent/saved.c agent/resolver.c agent/reload.c \
-                   agent/reload_write.c agent/views.c
+                   agent/reload_write.c agent/snapshot.c agent/pages.c
 AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/bpf_maps.c agent/http.c agent/http_admit.c \
               agent/log.c agent/resolve.c agent/privs.c $(AGENT_CORE_SRCS)
 AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
@@ -130,7 +130,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(PURE_OBJS) | $(BUILD)/tests
 AGENT_TEST_OBJS = $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_CORE_SRCS)) \
 		  $(BUILD)/tests/fakes.o $(BUILD)/tests/agent_test.o $(PURE_OBJS)
 AGENT_TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=log_msg
-AGENT_UNIT_BINS := $(BUILD)/tests/test_reload $(BUILD)/tests/test_restore
+AGENT_UNIT_BINS := $(BUILD)/tests/test_reload $(BUILD)/tests/test_restore $(BUILD)/tests/test_resolver
 
 $(BUILD)/tests/fakes.o $(BUILD)/tests/agent_test.o: $(BUILD)/tests/%.o: tests/unit/%.c | $(BUILD)/tests
 	$(call msg,CC,$@)

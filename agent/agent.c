@@ -77,7 +77,6 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	int err = 0;
 
 	memset(a, 0, sizeof(*a));
-	pthread_mutex_init(&a->lock, NULL);
 	a->cfg = cfg;
 	a->bpf = bpf;
 	a->capacity = capacity;
@@ -113,6 +112,11 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 		adopted_cleanup(a);
 	kb_bpf_set_lookup_flags(bpf, agent_lookup_flags(cfg));
 	a->lost_seen = kb_bpf_lost_total(bpf);
+	err = snapshots_init(&a->snaps);
+	if (err) {
+		log_err("http: snapshot eventfd: %s", strerror(-err));
+		return err;
+	}
 	/* Always started: a reload may bring the first name. */
 	return resolver_start(a);
 }
@@ -131,7 +135,7 @@ void agent_fini(struct agent *a)
 	free(a->slots);
 	a->circuits = NULL;
 	a->slots = NULL;
-	pthread_mutex_destroy(&a->lock);
+	snapshots_fini(&a->snaps);
 }
 
 /* qsort_r comparator: circuit indices by the circuits' names. */
@@ -152,9 +156,7 @@ int agent_drain(struct agent *a, uint64_t now)
 {
 	int n;
 
-	pthread_mutex_lock(&a->lock);
 	n = kb_bpf_drain(a->bpf, on_event, a);
-	pthread_mutex_unlock(&a->lock);
 	if (n < 0)
 		log_err("bpf: read events: %s", strerror(-n));
 	return n < 0 ? n : 0;
@@ -269,8 +271,7 @@ static void apply_counts(struct agent *a, uint64_t now)
 
 int agent_tick(struct agent *a, uint64_t now)
 {
-	pthread_mutex_lock(&a->lock);
-	a->last_tick_ns = now;
+	__atomic_store_n(&a->last_tick_ns, now, __ATOMIC_RELAXED);
 	apply_lost(a, now);
 	apply_resets(a, now);
 	apply_counts(a, now);
@@ -285,7 +286,6 @@ int agent_tick(struct agent *a, uint64_t now)
 			slot_save(a, i);	/* windows and counts, at most once a poll */
 	}
 	a->last_poll_ns = clock_mono_ns() - now;
-	pthread_mutex_unlock(&a->lock);
 	return 0;
 }
 
@@ -293,7 +293,6 @@ uint64_t agent_next_deadline(struct agent *a)
 {
 	uint64_t next = 0, t;
 
-	pthread_mutex_lock(&a->lock);
 	/* Called after every wake-up: scan only when a verdict changed. */
 	if (a->deadline_stale) {
 		for (size_t i = 0; i < a->n_slots; i++) {
@@ -307,7 +306,6 @@ uint64_t agent_next_deadline(struct agent *a)
 		a->deadline_stale = false;
 	}
 	next = a->next_deadline;
-	pthread_mutex_unlock(&a->lock);
 	return next;
 }
 

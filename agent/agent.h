@@ -3,8 +3,13 @@
  * agent: the breakers of a running kbreakerd and their link to the kernel.
  * Feeds kernel events to breakers, ticks them, pushes verdicts into the
  * maps, follows names and reloads, and renders /metrics, /status and
- * /healthz for the HTTP thread. Every entry point takes the agent's lock,
- * so the event loop, the resolver thread and the HTTP thread may all call in.
+ * /healthz for the HTTP thread.
+ *
+ * Threads: the event loop alone calls the agent_* entry points that
+ * change it, so the agent has no lock. The resolver thread hands its
+ * answers to the loop (agent_resolved) and the HTTP thread renders from
+ * snapshots the loop folds when asked (agent_publish, snapshot.h); each
+ * meets the loop through an eventfd and a small lock of its own.
  *
  * A circuit is one configured destination (one circuit_name). Its breakers
  * live in slots; a slot's index is its dst_id in the kernel maps and stays
@@ -20,6 +25,7 @@
 #include "breaker.h"
 #include "config.h"
 #include "resolve.h"
+#include "snapshot.h"
 
 struct kb_bpf;
 
@@ -43,8 +49,24 @@ struct agent_circuit {
 	size_t n_addrs;
 };
 
-struct agent {
+/*
+ * The resolver thread and what it shares with the loop, under its own
+ * lock: the names to follow in, the answers out (resolver.c).
+ */
+struct agent_resolver {
+	pthread_t thread;
 	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool ready, running, stopping, woken;
+	uint64_t interval_ns;
+	char (*hosts)[CONFIG_HOST_MAX];	/* distinct names of the running config */
+	size_t n_hosts;
+	struct resolved *answers;	/* not yet taken by the loop */
+	size_t n_answers;
+	int efd;			/* eventfd: answers are waiting */
+};
+
+struct agent {
 	const struct config *cfg;
 	struct kb_bpf *bpf;
 	struct agent_circuit *circuits;
@@ -60,22 +82,19 @@ struct agent {
 	uint64_t next_deadline;		/* earliest breaker deadline, 0: none */
 	bool deadline_stale;		/* a verdict changed since next_deadline was found */
 	uint64_t started_ns;
-	uint64_t last_tick_ns;		/* the loop's heartbeat, for /healthz */
-	uint64_t poll_interval_ns;
+	uint64_t last_tick_ns;		/* the loop's heartbeat, for /healthz (atomic) */
+	uint64_t poll_interval_ns;	/* atomic: /healthz reads it */
 	uint64_t last_count_ns;		/* when event-less breakers were last fed from counters */
 	uint64_t last_poll_ns;		/* how long the last agent_tick took */
-	uint64_t last_scrape_ns;	/* how long the previous /metrics render took */
+	uint64_t last_scrape_ns;	/* how long the previous /metrics render took (atomic) */
 	uint64_t resolve_errors;	/* failed name resolutions */
 	uint64_t map_errors;		/* failed map writes */
 	uint64_t reloads_ok, reloads_failed;
 	bool last_reload_ok;
 	int64_t last_reload_ok_wall;	/* unix seconds of the last good (re)load */
 	char kernel[65];
-	/* The resolver thread re-resolves names every resolve_interval. */
-	pthread_t resolver;
-	pthread_cond_t resolver_wake;
-	bool resolver_running;
-	bool stopping;
+	struct agent_resolver res;
+	struct agent_snapshots snaps;
 };
 
 /*
@@ -113,6 +132,21 @@ int agent_tick(struct agent *a, uint64_t now);
 
 /* Earliest breaker deadline, or 0 when none is timed. */
 uint64_t agent_next_deadline(struct agent *a);
+
+/* The descriptor that becomes readable when a page asks for a snapshot. */
+int agent_snapshot_fd(const struct agent *a);
+
+/* Fold and publish a snapshot if a page asked for one since the last. 0 or -errno. */
+int agent_publish(struct agent *a, uint64_t now);
+
+/* The loop is done: pages get the last snapshot without waiting for another. */
+void agent_stop_publishing(struct agent *a);
+
+/* The descriptor that becomes readable when the resolver has answers. */
+int agent_resolver_fd(const struct agent *a);
+
+/* Apply the resolver's answers (names whose addresses changed or failed). 0 or -errno. */
+int agent_resolved(struct agent *a, uint64_t now);
 
 struct http_request;
 

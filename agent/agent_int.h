@@ -2,8 +2,9 @@
 /*
  * What the agent's own files share, and nothing else includes: slots and
  * their verdicts (slots.c), saved breakers (saved.c), the resolver
- * (resolver.c), reload (reload*.c) and the HTTP views (views.c). Every
- * function here expects the agent's lock held unless it says otherwise.
+ * (resolver.c), reload (reload*.c), snapshots and pages (snapshot.c,
+ * pages.c). Every function here runs on the loop thread unless it says
+ * otherwise.
  */
 #ifndef KB_AGENT_INT_H
 #define KB_AGENT_INT_H
@@ -85,15 +86,20 @@ int saved_restore(struct agent *a, bool *restored, uint64_t now);
 
 /* --- resolver.c ----------------------------------------------------------- */
 
-/* Resolve named circuit ci now (at start). */
+/* Resolve named circuit ci now, in this thread (at start). */
 void resolve_circuit(struct agent *a, uint32_t ci);
 
+/* Start the thread, following the running config's names. 0 or -errno, logged. */
 int resolver_start(struct agent *a);
 
-/* Ask the resolver for a round now (a reload brought names). */
-void resolver_wake(struct agent *a);
+/* The distinct names of circuits, for resolver_follow(). 0 or -ENOMEM. */
+int resolver_hosts(const struct agent_circuit *circuits, size_t n_circuits,
+		   char (**hosts)[CONFIG_HOST_MAX], size_t *n);
 
-/* Stop the resolver thread; without the lock. */
+/* Follow hosts (taken over) and a->cfg's interval from now on, with a round at once. */
+void resolver_follow(struct agent *a, char (*hosts)[CONFIG_HOST_MAX], size_t n);
+
+/* Stop the thread and free what it holds; without the agent's lock. */
 void resolver_stop(struct agent *a);
 
 /* --- agent.c -------------------------------------------------------------- */

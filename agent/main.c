@@ -142,7 +142,11 @@ struct loop {
 	bool stop;		/* SIGTERM or SIGINT came */
 };
 
-/* The signalfd for `signals`, the timerfd and the epoll set with events_fd. 0 or -errno, logged. */
+/*
+ * The signalfd for `signals`, the timerfd and the epoll set with them,
+ * the kernel's events, the resolver's answers and pages asking for a
+ * snapshot. 0 or -errno, logged.
+ */
 static int loop_open(struct loop *l, const sigset_t *signals, int events_fd)
 {
 	int err;
@@ -158,6 +162,8 @@ static int loop_open(struct loop *l, const sigset_t *signals, int events_fd)
 	err = epoll_add(l->ep, l->sfd);
 	err = err ?: epoll_add(l->ep, l->tfd);
 	err = err ?: epoll_add(l->ep, events_fd);
+	err = err ?: epoll_add(l->ep, agent_resolver_fd(l->a));
+	err = err ?: epoll_add(l->ep, agent_snapshot_fd(l->a));
 	if (err)
 		log_err("loop: epoll: %s", strerror(-err));
 	return err;
@@ -199,14 +205,14 @@ static int run_loop(struct agent *a, struct kb_bpf *bpf, const sigset_t *signals
 	struct loop l = { .a = a, .path = path, .cfg = cfg, .poll_ns = (*cfg)->poll_interval_ns,
 			  .ep = -1, .sfd = -1, .tfd = -1 };
 	uint64_t next_poll = clock_mono_ns() + l.poll_ns, deadline, now;
-	struct epoll_event evs[4];
+	struct epoll_event evs[8];
 	int err, n;
 
 	err = loop_open(&l, signals, kb_bpf_events_fd(bpf));
 	while (!err && !l.stop) {
 		deadline = agent_next_deadline(a);
 		arm_timer(l.tfd, deadline && deadline < next_poll ? deadline : next_poll);
-		n = epoll_wait(l.ep, evs, 4, -1);
+		n = epoll_wait(l.ep, evs, 8, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -219,6 +225,8 @@ static int run_loop(struct agent *a, struct kb_bpf *bpf, const sigset_t *signals
 
 			if (evs[i].data.fd == l.sfd)
 				read_signals(&l);
+			else if (evs[i].data.fd == agent_resolver_fd(a))
+				agent_resolved(a, clock_mono_ns());
 			else if (evs[i].data.fd == l.tfd &&
 				 read(l.tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 				log_warn("loop: timerfd: %s", strerror(errno));
@@ -231,6 +239,8 @@ static int run_loop(struct agent *a, struct kb_bpf *bpf, const sigset_t *signals
 			if (now >= next_poll)
 				next_poll = now + l.poll_ns;
 		}
+		/* Last: a page sees what this wake-up changed. */
+		agent_publish(a, now);
 	}
 	loop_close(&l);
 	return err;
@@ -434,6 +444,8 @@ static int daemon_start(struct kbreakerd *d)
 
 static void daemon_stop(struct kbreakerd *d)
 {
+	if (d->agent_up)
+		agent_stop_publishing(&d->a);	/* a scrape in flight must not wait for the loop */
 	http_stop(d->http);
 	if (d->http_fd >= 0)
 		close(d->http_fd);

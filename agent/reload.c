@@ -58,7 +58,7 @@ static bool same_destination(const struct config_dst *x, const struct config_dst
 }
 
 
-/* Pair the new circuits with the running ones they keep. Lock held. */
+/* Pair the new circuits with the running ones they keep. */
 static int reload_match(struct agent *a, struct reload *r)
 {
 	struct agent_circuit *old = a->circuits;
@@ -96,9 +96,9 @@ static int reload_match(struct agent *a, struct reload *r)
 }
 
 /*
- * Look up the added names. Without the lock: DNS may take seconds. A name
- * that does not resolve starts with no address, as at start; the resolver
- * thread tries again.
+ * Look up the added names. DNS may take seconds; pages meanwhile get the
+ * last snapshot. A name that does not resolve starts with no address, as
+ * at start; the resolver thread tries again.
  */
 static int reload_resolve(struct reload *r)
 {
@@ -140,7 +140,7 @@ static int64_t pick_slot(const struct agent *a, const struct reload *r, struct s
 
 /*
  * Give each new breaker its slot and make room for the journal and the
- * slots: after this only map writes can fail. Lock held.
+ * slots: after this only map writes can fail.
  */
 static int reload_plan(struct agent *a, struct reload *r)
 {
@@ -194,12 +194,14 @@ static int reload_plan(struct agent *a, struct reload *r)
 	r->kept_slots = calloc(kept ? kept : 1, sizeof(*r->kept_slots));
 	if (!r->undo || !r->stats || !r->kept_slots)
 		return reload_fail(r, -ENOMEM, "journal of %zu map writes", writes);
+	if (resolver_hosts(r->next, r->cfg->n_dsts, &r->hosts, &r->n_hosts))
+		return reload_fail(r, -ENOMEM, "names of %zu circuits", r->cfg->n_dsts);
 	if (slots_reserve(a, top))
 		return reload_fail(r, -ENOMEM, "%zu slots", top);
 	return 0;
 }
 
-/* Put added circuit i's breakers in their slots and say what it serves. Lock held. */
+/* Put added circuit i's breakers in their slots and say what it serves. */
 static void reload_start(struct agent *a, struct reload *r, uint32_t i)
 {
 	const struct agent_circuit *c = &r->next[i];
@@ -242,7 +244,7 @@ static void reload_start(struct agent *a, struct reload *r, uint32_t i)
 
 /*
  * The switch: the new circuits and breakers take over. Nothing here can
- * fail, and the maps already hold what it makes true. Lock held.
+ * fail, and the maps already hold what it makes true.
  */
 static void reload_commit(struct agent *a, struct reload *r)
 {
@@ -310,12 +312,13 @@ static void reload_commit(struct agent *a, struct reload *r)
 	r->next = NULL;
 	free(old);
 	kb_bpf_set_lookup_flags(a->bpf, agent_lookup_flags(r->cfg));
-	a->poll_interval_ns = r->cfg->poll_interval_ns;
+	__atomic_store_n(&a->poll_interval_ns, r->cfg->poll_interval_ns, __ATOMIC_RELAXED);
 	a->deadline_stale = true;	/* a new policy may move a deadline without a new verdict */
 	a->reloads_ok++;
 	a->last_reload_ok = true;
 	a->last_reload_ok_wall = time(NULL);
-	resolver_wake(a);
+	resolver_follow(a, r->hosts, r->n_hosts);
+	r->hosts = NULL;
 }
 
 static void reload_free(struct reload *r)
@@ -333,6 +336,7 @@ static void reload_free(struct reload *r)
 	free(r->undo);
 	free(r->stats);
 	free(r->kept_slots);
+	free(r->hosts);
 }
 
 int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
@@ -344,18 +348,14 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 		err = reload_fail(&r, -EINVAL, "max_destinations cannot change while running "
 				  "(%u -> %u), restart kbreakerd", a->capacity, cfg->max_destinations);
 	} else {
-		pthread_mutex_lock(&a->lock);
 		err = reload_match(a, &r);
-		pthread_mutex_unlock(&a->lock);
 	}
 	err = err ?: reload_resolve(&r);
 	if (!err) {
-		pthread_mutex_lock(&a->lock);
 		err = reload_plan(a, &r);
 		err = err ?: reload_write(a, &r);
 		if (!err)
 			reload_commit(a, &r);
-		pthread_mutex_unlock(&a->lock);
 	}
 	reload_free(&r);
 	if (err) {
@@ -370,9 +370,7 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 
 void agent_reload_failed(struct agent *a)
 {
-	pthread_mutex_lock(&a->lock);
 	a->reloads_failed++;
 	a->last_reload_ok = false;
-	pthread_mutex_unlock(&a->lock);
 }
 

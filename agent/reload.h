@@ -65,6 +65,8 @@ struct reload {
 	size_t n_stats;
 	struct reload_kept *kept_slots;	/* by slot, for reload_commit() */
 	size_t n_kept;
+	char (*hosts)[CONFIG_HOST_MAX];	/* the names the resolver follows after the switch */
+	size_t n_hosts;
 	size_t kept, added, removed;
 	char why[256];			/* what failed, for the one log line */
 };
@@ -94,7 +96,7 @@ static inline size_t circuit_n_keys(const struct agent_circuit *c)
 
 /*
  * Every map write of the reload; on failure everything written is put back
- * and the error returned. Lock held.
+ * and the error returned.
  */
 int reload_write(struct agent *a, struct reload *r);
 

@@ -67,7 +67,7 @@ static int reload_verdict(struct agent *a, struct reload *r, uint32_t id, const 
 /*
  * A kept breaker about to get a new verdict, br (reconfigured): take what
  * only the kernel knows into br, and into rk for reload_commit() to take
- * the same way. *was gets the verdict now in the map. Lock held.
+ * the same way. *was gets the verdict now in the map.
  */
 static int reload_keep(struct agent *a, struct reload *r, const struct agent_slot *s,
 		       struct breaker *br, struct reload_kept *rk, struct kb_verdict *was)
@@ -123,7 +123,7 @@ static int reload_forget(struct agent *a, struct reload *r, uint32_t id)
 	return 0;
 }
 
-/* Put back, last first, every map entry the reload wrote. Lock held. */
+/* Put back, last first, every map entry the reload wrote. */
 static void reload_undo(struct agent *a, struct reload *r)
 {
 	while (r->n_undo) {
@@ -160,7 +160,7 @@ static void reload_undo(struct agent *a, struct reload *r)
  * In an order the hooks can bear at any
  * point: removed destinations out and unblocked; new breakers' counters
  * and verdicts in place before a key leads to them; the new keys; kept
- * breakers' new verdicts. A failure undoes what was written. Lock held.
+ * breakers' new verdicts. A failure undoes what was written.
  */
 int reload_write(struct agent *a, struct reload *r)
 {

@@ -1,103 +1,252 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* The resolver thread: names re-resolved every resolve_interval. */
+/*
+ * The resolver thread re-resolves names every resolve_interval. It never
+ * takes the agent's lock: the loop hands it the names to follow
+ * (resolver_follow) and takes its answers back (agent_resolved), woken by
+ * an eventfd. DNS may take seconds; breakers never wait for it.
+ */
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
 #include "agent_int.h"
 #include "log.h"
 
-/* Resolve named circuit ci; with drop_lock, the lock is dropped around DNS. */
-static void resolve_one(struct agent *a, uint32_t ci, bool drop_lock)
-{
+/* One answer for a name. */
+struct resolved {
 	char host[CONFIG_HOST_MAX];
-	kb_addr_t *addrs;
+	kb_addr_t *addrs;	/* sorted; owned */
 	size_t n;
-	int err;
+	int err;		/* EAI_*, 0 */
+};
 
-	snprintf(host, sizeof(host), "%s", a->circuits[ci].cfg->host);
-	if (drop_lock)
-		pthread_mutex_unlock(&a->lock);
-	err = resolve_name(host, &addrs, &n);
-	if (drop_lock)
-		pthread_mutex_lock(&a->lock);
-	/* A reload may have replaced the circuit while DNS ran, or we are stopping. */
-	if (a->stopping || ci >= a->n_circuits || strcmp(a->circuits[ci].cfg->host, host)) {
-		if (!err)
-			free(addrs);
-		return;
-	}
-	if (err) {
+/* A named circuit takes an answer. Loop thread. */
+static void take_answer(struct agent *a, uint32_t ci, const struct resolved *r, uint64_t now)
+{
+	struct agent_circuit *c = &a->circuits[ci];
+	kb_addr_t *addrs;
+
+	if (r->err) {
 		a->resolve_errors++;
-		log_warn("resolve %s for %s: %s; keeping %zu known addresses", host,
-			 a->circuits[ci].cfg->name, gai_strerror(err), a->circuits[ci].n_addrs);
+		log_warn("resolve %s for %s: %s; keeping %zu known addresses", r->host, c->cfg->name,
+			 gai_strerror(r->err), c->n_addrs);
 		return;
 	}
-	circuit_set_addrs(a, ci, addrs, n, clock_mono_ns());
+	/* Each circuit owns its array: two may follow one name. */
+	addrs = malloc((r->n ? r->n : 1) * sizeof(*addrs));
+	if (!addrs) {
+		log_err("resolve %s for %s: out of memory", r->host, c->cfg->name);
+		return;
+	}
+	if (r->n)
+		memcpy(addrs, r->addrs, r->n * sizeof(*addrs));
+	circuit_set_addrs(a, ci, addrs, r->n, now);
 }
 
 void resolve_circuit(struct agent *a, uint32_t ci)
 {
-	resolve_one(a, ci, false);
+	struct resolved r = { 0 };
+
+	snprintf(r.host, sizeof(r.host), "%s", a->circuits[ci].cfg->host);
+	r.err = resolve_name(r.host, &r.addrs, &r.n);
+	take_answer(a, ci, &r, clock_mono_ns());
+	if (!r.err)
+		free(r.addrs);
+}
+
+/* Queue an answer for the loop and wake it. Takes ownership of r's addresses. */
+static void answer(struct agent_resolver *res, const struct resolved *r)
+{
+	struct resolved *p;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&res->lock);
+	p = realloc(res->answers, (res->n_answers + 1) * sizeof(*p));
+	if (p) {
+		res->answers = p;
+		p[res->n_answers++] = *r;
+	}
+	pthread_mutex_unlock(&res->lock);
+	if (!p) {
+		log_err("resolve %s: out of memory", r->host);
+		if (!r->err)
+			free(r->addrs);
+		return;
+	}
+	if (write(res->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("resolver: eventfd: %s", strerror(errno));
+}
+
+/* Wait for the next round; false when stopping. Resolver lock held. */
+static bool wait_round(struct agent_resolver *res)
+{
+	struct timespec until;
+	uint64_t at;
+
+	at = clock_mono_ns() + res->interval_ns;
+	until.tv_sec = at / 1000000000ULL;
+	until.tv_nsec = at % 1000000000ULL;
+	while (!res->stopping && !res->woken &&
+	       pthread_cond_timedwait(&res->wake, &res->lock, &until) != ETIMEDOUT)
+		;
+	res->woken = false;
+	return !res->stopping;
 }
 
 static void *resolver_main(void *arg)
 {
-	struct agent *a = arg;
-	struct timespec until;
+	struct agent_resolver *res = arg;
+	char (*hosts)[CONFIG_HOST_MAX];
+	size_t n;
 
-	pthread_mutex_lock(&a->lock);
-	while (!a->stopping) {
-		uint64_t ns = a->cfg->resolve_interval_ns;
+	pthread_mutex_lock(&res->lock);
+	while (wait_round(res)) {
+		n = res->n_hosts;
+		hosts = malloc((n ? n : 1) * sizeof(*hosts));
+		if (hosts && n)
+			memcpy(hosts, res->hosts, n * sizeof(*hosts));
+		pthread_mutex_unlock(&res->lock);
+		for (size_t i = 0; hosts && i < n; i++) {
+			struct resolved r = { 0 };
 
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += ns / 1000000000ULL + (until.tv_nsec + ns % 1000000000ULL) / 1000000000ULL;
-		until.tv_nsec = (until.tv_nsec + ns % 1000000000ULL) % 1000000000ULL;
-		while (!a->stopping &&
-		       pthread_cond_timedwait(&a->resolver_wake, &a->lock, &until) != ETIMEDOUT)
-			;
-		for (uint32_t ci = 0; !a->stopping && ci < a->n_circuits; ci++)
-			if (a->circuits[ci].cfg->host_kind == HOST_NAME)
-				resolve_one(a, ci, true);
+			snprintf(r.host, sizeof(r.host), "%s", hosts[i]);
+			r.err = resolve_name(r.host, &r.addrs, &r.n);
+			answer(res, &r);
+		}
+		if (!hosts)
+			log_err("resolver: out of memory for %zu names", n);
+		free(hosts);
+		pthread_mutex_lock(&res->lock);
 	}
-	pthread_mutex_unlock(&a->lock);
+	pthread_mutex_unlock(&res->lock);
 	return NULL;
+}
+
+int resolver_hosts(const struct agent_circuit *circuits, size_t n_circuits,
+		   char (**out)[CONFIG_HOST_MAX], size_t *n_out)
+{
+	char (*hosts)[CONFIG_HOST_MAX];
+	size_t n = 0;
+
+	hosts = malloc((n_circuits ? n_circuits : 1) * sizeof(*hosts));
+	if (!hosts)
+		return -ENOMEM;
+	for (size_t ci = 0; ci < n_circuits; ci++) {
+		const struct config_dst *cfg = circuits[ci].cfg;
+		size_t k;
+
+		if (cfg->host_kind != HOST_NAME)
+			continue;
+		for (k = 0; k < n && strcmp(hosts[k], cfg->host); k++)
+			;
+		if (k == n)
+			snprintf(hosts[n++], sizeof(hosts[0]), "%s", cfg->host);
+	}
+	*out = hosts;
+	*n_out = n;
+	return 0;
+}
+
+void resolver_follow(struct agent *a, char (*hosts)[CONFIG_HOST_MAX], size_t n)
+{
+	struct agent_resolver *res = &a->res;
+
+	pthread_mutex_lock(&res->lock);
+	free(res->hosts);
+	res->hosts = hosts;
+	res->n_hosts = n;
+	res->interval_ns = a->cfg->resolve_interval_ns;
+	res->woken = true;
+	pthread_cond_signal(&res->wake);
+	pthread_mutex_unlock(&res->lock);
+}
+
+int agent_resolver_fd(const struct agent *a)
+{
+	return a->res.efd;
+}
+
+int agent_resolved(struct agent *a, uint64_t now)
+{
+	struct agent_resolver *res = &a->res;
+	struct resolved *answers;
+	uint64_t count;
+	size_t n;
+
+	if (read(res->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		return -errno;
+	pthread_mutex_lock(&res->lock);
+	answers = res->answers;
+	n = res->n_answers;
+	res->answers = NULL;
+	res->n_answers = 0;
+	pthread_mutex_unlock(&res->lock);
+	/* Names a reload dropped since the question find no circuit: the answer goes. */
+	for (size_t i = 0; i < n; i++)
+		for (uint32_t ci = 0; ci < a->n_circuits; ci++)
+			if (a->circuits[ci].cfg->host_kind == HOST_NAME &&
+			    !strcmp(a->circuits[ci].cfg->host, answers[i].host))
+				take_answer(a, ci, &answers[i], now);
+	for (size_t i = 0; i < n; i++)
+		if (!answers[i].err)
+			free(answers[i].addrs);
+	free(answers);
+	return 0;
 }
 
 int resolver_start(struct agent *a)
 {
+	struct agent_resolver *res = &a->res;
 	pthread_condattr_t ca;
 	int err;
 
+	res->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (res->efd < 0) {
+		err = -errno;
+		log_err("resolver: eventfd: %s", strerror(-err));
+		return err;
+	}
+	pthread_mutex_init(&res->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&a->resolver_wake, &ca);
+	pthread_cond_init(&res->wake, &ca);
 	pthread_condattr_destroy(&ca);
-	err = pthread_create(&a->resolver, NULL, resolver_main, a);
+	res->ready = true;
+	res->interval_ns = a->cfg->resolve_interval_ns;
+	err = resolver_hosts(a->circuits, a->n_circuits, &res->hosts, &res->n_hosts);
+	err = err ?: -pthread_create(&res->thread, NULL, resolver_main, res);
 	if (err) {
-		pthread_cond_destroy(&a->resolver_wake);
-		log_err("resolver thread: %s", strerror(err));
-		return -err;
+		log_err("resolver thread: %s", strerror(-err));
+		return err;
 	}
-	a->resolver_running = true;
+	res->running = true;
 	return 0;
-}
-
-void resolver_wake(struct agent *a)
-{
-	pthread_cond_signal(&a->resolver_wake);
 }
 
 void resolver_stop(struct agent *a)
 {
-	if (!a->resolver_running)
+	struct agent_resolver *res = &a->res;
+
+	if (res->running) {
+		pthread_mutex_lock(&res->lock);
+		res->stopping = true;
+		pthread_cond_signal(&res->wake);
+		pthread_mutex_unlock(&res->lock);
+		pthread_join(res->thread, NULL);
+		res->running = false;
+	}
+	if (!res->ready)
 		return;
-	pthread_mutex_lock(&a->lock);
-	a->stopping = true;
-	pthread_cond_signal(&a->resolver_wake);
-	pthread_mutex_unlock(&a->lock);
-	pthread_join(a->resolver, NULL);
-	pthread_cond_destroy(&a->resolver_wake);
-	a->resolver_running = false;
+	for (size_t i = 0; i < res->n_answers; i++)
+		if (!res->answers[i].err)
+			free(res->answers[i].addrs);
+	free(res->answers);
+	free(res->hosts);
+	pthread_cond_destroy(&res->wake);
+	pthread_mutex_destroy(&res->lock);
+	close(res->efd);
+	res->ready = false;
 }

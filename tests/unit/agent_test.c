@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* What the unit tests of the running agent share (agent_test.h). */
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,16 +61,44 @@ bool is_grouped(const struct agent_circuit *c)
 }
 
 /* The body of an http_body_fn, checked and owned by the caller. */
-char *render(const char *ctx, struct agent *a,
-		    int (*fn)(void *, struct http_request *, char **, size_t *))
+struct page_job {
+	struct agent *a;
+	int (*fn)(void *, struct http_request *, char **, size_t *);
+	char *body;
+	int status;
+	bool done;		/* atomic */
+};
+
+static void *page_thread(void *arg)
 {
+	struct page_job *j = arg;
 	struct http_request req = { 0 };
-	char *body = NULL;
 	size_t len = 0;
 
-	if (fn(a, &req, &body, &len) != 200)
-		fail_msg("%s: rendering failed", ctx);
-	return body;
+	j->status = j->fn(j->a, &req, &j->body, &len);
+	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * As kbreakerd serves a page: the HTTP thread asks, this thread (the loop)
+ * folds the snapshot when the eventfd says so.
+ */
+char *render(const char *ctx, struct agent *a,
+	     int (*fn)(void *, struct http_request *, char **, size_t *))
+{
+	struct page_job j = { .a = a, .fn = fn };
+	struct pollfd p = { .fd = agent_snapshot_fd(a), .events = POLLIN };
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, page_thread, &j), 0);
+	for (int i = 0; i < 300 && !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE); i++)
+		if (poll(&p, 1, 100) == 1)
+			assert_int_equal(agent_publish(a, mono_now()), 0);
+	pthread_join(t, NULL);
+	if (j.status != 200)
+		fail_msg("%s: rendering failed (%d)", ctx, j.status);
+	return j.body;
 }
 
 /* Number of keys of the agent's circuits that map to the slot the agent gave them. */

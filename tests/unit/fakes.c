@@ -388,13 +388,17 @@ int kb_bpf_saved_del(struct kb_bpf *k, uint32_t dst_id)
 
 /* --- names ------------------------------------------------------------------ */
 
+/* The resolver thread looks names up while a test changes the table. */
+static pthread_mutex_t fake_names_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct fake_name *fake_table;
 static size_t fake_n_names;
 
 void fake_names(const struct fake_name *names, size_t n)
 {
+	pthread_mutex_lock(&fake_names_lock);
 	fake_table = names;
 	fake_n_names = n;
+	pthread_mutex_unlock(&fake_names_lock);
 }
 
 static int addr_cmp(const void *x, const void *y)
@@ -403,7 +407,7 @@ static int addr_cmp(const void *x, const void *y)
 }
 
 /* As the real one: sorted addresses in a calloc'd array, EAI_MEMORY when that fails. */
-int resolve_name(const char *name, kb_addr_t **addrs, size_t *n)
+static int lookup(const char *name, kb_addr_t **addrs, size_t *n)
 {
 	for (size_t i = 0; i < fake_n_names; i++) {
 		const struct fake_name *f = &fake_table[i];
@@ -418,7 +422,7 @@ int resolve_name(const char *name, kb_addr_t **addrs, size_t *n)
 		if (!v)
 			return EAI_MEMORY;
 		for (size_t k = 0; k < count; k++)
-			if (config_parse_addr(f->addrs[k], v[k])) {
+			if (addr_parse(f->addrs[k], v[k])) {
 				free(v);
 				return EAI_FAIL;
 			}
@@ -428,6 +432,16 @@ int resolve_name(const char *name, kb_addr_t **addrs, size_t *n)
 		return 0;
 	}
 	return EAI_NONAME;
+}
+
+int resolve_name(const char *name, kb_addr_t **addrs, size_t *n)
+{
+	int err;
+
+	pthread_mutex_lock(&fake_names_lock);
+	err = lookup(name, addrs, n);
+	pthread_mutex_unlock(&fake_names_lock);
+	return err;
 }
 
 /* --- the log (-Wl,--wrap=log_msg) ------------------------------------------- */

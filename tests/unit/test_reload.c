@@ -197,7 +197,7 @@ static void check_reload_metrics(const char *ctx, struct agent *a, int ok, uint6
 }
 
 /* Everything a failed reload must leave as it was. */
-struct snapshot {
+struct agent_copy {
 	const struct config *cfg;
 	struct agent_circuit *circuits;
 	size_t n_circuits, n_slots;
@@ -207,9 +207,9 @@ struct snapshot {
 	struct fake_maps maps;
 };
 
-static struct snapshot *snap_take(const struct agent *a)
+static struct agent_copy *snap_take(const struct agent *a)
 {
-	struct snapshot *s = calloc(1, sizeof(*s));
+	struct agent_copy *s = calloc(1, sizeof(*s));
 
 	assert_non_null(s);
 	s->cfg = a->cfg;
@@ -242,7 +242,7 @@ static struct snapshot *snap_take(const struct agent *a)
 	return s;
 }
 
-static void snap_free(struct snapshot *s)
+static void snap_free(struct agent_copy *s)
 {
 	for (size_t i = 0; i < s->n_circuits; i++) {
 		free(s->circ[i].addrs);
@@ -269,7 +269,7 @@ static const char *breaker_diff(const struct breaker *x, const struct breaker *y
 	return memcmp(x, y, sizeof(*x)) ? "a field" : NULL;
 }
 
-static void snap_check(const char *ctx, const struct agent *a, const struct snapshot *s)
+static void snap_check(const char *ctx, const struct agent *a, const struct agent_copy *s)
 {
 	const struct fake_maps *m = &s->maps;
 
@@ -404,7 +404,7 @@ static void run_case(const struct reload_case *tc)
 	struct config *running = parse(tc->name, tc->before), *next;
 	/* On the heap: a failed check leaves its resolver thread running on it. */
 	struct agent *a = malloc(sizeof(*a));
-	struct snapshot *before;
+	struct agent_copy *before;
 	char ctx[256];
 	unsigned n;
 	int err = 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "kb_test.h"
+#include "addr.h"
 #include "status.h"
 
 

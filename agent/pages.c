@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * What the HTTP thread serves: /metrics, /status and /healthz, rendered
+ * from the loop's latest snapshot (snapshot.h) and the kernel's counters,
+ * which the HTTP thread reads from the maps itself.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "agent_int.h"
+#include "bpf.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "snapshot.h"
+#include "status.h"
+
+/* How long a page waits for the loop to fold a fresh snapshot before serving the last one. */
+#define SNAPSHOT_WAIT_NS (5 * 1000000000ULL)
+
+/* One page being rendered: its snapshot and the counters summed per circuit. */
+struct page {
+	struct snapshot *snap;
+	struct kb_dst_stats *stats;	/* per circuit */
+};
+
+static void page_done(struct agent *a, struct page *p)
+{
+	snapshot_put(&a->snaps, p->snap);
+	free(p->stats);
+}
+
+/* The snapshot, and the kernel's counters of its slots summed per circuit. 0 or -errno. */
+static int page_start(struct agent *a, struct page *p)
+{
+	struct snapshot *s;
+	struct kb_dst_stats *st;
+	int err;
+
+	memset(p, 0, sizeof(*p));
+	s = p->snap = snapshot_get(&a->snaps, SNAPSHOT_WAIT_NS);
+	if (!s)
+		return -EAGAIN;	/* the loop never answered */
+	st = calloc(s->n_slots ? s->n_slots : 1, sizeof(*st));
+	p->stats = calloc(s->n ? s->n : 1, sizeof(*p->stats));
+	err = st && p->stats ? kb_bpf_read_all_stats(a->bpf, s->n_slots, st) : -ENOMEM;
+	for (uint32_t i = 0; !err && i < s->n_slots; i++) {
+		const __u64 *src = (const __u64 *)&st[i];
+		__u64 *dst;
+
+		if (s->slot_circuit[i] < 0)
+			continue;
+		dst = (__u64 *)&p->stats[s->slot_circuit[i]];
+		for (size_t w = 0; w < sizeof(*st) / sizeof(__u64); w++)
+			dst[w] += src[w];
+	}
+	free(st);
+	if (err)
+		page_done(a, p);
+	return err;
+}
+
+/* A rendered body, or the error logged and the body freed. Returns 200 or -errno. */
+static int page_end(const char *what, FILE *out, int err, char **body)
+{
+	if (out && fclose(out) && !err)
+		err = -errno;
+	if (!err)
+		return 200;
+	log_err("http: render %s: %s", what, strerror(-err));
+	free(*body);
+	*body = NULL;
+	return err;
+}
+
+int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
+{
+	struct agent *a = ctx;
+	struct status_dst *sd = NULL;
+	struct page p;
+	FILE *out = NULL;
+	int err;
+
+	*body = NULL;
+	err = page_start(a, &p);
+	if (err)
+		return page_end("/status", NULL, err, body);
+	sd = malloc((p.snap->n ? p.snap->n : 1) * sizeof(*sd));
+	out = sd ? open_memstream(body, len) : NULL;
+	err = !sd ? -ENOMEM : !out ? -errno : 0;
+	if (!err) {
+		memcpy(sd, p.snap->sd, p.snap->n * sizeof(*sd));
+		for (size_t i = 0; i < p.snap->n; i++)
+			sd[i].stats = p.stats[i];
+		err = status_render(out, KB_VERSION, p.snap->started_ns, p.snap->now, sd, p.snap->n);
+	}
+	free(sd);
+	page_done(a, &p);
+	return page_end("/status", out, err, body);
+}
+
+/* OpenMetrics when the Accept header names it (Prometheus asks for it first). */
+static bool wants_openmetrics(const char *accept)
+{
+	return accept && strstr(accept, "application/openmetrics-text");
+}
+
+/* Render /metrics from page p into out. */
+static int render_metrics(struct agent *a, const struct page *p, FILE *out, bool openmetrics)
+{
+	const struct snapshot *s = p->snap;
+	double wall_now = (double)time(NULL);
+	struct kb_prog_stats progs[16];
+	struct metrics_agent info = s->info;
+	struct metrics_dst *md;
+	uint64_t mono_now = clock_mono_ns();
+	int err;
+
+	md = malloc((s->n ? s->n : 1) * sizeof(*md));
+	if (!md)
+		return -ENOMEM;
+	memcpy(md, s->md, s->n * sizeof(*md));
+	for (size_t i = 0; i < s->n; i++) {
+		md[i].stats = p->stats[i];
+		md[i].last_transition_wall = wall_now - (double)(mono_now - s->sd[i].since_ns) / 1e9;
+	}
+	info.version = KB_VERSION;
+	info.kernel = a->kernel;
+	info.progs = progs;
+	info.n_progs = kb_bpf_prog_stats(a->bpf, progs, sizeof(progs) / sizeof(progs[0]));
+	info.refuses_with_econnrefused = kb_bpf_refuses_with_econnrefused(a->bpf);
+	info.events_lost = kb_bpf_lost_total(a->bpf);
+	info.last_scrape_seconds = __atomic_load_n(&a->last_scrape_ns, __ATOMIC_RELAXED) / 1e9;
+	info.openmetrics = openmetrics;
+	err = metrics_render(out, &info, md, s->n);
+	free(md);
+	return err;
+}
+
+int agent_metrics(void *ctx, struct http_request *req, char **body, size_t *len)
+{
+	struct agent *a = ctx;
+	uint64_t t0 = clock_mono_ns();
+	bool openmetrics = wants_openmetrics(req->accept);
+	struct page p;
+	FILE *out = NULL;
+	int err;
+
+	*body = NULL;
+	err = page_start(a, &p);
+	if (err)
+		return page_end("/metrics", NULL, err, body);
+	out = open_memstream(body, len);
+	err = out ? render_metrics(a, &p, out, openmetrics) : -errno;
+	page_done(a, &p);
+	err = page_end("/metrics", out, err, body);
+	if (err != 200)
+		return err;
+	if (openmetrics)
+		req->content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+	/* A large scrape's buffers go back to the system, not to a high-water RSS. */
+	malloc_trim(0);
+	__atomic_store_n(&a->last_scrape_ns, clock_mono_ns() - t0, __ATOMIC_RELAXED);
+	return 200;
+}
+
+int agent_healthz(void *ctx, struct http_request *req, char **body, size_t *len)
+{
+	struct agent *a = ctx;
+	uint64_t since, limit;
+	int n;
+
+	since = clock_mono_ns() - __atomic_load_n(&a->last_tick_ns, __ATOMIC_RELAXED);
+	limit = 3 * __atomic_load_n(&a->poll_interval_ns, __ATOMIC_RELAXED) + 1000000000ULL;
+	if (since > limit)
+		n = asprintf(body, "unhealthy: breaker loop stalled, last poll %.1fs ago\n", since / 1e9);
+	else
+		n = asprintf(body, "ok\n");
+	if (n < 0)
+		return -ENOMEM;
+	*len = n;
+	return since > limit ? 503 : 200;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * snapshot: the breakers as the HTTP thread shows them. The loop thread
+ * alone runs the breakers; when a page is asked for, it folds each
+ * circuit's slots into a snapshot and publishes it, and the HTTP thread
+ * renders from that, adding the kernel's counters it reads itself. So
+ * the HTTP thread never takes the loop's state, and a scrape of 10,000
+ * destinations costs the loop one fold, not the render.
+ *
+ * A snapshot is immutable once published and freed by whoever drops the
+ * last reference (snapshot_get/snapshot_put).
+ */
+#ifndef KB_SNAPSHOT_H
+#define KB_SNAPSHOT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "metrics.h"
+#include "status.h"
+
+struct agent;
+
+struct snapshot {
+	unsigned refs;			/* under agent_snapshots.lock */
+	uint64_t now;			/* CLOCK_MONOTONIC when folded */
+	size_t n;			/* circuits */
+	struct status_dst *sd;		/* per circuit, stats left zero */
+	struct metrics_dst *md;		/* per circuit, stats left zero */
+	uint64_t (*transitions)[BS_MAX][BS_MAX];	/* per circuit, md's point here */
+	uint32_t n_slots;
+	int32_t *slot_circuit;		/* slot -> circuit, -1: unused (to sum counters) */
+	struct metrics_agent info;	/* what the agent knows of itself */
+	uint64_t started_ns;
+	char (*names)[CONFIG_NAME_MAX];	/* a reload may free the config: copies */
+	char (*hosts)[CONFIG_HOST_MAX];
+	uint8_t (*literals)[16];	/* per circuit: its address or prefix */
+	uint8_t (*addrs)[16];		/* every circuit's resolved addresses, in a row */
+	enum breaker_state *member_states;	/* in a row, for per_address circuits */
+};
+
+/* Between the loop and the HTTP thread: what was asked for and what is ready. */
+struct agent_snapshots {
+	pthread_mutex_t lock;
+	pthread_cond_t ready;
+	struct snapshot *cur;		/* the latest published, NULL before the first */
+	uint64_t asked, made;		/* a snapshot made at or after ask n is fresh for it */
+	int efd;			/* eventfd: the HTTP thread asks the loop */
+	bool inited;
+	bool closed;			/* the loop is gone: serve the last one at once */
+};
+
+/* Fold a's circuits at `now`. NULL with errno on failure. Loop thread. */
+struct snapshot *snapshot_fold(const struct agent *a, uint64_t now);
+
+/* Drop a reference; the last one frees it. Takes snaps->lock. */
+void snapshot_put(struct agent_snapshots *snaps, struct snapshot *s);
+
+/*
+ * HTTP thread: a snapshot made after this call, waiting for the loop at
+ * most wait_ns; past that the latest one there is (stale), or NULL if
+ * none was ever made. The caller puts it back.
+ */
+struct snapshot *snapshot_get(struct agent_snapshots *snaps, uint64_t wait_ns);
+
+/* The loop stopped: pages stop waiting for it. */
+void snapshots_close(struct agent_snapshots *snaps);
+
+int snapshots_init(struct agent_snapshots *snaps);
+void snapshots_fini(struct agent_snapshots *snaps);
+
+#endif /* KB_SNAPSHOT_H */

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The resolver thread hands its answers to the loop: the eventfd becomes
+ * readable, agent_resolved() applies them under the agent's lock. New
+ * addresses come into the maps, a failed lookup keeps the known ones, and
+ * an answer for a name a reload dropped meanwhile changes nothing. The
+ * real agent runs against fakes.c (names from a table).
+ */
+#include <poll.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "kb_test.h"
+
+#include "agent.h"
+#include "agent_test.h"
+#include "config.h"
+#include "fakes.h"
+
+static const struct fake_name before[] = {
+	{ "svc.test", { "10.8.0.1" } },
+	{ "pool.test", { "10.9.0.1", "10.9.0.2" } },
+};
+
+static const struct fake_name moved[] = {
+	{ "svc.test", { "10.8.0.3", "10.8.0.2" } },
+	{ "pool.test", { "10.9.0.2", "10.9.0.3", "10.9.0.4" } },
+};
+
+static const struct fake_name gone[] = {
+	{ "other.test", { "10.7.0.1" } },
+};
+
+/* Two circuits follow svc.test: each gets the answer. */
+static const char config[] =
+	"resolve_interval: 1s\nmax_destinations: 16\n"
+	"defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }\n"
+	"destinations:\n"
+	"  - { name: svc, host: svc.test, port: 80 }\n"
+	"  - { name: svc2, host: svc.test, port: 81 }\n"
+	"  - { name: pool, host: pool.test, port: 8080, per_address: true }\n"
+	"  - { name: lit, host: 10.0.0.1, port: 80 }\n";
+
+static const char without_svc[] =
+	"resolve_interval: 1s\nmax_destinations: 16\n"
+	"defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }\n"
+	"destinations:\n"
+	"  - { name: pool, host: pool.test, port: 8080, per_address: true }\n"
+	"  - { name: lit, host: 10.0.0.1, port: 80 }\n";
+
+/* Wait for the resolver's eventfd, bounded far above a 1 s round on a loaded machine. */
+static void wait_answers(const char *ctx, struct agent *a)
+{
+	struct pollfd p = { .fd = agent_resolver_fd(a), .events = POLLIN };
+
+	if (poll(&p, 1, 30000) != 1)
+		fail_msg("%s: no answer from the resolver in 30 s", ctx);
+}
+
+/* Apply answers until cond holds; every round answers every name. */
+static void resolved_until(const char *ctx, struct agent *a, bool (*cond)(struct agent *))
+{
+	for (int round = 0; round < 5 && !cond(a); round++) {
+		wait_answers(ctx, a);
+		assert_int_equal(agent_resolved(a, mono_now()), 0);
+	}
+	if (!cond(a))
+		fail_msg("%s: not reached after 5 answers", ctx);
+}
+
+static bool moved_in(struct agent *a)
+{
+	return circuit_named(a, "svc")->n_addrs == 2 && circuit_named(a, "svc2")->n_addrs == 2 &&
+	       circuit_named(a, "pool")->n_addrs == 3;
+}
+
+static bool both_failed(struct agent *a)
+{
+	return a->resolve_errors >= 2;
+}
+
+static void test_answers_reach_the_loop(void **state)
+{
+	struct agent *a = calloc(1, sizeof(*a));	/* a failure leaves its thread on it */
+	struct config *cfg = parse("config", config);
+	const struct agent_circuit *svc;
+	char text[64];
+
+	assert_non_null(a);
+	fake_names(before, ARRAY_SIZE(before));
+	assert_int_equal(agent_init(a, cfg, fake_bpf_open(), 16, mono_now()), 0);
+	check_eq("svc", circuit_named(a, "svc")->n_addrs, 1);
+	check_maps("start", a);
+
+	fake_names(moved, ARRAY_SIZE(moved));
+	resolved_until("moved", a, moved_in);
+	check_maps("moved", a);
+	svc = circuit_named(a, "svc");
+	snprintf(text, sizeof(text), "%u.%u", svc->addrs[0][14], svc->addrs[0][15]);
+	check_str("svc's first address", text, "0.2");
+	check_eq("resolve errors", a->resolve_errors, 0);
+
+	/* A lookup that fails keeps what was known, and is counted once per circuit. */
+	fake_names(gone, ARRAY_SIZE(gone));
+	resolved_until("gone", a, both_failed);
+	check_eq("svc", circuit_named(a, "svc")->n_addrs, 2);
+	check_eq("svc2", circuit_named(a, "svc2")->n_addrs, 2);
+	check_maps("gone", a);
+	agent_fini(a);
+	drop(cfg);
+	free(a);
+}
+
+/* Answers waiting while a reload drops their name are not applied to anything. */
+static void test_answer_for_a_dropped_name(void **state)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct config *cfg = parse("config", config), *next = parse("reload", without_svc);
+
+	assert_non_null(a);
+	fake_names(before, ARRAY_SIZE(before));
+	assert_int_equal(agent_init(a, cfg, fake_bpf_open(), 16, mono_now()), 0);
+	fake_names(moved, ARRAY_SIZE(moved));
+	wait_answers("moved", a);
+	assert_int_equal(agent_reload(a, next, mono_now()), 0);
+	drop(cfg);
+	assert_int_equal(agent_resolved(a, mono_now()), 0);
+	check_eq("circuits", a->n_circuits, 2);
+	check_maps("after the reload", a);
+	agent_fini(a);
+	drop(next);
+	free(a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_answers_reach_the_loop),
+		cmocka_unit_test(test_answer_for_a_dropped_name),
+	};
+
+	return cmocka_run_group_tests_name("agent_resolver", tests, NULL, NULL);
+}
