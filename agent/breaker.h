@@ -71,7 +71,7 @@ struct breaker {
 	uint64_t ramp_until_ns;		/* closed and ramping: the ramp's end; else 0 */
 	uint32_t ramp_step;		/* 0..BREAKER_RAMP_STEPS - 1 while ramping */
 	enum breaker_cause cause;	/* of the last open */
-	uint64_t denied_trips;		/* trips the blast-radius guard refused */
+	uint64_t denied_trips;		/* trips the blast-radius guard refused (kbreaker_trips_denied_total) */
 	uint64_t rng;			/* xorshift64 state for jitter, never 0 */
 };
 

@@ -22,6 +22,7 @@ struct metrics_dst {
 	double failure_rate;				/* 0..1, over the window */
 	double slow_call_rate;				/* 0..1, over the window */
 	uint32_t consecutive_failures;
+	uint64_t trips_denied;				/* held back by the blast-radius guard */
 	double last_transition_wall;			/* unix seconds */
 };
 

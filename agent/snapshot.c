@@ -55,6 +55,7 @@ static void fold_slot(struct snapshot *snap, size_t ci, const struct agent_slot 
 		sd->failure_rate = fr;
 	if (sr > md->slow_call_rate)
 		md->slow_call_rate = sr;
+	md->trips_denied += s->br.denied_trips;
 	if (s->br.consecutive_failures > sd->consecutive_failures)
 		sd->consecutive_failures = s->br.consecutive_failures;
 	if (s->br.state_since_ns > sd->since_ns)

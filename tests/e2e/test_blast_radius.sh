@@ -52,4 +52,6 @@ done
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="grp"}' $(( (ROUNDS - 1) * 2 ))
 expect_metric 'kbreaker_tcp_connects_total{circuit_name="grp",result="refused"}' $(( 6 + (ROUNDS - 1) * 4 ))
 expect_eq "breaker open lines in the log" "$(grep -c 'msg="breaker open" circuit=grp' "$T_DIR/agent.log")" 1
+# The two held back: a trip denied at the 2nd refusal, then at every refusal of every later round.
+wait_metric 'kbreaker_trips_denied_total{circuit_name="grp"}' $(( 2 * (1 + 2 * (ROUNDS - 1)) ))
 t_done

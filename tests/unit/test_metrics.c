@@ -58,6 +58,9 @@ static const char *per_destination(const char *text)
 #define HEAD_WOULD_BLOCK \
 	"# HELP kbreaker_connects_would_block_total Observe mode: TCP connects the breaker would have refused.\n" \
 	"# TYPE kbreaker_connects_would_block_total counter\n"
+#define HEAD_TRIPS_DENIED \
+	"# HELP kbreaker_trips_denied_total Trips the blast-radius guard (max_open_percent) held back: the breaker stayed closed.\n" \
+	"# TYPE kbreaker_trips_denied_total counter\n"
 #define HEAD_RESETS \
 	"# HELP kbreaker_tcp_resets_total TCP resets on connections this host opened to the destination, by direction.\n" \
 	"# TYPE kbreaker_tcp_resets_total counter\n"
@@ -124,6 +127,7 @@ static const char want_empty[] =
 	HEAD_CONNECTS
 	HEAD_BLOCKED
 	HEAD_WOULD_BLOCK
+	HEAD_TRIPS_DENIED
 	HEAD_RESETS
 	HEAD_RETRANSMITS
 	HEAD_LATENCY;
@@ -161,6 +165,7 @@ static void test_one_destination(void **state)
 	d.consecutive_failures = 2;
 	d.last_transition_wall = 1700000123.25;
 	d.stats.would_block = 4;
+	d.trips_denied = 8;
 	d.stats.resets_rx = 2;
 	d.stats.resets_tx = 3;
 	d.stats.retransmits = 11;
@@ -203,6 +208,8 @@ static void test_one_destination(void **state)
 		"kbreaker_connects_blocked_total{circuit_name=\"payments\"} 9\n"
 		HEAD_WOULD_BLOCK
 		"kbreaker_connects_would_block_total{circuit_name=\"payments\"} 4\n"
+		HEAD_TRIPS_DENIED
+		"kbreaker_trips_denied_total{circuit_name=\"payments\"} 8\n"
 		HEAD_RESETS
 		"kbreaker_tcp_resets_total{circuit_name=\"payments\",direction=\"received\"} 2\n"
 		"kbreaker_tcp_resets_total{circuit_name=\"payments\",direction=\"sent\"} 3\n"
@@ -275,6 +282,7 @@ static void test_compact(void **state)
 		HEAD_BLOCKED
 		"kbreaker_connects_blocked_total{circuit_name=\"db\"} 2\n"
 		HEAD_WOULD_BLOCK
+		HEAD_TRIPS_DENIED
 		HEAD_RESETS
 		HEAD_RETRANSMITS
 		HEAD_LATENCY);
