@@ -222,7 +222,7 @@ static void apply_resets(struct agent *a, uint64_t now)
 
 			s->dirty = true;
 			if (breaker_record_reset_guarded(&s->br, now, slot_may_open(a, s)))
-				slot_publish(a, s, old, "reset");
+				slot_publish(a, s, old, "reset", now);
 		}
 	}
 }
@@ -281,7 +281,7 @@ int agent_tick(struct agent *a, uint64_t now)
 
 		if (s->used && breaker_tick(&s->br, now))
 			slot_publish(a, s, old, old == BS_OPEN ? "open period elapsed" :
-					   old == BS_HALF_OPEN ? "max_half_open_duration" : "ramp");
+					   old == BS_HALF_OPEN ? "max_half_open_duration" : "ramp", now);
 		else if (s->used && s->dirty)
 			slot_save(a, i);	/* windows and counts, at most once a poll */
 	}

@@ -36,8 +36,9 @@ void circuit_verdict(const struct config_dst *cfg, const struct breaker *br, str
 
 void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v);
 
-/* Push s's verdict after a change (old: the state before) and log why it happened. */
-void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old, const char *cause);
+/* Push s's verdict after a change at `now` (old: the state before) and log why it happened. */
+void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old, const char *cause,
+		  uint64_t now);
 
 /* Feed one outcome to s's breaker, the blast-radius guard applied. */
 void slot_record(struct agent *a, struct agent_slot *s, enum kb_result res, uint64_t start_ns,
@@ -86,8 +87,8 @@ int saved_restore(struct agent *a, bool *restored, uint64_t now);
 
 /* --- resolver.c ----------------------------------------------------------- */
 
-/* Resolve named circuit ci now, in this thread (at start). */
-void resolve_circuit(struct agent *a, uint32_t ci);
+/* Resolve named circuit ci at `now`, in this thread (at start). */
+void resolve_circuit(struct agent *a, uint32_t ci, uint64_t now);
 
 /* Start the thread, following the running config's names. 0 or -errno, logged. */
 int resolver_start(struct agent *a);

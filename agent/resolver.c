@@ -46,13 +46,13 @@ static void take_answer(struct agent *a, uint32_t ci, const struct resolved *r, 
 	circuit_set_addrs(a, ci, addrs, r->n, now);
 }
 
-void resolve_circuit(struct agent *a, uint32_t ci)
+void resolve_circuit(struct agent *a, uint32_t ci, uint64_t now)
 {
 	struct resolved r = { 0 };
 
 	snprintf(r.host, sizeof(r.host), "%s", a->circuits[ci].cfg->host);
 	r.err = resolve_name(r.host, &r.addrs, &r.n);
-	take_answer(a, ci, &r, clock_mono_ns());
+	take_answer(a, ci, &r, now);
 	if (!r.err)
 		free(r.addrs);
 }

@@ -75,7 +75,7 @@ static int restore_slot(struct restore_ctx *rc, uint32_t id, uint32_t ci,
 	/* Counted before this run: mark it fed, should no events come from here on. */
 	s->events = true;
 	/* The verdict map kept the old verdict; write the current one anyway. */
-	slot_publish(a, s, was, "restart");
+	slot_publish(a, s, was, "restart", rc->now);
 	log_info("breaker restored\tcircuit=%s state=%s", cfg->name,
 		 breaker_state_name(breaker_public_state(&s->br)));
 	return 0;

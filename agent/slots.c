@@ -60,7 +60,8 @@ static void mark_counted(struct agent *a, struct agent_slot *s)
 		memcpy(s->counted, st.connects, sizeof(s->counted));
 }
 
-void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old, const char *cause)
+void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old, const char *cause,
+		  uint64_t now)
 {
 	const struct config_dst *cfg = slot_cfg(a, s);
 	struct kb_verdict v;
@@ -84,7 +85,7 @@ void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old,
 		 "failure_rate=%.2f", breaker_state_name(s->br.state), cfg->name,
 		 addr[0] ? " address=" : "", addr, breaker_state_name(old),
 		 breaker_state_name(s->br.state), config_mode_name(s->br.policy.mode), cause,
-		 breaker_failure_rate(&s->br, clock_mono_ns()));
+		 breaker_failure_rate(&s->br, now));
 }
 
 /* Blast-radius guard: may one more member of s's group open? */
@@ -111,7 +112,7 @@ void slot_record(struct agent *a, struct agent_slot *s, enum kb_result res,
 	s->dirty = true;
 	if (breaker_record_guarded(&s->br, res, start_ns, now, slot_may_open(a, s)))
 		slot_publish(a, s, old, breaker_is_failure(res) || res == KB_RES_CANCELLED ?
-			breaker_cause_name(s->br.cause) : breaker_result_name(res));
+			     breaker_cause_name(s->br.cause) : breaker_result_name(res), now);
 }
 
 /*
@@ -126,7 +127,7 @@ void slot_adopt_trip(struct agent *a, struct agent_slot *s, uint64_t at)
 
 	s->dirty = true;
 	if (breaker_adopt_trip(&s->br, at))
-		slot_publish(a, s, old, "kernel trip");
+		slot_publish(a, s, old, "kernel trip", at);
 }
 
 /* --- slots --------------------------------------------------------------- */
@@ -201,7 +202,7 @@ static int64_t slot_take(struct agent *a, uint32_t ci, const kb_addr_t addr, uin
 		log_err("bpf: reset counters of slot %zu: %s", id, strerror(-err));
 	}
 	/* A fresh breaker may start in forced_open: its verdict is not always ALLOW. */
-	slot_publish(a, s, s->br.state, "start");
+	slot_publish(a, s, s->br.state, "start", now);
 	return id;
 }
 
@@ -334,7 +335,7 @@ int circuit_start(struct agent *a, uint32_t ci, uint64_t now, bool restored)
 		c->slot = id;
 	}
 	if (c->cfg->host_kind == HOST_NAME)
-		resolve_circuit(a, ci);
+		resolve_circuit(a, ci, now);
 	else
 		circuit_key_add(a, c, c->cfg->addr, c->cfg->prefix_len, c->slot);
 	return 0;
