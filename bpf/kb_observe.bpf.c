@@ -268,6 +268,17 @@ static __always_inline void kb_retrans_rest(struct bpf_sock *sk, struct kb_sk *k
 	ks->retrans = total;
 }
 
+/* The tag kb_on_connect gave skops's socket, or NULL: not ours, or not counting now. */
+static __always_inline struct kb_sk *kb_tag_of(struct bpf_sock_ops *skops, struct bpf_sock **skp)
+{
+	struct bpf_sock *sk = skops->sk;
+
+	*skp = sk;
+	if (!sk || !kb_counting())
+		return NULL;
+	return bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
+}
+
 /* BPF_SOCK_OPS_STATE_CB, for tagged sockets only. */
 static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
 {
@@ -277,10 +288,7 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
 	enum kb_result res;
 	struct kb_sk *ks;
 
-	sk = skops->sk;
-	if (!sk || !kb_counting())
-		return;
-	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
+	ks = kb_tag_of(skops, &sk);
 	if (!ks)
 		return;
 	if (newstate == TCP_CLOSE)
@@ -323,10 +331,7 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk;
 	struct kb_sk *ks;
 
-	sk = skops->sk;
-	if (!sk || !kb_counting())
-		return;
-	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
+	ks = kb_tag_of(skops, &sk);
 	if (!ks)
 		return;
 	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);

@@ -53,6 +53,14 @@ static bool fault_here(void)
 	return true;
 }
 
+/* A map call on dst_id: -EIO when the armed failure falls on it, oob past the maps' end, else 0. */
+static int fake_call(uint32_t dst_id, int oob)
+{
+	if (fault_here())
+		return -EIO;
+	return dst_id >= FAKE_SLOTS ? oob : 0;
+}
+
 /* --- the allocator (-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc) -------- */
 
 void *__real_malloc(size_t n);
@@ -245,11 +253,10 @@ void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags)
 int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
 {
 	struct kb_verdict w = *v;
+	int err = fake_call(dst_id, -E2BIG);
 
-	if (fault_here())
-		return -EIO;
-	if (dst_id >= FAKE_SLOTS)
-		return -E2BIG;
+	if (err)
+		return err;
 	w.gen = ++fake_last_gen ?: ++fake_last_gen;
 	fake_maps.verdicts[dst_id] = w;
 	return 0;
@@ -257,30 +264,28 @@ int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdic
 
 int kb_bpf_put_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
 {
-	if (fault_here())
-		return -EIO;
-	if (dst_id >= FAKE_SLOTS)
-		return -E2BIG;
-	fake_maps.verdicts[dst_id] = *v;
-	return 0;
+	int err = fake_call(dst_id, -E2BIG);
+
+	if (!err)
+		fake_maps.verdicts[dst_id] = *v;
+	return err;
 }
 
 int kb_bpf_get_verdict(struct kb_bpf *k, uint32_t dst_id, struct kb_verdict *v)
 {
-	if (fault_here())
-		return -EIO;
-	if (dst_id >= FAKE_SLOTS)
-		return -ENOENT;
-	*v = fake_maps.verdicts[dst_id];
-	return 0;
+	int err = fake_call(dst_id, -ENOENT);
+
+	if (!err)
+		*v = fake_maps.verdicts[dst_id];
+	return err;
 }
 
 int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, struct kb_verdict *v)
 {
-	if (fault_here())
-		return -EIO;
-	if (dst_id >= FAKE_SLOTS)
-		return -ENOENT;
+	int err = fake_call(dst_id, -ENOENT);
+
+	if (err)
+		return err;
 	*t = fake_maps.trips[dst_id];
 	*v = fake_maps.verdicts[dst_id];
 	return 0;
@@ -304,22 +309,20 @@ int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)
 
 int kb_bpf_set_stats(struct kb_bpf *k, uint32_t dst_id, const struct kb_dst_stats *sum)
 {
-	if (fault_here())
-		return -EIO;
-	if (dst_id >= FAKE_SLOTS)
-		return -E2BIG;
-	fake_maps.stats[dst_id] = *sum;
-	return 0;
+	int err = fake_call(dst_id, -E2BIG);
+
+	if (!err)
+		fake_maps.stats[dst_id] = *sum;
+	return err;
 }
 
 int kb_bpf_read_stats(struct kb_bpf *k, uint32_t dst_id, struct kb_dst_stats *sum)
 {
-	if (fault_here())
-		return -EIO;
-	if (dst_id >= FAKE_SLOTS)
-		return -ENOENT;
-	*sum = fake_maps.stats[dst_id];
-	return 0;
+	int err = fake_call(dst_id, -ENOENT);
+
+	if (!err)
+		*sum = fake_maps.stats[dst_id];
+	return err;
 }
 
 int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx)
@@ -366,10 +369,10 @@ int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
 
 int kb_bpf_saved_put(struct kb_bpf *k, uint32_t dst_id, const struct persist_record *saved)
 {
-	if (fault_here())
-		return -EIO;
-	if (dst_id >= FAKE_SLOTS)
-		return -E2BIG;
+	int err = fake_call(dst_id, -E2BIG);
+
+	if (err)
+		return err;
 	fake_maps.saved[dst_id] = *saved;
 	fake_maps.saved_used[dst_id] = true;
 	return 0;
