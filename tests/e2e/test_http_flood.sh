@@ -21,7 +21,7 @@ ANSWER_MAX_S=1
 # A flood ends after this long at the latest; the test stops it (SIGTERM)
 # once its checks are done, a few seconds in.
 HOLD_S=60
-# The agent's limits (agent/http.c): connections served, and how many it
+# The agent's limits (agent/http_priv.h): connections served, and how many it
 # may still be closing on top of those; incomplete ones held unread.
 CONN_MAX=64
 CONN_SLACK=64
