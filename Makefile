@@ -32,17 +32,18 @@ BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 
-# Pure modules: no BPF, no clock, no I/O beyond reading a file; linked into unit tests.
+# Pure modules: no BPF, no clock, no I/O; linked into unit tests, with config_load.c (it
+# reads the config file and namespace files) and log.c.
 PURE_SRCS := agent/addr.c agent/yamlwalk.c agent/config.c agent/config_value.c agent/config_check.c \
              agent/duration.c agent/breaker.c agent/window.c agent/metrics.c agent/status.c \
              agent/persist.c
 # The running agent: breakers in slots, restarts, names, reloads, what HTTP shows.
 AGENT_CORE_SRCS := agent/agent.c agent/slots.c agent/saved.c agent/resolver.c agent/reload.c \
                    agent/reload_write.c agent/snapshot.c agent/pages.c
-AGENT_SRCS := $(PURE_SRCS) agent/main.c agent/bpf.c agent/bpf_maps.c agent/http.c agent/http_admit.c \
+AGENT_SRCS := $(PURE_SRCS) agent/config_load.c agent/main.c agent/bpf.c agent/bpf_maps.c agent/http.c agent/http_admit.c \
               agent/log.c agent/resolve.c agent/privs.c $(AGENT_CORE_SRCS)
 AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
-PURE_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(PURE_SRCS)) $(BUILD)/agent/log.o
+PURE_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(PURE_SRCS) agent/config_load.c agent/log.c)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))

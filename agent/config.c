@@ -312,24 +312,6 @@ int config_parse(struct config *cfg, const char *fname, const char *buf, size_t 
 	return ret;
 }
 
-int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	int ret;
-
-	config_init(cfg);
-	if (errlen)
-		err[0] = '\0';
-	ret = yamlwalk_read_file(path, CONFIG_MAX_FILE_BYTES, &buf, &len, err, errlen);
-	if (!ret)
-		ret = config_parse(cfg, path, buf, len, err, errlen);
-	if (!ret)
-		ret = config_find_netns(cfg, path, err, errlen);
-	free(buf);
-	return ret;
-}
-
 void config_free(struct config *cfg)
 {
 	free(cfg->dsts);

@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <sys/vfs.h>
 
 #include "config_schema.h"
 #include "duration.h"
@@ -222,40 +220,4 @@ int config_check(struct parse *p, struct config *cfg)
 	inherit_defaults(cfg, p->info);
 	ret = validate_policies(p, cfg);
 	return ret ? ret : check_unique(p, cfg);
-}
-
-#ifndef NSFS_MAGIC
-#define NSFS_MAGIC 0x6e736673
-#endif
-
-/*
- * A destination's netns: names a namespace file (/run/netns/NAME,
- * /proc/PID/ns/net); the kernel knows the namespace by that file's inode.
- * Found at load, so a namespace that is gone fails the start or the reload.
- */
-int config_find_netns(struct config *cfg, const char *path, char *err, size_t errlen)
-{
-	struct statfs sf;
-	struct stat st;
-	const char *why;
-
-	for (size_t i = 0; i < cfg->n_dsts; i++) {
-		struct config_dst *d = &cfg->dsts[i];
-
-		if (!d->netns[0])
-			continue;
-		if (stat(d->netns, &st) || statfs(d->netns, &sf))
-			why = strerror(errno);
-		else if (sf.f_type != NSFS_MAGIC)
-			why = "not a namespace file (want /run/netns/NAME or /proc/PID/ns/net)";
-		else {
-			d->netns_ino = (uint32_t)st.st_ino;
-			continue;
-		}
-		yamlwalk_errf(err, errlen, "%s:%d:%d: destination \"%s\": netns: %s: %s", path, d->netns_line,
-		     d->netns_col, d->name, d->netns, why);
-		config_free(cfg);
-		return -EINVAL;
-	}
-	return 0;
 }

@@ -94,7 +94,4 @@ int config_set_leaf(struct parse *p, const struct yamlwalk_key *row, const yaml_
  */
 int config_check(struct parse *p, struct config *cfg);
 
-/* Find each destination's netns: file and keep its inode number (config_load()). */
-int config_find_netns(struct config *cfg, const char *path, char *err, size_t errlen);
-
 #endif /* KB_CONFIG_SCHEMA_H */

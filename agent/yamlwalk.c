@@ -1,11 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "yamlwalk.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -202,50 +200,6 @@ void yamlwalk_unload(struct yamlwalk *w)
 	if (w->loaded)
 		yaml_document_delete(&w->doc);
 	w->loaded = false;
-}
-
-int yamlwalk_read_file(const char *path, size_t max_bytes, char **bufp, size_t *lenp,
-		       char *err, size_t errlen)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	ssize_t n;
-	int fd, ret = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		yamlwalk_errf(err, errlen, "%s: %s", path, strerror(-ret));
-		return ret;
-	}
-	/* One byte past the limit tells "too big" apart; read to EOF, st_size lies for pipes. */
-	buf = malloc(max_bytes + 1);
-	if (!buf)
-		ret = -ENOMEM;
-	while (!ret) {
-		n = read(fd, buf + len, max_bytes + 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ret = n ? -errno : 0;
-			break;
-		}
-		len += n;
-		if (len > max_bytes)
-			ret = -EFBIG;
-	}
-	close(fd);
-	if (ret == -EFBIG)
-		yamlwalk_errf(err, errlen, "%s: file is larger than %zu MiB", path, max_bytes >> 20);
-	else if (ret)
-		yamlwalk_errf(err, errlen, "%s: %s", path, strerror(-ret));
-	if (ret) {
-		free(buf);
-		return ret;
-	}
-	*bufp = buf;
-	*lenp = len;
-	return 0;
 }
 
 yaml_node_t *yamlwalk_node(struct yamlwalk *w, int id)

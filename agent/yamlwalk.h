@@ -93,13 +93,6 @@ int yamlwalk_load(struct yamlwalk *w, size_t max_bytes, yaml_node_t **root);
 /* Release the document yamlwalk_load() built; safe to call twice. */
 void yamlwalk_unload(struct yamlwalk *w);
 
-/*
- * Read a whole file of at most max_bytes into a malloc'd *buf. Returns 0,
- * -EFBIG when it is larger, or -errno; err says why, naming path.
- */
-int yamlwalk_read_file(const char *path, size_t max_bytes, char **buf, size_t *len,
-		       char *err, size_t errlen);
-
 /* Node id -> node of the loaded document. */
 yaml_node_t *yamlwalk_node(struct yamlwalk *w, int id);
 

@@ -10,7 +10,7 @@ COV_MIN    ?= 95
 COV_CFLAGS := -O0 -g --coverage $(WARN) -std=gnu11 -D_GNU_SOURCE -DKB_VERSION='"$(VERSION)"' \
 	      -Iinclude -Iagent -MMD -MP
 # The unit tests link every pure module, as in the main build, plus the engine.
-COV_SRCS    = $(sort $(PURE_SRCS) $(COV_ENGINE) agent/log.c)
+COV_SRCS    = $(sort $(PURE_SRCS) $(COV_ENGINE) agent/config_load.c agent/log.c)
 COV_OBJS    = $(patsubst agent/%.c,$(COV_BUILD)/agent/%.o,$(COV_SRCS))
 COV_TESTS   = $(COV_BUILD)/tests/test_breaker $(COV_BUILD)/tests/test_window
 
