@@ -81,18 +81,6 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 /* Release what config_parse allocated; cfg is empty afterwards. */
 void config_free(struct config *cfg);
 
-/* Parse an IPv4 or IPv6 literal into the normalised 16-byte form: addr_parse(). */
-static inline int config_parse_addr(const char *s, uint8_t addr[16])
-{
-	return addr_parse(s, addr);
-}
-
-/* Parse a CIDR prefix into the 16-byte form and a 128-bit prefix length: addr_parse_cidr(). */
-static inline int config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefix_len)
-{
-	return addr_parse_cidr(s, addr, prefix_len);
-}
-
 /*
  * Whether s is a DNS host name by RFC 1123: dot-separated labels of 1..63
  * [A-Za-z0-9-], no label starting or ending with '-', at most 253 characters,

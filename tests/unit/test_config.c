@@ -753,7 +753,7 @@ static void test_addresses(void **state)
 		uint8_t addr[16];
 
 		memset(addr, 0xaa, sizeof(addr));
-		check_int(cases_a[i].in, config_parse_addr(cases_a[i].in, addr), cases_a[i].ret);
+		check_int(cases_a[i].in, addr_parse(cases_a[i].in, addr), cases_a[i].ret);
 		if (memcmp(addr, cases_a[i].ret ? untouched : cases_a[i].addr, 16))
 			fail_msg("%s: wrong address bytes", cases_a[i].in);
 	}
@@ -1052,7 +1052,7 @@ static void test_cidr_and_hostname(void **state)
 		uint8_t addr[16], len = 77;
 
 		memset(addr, 0xaa, sizeof(addr));
-		check_int(cidrs[i].in, config_parse_cidr(cidrs[i].in, addr, &len), cidrs[i].ret);
+		check_int(cidrs[i].in, addr_parse_cidr(cidrs[i].in, addr, &len), cidrs[i].ret);
 		if (cidrs[i].ret) {
 			check_eq(cidrs[i].in, len, 77);
 			continue;
@@ -1061,7 +1061,7 @@ static void test_cidr_and_hostname(void **state)
 		if (memcmp(addr, cidrs[i].addr, 16))
 			fail_msg("%s: wrong address bytes", cidrs[i].in);
 	}
-	assert_int_equal(config_parse_cidr(NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(addr_parse_cidr(NULL, NULL, NULL), -EINVAL);
 	for (i = 0; i < ARRAY_SIZE(names); i++)
 		check_eq(names[i].in, config_valid_hostname(names[i].in), names[i].want);
 	assert_false(config_valid_hostname(NULL));
