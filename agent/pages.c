@@ -63,13 +63,25 @@ static int page_start(struct agent *a, struct page *p)
 	return err;
 }
 
-/* A rendered body, or the error logged and the body freed. Returns 200 or -errno. */
-static int page_end(const char *what, FILE *out, int err, char **body)
+/*
+ * A rendered body, or the error logged and the body freed. Returns 200,
+ * 503 when the loop never answered (its body says so), or -errno.
+ */
+static int page_end(const char *what, FILE *out, int err, char **body, size_t *len)
 {
+	int n;
+
 	if (out && fclose(out) && !err)
 		err = -errno;
 	if (!err)
 		return 200;
+	if (err == -EAGAIN) {
+		n = asprintf(body, "unavailable: the breaker loop has not answered\n");
+		if (n < 0)
+			return -ENOMEM;
+		*len = n;
+		return 503;
+	}
 	log_err("http: render %s: %s", what, strerror(-err));
 	free(*body);
 	*body = NULL;
@@ -87,7 +99,7 @@ int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 	*body = NULL;
 	err = page_start(a, &p);
 	if (err)
-		return page_end("/status", NULL, err, body);
+		return page_end("/status", NULL, err, body, len);
 	sd = malloc((p.snap->n ? p.snap->n : 1) * sizeof(*sd));
 	out = sd ? open_memstream(body, len) : NULL;
 	err = !sd ? -ENOMEM : !out ? -errno : 0;
@@ -99,7 +111,7 @@ int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 	}
 	free(sd);
 	page_done(a, &p);
-	return page_end("/status", out, err, body);
+	return page_end("/status", out, err, body, len);
 }
 
 /* OpenMetrics when the Accept header names it (Prometheus asks for it first). */
@@ -152,11 +164,11 @@ int agent_metrics(void *ctx, struct http_request *req, char **body, size_t *len)
 	*body = NULL;
 	err = page_start(a, &p);
 	if (err)
-		return page_end("/metrics", NULL, err, body);
+		return page_end("/metrics", NULL, err, body, len);
 	out = open_memstream(body, len);
 	err = out ? render_metrics(a, &p, out, openmetrics) : -errno;
 	page_done(a, &p);
-	err = page_end("/metrics", out, err, body);
+	err = page_end("/metrics", out, err, body, len);
 	if (err != 200)
 		return err;
 	if (openmetrics)

@@ -104,6 +104,9 @@ static void *resolver_main(void *arg)
 
 	pthread_mutex_lock(&res->lock);
 	while (wait_round(res)) {
+		/* The loop has not taken the last round's answers: wait for it, do not pile up. */
+		if (res->n_answers)
+			continue;
 		n = res->n_hosts;
 		hosts = malloc((n ? n : 1) * sizeof(*hosts));
 		if (hosts && n)
