@@ -88,6 +88,31 @@ static int page_end(const char *what, FILE *out, int err, char **body, size_t *l
 	return err;
 }
 
+/* Circuit i of s as status.c takes it. */
+static void status_entry(const struct snapshot *s, size_t i, const struct kb_dst_stats *stats,
+			 struct status_dst *sd)
+{
+	const struct snap_circuit *c = &s->c[i];
+
+	*sd = (struct status_dst){
+		.name = c->name,
+		.host = s->strings + c->host,
+		.addr = c->has_literal ? c->literal : NULL,
+		.prefix_len = c->prefix_len,
+		.port = c->port,
+		.addrs = (const uint8_t (*)[16])s->addrs[c->addrs],
+		.n_addrs = c->n_addrs,
+		.member_states = c->members >= 0 ? &s->member_states[c->members] : NULL,
+		.mode = c->mode,
+		.state = c->state,
+		.since_ns = c->since_ns,
+		.next_half_open_ns = c->next_half_open_ns,
+		.consecutive_failures = c->consecutive_failures,
+		.failure_rate = c->failure_rate,
+		.stats = *stats,
+	};
+}
+
 int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 {
 	struct agent *a = ctx;
@@ -104,9 +129,8 @@ int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 	out = sd ? open_memstream(body, len) : NULL;
 	err = !sd ? -ENOMEM : !out ? -errno : 0;
 	if (!err) {
-		memcpy(sd, p.snap->sd, p.snap->n * sizeof(*sd));
 		for (size_t i = 0; i < p.snap->n; i++)
-			sd[i].stats = p.stats[i];
+			status_entry(p.snap, i, &p.stats[i], &sd[i]);
 		err = status_render(out, KB_VERSION, p.snap->started_ns, p.snap->now, sd, p.snap->n);
 	}
 	free(sd);
@@ -134,10 +158,20 @@ static int render_metrics(struct agent *a, const struct page *p, FILE *out, bool
 	md = malloc((s->n ? s->n : 1) * sizeof(*md));
 	if (!md)
 		return -ENOMEM;
-	memcpy(md, s->md, s->n * sizeof(*md));
 	for (size_t i = 0; i < s->n; i++) {
-		md[i].stats = p->stats[i];
-		md[i].last_transition_wall = wall_now - (double)(mono_now - s->sd[i].since_ns) / 1e9;
+		const struct snap_circuit *c = &s->c[i];
+
+		md[i] = (struct metrics_dst){
+			.name = c->name,
+			.state = c->state,
+			.transitions = c->transitions,
+			.stats = p->stats[i],
+			.failure_rate = c->failure_rate,
+			.slow_call_rate = c->slow_call_rate,
+			.consecutive_failures = c->consecutive_failures,
+			.trips_denied = c->trips_denied,
+			.last_transition_wall = wall_now - (double)(mono_now - c->since_ns) / 1e9,
+		};
 	}
 	info.version = KB_VERSION;
 	info.kernel = a->kernel;

@@ -14,13 +14,9 @@ static void snapshot_free(struct snapshot *s)
 {
 	if (!s)
 		return;
-	free(s->sd);
-	free(s->md);
-	free(s->transitions);
+	free(s->c);
 	free(s->slot_circuit);
-	free(s->names);
-	free(s->hosts);
-	free(s->literals);
+	free(s->strings);
 	free(s->addrs);
 	free(s->member_states);
 	free(s);
@@ -37,56 +33,50 @@ static int severity(enum breaker_state s)
 	return (unsigned)s < BS_MAX ? rank[s] : 0;
 }
 
-/* Fold slot s into circuit ci's entries; first: the circuit's first slot. */
-static void fold_slot(struct snapshot *snap, size_t ci, const struct agent_slot *s, bool first)
+/* Fold slot s into its circuit; first: the circuit's first slot. */
+static void fold_slot(struct snap_circuit *c, const struct agent_slot *s, uint64_t now, bool first)
 {
-	struct status_dst *sd = &snap->sd[ci];
-	struct metrics_dst *md = &snap->md[ci];
 	enum breaker_state ps = breaker_public_state(&s->br);
-	uint64_t dl = breaker_deadline(&s->br), now = snap->now;
+	uint64_t dl = breaker_deadline(&s->br);
 	double fr = breaker_failure_rate(&s->br, now), sr = breaker_slow_call_rate(&s->br, now);
 
-	if (first || severity(ps) > severity(sd->state))
-		sd->state = ps;
+	if (first || severity(ps) > severity(c->state))
+		c->state = ps;
 	for (int i = 0; i < BS_MAX; i++)
 		for (int j = 0; j < BS_MAX; j++)
-			snap->transitions[ci][i][j] += s->br.transitions[i][j];
-	if (fr > sd->failure_rate)
-		sd->failure_rate = fr;
-	if (sr > md->slow_call_rate)
-		md->slow_call_rate = sr;
-	md->trips_denied += s->br.denied_trips;
-	if (s->br.consecutive_failures > sd->consecutive_failures)
-		sd->consecutive_failures = s->br.consecutive_failures;
-	if (s->br.state_since_ns > sd->since_ns)
-		sd->since_ns = s->br.state_since_ns;
-	if (s->br.state == BS_OPEN && dl && (!sd->next_half_open_ns || dl < sd->next_half_open_ns))
-		sd->next_half_open_ns = dl;
+			c->transitions[i][j] += s->br.transitions[i][j];
+	if (fr > c->failure_rate)
+		c->failure_rate = fr;
+	if (sr > c->slow_call_rate)
+		c->slow_call_rate = sr;
+	if (s->br.consecutive_failures > c->consecutive_failures)
+		c->consecutive_failures = s->br.consecutive_failures;
+	if (s->br.state_since_ns > c->since_ns)
+		c->since_ns = s->br.state_since_ns;
+	if (s->br.state == BS_OPEN && dl && (!c->next_half_open_ns || dl < c->next_half_open_ns))
+		c->next_half_open_ns = dl;
+	c->trips_denied += s->br.denied_trips;
 }
 
-/* Room for everything, addresses and member states in a row. */
+/* Room for everything: hosts, addresses and member states each in a row. */
 static struct snapshot *snapshot_alloc(const struct agent *a)
 {
 	struct snapshot *s = calloc(1, sizeof(*s));
-	size_t n = a->n_circuits ? a->n_circuits : 1, n_addrs = 1, n_members = 1;
+	size_t n_addrs = 1, n_members = 1, n_chars = 1;
 
 	if (!s)
 		return NULL;
 	for (size_t i = 0; i < a->n_circuits; i++) {
 		n_addrs += a->circuits[i].n_addrs;
 		n_members += a->circuits[i].members ? a->circuits[i].n_addrs : 0;
+		n_chars += strlen(a->circuits[i].cfg->host) + 1;
 	}
-	s->sd = calloc(n, sizeof(*s->sd));
-	s->md = calloc(n, sizeof(*s->md));
-	s->transitions = calloc(n, sizeof(*s->transitions));
+	s->c = calloc(a->n_circuits ? a->n_circuits : 1, sizeof(*s->c));
 	s->slot_circuit = calloc(a->n_slots ? a->n_slots : 1, sizeof(*s->slot_circuit));
-	s->names = calloc(n, sizeof(*s->names));
-	s->hosts = calloc(n, sizeof(*s->hosts));
-	s->literals = calloc(n, sizeof(*s->literals));
+	s->strings = malloc(n_chars);
 	s->addrs = calloc(n_addrs, sizeof(*s->addrs));
 	s->member_states = calloc(n_members, sizeof(*s->member_states));
-	if (!s->sd || !s->md || !s->transitions || !s->slot_circuit || !s->names || !s->hosts ||
-	    !s->literals || !s->addrs || !s->member_states) {
+	if (!s->c || !s->slot_circuit || !s->strings || !s->addrs || !s->member_states) {
 		snapshot_free(s);
 		errno = ENOMEM;
 		return NULL;
@@ -94,38 +84,37 @@ static struct snapshot *snapshot_alloc(const struct agent *a)
 	return s;
 }
 
+/* Where the next circuit's host, addresses and member states go. */
+struct fold_pos {
+	uint32_t chars, addrs, members;
+};
+
 /* What a circuit shows before its slots are folded in. */
-static void circuit_entry(struct snapshot *s, size_t ci, const struct agent_circuit *c,
-			  uint8_t (**addrs)[16], enum breaker_state **members)
+static void circuit_entry(struct snapshot *s, struct snap_circuit *sc, const struct agent_circuit *c,
+			  struct fold_pos *pos)
 {
 	const struct config_dst *cfg = c->cfg;
+	size_t host_len = strlen(cfg->host) + 1;
 
-	snprintf(s->names[ci], sizeof(s->names[ci]), "%s", cfg->name);
-	snprintf(s->hosts[ci], sizeof(s->hosts[ci]), "%s", cfg->host);
+	snprintf(sc->name, sizeof(sc->name), "%s", cfg->name);
+	sc->host = pos->chars;
+	memcpy(s->strings + pos->chars, cfg->host, host_len);
+	pos->chars += host_len;
+	sc->has_literal = cfg->host_kind != HOST_NAME;
+	if (sc->has_literal)
+		memcpy(sc->literal, cfg->addr, sizeof(sc->literal));
+	sc->prefix_len = cfg->prefix_len;
+	sc->port = cfg->port;
+	sc->mode = cfg->policy.mode;
+	/* A group with no address yet. */
+	sc->state = cfg->policy.mode == MODE_OBSERVE ? BS_METRICS_ONLY : BS_CLOSED;
+	sc->addrs = pos->addrs;
+	sc->n_addrs = c->n_addrs;
 	if (c->n_addrs)
-		memcpy(*addrs, c->addrs, c->n_addrs * sizeof(**addrs));
-	s->sd[ci] = (struct status_dst){
-		.name = s->names[ci],
-		.host = s->hosts[ci],
-		.prefix_len = cfg->prefix_len,
-		.port = cfg->port,
-		.mode = cfg->policy.mode,
-		/* A group with no address yet. */
-		.state = cfg->policy.mode == MODE_OBSERVE ? BS_METRICS_ONLY : BS_CLOSED,
-		.addrs = (const uint8_t (*)[16])*addrs,
-		.n_addrs = c->n_addrs,
-	};
-	if (cfg->host_kind != HOST_NAME) {
-		memcpy(s->literals[ci], cfg->addr, sizeof(s->literals[ci]));
-		s->sd[ci].addr = s->literals[ci];
-	}
-	*addrs += c->n_addrs;
-	if (c->members) {
-		s->sd[ci].member_states = *members;
-		*members += c->n_addrs;
-	}
-	s->md[ci].name = s->names[ci];
-	s->md[ci].transitions = s->transitions[ci];
+		memcpy(s->addrs[pos->addrs], c->addrs, c->n_addrs * sizeof(*s->addrs));
+	pos->addrs += c->n_addrs;
+	sc->members = c->members ? (int32_t)pos->members : -1;
+	pos->members += c->members ? c->n_addrs : 0;
 }
 
 /* What the agent knows of itself, for /metrics. */
@@ -147,8 +136,7 @@ static void agent_entry(struct snapshot *s, const struct agent *a)
 struct snapshot *snapshot_fold(const struct agent *a, uint64_t now)
 {
 	struct snapshot *s = snapshot_alloc(a);
-	uint8_t (*addrs)[16];
-	enum breaker_state *members;
+	struct fold_pos pos = { 0 };
 	bool *seen;
 
 	if (!s)
@@ -162,10 +150,8 @@ struct snapshot *snapshot_fold(const struct agent *a, uint64_t now)
 	s->now = now;
 	s->n = a->n_circuits;
 	s->n_slots = a->n_slots;
-	addrs = s->addrs;
-	members = s->member_states;
 	for (size_t ci = 0; ci < a->n_circuits; ci++)
-		circuit_entry(s, ci, &a->circuits[ci], &addrs, &members);
+		circuit_entry(s, &s->c[ci], &a->circuits[ci], &pos);
 	for (size_t i = 0; i < a->n_slots; i++) {
 		const struct agent_slot *sl = &a->slots[i];
 
@@ -173,17 +159,15 @@ struct snapshot *snapshot_fold(const struct agent *a, uint64_t now)
 		if (!sl->used)
 			continue;
 		s->info.slots_used++;
-		fold_slot(s, sl->circuit, sl, !seen[sl->circuit]);
+		fold_slot(&s->c[sl->circuit], sl, now, !seen[sl->circuit]);
 		seen[sl->circuit] = true;
 	}
 	for (size_t ci = 0; ci < a->n_circuits; ci++) {
 		const struct agent_circuit *c = &a->circuits[ci];
 
 		for (size_t k = 0; c->members && k < c->n_addrs; k++)
-			s->sd[ci].member_states[k] = breaker_public_state(&a->slots[c->members[k]].br);
-		s->md[ci].state = s->sd[ci].state;
-		s->md[ci].failure_rate = s->sd[ci].failure_rate;
-		s->md[ci].consecutive_failures = s->sd[ci].consecutive_failures;
+			s->member_states[s->c[ci].members + k] =
+				breaker_public_state(&a->slots[c->members[k]].br);
 	}
 	agent_entry(s, a);
 	free(seen);

@@ -16,25 +16,42 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "config.h"
 #include "metrics.h"
 #include "status.h"
 
 struct agent;
 
+/* One circuit, its slots folded together: worst state, sums and maxima. */
+struct snap_circuit {
+	char name[CONFIG_NAME_MAX];	/* a reload may free the config: copies */
+	uint32_t host;			/* offset of its host in snapshot.strings */
+	uint8_t literal[16];		/* an address or prefix as configured */
+	bool has_literal;		/* false for names */
+	uint8_t prefix_len;
+	uint16_t port;
+	enum breaker_mode mode;
+	enum breaker_state state;	/* public, worst of its slots */
+	uint32_t consecutive_failures;
+	double failure_rate, slow_call_rate;
+	uint64_t trips_denied;
+	uint64_t since_ns;		/* latest transition among its slots */
+	uint64_t next_half_open_ns;	/* earliest, when open */
+	uint64_t transitions[BS_MAX][BS_MAX];
+	uint32_t addrs, n_addrs;	/* its resolved addresses: snapshot.addrs[addrs...] */
+	int32_t members;		/* per_address: its member states from there, else -1 */
+};
+
 struct snapshot {
 	unsigned refs;			/* under agent_snapshots.lock */
 	uint64_t now;			/* CLOCK_MONOTONIC when folded */
-	size_t n;			/* circuits */
-	struct status_dst *sd;		/* per circuit, stats left zero */
-	struct metrics_dst *md;		/* per circuit, stats left zero */
-	uint64_t (*transitions)[BS_MAX][BS_MAX];	/* per circuit, md's point here */
+	size_t n;
+	struct snap_circuit *c;
 	uint32_t n_slots;
 	int32_t *slot_circuit;		/* slot -> circuit, -1: unused (to sum counters) */
 	struct metrics_agent info;	/* what the agent knows of itself */
 	uint64_t started_ns;
-	char (*names)[CONFIG_NAME_MAX];	/* a reload may free the config: copies */
-	char (*hosts)[CONFIG_HOST_MAX];
-	uint8_t (*literals)[16];	/* per circuit: its address or prefix */
+	char *strings;			/* the hosts */
 	uint8_t (*addrs)[16];		/* every circuit's resolved addresses, in a row */
 	enum breaker_state *member_states;	/* in a row, for per_address circuits */
 };
