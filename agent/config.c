@@ -64,7 +64,7 @@ static const struct yamlwalk_key dst_keys[] = {
 	[DST_PER_ADDRESS] = { "per_address", KEY_BOOL, FIELD(struct config_dst, per_address), 0, 1 },
 	[DST_MAX_OPEN_PCT] = { "max_open_percent", KEY_UINT,
 			       FIELD(struct config_dst, max_open_percent), 1, 100 },
-	[DST_NETNS] = { "netns", KEY_PATH, FIELD(struct config_dst, netns), 1, CONFIG_PATH_MAX - 1 },
+	[DST_NETNS] = { "netns", KEY_PATH, FIELD(struct config_dst, netns), 1, CONFIG_NETNS_MAX - 1 },
 };
 
 static const struct yamlwalk_key top_keys[] = {

@@ -15,6 +15,11 @@
 #define CONFIG_NAME_MAX 64	/* destination name, NUL included */
 #define CONFIG_HOST_MAX 256	/* host as written, NUL included */
 #define CONFIG_PATH_MAX 4096
+/*
+ * A destination's netns: path, NUL included. Per destination, so not
+ * PATH_MAX: 10,000 destinations would carry 40 MB of empty paths.
+ */
+#define CONFIG_NETNS_MAX 256
 #define CONFIG_ERR_MAX 512	/* room for one "file:line:col: message" */
 #define CONFIG_MAX_FILE_BYTES (1 << 20)
 #define CONFIG_MAX_DESTINATIONS 1048576	/* the most max_destinations may allow */
@@ -34,7 +39,7 @@ struct config_dst {
 	uint16_t port;			/* host order, 1..65535; 0 = any port ("any") */
 	uint8_t per_address;		/* NAME/CIDR: one breaker per address (0 or 1) */
 	uint32_t max_open_percent;	/* per_address: most of the group open at once, 1..100 */
-	char netns[CONFIG_PATH_MAX];	/* network namespace file; "" = every namespace */
+	char netns[CONFIG_NETNS_MAX];	/* network namespace file; "" = every namespace */
 	uint32_t netns_ino;		/* its inode number, set by config_load(); 0 = any */
 	struct breaker_policy policy;
 	int line;			/* 1-based position of the entry, for messages */

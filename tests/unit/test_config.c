@@ -625,6 +625,12 @@ static void test_generated(void **state)
 	strcpy(p + CONFIG_PATH_MAX - 2, "a\n");
 	expect_err("cgroup 4096", s, strlen(s), "kb.yaml:1:9: cgroup: longer than 4095 characters");
 
+	p = s + sprintf(s, DST "  - name: b\n    host: 10.0.0.9\n    port: 80\n    netns: /");
+	memset(p, 'n', CONFIG_NETNS_MAX - 1);
+	strcpy(p + CONFIG_NETNS_MAX - 1, "\n");
+	expect_err("netns 256", s, strlen(s),
+		   "kb.yaml:8:12: destination \"b\": netns: longer than 255 characters");
+
 	p = s + sprintf(s, DST "  - name: b\n    host: ");
 	memset(p, '1', CONFIG_HOST_MAX);
 	strcpy(p + CONFIG_HOST_MAX, "\n");
