@@ -159,6 +159,27 @@ static void dst_value(FILE *out, const struct metrics_family *f, const struct me
 	}
 }
 
+/* A destination's counters; none (NULL) reads as zero. */
+static const struct kb_dst_stats *stats_of(const struct metrics_dst *d)
+{
+	static const struct kb_dst_stats none;
+
+	return d->stats ? d->stats : &none;
+}
+
+/* A per-destination counter kept in kb_dst_stats: f->field is its offset there. */
+static void dst_stat(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+		     const struct metrics_dst *dsts, size_t n)
+{
+	char text[VALUE_TEXT];
+
+	for (size_t i = 0; i < n; i++) {
+		bool zero = value_text(text, stats_of(&dsts[i]), f->field, f->value);
+
+		sample(out, agent, f->name, dsts[i].name, NULL, zero, text);
+	}
+}
+
 static void dst_state(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
 		      const struct metrics_dst *dsts, size_t n)
 {
@@ -197,7 +218,7 @@ static void dst_connects(FILE *out, const struct metrics_family *f, const struct
 			char extra[32];
 
 			snprintf(extra, sizeof(extra), "result=\"%s\"", breaker_result_name(r));
-			count(out, agent, f->name, dsts[i].name, extra, dsts[i].stats.connects[r]);
+			count(out, agent, f->name, dsts[i].name, extra, stats_of(&dsts[i])->connects[r]);
 		}
 }
 
@@ -205,8 +226,8 @@ static void dst_resets(FILE *out, const struct metrics_family *f, const struct m
 		       const struct metrics_dst *dsts, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		count(out, agent, f->name, dsts[i].name, "direction=\"received\"", dsts[i].stats.resets_rx);
-		count(out, agent, f->name, dsts[i].name, "direction=\"sent\"", dsts[i].stats.resets_tx);
+		count(out, agent, f->name, dsts[i].name, "direction=\"received\"", stats_of(&dsts[i])->resets_rx);
+		count(out, agent, f->name, dsts[i].name, "direction=\"sent\"", stats_of(&dsts[i])->resets_tx);
 	}
 }
 
@@ -214,7 +235,7 @@ static void dst_latency(FILE *out, const struct metrics_family *f, const struct 
 			const struct metrics_dst *dsts, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		const struct kb_dst_stats *st = &dsts[i].stats;
+		const struct kb_dst_stats *st = stats_of(&dsts[i]);
 		unsigned long long cum = 0, total = 0;
 		unsigned slot = 0;
 
@@ -239,6 +260,7 @@ static void dst_latency(FILE *out, const struct metrics_family *f, const struct 
 #define AGENT(f, v) .samples = agent_value, .field = offsetof(struct metrics_agent, f), .value = (v)
 #define PROG(f, v) .samples = program_value, .field = offsetof(struct kb_prog_stats, f), .value = (v)
 #define DST(f, v) .samples = dst_value, .field = offsetof(struct metrics_dst, f), .value = (v)
+#define STAT(f, v) .samples = dst_stat, .field = offsetof(struct kb_dst_stats, f), .value = (v)
 
 const struct metrics_family metrics_families[] = {
 	{ "kbreaker_build_info", "gauge", NULL,
@@ -300,10 +322,10 @@ const struct metrics_family metrics_families[] = {
 	  .samples = dst_connects },
 	{ "kbreaker_connects_blocked_total", "counter", NULL,
 	  "TCP connects the breaker refused with ECONNREFUSED before a packet left.",
-	  DST(stats.blocked, MV_U64) },
+	  STAT(blocked, MV_U64) },
 	{ "kbreaker_connects_would_block_total", "counter", NULL,
 	  "Observe mode: TCP connects the breaker would have refused.",
-	  DST(stats.would_block, MV_U64) },
+	  STAT(would_block, MV_U64) },
 	{ "kbreaker_trips_denied_total", "counter", NULL,
 	  "Trips the blast-radius guard (max_open_percent) held back: the breaker stayed closed.",
 	  DST(trips_denied, MV_U64) },
@@ -312,7 +334,7 @@ const struct metrics_family metrics_families[] = {
 	  .samples = dst_resets },
 	{ "kbreaker_tcp_retransmits_total", "counter", NULL,
 	  "TCP segments retransmitted on connections this host opened to the destination.",
-	  DST(stats.retransmits, MV_U64) },
+	  STAT(retransmits, MV_U64) },
 	{ "kbreaker_tcp_connect_duration_seconds", "histogram", "seconds",
 	  "Time from SYN sent to ESTABLISHED for successful connects.", .samples = dst_latency },
 };

@@ -21,43 +21,66 @@
 /* How long a page waits for the loop to fold a fresh snapshot before serving the last one. */
 #define SNAPSHOT_WAIT_NS (5 * 1000000000ULL)
 
-/* One page being rendered: its snapshot and the counters summed per circuit. */
+/* One page being rendered: its snapshot and the kernel's counters per circuit. */
 struct page {
 	struct snapshot *snap;
-	struct kb_dst_stats *stats;	/* per circuit */
+	struct kb_dst_stats *slots;		/* per slot; a circuit's sum in its first slot */
+	const struct kb_dst_stats **stats;	/* per circuit: its sum */
 };
 
 static void page_done(struct agent *a, struct page *p)
 {
 	snapshot_put(&a->snaps, p->snap);
+	free(p->slots);
 	free(p->stats);
+}
+
+/* Sum each circuit's slots into its first one and point the circuit at it. 0 or -ENOMEM. */
+static int page_sum(struct page *p)
+{
+	static const struct kb_dst_stats none;
+	const struct snapshot *s = p->snap;
+	int32_t *first = malloc((s->n ? s->n : 1) * sizeof(*first));
+
+	if (!first)
+		return -ENOMEM;
+	for (size_t c = 0; c < s->n; c++)
+		first[c] = -1;
+	for (uint32_t i = 0; i < s->n_slots; i++) {
+		int32_t c = s->slot_circuit[i];
+		const __u64 *src = (const __u64 *)&p->slots[i];
+		__u64 *dst;
+
+		if (c < 0)
+			continue;
+		if (first[c] < 0) {
+			first[c] = i;
+			continue;
+		}
+		dst = (__u64 *)&p->slots[first[c]];
+		for (size_t w = 0; w < sizeof(p->slots[0]) / sizeof(__u64); w++)
+			dst[w] += src[w];
+	}
+	for (size_t c = 0; c < s->n; c++)
+		p->stats[c] = first[c] >= 0 ? &p->slots[first[c]] : &none;
+	free(first);
+	return 0;
 }
 
 /* The snapshot, and the kernel's counters of its slots summed per circuit. 0 or -errno. */
 static int page_start(struct agent *a, struct page *p)
 {
 	struct snapshot *s;
-	struct kb_dst_stats *st;
 	int err;
 
 	memset(p, 0, sizeof(*p));
 	s = p->snap = snapshot_get(&a->snaps, SNAPSHOT_WAIT_NS);
 	if (!s)
 		return -EAGAIN;	/* the loop never answered */
-	st = calloc(s->n_slots ? s->n_slots : 1, sizeof(*st));
-	p->stats = calloc(s->n ? s->n : 1, sizeof(*p->stats));
-	err = st && p->stats ? kb_bpf_read_all_stats(a->bpf, s->n_slots, st) : -ENOMEM;
-	for (uint32_t i = 0; !err && i < s->n_slots; i++) {
-		const __u64 *src = (const __u64 *)&st[i];
-		__u64 *dst;
-
-		if (s->slot_circuit[i] < 0)
-			continue;
-		dst = (__u64 *)&p->stats[s->slot_circuit[i]];
-		for (size_t w = 0; w < sizeof(*st) / sizeof(__u64); w++)
-			dst[w] += src[w];
-	}
-	free(st);
+	p->slots = calloc(s->n_slots ? s->n_slots : 1, sizeof(*p->slots));
+	p->stats = malloc((s->n ? s->n : 1) * sizeof(*p->stats));
+	err = p->slots && p->stats ? kb_bpf_read_all_stats(a->bpf, s->n_slots, p->slots) : -ENOMEM;
+	err = err ?: page_sum(p);
 	if (err)
 		page_done(a, p);
 	return err;
@@ -109,7 +132,7 @@ static void status_entry(const struct snapshot *s, size_t i, const struct kb_dst
 		.next_half_open_ns = c->next_half_open_ns,
 		.consecutive_failures = c->consecutive_failures,
 		.failure_rate = c->failure_rate,
-		.stats = *stats,
+		.stats = stats,
 	};
 }
 
@@ -130,7 +153,7 @@ int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 	err = !sd ? -ENOMEM : !out ? -errno : 0;
 	if (!err) {
 		for (size_t i = 0; i < p.snap->n; i++)
-			status_entry(p.snap, i, &p.stats[i], &sd[i]);
+			status_entry(p.snap, i, p.stats[i], &sd[i]);
 		err = status_render(out, KB_VERSION, p.snap->started_ns, p.snap->now, sd, p.snap->n);
 	}
 	free(sd);

@@ -31,6 +31,8 @@ static void put(json_object *obj, const char *key, json_object *val, bool *ok)
 
 static json_object *dst_json(const struct status_dst *d, uint64_t now, bool *ok)
 {
+	static const struct kb_dst_stats none;
+	const struct kb_dst_stats *st = d->stats ? d->stats : &none;
 	json_object *o = json_object_new_object(), *connects, *addrs;
 	char addr[ADDR_TEXT_MAX] = "";
 	uint64_t failures = 0;
@@ -58,14 +60,14 @@ static json_object *dst_json(const struct status_dst *d, uint64_t now, bool *ok)
 	put(o, "failure_rate", fixed(d->failure_rate, "%.4f"), ok);
 	connects = json_object_new_object();
 	for (int r = 0; connects && r < KB_RES_MAX; r++) {
-		put(connects, breaker_result_name(r), json_object_new_uint64(d->stats.connects[r]), ok);
+		put(connects, breaker_result_name(r), json_object_new_uint64(st->connects[r]), ok);
 		if (breaker_is_failure(r))
-			failures += d->stats.connects[r];
+			failures += st->connects[r];
 	}
 	put(o, "connects", connects, ok);
 	put(o, "failures", json_object_new_uint64(failures), ok);
-	put(o, "blocked", json_object_new_uint64(d->stats.blocked), ok);
-	put(o, "would_block", json_object_new_uint64(d->stats.would_block), ok);
+	put(o, "blocked", json_object_new_uint64(st->blocked), ok);
+	put(o, "would_block", json_object_new_uint64(st->would_block), ok);
 	addrs = json_object_new_array();
 	for (size_t k = 0; addrs && k < d->n_addrs; k++) {
 		json_object *a = json_object_new_object();

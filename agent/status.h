@@ -39,7 +39,7 @@ struct status_dst {
 	uint64_t next_half_open_ns;	/* 0: none */
 	uint32_t consecutive_failures;
 	double failure_rate;		/* 0..1 */
-	struct kb_dst_stats stats;
+	const struct kb_dst_stats *stats;	/* summed over CPUs (and addresses); NULL: none */
 };
 
 /* Write the document (json-c: names and hosts are escaped). Returns 0, -ENOMEM or -EIO. */

@@ -150,30 +150,32 @@ static void test_one_destination(void **state)
 {
 	struct metrics_agent info = { .version = "1.2.3", .kernel = "6.1.0" };
 	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
-	struct metrics_dst d = { .name = "payments", .state = BS_HALF_OPEN, .transitions = tr };
+	struct kb_dst_stats st = { 0 };
+	struct metrics_dst d = { .name = "payments", .state = BS_HALF_OPEN, .transitions = tr,
+				 .stats = &st };
 	const char *body;
 	char *text;
 
 	tr[BS_CLOSED][BS_OPEN] = 2;
 	tr[BS_OPEN][BS_HALF_OPEN] = 1;
-	d.stats.connects[KB_RES_SUCCESS] = 6;
-	d.stats.connects[KB_RES_REFUSED] = 5;
-	d.stats.connects[KB_RES_TIMEOUT] = 1;
-	d.stats.blocked = 9;
+	st.connects[KB_RES_SUCCESS] = 6;
+	st.connects[KB_RES_REFUSED] = 5;
+	st.connects[KB_RES_TIMEOUT] = 1;
+	st.blocked = 9;
 	d.failure_rate = 5.0 / 11;
 	d.slow_call_rate = 0.1;
 	d.consecutive_failures = 2;
 	d.last_transition_wall = 1700000123.25;
-	d.stats.would_block = 4;
+	st.would_block = 4;
 	d.trips_denied = 8;
-	d.stats.resets_rx = 2;
-	d.stats.resets_tx = 3;
-	d.stats.retransmits = 11;
-	d.stats.lat_slots[0] = 1;	/* < 2 us */
-	d.stats.lat_slots[5] = 2;	/* [32, 64) us: in le=0.000064 */
-	d.stats.lat_slots[6] = 1;	/* [64, 128) us: first in le=0.000256 */
-	d.stats.lat_slots[23] = 2;	/* >= 8.4 s: only in +Inf */
-	d.stats.lat_sum_ns = 1500000000ULL;
+	st.resets_rx = 2;
+	st.resets_tx = 3;
+	st.retransmits = 11;
+	st.lat_slots[0] = 1;	/* < 2 us */
+	st.lat_slots[5] = 2;	/* [32, 64) us: in le=0.000064 */
+	st.lat_slots[6] = 1;	/* [64, 128) us: first in le=0.000256 */
+	st.lat_slots[23] = 2;	/* >= 8.4 s: only in +Inf */
+	st.lat_sum_ns = 1500000000ULL;
 	text = render(&info, &d, 1);
 	body = per_destination(text);
 	assert_string_equal(body,
@@ -254,16 +256,17 @@ static void test_compact(void **state)
 {
 	struct metrics_agent info = { .version = "v", .kernel = "k", .compact = true };
 	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
+	struct kb_dst_stats st = { 0 };
 	struct metrics_dst d = {
 		.name = "db", .state = BS_OPEN, .transitions = tr, .consecutive_failures = 0,
-		.failure_rate = 1.0, .last_transition_wall = 1700000000.0,
+		.failure_rate = 1.0, .last_transition_wall = 1700000000.0, .stats = &st,
 	};
 	const char *body;
 	char *text;
 
 	tr[BS_CLOSED][BS_OPEN] = 1;
-	d.stats.connects[KB_RES_REFUSED] = 5;
-	d.stats.blocked = 2;
+	st.connects[KB_RES_REFUSED] = 5;
+	st.blocked = 2;
 	text = render(&info, &d, 1);
 	body = per_destination(text);
 	assert_string_equal(body,
@@ -294,11 +297,12 @@ static void test_openmetrics(void **state)
 {
 	struct metrics_agent info = { .version = "v", .kernel = "k", .openmetrics = true };
 	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
-	struct metrics_dst d = { .name = "db", .state = BS_CLOSED, .transitions = tr };
+	struct kb_dst_stats st = { 0 };
+	struct metrics_dst d = { .name = "db", .state = BS_CLOSED, .transitions = tr, .stats = &st };
 	char *text;
 	size_t len;
 
-	d.stats.connects[KB_RES_SUCCESS] = 3;
+	st.connects[KB_RES_SUCCESS] = 3;
 	text = render(&info, &d, 1);
 	assert_non_null(strstr(text, "# TYPE kbreaker_tcp_connects counter\n"));
 	assert_non_null(strstr(text, "kbreaker_tcp_connects_total{circuit_name=\"db\",result=\"success\"} 3\n"));

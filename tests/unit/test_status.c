@@ -39,6 +39,7 @@ static void test_destinations(void **state)
 	const uint8_t (*addrs)[16];
 	enum breaker_state members[2] = { BS_OPEN, BS_CLOSED };
 	uint8_t both[2][16];
+	struct kb_dst_stats st[3];
 	struct status_dst d[3];
 	char *text;
 
@@ -50,25 +51,26 @@ static void test_destinations(void **state)
 	memcpy(both[1], a2, 16);
 	addrs = (const uint8_t (*)[16])both;
 	memset(d, 0, sizeof(d));
+	memset(st, 0, sizeof(st));
 	d[0] = (struct status_dst){
 		.name = "db", .host = "127.0.0.1", .addr = v4, .prefix_len = 128, .port = 5432,
 		.mode = MODE_ENFORCE, .state = BS_OPEN, .since_ns = 100 * SEC,
-		.next_half_open_ns = 107 * SEC, .failure_rate = 0.75,
+		.next_half_open_ns = 107 * SEC, .failure_rate = 0.75, .stats = &st[0],
 	};
-	d[0].stats.connects[KB_RES_SUCCESS] = 1;
-	d[0].stats.connects[KB_RES_REFUSED] = 3;
-	d[0].stats.blocked = 4;
+	st[0].connects[KB_RES_SUCCESS] = 1;
+	st[0].connects[KB_RES_REFUSED] = 3;
+	st[0].blocked = 4;
 	d[1] = (struct status_dst){
 		.name = "net", .host = "10.1.0.0/16", .addr = net, .prefix_len = prefix, .port = 0,
-		.mode = MODE_OBSERVE, .state = BS_METRICS_ONLY, .since_ns = 90 * SEC,
+		.mode = MODE_OBSERVE, .state = BS_METRICS_ONLY, .since_ns = 90 * SEC, .stats = &st[1],
 	};
-	d[1].stats.would_block = 2;
+	st[1].would_block = 2;
 	d[2] = (struct status_dst){
 		.name = "api", .host = "api.example", .port = 443, .mode = MODE_ENFORCE,
 		.state = BS_OPEN, .since_ns = 101 * SEC, .consecutive_failures = 2,
-		.addrs = addrs, .n_addrs = 2, .member_states = members,
+		.addrs = addrs, .n_addrs = 2, .member_states = members, .stats = &st[2],
 	};
-	d[2].stats.connects[KB_RES_TIMEOUT] = 5;
+	st[2].connects[KB_RES_TIMEOUT] = 5;
 	text = render(d, 3, 0, 103 * SEC);
 	assert_string_equal(text,
 		"{\"version\":\"1.2.3\",\"uptime_seconds\":103.000,\"destinations\":["
