@@ -4,6 +4,7 @@
  * Only this file picks exit codes.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -465,6 +466,13 @@ int main(int argc, char **argv)
 	sigset_t signals;
 	int err, rc = 1;
 
+	/*
+	 * A page of 10,000 destinations is tens of MB, freed once sent: with a
+	 * fixed threshold such buffers are always mapped and go back to the
+	 * system when freed, instead of raising glibc's dynamic threshold and
+	 * staying in the heap until the next scrape's malloc_trim().
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	err = parse_args(argc, argv, &o);
 	if (err)
 		return err > 0 ? 0 : 2;
