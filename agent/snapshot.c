@@ -58,24 +58,51 @@ static void fold_slot(struct snap_circuit *c, const struct agent_slot *s, uint64
 	c->trips_denied += s->br.denied_trips;
 }
 
-/* Room for everything: hosts, addresses and member states each in a row. */
-static struct snapshot *snapshot_alloc(const struct agent *a)
+/* What a's snapshot needs room for. */
+static struct snapshot_room room_of(const struct agent *a)
 {
-	struct snapshot *s = calloc(1, sizeof(*s));
-	size_t n_addrs = 1, n_members = 1, n_chars = 1;
+	struct snapshot_room r = { .circuits = a->n_circuits, .slots = a->n_slots, .chars = 1 };
 
+	for (size_t i = 0; i < a->n_circuits; i++) {
+		r.addrs += a->circuits[i].n_addrs;
+		r.members += a->circuits[i].members ? a->circuits[i].n_addrs : 0;
+		r.chars += strlen(a->circuits[i].cfg->host) + 1;
+	}
+	return r;
+}
+
+static bool room_fits(const struct snapshot_room *have, const struct snapshot_room *need)
+{
+	return have->circuits >= need->circuits && have->slots >= need->slots &&
+	       have->chars >= need->chars && have->addrs >= need->addrs &&
+	       have->members >= need->members;
+}
+
+/*
+ * Room for everything: hosts, addresses and member states each in a row.
+ * old, a snapshot no page holds any more, is used again when it is big
+ * enough: a scrape then touches no fresh pages for it.
+ */
+static struct snapshot *snapshot_alloc(const struct agent *a, struct snapshot *old)
+{
+	struct snapshot_room need = room_of(a);
+	struct snapshot *s;
+
+	if (old && room_fits(&old->room, &need)) {
+		memset(old->c, 0, need.circuits * sizeof(*old->c));
+		memset(&old->info, 0, sizeof(old->info));
+		return old;
+	}
+	snapshot_free(old);
+	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	for (size_t i = 0; i < a->n_circuits; i++) {
-		n_addrs += a->circuits[i].n_addrs;
-		n_members += a->circuits[i].members ? a->circuits[i].n_addrs : 0;
-		n_chars += strlen(a->circuits[i].cfg->host) + 1;
-	}
-	s->c = calloc(a->n_circuits ? a->n_circuits : 1, sizeof(*s->c));
-	s->slot_circuit = calloc(a->n_slots ? a->n_slots : 1, sizeof(*s->slot_circuit));
-	s->strings = malloc(n_chars);
-	s->addrs = calloc(n_addrs, sizeof(*s->addrs));
-	s->member_states = calloc(n_members, sizeof(*s->member_states));
+	s->room = need;
+	s->c = calloc(need.circuits ? need.circuits : 1, sizeof(*s->c));
+	s->slot_circuit = calloc(need.slots ? need.slots : 1, sizeof(*s->slot_circuit));
+	s->strings = malloc(need.chars);
+	s->addrs = calloc(need.addrs ? need.addrs : 1, sizeof(*s->addrs));
+	s->member_states = calloc(need.members ? need.members : 1, sizeof(*s->member_states));
 	if (!s->c || !s->slot_circuit || !s->strings || !s->addrs || !s->member_states) {
 		snapshot_free(s);
 		errno = ENOMEM;
@@ -133,9 +160,9 @@ static void agent_entry(struct snapshot *s, const struct agent *a)
 	s->info.compact = a->cfg->metrics_compact;
 }
 
-struct snapshot *snapshot_fold(const struct agent *a, uint64_t now)
+struct snapshot *snapshot_fold(const struct agent *a, uint64_t now, struct snapshot *old)
 {
-	struct snapshot *s = snapshot_alloc(a);
+	struct snapshot *s = snapshot_alloc(a, old);
 	struct fold_pos pos = { 0 };
 	bool *seen;
 
@@ -228,7 +255,13 @@ int agent_publish(struct agent *a, uint64_t now)
 	pthread_mutex_unlock(&snaps->lock);
 	if (asked == snaps->made)
 		return 0;
-	s = snapshot_fold(a, now);
+	/* The last one, if no page holds it: its memory is folded into again. */
+	pthread_mutex_lock(&snaps->lock);
+	old = snaps->cur && snaps->cur->refs == 1 ? snaps->cur : NULL;
+	if (old)
+		snaps->cur = NULL;
+	pthread_mutex_unlock(&snaps->lock);
+	s = snapshot_fold(a, now, old);
 	if (!s) {
 		err = -errno;
 		log_err("http: snapshot of %zu circuits: %s", a->n_circuits, strerror(-err));

@@ -42,8 +42,14 @@ struct snap_circuit {
 	int32_t members;		/* per_address: its member states from there, else -1 */
 };
 
+/* What a snapshot's arrays hold room for. */
+struct snapshot_room {
+	size_t circuits, slots, chars, addrs, members;
+};
+
 struct snapshot {
 	unsigned refs;			/* under agent_snapshots.lock */
+	struct snapshot_room room;
 	uint64_t now;			/* CLOCK_MONOTONIC when folded */
 	size_t n;
 	struct snap_circuit *c;
@@ -67,8 +73,11 @@ struct agent_snapshots {
 	bool closed;			/* the loop is gone: serve the last one at once */
 };
 
-/* Fold a's circuits at `now`. NULL with errno on failure. Loop thread. */
-struct snapshot *snapshot_fold(const struct agent *a, uint64_t now);
+/*
+ * Fold a's circuits at `now`, into old's memory when it is big enough (old
+ * is taken over: used or freed). NULL with errno on failure. Loop thread.
+ */
+struct snapshot *snapshot_fold(const struct agent *a, uint64_t now, struct snapshot *old);
 
 /* Drop a reference; the last one frees it. Takes snaps->lock. */
 void snapshot_put(struct agent_snapshots *snaps, struct snapshot *s);
