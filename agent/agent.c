@@ -234,6 +234,24 @@ static void apply_resets(struct agent *a, uint64_t now)
  */
 #define COUNT_INTERVAL_NS 1000000000ULL
 
+/* Read in chunks: a buffer for all 10,000 would be fresh mapped memory every second. */
+#define COUNT_CHUNK 256
+
+/* Feed slot s the outcomes its counters st show beyond what it was fed. */
+static void count_slot(struct agent *a, struct agent_slot *s, const struct kb_dst_stats *st,
+		       uint64_t now)
+{
+	for (int r = 0; r < KB_RES_MAX; r++) {
+		if (st->connects[r] <= s->counted[r])
+			continue;
+		breaker_count(&s->br, r, st->connects[r] - s->counted[r], now);
+		s->counted[r] = st->connects[r];
+		s->dirty = true;
+	}
+	if (s->dirty)
+		slot_sync_count(a, s);
+}
+
 static void apply_counts(struct agent *a, uint64_t now)
 {
 	struct kb_dst_stats *sums;
@@ -246,25 +264,15 @@ static void apply_counts(struct agent *a, uint64_t now)
 		any = a->slots[i].used && !a->slots[i].events;
 	if (!any)
 		return;
-	sums = calloc(a->n_slots, sizeof(*sums));
-	if (!sums || kb_bpf_read_all_stats(a->bpf, a->n_slots, sums)) {
-		free(sums);
-		return;	/* next second */
-	}
-	for (size_t i = 0; i < a->n_slots; i++) {
-		struct agent_slot *s = &a->slots[i];
+	sums = malloc(COUNT_CHUNK * sizeof(*sums));
+	for (uint32_t first = 0; sums && first < a->n_slots; first += COUNT_CHUNK) {
+		uint32_t n = a->n_slots - first < COUNT_CHUNK ? a->n_slots - first : COUNT_CHUNK;
 
-		if (!s->used || s->events)
-			continue;
-		for (int r = 0; r < KB_RES_MAX; r++) {
-			if (sums[i].connects[r] <= s->counted[r])
-				continue;
-			breaker_count(&s->br, r, sums[i].connects[r] - s->counted[r], now);
-			s->counted[r] = sums[i].connects[r];
-			s->dirty = true;
-		}
-		if (s->dirty)
-			slot_sync_count(a, s);
+		if (kb_bpf_read_stats_range(a->bpf, first, n, sums))
+			break;	/* the rest next second */
+		for (uint32_t i = 0; i < n; i++)
+			if (a->slots[first + i].used && !a->slots[first + i].events)
+				count_slot(a, &a->slots[first + i], &sums[i], now);
 	}
 	free(sums);
 }

@@ -118,6 +118,9 @@ int kb_bpf_put_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdic
  */
 int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums);
 
+/* The same for destinations first..first+n-1, into sums[0..n-1]. */
+int kb_bpf_read_stats_range(struct kb_bpf *k, uint32_t first, uint32_t n, struct kb_dst_stats *sums);
+
 /* Zero a destination's counters on every CPU (a slot taken by a new destination). */
 int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id);
 

@@ -213,11 +213,11 @@ static void sum_cpus(const struct kb_dst_stats *percpu, int ncpus, struct kb_dst
 	}
 }
 
-int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums)
+int kb_bpf_read_stats_range(struct kb_bpf *k, uint32_t first, uint32_t n, struct kb_dst_stats *sums)
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_stats), err = 0;
 	struct kb_dst_stats *vals;
-	__u32 keys[STATS_BATCH] = { 0 }, in = 0, out = 0;
+	__u32 keys[STATS_BATCH] = { 0 }, in = first - 1, out = 0;
 
 	vals = calloc((size_t)STATS_BATCH * k->ncpus, sizeof(*vals));
 	if (!vals)
@@ -225,8 +225,8 @@ int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sum
 	for (uint32_t done = 0; done < n && !err;) {
 		__u32 count = n - done < STATS_BATCH ? n - done : STATS_BATCH;
 
-		/* Arrays batch by index: the token is the next key. */
-		if (bpf_map_lookup_batch(fd, done ? &in : NULL, &out, keys, vals, &count, NULL) &&
+		/* The batch token is the last key read: the next batch starts after it. */
+		if (bpf_map_lookup_batch(fd, first + done ? &in : NULL, &out, keys, vals, &count, NULL) &&
 		    errno != ENOENT) {
 			err = -errno;
 			break;
@@ -234,12 +234,17 @@ int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sum
 		if (!count)
 			break;
 		for (__u32 i = 0; i < count && done + i < n; i++)
-			sum_cpus(&vals[(size_t)i * k->ncpus], k->ncpus, &sums[keys[i]]);
+			sum_cpus(&vals[(size_t)i * k->ncpus], k->ncpus, &sums[keys[i] - first]);
 		done += count;
 		in = out;
 	}
 	free(vals);
 	return err;
+}
+
+int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums)
+{
+	return kb_bpf_read_stats_range(k, 0, n, sums);
 }
 
 int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)

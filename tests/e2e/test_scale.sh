@@ -72,4 +72,12 @@ expect_eq "all refused (every connect to a destination)" \
 log "compact scrape of 10,002 destinations: $(wc -c < "$T_DIR/m") bytes in $(( (t1 - t0) / 1000000 )) ms"
 # Every destination still shows its state; the idle ones nothing else.
 expect_eq "state series" "$(grep -c '^circuit_breaker_state{' "$T_DIR/m")" 10002
+# The breakers' windows learn these outcomes from the kernel's counters, read
+# in chunks once a second: each destination's, wherever it sits among the
+# 10,002, and no other's (compact: a zero failure rate is left out).
+rated() { scrape | awk -F'"' '/^circuit_breaker_failure_rate[{]/ { print $2 }' | LC_ALL=C sort | tr '\n' ' '; }
+rated_is() { [ "$(rated)" = "$1" ]; }
+WANT_RATED="exact-in-net h-0-1 h-23-250 n24-2999 n24-3 n24-7 n25-3 n30-3 wide "
+wait_until "$T_WAIT_S" rated_is "$WANT_RATED"
+expect_eq "destinations with a failure rate" "$(rated)" "$WANT_RATED"
 t_done

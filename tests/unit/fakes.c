@@ -291,13 +291,18 @@ int kb_bpf_read_trip(struct kb_bpf *k, uint32_t dst_id, struct kb_trip *t, struc
 	return 0;
 }
 
-int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums)
+int kb_bpf_read_stats_range(struct kb_bpf *k, uint32_t first, uint32_t n, struct kb_dst_stats *sums)
 {
 	if (fault_here())
 		return -EIO;
-	for (uint32_t i = 0; i < n && i < FAKE_SLOTS; i++)
-		sums[i] = fake_maps.stats[i];
+	for (uint32_t i = 0; i < n && first + i < FAKE_SLOTS; i++)
+		sums[i] = fake_maps.stats[first + i];
 	return 0;
+}
+
+int kb_bpf_read_all_stats(struct kb_bpf *k, uint32_t n, struct kb_dst_stats *sums)
+{
+	return kb_bpf_read_stats_range(k, 0, n, sums);
 }
 
 int kb_bpf_reset_stats(struct kb_bpf *k, uint32_t dst_id)
