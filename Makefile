@@ -39,7 +39,7 @@ PURE_SRCS := agent/addr.c agent/yamlwalk.c agent/config.c agent/config_value.c a
              agent/persist.c
 # The running agent: breakers in slots, restarts, names, reloads, what HTTP shows.
 AGENT_CORE_SRCS := agent/agent.c agent/slots.c agent/saved.c agent/resolver.c agent/reload.c \
-                   agent/reload_write.c agent/snapshot.c agent/pages.c
+                   agent/reload_write.c agent/snapshot.c agent/pages.c agent/pagebuf.c
 AGENT_SRCS := $(PURE_SRCS) agent/config_load.c agent/main.c agent/bpf.c agent/bpf_maps.c agent/http.c agent/http_admit.c \
               agent/log.c agent/resolve.c agent/privs.c $(AGENT_CORE_SRCS)
 AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))

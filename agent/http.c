@@ -38,24 +38,41 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_vmsg(LOG_LVL_DEBUG, fmt, ap);
 }
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
-			     void *body, size_t len, enum MHD_ResponseMemoryMode mode)
+static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, const char *ctype,
+			     struct MHD_Response *resp)
 {
-	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
-	resp = MHD_create_response_from_buffer(len, body, mode);
-	if (!resp) {
-		if (mode == MHD_RESPMEM_MUST_FREE)
-			free(body);
+	if (!resp)
 		return MHD_NO;
-	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
+			     void *body, size_t len, enum MHD_ResponseMemoryMode mode)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
+
+	if (!resp && mode == MHD_RESPMEM_MUST_FREE)
+		free(body);
+	return queue(conn, status, ctype, resp);
+}
+
+/* A body its producer frees its own way, once sent. */
+static enum MHD_Result reply_freed(struct MHD_Connection *conn, unsigned status, const char *ctype,
+				   void *body, size_t len, void (*free_body)(void *))
+{
+	struct MHD_Response *resp;
+
+	resp = MHD_create_response_from_buffer_with_free_callback(len, body, free_body);
+	if (!resp)
+		free_body(body);
+	return queue(conn, status, ctype, resp);
 }
 
 static enum MHD_Result static_reply(struct MHD_Connection *conn, unsigned status, const char *text)
@@ -70,7 +87,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
 	struct http_server *s = cls;
 	const struct http_route *r;
-	struct http_request req;
+	struct http_request req = { 0 };
 	char *body = NULL;
 	size_t len = 0;
 	int status;
@@ -91,6 +108,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	status = r->body(s->ctx, &req, &body, &len);
 	if (status < 0)
 		return static_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
+	if (req.free_body)
+		return reply_freed(conn, status, req.content_type, body, len, req.free_body);
 	return reply(conn, status, req.content_type, body, len, MHD_RESPMEM_MUST_FREE);
 }
 

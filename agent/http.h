@@ -14,11 +14,12 @@
 struct http_request {
 	const char *accept;		/* the Accept header, or NULL */
 	const char *content_type;	/* in: the route's; out: the answer's */
+	void (*free_body)(void *body);	/* out: how the body is freed once sent; NULL: free() */
 };
 
 /*
- * Produce a malloc'd body. Returns the HTTP status (200, 503, ...) or
- * -errno, which the server answers with 500.
+ * Produce a body (malloc'd, or set req->free_body). Returns the HTTP
+ * status (200, 503, ...) or -errno, which the server answers with 500.
  */
 typedef int (*http_body_fn)(void *ctx, struct http_request *req, char **body, size_t *len);
 

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "pagebuf.h"
 #include "snapshot.h"
 #include "status.h"
 
@@ -87,17 +88,23 @@ static int page_start(struct agent *a, struct page *p)
 }
 
 /*
- * A rendered body, or the error logged and the body freed. Returns 200,
- * 503 when the loop never answered (its body says so), or -errno.
+ * The body rendered into pb through out (closed here), or the error
+ * logged. Returns 200, 503 when the loop never answered (its body says
+ * so), or -errno.
  */
-static int page_end(const char *what, FILE *out, int err, char **body, size_t *len)
+static int page_end(const char *what, struct http_request *req, struct pagebuf *pb, FILE *out,
+		    int err, char **body, size_t *len)
 {
 	int n;
 
 	if (out && fclose(out) && !err)
 		err = -errno;
-	if (!err)
-		return 200;
+	if (out && !err) {
+		*body = pagebuf_take(pb, len);
+		req->free_body = pagebuf_free;
+		return *body ? 200 : -ENOMEM;
+	}
+	pagebuf_discard(pb);
 	if (err == -EAGAIN) {
 		n = asprintf(body, "unavailable: the breaker loop has not answered\n");
 		if (n < 0)
@@ -106,7 +113,6 @@ static int page_end(const char *what, FILE *out, int err, char **body, size_t *l
 		return 503;
 	}
 	log_err("http: render %s: %s", what, strerror(-err));
-	free(*body);
 	*body = NULL;
 	return err;
 }
@@ -140,6 +146,7 @@ int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 {
 	struct agent *a = ctx;
 	struct status_dst *sd = NULL;
+	struct pagebuf pb = { 0 };
 	struct page p;
 	FILE *out = NULL;
 	int err;
@@ -147,9 +154,9 @@ int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 	*body = NULL;
 	err = page_start(a, &p);
 	if (err)
-		return page_end("/status", NULL, err, body, len);
+		return page_end("/status", req, &pb, NULL, err, body, len);
 	sd = malloc((p.snap->n ? p.snap->n : 1) * sizeof(*sd));
-	out = sd ? open_memstream(body, len) : NULL;
+	out = sd ? pagebuf_open(&pb) : NULL;
 	err = !sd ? -ENOMEM : !out ? -errno : 0;
 	if (!err) {
 		for (size_t i = 0; i < p.snap->n; i++)
@@ -158,7 +165,7 @@ int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 	}
 	free(sd);
 	page_done(a, &p);
-	return page_end("/status", out, err, body, len);
+	return page_end("/status", req, &pb, out, err, body, len);
 }
 
 /* OpenMetrics when the Accept header names it (Prometheus asks for it first). */
@@ -214,6 +221,7 @@ int agent_metrics(void *ctx, struct http_request *req, char **body, size_t *len)
 	struct agent *a = ctx;
 	uint64_t t0 = clock_mono_ns();
 	bool openmetrics = wants_openmetrics(req->accept);
+	struct pagebuf pb = { 0 };
 	struct page p;
 	FILE *out = NULL;
 	int err;
@@ -221,11 +229,11 @@ int agent_metrics(void *ctx, struct http_request *req, char **body, size_t *len)
 	*body = NULL;
 	err = page_start(a, &p);
 	if (err)
-		return page_end("/metrics", NULL, err, body, len);
-	out = open_memstream(body, len);
+		return page_end("/metrics", req, &pb, NULL, err, body, len);
+	out = pagebuf_open(&pb);
 	err = out ? render_metrics(a, &p, out, openmetrics) : -errno;
 	page_done(a, &p);
-	err = page_end("/metrics", out, err, body, len);
+	err = page_end("/metrics", req, &pb, out, err, body, len);
 	if (err != 200)
 		return err;
 	if (openmetrics)

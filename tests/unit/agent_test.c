@@ -61,6 +61,24 @@ bool is_grouped(const struct agent_circuit *c)
 }
 
 /* The body of an http_body_fn, checked and owned by the caller. */
+int page_body(struct agent *a, int (*fn)(void *, struct http_request *, char **, size_t *),
+	      char **body)
+{
+	struct http_request req = { 0 };
+	size_t len = 0;
+	char *raw = NULL;
+	int status = fn(a, &req, &raw, &len);
+
+	/* As the server does: the body is freed the producer's way, once sent. */
+	*body = raw ? strndup(raw, len) : NULL;
+	assert_true(!raw || *body);
+	if (req.free_body)
+		req.free_body(raw);
+	else
+		free(raw);
+	return status;
+}
+
 struct page_job {
 	struct agent *a;
 	int (*fn)(void *, struct http_request *, char **, size_t *);
@@ -72,10 +90,8 @@ struct page_job {
 static void *page_thread(void *arg)
 {
 	struct page_job *j = arg;
-	struct http_request req = { 0 };
-	size_t len = 0;
 
-	j->status = j->fn(j->a, &req, &j->body, &len);
+	j->status = page_body(j->a, j->fn, &j->body);
 	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
 	return NULL;
 }

@@ -23,6 +23,10 @@ void drop(struct config *cfg);
 const struct agent_circuit *circuit_named(const struct agent *a, const char *name);
 bool is_grouped(const struct agent_circuit *c);
 
+/* Call fn as the server does; *body: a malloc'd copy of its body. Returns its status. */
+int page_body(struct agent *a, int (*fn)(void *, struct http_request *, char **, size_t *),
+	      char **body);
+
 /* The body of an http_body_fn, checked and owned by the caller. */
 char *render(const char *ctx, struct agent *a,
 	     int (*fn)(void *, struct http_request *, char **, size_t *));

@@ -20,22 +20,13 @@
 #include "config.h"
 #include "fakes.h"
 #include "http.h"
+#include "pagebuf.h"
 
 static const char config[] =
 	"max_destinations: 16\n"
 	"defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }\n"
 	"destinations:\n"
 	"  - { name: db, host: 10.0.0.1, port: 5432 }\n";
-
-static int page(struct agent *a, int (*fn)(void *, struct http_request *, char **, size_t *),
-		char **body)
-{
-	struct http_request req = { 0 };
-	size_t len = 0;
-
-	*body = NULL;
-	return fn(a, &req, body, &len);
-}
 
 static void test_pages(void **state)
 {
@@ -50,7 +41,7 @@ static void test_pages(void **state)
 
 	/* No loop answers: after the wait, 503 and why. */
 	before = mono_now();
-	assert_int_equal(page(a, agent_metrics, &body), 503);
+	assert_int_equal(page_body(a, agent_metrics, &body), 503);
 	waited = mono_now() - before;
 	check_str("body", body, "unavailable: the breaker loop has not answered\n");
 	free(body);
@@ -73,14 +64,14 @@ static void test_pages(void **state)
 	agent_stop_publishing(a);
 	fake_maps.stats[id].connects[KB_RES_REFUSED] = 3;
 	before = mono_now();
-	assert_int_equal(page(a, agent_metrics, &body), 200);
+	assert_int_equal(page_body(a, agent_metrics, &body), 200);
 	if (mono_now() - before > SEC)
 		fail_msg("a page waited %ju ms for a loop that stopped", (uintmax_t)((mono_now() - before) / MS));
 	if (!strstr(body, "\ncircuit_breaker_state{circuit_name=\"db\",state=\"open\"} 1\n") ||
 	    !strstr(body, "\nkbreaker_tcp_connects_total{circuit_name=\"db\",result=\"refused\"} 3\n"))
 		fail_msg("/metrics after the loop stopped:\n%s", body);
 	free(body);
-	assert_int_equal(page(a, agent_status, &body), 200);
+	assert_int_equal(page_body(a, agent_status, &body), 200);
 	if (!strstr(body, "\"name\":\"db\"") || !strstr(body, "\"state\":\"open\""))
 		fail_msg("/status after the loop stopped:\n%s", body);
 	free(body);
@@ -89,9 +80,36 @@ static void test_pages(void **state)
 	free(a);
 }
 
+/* A page's buffer: every byte written comes back, across its mapping's growth, NUL-terminated. */
+static void test_pagebuf(void **state)
+{
+	static const size_t sizes[] = { 0, 1, (2 << 20) - 65, 2 << 20, 9000001 };
+
+	for (size_t k = 0; k < ARRAY_SIZE(sizes); k++) {
+		struct pagebuf pb;
+		FILE *out = pagebuf_open(&pb);
+		size_t len = 12345;
+		char *text;
+
+		assert_non_null(out);
+		for (size_t i = 0; i < sizes[k]; i++)
+			fputc('a' + i % 23, out);
+		assert_int_equal(fclose(out), 0);
+		text = pagebuf_take(&pb, &len);
+		assert_non_null(text);
+		check_eq("length", len, sizes[k]);
+		for (size_t i = 0; i < sizes[k]; i++)
+			if (text[i] != 'a' + (char)(i % 23))
+				fail_msg("byte %zu of %zu is %d", i, sizes[k], text[i]);
+		check_eq("terminator", text[sizes[k]], 0);
+		pagebuf_free(text);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pagebuf),
 		cmocka_unit_test(test_pages),
 	};
 
