@@ -112,7 +112,8 @@ static void *resolver_main(void *arg)
 		if (hosts && n)
 			memcpy(hosts, res->hosts, n * sizeof(*hosts));
 		pthread_mutex_unlock(&res->lock);
-		for (size_t i = 0; hosts && i < n; i++) {
+		/* Stopping: the names left are not looked up (DNS may take seconds each). */
+		for (size_t i = 0; hosts && i < n && !__atomic_load_n(&res->stopping, __ATOMIC_RELAXED); i++) {
 			struct resolved r = { 0 };
 
 			snprintf(r.host, sizeof(r.host), "%s", hosts[i]);
@@ -128,26 +129,37 @@ static void *resolver_main(void *arg)
 	return NULL;
 }
 
+static int by_name(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
 int resolver_hosts(const struct agent_circuit *circuits, size_t n_circuits,
 		   char (**out)[CONFIG_HOST_MAX], size_t *n_out)
 {
 	char (*hosts)[CONFIG_HOST_MAX];
-	size_t n = 0;
+	const char **names;
+	size_t m = 0, n = 0;
 
-	hosts = malloc((n_circuits ? n_circuits : 1) * sizeof(*hosts));
-	if (!hosts)
+	for (size_t ci = 0; ci < n_circuits; ci++)
+		m += circuits[ci].cfg->host_kind == HOST_NAME;
+	names = malloc((m ? m : 1) * sizeof(*names));
+	hosts = malloc((m ? m : 1) * sizeof(*hosts));
+	if (!names || !hosts) {
+		free(names);
+		free(hosts);
 		return -ENOMEM;
-	for (size_t ci = 0; ci < n_circuits; ci++) {
-		const struct config_dst *cfg = circuits[ci].cfg;
-		size_t k;
-
-		if (cfg->host_kind != HOST_NAME)
-			continue;
-		for (k = 0; k < n && strcmp(hosts[k], cfg->host); k++)
-			;
-		if (k == n)
-			snprintf(hosts[n++], sizeof(hosts[0]), "%s", cfg->host);
 	}
+	m = 0;
+	for (size_t ci = 0; ci < n_circuits; ci++)
+		if (circuits[ci].cfg->host_kind == HOST_NAME)
+			names[m++] = circuits[ci].cfg->host;
+	/* Sorted, so a name that several circuits follow is looked up once. */
+	qsort(names, m, sizeof(*names), by_name);
+	for (size_t i = 0; i < m; i++)
+		if (!n || strcmp(hosts[n - 1], names[i]))
+			snprintf(hosts[n++], sizeof(hosts[0]), "%s", names[i]);
+	free(names);
 	*out = hosts;
 	*n_out = n;
 	return 0;
@@ -235,7 +247,7 @@ void resolver_stop(struct agent *a)
 
 	if (res->running) {
 		pthread_mutex_lock(&res->lock);
-		res->stopping = true;
+		__atomic_store_n(&res->stopping, true, __ATOMIC_RELAXED);
 		pthread_cond_signal(&res->wake);
 		pthread_mutex_unlock(&res->lock);
 		pthread_join(res->thread, NULL);
