@@ -25,6 +25,8 @@ uint32_t agent_lookup_flags(const struct config *cfg)
 		if (d->netns_ino)
 			flags |= KB_LOOKUP_NETNS;
 	}
+	if (cfg->workloads_on)
+		flags |= KB_LOOKUP_WORKLOADS;
 	return flags;
 }
 
@@ -36,10 +38,12 @@ static bool key_wanted(void *ctx, const uint8_t addr[16], uint8_t prefix_len, ui
 	const struct agent_circuit *c;
 	const struct agent_slot *s;
 
-	if (id >= a->n_slots || !a->slots[id].used)
+	if ((id & KB_ID_SLOT) >= a->n_slots || !a->slots[id & KB_ID_SLOT].used)
 		return false;
-	s = &a->slots[id];
+	s = &a->slots[id & KB_ID_SLOT];
 	c = &a->circuits[s->circuit];
+	if (id != circuit_key_id(c, 0) && !grouped(c->cfg))
+		return false;	/* shared then, per_workload now, or the other way */
 	if (c->cfg->port != port || c->cfg->netns_ino != netns)
 		return false;
 	if (c->cfg->host_kind != HOST_NAME)
@@ -90,8 +94,12 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	if (!a->circuits)
 		return -ENOMEM;
 	a->n_circuits = cfg->n_dsts;
-	for (uint32_t ci = 0; ci < cfg->n_dsts; ci++)
+	for (uint32_t ci = 0; ci < cfg->n_dsts; ci++) {
 		a->circuits[ci].cfg = &cfg->dsts[ci];
+		a->circuits[ci].n_wl = circuit_n_wl(cfg, &cfg->dsts[ci]);
+	}
+	if (workloads_init(&a->wl, cfg->workloads_on ? cfg->workloads_max : 0, cfg->workloads_depth))
+		return -ENOMEM;
 	a->persist = cfg->state_dir[0] != '\0';
 	restored = calloc(cfg->n_dsts ? cfg->n_dsts : 1, sizeof(*restored));
 	if (!restored)
@@ -133,6 +141,7 @@ void agent_fini(struct agent *a)
 	}
 	free(a->circuits);
 	free(a->slots);
+	workloads_fini(&a->wl);
 	a->circuits = NULL;
 	a->slots = NULL;
 	snapshots_fini(&a->snaps);

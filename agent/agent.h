@@ -26,6 +26,7 @@
 #include "config.h"
 #include "resolve.h"
 #include "snapshot.h"
+#include "workloads.h"
 
 struct kb_bpf;
 
@@ -39,6 +40,7 @@ struct agent_slot {
 	bool dirty;			/* changed since last saved (state_dir) */
 	bool events;			/* its verdict queues every outcome (kb_verdict.events) */
 	uint64_t counted[KB_RES_MAX];	/* no events: kernel counts already fed to the window */
+	uint32_t workload;		/* per_workload members: the workload index */
 };
 
 struct agent_circuit {
@@ -47,6 +49,7 @@ struct agent_circuit {
 	kb_addr_t *addrs;		/* HOST_NAME: the addresses in the maps now, sorted */
 	uint32_t *members;		/* per_address: slot of addrs[i] */
 	size_t n_addrs;
+	uint32_t n_wl;			/* per_workload: its breakers, slot + 0 .. slot + n_wl - 1 */
 };
 
 /*
@@ -93,6 +96,8 @@ struct agent {
 	bool last_reload_ok;
 	int64_t last_reload_ok_wall;	/* unix seconds of the last good (re)load */
 	char kernel[65];
+	struct workloads wl;		/* names of the workload indexes */
+	char wl_dir[CONFIG_PATH_MAX];	/* the enforcement cgroup, where they are named */
 	struct agent_resolver res;
 	struct agent_snapshots snaps;
 };
@@ -104,6 +109,9 @@ struct agent {
  */
 int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	       uint32_t capacity, uint64_t now);
+
+/* The enforcement cgroup's directory, where workloads are named; after agent_init(). */
+void agent_set_cgroup(struct agent *a, const char *dir);
 
 /* Stop the resolver thread and free; the maps go with kb_bpf_close(). */
 void agent_fini(struct agent *a);

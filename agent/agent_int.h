@@ -29,10 +29,40 @@ static inline bool grouped(const struct config_dst *cfg)
 	return cfg->per_address && cfg->host_kind == HOST_NAME;
 }
 
+/* A circuit's breakers: one, one per address (per_address) or one per workload. */
+static inline size_t circuit_n_slots(const struct agent_circuit *c)
+{
+	return grouped(c->cfg) ? c->n_addrs : c->n_wl ? c->n_wl : 1;
+}
+
+/* Breaker m of a circuit; for a per_address name, address m's breaker too. */
+static inline uint32_t circuit_slot(const struct agent_circuit *c, size_t m)
+{
+	return grouped(c->cfg) ? c->members[m] : c->slot + (c->n_wl ? (uint32_t)m : 0);
+}
+
+/* What the kernel's key m of a circuit leads to (kb_abi.h: KB_ID_PER_WORKLOAD). */
+static inline uint32_t circuit_key_id(const struct agent_circuit *c, size_t m)
+{
+	return grouped(c->cfg) ? c->members[m] : c->slot | (c->n_wl ? KB_ID_PER_WORKLOAD : 0);
+}
+
+/* Breakers a circuit configured as cfg has, per workload; 0 when it has one. */
+static inline uint32_t circuit_n_wl(const struct config *cfg, const struct config_dst *dst)
+{
+	return dst->per_workload && cfg->workloads_on ? cfg->workloads_max + 1 : 0;
+}
+
+/* Is the blast-radius guard the agent's (no trip in the kernel)? */
+static inline bool guarded(const struct agent_circuit *c)
+{
+	return grouped(c->cfg) || (c->n_wl && c->cfg->max_open_percent < 100);
+}
+
 /* --- slots.c: breakers in slots, their verdicts and their keys ------------ */
 
-/* The verdict for br, serving a circuit configured as cfg. */
-void circuit_verdict(const struct config_dst *cfg, const struct breaker *br, struct kb_verdict *v);
+/* The verdict for br, serving circuit c. */
+void circuit_verdict(const struct agent_circuit *c, const struct breaker *br, struct kb_verdict *v);
 
 void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v);
 
@@ -102,6 +132,17 @@ void resolver_follow(struct agent *a, char (*hosts)[CONFIG_HOST_MAX], size_t n);
 
 /* Stop the thread and free what it holds; without the agent's lock. */
 void resolver_stop(struct agent *a);
+
+/* --- workload_names.c ----------------------------------------------------- */
+
+/* Name the workload indexes the kernel handed out since the last call. */
+void workloads_refresh(struct agent *a);
+
+/* Each circuit's workloads into snapshot s (circuits already folded). 0 or -ENOMEM. */
+int workloads_snapshot(struct agent *a, struct snapshot *s);
+
+/* Workload idx's name, named now if it was not yet. */
+const char *agent_workload_name(struct agent *a, uint32_t idx);
 
 /* --- agent.c -------------------------------------------------------------- */
 

@@ -67,6 +67,7 @@ static int pin_maps(struct kb_observe *obs, const char *dir, bool *adopted)
 	struct bpf_map *maps[] = {
 		obs->maps.kb_dst, obs->maps.kb_dst_lpm, obs->maps.kb_stats, obs->maps.kb_verdicts,
 		obs->maps.kb_trips, obs->maps.kb_sk_state, obs->maps.kb_events, obs->maps.kb_saved, obs->maps.kb_owner,
+		obs->maps.kb_wl_ctl, obs->maps.kb_workloads, obs->maps.kb_wstats, obs->maps.kb_sk_wl,
 	};
 	char path[4096];
 	int err;
@@ -298,30 +299,6 @@ void kb_bpf_setup_logging(void)
 	libbpf_set_print(libbpf_print);
 }
 
-int kb_cgroup2_root(char *buf, size_t len)
-{
-	char dev[256], dir[4096], type[64];
-	int err = -ENOENT;
-	FILE *f;
-
-	f = fopen("/proc/mounts", "re");
-	if (!f)
-		return -errno;
-	while (fscanf(f, "%255s %4095s %63s %*s %*d %*d\n", dev, dir, type) == 3) {
-		if (strcmp(type, "cgroup2"))
-			continue;
-		if (strlen(dir) >= len) {
-			err = -ENAMETOOLONG;
-			break;
-		}
-		strcpy(buf, dir);
-		err = 0;
-		break;
-	}
-	fclose(f);
-	return err;
-}
-
 static int share_map(struct bpf_map *dst, const struct bpf_map *src, const char *name)
 {
 	int err = bpf_map__reuse_fd(dst, bpf_map__fd(src));
@@ -391,9 +368,12 @@ static int load_observe(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 	sized[5] = k->obs->maps.kb_saved;
 	for (size_t i = 0; i < sizeof(sized) / sizeof(sized[0]); i++)
 		bpf_map__set_max_entries(sized[i], opts->capacity);
+	bpf_map__set_max_entries(k->obs->maps.kb_wstats, kb_bpf_wl_stats_max(opts->capacity, opts->wl_max));
 	k->obs->rodata->kb_gen = 1;
 	if (opts->state_dir) {
 		err = prepare_state_dir(opts->state_dir);
+		err = err ?: kb_bpf_wl_unpin_stale(opts->state_dir, opts->wl_level, opts->wl_max,
+						   kb_bpf_wl_stats_max(opts->capacity, opts->wl_max));
 		err = err ?: pin_maps(k->obs, opts->state_dir, &k->adopted);
 		if (err)
 			return err;
@@ -429,6 +409,10 @@ static int load_enforce(struct kb_bpf *k)
 	err = err ?: share_map(k->enf->maps.kb_stats, k->obs->maps.kb_stats, "kb_stats");
 	err = err ?: share_map(k->enf->maps.kb_verdicts, k->obs->maps.kb_verdicts, "kb_verdicts");
 	err = err ?: share_map(k->enf->maps.kb_trips, k->obs->maps.kb_trips, "kb_trips");
+	err = err ?: share_map(k->enf->maps.kb_wl_ctl, k->obs->maps.kb_wl_ctl, "kb_wl_ctl");
+	err = err ?: share_map(k->enf->maps.kb_workloads, k->obs->maps.kb_workloads, "kb_workloads");
+	err = err ?: share_map(k->enf->maps.kb_wstats, k->obs->maps.kb_wstats, "kb_wstats");
+	err = err ?: share_map(k->enf->maps.kb_sk_wl, k->obs->maps.kb_sk_wl, "kb_sk_wl");
 	if (err)
 		return err;
 	err = kb_enforce__load(k->enf);
@@ -501,6 +485,11 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	err = kb_bpf_ports_adopt(k);
 	if (err) {
 		log_err("bpf: read the destinations kept in %s: %s", opts->state_dir, strerror(-err));
+		goto fail;
+	}
+	err = kb_bpf_wl_start(k, opts->wl_level, opts->wl_max);
+	if (err) {
+		log_err("bpf: workload settings: %s", strerror(-err));
 		goto fail;
 	}
 	k->set_retval = libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR,

@@ -29,18 +29,17 @@ struct kb_bpf_opts {
 	 * pinned: when the agent is gone nothing is blocked.
 	 */
 	const char *state_dir;
+	uint32_t wl_level;	/* workloads: cgroup level that makes one (kb_wl_ctl) */
+	uint32_t wl_max;	/* workloads: labelled ones; 0 = attribution off */
 };
 
 typedef void (*kb_event_fn)(void *ctx, const struct kb_event *ev);
 
+typedef void (*kb_workload_fn)(void *ctx, uint64_t cgroup_id, uint32_t index);
+typedef void (*kb_wstats_fn)(void *ctx, const struct kb_wl_key *key, const struct kb_wl_stats *st);
+
 /* Route libbpf's messages through our logger, one level down. */
 void kb_bpf_setup_logging(void);
-
-/*
- * Find the cgroup v2 mount point in /proc/mounts. Returns 0 or -ENOENT
- * (no cgroup2 mount) / -errno.
- */
-int kb_cgroup2_root(char *buf, size_t len);
 
 /* Load, size and attach everything. Returns 0 or -errno, logged here. */
 int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts);
@@ -147,5 +146,19 @@ int kb_bpf_probe_access(struct kb_bpf *k);
 
 /* Whether refusals carry ECONNREFUSED (bpf_set_retval) rather than EPERM. */
 bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k);
+
+/* --- bpf_workloads.c: workload attribution -------------------------------- */
+
+/* The kernel's settings and counts of it. 0 or -errno. */
+int kb_bpf_wl_ctl(struct kb_bpf *k, struct kb_wl_ctl *ctl);
+
+/* Every cgroup the hooks numbered so far, with its index. 0 or -errno. */
+int kb_bpf_workloads_each(struct kb_bpf *k, kb_workload_fn fn, void *ctx);
+
+/* Every (destination, workload) counter. 0 or -errno. */
+int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx);
+
+/* Drop destination dst's workload counters: its slot serves a new one. 0 or -errno. */
+int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst);
 
 #endif /* KB_BPF_H */

@@ -38,4 +38,16 @@ int kb_bpf_ports_adopt(struct kb_bpf *k);
  */
 int kb_bpf_gen_init(struct kb_bpf *k);
 
+/* kb_wstats' size for capacity destinations and wl_max workloads. */
+uint32_t kb_bpf_wl_stats_max(uint32_t capacity, uint32_t wl_max);
+
+/*
+ * Unpin the workload maps in dir when they were numbered under other
+ * settings, so that the load creates them afresh. 0 or -errno.
+ */
+int kb_bpf_wl_unpin_stale(const char *dir, uint32_t level, uint32_t max, uint32_t stats_max);
+
+/* Give the kernel its settings, before the hooks attach. 0 or -errno. */
+int kb_bpf_wl_start(struct kb_bpf *k, uint32_t level, uint32_t max);
+
 #endif /* KB_BPF_PRIV_H */

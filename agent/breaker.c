@@ -532,3 +532,13 @@ bool breaker_group_may_open(size_t open_now, size_t group_size, uint32_t max_ope
 		return true;
 	return (uint64_t)(open_now + 1) * 100 <= (uint64_t)max_open_percent * group_size;
 }
+
+int breaker_state_severity(enum breaker_state s)
+{
+	static const int rank[BS_MAX] = {
+		[BS_FORCED_OPEN] = 6, [BS_OPEN] = 5, [BS_HALF_OPEN] = 4,
+		[BS_CLOSED] = 3, [BS_METRICS_ONLY] = 2, [BS_DISABLED] = 1,
+	};
+
+	return (unsigned)s < BS_MAX ? rank[s] : 0;
+}

@@ -203,4 +203,7 @@ bool breaker_policy_is_failure(const struct breaker_policy *p, enum kb_result re
 /* "success", "refused", ... as in the metrics' result label. */
 const char *breaker_result_name(enum kb_result res);
 
+/* Worst first: a group shows the most severe of its members' states. Higher is worse. */
+int breaker_state_severity(enum breaker_state s);
+
 #endif /* KB_BREAKER_H */

@@ -38,6 +38,7 @@ struct config_dst {
 	uint8_t prefix_len;		/* in that 128-bit space: 128 for ADDR, 96+n for IPv4 /n */
 	uint16_t port;			/* host order, 1..65535; 0 = any port ("any") */
 	uint8_t per_address;		/* NAME/CIDR: one breaker per address (0 or 1) */
+	uint8_t per_workload;		/* breaker: per_workload (0 or 1) */
 	uint32_t max_open_percent;	/* per_address: most of the group open at once, 1..100 */
 	char netns[CONFIG_NETNS_MAX];	/* network namespace file; "" = every namespace */
 	uint32_t netns_ino;		/* its inode number, set by config_load(); 0 = any */
@@ -57,6 +58,9 @@ struct config {
 	uint8_t metrics_compact;		/* omit zero-valued per-destination series (0 or 1) */
 	char log_level[8];			/* "error".."debug"; "" = info unless --log-level */
 	char user[32];				/* run as this user once attached; "" = stay root */
+	uint8_t workloads_on;			/* workloads: present */
+	uint32_t workloads_depth;		/* 1..16, default 1 */
+	uint32_t workloads_max;			/* 1..1000, default 50 */
 	struct breaker_policy defaults;
 	struct config_dst *dsts;
 	size_t n_dsts;

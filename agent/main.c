@@ -21,6 +21,7 @@
 #include <sys/timerfd.h>
 #include "agent.h"
 #include "bpf.h"
+#include "cgroup.h"
 #include "clock.h"
 #include "config.h"
 #include "http.h"
@@ -412,12 +413,22 @@ static int daemon_start(struct kbreakerd *d)
 	if (cfg->cgroup[0]) {
 		snprintf(d->cgroup, sizeof(d->cgroup), "%s", cfg->cgroup);
 	} else {
-		err = kb_cgroup2_root(d->cgroup, sizeof(d->cgroup));
+		err = cgroup2_root(d->cgroup, sizeof(d->cgroup));
 		if (err) {
 			log_err("no cgroup v2 mount in /proc/mounts: %s; kbreaker needs cgroup v2",
 				strerror(-err));
 			return err;
 		}
+	}
+	if (cfg->workloads_on) {
+		err = cgroup_level(d->cgroup, &bo.wl_level);
+		if (err) {
+			log_err("workloads: where is cgroup %s below the cgroup2 mount: %s", d->cgroup,
+				strerror(-err));
+			return err;
+		}
+		bo.wl_level += cfg->workloads_depth;
+		bo.wl_max = cfg->workloads_max;
 	}
 	kb_bpf_setup_logging();
 	err = kb_bpf_open(&d->bpf, &bo);
@@ -436,6 +447,7 @@ static int daemon_start(struct kbreakerd *d)
 
 	err = agent_init(&d->a, d->cfg, d->bpf, cfg->max_destinations, clock_mono_ns());
 	d->agent_up = true;
+	agent_set_cgroup(&d->a, d->cgroup);
 	if (err)
 		return err;
 	err = http_start(&d->http, d->http_fd, routes, sizeof(routes) / sizeof(routes[0]), &d->a);

@@ -257,6 +257,67 @@ static void dst_latency(FILE *out, const struct metrics_family *f, const struct 
 	}
 }
 
+/*
+ * workload="name" with the name escaped as the text format wants: a
+ * cgroup's name may hold any byte but '/' and NUL.
+ */
+static void wl_label(char *buf, size_t len, const char *name, const char *more)
+{
+	size_t o = snprintf(buf, len, "workload=\"");
+
+	for (const char *p = name; *p && o + 3 < len; p++) {
+		if (*p == '\\' || *p == '"' || *p == '\n')
+			buf[o++] = '\\';
+		buf[o++] = *p == '\n' ? 'n' : *p;
+	}
+	snprintf(buf + o, len - o, "\"%s%s", more ? "," : "", more ? more : "");
+}
+
+/* Room for workload="name",more: every name byte escaped, and the rest. */
+#define WL_LABEL_TEXT (2 * WL_NAME_MAX + 64)
+
+static void wl_connects(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+			const struct metrics_dst *dsts, size_t n)
+{
+	char extra[WL_LABEL_TEXT], result[32];
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t w = 0; w < dsts[i].n_wl; w++)
+			for (int r = 0; r < KB_RES_MAX; r++) {
+				snprintf(result, sizeof(result), "result=\"%s\"", breaker_result_name(r));
+				wl_label(extra, sizeof(extra), dsts[i].wl[w].name, result);
+				count(out, agent, f->name, dsts[i].name, extra, dsts[i].wl[w].st.connects[r]);
+			}
+}
+
+static void wl_blocked(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+		       const struct metrics_dst *dsts, size_t n)
+{
+	char extra[WL_LABEL_TEXT];
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t w = 0; w < dsts[i].n_wl; w++) {
+			wl_label(extra, sizeof(extra), dsts[i].wl[w].name, NULL);
+			count(out, agent, f->name, dsts[i].name, extra, dsts[i].wl[w].st.blocked);
+		}
+}
+
+static void wl_state(FILE *out, const struct metrics_family *f, const struct metrics_agent *agent,
+		     const struct metrics_dst *dsts, size_t n)
+{
+	char extra[WL_LABEL_TEXT], state[32];
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t w = 0; w < dsts[i].n_wl; w++)
+			for (int s = 0; dsts[i].wl[w].state >= 0 && s < BS_MAX; s++) {
+				bool on = dsts[i].wl[w].state == s;
+
+				snprintf(state, sizeof(state), "state=\"%s\"", breaker_state_name(s));
+				wl_label(extra, sizeof(extra), dsts[i].wl[w].name, state);
+				sample(out, agent, f->name, dsts[i].name, extra, !on, on ? "1" : "0");
+			}
+}
+
 #define AGENT(f, v) .samples = agent_value, .field = offsetof(struct metrics_agent, f), .value = (v)
 #define PROG(f, v) .samples = program_value, .field = offsetof(struct kb_prog_stats, f), .value = (v)
 #define DST(f, v) .samples = dst_value, .field = offsetof(struct metrics_dst, f), .value = (v)
@@ -337,6 +398,21 @@ const struct metrics_family metrics_families[] = {
 	  STAT(retransmits, MV_U64) },
 	{ "kbreaker_tcp_connect_duration_seconds", "histogram", "seconds",
 	  "Time from SYN sent to ESTABLISHED for successful connects.", .samples = dst_latency },
+	{ "kbreaker_workloads", "gauge", NULL,
+	  "Workloads (cgroups cut at workloads.depth) with their own workload label.",
+	  AGENT(wl_labelled, MV_U32), .workloads = true },
+	{ "kbreaker_workloads_folded", "gauge", NULL,
+	  "Workloads past workloads.max, counted as workload=\"other\".",
+	  AGENT(wl_folded, MV_U32), .workloads = true },
+	{ "kbreaker_workload_tcp_connects_total", "counter", NULL,
+	  "TCP connects to the destination by workload and outcome, as the kernel saw them.",
+	  .samples = wl_connects, .workloads = true },
+	{ "kbreaker_workload_connects_blocked_total", "counter", NULL,
+	  "TCP connects of the workload the breaker refused with ECONNREFUSED before a packet left.",
+	  .samples = wl_blocked, .workloads = true },
+	{ "circuit_breaker_workload_state", "gauge", NULL,
+	  "breaker: per_workload destinations: each workload's breaker state, 1 for the current one.",
+	  .samples = wl_state, .workloads = true },
 };
 
 const size_t metrics_n_families = sizeof(metrics_families) / sizeof(metrics_families[0]);
@@ -345,6 +421,8 @@ int metrics_render(FILE *out, const struct metrics_agent *agent,
 		   const struct metrics_dst *dsts, size_t n)
 {
 	for (const struct metrics_family *f = metrics_families; f < metrics_families + metrics_n_families; f++) {
+		if (f->workloads && !agent->wl_on)
+			continue;
 		family_of(out, agent->openmetrics, f);
 		f->samples(out, f, agent, dsts, n);
 	}

@@ -13,6 +13,14 @@
 #include "kb_abi.h"
 #include "breaker.h"
 #include "prog_stats.h"
+#include "workloads.h"
+
+/* One workload's share of a destination (attribution on). */
+struct metrics_wl {
+	char name[WL_NAME_MAX];
+	int state;			/* per_workload: its breaker's public state; shared: -1 */
+	struct kb_wl_stats st;
+};
 
 struct metrics_dst {
 	const char *name;
@@ -24,6 +32,8 @@ struct metrics_dst {
 	uint32_t consecutive_failures;
 	uint64_t trips_denied;				/* held back by the blast-radius guard */
 	double last_transition_wall;			/* unix seconds */
+	const struct metrics_wl *wl;			/* its workloads, attribution on */
+	size_t n_wl;
 };
 
 struct metrics_agent {
@@ -44,6 +54,9 @@ struct metrics_agent {
 	double last_scrape_seconds;	/* how long the previous /metrics took */
 	uint64_t restored;		/* breakers taken over from the previous run */
 	bool compact;			/* omit zero-valued per-destination series */
+	bool wl_on;			/* workload attribution */
+	uint32_t wl_labelled;		/* workloads with their own label */
+	uint32_t wl_folded;		/* cgroups counted as workload "other" */
 	bool openmetrics;		/* OpenMetrics 1.0 instead of text 0.0.4 */
 };
 
@@ -76,6 +89,7 @@ struct metrics_family {
 	metrics_samples_fn *samples;
 	size_t field;		/* the shared writers: offset of the value in their struct */
 	enum metrics_value value;
+	bool workloads;		/* only while workload attribution is on */
 };
 
 /* Every family metrics_render writes, in order. */

@@ -139,6 +139,9 @@ static void status_entry(const struct snapshot *s, size_t i, const struct kb_dst
 		.consecutive_failures = c->consecutive_failures,
 		.failure_rate = c->failure_rate,
 		.stats = stats,
+		.per_workload = c->per_workload,
+		.wl = c->n_wl ? &s->wl[c->wl] : NULL,
+		.n_wl = c->n_wl,
 	};
 }
 
@@ -161,7 +164,8 @@ int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 	if (!err) {
 		for (size_t i = 0; i < p.snap->n; i++)
 			status_entry(p.snap, i, p.stats[i], &sd[i]);
-		err = status_render(out, KB_VERSION, p.snap->started_ns, p.snap->now, sd, p.snap->n);
+		err = status_render(out, KB_VERSION, p.snap->started_ns, p.snap->now, sd, p.snap->n,
+				    p.snap->wl_on ? &p.snap->wl_info : NULL);
 	}
 	free(sd);
 	page_done(a, &p);
@@ -201,6 +205,8 @@ static int render_metrics(struct agent *a, const struct page *p, FILE *out, bool
 			.consecutive_failures = c->consecutive_failures,
 			.trips_denied = c->trips_denied,
 			.last_transition_wall = wall_now - (double)(mono_now - c->since_ns) / 1e9,
+			.wl = c->n_wl ? &s->wl[c->wl] : NULL,
+			.n_wl = c->n_wl,
 		};
 	}
 	info.version = KB_VERSION;

@@ -54,7 +54,8 @@ static int64_t find_old(const struct agent_circuit *old, const uint32_t *order, 
 static bool same_destination(const struct config_dst *x, const struct config_dst *y)
 {
 	return !strcmp(x->name, y->name) && !strcmp(x->host, y->host) && x->port == y->port &&
-	       x->per_address == y->per_address && x->netns_ino == y->netns_ino;
+	       x->per_address == y->per_address && x->netns_ino == y->netns_ino &&
+	       x->per_workload == y->per_workload;
 }
 
 
@@ -84,6 +85,7 @@ static int reload_match(struct agent *a, struct reload *r)
 		int64_t j = find_old(old, order, n_old, cfg);
 
 		r->next[i].cfg = cfg;
+		r->next[i].n_wl = circuit_n_wl(r->cfg, cfg);
 		r->info[i].from = j >= 0 && same_destination(old[j].cfg, cfg) ? (int32_t)j : -1;
 		if (r->info[i].from >= 0)
 			r->old_to_new[j] = i;
@@ -177,6 +179,14 @@ static int reload_plan(struct agent *a, struct reload *r)
 				c->members[m] = id;
 				top = (size_t)id + 1 > top ? (size_t)id + 1 : top;
 			}
+		} else if (c->n_wl) {
+			/* Consecutive slots, from never-used ones only: simple, and rarely short. */
+			if (pick.never + c->n_wl > a->capacity)
+				return reload_fail(r, -ENOSPC, "circuit %s: no %u consecutive slots left "
+						   "(raise max_destinations)", c->cfg->name, c->n_wl);
+			c->slot = pick.never;
+			pick.never += c->n_wl;
+			top = pick.never > top ? pick.never : top;
 		} else {
 			id = pick_slot(a, r, &pick);
 			if (id < 0)
@@ -220,7 +230,8 @@ static void reload_start(struct agent *a, struct reload *r, uint32_t i)
 			memset(&a->slots[a->n_slots], 0, sizeof(a->slots[0]));
 		s = &a->slots[id];
 		slot_init(s, i, c->cfg, grouped(c->cfg) ? c->addrs[m] : NULL, r->now);
-		circuit_verdict(c->cfg, &s->br, &v);
+		s->workload = c->n_wl ? m : 0;
+		circuit_verdict(c, &s->br, &v);
 		s->events = v.events;
 		s->dirty = true;	/* saved by the next tick */
 	}
@@ -275,7 +286,7 @@ static void reload_commit(struct agent *a, struct reload *r)
 		if (rk->counted)
 			memcpy(s->counted, rk->connects, sizeof(s->counted));
 		rk++;
-		circuit_verdict(cfg, &s->br, &v);
+		circuit_verdict(&r->next[s->circuit], &s->br, &v);
 		s->events = v.events;
 		s->dirty = true;	/* saved by the next tick */
 		if (was == s->br.state)

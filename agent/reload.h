@@ -76,18 +76,6 @@ struct reload {
 __attribute__((format(printf, 3, 4)))
 int reload_fail(struct reload *r, int err, const char *fmt, ...);
 
-/* A circuit's breakers: one, or with per_address one per address. */
-static inline size_t circuit_n_slots(const struct agent_circuit *c)
-{
-	return grouped(c->cfg) ? c->n_addrs : 1;
-}
-
-/* Breaker m of a circuit; for a name, address m's breaker too. */
-static inline uint32_t circuit_slot(const struct agent_circuit *c, size_t m)
-{
-	return grouped(c->cfg) ? c->members[m] : c->slot;
-}
-
 /* A circuit's keys: its address or prefix, or each address of its name. */
 static inline size_t circuit_n_keys(const struct agent_circuit *c)
 {

@@ -24,7 +24,7 @@ static int reload_key(struct agent *a, struct reload *r, const struct agent_circ
 	bool name = c->cfg->host_kind == HOST_NAME;
 	const uint8_t *addr = name ? c->addrs[m] : c->cfg->addr;
 	uint8_t prefix_len = name ? 128 : c->cfg->prefix_len;
-	uint32_t id = circuit_slot(c, m);
+	uint32_t id = circuit_key_id(c, m);
 	struct undo *u;
 	char text[ADDR_TEXT_MAX];
 	int err;
@@ -88,7 +88,7 @@ static int reload_keep(struct agent *a, struct reload *r, const struct agent_slo
 		breaker_adopt_count(br, rk->fails);
 	}
 	/* What mark_counted() reads when events stop, read now: the switch cannot fail. */
-	circuit_verdict(r->next[r->old_to_new[s->circuit]].cfg, br, &v);
+	circuit_verdict(&r->next[r->old_to_new[s->circuit]], br, &v);
 	rk->counted = s->events && !v.events;
 	if (!err && rk->counted) {
 		err = kb_bpf_read_stats(a->bpf, id, &st);
@@ -178,7 +178,7 @@ int reload_write(struct agent *a, struct reload *r)
 			err = reload_key(a, r, c, m, false);
 		for (size_t m = 0; m < circuit_n_slots(c) && !err; m++) {
 			err = reload_verdict(a, r, circuit_slot(c, m), &allow, NULL);
-			if (!err && a->persist && !grouped(c->cfg))
+			if (!err && a->persist && !grouped(c->cfg) && !c->n_wl)
 				err = reload_forget(a, r, c->slot);
 		}
 	}
@@ -190,9 +190,12 @@ int reload_write(struct agent *a, struct reload *r)
 		for (size_t m = 0; m < circuit_n_slots(c) && !err; m++) {
 			/* The breaker reload_commit() starts: same policy, same now. */
 			breaker_init(&br, &c->cfg->policy, r->now);
-			circuit_verdict(c->cfg, &br, &v);
+			circuit_verdict(c, &br, &v);
 			err = reload_reset_stats(a, r, circuit_slot(c, m));
 			err = err ?: reload_verdict(a, r, circuit_slot(c, m), &v, NULL);
+			/* Another destination's workload counts: not undone, the slot was free. */
+			if (!err && m == 0 && a->wl.max)
+				kb_bpf_wstats_forget(a->bpf, circuit_slot(c, 0));
 		}
 	}
 	for (size_t i = 0; i < r->cfg->n_dsts && !err; i++)
@@ -213,7 +216,7 @@ int reload_write(struct agent *a, struct reload *r)
 		if (err)
 			break;
 		r->n_kept++;
-		circuit_verdict(cfg, &br, &v);
+		circuit_verdict(&r->next[r->old_to_new[s->circuit]], &br, &v);
 		err = reload_verdict(a, r, k, &v, &was);
 	}
 	if (err)

@@ -14,8 +14,9 @@ static bool saved_fill(const struct agent *a, uint32_t id, struct persist_record
 	const struct config_dst *cfg = slot_cfg(a, s);
 	struct persist_state st = { .br = s->br, .resets_seen = s->resets_seen };
 
-	if (grouped(cfg))
-		return false;	/* per_address members start afresh: their addresses may differ */
+	/* per_address and per_workload members start afresh: their addresses or cgroups may differ */
+	if (grouped(cfg) || a->circuits[s->circuit].n_wl)
+		return false;
 	memcpy(st.lost_seen, s->lost_seen, sizeof(st.lost_seen));
 	persist_encode(&st, cfg->name, cfg->host, cfg->port, rec);
 	return true;
@@ -93,7 +94,8 @@ static void restore_one(void *ctx, uint32_t id, const struct persist_record *rec
 	for (uint32_t ci = 0; ci < a->n_circuits; ci++) {
 		const struct config_dst *cfg = a->circuits[ci].cfg;
 
-		if (rc->restored[ci] || grouped(cfg) || !persist_matches(rec, cfg->name, cfg->host, cfg->port))
+		if (rc->restored[ci] || grouped(cfg) || a->circuits[ci].n_wl ||
+		    !persist_matches(rec, cfg->name, cfg->host, cfg->port))
 			continue;
 		err = id < a->capacity ? persist_decode(rec, &st) : -ERANGE;
 		if (err) {

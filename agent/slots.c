@@ -9,10 +9,10 @@
 #include "log.h"
 #include "addr.h"
 
-void circuit_verdict(const struct config_dst *cfg, const struct breaker *br, struct kb_verdict *v)
+void circuit_verdict(const struct agent_circuit *c, const struct breaker *br, struct kb_verdict *v)
 {
 	breaker_verdict(br, v);
-	if (grouped(cfg)) {
+	if (guarded(c)) {
 		/* The blast-radius guard is the agent's: no trip in the kernel, wake it instead. */
 		v->trip_after = 0;
 		v->wake_mask |= v->fail_mask;
@@ -69,7 +69,7 @@ void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old,
 
 	/* The new verdict starts a new gen: carry the kernel's count over into its base. */
 	slot_sync_count(a, s);
-	circuit_verdict(cfg, &s->br, &v);
+	circuit_verdict(&a->circuits[s->circuit], &s->br, &v);
 	if (s->events && !v.events)
 		mark_counted(a, s);
 	s->events = v.events;
@@ -81,11 +81,28 @@ void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old,
 		return;	/* a ramp step: no transition to tell */
 	if (grouped(cfg))
 		addr_text(s->addr, addr, sizeof(addr));
-	log_info("breaker %s\tcircuit=%s%s%s old_state=%s new_state=%s mode=%s cause=%s "
+	log_info("breaker %s\tcircuit=%s%s%s%s%s old_state=%s new_state=%s mode=%s cause=%s "
 		 "failure_rate=%.2f", breaker_state_name(s->br.state), cfg->name,
-		 addr[0] ? " address=" : "", addr, breaker_state_name(old),
+		 addr[0] ? " address=" : "", addr,
+		 a->circuits[s->circuit].n_wl ? " workload=" : "",
+		 a->circuits[s->circuit].n_wl ? agent_workload_name(a, s->workload) : "",
+		 breaker_state_name(old),
 		 breaker_state_name(s->br.state), config_mode_name(s->br.policy.mode), cause,
 		 breaker_failure_rate(&s->br, now));
+}
+
+/*
+ * Members the guard weighs: each address, or each workload seen so far
+ * (the labelled ones and, once anything folded, "other").
+ */
+static size_t group_size(const struct agent *a, const struct agent_circuit *c)
+{
+	size_t seen;
+
+	if (!c->n_wl)
+		return c->n_addrs;
+	seen = a->wl.labelled + (a->wl.folded > 0);
+	return seen ? seen : 1;
 }
 
 /* Blast-radius guard: may one more member of s's group open? */
@@ -94,14 +111,14 @@ bool slot_may_open(const struct agent *a, const struct agent_slot *s)
 	const struct agent_circuit *c = &a->circuits[s->circuit];
 	size_t open_now = 0;
 
-	if (!grouped(c->cfg))
+	if (!guarded(c))
 		return true;
-	for (size_t i = 0; i < c->n_addrs; i++) {
-		enum breaker_state st = a->slots[c->members[i]].br.state;
+	for (size_t i = 0; i < circuit_n_slots(c); i++) {
+		enum breaker_state st = a->slots[circuit_slot(c, i)].br.state;
 
 		open_now += st == BS_OPEN || st == BS_HALF_OPEN;
 	}
-	return breaker_group_may_open(open_now, c->n_addrs, c->cfg->max_open_percent);
+	return breaker_group_may_open(open_now, group_size(a, c), c->cfg->max_open_percent);
 }
 
 void slot_record(struct agent *a, struct agent_slot *s, enum kb_result res,
@@ -173,37 +190,59 @@ void slot_init(struct agent_slot *s, uint32_t ci, const struct config_dst *cfg,
 	breaker_init(&s->br, &cfg->policy, now);
 }
 
-/*
- * Take a slot for a new breaker of circuit ci. Never-used slots go first: a
- * socket tagged for a removed destination may still count into its old
- * slot for a while. Returns the slot id or -ENOSPC / -ENOMEM.
- */
-static int64_t slot_take(struct agent *a, uint32_t ci, const kb_addr_t addr, uint64_t now)
+/* The first of n consecutive unused slots, or -ENOSPC / -ENOMEM. Never-used ones go first. */
+static int64_t slots_find(struct agent *a, size_t n)
 {
-	struct agent_slot *s;
-	size_t id;
+	size_t id, run = 0;
+
+	if (a->n_slots + n <= a->capacity) {
+		id = a->n_slots;
+		return slots_extend(a, id + n) ? -ENOMEM : (int64_t)id;
+	}
+	for (id = 0; id < a->n_slots; id++) {
+		run = a->slots[id].used ? 0 : run + 1;
+		if (run == n)
+			return id + 1 - n;
+	}
+	return -ENOSPC;
+}
+
+/*
+ * Take n consecutive slots for new breakers of circuit ci (n > 1: one per
+ * workload). Never-used slots go first: a socket tagged for a removed
+ * destination may still count into its old slot for a while. Returns the
+ * first slot id or -ENOSPC / -ENOMEM.
+ */
+static int64_t slot_take_n(struct agent *a, uint32_t ci, const kb_addr_t addr, size_t n,
+			   uint64_t now)
+{
+	int64_t first = slots_find(a, n);
 	int err;
 
-	if (a->n_slots < a->capacity) {
-		id = a->n_slots;
-		if (slots_extend(a, id + 1))
-			return -ENOMEM;
-	} else {
-		for (id = 0; id < a->n_slots && a->slots[id].used; id++)
-			;
-		if (id == a->n_slots)
-			return -ENOSPC;
+	if (first < 0)
+		return first;
+	for (size_t m = 0; m < n; m++) {
+		uint32_t id = first + m;
+		struct agent_slot *s = &a->slots[id];
+
+		slot_init(s, ci, a->circuits[ci].cfg, addr, now);
+		s->workload = m;
+		err = kb_bpf_reset_stats(a->bpf, id);
+		if (err) {
+			a->map_errors++;
+			log_err("bpf: reset counters of slot %u: %s", id, strerror(-err));
+		}
+		/* A fresh breaker may start in forced_open: its verdict is not always ALLOW. */
+		slot_publish(a, s, s->br.state, "start", now);
 	}
-	s = &a->slots[id];
-	slot_init(s, ci, a->circuits[ci].cfg, addr, now);
-	err = kb_bpf_reset_stats(a->bpf, id);
-	if (err) {
-		a->map_errors++;
-		log_err("bpf: reset counters of slot %zu: %s", id, strerror(-err));
-	}
-	/* A fresh breaker may start in forced_open: its verdict is not always ALLOW. */
-	slot_publish(a, s, s->br.state, "start", now);
-	return id;
+	if (a->wl.max)
+		kb_bpf_wstats_forget(a->bpf, first);	/* a previous destination's */
+	return first;
+}
+
+static int64_t slot_take(struct agent *a, uint32_t ci, const kb_addr_t addr, uint64_t now)
+{
+	return slot_take_n(a, ci, addr, 1, now);
 }
 
 void slot_drop(struct agent *a, uint32_t id)
@@ -300,7 +339,7 @@ void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n,
 			}
 			members[j] = id;
 		}
-		circuit_key_add(a, c, addrs[j], 128, members ? members[j] : c->slot);
+		circuit_key_add(a, c, addrs[j], 128, members ? members[j] : circuit_key_id(c, 0));
 		log_info("address added\tcircuit=%s host=%s address=%s", c->cfg->name, c->cfg->host, text);
 		j++;
 	}
@@ -327,7 +366,7 @@ int circuit_start(struct agent *a, uint32_t ci, uint64_t now, bool restored)
 		if (c->cfg->per_address)
 			log_warn("circuit %s: per_address needs a name to enumerate; one breaker for %s",
 				 c->cfg->name, c->cfg->host);
-		id = slot_take(a, ci, NULL, now);
+		id = slot_take_n(a, ci, NULL, circuit_n_slots(c), now);
 		if (id < 0) {
 			log_err("circuit %s: %s (raise max_destinations)", c->cfg->name, strerror((int)-id));
 			return (int)id;
@@ -337,7 +376,7 @@ int circuit_start(struct agent *a, uint32_t ci, uint64_t now, bool restored)
 	if (c->cfg->host_kind == HOST_NAME)
 		resolve_circuit(a, ci, now);
 	else
-		circuit_key_add(a, c, c->cfg->addr, c->cfg->prefix_len, c->slot);
+		circuit_key_add(a, c, c->cfg->addr, c->cfg->prefix_len, circuit_key_id(c, 0));
 	return 0;
 }
 

@@ -19,18 +19,8 @@ static void snapshot_free(struct snapshot *s)
 	free(s->strings);
 	free(s->addrs);
 	free(s->member_states);
+	free(s->wl);
 	free(s);
-}
-
-/* Worst first: a group shows the most severe of its members' states. */
-static int severity(enum breaker_state s)
-{
-	static const int rank[BS_MAX] = {
-		[BS_FORCED_OPEN] = 6, [BS_OPEN] = 5, [BS_HALF_OPEN] = 4,
-		[BS_CLOSED] = 3, [BS_METRICS_ONLY] = 2, [BS_DISABLED] = 1,
-	};
-
-	return (unsigned)s < BS_MAX ? rank[s] : 0;
 }
 
 /* Fold slot s into its circuit; first: the circuit's first slot. */
@@ -40,7 +30,7 @@ static void fold_slot(struct snap_circuit *c, const struct agent_slot *s, uint64
 	uint64_t dl = breaker_deadline(&s->br);
 	double fr = breaker_failure_rate(&s->br, now), sr = breaker_slow_call_rate(&s->br, now);
 
-	if (first || severity(ps) > severity(c->state))
+	if (first || breaker_state_severity(ps) > breaker_state_severity(c->state))
 		c->state = ps;
 	for (int i = 0; i < BS_MAX; i++)
 		for (int j = 0; j < BS_MAX; j++)
@@ -140,6 +130,7 @@ static void circuit_entry(struct snapshot *s, struct snap_circuit *sc, const str
 	if (c->n_addrs)
 		memcpy(s->addrs[pos->addrs], c->addrs, c->n_addrs * sizeof(*s->addrs));
 	pos->addrs += c->n_addrs;
+	sc->per_workload = c->n_wl;
 	sc->members = c->members ? (int32_t)pos->members : -1;
 	pos->members += c->members ? c->n_addrs : 0;
 }
@@ -261,7 +252,13 @@ int agent_publish(struct agent *a, uint64_t now)
 	if (old)
 		snaps->cur = NULL;
 	pthread_mutex_unlock(&snaps->lock);
+	workloads_refresh(a);
 	s = snapshot_fold(a, now, old);
+	if (s && a->wl.max && workloads_snapshot(a, s)) {
+		snapshot_free(s);
+		s = NULL;
+		errno = ENOMEM;
+	}
 	if (!s) {
 		err = -errno;
 		log_err("http: snapshot of %zu circuits: %s", a->n_circuits, strerror(-err));

@@ -40,6 +40,8 @@ struct snap_circuit {
 	uint64_t transitions[BS_MAX][BS_MAX];
 	uint32_t addrs, n_addrs;	/* its resolved addresses: snapshot.addrs[addrs...] */
 	int32_t members;		/* per_address: its member states from there, else -1 */
+	bool per_workload;
+	uint32_t wl, n_wl;		/* its workloads: snapshot.wl[wl...] */
 };
 
 /* What a snapshot's arrays hold room for. */
@@ -60,6 +62,10 @@ struct snapshot {
 	char *strings;			/* the hosts */
 	uint8_t (*addrs)[16];		/* every circuit's resolved addresses, in a row */
 	enum breaker_state *member_states;	/* in a row, for per_address circuits */
+	bool wl_on;			/* workload attribution */
+	struct status_wl wl_info;
+	struct metrics_wl *wl;		/* every circuit's workloads, in a row */
+	size_t n_wl;
 };
 
 /* Between the loop and the HTTP thread: what was asked for and what is ready. */

@@ -29,6 +29,46 @@ static void put(json_object *obj, const char *key, json_object *val, bool *ok)
 	}
 }
 
+/* The connects object of counts by result; adds the failures among them to *failures. */
+static json_object *connects_json(const __u64 *connects, uint64_t *failures, bool *ok)
+{
+	json_object *o = json_object_new_object();
+
+	for (int r = 0; o && r < KB_RES_MAX; r++) {
+		put(o, breaker_result_name(r), json_object_new_uint64(connects[r]), ok);
+		if (breaker_is_failure(r))
+			*failures += connects[r];
+	}
+	return o;
+}
+
+static json_object *wl_json(const struct status_dst *d, bool *ok)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; arr && i < d->n_wl; i++) {
+		const struct metrics_wl *w = &d->wl[i];
+		json_object *o = json_object_new_object();
+		uint64_t failures = 0;
+
+		if (!o) {
+			*ok = false;
+			break;
+		}
+		put(o, "workload", json_object_new_string(w->name), ok);
+		put(o, "connects", connects_json(w->st.connects, &failures, ok), ok);
+		put(o, "failures", json_object_new_uint64(failures), ok);
+		put(o, "blocked", json_object_new_uint64(w->st.blocked), ok);
+		if (w->state >= 0)
+			put(o, "state", json_object_new_string(breaker_state_name(w->state)), ok);
+		if (!o || json_object_array_add(arr, o)) {
+			json_object_put(o);
+			*ok = false;
+		}
+	}
+	return arr;
+}
+
 static json_object *dst_json(const struct status_dst *d, uint64_t now, bool *ok)
 {
 	static const struct kb_dst_stats none;
@@ -58,12 +98,7 @@ static json_object *dst_json(const struct status_dst *d, uint64_t now, bool *ok)
 		*ok = false;
 	put(o, "consecutive_failures", json_object_new_uint64(d->consecutive_failures), ok);
 	put(o, "failure_rate", fixed(d->failure_rate, "%.4f"), ok);
-	connects = json_object_new_object();
-	for (int r = 0; connects && r < KB_RES_MAX; r++) {
-		put(connects, breaker_result_name(r), json_object_new_uint64(st->connects[r]), ok);
-		if (breaker_is_failure(r))
-			failures += st->connects[r];
-	}
+	connects = connects_json(st->connects, &failures, ok);
 	put(o, "connects", connects, ok);
 	put(o, "failures", json_object_new_uint64(failures), ok);
 	put(o, "blocked", json_object_new_uint64(st->blocked), ok);
@@ -82,11 +117,13 @@ static json_object *dst_json(const struct status_dst *d, uint64_t now, bool *ok)
 		}
 	}
 	put(o, "addresses", addrs, ok);
+	put(o, "breaker", json_object_new_string(d->per_workload ? "per_workload" : "shared"), ok);
+	put(o, "workloads", wl_json(d, ok), ok);
 	return o;
 }
 
 int status_render(FILE *out, const char *version, uint64_t started_ns, uint64_t now,
-		  const struct status_dst *dsts, size_t n)
+		  const struct status_dst *dsts, size_t n, const struct status_wl *wl)
 {
 	json_object *doc = json_object_new_object(), *arr = json_object_new_array();
 	bool ok = doc && arr;
@@ -103,6 +140,17 @@ int status_render(FILE *out, const char *version, uint64_t started_ns, uint64_t 
 		}
 	}
 	put(doc, "destinations", arr, &ok);
+	if (wl) {
+		json_object *w = json_object_new_object();
+
+		put(w, "depth", json_object_new_uint64(wl->depth), &ok);
+		put(w, "max", json_object_new_uint64(wl->max), &ok);
+		put(w, "labelled", json_object_new_uint64(wl->labelled), &ok);
+		put(w, "folded", json_object_new_uint64(wl->folded), &ok);
+		put(doc, "workloads", w, &ok);
+	} else if (json_object_object_add(doc, "workloads", NULL)) {
+		ok = false;
+	}
 	if (!ok)
 		err = -ENOMEM;
 	else if (fprintf(out, "%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |

@@ -16,6 +16,12 @@
  * address of a name ("" if none); port 0 is "any". addresses lists a
  * name's resolved addresses, each with its own state when per_address.
  * next_half_open_seconds is null unless a breaker is open.
+ *
+ * With workload attribution on, the document has "workloads":{"depth":1,
+ * "max":50,"labelled":2,"folded":0} (else null), and each destination
+ * "breaker":"shared"|"per_workload" and "workloads":[{"workload":"A",
+ * "connects":{...},"failures":1,"blocked":2,"state":"open"}], state only
+ * for per_workload, in the order given (most failures first).
  */
 #ifndef KB_STATUS_H
 #define KB_STATUS_H
@@ -23,6 +29,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include "breaker.h"
+#include "metrics.h"
 
 struct status_dst {
 	const char *name;
@@ -40,10 +47,19 @@ struct status_dst {
 	uint32_t consecutive_failures;
 	double failure_rate;		/* 0..1 */
 	const struct kb_dst_stats *stats;	/* summed over CPUs (and addresses); NULL: none */
+	bool per_workload;		/* breaker: per_workload */
+	const struct metrics_wl *wl;	/* its workloads, attribution on */
+	size_t n_wl;
+};
+
+/* Workload attribution, as configured and as seen. */
+struct status_wl {
+	uint32_t depth, max;
+	uint32_t labelled, folded;
 };
 
 /* Write the document (json-c: names and hosts are escaped). Returns 0, -ENOMEM or -EIO. */
 int status_render(FILE *out, const char *version, uint64_t started_ns, uint64_t now,
-		  const struct status_dst *dsts, size_t n);
+		  const struct status_dst *dsts, size_t n, const struct status_wl *wl);
 
 #endif /* KB_STATUS_H */

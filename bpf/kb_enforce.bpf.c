@@ -17,44 +17,90 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define KB_WL_NONE 0xffffffffU
+
+/*
+ * The workload of the task connecting now: its cgroup's ancestor at the
+ * workload level, or its own cgroup when shallower, as an index that
+ * kb_workloads hands out on first sight (kb_abi.h).
+ */
+static __always_inline __u32 kb_workload(void)
+{
+	struct kb_wl_ctl *c;
+	__u32 zero = 0, *w, n, max;
+	__u64 cg;
+
+	c = bpf_map_lookup_elem(&kb_wl_ctl, &zero);
+	if (!c || !c->max)
+		return KB_WL_NONE;
+	max = c->max;
+	cg = bpf_get_current_ancestor_cgroup_id(c->level) ?: bpf_get_current_cgroup_id();
+	w = bpf_map_lookup_elem(&kb_workloads, &cg);
+	if (w)
+		return *w < max ? *w : max;
+	/* Indexes are never given back: past max every new cgroup is "other". */
+	n = c->next < max ? __sync_fetch_and_add(&c->next, 1) : max;
+	if (n > max)
+		n = max;
+	if (!bpf_map_update_elem(&kb_workloads, &cg, &n, BPF_NOEXIST))
+		return n;
+	/* Lost the race to another CPU (its index counts, ours stays unused), or full. */
+	w = bpf_map_lookup_elem(&kb_workloads, &cg);
+	return w && *w < max ? *w : max;
+}
+
 /* Returns 1 to allow, 0 to refuse. */
 static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk)
 {
+	__u32 *dst_id, id, slot, wl = KB_WL_NONE;
 	struct kb_dst_stats *st;
+	struct kb_wl_stats *ws;
 	struct kb_verdict *v;
+	struct kb_sk_wl *tag;
 	struct kb_trip *t;
-	__u32 *dst_id;
 
 	dst_id = kb_lookup(key, sk);
 	if (!dst_id)
 		return 1;
-	v = bpf_map_lookup_elem(&kb_verdicts, dst_id);
-	t = bpf_map_lookup_elem(&kb_trips, dst_id);
+	id = *dst_id & KB_ID_SLOT;
+	slot = id;
+	if (kb_lookup_flags & KB_LOOKUP_WORKLOADS) {
+		wl = kb_workload();
+		if (wl != KB_WL_NONE && (*dst_id & KB_ID_PER_WORKLOAD))
+			slot = id + wl;
+	}
+	v = bpf_map_lookup_elem(&kb_verdicts, &slot);
+	t = bpf_map_lookup_elem(&kb_trips, &slot);
 	if (!v || !t)
-		return 1;
+		goto allow;
 	switch (kb_effective_action(v, t)) {
 	case KB_ACT_BLOCK:
 		break;
 	case KB_ACT_PROBE:
 		if (kb_take_permit(t, v->gen, v->permits))
-			return 1;
+			goto allow;
 		break;
 	case KB_ACT_RAMP:
 		if ((bpf_get_prandom_u32() & (KB_ADMIT_ONE - 1)) < v->admit)
-			return 1;
+			goto allow;
 		break;
 	default:
-		return 1;
+		goto allow;
 	}
 
-	st = bpf_map_lookup_elem(&kb_stats, dst_id);
+	st = bpf_map_lookup_elem(&kb_stats, &slot);
 	if (v->observe) {
 		if (st)
 			__sync_fetch_and_add(&st->would_block, 1);
-		return 1;
+		goto allow;
 	}
 	if (st)
 		__sync_fetch_and_add(&st->blocked, 1);
+	if (wl != KB_WL_NONE) {
+		ws = kb_wl_stats_of(id, wl);
+		if (ws)
+			__sync_fetch_and_add(&ws->blocked, 1);
+	}
 	/*
 	 * bpf_set_retval() (5.18+) turns the refusal into ECONNREFUSED, what a
 	 * dead peer's RST would give. Older kernels report EPERM. The check is a
@@ -64,6 +110,16 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_set_retval))
 		bpf_set_retval(-ECONNREFUSED);
 	return 0;
+allow:
+	/* kb_observe attributes the outcome from this tag: it has no cgroup of its own to ask. */
+	if (wl != KB_WL_NONE && sk) {
+		tag = bpf_sk_storage_get(&kb_sk_wl, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (tag) {
+			tag->dst = id;
+			tag->workload = wl;
+		}
+	}
+	return 1;
 }
 
 SEC("cgroup/connect4")

@@ -52,6 +52,67 @@ struct {
 	__type(value, struct kb_trip);
 } kb_trips SEC(".maps");
 
+/* Workload attribution (kb_abi.h); one element. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kb_wl_ctl);
+} kb_wl_ctl SEC(".maps");
+
+/* cgroup id (cut at kb_wl_ctl.level) -> workload index. Written by the hooks only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KB_WL_CGROUPS);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} kb_workloads SEC(".maps");
+
+/* (destination, workload) -> counters. Written by both objects, read by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KB_MAX_DESTINATIONS_DEFAULT);
+	__type(key, struct kb_wl_key);
+	__type(value, struct kb_wl_stats);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} kb_wstats SEC(".maps");
+
+/* A socket's workload, set by the connect hook for configured destinations. */
+struct kb_sk_wl {
+	__u32 dst;	/* the destination's first slot */
+	__u32 workload;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kb_sk_wl);
+} kb_sk_wl SEC(".maps");
+
+/* The counters of workload wl's connects to dst, created on first use; NULL when full. */
+static __always_inline struct kb_wl_stats *kb_wl_stats_of(__u32 dst, __u32 wl)
+{
+	struct kb_wl_key key = { .dst = dst, .workload = wl };
+	struct kb_wl_stats zero = {}, *s;
+	struct kb_wl_ctl *c;
+	__u32 idx = 0;
+
+	s = bpf_map_lookup_elem(&kb_wstats, &key);
+	if (s)
+		return s;
+	/* Another CPU may insert first: then the lookup finds its entry. */
+	bpf_map_update_elem(&kb_wstats, &key, &zero, BPF_NOEXIST);
+	s = bpf_map_lookup_elem(&kb_wstats, &key);
+	if (!s) {
+		c = bpf_map_lookup_elem(&kb_wl_ctl, &idx);
+		if (c)
+			__sync_fetch_and_add(&c->lost, 1);
+	}
+	return s;
+}
+
 /* KB_LOOKUP_* bits; each object has its own copy, the agent sets both. */
 volatile __u32 kb_lookup_flags = 0;
 

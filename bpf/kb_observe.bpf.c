@@ -205,13 +205,52 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 	bpf_ringbuf_submit(ev, wake);
 }
 
+/*
+ * The workload kb_enforce tagged sk with at connect, for destination dst.
+ * A socket it did not tag (a TCP Fast Open sendmsg runs no connect hook)
+ * is "other", tagged here so that its outcome still counts somewhere.
+ */
+static __always_inline __u32 kb_tag_workload(struct bpf_sock *sk, __u32 dst)
+{
+	struct kb_sk_wl *tag;
+	struct kb_wl_ctl *c;
+	__u32 zero = 0;
+
+	tag = bpf_sk_storage_get(&kb_sk_wl, sk, NULL, 0);
+	if (tag && tag->dst == dst)
+		return tag->workload;
+	c = bpf_map_lookup_elem(&kb_wl_ctl, &zero);
+	tag = bpf_sk_storage_get(&kb_sk_wl, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!c || !tag)
+		return 0;
+	tag->dst = dst;
+	tag->workload = c->max;
+	return c->max;
+}
+
+/* Count outcome res of sk's connect for the workload it was tagged with. */
+static __always_inline void kb_count_workload(struct bpf_sock *sk, enum kb_result res)
+{
+	struct kb_wl_stats *ws;
+	struct kb_sk_wl *tag;
+
+	if (!(kb_lookup_flags & KB_LOOKUP_WORKLOADS) || res >= KB_RES_MAX)
+		return;
+	tag = bpf_sk_storage_get(&kb_sk_wl, sk, NULL, 0);
+	if (!tag)
+		return;
+	ws = kb_wl_stats_of(tag->dst, tag->workload);
+	if (ws)
+		__sync_fetch_and_add(&ws->connects[res], 1);
+}
+
 /* BPF_SOCK_OPS_TCP_CONNECT_CB: SYN about to leave; tag configured destinations. */
 static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 {
 	struct kb_dst_key key = {};
+	__u32 *dst_id, id, wl;
 	struct bpf_sock *sk;
 	struct kb_sk *ks;
-	__u32 *dst_id;
 
 	if (kb_skops_key(skops, &key))
 		return;
@@ -221,10 +260,16 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 	dst_id = kb_lookup(&key, sk);
 	if (!dst_id)
 		return;
+	id = *dst_id & KB_ID_SLOT;
+	if (kb_lookup_flags & KB_LOOKUP_WORKLOADS) {
+		wl = kb_tag_workload(sk, id);
+		if (*dst_id & KB_ID_PER_WORKLOAD)
+			id += wl;
+	}
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!ks)
 		return;
-	ks->dst_id = *dst_id;
+	ks->dst_id = id;
 	ks->retrans = 0;
 	ks->syn_ns = bpf_ktime_get_ns();
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
@@ -306,6 +351,7 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
 		else
 			return;
 		kb_count(ks->dst_id, res, bpf_ktime_get_ns(), ks->syn_ns);
+		kb_count_workload(sk, res);
 		ks->syn_ns = 0;
 		return;
 	}

@@ -88,6 +88,48 @@ _Static_assert(sizeof(struct kb_lpm_key) == 28, "kb_lpm_key ABI");
 #define KB_LOOKUP_ANY_PORT 0x1	/* kb_dst holds (address, any port) entries */
 #define KB_LOOKUP_PREFIX 0x2	/* kb_dst_lpm holds entries */
 #define KB_LOOKUP_NETNS 0x4	/* some entries name a network namespace */
+#define KB_LOOKUP_WORKLOADS 0x8	/* attribution on: kb_wl_ctl.max is set */
+
+/*
+ * kb_dst and kb_dst_lpm values: the destination's breaker slot, with
+ * KB_ID_PER_WORKLOAD when it has one breaker per workload. Its breakers
+ * then fill max + 1 consecutive slots from that one: slot + workload.
+ */
+#define KB_ID_PER_WORKLOAD 0x80000000U
+#define KB_ID_SLOT 0x7fffffffU
+
+/*
+ * Workloads (attribution): the connect hooks name the cgroup a connect
+ * comes from, cut at kb_wl_ctl.level, and kb_workloads gives it an index
+ * on first sight: 0..max-1 each its own label, max for every later one
+ * ("other"). kb_wl_ctl.max 0: attribution off.
+ */
+struct kb_wl_ctl {
+	__u32 level;	/* agent: cgroup level that makes a workload (enforcement level + depth) */
+	__u32 max;	/* agent: labelled workloads; 0 = attribution off */
+	__u32 next;	/* kernel: indexes handed out so far (may pass max) */
+	__u32 lost;	/* kernel: workload counts dropped, kb_wstats full */
+};
+_Static_assert(sizeof(struct kb_wl_ctl) == 16, "kb_wl_ctl ABI");
+
+/* Key of kb_wstats: a destination (its first slot) and a workload index. */
+struct kb_wl_key {
+	__u32 dst;
+	__u32 workload;
+};
+_Static_assert(sizeof(struct kb_wl_key) == 8, "kb_wl_key ABI");
+
+/* Counters of one workload's connects to one destination; cumulative. */
+struct kb_wl_stats {
+	__u64 connects[KB_RES_MAX];	/* by enum kb_result */
+	__u64 blocked;			/* refused by the connect hooks */
+};
+_Static_assert(sizeof(struct kb_wl_stats) == (KB_RES_MAX + 1) * 8, "kb_wl_stats ABI");
+
+/* Distinct cgroups kb_workloads remembers; past it every new one is "other" unremembered. */
+#define KB_WL_CGROUPS 65536
+/* kb_wstats entries, at most: destinations x (max + 1) are cut to this. */
+#define KB_WL_STATS_MAX (1U << 20)
 
 /*
  * Per-destination counters, cumulative since the maps were created.

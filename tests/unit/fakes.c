@@ -362,6 +362,85 @@ bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k)
 	return true;
 }
 
+/* --- workloads --------------------------------------------------------------- */
+
+uint32_t fake_workload(uint64_t cgroup)
+{
+	struct kb_wl_ctl *c = &fake_maps.wl_ctl;
+	uint32_t n = c->next++;
+
+	for (size_t i = 0; i < fake_maps.n_workloads; i++)
+		if (fake_maps.workloads[i].cgroup == cgroup) {
+			c->next--;
+			return fake_maps.workloads[i].index;
+		}
+	n = n < c->max ? n : c->max;
+	if (fake_maps.n_workloads < FAKE_WORKLOADS) {
+		fake_maps.workloads[fake_maps.n_workloads].cgroup = cgroup;
+		fake_maps.workloads[fake_maps.n_workloads++].index = n;
+	}
+	return n;
+}
+
+void fake_wl_count(uint32_t dst, uint32_t wl, int res, uint64_t n)
+{
+	size_t i;
+
+	for (i = 0; i < fake_maps.n_wstats; i++)
+		if (fake_maps.wstats[i].key.dst == dst && fake_maps.wstats[i].key.workload == wl)
+			break;
+	if (i == fake_maps.n_wstats) {
+		if (i == FAKE_WSTATS)
+			return;
+		memset(&fake_maps.wstats[i], 0, sizeof(fake_maps.wstats[i]));
+		fake_maps.wstats[i].key = (struct kb_wl_key){ .dst = dst, .workload = wl };
+		fake_maps.n_wstats++;
+	}
+	if (res == KB_RES_MAX)
+		fake_maps.wstats[i].st.blocked += n;
+	else
+		fake_maps.wstats[i].st.connects[res] += n;
+}
+
+int kb_bpf_wl_ctl(struct kb_bpf *k, struct kb_wl_ctl *ctl)
+{
+	if (fault_here())
+		return -EIO;
+	*ctl = fake_maps.wl_ctl;
+	return 0;
+}
+
+int kb_bpf_workloads_each(struct kb_bpf *k, kb_workload_fn fn, void *ctx)
+{
+	if (fault_here())
+		return -EIO;
+	for (size_t i = 0; i < fake_maps.n_workloads; i++)
+		fn(ctx, fake_maps.workloads[i].cgroup, fake_maps.workloads[i].index);
+	return 0;
+}
+
+int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx)
+{
+	if (fault_here())
+		return -EIO;
+	for (size_t i = 0; i < fake_maps.n_wstats; i++)
+		fn(ctx, &fake_maps.wstats[i].key, &fake_maps.wstats[i].st);
+	return 0;
+}
+
+int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst)
+{
+	size_t out = 0;
+
+	if (fault_here())
+		return -EIO;
+	for (size_t i = 0; i < fake_maps.n_wstats; i++)
+		if (fake_maps.wstats[i].key.dst != dst)
+			fake_maps.wstats[out++] = fake_maps.wstats[i];
+	fake_maps.n_wstats = out;
+	return 0;
+}
+
 int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
 {
 	if (fault_here())

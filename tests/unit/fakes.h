@@ -33,6 +33,8 @@ bool fault_fired(void);
 
 #define FAKE_SLOTS 64	/* dst_ids the fake maps hold */
 #define FAKE_KEYS 256	/* kb_dst and kb_dst_lpm entries together */
+#define FAKE_WORKLOADS 64	/* kb_workloads entries */
+#define FAKE_WSTATS 256	/* kb_wstats entries */
 
 /* A kb_dst (prefix_len 128) or kb_dst_lpm entry. */
 struct fake_key {
@@ -57,6 +59,11 @@ struct fake_maps {
 	bool saved_used[FAKE_SLOTS];
 	struct persist_record saved[FAKE_SLOTS];
 	uint32_t lookup_flags;
+	struct kb_wl_ctl wl_ctl;			/* kb_wl_ctl */
+	size_t n_workloads;
+	struct { uint64_t cgroup; uint32_t index; } workloads[FAKE_WORKLOADS];	/* kb_workloads */
+	size_t n_wstats;
+	struct { struct kb_wl_key key; struct kb_wl_stats st; } wstats[FAKE_WSTATS];	/* kb_wstats */
 };
 
 extern struct fake_maps fake_maps;
@@ -66,6 +73,12 @@ struct kb_bpf *fake_bpf_open(void);
 
 /* The maps as the last agent left them, adopted as a restarted agent finds them pinned. */
 struct kb_bpf *fake_bpf_adopt(void);
+
+/* The kernel saw a new cgroup: index it as kb_enforce does (kb_abi.h); returns the index. */
+uint32_t fake_workload(uint64_t cgroup);
+
+/* The kernel counted n outcomes res (KB_RES_MAX: refusals) of workload wl to slot dst. */
+void fake_wl_count(uint32_t dst, uint32_t wl, int res, uint64_t n);
 
 /* Queue one outcome for the next kb_bpf_drain(). */
 void fake_event(uint32_t dst_id, enum kb_result res, uint64_t ts_ns);

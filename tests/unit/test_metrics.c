@@ -353,7 +353,7 @@ static bool ends_with(const char *s, size_t len, const char *suffix)
  */
 static void test_family_table(void **state)
 {
-	struct metrics_agent info = { .version = "v", .kernel = "k" };
+	struct metrics_agent info = { .version = "v", .kernel = "k", .wl_on = true };
 	char *text = render(&info, NULL, 0), head[512];
 
 	assert_true(metrics_n_families > 0);

@@ -18,7 +18,7 @@ static char *render(const struct status_dst *d, size_t n, uint64_t started, uint
 	FILE *out = open_memstream(&buf, &len);
 
 	assert_non_null(out);
-	assert_int_equal(status_render(out, "1.2.3", started, now, d, n), 0);
+	assert_int_equal(status_render(out, "1.2.3", started, now, d, n, NULL), 0);
 	assert_int_equal(fclose(out), 0);
 	return buf;
 }
@@ -27,7 +27,7 @@ static void test_empty(void **state)
 {
 	char *text = render(NULL, 0, 10 * SEC, 12 * SEC + SEC / 2);
 
-	assert_string_equal(text, "{\"version\":\"1.2.3\",\"uptime_seconds\":2.500,\"destinations\":[]}\n");
+	assert_string_equal(text, "{\"version\":\"1.2.3\",\"uptime_seconds\":2.500,\"destinations\":[],\"workloads\":null}\n");
 	free(text);
 }
 
@@ -78,20 +78,66 @@ static void test_destinations(void **state)
 		"\"mode\":\"enforce\",\"state\":\"open\",\"time_in_state_seconds\":3.000,"
 		"\"next_half_open_seconds\":4.000,\"consecutive_failures\":0,\"failure_rate\":0.7500,"
 		"\"connects\":{\"success\":1,\"refused\":3,\"timeout\":0,\"unreachable\":0,\"error\":0,"
-		"\"cancelled\":0},\"failures\":3,\"blocked\":4,\"would_block\":0,\"addresses\":[]},"
+		"\"cancelled\":0},\"failures\":3,\"blocked\":4,\"would_block\":0,\"addresses\":[],\"breaker\":\"shared\",\"workloads\":[]},"
 		"{\"name\":\"net\",\"host\":\"10.1.0.0/16\",\"address\":\"10.1.0.0/16\",\"port\":0,"
 		"\"mode\":\"observe\",\"state\":\"metrics_only\",\"time_in_state_seconds\":13.000,"
 		"\"next_half_open_seconds\":null,\"consecutive_failures\":0,\"failure_rate\":0.0000,"
 		"\"connects\":{\"success\":0,\"refused\":0,\"timeout\":0,\"unreachable\":0,\"error\":0,"
-		"\"cancelled\":0},\"failures\":0,\"blocked\":0,\"would_block\":2,\"addresses\":[]},"
+		"\"cancelled\":0},\"failures\":0,\"blocked\":0,\"would_block\":2,\"addresses\":[],\"breaker\":\"shared\",\"workloads\":[]},"
 		"{\"name\":\"api\",\"host\":\"api.example\",\"address\":\"::1\",\"port\":443,"
 		"\"mode\":\"enforce\",\"state\":\"open\",\"time_in_state_seconds\":2.000,"
 		"\"next_half_open_seconds\":null,\"consecutive_failures\":2,\"failure_rate\":0.0000,"
 		"\"connects\":{\"success\":0,\"refused\":0,\"timeout\":5,\"unreachable\":0,\"error\":0,"
 		"\"cancelled\":0},\"failures\":5,\"blocked\":0,\"would_block\":0,\"addresses\":["
-		"{\"address\":\"::1\",\"state\":\"open\"},{\"address\":\"192.0.2.7\",\"state\":\"closed\"}]}"
-		"]}\n");
+		"{\"address\":\"::1\",\"state\":\"open\"},{\"address\":\"192.0.2.7\",\"state\":\"closed\"}],"
+		"\"breaker\":\"shared\",\"workloads\":[]}"
+		"],\"workloads\":null}\n");
 	free(text);
+}
+
+/* Workloads: the attribution block, and per destination its workloads in the order given. */
+static void test_workloads(void **state)
+{
+	struct metrics_wl wl[2] = {
+		{ .name = "A", .state = BS_OPEN },
+		{ .name = "b\"q", .state = BS_CLOSED },
+	};
+	struct status_wl info = { .depth = 1, .max = 50, .labelled = 2, .folded = 3 };
+	struct status_dst d = {
+		.name = "db", .host = "127.0.0.1", .port = 5432, .mode = MODE_ENFORCE,
+		.state = BS_OPEN, .per_workload = true, .wl = wl, .n_wl = 2,
+	};
+	char *buf = NULL, *text;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	wl[0].st.connects[KB_RES_REFUSED] = 3;
+	wl[0].st.connects[KB_RES_CANCELLED] = 1;
+	wl[0].st.blocked = 2;
+	wl[1].st.connects[KB_RES_SUCCESS] = 1;
+	assert_non_null(out);
+	assert_int_equal(status_render(out, "1.2.3", 0, SEC, &d, 1, &info), 0);
+	assert_int_equal(fclose(out), 0);
+	text = buf;
+	assert_non_null(strstr(text, "\"breaker\":\"per_workload\",\"workloads\":["
+		"{\"workload\":\"A\",\"connects\":{\"success\":0,\"refused\":3,\"timeout\":0,"
+		"\"unreachable\":0,\"error\":0,\"cancelled\":1},\"failures\":3,\"blocked\":2,"
+		"\"state\":\"open\"},"
+		"{\"workload\":\"b\\\"q\",\"connects\":{\"success\":1,\"refused\":0,\"timeout\":0,"
+		"\"unreachable\":0,\"error\":0,\"cancelled\":0},\"failures\":0,\"blocked\":0,"
+		"\"state\":\"closed\"}]}],"
+		"\"workloads\":{\"depth\":1,\"max\":50,\"labelled\":2,\"folded\":3}}\n"));
+	/* shared: no state per workload */
+	free(text);
+	buf = NULL;
+	out = open_memstream(&buf, &len);
+	d.per_workload = false;
+	wl[0].state = wl[1].state = -1;
+	assert_int_equal(status_render(out, "1.2.3", 0, SEC, &d, 1, &info), 0);
+	assert_int_equal(fclose(out), 0);
+	assert_non_null(strstr(buf, "\"breaker\":\"shared\""));
+	assert_null(strstr(buf, "\"state\":\"closed\"}"));
+	free(buf);
 }
 
 /* Whatever a name holds, the document stays JSON: quotes, backslashes and controls escaped. */
@@ -112,6 +158,7 @@ int main(void)
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_destinations),
 		cmocka_unit_test(test_escaping),
+		cmocka_unit_test(test_workloads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * bpf_workloads: the kernel's side of workload attribution (kb_abi.h):
+ * its settings, the cgroups it has numbered and its per-workload counters.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "bpf_priv.h"
+#include "log.h"
+
+static const char *const wl_pinned[] = { "kb_wl_ctl", "kb_workloads", "kb_wstats" };
+
+uint32_t kb_bpf_wl_stats_max(uint32_t capacity, uint32_t wl_max)
+{
+	uint64_t n = (uint64_t)capacity * (wl_max + 1);
+
+	if (!wl_max)
+		return 1;	/* off: the map must exist, nothing goes in */
+	return n < KB_WL_STATS_MAX ? (uint32_t)n : KB_WL_STATS_MAX;
+}
+
+/* The pinned settings and counter capacity, or -errno (-ENOENT: nothing pinned). */
+static int pinned_wl(const char *dir, struct kb_wl_ctl *ctl, __u32 *stats_max)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info), zero = 0;
+	char path[4096];
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "%s/kb_wl_ctl", dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	if (bpf_map_lookup_elem(fd, &zero, ctl))
+		err = -errno;
+	close(fd);
+	snprintf(path, sizeof(path), "%s/kb_wstats", dir);
+	fd = err ? -1 : bpf_obj_get(path);
+	if (fd < 0)
+		return err ?: -errno;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		err = -errno;
+	*stats_max = info.max_entries;
+	close(fd);
+	return err;
+}
+
+int kb_bpf_wl_unpin_stale(const char *dir, uint32_t level, uint32_t max, uint32_t stats_max)
+{
+	struct kb_wl_ctl ctl;
+	char path[4096];
+	__u32 have_max = 0;
+	int err;
+
+	err = pinned_wl(dir, &ctl, &have_max);
+	if (err == -ENOENT)
+		return 0;
+	if (!err && ctl.level == level && ctl.max == max && have_max == stats_max)
+		return 0;
+	/*
+	 * Numbered under other settings (or unreadable): the indexes would name
+	 * other cgroups. Workload counts start afresh; per-destination ones stay.
+	 */
+	log_info("workload attribution starts afresh\tstate_dir=%s reason=%s", dir,
+		 err ? strerror(-err) : "workloads: changed");
+	for (size_t i = 0; i < sizeof(wl_pinned) / sizeof(wl_pinned[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, wl_pinned[i]);
+		if (unlink(path) && errno != ENOENT)
+			return -errno;
+	}
+	return 0;
+}
+
+int kb_bpf_wl_start(struct kb_bpf *k, uint32_t level, uint32_t max)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_wl_ctl);
+	struct kb_wl_ctl ctl;
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(fd, &zero, &ctl))
+		return -errno;
+	/* next and lost are the kernel's; before the hooks attach nothing else writes them. */
+	ctl.level = level;
+	ctl.max = max;
+	if (bpf_map_update_elem(fd, &zero, &ctl, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_wl_ctl(struct kb_bpf *k, struct kb_wl_ctl *ctl)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(k->obs->maps.kb_wl_ctl), &zero, ctl))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_workloads_each(struct kb_bpf *k, kb_workload_fn fn, void *ctx)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_workloads);
+	__u64 key, next, *prev = NULL;
+	__u32 idx;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(fd, &key, &idx))
+			fn(ctx, key, idx);
+	}
+	return errno == ENOENT ? 0 : -errno;
+}
+
+int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_wstats);
+	struct kb_wl_key key, next, *prev = NULL;
+	struct kb_wl_stats st;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(fd, &key, &st))
+			fn(ctx, &key, &st);
+	}
+	return errno == ENOENT ? 0 : -errno;
+}
+
+int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_wstats);
+	struct kb_wl_key key, next, *prev = NULL;
+
+	/* Deleting the key just visited keeps the walk going from it. */
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (key.dst == dst && bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+			return -errno;
+	}
+	return 0;
+}

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Naming the workload indexes the kernel hands out: which cgroup each
+ * one is (kb_workloads), and where that cgroup sits below the
+ * enforcement cgroup (a walk, only when an index is still unnamed).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agent_int.h"
+#include "bpf.h"
+#include "cgroup.h"
+#include "log.h"
+
+/* A cgroup found by the walk. */
+struct wl_found {
+	uint64_t id;
+	char name[WL_NAME_MAX];
+};
+
+struct wl_walk {
+	struct wl_found *found;
+	size_t n, alloc;
+	bool oom;
+};
+
+static void walk_one(void *ctx, uint64_t id, const char *rel)
+{
+	struct wl_walk *w = ctx;
+	struct wl_found *p;
+
+	if (w->n == w->alloc) {
+		size_t alloc = w->alloc ? w->alloc * 2 : 64;
+
+		p = realloc(w->found, alloc * sizeof(*p));
+		if (!p) {
+			w->oom = true;
+			return;
+		}
+		w->found = p;
+		w->alloc = alloc;
+	}
+	p = &w->found[w->n];
+	p->id = id;
+	if (!workloads_label(rel, p->name, sizeof(p->name)))
+		w->n++;
+}
+
+struct wl_name_ctx {
+	struct agent *a;
+	struct wl_walk walk;
+	bool walked;
+};
+
+/* kb_workload_fn: name index idx after cgroup id, walking the cgroups once if needed. */
+static void name_one(void *ctx, uint64_t id, uint32_t idx)
+{
+	struct wl_name_ctx *nc = ctx;
+	struct workloads *w = &nc->a->wl;
+	char name[WL_NAME_MAX];
+	int err;
+
+	if (idx >= w->max || workloads_named(w, idx))
+		return;
+	if (!nc->walked) {
+		nc->walked = true;
+		err = cgroup_walk(nc->a->wl_dir, w->depth, walk_one, &nc->walk);
+		if (err)
+			log_warn("workloads: walk %s: %s", nc->a->wl_dir, strerror(-err));
+	}
+	for (size_t i = 0; i < nc->walk.n; i++)
+		if (nc->walk.found[i].id == id) {
+			workloads_name(w, idx, nc->walk.found[i].name);
+			return;
+		}
+	/* Gone before we looked, or reached from outside the enforcement cgroup. */
+	snprintf(name, sizeof(name), "cgroup-%" PRIu64, id);
+	workloads_name(w, idx, name);
+}
+
+void workloads_refresh(struct agent *a)
+{
+	struct wl_name_ctx nc = { .a = a };
+	struct kb_wl_ctl ctl;
+	int err;
+
+	if (!a->wl.max || kb_bpf_wl_ctl(a->bpf, &ctl) || ctl.next == a->wl.seen_next)
+		return;
+	err = kb_bpf_workloads_each(a->bpf, name_one, &nc);
+	if (err)
+		log_warn("workloads: read the kernel's table: %s", strerror(-err));
+	else
+		a->wl.seen_next = ctl.next;
+	a->wl.folded = ctl.next > a->wl.max ? ctl.next - a->wl.max : 0;
+	free(nc.walk.found);
+}
+
+const char *agent_workload_name(struct agent *a, uint32_t idx)
+{
+	if (idx > a->wl.max)
+		return "?";
+	if (!workloads_named(&a->wl, idx))
+		workloads_refresh(a);
+	return workloads_named(&a->wl, idx) ? a->wl.names[idx] : "?";
+}
+
+void agent_set_cgroup(struct agent *a, const char *dir)
+{
+	snprintf(a->wl_dir, sizeof(a->wl_dir), "%s", dir);
+}
+
+/* A workload's counters as gathered: its circuit, before names are merged. */
+struct wl_rec {
+	uint32_t circuit;
+	struct metrics_wl v;
+};
+
+struct wl_gather {
+	struct agent *a;
+	struct wl_rec *recs;
+	size_t n, alloc;
+	bool oom;
+};
+
+/* kb_wstats_fn: one (destination slot, workload index) counter. */
+static void gather_one(void *ctx, const struct kb_wl_key *key, const struct kb_wl_stats *st)
+{
+	struct wl_gather *g = ctx;
+	struct agent *a = g->a;
+	const struct agent_circuit *c;
+	struct wl_rec *r;
+	uint32_t canon;
+
+	if (key->dst >= a->n_slots || !a->slots[key->dst].used || key->workload > a->wl.max)
+		return;	/* a removed destination's, until its slot is taken again */
+	if (g->n == g->alloc) {
+		size_t alloc = g->alloc ? g->alloc * 2 : 64;
+
+		r = realloc(g->recs, alloc * sizeof(*r));
+		if (!r) {
+			g->oom = true;
+			return;
+		}
+		g->recs = r;
+		g->alloc = alloc;
+	}
+	r = &g->recs[g->n++];
+	r->circuit = a->slots[key->dst].circuit;
+	c = &a->circuits[r->circuit];
+	canon = a->wl.canon[key->workload];
+	snprintf(r->v.name, sizeof(r->v.name), "%s", agent_workload_name(a, canon));
+	r->v.state = c->n_wl ? (int)breaker_public_state(&a->slots[c->slot + key->workload].br) : -1;
+	r->v.st = *st;
+}
+
+static int by_circuit_name(const void *x, const void *y)
+{
+	const struct wl_rec *a = x, *b = y;
+
+	if (a->circuit != b->circuit)
+		return a->circuit < b->circuit ? -1 : 1;
+	return strcmp(a->v.name, b->v.name);
+}
+
+static uint64_t wl_failures(const struct metrics_wl *w)
+{
+	uint64_t n = 0;
+
+	for (int r = 0; r < KB_RES_MAX; r++)
+		n += breaker_is_failure(r) ? w->st.connects[r] : 0;
+	return n;
+}
+
+/* What pages show: per circuit, most failures first, then by name. */
+static int by_circuit_failures(const void *x, const void *y)
+{
+	const struct wl_rec *a = x, *b = y;
+	uint64_t fa = wl_failures(&a->v), fb = wl_failures(&b->v);
+
+	if (a->circuit != b->circuit)
+		return a->circuit < b->circuit ? -1 : 1;
+	if (fa != fb)
+		return fa > fb ? -1 : 1;
+	return strcmp(a->v.name, b->v.name);
+}
+
+/* Sum records of one circuit that carry one name (per_address members, renamed cgroups). */
+static size_t merge_names(struct wl_rec *recs, size_t n)
+{
+	size_t out = 0;
+
+	qsort(recs, n, sizeof(*recs), by_circuit_name);
+	for (size_t i = 0; i < n; i++) {
+		struct wl_rec *o = out ? &recs[out - 1] : NULL;
+
+		if (!o || by_circuit_name(o, &recs[i])) {
+			recs[out++] = recs[i];
+			continue;
+		}
+		for (int r = 0; r < KB_RES_MAX; r++)
+			o->v.st.connects[r] += recs[i].v.st.connects[r];
+		o->v.st.blocked += recs[i].v.st.blocked;
+		if (breaker_state_severity(recs[i].v.state) > breaker_state_severity(o->v.state))
+			o->v.state = recs[i].v.state;
+	}
+	qsort(recs, out, sizeof(*recs), by_circuit_failures);
+	return out;
+}
+
+int workloads_snapshot(struct agent *a, struct snapshot *s)
+{
+	struct wl_gather g = { .a = a };
+	struct metrics_wl *wl;
+	int err;
+
+	err = kb_bpf_wstats_each(a->bpf, gather_one, &g);
+	if (err)
+		log_warn("workloads: read the counters: %s", strerror(-err));
+	if (g.oom) {
+		free(g.recs);
+		return -ENOMEM;
+	}
+	g.n = merge_names(g.recs, g.n);
+	wl = calloc(g.n ? g.n : 1, sizeof(*wl));
+	if (!wl) {
+		free(g.recs);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < g.n; i++) {
+		struct snap_circuit *sc = &s->c[g.recs[i].circuit];
+
+		if (!sc->n_wl++)
+			sc->wl = i;
+		wl[i] = g.recs[i].v;
+	}
+	free(g.recs);
+	free(s->wl);
+	s->wl = wl;
+	s->n_wl = g.n;
+	s->wl_on = true;
+	s->info.wl_on = true;
+	s->info.wl_labelled = a->wl.labelled;
+	s->info.wl_folded = a->wl.folded;
+	s->wl_info = (struct status_wl){ .depth = a->wl.depth, .max = a->wl.max,
+					 .labelled = a->wl.labelled, .folded = a->wl.folded };
+	return 0;
+}

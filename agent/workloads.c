@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "workloads.h"
+
+int workloads_init(struct workloads *w, uint32_t max, uint32_t depth)
+{
+	memset(w, 0, sizeof(*w));
+	w->max = max;
+	w->depth = depth;
+	if (!max)
+		return 0;
+	w->names = calloc(max + 1, sizeof(*w->names));
+	w->canon = calloc(max + 1, sizeof(*w->canon));
+	if (!w->names || !w->canon) {
+		workloads_fini(w);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i <= max; i++)
+		w->canon[i] = i;
+	snprintf(w->names[max], sizeof(w->names[max]), "%s", WL_OTHER);
+	return 0;
+}
+
+void workloads_fini(struct workloads *w)
+{
+	free(w->names);
+	free(w->canon);
+	w->names = NULL;
+	w->canon = NULL;
+	w->max = 0;
+}
+
+void workloads_name(struct workloads *w, uint32_t idx, const char *name)
+{
+	if (idx >= w->max || w->names[idx][0] || !name[0])
+		return;
+	snprintf(w->names[idx], sizeof(w->names[idx]), "%s", name);
+	/* A cgroup named "other" would show as a second series of the fold: it joins it. */
+	if (!strcmp(name, WL_OTHER)) {
+		w->canon[idx] = w->max;
+		return;
+	}
+	for (uint32_t i = 0; i < w->max; i++)
+		if (i != idx && w->canon[i] == i && !strcmp(w->names[i], w->names[idx])) {
+			w->canon[idx] = i;
+			return;
+		}
+	w->labelled++;
+}
+
+int workloads_label(const char *rel, char *out, size_t len)
+{
+	int n = snprintf(out, len, "%s", rel[0] ? rel : WL_SELF);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * workloads: the names of the workload indexes the kernel hands out
+ * (kb_abi.h, kb_workloads). Pure: the caller walks the cgroups.
+ *
+ * An index below max names one cgroup; max is "other". Two indexes may
+ * carry one name (a cgroup removed and made again gets a new id and a
+ * new index): each name's first index is its canonical one, and what is
+ * shown sums over the indexes that share it.
+ */
+#ifndef KB_WORKLOADS_H
+#define KB_WORKLOADS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WL_NAME_MAX 256		/* a workload's name, NUL included */
+#define WL_OTHER "other"
+#define WL_SELF "."		/* the enforcement cgroup itself */
+
+struct workloads {
+	uint32_t max;			/* 0: attribution off */
+	uint32_t depth;
+	char (*names)[WL_NAME_MAX];	/* [max + 1]; "" = not named yet */
+	uint32_t *canon;		/* [max + 1]: first index with the same name */
+	uint32_t labelled;		/* named indexes below max */
+	uint32_t folded;		/* cgroups the kernel counted as other */
+	uint32_t seen_next;		/* kb_wl_ctl.next when the indexes were last named */
+};
+
+/* Room for max workloads (0: off). 0 or -ENOMEM. */
+int workloads_init(struct workloads *w, uint32_t max, uint32_t depth);
+void workloads_fini(struct workloads *w);
+
+static inline bool workloads_named(const struct workloads *w, uint32_t idx)
+{
+	return idx <= w->max && w->names[idx][0];
+}
+
+/* Name index idx (below max); a name already given makes idx share its canonical index. */
+void workloads_name(struct workloads *w, uint32_t idx, const char *name);
+
+/*
+ * The name of cgroup `rel` (relative to the enforcement cgroup, "" for
+ * itself) as a workload label: rel itself, "." for "". Returns 0, or
+ * -ENAMETOOLONG when cut to fit.
+ */
+int workloads_label(const char *rel, char *out, size_t len);
+
+#endif /* KB_WORKLOADS_H */
