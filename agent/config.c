@@ -4,7 +4,7 @@
  *
  * yamlwalk.c checks and loads the text and walks each mapping with the key
  * tables below. This file walks the structure (top level, defaults:,
- * destinations:) and holds the public calls; config_value.c stores each
+ * workloads:, destinations:) and holds the public calls; config_value.c stores each
  * leaf value, config_check.c applies the rules across keys once the walk is
  * done. Nothing here logs or exits: a bad reload is an error string for the
  * caller.
@@ -55,7 +55,7 @@ const struct yamlwalk_key config_policy_keys[N_POLICY_KEYS] = {
 };
 
 /* name, host and port are required; the order is known to parse_dst(). */
-enum { DST_NAME, DST_HOST, DST_PORT, DST_PER_ADDRESS, DST_MAX_OPEN_PCT, DST_NETNS,
+enum { DST_NAME, DST_HOST, DST_PORT, DST_PER_ADDRESS, DST_MAX_OPEN_PCT, DST_NETNS, DST_BREAKER,
        DST_REQUIRED = 3 };
 static const struct yamlwalk_key dst_keys[] = {
 	[DST_NAME] = { "name", KEY_NAME, FIELD(struct config_dst, name), 1, CONFIG_NAME_MAX - 1 },
@@ -65,6 +65,14 @@ static const struct yamlwalk_key dst_keys[] = {
 	[DST_MAX_OPEN_PCT] = { "max_open_percent", KEY_UINT,
 			       FIELD(struct config_dst, max_open_percent), 1, 100 },
 	[DST_NETNS] = { "netns", KEY_PATH, FIELD(struct config_dst, netns), 1, CONFIG_NETNS_MAX - 1 },
+	/* Per destination only: a breaker per workload is a choice about one service. */
+	[DST_BREAKER] = { "breaker", KEY_BREAKER, FIELD(struct config_dst, per_workload), 0, 1 },
+};
+
+/* workloads: fills fields of the config itself; being there is what turns attribution on. */
+static const struct yamlwalk_key workload_keys[] = {
+	{ "depth", KEY_UINT, FIELD(struct config, workloads_depth), 1, CONFIG_WORKLOADS_DEPTH_MAX },
+	{ "max", KEY_UINT, FIELD(struct config, workloads_max), 1, CONFIG_WORKLOADS_MAX },
 };
 
 static const struct yamlwalk_key top_keys[] = {
@@ -80,12 +88,14 @@ static const struct yamlwalk_key top_keys[] = {
 	{ "max_destinations", KEY_UINT, FIELD(struct config, max_destinations), 1,
 	  CONFIG_MAX_DESTINATIONS },
 	{ "defaults", KEY_POLICY, FIELD(struct config, defaults), 0, 0 },
+	{ "workloads", KEY_WORKLOADS, FIELD(struct config, workloads_on), 0, 0 },
 	/* max is cfg->max_destinations, known before the walk (see peek_max_destinations()). */
 	{ "destinations", KEY_DSTS, FIELD(struct config, dsts), 0, CONFIG_MAX_DESTINATIONS },
 };
 
 _Static_assert(ARRAY_SIZE(dst_keys) + N_POLICY_KEYS <= YAMLWALK_MAX_ROWS, "seen.val too small");
 _Static_assert(ARRAY_SIZE(top_keys) <= YAMLWALK_MAX_ROWS, "seen.val too small");
+_Static_assert(ARRAY_SIZE(workload_keys) <= YAMLWALK_MAX_ROWS, "seen.val too small");
 
 static int set_value(void *ctx, const struct yamlwalk_key *row, const yaml_node_t *v, void *base);
 
@@ -114,6 +124,27 @@ static int parse_policy(struct parse *p, const struct yamlwalk_key *row, const y
 	return ret;
 }
 
+static int parse_workloads(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
+			   void *base)
+{
+	struct yamlwalk_table tab = { workload_keys, ARRAY_SIZE(workload_keys), base };
+	struct yamlwalk_seen seen;
+	int ret;
+
+	/*
+	 * A null value means "not given" for every other key, yet here being
+	 * given is the switch: refuse both readings and say what to write.
+	 */
+	if (v->type != YAML_MAPPING_NODE)
+		return fail(p, v->start_mark, "%s: expected a mapping; write %s: {} for the defaults",
+			    row->key, row->key);
+	p->w.where = "workloads: ";
+	ret = walk_map(p, v, &tab, 1, &seen);
+	p->w.where = "";
+	*(uint8_t *)field_of(row, base) = 1;
+	return ret;
+}
+
 /* Messages inside a destination name it, once its name is known to be printable. */
 static void where_dst(struct parse *p, const yaml_node_t *map, size_t idx)
 {
@@ -129,6 +160,24 @@ static void where_dst(struct parse *p, const yaml_node_t *map, size_t idx)
 		}
 	}
 	yamlwalk_where(&p->w, "destination #%zu: ", idx + 1);
+}
+
+/* The rules within one destination; those that need the whole file are config_check()'s. */
+static int check_dst_keys(struct parse *p, const struct config_dst *d,
+			  const struct yamlwalk_seen *seen)
+{
+	if (d->per_address && d->host_kind == HOST_ADDR)
+		return fail(p, seen->val[DST_PER_ADDRESS]->start_mark,
+			    "per_address: needs a host that is a DNS name or a CIDR prefix");
+	/* Both split one destination into breakers; the kernel keys a slot by one or the other. */
+	if (d->per_workload && d->per_address)
+		return fail(p, seen->val[DST_BREAKER]->start_mark,
+			    "breaker: per_workload cannot be combined with per_address: true");
+	/* A share of a group of one breaker would do nothing: say so. */
+	if (!d->per_address && !d->per_workload && seen->set & 1u << DST_MAX_OPEN_PCT)
+		return fail(p, seen->val[DST_MAX_OPEN_PCT]->start_mark,
+			    "max_open_percent: needs per_address: true or breaker: per_workload");
+	return 0;
 }
 
 static int parse_dst(struct parse *p, const yaml_node_t *map, size_t idx, struct config_dst *d,
@@ -153,13 +202,8 @@ static int parse_dst(struct parse *p, const yaml_node_t *map, size_t idx, struct
 	for (i = 0; !ret && i < DST_REQUIRED; i++)
 		if (!(seen.set & 1u << i))
 			ret = fail(p, map->start_mark, "missing required key \"%s\"", dst_keys[i].key);
-	if (!ret && d->per_address && d->host_kind == HOST_ADDR)
-		ret = fail(p, seen.val[DST_PER_ADDRESS]->start_mark,
-			   "per_address: needs a host that is a DNS name or a CIDR prefix");
-	/* A share of a group of one breaker would do nothing: say so. */
-	if (!ret && !d->per_address && seen.set & 1u << DST_MAX_OPEN_PCT)
-		ret = fail(p, seen.val[DST_MAX_OPEN_PCT]->start_mark,
-			   "max_open_percent: needs per_address: true");
+	if (!ret)
+		ret = check_dst_keys(p, d, &seen);
 	if (ret)
 		goto out;
 	d->line = map->start_mark.line + 1;
@@ -170,6 +214,8 @@ static int parse_dst(struct parse *p, const yaml_node_t *map, size_t idx, struct
 	info->policy_set = seen.set >> ARRAY_SIZE(dst_keys);
 	info->name_mark = seen.val[DST_NAME]->start_mark;
 	info->host_mark = seen.val[DST_HOST]->start_mark;
+	if (d->per_workload)
+		info->breaker_mark = seen.val[DST_BREAKER]->start_mark;
 	info->map_id = yamlwalk_node_id(&p->w, map);
 out:
 	p->w.where = "";
@@ -207,13 +253,15 @@ static int parse_dsts(struct parse *p, const struct yamlwalk_key *row, const yam
 	return 0;
 }
 
-/* defaults: and destinations: are structure, walked here; the rest are leaves. */
+/* defaults:, workloads: and destinations: are structure, walked here; the rest are leaves. */
 static int set_value(void *ctx, const struct yamlwalk_key *row, const yaml_node_t *v, void *base)
 {
 	struct parse *p = ctx;
 
 	if (row->type == KEY_POLICY)
 		return parse_policy(p, row, v, base);
+	if (row->type == KEY_WORKLOADS)
+		return parse_workloads(p, row, v, base);
 	if (row->type == KEY_DSTS)
 		return parse_dsts(p, row, v, base);
 	return config_set_leaf(p, row, v, base);
@@ -275,6 +323,8 @@ void config_init(struct config *cfg)
 	cfg->poll_interval_ns = 100 * NS_PER_MS;
 	cfg->resolve_interval_ns = 30 * NS_PER_S;
 	cfg->max_destinations = 16384;
+	cfg->workloads_depth = 1;
+	cfg->workloads_max = 50;
 	config_policy_defaults(&cfg->defaults);
 }
 

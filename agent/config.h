@@ -23,6 +23,8 @@
 #define CONFIG_ERR_MAX 512	/* room for one "file:line:col: message" */
 #define CONFIG_MAX_FILE_BYTES (1 << 20)
 #define CONFIG_MAX_DESTINATIONS 1048576	/* the most max_destinations may allow */
+#define CONFIG_WORKLOADS_MAX 1000	/* the most workloads: max may allow */
+#define CONFIG_WORKLOADS_DEPTH_MAX 16	/* the deepest workloads: depth may reach */
 
 enum host_kind {
 	HOST_ADDR = 0,	/* an IPv4 or IPv6 literal */
@@ -38,8 +40,8 @@ struct config_dst {
 	uint8_t prefix_len;		/* in that 128-bit space: 128 for ADDR, 96+n for IPv4 /n */
 	uint16_t port;			/* host order, 1..65535; 0 = any port ("any") */
 	uint8_t per_address;		/* NAME/CIDR: one breaker per address (0 or 1) */
-	uint8_t per_workload;		/* breaker: per_workload (0 or 1) */
-	uint32_t max_open_percent;	/* per_address: most of the group open at once, 1..100 */
+	uint8_t per_workload;		/* breaker: per_workload (0 or 1); max + 1 slots */
+	uint32_t max_open_percent;	/* per_address/per_workload: most open at once, 1..100 */
 	char netns[CONFIG_NETNS_MAX];	/* network namespace file; "" = every namespace */
 	uint32_t netns_ino;		/* its inode number, set by config_load(); 0 = any */
 	struct breaker_policy policy;
@@ -58,9 +60,9 @@ struct config {
 	uint8_t metrics_compact;		/* omit zero-valued per-destination series (0 or 1) */
 	char log_level[8];			/* "error".."debug"; "" = info unless --log-level */
 	char user[32];				/* run as this user once attached; "" = stay root */
-	uint8_t workloads_on;			/* workloads: present */
-	uint32_t workloads_depth;		/* 1..16, default 1 */
-	uint32_t workloads_max;			/* 1..1000, default 50 */
+	uint8_t workloads_on;			/* workloads: present, attribution on; start only */
+	uint32_t workloads_depth;		/* cgroup levels under ours, 1..16; default 1 */
+	uint32_t workloads_max;			/* labelled workloads, 1..1000; default 50 */
 	struct breaker_policy defaults;
 	struct config_dst *dsts;
 	size_t n_dsts;
@@ -86,6 +88,18 @@ int config_parse(struct config *cfg, const char *fname, const char *buf, size_t 
  * the file (and line and column where the text is at fault).
  */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * Whether next changes a key that only a start reads (workloads:): the
+ * kernel's maps and programs were sized from it. Returns 0, or -EINVAL with
+ * "workloads: cannot change while running (...), restart kbreakerd" in err.
+ * Pure; a reload calls it with the running config and the new one.
+ */
+int config_start_only_changed(const struct config *cur, const struct config *next, char *err,
+			      size_t errlen);
+
+/* Breaker slots cfg's destinations take: 1 each, workloads_max + 1 per per_workload one. */
+uint64_t config_slots_needed(const struct config *cfg);
 
 /* Release what config_parse allocated; cfg is empty afterwards. */
 void config_free(struct config *cfg);

@@ -2,9 +2,10 @@
 /*
  * config_check: the rules across keys, applied once the walk is done (so
  * `defaults:` may come after `destinations:`): inheritance, each policy's
- * consistency, unique names and addresses, and the netns files config_load()
- * looks up. Messages point at the key that decided, in the destination or in
- * defaults:.
+ * consistency, unique names and addresses, the netns files config_load()
+ * looks up, and what per_workload destinations need. Messages point at the
+ * key that decided, in the destination or in defaults:. Also the one
+ * comparison a reload makes with the running config (start-only keys).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -213,11 +214,83 @@ out:
 	return ret;
 }
 
+uint64_t config_slots_needed(const struct config *cfg)
+{
+	uint64_t n = 0;
+	size_t i;
+
+	/* per_address names are not counted: their addresses are only known at run time. */
+	for (i = 0; i < cfg->n_dsts; i++)
+		n += cfg->dsts[i].per_workload ? (uint64_t)cfg->workloads_max + 1 : 1;
+	return n;
+}
+
+/*
+ * After the walk, since workloads: may follow destinations:. A per_workload
+ * destination needs attribution on, and max + 1 slots (each labelled
+ * workload and "other") of max_destinations. Every destination takes at
+ * least one and parse_dsts() held their count to max_destinations, so the
+ * budget is first exceeded at a per_workload destination: report that one.
+ */
+static int check_workloads(struct parse *p, const struct config *cfg)
+{
+	uint64_t total = config_slots_needed(cfg), used = cfg->n_dsts;
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; !ret && i < cfg->n_dsts; i++) {
+		const struct config_dst *d = &cfg->dsts[i];
+
+		if (!d->per_workload)
+			continue;
+		yamlwalk_where(&p->w, "destination \"%s\": ", d->name);
+		used += cfg->workloads_max;
+		if (!cfg->workloads_on)
+			ret = fail(p, p->info[i].breaker_mark, "breaker: per_workload needs "
+				   "workloads: (attribution) turned on");
+		else if (used > cfg->max_destinations)
+			ret = fail(p, p->info[i].breaker_mark, "breaker: per_workload: the "
+				   "destinations need %" PRIu64 " breaker slots, more than "
+				   "max_destinations (%" PRIu32 "); each per_workload one takes "
+				   "workloads: max + 1 (%" PRIu64 ")", total, cfg->max_destinations,
+				   (uint64_t)cfg->workloads_max + 1);
+	}
+	p->w.where = "";
+	return ret;
+}
+
 int config_check(struct parse *p, struct config *cfg)
 {
 	int ret;
 
 	inherit_defaults(cfg, p->info);
 	ret = validate_policies(p, cfg);
-	return ret ? ret : check_unique(p, cfg);
+	ret = ret ? ret : check_unique(p, cfg);
+	return ret ? ret : check_workloads(p, cfg);
+}
+
+static const char *workloads_text(char *buf, size_t len, const struct config *cfg)
+{
+	if (!cfg->workloads_on)
+		return "off";
+	snprintf(buf, len, "depth %" PRIu32 ", max %" PRIu32, cfg->workloads_depth,
+		 cfg->workloads_max);
+	return buf;
+}
+
+int config_start_only_changed(const struct config *cur, const struct config *next, char *err,
+			      size_t errlen)
+{
+	char was[48], now[48];
+
+	/* The kernel's workload table and per_workload slot ranges are sized at start. */
+	if (cur->workloads_on == next->workloads_on &&
+	    (!cur->workloads_on || (cur->workloads_depth == next->workloads_depth &&
+				    cur->workloads_max == next->workloads_max)))
+		return 0;
+	yamlwalk_errf(err, errlen,
+		      "workloads: cannot change while running (%s -> %s), restart kbreakerd",
+		      workloads_text(was, sizeof(was), cur),
+		      workloads_text(now, sizeof(now), next));
+	return -EINVAL;
 }

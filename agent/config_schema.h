@@ -2,7 +2,7 @@
 /*
  * config_schema: what the config module's three files share, and nothing
  * else includes. config.c holds the key tables and walks the structure
- * (top level, defaults:, destinations:), config_value.c stores one value of
+ * (top level, defaults:, workloads:, destinations:), config_value.c stores one value of
  * each key type, config_check.c applies the rules across keys once the walk
  * is done.
  */
@@ -32,8 +32,10 @@ enum key_type {
 	KEY_PATH,	/* absolute path of at most max chars, or empty */
 	KEY_LOG_LEVEL,	/* error | warn | info | debug, as text */
 	KEY_USER,	/* a user name: [a-z_][a-z0-9_-]*, at most max chars */
+	KEY_BREAKER,	/* shared (0) | per_workload (1), 1-byte field */
 	KEY_POLICY,	/* mapping walked with config_policy_keys */
 	KEY_DSTS,	/* sequence of at most max destination mappings; base is a config */
+	KEY_WORKLOADS,	/* mapping of workloads: keys; the field is its 1-byte "present" */
 };
 
 /* Rows of config_policy_keys, shared by `defaults:` and every destination. */
@@ -49,6 +51,7 @@ extern const struct yamlwalk_key config_policy_keys[N_POLICY_KEYS];
 struct dst_info {
 	uint32_t policy_set;		/* bit i: config_policy_keys[i] given by the destination */
 	yaml_mark_t name_mark, host_mark;
+	yaml_mark_t breaker_mark;	/* breaker:'s value, when per_workload */
 	int map_id;			/* the destination's mapping node, for later messages */
 };
 
@@ -83,14 +86,15 @@ int config_parse_uint(const char *s, uint64_t max, uint64_t *out);
 /* A destination name: 1..CONFIG_NAME_MAX - 1 characters of [A-Za-z0-9_.-]. */
 bool config_valid_name(const char *s);
 
-/* Store v, a value of any type but KEY_POLICY and KEY_DSTS, as row says. 0 or -EINVAL. */
+/* Store v, a value of any type but the mappings and KEY_DSTS, as row says. 0 or -EINVAL. */
 int config_set_leaf(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
 		    void *base);
 
 /*
  * After the walk: destinations inherit what `defaults:` set and they did
  * not, then every policy's rules across keys, then unique names and
- * addresses. 0, -EINVAL or -ENOMEM, with the message in p->w.err.
+ * addresses, then what per_workload destinations need (workloads:, slots).
+ * 0, -EINVAL or -ENOMEM, with the message in p->w.err.
  */
 int config_check(struct parse *p, struct config *cfg);
 

@@ -277,6 +277,23 @@ static int set_window_size(struct parse *p, const struct yamlwalk_key *row, cons
 		    row->key, WINDOW_MAX_CALLS);
 }
 
+/* A word, not a bool: the file says what kind of breaker, and a third kind would fit. */
+static int set_breaker(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
+		       void *base)
+{
+	uint8_t *field = field_of(row, base);
+	const char *s = yamlwalk_scalar(v);
+
+	if (!strcmp(s, "shared"))
+		*field = 0;
+	else if (!strcmp(s, "per_workload"))
+		*field = 1;
+	else
+		return fail(p, v->start_mark, "%s: must be \"shared\" or \"per_workload\"",
+			    row->key);
+	return 0;
+}
+
 static int set_bool(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
 		    void *base)
 {
@@ -387,6 +404,7 @@ static const struct {
 	[KEY_PATH] = { set_path, true },
 	[KEY_LOG_LEVEL] = { set_log_level, true },
 	[KEY_USER] = { set_user, true },
+	[KEY_BREAKER] = { set_breaker, true },
 };
 
 int config_set_leaf(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,

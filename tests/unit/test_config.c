@@ -195,6 +195,14 @@ static void test_init_and_mode_names(void **state)
 #define BAD_DUR "must be a duration such as 100ms, 10s, 5m or 1h"
 #define NAME_RULE "name: must be 1 to 63 characters of [A-Za-z0-9_.-]"
 #define ALIAS "anchors and aliases are not allowed"
+#define MOP_RULE "max_open_percent: needs per_address: true or breaker: per_workload"
+#define WL_MAP "workloads: expected a mapping; write workloads: {} for the defaults"
+#define WL_DEPTH "workloads: depth: must be an integer between 1 and 16"
+#define WL_MAX "workloads: max: must be an integer between 1 and 1000"
+#define BREAKER_A "destination \"a\": breaker: must be \"shared\" or \"per_workload\""
+#define SLOTS "breaker: per_workload: the destinations need "
+#define PW_OFF "breaker: per_workload needs workloads: (attribution) turned on"
+#define PW "    breaker: per_workload\n"
 
 static const struct {
 	const char *name;
@@ -525,10 +533,10 @@ static const struct {
 	  "kb.yaml:5:23: destination \"a\": max_open_percent: must be an integer between 1 and 100" },
 	{ "max_open_percent without per_address", DST "  - {name: b, host: 10.0.0.0/24, port: 80,"
 	  " max_open_percent: 50}\n",
-	  "kb.yaml:5:62: destination \"b\": max_open_percent: needs per_address: true" },
+	  "kb.yaml:5:62: destination \"b\": " MOP_RULE },
 	{ "max_open_percent per_address false", DST "  - {name: b, host: 10.0.0.0/24, port: 80,"
 	  " per_address: false, max_open_percent: 50}\n",
-	  "kb.yaml:5:82: destination \"b\": max_open_percent: needs per_address: true" },
+	  "kb.yaml:5:82: destination \"b\": " MOP_RULE },
 	{ "max_open_percent in defaults", "defaults:\n  max_open_percent: 50\n",
 	  "kb.yaml:2:3: defaults: unknown key \"max_open_percent\"" },
 	{ "duplicate cidr", DST "  - {name: b, host: 10.0.0.0/8, port: 80}\n"
@@ -559,6 +567,82 @@ static const struct {
 	{ "max_destinations bad, dsts first", DST "  - {name: b, host: 10.0.0.2, port: 80}\n"
 	  "max_destinations: x\n",
 	  "kb.yaml:6:19: max_destinations: must be an integer between 1 and 1048576" },
+
+	/* issue 15: workloads: */
+	{ "workloads empty mapping", "workloads: {}\n", NULL },
+	{ "workloads bounds low", "workloads:\n  depth: 1\n  max: 1\n", NULL },
+	{ "workloads bounds high", "workloads: {depth: 16, max: 1000}\n", NULL },
+	{ "workloads null", "workloads:\n", "kb.yaml:1:11: " WL_MAP },
+	{ "workloads tilde", "workloads: ~\n", "kb.yaml:1:12: " WL_MAP },
+	{ "workloads scalar", "workloads: on\n", "kb.yaml:1:12: " WL_MAP },
+	{ "workloads sequence", "workloads: [depth]\n", "kb.yaml:1:12: " WL_MAP },
+	{ "workloads depth 0", "workloads:\n  depth: 0\n", "kb.yaml:2:10: " WL_DEPTH },
+	{ "workloads depth 17", "workloads:\n  depth: 17\n", "kb.yaml:2:10: " WL_DEPTH },
+	{ "workloads depth text", "workloads:\n  depth: two\n", "kb.yaml:2:10: " WL_DEPTH },
+	{ "workloads depth negative", "workloads: {depth: -1}\n", "kb.yaml:1:20: " WL_DEPTH },
+	{ "workloads depth null", "workloads:\n  depth:\n", "kb.yaml:2:9: " WL_DEPTH },
+	{ "workloads depth mapping", "workloads:\n  depth: {}\n",
+	  "kb.yaml:2:10: workloads: depth: expected a scalar" },
+	{ "workloads max 0", "workloads:\n  max: 0\n", "kb.yaml:2:8: " WL_MAX },
+	{ "workloads max 1001", "workloads:\n  depth: 2\n  max: 1001\n", "kb.yaml:3:8: " WL_MAX },
+	{ "workloads max zero-led", "workloads:\n  max: 050\n", "kb.yaml:2:8: " WL_MAX },
+	{ "workloads unknown key", "workloads:\n  depth: 2\n  levels: 3\n",
+	  "kb.yaml:3:3: workloads: unknown key \"levels\"" },
+	{ "workloads duplicate key", "workloads:\n  max: 2\n  max: 3\n",
+	  "kb.yaml:3:3: workloads: duplicate key \"max\"" },
+	{ "workloads twice", "workloads: {}\nworkloads: {}\n",
+	  "kb.yaml:2:1: duplicate key \"workloads\"" },
+	{ "workloads in defaults", "defaults:\n  workloads: {}\n",
+	  "kb.yaml:2:3: defaults: unknown key \"workloads\"" },
+
+	/* issue 15: breaker: */
+	{ "breaker shared", DST "    breaker: shared\n", NULL },
+	{ "breaker per_workload", DST PW "workloads: {}\n", NULL },
+	{ "breaker per_workload, workloads first", "workloads: {depth: 2}\n" DST PW, NULL },
+	{ "breaker bad", DST "    breaker: per_address\n", "kb.yaml:5:14: " BREAKER_A },
+	{ "breaker case", DST "    breaker: Shared\n", "kb.yaml:5:14: " BREAKER_A },
+	{ "breaker bool", DST "    breaker: true\n", "kb.yaml:5:14: " BREAKER_A },
+	{ "breaker empty", DST "    breaker: \"\"\n", "kb.yaml:5:14: " BREAKER_A },
+	{ "breaker sequence", DST "    breaker: [shared]\n",
+	  "kb.yaml:5:14: destination \"a\": breaker: expected a scalar" },
+	{ "breaker in defaults", "defaults:\n  breaker: shared\n",
+	  "kb.yaml:2:3: defaults: unknown key \"breaker\"" },
+	{ "per_workload without workloads", DST PW, "kb.yaml:5:14: destination \"a\": " PW_OFF },
+	{ "per_workload without workloads, second", DST "  - name: b\n    host: 10.0.0.2\n"
+	  "    port: 80\n" PW, "kb.yaml:8:14: destination \"b\": " PW_OFF },
+	{ "per_workload and per_address",
+	  "workloads: {}\ndestinations:\n"
+	  "  - {name: b, host: db.internal, port: 80, per_address: true, breaker: per_workload}\n",
+	  "kb.yaml:3:72: destination \"b\": breaker: per_workload cannot be combined with "
+	  "per_address: true" },
+	{ "per_workload and per_address false", "workloads: {}\ndestinations:\n"
+	  "  - {name: b, host: db.internal, port: 80, per_address: false, breaker: per_workload}\n",
+	  NULL },
+	{ "per_workload cidr", "workloads: {}\ndestinations:\n"
+	  "  - {name: b, host: 10.0.0.0/8, port: any, breaker: per_workload}\n", NULL },
+	{ "max_open_percent with per_workload", DST PW "    max_open_percent: 20\nworkloads: {}\n",
+	  NULL },
+	{ "max_open_percent with shared", DST "    breaker: shared\n    max_open_percent: 20\n",
+	  "kb.yaml:6:23: destination \"a\": " MOP_RULE },
+	{ "slots exactly max_destinations", "max_destinations: 51\nworkloads: {}\n" DST PW, NULL },
+	{ "slots one past max_destinations", "max_destinations: 51\nworkloads: {}\n" DST PW
+	  "  - {name: b, host: 10.0.0.2, port: 80}\n",
+	  "kb.yaml:7:14: destination \"a\": " SLOTS "52 breaker slots, more than "
+	  "max_destinations (51); each per_workload one takes workloads: max + 1 (51)" },
+	{ "slots first exceeded at the second",
+	  "workloads: {max: 1}\nmax_destinations: 4\ndestinations:\n"
+	  "  - {name: a, host: 10.0.0.1, port: 80, breaker: per_workload}\n"
+	  "  - {name: b, host: 10.0.0.2, port: 80, breaker: per_workload}\n"
+	  "  - {name: c, host: 10.0.0.3, port: 80, breaker: per_workload}\n",
+	  "kb.yaml:5:50: destination \"b\": " SLOTS "6 breaker slots, more than "
+	  "max_destinations (4); each per_workload one takes workloads: max + 1 (2)" },
+	{ "slots default max_destinations", "workloads: {max: 1000}\ndestinations:\n"
+	  "  - {name: a, host: 10.0.0.1, port: 80, breaker: per_workload}\n", NULL },
+	/* A per_address name's addresses are known at run time only: one slot here. */
+	{ "slots per_address name counts one", "max_destinations: 3\nworkloads: {max: 1}\n"
+	  "destinations:\n"
+	  "  - {name: a, host: 10.0.0.1, port: 80, breaker: per_workload}\n"
+	  "  - {name: b, host: db.internal, port: 80, per_address: true}\n", NULL },
 
 	/* hostile input */
 	{ "anchor", "defaults: &d\n  mode: observe\n", "kb.yaml:1:11: " ALIAS },
@@ -895,6 +979,9 @@ static void test_fixture_errors(void **state)
 		{ "tests/data/bad-per-address.yaml",
 		  "tests/data/bad-per-address.yaml:5:18: destination \"payments\": per_address: needs a "
 		  "host that is a DNS name or a CIDR prefix" },
+		{ "tests/data/bad-breaker.yaml",
+		  "tests/data/bad-breaker.yaml:5:14: destination \"payments\": breaker: "
+		  "per_workload needs workloads: (attribution) turned on" },
 		{ "tests/data/alias.yaml",
 		  "tests/data/alias.yaml:1:11: anchors and aliases are not allowed" },
 	};
@@ -1106,6 +1193,114 @@ static void test_agent_keys(void **state)
 	config_free(&cfg);
 }
 
+/* workloads: off by default; {} turns it on with the defaults; values land in their fields. */
+static void test_workloads(void **state)
+{
+	static const struct {
+		const char *yaml;
+		uint8_t on;
+		uint32_t depth, max;
+	} wl[] = {
+		{ "listen: 127.0.0.1:1\n", 0, 1, 50 },
+		{ "workloads: {}\n", 1, 1, 50 },
+		{ "workloads:\n  depth: 3\n", 1, 3, 50 },
+		{ "workloads:\n  max: 7\n", 1, 1, 7 },
+		{ "workloads: {max: 1000, depth: 16}\n", 1, CONFIG_WORKLOADS_DEPTH_MAX,
+		  CONFIG_WORKLOADS_MAX },
+	};
+	char err[CONFIG_ERR_MAX];
+	struct config cfg;
+	size_t i;
+
+	config_init(&cfg);
+	check_eq("init", cfg.workloads_on, 0);
+	check_eq("init", cfg.workloads_depth, 1);
+	check_eq("init", cfg.workloads_max, 50);
+	for (i = 0; i < ARRAY_SIZE(wl); i++) {
+		if (config_parse(&cfg, "kb.yaml", wl[i].yaml, strlen(wl[i].yaml), err,
+				 sizeof(err)))
+			fail_msg("%s: %s", wl[i].yaml, err);
+		check_eq(wl[i].yaml, cfg.workloads_on, wl[i].on);
+		check_eq(wl[i].yaml, cfg.workloads_depth, wl[i].depth);
+		check_eq(wl[i].yaml, cfg.workloads_max, wl[i].max);
+		config_free(&cfg);
+	}
+}
+
+/* tests/data/workloads.yaml: breaker: per destination, slots counted against max_destinations. */
+static void test_fixture_workloads(void **state)
+{
+	struct config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	if (config_load(&cfg, "tests/data/workloads.yaml", err, sizeof(err)))
+		fail_msg("%s", err);
+	check_eq("workloads", cfg.workloads_on, 1);
+	check_eq("workloads", cfg.workloads_depth, 2);
+	check_eq("workloads", cfg.workloads_max, 10);
+	assert_int_equal(cfg.n_dsts, 3);
+	check_eq("payments", cfg.dsts[0].per_workload, 1);
+	check_eq("payments", cfg.dsts[0].per_address, 0);
+	check_eq("payments", cfg.dsts[0].max_open_percent, 25);
+	check_eq("search", cfg.dsts[1].per_workload, 0);
+	check_eq("search", cfg.dsts[1].max_open_percent, 100);
+	check_eq("cache", cfg.dsts[2].per_workload, 0);
+	/* 11 (max + 1) for payments, one each for the others: max_destinations exactly. */
+	check_eq("slots", config_slots_needed(&cfg), 13);
+	check_eq("slots", cfg.max_destinations, 13);
+	config_free(&cfg);
+	config_init(&cfg);
+	check_eq("slots empty", config_slots_needed(&cfg), 0);
+}
+
+#define RELOAD "workloads: cannot change while running "
+
+/* A reload may not change workloads: (start only); the message says from what to what. */
+static void test_start_only(void **state)
+{
+	static const struct {
+		const char *name;
+		uint8_t on[2];
+		uint32_t depth[2], max[2];
+		const char *want;	/* NULL: no change a start must make */
+	} so[] = {
+		{ "both off", { 0, 0 }, { 1, 1 }, { 50, 50 }, NULL },
+		{ "same", { 1, 1 }, { 2, 2 }, { 20, 20 }, NULL },
+		/* Off, the values are the defaults no one chose: nothing to size by them. */
+		{ "off, values apart", { 0, 0 }, { 1, 4 }, { 50, 8 }, NULL },
+		{ "off to on", { 0, 1 }, { 1, 1 }, { 50, 50 },
+		  RELOAD "(off -> depth 1, max 50), restart kbreakerd" },
+		{ "on to off", { 1, 0 }, { 3, 1 }, { 9, 50 },
+		  RELOAD "(depth 3, max 9 -> off), restart kbreakerd" },
+		{ "depth", { 1, 1 }, { 1, 2 }, { 50, 50 },
+		  RELOAD "(depth 1, max 50 -> depth 2, max 50), restart kbreakerd" },
+		{ "max", { 1, 1 }, { 16, 16 }, { 1000, 999 },
+		  RELOAD "(depth 16, max 1000 -> depth 16, max 999), restart kbreakerd" },
+	};
+	struct config cfg[2];
+	char err[CONFIG_ERR_MAX];
+	size_t i, j;
+
+	for (i = 0; i < ARRAY_SIZE(so); i++) {
+		for (j = 0; j < 2; j++) {
+			config_init(&cfg[j]);
+			cfg[j].workloads_on = so[i].on[j];
+			cfg[j].workloads_depth = so[i].depth[j];
+			cfg[j].workloads_max = so[i].max[j];
+		}
+		strcpy(err, "untouched");
+		if (!so[i].want) {
+			check_int(so[i].name, config_start_only_changed(&cfg[0], &cfg[1], err,
+									  sizeof(err)), 0);
+			check_str(so[i].name, err, "untouched");
+			continue;
+		}
+		check_int(so[i].name, config_start_only_changed(&cfg[0], &cfg[1], err, sizeof(err)),
+			  -EINVAL);
+		check_str(so[i].name, err, so[i].want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1124,6 +1319,9 @@ int main(void)
 		cmocka_unit_test(test_fixture_engine),
 		cmocka_unit_test(test_engine_defaults),
 		cmocka_unit_test(test_cidr_and_hostname),
+		cmocka_unit_test(test_workloads),
+		cmocka_unit_test(test_fixture_workloads),
+		cmocka_unit_test(test_start_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
