@@ -25,7 +25,10 @@ static const char usage[] =
 	"Show the circuit breakers of a running kbreakerd.\n"
 	"\n"
 	"Commands:\n"
-	"  status [--json]           one table of every destination (or the raw /status JSON)\n"
+	"  status [--json] [--by-workload]\n"
+	"                            one table of every destination (or the raw /status JSON);\n"
+	"                            --by-workload: one row per destination and workload\n"
+	"                            (needs workloads: in the agent's config)\n"
 	"  watch [--interval DURATION] [--count N]\n"
 	"                            refresh the table every DURATION (default 1s), N times\n"
 	"                            (default: until interrupted)\n"
@@ -38,7 +41,8 @@ static const char usage[] =
 	"  -V, --version             show the version and exit\n"
 	"\n"
 	"DURATION is an integer with a unit: ms, s, m (e.g. 500ms, 2s).\n"
-	"Exit status: 0 ok, 1 the agent could not be read, 2 usage error.\n";
+	"Exit status: 0 ok, 1 the agent could not be read (or, for --by-workload, its\n"
+	"workload attribution is off), 2 usage error.\n";
 
 struct ctl_opts {
 	const char *url;
@@ -46,6 +50,7 @@ struct ctl_opts {
 	long interval_ms;
 	long count;		/* watch: 0 = until interrupted */
 	int json;
+	int by_workload;	/* status --by-workload */
 	int watch_opts;		/* --interval or --count given */
 };
 
@@ -121,10 +126,16 @@ static int cmd_status(const struct ctl_opts *o)
 		return 1;
 	}
 	/* --json: the agent's document as it sent it, already known to parse. */
-	if (o->json)
+	if (o->json) {
 		fputs(raw, stdout);
-	else if (table_render(stdout, doc))
+	} else if (o->by_workload) {
+		rc = table_render_workloads(stdout, doc);
+		if (rc == -ENODATA)
+			fprintf(stderr, "kbreakerctl: workload attribution is off (workloads: in the agent's config)\n");
+		rc = rc ? 1 : 0;
+	} else if (table_render(stdout, doc)) {
 		rc = 1;
+	}
 	free(raw);
 	json_object_put(doc);
 	if (fflush(stdout) || ferror(stdout))
@@ -199,6 +210,9 @@ static int take_option(int c, struct ctl_opts *o)
 	case 'j':
 		o->json = 1;
 		return -1;
+	case 'w':
+		o->by_workload = 1;
+		return -1;
 	case 'i':
 		if (parse_duration_ms(optarg, 10, 3600000, &o->interval_ms)) {
 			fprintf(stderr, "kbreakerctl: --interval: \"%s\" is not a duration between 10ms and 1h\n",
@@ -254,6 +268,10 @@ static const char *take_command(int argc, char **argv, const struct ctl_opts *o)
 		fprintf(stderr, "kbreakerctl: --json belongs to status\n");
 		return NULL;
 	}
+	if (!strcmp(cmd, "watch") && o->by_workload) {
+		fprintf(stderr, "kbreakerctl: --by-workload belongs to status\n");
+		return NULL;
+	}
 	return cmd;
 }
 
@@ -263,6 +281,7 @@ int main(int argc, char **argv)
 		{ "url", required_argument, NULL, 'u' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "by-workload", no_argument, NULL, 'w' },
 		{ "interval", required_argument, NULL, 'i' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },

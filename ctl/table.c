@@ -151,10 +151,10 @@ static void fill_row(struct json_object *d, char row[COL_MAX][CELL_MAX])
 	table_duration(v ? json_object_get_double(v) : -1.0, row[COL_TIME], CELL_MAX);
 }
 
-static void print_row(FILE *out, const char *const cells[COL_MAX], const size_t width[COL_MAX])
+static void print_row(FILE *out, const char *const *cells, const size_t *width, int ncols)
 {
-	for (int c = 0; c < COL_MAX; c++) {
-		if (c == COL_MAX - 1)
+	for (int c = 0; c < ncols; c++) {
+		if (c == ncols - 1)
 			fprintf(out, "%s\n", cells[c]);
 		else
 			fprintf(out, "%-*s", (int)(width[c] + COL_GAP), cells[c]);
@@ -187,14 +187,107 @@ int table_render(FILE *out, struct json_object *doc)
 			if (strlen(rows[i][c]) > width[c])
 				width[c] = strlen(rows[i][c]);
 	}
-	print_row(out, headers, width);
+	print_row(out, headers, width, COL_MAX);
 	for (size_t i = 0; i < n; i++) {
 		for (int c = 0; c < COL_MAX; c++)
 			cells[c] = rows[i][c];
-		print_row(out, cells, width);
+		print_row(out, cells, width, COL_MAX);
 	}
 	if (!n)
 		fputs("(no destinations configured)\n", out);
+	free(rows);
+	return ferror(out) ? -EIO : 0;
+}
+
+enum { WCOL_DST, WCOL_WORKLOAD, WCOL_BREAKER, WCOL_STATE, WCOL_CONNECTS, WCOL_FAILURES,
+       WCOL_BLOCKED, WCOL_MAX };
+
+static const char *const wheaders[WCOL_MAX] = {
+	"DESTINATION", "WORKLOAD", "BREAKER", "STATE", "CONNECTS", "FAILURES", "BLOCKED",
+};
+
+/*
+ * One (destination, workload) row. The names point into the document (a
+ * cgroup path has no useful bound, so it is not copied into a cell); the
+ * counts are rendered here.
+ */
+struct wrow {
+	const char *text[WCOL_MAX];
+	char connects[24], failures[24], blocked[24];
+};
+
+/* o's member key if it is a string, else "-". */
+static const char *string_or_dash(struct json_object *o, const char *key)
+{
+	struct json_object *v = o ? get(o, key, json_type_string) : NULL;
+
+	return v ? json_object_get_string(v) : "-";
+}
+
+/* A destination's "workloads" array, or NULL if it has none. */
+static struct json_object *dst_workloads(struct json_object *dsts, size_t i)
+{
+	struct json_object *d = json_object_array_get_idx(dsts, i);
+
+	return json_object_is_type(d, json_type_object) ? get(d, "workloads", json_type_array) : NULL;
+}
+
+static void fill_wrow(struct json_object *d, struct json_object *w, struct wrow *r)
+{
+	r->text[WCOL_DST] = string_or_dash(d, "name");
+	r->text[WCOL_WORKLOAD] = string_or_dash(w, "workload");
+	r->text[WCOL_BREAKER] = string_or_dash(d, "breaker");
+	/* Only a per_workload destination's workloads have a breaker of their own. */
+	r->text[WCOL_STATE] = string_or_dash(w, "state");
+	if (w) {
+		cell_connects(w, r->connects, sizeof(r->connects));
+		cell_u64(get_number(w, "failures"), r->failures, sizeof(r->failures));
+		cell_u64(get_number(w, "blocked"), r->blocked, sizeof(r->blocked));
+	} else {
+		snprintf(r->connects, sizeof(r->connects), "-");
+		snprintf(r->failures, sizeof(r->failures), "-");
+		snprintf(r->blocked, sizeof(r->blocked), "-");
+	}
+	r->text[WCOL_CONNECTS] = r->connects;
+	r->text[WCOL_FAILURES] = r->failures;
+	r->text[WCOL_BLOCKED] = r->blocked;
+}
+
+int table_render_workloads(FILE *out, struct json_object *doc)
+{
+	struct json_object *dsts = get(doc, "destinations", json_type_array), *ws;
+	size_t ndst = dsts ? json_object_array_length(dsts) : 0, n = 0, width[WCOL_MAX];
+	struct wrow *rows;
+
+	if (!get(doc, "workloads", json_type_object))
+		return -ENODATA;
+	for (size_t i = 0; i < ndst; i++) {
+		ws = dst_workloads(dsts, i);
+		n += ws ? json_object_array_length(ws) : 0;
+	}
+	rows = calloc(n ? n : 1, sizeof(*rows));
+	if (!rows)
+		return -ENOMEM;
+	n = 0;
+	for (size_t i = 0; i < ndst; i++) {
+		struct json_object *d = json_object_array_get_idx(dsts, i);
+
+		ws = dst_workloads(dsts, i);
+		for (size_t j = 0; ws && j < json_object_array_length(ws); j++) {
+			struct json_object *w = json_object_array_get_idx(ws, j);
+
+			fill_wrow(d, json_object_is_type(w, json_type_object) ? w : NULL, &rows[n++]);
+		}
+	}
+	for (int c = 0; c < WCOL_MAX; c++) {
+		width[c] = strlen(wheaders[c]);
+		for (size_t i = 0; i < n; i++)
+			if (strlen(rows[i].text[c]) > width[c])
+				width[c] = strlen(rows[i].text[c]);
+	}
+	print_row(out, wheaders, width, WCOL_MAX);
+	for (size_t i = 0; i < n; i++)
+		print_row(out, rows[i].text, width, WCOL_MAX);
 	free(rows);
 	return ferror(out) ? -EIO : 0;
 }

@@ -23,6 +23,18 @@ struct json_object *table_parse(const char *body, char *err, size_t err_len);
 /* Write the table for doc (from table_parse). 0 or -EIO. */
 int table_render(FILE *out, struct json_object *doc);
 
+/*
+ * Write one row per (destination, workload) of doc, destinations and
+ * workloads in the document's order; "-" in STATE for a shared breaker:
+ *
+ *   DESTINATION   WORKLOAD   BREAKER        STATE    CONNECTS   FAILURES   BLOCKED
+ *   payments      A          per_workload   open     4          1          2
+ *
+ * 0, -ENOMEM, -EIO, or -ENODATA with nothing written when the agent's
+ * workload attribution is off: "workloads" null, or absent (an older agent).
+ */
+int table_render_workloads(FILE *out, struct json_object *doc);
+
 /* "850ms", "12.3s", "4m05s", "2h03m", "3d04h"; "-" for a negative value. */
 void table_duration(double secs, char *buf, size_t len);
 

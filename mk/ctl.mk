@@ -23,4 +23,15 @@ $(BUILD)/kbreakerctl: $(CTL_OBJS) $(BUILD)/agent/duration.o
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(CTL_LDLIBS)
 
+# The tables from canned /status documents (tests/data/ctl-*): part of
+# test-unit, no agent and no network. tests/ctl/ is not tests/unit/, so the
+# test is named here and added to the suite.
+CTL_UNIT_BINS := $(BUILD)/tests/test_ctl_table
+UNIT_BINS += $(CTL_UNIT_BINS)
+
+$(BUILD)/tests/test_ctl_table: tests/ctl/test_table.c $(BUILD)/ctl/table.o | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(CTL_CFLAGS) -Ictl -Itests/unit $< $(BUILD)/ctl/table.o -o $@ \
+		$(shell $(PKG_CONFIG) --libs json-c 2>/dev/null || echo -ljson-c) -lcmocka
+
 -include $(wildcard $(BUILD)/ctl/*.d)

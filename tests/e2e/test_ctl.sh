@@ -113,6 +113,15 @@ ctl watch --interval 5 >/dev/null 2>&1; expect_eq "interval without unit exit" "
 expect_eq "--help" "$("$KBREAKERCTL" --help | head -1)" "Usage: kbreakerctl [--url URL] [--timeout DURATION] COMMAND [OPTIONS]"
 expect_eq "--version" "$("$KBREAKERCTL" --version)" "kbreakerctl $("$KBREAKERD" --version | awk '{ print $2 }')"
 
+log "status --by-workload: this agent runs without workloads: (attribution off)"
+out=$(ctl status --by-workload 2> "$T_DIR/by-workload.err"); rc=$?
+expect_eq "--by-workload, attribution off: exit, stdout" "$rc:$out" "1:"
+expect_eq "--by-workload, attribution off: message" "$(cat "$T_DIR/by-workload.err")" \
+	"kbreakerctl: workload attribution is off (workloads: in the agent's config)"
+expect_eq "status --json --by-workload: the document" \
+	"$(ctl status --json --by-workload | jq -c '[.destinations[].name]')" '["down","up","watched"]'
+ctl watch --by-workload >/dev/null 2>&1; expect_eq "watch --by-workload exit" "$?" 2
+
 kill "$LISTENER"; wait "$LISTENER"
 stop_agent; expect_eq "kbreakerd exit status on SIGTERM" "$?" 0
 t_done

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * kbreakerctl's tables (ctl/table.c) from canned /status documents, compared
+ * exactly: no agent, no network. Fixtures in tests/data/ctl-* are loaded by
+ * path relative to the top of the tree, where `make test-unit` runs.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "kb_test.h"
+#include "table.h"
+
+#define WORKLOADS_DOC "tests/data/ctl-status-workloads.json"
+
+static char *slurp(const char *path)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *in = fopen(path, "r"), *out = open_memstream(&buf, &len);
+	int c;
+
+	if (!in)
+		fail_msg("%s: %s", path, strerror(errno));
+	assert_non_null(out);
+	while ((c = fgetc(in)) != EOF)
+		fputc(c, out);
+	assert_int_equal(ferror(in), 0);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+	return buf;
+}
+
+static struct json_object *parse(const char *ctx, const char *body)
+{
+	struct json_object *doc;
+	char err[256];
+
+	doc = table_parse(body, err, sizeof(err));
+	if (!doc)
+		fail_msg("%s: %s", ctx, err);
+	return doc;
+}
+
+/* render(out, doc) into a string; its return value in *rc. */
+static char *render(int (*fn)(FILE *, struct json_object *), struct json_object *doc, int *rc)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	*rc = fn(out, doc);
+	assert_int_equal(fclose(out), 0);
+	return buf;
+}
+
+/*
+ * --by-workload on the canned document: destinations in its order, each
+ * one's workloads in its order (the agent's: failures descending), none for
+ * cache (no workload rows); STATE "-" for catalog's shared breaker; a
+ * connects result kbreakerctl does not know ("reset") still counted.
+ */
+static void test_workloads_canned(void **state)
+{
+	char *body = slurp(WORKLOADS_DOC), *text;
+	struct json_object *doc = parse(WORKLOADS_DOC, body);
+	int rc;
+
+	text = render(table_render_workloads, doc, &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(text,
+		"DESTINATION   WORKLOAD                      BREAKER        STATE       CONNECTS   FAILURES   BLOCKED\n"
+		"payments      system.slice/orders.service   per_workload   open        5          4          5\n"
+		"payments      other                         per_workload   half_open   3          1          1\n"
+		"payments      A                             per_workload   closed      2          0          0\n"
+		"catalog       cgroup-4242                   shared         -           2          2          0\n"
+		"catalog       .                             shared         -           9          0          0\n");
+	free(text);
+	json_object_put(doc);
+	free(body);
+}
+
+/* The plain table of the same document: the new fields change nothing. */
+static void test_status_canned(void **state)
+{
+	char *body = slurp(WORKLOADS_DOC), *text;
+	struct json_object *doc = parse(WORKLOADS_DOC, body);
+	int rc;
+
+	text = render(table_render, doc, &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(text,
+		"NAME       ADDRESS          STATE          FAILURE RATE   CONNECTS   FAILURES   BLOCKED   TIME IN STATE\n"
+		"payments   127.0.0.1:8080   open           62.5%          8          5          6         4.1s\n"
+		"cache      [::1]:6379       closed         0.0%           0          0          0         1m15s\n"
+		"catalog    10.1.0.0/16:*    metrics_only   50.0%          4          2          0         1m15s\n");
+	free(text);
+	json_object_put(doc);
+	free(body);
+}
+
+static void test_workloads_cases(void **state)
+{
+	static const char header[] =
+		"DESTINATION   WORKLOAD   BREAKER   STATE   CONNECTS   FAILURES   BLOCKED\n";
+	static const struct {
+		const char *name;
+		const char *doc;
+		int rc;
+		const char *want;
+	} cases[] = {
+		{ "attribution off", "{\"workloads\":null,\"destinations\":[{\"name\":\"a\",\"workloads\":[]}]}",
+		  -ENODATA, "" },
+		{ "an agent older than attribution", "{\"destinations\":[{\"name\":\"a\"}]}", -ENODATA, "" },
+		{ "workloads not an object", "{\"workloads\":1,\"destinations\":[]}", -ENODATA, "" },
+		{ "on, nothing counted yet",
+		  "{\"workloads\":{\"depth\":1,\"max\":50,\"labelled\":0,\"folded\":0},"
+		  "\"destinations\":[{\"name\":\"a\",\"breaker\":\"shared\",\"workloads\":[]},{\"name\":\"b\"}]}",
+		  0, header },
+		{ "on, no destinations", "{\"workloads\":{},\"destinations\":[]}", 0, header },
+		/* Missing fields and a row that is not an object are "-", never a crash. */
+		{ "fields missing",
+		  "{\"workloads\":{},\"destinations\":[7,{\"workloads\":[{},3]},"
+		  "{\"name\":\"c\",\"breaker\":\"per_workload\",\"workloads\":[{\"workload\":\"web\",\"failures\":1.0}]}]}",
+		  0,
+		  "DESTINATION   WORKLOAD   BREAKER        STATE   CONNECTS   FAILURES   BLOCKED\n"
+		  "-             -          -              -       -          -          -\n"
+		  "-             -          -              -       -          -          -\n"
+		  "c             web        per_workload   -       -          1          -\n" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct json_object *doc = parse(cases[i].name, cases[i].doc);
+		char *text;
+		int rc;
+
+		text = render(table_render_workloads, doc, &rc);
+		check_int(cases[i].name, rc, cases[i].rc);
+		check_str(cases[i].name, text, cases[i].want);
+		free(text);
+		json_object_put(doc);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_workloads_canned),
+		cmocka_unit_test(test_status_canned),
+		cmocka_unit_test(test_workloads_cases),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
