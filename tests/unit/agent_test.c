@@ -135,7 +135,8 @@ static size_t check_keys(const char *ctx, const struct agent *a)
 			k.prefix_len = name ? 128 : c->cfg->prefix_len;
 			k.port = c->cfg->port;
 			k.netns = c->cfg->netns_ino;
-			k.id = is_grouped(c) ? c->members[m] : c->slot;
+			k.id = is_grouped(c) ? c->members[m] :
+			       c->slot | (c->n_wl ? KB_ID_PER_WORKLOAD : 0);
 			for (size_t j = 0; j < fake_maps.n_keys && !found; j++)
 				found = !memcmp(&fake_maps.keys[j], &k, sizeof(k));
 			if (!found)
@@ -160,7 +161,8 @@ void check_maps(const char *ctx, const struct agent *a)
 			continue;
 		}
 		breaker_verdict(&s->br, &want);
-		if (is_grouped(&a->circuits[s->circuit])) {
+		if (is_grouped(&a->circuits[s->circuit]) ||
+		    (a->circuits[s->circuit].n_wl && a->circuits[s->circuit].cfg->max_open_percent < 100)) {
 			want.trip_after = 0;
 			want.wake_mask |= want.fail_mask;
 			want.events = 1;

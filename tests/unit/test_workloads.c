@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Workloads (issue 15): the names of the indexes the kernel hands out
+ * (workloads.c), and the agent around them against fakes.c: a
+ * per_workload destination's breakers in consecutive slots, each tripped
+ * on its own, and the pages that show each workload's counts, named
+ * from a directory tree standing in for the cgroups.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+#include "kb_test.h"
+
+#include "agent.h"
+#include "agent_test.h"
+#include "breaker.h"
+#include "config.h"
+#include "fakes.h"
+#include "workloads.h"
+
+static void test_names(void **state)
+{
+	struct workloads w;
+	char label[8];
+
+	assert_int_equal(workloads_init(&w, 4, 1), 0);
+	assert_string_equal(w.names[4], "other");
+	assert_false(workloads_named(&w, 0));
+	workloads_name(&w, 0, "A");
+	workloads_name(&w, 1, "B");
+	workloads_name(&w, 0, "again");		/* named once */
+	workloads_name(&w, 2, "A");		/* made again: a new index, the same name */
+	workloads_name(&w, 3, "other");		/* a cgroup named like the fold joins it */
+	assert_string_equal(w.names[0], "A");
+	assert_int_equal(w.canon[0], 0);
+	assert_int_equal(w.canon[1], 1);
+	assert_int_equal(w.canon[2], 0);
+	assert_int_equal(w.canon[3], 4);
+	assert_int_equal(w.labelled, 2);
+	workloads_fini(&w);
+	assert_int_equal(workloads_label("", label, sizeof(label)), 0);
+	assert_string_equal(label, ".");
+	assert_int_equal(workloads_label("svc/a", label, sizeof(label)), 0);
+	assert_string_equal(label, "svc/a");
+	assert_int_equal(workloads_label("much-too-long", label, sizeof(label)), -ENAMETOOLONG);
+	assert_int_equal(workloads_init(&w, 0, 1), 0);	/* off */
+	assert_null(w.names);
+	workloads_fini(&w);
+}
+
+#define CONFIG(db) "resolve_interval: 24h\nmax_destinations: 16\n" \
+	"workloads: { depth: 1, max: 3 }\n" \
+	"defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }\n" \
+	"destinations:\n" \
+	"  - { name: db, host: 10.0.0.1, port: 5432, breaker: " db " }\n" \
+	"  - { name: web, host: 10.0.0.2, port: 80 }\n"
+
+/* A directory standing in for the enforcement cgroup, with A and B below it. */
+struct tree {
+	char dir[64], a[80], b[80];
+	uint64_t id_a, id_b, id_self;
+};
+
+static uint64_t ino(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_ino;
+}
+
+static void tree_make(struct tree *t)
+{
+	snprintf(t->dir, sizeof(t->dir), "/tmp/kb-wl-%d", (int)getpid());
+	snprintf(t->a, sizeof(t->a), "%s/A", t->dir);
+	snprintf(t->b, sizeof(t->b), "%s/B", t->dir);
+	assert_int_equal(mkdir(t->dir, 0700), 0);
+	assert_int_equal(mkdir(t->a, 0700), 0);
+	assert_int_equal(mkdir(t->b, 0700), 0);
+	t->id_a = ino(t->a);
+	t->id_b = ino(t->b);
+	t->id_self = ino(t->dir);
+}
+
+static void tree_drop(struct tree *t)
+{
+	rmdir(t->a);
+	rmdir(t->b);
+	rmdir(t->dir);
+}
+
+/* per_workload: max + 1 consecutive breakers, a flagged key, each member tripped alone. */
+static void test_per_workload_slots(void **state)
+{
+	struct config *cfg = parse("per_workload", CONFIG("per_workload"));
+	const struct agent_circuit *db, *web;
+	struct agent a;
+	uint64_t now = mono_now();
+
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 16, now), 0);
+	db = circuit_named(&a, "db");
+	web = circuit_named(&a, "web");
+	assert_int_equal(db->n_wl, 4);
+	assert_int_equal(web->n_wl, 0);
+	assert_int_equal(a.n_slots, 5);
+	for (uint32_t m = 0; m < 4; m++) {
+		assert_true(a.slots[db->slot + m].used);
+		assert_int_equal(a.slots[db->slot + m].workload, m);
+		assert_int_equal(a.slots[db->slot + m].circuit, db - a.circuits);
+	}
+	assert_true(fake_maps.lookup_flags & KB_LOOKUP_WORKLOADS);
+	check_maps("per_workload at start", &a);
+	/* Workload 1's two failures open its breaker alone. */
+	fake_event(db->slot + 1, KB_RES_REFUSED, now + 1);
+	fake_event(db->slot + 1, KB_RES_REFUSED, now + 2);
+	assert_int_equal(agent_drain(&a, now + 3), 0);
+	assert_int_equal(a.slots[db->slot + 1].br.state, BS_OPEN);
+	assert_int_equal(a.slots[db->slot].br.state, BS_CLOSED);
+	assert_int_equal(a.slots[db->slot + 2].br.state, BS_CLOSED);
+	assert_int_equal(fake_maps.verdicts[db->slot + 1].action, KB_ACT_BLOCK);
+	assert_int_equal(fake_maps.verdicts[db->slot].action, KB_ACT_ALLOW);
+	check_maps("per_workload, one member open", &a);
+	agent_fini(&a);
+	drop(cfg);
+}
+
+/* shared <-> per_workload on reload: a new destination, new breakers; the old ones unblocked. */
+static void test_reload_switch(void **state)
+{
+	struct config *one = parse("shared", CONFIG("shared"));
+	struct config *two = parse("per_workload", CONFIG("per_workload"));
+	uint64_t now = mono_now();
+	uint32_t old_slot;
+	struct agent a;
+
+	assert_int_equal(agent_init(&a, one, fake_bpf_open(), 16, now), 0);
+	old_slot = circuit_named(&a, "db")->slot;
+	fake_event(old_slot, KB_RES_REFUSED, now + 1);
+	fake_event(old_slot, KB_RES_REFUSED, now + 2);
+	assert_int_equal(agent_drain(&a, now + 3), 0);
+	assert_int_equal(fake_maps.verdicts[old_slot].action, KB_ACT_BLOCK);
+	assert_int_equal(agent_reload(&a, two, now + 4), 0);
+	assert_int_equal(circuit_named(&a, "db")->n_wl, 4);
+	assert_int_not_equal(circuit_named(&a, "db")->slot, old_slot);
+	assert_int_equal(fake_maps.verdicts[old_slot].action, KB_ACT_ALLOW);
+	check_maps("after the switch", &a);
+	assert_int_equal(agent_reload(&a, one, now + 5), 0);
+	assert_int_equal(circuit_named(&a, "db")->n_wl, 0);
+	check_maps("and back", &a);
+	agent_fini(&a);
+	drop(one);
+	drop(two);
+}
+
+/* The pages name each workload from the tree, merge, fold past max and sort by failures. */
+static void test_pages(void **state)
+{
+	struct config *cfg = parse("per_workload", CONFIG("per_workload"));
+	const struct agent_circuit *db, *web;
+	uint32_t ia, ib, iself, ifold;
+	uint64_t now = mono_now();
+	struct agent a;
+	struct tree t;
+	char *text;
+
+	tree_make(&t);
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 16, now), 0);
+	agent_set_cgroup(&a, t.dir);
+	fake_maps.wl_ctl.max = 3;
+	db = circuit_named(&a, "db");
+	web = circuit_named(&a, "web");
+	ib = fake_workload(t.id_b);
+	ia = fake_workload(t.id_a);
+	iself = fake_workload(t.id_self);
+	ifold = fake_workload(12345);	/* past max */
+	assert_int_equal(ifold, 3);
+	fake_wl_count(db->slot, ia, KB_RES_REFUSED, 3);
+	fake_wl_count(db->slot, ia, KB_RES_MAX, 2);
+	fake_wl_count(db->slot, ib, KB_RES_SUCCESS, 1);
+	fake_wl_count(web->slot, iself, KB_RES_TIMEOUT, 1);
+	fake_wl_count(web->slot, ifold, KB_RES_SUCCESS, 4);
+	fake_event(db->slot + ia, KB_RES_REFUSED, now + 1);
+	fake_event(db->slot + ia, KB_RES_REFUSED, now + 2);
+	assert_int_equal(agent_drain(&a, now + 3), 0);
+
+	text = render("status", &a, agent_status);
+	assert_non_null(strstr(text, "\"breaker\":\"per_workload\",\"workloads\":["
+		"{\"workload\":\"A\",\"connects\":{\"success\":0,\"refused\":3,\"timeout\":0,"
+		"\"unreachable\":0,\"error\":0,\"cancelled\":0},\"failures\":3,\"blocked\":2,"
+		"\"state\":\"open\"},"
+		"{\"workload\":\"B\",\"connects\":{\"success\":1,"));
+	assert_non_null(strstr(text, "\"breaker\":\"shared\",\"workloads\":["
+		"{\"workload\":\".\",\"connects\":{\"success\":0,\"refused\":0,\"timeout\":1,"));
+	assert_non_null(strstr(text, "{\"workload\":\"other\",\"connects\":{\"success\":4,"));
+	assert_non_null(strstr(text, "\"workloads\":{\"depth\":1,\"max\":3,\"labelled\":3,\"folded\":1}"));
+	free(text);
+
+	text = render("metrics", &a, agent_metrics);
+	assert_non_null(strstr(text, "kbreaker_workload_tcp_connects_total{circuit_name=\"db\","
+			       "workload=\"A\",result=\"refused\"} 3\n"));
+	assert_non_null(strstr(text, "kbreaker_workload_connects_blocked_total{circuit_name=\"db\","
+			       "workload=\"A\"} 2\n"));
+	assert_non_null(strstr(text, "circuit_breaker_workload_state{circuit_name=\"db\","
+			       "workload=\"A\",state=\"open\"} 1\n"));
+	assert_non_null(strstr(text, "circuit_breaker_workload_state{circuit_name=\"db\","
+			       "workload=\"B\",state=\"closed\"} 1\n"));
+	assert_null(strstr(text, "circuit_breaker_workload_state{circuit_name=\"web\""));
+	assert_non_null(strstr(text, "kbreaker_workloads 3\n"));
+	assert_non_null(strstr(text, "kbreaker_workloads_folded 1\n"));
+	free(text);
+
+	agent_fini(&a);
+	tree_drop(&t);
+	drop(cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_per_workload_slots),
+		cmocka_unit_test(test_reload_switch),
+		cmocka_unit_test(test_pages),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
