@@ -359,7 +359,8 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 		err = reload_fail(&r, -EINVAL, "max_destinations cannot change while running "
 				  "(%u -> %u), restart kbreakerd", a->capacity, cfg->max_destinations);
 	} else {
-		err = reload_match(a, &r);
+		err = config_start_only_changed(a->cfg, cfg, r.why, sizeof(r.why));
+		err = err ?: reload_match(a, &r);
 	}
 	err = err ?: reload_resolve(&r);
 	if (!err) {

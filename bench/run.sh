@@ -94,6 +94,7 @@ listen: $LISTEN
 cgroup: $B_CG
 poll_interval: 100ms
 metrics_compact: ${COMPACT:-false}
+${WORKLOADS:+workloads: { depth: 1, max: 50 \}}
 defaults:
   mode: enforce
   consecutive_failures: 5
@@ -224,6 +225,37 @@ for c in $CASES; do
 done
 st=$(printf '%s\n' "${starts[@]}" | "$KBBENCH" stats)
 row "kbreakerd start to /healthz at 10,000 destinations (ms)" "median $(field median "$st"), max $(field max "$st")" "-" "-"
+
+# 1b. Workload attribution on vs off, same destinations, interleaved: what
+# naming the connecting cgroup and counting per workload add to a configured
+# destination (a destination the config does not name never gets that far).
+CONFIG_PLAIN=$CONFIG
+CONFIG_WL=$OUT/kb-10k-workloads.yaml
+WORKLOADS=1 gen_config "$CONFIG_WL"
+CASES_WL="open_hit:open:$P_OPEN_HIT closed_hit:closed:$P_CLOSED_HIT"
+log "1b. workload attribution: $ROUNDS interleaved rounds x 2 cases x $N connects"
+for ((r = 1; r <= ROUNDS; r++)); do
+	for side in wl plain; do
+		[ "$side" = wl ] && CONFIG=$CONFIG_WL || CONFIG=$CONFIG_PLAIN
+		start_agent
+		for c in $CASES_WL; do
+			IFS=: read -r name kind port <<<"$c"
+			out=$(in_ns "$KBBENCH" loop "$kind" 127.0.0.1 "$port" "$N")
+			echo "$r $(field ns_per_op "$out")" >> "$OUT/wl-$name-$side.tmp"
+		done
+		stop_agent "item 1b round $r"
+	done
+done
+CONFIG=$CONFIG_PLAIN
+for c in $CASES_WL; do
+	IFS=: read -r name kind port <<<"$c"
+	ab_stats "workloads $name" "$OUT/wl-$name-wl.tmp" "$OUT/wl-$name-plain.tmp" on off
+	ma=$(field median "$A"); mb=$(field median "$B"); md=$(field median "$D")
+	added=$(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.0f", a - b }')
+	row "1b. connect+close, $name: workload attribution on vs off (median ns)" \
+		"$ma vs $mb; added ${added} ns (paired median $md, IQR $(field iqr "$D"))" \
+		"<= 100 ns" "$(verdict "$added" '<=' 100)"
+done
 
 # ---------------------------------------------------------------------------
 # One agent for the rest.

@@ -155,6 +155,16 @@ static void test_reload_switch(void **state)
 	assert_int_equal(agent_reload(&a, one, now + 5), 0);
 	assert_int_equal(circuit_named(&a, "db")->n_wl, 0);
 	check_maps("and back", &a);
+	/* workloads: is read at start only: a reload that changes it keeps the running config. */
+	{
+		struct config *other = parse("max 4", "resolve_interval: 24h\nmax_destinations: 16\n"
+					     "workloads: { depth: 1, max: 4 }\ndestinations: []\n");
+
+		assert_int_equal(agent_reload(&a, other, now + 6), -EINVAL);
+		assert_ptr_equal(a.cfg, one);
+		check_maps("after the rejected reload", &a);
+		drop(other);
+	}
 	agent_fini(&a);
 	drop(one);
 	drop(two);
