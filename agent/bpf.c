@@ -372,8 +372,8 @@ static int load_observe(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 	k->obs->rodata->kb_gen = 1;
 	if (opts->state_dir) {
 		err = prepare_state_dir(opts->state_dir);
-		err = err ?: kb_bpf_wl_unpin_stale(opts->state_dir, opts->wl_level, opts->wl_max,
-						   kb_bpf_wl_stats_max(opts->capacity, opts->wl_max));
+		err = err ?: kb_bpf_wl_unpin_stale(opts->state_dir, opts, kb_bpf_wl_stats_max(opts->capacity,
+											      opts->wl_max));
 		err = err ?: pin_maps(k->obs, opts->state_dir, &k->adopted);
 		if (err)
 			return err;
@@ -487,7 +487,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 		log_err("bpf: read the destinations kept in %s: %s", opts->state_dir, strerror(-err));
 		goto fail;
 	}
-	err = kb_bpf_wl_start(k, opts->wl_level, opts->wl_max);
+	err = kb_bpf_wl_start(k, opts);
 	if (err) {
 		log_err("bpf: workload settings: %s", strerror(-err));
 		goto fail;

@@ -29,7 +29,7 @@ struct kb_bpf_opts {
 	 * pinned: when the agent is gone nothing is blocked.
 	 */
 	const char *state_dir;
-	uint32_t wl_level;	/* workloads: cgroup level that makes one (kb_wl_ctl) */
+	uint32_t wl_depth;	/* workloads: levels below cgroup that make one (kb_wl_ctl) */
 	uint32_t wl_max;	/* workloads: labelled ones; 0 = attribution off */
 };
 

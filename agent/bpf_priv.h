@@ -45,9 +45,9 @@ uint32_t kb_bpf_wl_stats_max(uint32_t capacity, uint32_t wl_max);
  * Unpin the workload maps in dir when they were numbered under other
  * settings, so that the load creates them afresh. 0 or -errno.
  */
-int kb_bpf_wl_unpin_stale(const char *dir, uint32_t level, uint32_t max, uint32_t stats_max);
+int kb_bpf_wl_unpin_stale(const char *dir, const struct kb_bpf_opts *opts, uint32_t stats_max);
 
 /* Give the kernel its settings, before the hooks attach. 0 or -errno. */
-int kb_bpf_wl_start(struct kb_bpf *k, uint32_t level, uint32_t max);
+int kb_bpf_wl_start(struct kb_bpf *k, const struct kb_bpf_opts *opts);
 
 #endif /* KB_BPF_PRIV_H */

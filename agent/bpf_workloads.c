@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "bpf_priv.h"
@@ -50,17 +51,32 @@ static int pinned_wl(const char *dir, struct kb_wl_ctl *ctl, __u32 *stats_max)
 	return err;
 }
 
-int kb_bpf_wl_unpin_stale(const char *dir, uint32_t level, uint32_t max, uint32_t stats_max)
+/* The enforcement cgroup's id: its directory's inode number (kernfs, 64-bit). 0 or -errno. */
+static int cgroup_id(const char *dir, __u64 *id)
+{
+	struct stat st;
+
+	if (stat(dir, &st))
+		return -errno;
+	*id = st.st_ino;
+	return 0;
+}
+
+int kb_bpf_wl_unpin_stale(const char *dir, const struct kb_bpf_opts *opts, uint32_t stats_max)
 {
 	struct kb_wl_ctl ctl;
 	char path[4096];
 	__u32 have_max = 0;
+	__u64 base = 0;
 	int err;
 
 	err = pinned_wl(dir, &ctl, &have_max);
 	if (err == -ENOENT)
 		return 0;
-	if (!err && ctl.level == level && ctl.max == max && have_max == stats_max)
+	if (!err && opts->wl_max)
+		err = cgroup_id(opts->cgroup, &base);
+	if (!err && ctl.base == base && ctl.depth == opts->wl_depth && ctl.max == opts->wl_max &&
+	    have_max == stats_max)
 		return 0;
 	/*
 	 * Numbered under other settings (or unreadable): the indexes would name
@@ -76,17 +92,31 @@ int kb_bpf_wl_unpin_stale(const char *dir, uint32_t level, uint32_t max, uint32_
 	return 0;
 }
 
-int kb_bpf_wl_start(struct kb_bpf *k, uint32_t level, uint32_t max)
+int kb_bpf_wl_start(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_wl_ctl);
 	struct kb_wl_ctl ctl;
 	__u32 zero = 0;
+	__u64 base = 0;
+	int err;
 
+	if (opts->wl_max) {
+		err = cgroup_id(opts->cgroup, &base);
+		if (err)
+			return err;
+	}
 	if (bpf_map_lookup_elem(fd, &zero, &ctl))
 		return -errno;
-	/* next and lost are the kernel's; before the hooks attach nothing else writes them. */
-	ctl.level = level;
-	ctl.max = max;
+	/*
+	 * next, lost and level are the kernel's; before the hooks attach
+	 * nothing else writes them. A level found under other settings is
+	 * found again.
+	 */
+	if (ctl.base != base || ctl.depth != opts->wl_depth)
+		ctl.level = 0;
+	ctl.base = base;
+	ctl.depth = opts->wl_depth;
+	ctl.max = opts->wl_max;
 	if (bpf_map_update_elem(fd, &zero, &ctl, BPF_ANY))
 		return -errno;
 	return 0;

@@ -34,28 +34,6 @@ int cgroup2_root(char *buf, size_t len)
 	return err;
 }
 
-int cgroup_level(const char *dir, uint32_t *level)
-{
-	char root[PATH_MAX], rroot[PATH_MAX], rdir[PATH_MAX];
-	size_t n;
-	int err;
-
-	err = cgroup2_root(root, sizeof(root));
-	if (err)
-		return err;
-	if (!realpath(root, rroot) || !realpath(dir, rdir))
-		return -errno;
-	n = strlen(rroot);
-	if (n == 1)
-		n = 0;	/* mounted on "/" */
-	if (strncmp(rdir, rroot, n) || (rdir[n] && rdir[n] != '/'))
-		return -EXDEV;
-	*level = 0;
-	for (const char *p = rdir + n; *p; p++)
-		*level += *p == '/' && p[1];
-	return 0;
-}
-
 /* dfd (at rel, depth levels left): its children, and theirs. Unreadable ones are skipped. */
 static void walk_below(int dfd, char *rel, size_t rel_len, uint32_t depth, cgroup_fn fn, void *ctx)
 {

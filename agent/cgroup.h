@@ -11,9 +11,6 @@
  */
 int cgroup2_root(char *buf, size_t len);
 
-/* Level of cgroup directory dir below the cgroup2 mount root (root: 0). 0 or -errno. */
-int cgroup_level(const char *dir, uint32_t *level);
-
 /* Called for dir itself (rel "") and each cgroup below it; id is the cgroup id. */
 typedef void (*cgroup_fn)(void *ctx, uint64_t id, const char *rel);
 

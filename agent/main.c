@@ -421,13 +421,7 @@ static int daemon_start(struct kbreakerd *d)
 		}
 	}
 	if (cfg->workloads_on) {
-		err = cgroup_level(d->cgroup, &bo.wl_level);
-		if (err) {
-			log_err("workloads: where is cgroup %s below the cgroup2 mount: %s", d->cgroup,
-				strerror(-err));
-			return err;
-		}
-		bo.wl_level += cfg->workloads_depth;
+		bo.wl_depth = cfg->workloads_depth;
 		bo.wl_max = cfg->workloads_max;
 	}
 	kb_bpf_setup_logging();

@@ -20,6 +20,27 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define KB_WL_NONE 0xffffffffU
 
 /*
+ * The cgroup level that makes a workload: the enforcement cgroup's own,
+ * found once among the task's ancestors, plus depth. -1: the task is not
+ * below the enforcement cgroup (a socket made inside, connected from outside).
+ */
+static __always_inline int kb_wl_level(struct kb_wl_ctl *c)
+{
+	__u32 found = c->level;
+
+	if (found)
+		return found - 1;
+	for (int i = 0; i < KB_WL_LEVELS; i++)
+		if (bpf_get_current_ancestor_cgroup_id(i) == c->base) {
+			found = i + c->depth;
+			/* Every CPU finds the same: the store needs no order. */
+			c->level = found + 1;
+			return found;
+		}
+	return -1;
+}
+
+/*
  * The workload of the task connecting now: its cgroup's ancestor at the
  * workload level, or its own cgroup when shallower, as an index that
  * kb_workloads hands out on first sight (kb_abi.h).
@@ -28,18 +49,27 @@ static __always_inline __u32 kb_workload(void)
 {
 	struct kb_wl_ctl *c;
 	__u32 zero = 0, *w, n, max;
-	__u64 cg;
+	__u64 cg = 0;
+	int level;
 
 	c = bpf_map_lookup_elem(&kb_wl_ctl, &zero);
 	if (!c || !c->max)
 		return KB_WL_NONE;
 	max = c->max;
-	cg = bpf_get_current_ancestor_cgroup_id(c->level) ?: bpf_get_current_cgroup_id();
+	level = kb_wl_level(c);
+	if (level >= 0)
+		cg = bpf_get_current_ancestor_cgroup_id(level);
+	if (!cg)
+		cg = bpf_get_current_cgroup_id();
 	w = bpf_map_lookup_elem(&kb_workloads, &cg);
 	if (w)
 		return *w < max ? *w : max;
-	/* Indexes are never given back: past max every new cgroup is "other". */
-	n = c->next < max ? __sync_fetch_and_add(&c->next, 1) : max;
+	/*
+	 * Indexes are never given back: past max every new cgroup is "other".
+	 * next counts on past max (the agent reports next - max as folded),
+	 * short of wrapping round to indexes already given.
+	 */
+	n = c->next < (1U << 31) ? __sync_fetch_and_add(&c->next, 1) : max;
 	if (n > max)
 		n = max;
 	if (!bpf_map_update_elem(&kb_workloads, &cg, &n, BPF_NOEXIST))

@@ -100,17 +100,27 @@ _Static_assert(sizeof(struct kb_lpm_key) == 28, "kb_lpm_key ABI");
 
 /*
  * Workloads (attribution): the connect hooks name the cgroup a connect
- * comes from, cut at kb_wl_ctl.level, and kb_workloads gives it an index
- * on first sight: 0..max-1 each its own label, max for every later one
- * ("other"). kb_wl_ctl.max 0: attribution off.
+ * comes from, cut `depth` levels below the enforcement cgroup, and
+ * kb_workloads gives it an index on first sight: 0..max-1 each its own
+ * label, max for every later one ("other"). kb_wl_ctl.max 0: off.
+ *
+ * The hooks find the enforcement cgroup's level themselves, by its id
+ * among the task's ancestors: a path seen through a container's cgroup
+ * namespace or bind mount would give the agent a wrong one.
  */
 struct kb_wl_ctl {
-	__u32 level;	/* agent: cgroup level that makes a workload (enforcement level + depth) */
+	__u64 base;	/* agent: the enforcement cgroup's id (its directory's inode) */
+	__u32 depth;	/* agent: levels below it that make a workload */
 	__u32 max;	/* agent: labelled workloads; 0 = attribution off */
 	__u32 next;	/* kernel: indexes handed out so far (may pass max) */
 	__u32 lost;	/* kernel: workload counts dropped, kb_wstats full */
+	__u32 level;	/* kernel: 1 + the level that makes a workload; 0 = not found yet */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct kb_wl_ctl) == 16, "kb_wl_ctl ABI");
+_Static_assert(sizeof(struct kb_wl_ctl) == 32, "kb_wl_ctl ABI");
+
+/* Deepest enforcement cgroup level the hooks look for (cgroup v2 nests far less in practice). */
+#define KB_WL_LEVELS 32
 
 /* Key of kb_wstats: a destination (its first slot) and a workload index. */
 struct kb_wl_key {
