@@ -383,6 +383,38 @@ static void test_family_table(void **state)
 	free(text);
 }
 
+/* Workload families: only with attribution on; a cgroup's name escaped in its label. */
+static void test_workloads(void **state)
+{
+	struct metrics_agent info = { .version = "v", .kernel = "k", .compact = true };
+	struct metrics_wl wl[2] = {
+		{ .name = "svc\"a\\b\nc", .state = -1 },
+		{ .name = "other", .state = -1 },
+	};
+	static const uint64_t transitions[BS_MAX][BS_MAX];
+	struct metrics_dst d = { .name = "db", .transitions = transitions, .wl = wl, .n_wl = 2 };
+	char *text;
+
+	wl[0].st.connects[KB_RES_REFUSED] = 2;
+	wl[1].st.blocked = 5;
+	text = render(&info, &d, 1);
+	assert_null(strstr(text, "kbreaker_workload"));
+	free(text);
+	info.wl_on = true;
+	info.wl_labelled = 1;
+	info.wl_folded = 7;
+	text = render(&info, &d, 1);
+	assert_non_null(strstr(text, "kbreaker_workload_tcp_connects_total{circuit_name=\"db\","
+			       "workload=\"svc\\\"a\\\\b\\nc\",result=\"refused\"} 2\n"));
+	assert_non_null(strstr(text, "kbreaker_workload_connects_blocked_total{circuit_name=\"db\","
+			       "workload=\"other\"} 5\n"));
+	assert_non_null(strstr(text, "kbreaker_workloads 1\n"));
+	assert_non_null(strstr(text, "kbreaker_workloads_folded 7\n"));
+	/* shared: no per-workload state */
+	assert_null(strstr(text, "circuit_breaker_workload_state{"));
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -393,6 +425,7 @@ int main(void)
 		cmocka_unit_test(test_compact),
 		cmocka_unit_test(test_openmetrics),
 		cmocka_unit_test(test_family_table),
+		cmocka_unit_test(test_workloads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
