@@ -67,7 +67,7 @@ static int pin_maps(struct kb_observe *obs, const char *dir, bool *adopted)
 	struct bpf_map *maps[] = {
 		obs->maps.kb_dst, obs->maps.kb_dst_lpm, obs->maps.kb_stats, obs->maps.kb_verdicts,
 		obs->maps.kb_trips, obs->maps.kb_sk_state, obs->maps.kb_events, obs->maps.kb_saved, obs->maps.kb_owner,
-		obs->maps.kb_wl_ctl, obs->maps.kb_workloads, obs->maps.kb_wstats, obs->maps.kb_sk_wl,
+		obs->maps.kb_wl_ctl, obs->maps.kb_workloads, obs->maps.kb_wstats,
 	};
 	char path[4096];
 	int err;
@@ -412,7 +412,7 @@ static int load_enforce(struct kb_bpf *k)
 	err = err ?: share_map(k->enf->maps.kb_wl_ctl, k->obs->maps.kb_wl_ctl, "kb_wl_ctl");
 	err = err ?: share_map(k->enf->maps.kb_workloads, k->obs->maps.kb_workloads, "kb_workloads");
 	err = err ?: share_map(k->enf->maps.kb_wstats, k->obs->maps.kb_wstats, "kb_wstats");
-	err = err ?: share_map(k->enf->maps.kb_sk_wl, k->obs->maps.kb_sk_wl, "kb_sk_wl");
+	err = err ?: share_map(k->enf->maps.kb_sk_state, k->obs->maps.kb_sk_state, "kb_sk_state");
 	if (err)
 		return err;
 	err = kb_enforce__load(k->enf);

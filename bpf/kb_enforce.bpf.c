@@ -17,8 +17,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define KB_WL_NONE 0xffffffffU
-
 /*
  * The cgroup level that makes a workload: the enforcement cgroup's own,
  * found once among the task's ancestors, plus depth. -1: the task is not
@@ -86,8 +84,8 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk
 	struct kb_dst_stats *st;
 	struct kb_wl_stats *ws;
 	struct kb_verdict *v;
-	struct kb_sk_wl *tag;
 	struct kb_trip *t;
+	struct kb_sk *ks;
 
 	dst_id = kb_lookup(key, sk);
 	if (!dst_id)
@@ -141,13 +139,15 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk
 		bpf_set_retval(-ECONNREFUSED);
 	return 0;
 allow:
-	/* kb_observe attributes the outcome from this tag: it has no cgroup of its own to ask. */
+	/*
+	 * kb_observe attributes the outcome from the socket's storage: it has
+	 * no cgroup of its own to ask. Made here, it is the one kb_observe
+	 * would make at SYN_SENT anyway.
+	 */
 	if (wl != KB_WL_NONE && sk) {
-		tag = bpf_sk_storage_get(&kb_sk_wl, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-		if (tag) {
-			tag->dst = id;
-			tag->workload = wl;
-		}
+		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (ks)
+			ks->dst_id = kb_sk_id(slot, wl, *dst_id & KB_ID_PER_WORKLOAD);
 	}
 	return 1;
 }

@@ -78,18 +78,39 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } kb_wstats SEC(".maps");
 
-/* A socket's workload, set by the connect hook for configured destinations. */
-struct kb_sk_wl {
-	__u32 dst;	/* the destination's first slot */
-	__u32 workload;
+/*
+ * Per-socket state, only for sockets connecting to configured
+ * destinations: made by kb_enforce when it names the workload, else by
+ * kb_observe at SYN_SENT. One storage per socket either way: the
+ * workload rides in dst_id's high bits (slots fit in KB_SK_SLOT, as
+ * max_destinations is at most 2^20).
+ */
+struct kb_sk {
+	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */
+	__u32 dst_id;	/* slot | (workload + 1) << KB_SK_WL_SHIFT | KB_ID_PER_WORKLOAD */
+	__u32 retrans;	/* segments counted into retransmits so far */
 };
+
+#define KB_SK_SLOT 0xfffffU
+#define KB_SK_WL_SHIFT 20
+#define KB_SK_WL_MASK 0x7ffU	/* workload + 1; 0: none */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct kb_sk_wl);
-} kb_sk_wl SEC(".maps");
+	__type(value, struct kb_sk);
+} kb_sk_state SEC(".maps");
+
+/* kb_sk.dst_id for a connect to slot whose workload is wl (KB_WL_NONE: none). */
+#define KB_WL_NONE 0xffffffffU
+static __always_inline __u32 kb_sk_id(__u32 slot, __u32 wl, bool per_workload)
+{
+	if (wl == KB_WL_NONE)
+		return slot;
+	return slot | ((wl + 1) & KB_SK_WL_MASK) << KB_SK_WL_SHIFT |
+	       (per_workload ? KB_ID_PER_WORKLOAD : 0);
+}
 
 /* The counters of workload wl's connects to dst, created on first use; NULL when full. */
 static __always_inline struct kb_wl_stats *kb_wl_stats_of(__u32 dst, __u32 wl)

@@ -34,20 +34,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Per-socket state, set at SYN_SENT only for configured destinations. */
-struct kb_sk {
-	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */
-	__u32 dst_id;
-	__u32 retrans;	/* segments counted into retransmits so far */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct kb_sk);
-} kb_sk_state SEC(".maps");
-
 /* Connect outcomes in order, for the agent's breakers. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -206,40 +192,32 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 }
 
 /*
- * The workload kb_enforce tagged sk with at connect, for destination dst.
- * A socket it did not tag (a TCP Fast Open sendmsg runs no connect hook)
- * is "other", tagged here so that its outcome still counts somewhere.
+ * The workload kb_enforce gave the socket's storage at connect (kb_sk).
+ * A socket it did not name (a TCP Fast Open sendmsg runs no connect
+ * hook) counts as "other", so that its outcome still counts somewhere.
  */
-static __always_inline __u32 kb_tag_workload(struct bpf_sock *sk, __u32 dst)
+static __always_inline __u32 kb_sk_workload(const struct kb_sk *ks)
 {
-	struct kb_sk_wl *tag;
+	__u32 tag = ks->dst_id >> KB_SK_WL_SHIFT & KB_SK_WL_MASK, zero = 0;
 	struct kb_wl_ctl *c;
-	__u32 zero = 0;
 
-	tag = bpf_sk_storage_get(&kb_sk_wl, sk, NULL, 0);
-	if (tag && tag->dst == dst)
-		return tag->workload;
+	if (tag)
+		return tag - 1;
 	c = bpf_map_lookup_elem(&kb_wl_ctl, &zero);
-	tag = bpf_sk_storage_get(&kb_sk_wl, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!c || !tag)
-		return 0;
-	tag->dst = dst;
-	tag->workload = c->max;
-	return c->max;
+	return c ? c->max : 0;
 }
 
-/* Count outcome res of sk's connect for the workload it was tagged with. */
-static __always_inline void kb_count_workload(struct bpf_sock *sk, enum kb_result res)
+/* Count outcome res for the workload ks's connect came from. */
+static __always_inline void kb_count_workload(const struct kb_sk *ks, enum kb_result res)
 {
+	__u32 wl = ks->dst_id >> KB_SK_WL_SHIFT & KB_SK_WL_MASK, slot = ks->dst_id & KB_SK_SLOT;
 	struct kb_wl_stats *ws;
-	struct kb_sk_wl *tag;
 
-	if (!(kb_lookup_flags & KB_LOOKUP_WORKLOADS) || res >= KB_RES_MAX)
+	if (!wl || res >= KB_RES_MAX)
 		return;
-	tag = bpf_sk_storage_get(&kb_sk_wl, sk, NULL, 0);
-	if (!tag)
-		return;
-	ws = kb_wl_stats_of(tag->dst, tag->workload);
+	wl--;
+	/* A per_workload destination's counters are its first slot's. */
+	ws = kb_wl_stats_of(ks->dst_id & KB_ID_PER_WORKLOAD ? slot - wl : slot, wl);
 	if (ws)
 		__sync_fetch_and_add(&ws->connects[res], 1);
 }
@@ -249,6 +227,7 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 {
 	struct kb_dst_key key = {};
 	__u32 *dst_id, id, wl;
+	bool per_workload;
 	struct bpf_sock *sk;
 	struct kb_sk *ks;
 
@@ -260,20 +239,29 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 	dst_id = kb_lookup(&key, sk);
 	if (!dst_id)
 		return;
-	id = *dst_id & KB_ID_SLOT;
-	if (kb_lookup_flags & KB_LOOKUP_WORKLOADS) {
-		wl = kb_tag_workload(sk, id);
-		if (*dst_id & KB_ID_PER_WORKLOAD)
-			id += wl;
-	}
+	/* kb_enforce made it already when it named the workload. */
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!ks)
 		return;
+	id = *dst_id & KB_ID_SLOT;
+	if (kb_lookup_flags & KB_LOOKUP_WORKLOADS) {
+		wl = kb_sk_workload(ks);
+		per_workload = *dst_id & KB_ID_PER_WORKLOAD;
+		id = kb_sk_id(per_workload ? id + wl : id, wl, per_workload);
+	}
 	ks->dst_id = id;
 	ks->retrans = 0;
 	ks->syn_ns = bpf_ktime_get_ns();
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 				  BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
+}
+
+/* The counters of the slot ks's connect counts into. */
+static __always_inline struct kb_dst_stats *kb_sk_stats(const struct kb_sk *ks)
+{
+	__u32 slot = ks->dst_id & KB_SK_SLOT;
+
+	return bpf_map_lookup_elem(&kb_stats, &slot);
 }
 
 /* The error the kernel stored before closing, else a soft one. */
@@ -307,7 +295,7 @@ static __always_inline void kb_retrans_rest(struct bpf_sock *sk, struct kb_sk *k
 	total = tp->total_retrans;
 	if (total <= ks->retrans)
 		return;
-	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
+	st = kb_sk_stats(ks);
 	if (st)
 		__sync_fetch_and_add(&st->retransmits, total - ks->retrans);
 	ks->retrans = total;
@@ -350,8 +338,8 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
 			res = kb_classify(kb_sk_error(sk));
 		else
 			return;
-		kb_count(ks->dst_id, res, bpf_ktime_get_ns(), ks->syn_ns);
-		kb_count_workload(sk, res);
+		kb_count(ks->dst_id & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns);
+		kb_count_workload(ks, res);
 		ks->syn_ns = 0;
 		return;
 	}
@@ -361,7 +349,7 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
 	err = kb_sk_error(sk);
 	if (err != ECONNRESET && err != EPIPE)
 		return;
-	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
+	st = kb_sk_stats(ks);
 	if (st)
 		__sync_fetch_and_add(&st->resets_rx, 1);
 }
@@ -380,7 +368,7 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 	ks = kb_tag_of(skops, &sk);
 	if (!ks)
 		return;
-	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
+	st = kb_sk_stats(ks);
 	if (st)
 		__sync_fetch_and_add(&st->retransmits, skops->args[1]);
 	ks->retrans += skops->args[1];
@@ -420,7 +408,7 @@ int BPF_PROG(kb_rst_tx, const struct sock *sk)
 	ks = bpf_sk_storage_get(&kb_sk_state, (struct sock *)sk, NULL, 0);
 	if (!ks)
 		return 0;
-	st = bpf_map_lookup_elem(&kb_stats, &ks->dst_id);
+	st = kb_sk_stats(ks);
 	if (st)
 		__sync_fetch_and_add(&st->resets_tx, 1);
 	return 0;
