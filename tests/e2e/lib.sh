@@ -307,3 +307,77 @@ t_done() {
 	fi
 	log "ok ($T_CHECKS checks)"; exit 0
 }
+
+# Cgroups below the test's own (the enforcement cgroup): workloads.
+T_SUBCG_RM=""
+# t_subcg NAME...: make the cgroups T_CG/NAME (a NAME may have several
+# components; parents are made too). The first call registers
+# t_cg_rm_below for cleanup, so they go on every exit, a failed one too.
+t_subcg() {
+	[ -n "$T_SUBCG_RM" ] || { T_SUBCG_RM=1; t_on_exit t_cg_rm_below; }
+	mkdir -p "${@/#/$T_CG/}"
+}
+
+# cg_populated DIR: whether a process is still in DIR or below it (not a check).
+cg_populated() {
+	local k v
+	while read -r k v; do
+		[ "$k" = populated ] && { [ "$v" = 1 ]; return; }
+	done < "$1/cgroup.events"
+	return 1
+}
+
+# t_cg_rm_below: end every process in the cgroups below the test's and
+# remove those cgroups, deepest first (rmdir needs them empty). Bounded:
+# 10 s for the processes to go, then 10 s of retries for the directories.
+t_cg_rm_below() {
+	local d p
+	local -a dirs=()
+	[ -n "$T_CG" ] && [ -d "$T_CG" ] || return 0
+	mapfile -t dirs < <(find "$T_CG" -mindepth 1 -depth -type d)
+	for d in "${dirs[@]}"; do
+		cg_populated "$d" || continue
+		{ echo 1 > "$d/cgroup.kill"; } 2>/dev/null ||
+			for p in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+	done
+	wait_until 10 cg_none_populated "${dirs[@]}"
+	wait_until 10 cg_rmdir_all "${dirs[@]}"
+	for d in "${dirs[@]}"; do
+		[ -d "$d" ] && echo "  [$T_NAME] cleanup: cannot remove cgroup $d" >&2
+	done
+	return 0
+}
+# cg_none_populated DIR...: whether no process is in any DIR.
+cg_none_populated() {
+	local d
+	for d in "$@"; do
+		[ -d "$d" ] && cg_populated "$d" && return 1
+	done
+	return 0
+}
+# cg_rmdir_all DIR...: rmdir the DIRs still there (in the order given, one
+# rmdir for all); whether all are gone.
+cg_rmdir_all() {
+	local d
+	local -a left=()
+	for d in "$@"; do
+		[ -d "$d" ] && left+=("$d")
+	done
+	[ ${#left[@]} = 0 ] || rmdir -- "${left[@]}" 2>/dev/null
+}
+
+# in_cg NAME CMD...: run CMD in the cgroup T_CG/NAME and the test's network namespace.
+in_cg() {
+	local cg=$T_CG/$1
+	shift
+	( echo "$BASHPID" > "$cg/cgroup.procs" && exec ip netns exec "$T_NS" "$@" )
+}
+
+# bg_cg NAME OUTFILE CMD...: in_cg in the background, output in OUTFILE; BG
+# is the command's own pid (as bg_test's).
+bg_cg() {
+	local cg=$T_CG/$1 out=$2
+	shift 2
+	( echo "$BASHPID" > "$cg/cgroup.procs" && exec ip netns exec "$T_NS" "$@" > "$out" ) &
+	BG=$!
+}

@@ -23,6 +23,16 @@
  *   kbtool hold ADDR PORT COUNT
  *	connect, then read until the peer ends the connection (at most 30 s);
  *	prints "success=S reset=R eof=E" (a kbtool listen --rst peer resets)
+ *   kbtool lconnect ADDR PORT [TIMEOUT_MS]
+ *	one blocking TCP connect per line read on stdin, all from this one
+ *	process (a test can move it to another cgroup between two lines), until
+ *	EOF; after each connect prints the line of connect for that connect
+ *	alone (flushed), so the caller can wait for it
+ *   kbtool cgconnect ADDR PORT PARALLEL [TIMEOUT_MS]
+ *	per cgroup v2 directory read on stdin (one a line), a child process
+ *	that joins that cgroup (its cgroup.procs) and makes one blocking
+ *	connect; PARALLEL children at most at once. Prints the line of fconnect
+ *	plus nocg=N: children that could not join their cgroup (no connect).
  *   kbtool notify-recv PATH SECONDS
  *	bind a unix datagram socket at PATH (as systemd's NOTIFY_SOCKET) and
  *	print each message received, one per line, for SECONDS (0: until
@@ -178,6 +188,77 @@ static int do_fconnect(const struct tool_dst *d, long count, int argc, char **ar
 	return 0;
 }
 
+/* A cgconnect child that could not join its cgroup (errno values are below). */
+#define CG_NOT_JOINED 255
+
+static void cg_count(struct tally *t, long *nocg, int status)
+{
+	if (WIFEXITED(status) && WEXITSTATUS(status) == CG_NOT_JOINED)
+		(*nocg)++;
+	else
+		count_err(t, WIFEXITED(status) ? WEXITSTATUS(status) : EINTR);
+}
+
+static void cg_child(const struct tool_dst *d, const char *dir, int timeout_ms)
+{
+	char path[4200];
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "w");
+	if (!f)
+		_exit(CG_NOT_JOINED);
+	if (fprintf(f, "%d\n", (int)getpid()) < 0) {
+		fclose(f);
+		_exit(CG_NOT_JOINED);
+	}
+	if (fclose(f))
+		_exit(CG_NOT_JOINED);
+	fd = tool_tcp_socket(d->ss.ss_family, timeout_ms);
+	if (fd < 0)
+		_exit(errno);
+	/* The exit status carries the errno (0: connected). */
+	_exit(connect(fd, tool_dst_sa(d), d->len) ? errno : 0);
+}
+
+static int do_cgconnect(const struct tool_dst *d, long parallel, int argc, char **argv)
+{
+	int timeout_ms = argc > 5 ? atoi(argv[5]) : 5000, status, rc = 0;
+	long running = 0, nocg = 0;
+	struct tally t = { 0 };
+	char dir[4096];
+
+	if (parallel < 1)
+		return 2;
+	while (fgets(dir, sizeof(dir), stdin)) {
+		pid_t pid;
+
+		dir[strcspn(dir, "\n")] = 0;
+		if (!*dir)
+			continue;
+		if (running == parallel && wait(&status) > 0) {
+			running--;
+			cg_count(&t, &nocg, status);
+		}
+		fflush(stdout);
+		pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			rc = 1;
+			break;
+		}
+		if (pid == 0)
+			cg_child(d, dir, timeout_ms);
+		running++;
+	}
+	while (wait(&status) > 0)
+		cg_count(&t, &nocg, status);
+	printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld nocg=%ld\n",
+	       t.success, t.refused, t.timeout, t.unreach, t.eperm, t.other, nocg);
+	return rc;
+}
+
 static int rst_or_hold(const struct tool_dst *d, long count, bool hold)
 {
 	struct tally t = { 0 };
@@ -277,6 +358,39 @@ static int do_connect(const struct tool_dst *d, long count, int argc, char **arg
 	printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld max_us=%ld "
 	       "errno=%s\n", t.success, t.refused, t.timeout, t.unreach, t.eperm, t.other, t.max_us,
 	       last_other ? strerrorname_np(last_other) : "none");
+	return 0;
+}
+
+static int do_lconnect(int argc, char **argv)
+{
+	int timeout_ms = argc > 4 ? atoi(argv[4]) : 5000;
+	struct tool_dst d;
+	char line[256];
+
+	if (argc < 4)
+		return 2;
+	tool_dst_arg("kbtool", argv[2], argv[3], &d);
+	setvbuf(stdin, NULL, _IONBF, 0);
+	while (fgets(line, sizeof(line), stdin)) {
+		struct tally t = { 0 };
+		int fd = tool_tcp_socket(d.ss.ss_family, timeout_ms), err = 0;
+		long long t0;
+
+		if (fd < 0) {
+			perror("socket");
+			return 1;
+		}
+		t0 = now_us();
+		if (connect(fd, tool_dst_sa(&d), d.len))
+			err = errno;
+		t.max_us = now_us() - t0;
+		close(fd);
+		count_err(&t, err);
+		printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld max_us=%ld "
+		       "errno=%s\n", t.success, t.refused, t.timeout, t.unreach, t.eperm, t.other, t.max_us,
+		       err ? strerrorname_np(err) : "none");
+		fflush(stdout);
+	}
 	return 0;
 }
 
@@ -438,6 +552,7 @@ static const struct {
 } batches[] = {
 	{ "connect", do_connect }, { "pconnect", do_pconnect }, { "fconnect", do_fconnect },
 	{ "cancel", do_cancel }, { "rst", do_rst }, { "hold", do_hold },
+	{ "cgconnect", do_cgconnect },
 };
 
 int main(int argc, char **argv)
@@ -457,8 +572,10 @@ int main(int argc, char **argv)
 		return do_notify_recv(argc, argv);
 	if (!strcmp(cmd, "udp"))
 		return do_udp(argc, argv);
+	if (!strcmp(cmd, "lconnect"))
+		return do_lconnect(argc, argv);
 	if (!strcmp(cmd, "listen"))
 		return do_listen(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|notify-recv|udp|listen ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|notify-recv|udp|listen ...\n");
 	return 2;
 }

@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Per-workload attribution and per-workload breakers (issue 15). Workloads
+# are cgroups below the test's own (the enforcement cgroup), cut at depth 1.
+#  a) breaker: per_workload: workload A's 3 refused connects open A's breaker
+#     only; with the listener up, B gets through and A is refused by the hook.
+#  b) breaker: shared: A's 3 refused connects open the one breaker; B is
+#     refused by the hook too; blocked counted per workload.
+#  c) a process moved from A to B between its connects: its connects count
+#     for the cgroup it was in at each connect.
+#  e) kbreakerctl status --by-workload and /status show each workload's row.
+#  d) 1,000 cgroups, workloads max 50: 50 labelled, 950 folded into "other",
+#     nothing lost (a fresh agent, so the first 50 seen are the labelled ones).
+# Every count is exact; the independent truths are kbtool's own tallies, the
+# listeners' accept counts and /proc/PID/cgroup.
+. "$(dirname "$0")/lib.sh"
+KBREAKERCTL=${KBREAKERCTL:-$(dirname "$KBREAKERD")/kbreakerctl}
+[ -x "$KBREAKERCTL" ] || need "no $KBREAKERCTL (make all builds it)"
+command -v jq >/dev/null || need "jq not installed (make deps)"
+command -v nsenter >/dev/null || need "nsenter (util-linux) not installed"
+t_setup
+
+PB=$(test_port 4)
+P_PW=$PB P_SH=$((PB + 1)) P_MV=$((PB + 2)) P_WIDE=$((PB + 3))
+T_LISTEN="127.0.0.1:$(free_port)"
+ctl() { "$KBREAKERCTL" --url "http://$T_LISTEN" "$@"; }
+RESULTS="success refused timeout unreachable error cancelled"
+
+# msum FILE FAMILY [LABEL=VALUE...]: the sum of FAMILY's samples in the
+# scrape FILE whose labels include every LABEL="VALUE" given (in any order);
+# "absent" when none does.
+msum() {
+	local f=$1 n=$2
+	shift 2
+	awk -v n="$n" -v want="$*" '
+	function parse(s,   m, e) {
+		split("", L)
+		while (match(s, /[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"/)) {
+			m = substr(s, RSTART, RLENGTH); e = index(m, "=")
+			L[substr(m, 1, e - 1)] = substr(m, e + 2, length(m) - e - 2)
+			s = substr(s, RSTART + RLENGTH)
+		}
+	}
+	BEGIN { nw = split(want, W, " ") }
+	/^#/ { next }
+	{
+		name = $1; sub(/\{.*/, "", name)
+		if (name != n) next
+		lab = ""
+		if (index($1, "{")) { lab = $1; sub(/^[^{]*\{/, "", lab); sub(/\}$/, "", lab) }
+		parse(lab)
+		for (i = 1; i <= nw; i++) {
+			k = W[i]; v = k; sub(/=.*/, "", k); sub(/^[^=]*=/, "", v)
+			if (!(k in L) || L[k] != v) next
+		}
+		s += $2; f = 1
+	}
+	END { if (f) printf "%.0f\n", s; else print "absent" }' "$f"
+}
+# m0 FILE FAMILY [LABEL=VALUE...]: msum with "absent" as 0 (a zero counter
+# may or may not be exported); for values that must be 0 or are sums.
+m0() {
+	local v
+	v=$(msum "$@")
+	[ "$v" = absent ] && v=0
+	echo "$v"
+}
+# mlabels FILE FAMILY LABEL: the distinct values of LABEL in FAMILY, sorted, one a line.
+mlabels() {
+	awk -v n="$2" -v l="$3" '/^#/ { next }
+	{ name = $1; sub(/\{.*/, "", name); if (name != n) next
+	  if (match($1, "[{,]" l "=\"[^\"]*\"")) { v = substr($1, RSTART + length(l) + 3, RLENGTH - length(l) - 4); print v } }' \
+		"$1" | sort -u
+}
+snap() { scrape > "$T_DIR/m"; }
+# wl_state CIRCUIT WORKLOAD STATE: whether that workload's breaker is in STATE now (not a check).
+wl_state() {
+	snap && [ "$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name="$1" workload="$2" state="$3")" = 1 ]
+}
+# sums_match CIRCUIT: for every result, the destination's kbreaker_tcp_connects_total
+# equals the sum over workloads; blocked too. Checks on the last snapshot.
+sums_match() {
+	local r
+	for r in $RESULTS; do
+		expect_eq "$1 $r: destination = sum over workloads" \
+			"$(m0 "$T_DIR/m" kbreaker_tcp_connects_total circuit_name="$1" result="$r")" \
+			"$(m0 "$T_DIR/m" kbreaker_workload_tcp_connects_total circuit_name="$1" result="$r")"
+	done
+	expect_eq "$1 blocked: destination = sum over workloads" \
+		"$(m0 "$T_DIR/m" kbreaker_connects_blocked_total circuit_name="$1")" \
+		"$(m0 "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name="$1")"
+}
+promtool_check() {
+	command -v "$PROMTOOL" >/dev/null || return 0
+	check "promtool check metrics ($1)" sh -c '"$1" check metrics < "$2" > "$3" 2>&1' sh \
+		"$PROMTOOL" "$T_DIR/m" "$T_DIR/promtool.out" || sed 's/^/      /' "$T_DIR/promtool.out"
+}
+# cg_of PID: the process's cgroup, relative to the test's ("-" when gone).
+cg_of() {
+	local c
+	c=$(sed -n 's/^0:://p' "/proc/$1/cgroup" 2>/dev/null) || { echo -; return; }
+	c=${c#"${T_CG#"$CG2_ROOT"}"}
+	echo "${c#/}"
+}
+
+t_subcg A B
+agent_config poll_interval=100ms 'workloads={depth: 1, max: 50}' \
+	defaults: mode=enforce consecutive_failures=3 open_duration=1h \
+	dest: name=pw host=$T_ADDR port=$P_PW breaker=per_workload \
+	dest: name=sh host=$T_ADDR port=$P_SH breaker=shared \
+	dest: name=move host=$T_ADDR port=$P_MV > "$T_DIR/kb.yaml"
+start_agent "$T_DIR/kb.yaml"
+
+log "a, b) A: 3 refused connects to pw (per_workload) and to sh (shared); nothing listens"
+expect_field "A -> pw: refused by the kernel" refused 3 in_cg A "$KBTOOL" connect $T_ADDR "$P_PW" 3
+expect_field "A -> sh: refused by the kernel" refused 3 in_cg A "$KBTOOL" connect $T_ADDR "$P_SH" 3
+wait_until "$T_WAIT_S" wl_state pw A open
+check "pw: A's breaker open" wl_state pw A open
+wait_state sh open
+start_listener $T_ADDR "$P_PW" "$T_DIR/l_pw"; L_PW=$LISTENER
+start_listener $T_ADDR "$P_SH" "$T_DIR/l_sh"; L_SH=$LISTENER
+log "a) listeners up: B reaches pw, A is refused by the hook"
+expect_field "B -> pw: connects" success 1 in_cg B "$KBTOOL" connect $T_ADDR "$P_PW" 1
+expect_field "A -> pw: refused by the hook" refused 1 in_cg A "$KBTOOL" connect $T_ADDR "$P_PW" 1
+log "   A's refusal took $(field max_us "$OUT") us"
+log "b) sh is shared: B and A are both refused by the hook"
+expect_field "B -> sh: refused by the hook" refused 1 in_cg B "$KBTOOL" connect $T_ADDR "$P_SH" 1
+expect_field "A -> sh: refused by the hook" refused 1 in_cg A "$KBTOOL" connect $T_ADDR "$P_SH" 1
+
+log "c) one process: 2 connects from A, moved to B, 3 more"
+start_listener $T_ADDR "$P_MV" "$T_DIR/l_mv"; L_MV=$LISTENER
+mkfifo "$T_DIR/mv.fifo"
+# Read-write: opening it blocks neither side, and a writer with a reader
+# of its own never gets SIGPIPE if kbtool is gone.
+exec {MVW}<>"$T_DIR/mv.fifo"
+# kbtool must not hold a writer itself, or it never sees EOF.
+( exec {MVW}>&- && echo "$BASHPID" > "$T_CG/A/cgroup.procs" &&
+  exec ip netns exec "$T_NS" "$KBTOOL" lconnect $T_ADDR "$P_MV" < "$T_DIR/mv.fifo" > "$T_DIR/mv.out" ) &
+MV=$!
+mv_lines() { [ "$(wc -l < "$T_DIR/mv.out" 2>/dev/null)" = "$1" ]; }
+# mv_connect N: one more connect (the Nth); a check that it succeeded.
+mv_connect() {
+	echo go >&"$MVW"
+	wait_until "$T_WAIT_S" mv_lines "$1"
+	expect_eq "moved process: connect $1 succeeded" \
+		"$(sed -n "${1}p" "$T_DIR/mv.out" | grep -o 'success=[0-9]*')" success=1
+}
+mv_connect 1
+mv_connect 2
+expect_eq "moved process ($MV) in A" "$(cg_of "$MV")" A
+echo "$MV" > "$T_CG/B/cgroup.procs"
+expect_eq "moved process ($MV) in B" "$(cg_of "$MV")" B
+mv_connect 3
+mv_connect 4
+mv_connect 5
+exec {MVW}>&-
+mv_gone() { ! kill -0 "$MV" 2>/dev/null; }
+if wait_until "$T_WAIT_S" mv_gone; then
+	check "moved process ended at EOF" wait "$MV"
+else
+	t_check 1 "moved process still runs after EOF"
+	kill "$MV"
+fi
+
+kill "$L_PW" "$L_SH" "$L_MV"; wait "$L_PW" "$L_SH" "$L_MV" 2>/dev/null
+expect_eq "pw listener accepted (B's only)" "$(cat "$T_DIR/l_pw")" accepted=1
+expect_eq "sh listener accepted (none)" "$(cat "$T_DIR/l_sh")" accepted=0
+expect_eq "move listener accepted" "$(cat "$T_DIR/l_mv")" accepted=5
+
+# Successes do not wake the agent: wait until every outcome is in, then
+# compare one snapshot.
+W=kbreaker_workload_tcp_connects_total
+all_in() {
+	snap && [ "$(msum "$T_DIR/m" $W circuit_name=move workload=B result=success)" = 3 ] &&
+		[ "$(msum "$T_DIR/m" $W circuit_name=pw workload=B result=success)" = 1 ] &&
+		[ "$(msum "$T_DIR/m" kbreaker_connects_blocked_total circuit_name=sh)" = 2 ]
+}
+wait_until "$T_WAIT_S" all_in
+log "a) per_workload: counts and states"
+expect_eq "pw A refused" "$(msum "$T_DIR/m" $W circuit_name=pw workload=A result=refused)" 3
+expect_eq "pw A success" "$(m0 "$T_DIR/m" $W circuit_name=pw workload=A result=success)" 0
+expect_eq "pw B success" "$(msum "$T_DIR/m" $W circuit_name=pw workload=B result=success)" 1
+expect_eq "pw B refused" "$(m0 "$T_DIR/m" $W circuit_name=pw workload=B result=refused)" 0
+expect_eq "pw A blocked" \
+	"$(msum "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name=pw workload=A)" 1
+expect_eq "pw B blocked" \
+	"$(m0 "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name=pw workload=B)" 0
+for s in open closed; do
+	expect_eq "pw A state $s" "$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=pw workload=A state=$s)" \
+		"$([ $s = open ] && echo 1 || echo 0)"
+	expect_eq "pw B state $s" "$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=pw workload=B state=$s)" \
+		"$([ $s = closed ] && echo 1 || echo 0)"
+done
+expect_eq "pw A: one state at a time" \
+	"$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=pw workload=A)" 1
+expect_eq "pw destination refused" "$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=pw result=refused)" 3
+expect_eq "pw destination success" "$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=pw result=success)" 1
+expect_eq "pw destination blocked" "$(msum "$T_DIR/m" kbreaker_connects_blocked_total circuit_name=pw)" 1
+sums_match pw
+log "b) shared: counts"
+expect_eq "sh A refused" "$(msum "$T_DIR/m" $W circuit_name=sh workload=A result=refused)" 3
+expect_eq "sh B connects (all results)" "$(m0 "$T_DIR/m" $W circuit_name=sh workload=B)" 0
+expect_eq "sh A blocked" \
+	"$(msum "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name=sh workload=A)" 1
+expect_eq "sh B blocked" \
+	"$(msum "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name=sh workload=B)" 1
+expect_eq "sh destination blocked" "$(msum "$T_DIR/m" kbreaker_connects_blocked_total circuit_name=sh)" 2
+expect_eq "sh has no workload breakers" "$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=sh)" absent
+sums_match sh
+log "c) moved process: 2 connects counted for A, 3 for B"
+expect_eq "move A success" "$(msum "$T_DIR/m" $W circuit_name=move workload=A result=success)" 2
+expect_eq "move B success" "$(msum "$T_DIR/m" $W circuit_name=move workload=B result=success)" 3
+expect_eq "move destination success" \
+	"$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=move result=success)" 5
+sums_match move
+expect_eq "workload labels" "$(mlabels "$T_DIR/m" $W workload | tr '\n' ' ')" "A B "
+expect_eq "kbreaker_workloads" "$(msum "$T_DIR/m" kbreaker_workloads)" 2
+expect_eq "kbreaker_workloads_folded" "$(msum "$T_DIR/m" kbreaker_workloads_folded)" 0
+promtool_check "two workloads"
+
+log "e) /status and kbreakerctl status --by-workload"
+# name, breaker, then per workload: workload, state, failures, blocked, connects.
+STATUS_WANT='[["pw","per_workload",[["A","open",3,1,3],["B","closed",0,0,1]]],'
+STATUS_WANT+='["sh","shared",[["A",null,3,1,3],["B",null,0,1,0]]],'
+STATUS_WANT+='["move","shared",[["A",null,0,0,2],["B",null,0,0,3]]]]'
+curl -sf "http://$T_LISTEN/status" > "$T_DIR/status.json"
+expect_eq "/status workloads" "$(jq -c .workloads "$T_DIR/status.json")" \
+	'{"depth":1,"max":50,"labelled":2,"folded":0}'
+expect_eq "/status destinations' workloads" "$(jq -c '[.destinations[] | [.name, .breaker,
+	[.workloads[]? | [.workload, .state, .failures, .blocked, (.connects | add)]]]]' "$T_DIR/status.json")" \
+	"$STATUS_WANT"
+ctl status --by-workload > "$T_DIR/byw.txt" 2> "$T_DIR/byw.err"
+expect_eq "status --by-workload exit status" "$?" 0 || sed 's/^/      /' "$T_DIR/byw.err"
+expect_eq "status --by-workload header" "$(head -n 1 "$T_DIR/byw.txt" | tr -s ' ')" \
+	"DESTINATION WORKLOAD BREAKER STATE CONNECTS FAILURES BLOCKED"
+ROWS="pw A per_workload open 3 3 1;pw B per_workload closed 1 0 0;"
+ROWS+="sh A shared - 3 3 1;sh B shared - 0 0 1;move A shared - 2 0 0;move B shared - 3 0 0;"
+expect_eq "status --by-workload rows" "$(awk 'NR > 1 { $1 = $1; print }' "$T_DIR/byw.txt" | tr '\n' ';')" \
+	"$ROWS" || sed 's/^/      /' "$T_DIR/byw.txt"
+agent_alive "after the two-workload scenarios"
+stop_agent; expect_eq "agent exit status" "$?" 0
+
+log "d) 1,000 workloads, max 50: a fresh agent"
+N=1000 MAX=50
+mapfile -t CGS < <(seq -f 'w%04g' 1 $N)
+t0=$SECONDS
+t_subcg "${CGS[@]}"
+log "   $N cgroups made in $((SECONDS - t0)) s"
+agent_config poll_interval=100ms "workloads={depth: 1, max: $MAX}" \
+	defaults: mode=enforce consecutive_failures=1000000 open_duration=1h \
+	dest: name=wide host=$T_ADDR port=$P_WIDE breaker=per_workload > "$T_DIR/kb-wide.yaml"
+start_agent "$T_DIR/kb-wide.yaml"
+start_listener $T_ADDR "$P_WIDE" "$T_DIR/l_wide"; L_WIDE=$LISTENER
+t0=$SECONDS
+# One connect from a process in each cgroup (a child of kbtool that joins
+# it first), 50 at a time. nsenter, not ip netns exec: the children must see
+# the host's cgroup2 mount, which ip netns exec's fresh /sys hides.
+OUT=$(printf "$T_CG/%s\n" "${CGS[@]}" | ( echo "$BASHPID" > "$T_CG/cgroup.procs" &&
+	exec nsenter --net="/run/netns/$T_NS" "$KBTOOL" cgconnect $T_ADDR "$P_WIDE" 50 ))
+log "   $N connects from $N cgroups in $((SECONDS - t0)) s"
+expect_eq "kbtool: connects from the $N cgroups" "$OUT" \
+	"success=$N refused=0 timeout=0 unreachable=0 eperm=0 other=0 nocg=0"
+kill "$L_WIDE"; wait "$L_WIDE" 2>/dev/null
+expect_eq "wide listener accepted" "$(cat "$T_DIR/l_wide")" accepted=$N
+wide_in() { snap && [ "$(msum "$T_DIR/m" $W circuit_name=wide)" = $N ]; }
+wait_until "$T_WAIT_S" wide_in
+expect_eq "sum over workloads" "$(msum "$T_DIR/m" $W circuit_name=wide)" $N
+expect_eq "sum over workloads of successes" "$(msum "$T_DIR/m" $W circuit_name=wide result=success)" $N
+expect_eq "destination connects" "$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=wide)" $N
+expect_eq "destination successes" \
+	"$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=wide result=success)" $N
+sums_match wide
+expect_eq "kbreaker_workloads" "$(msum "$T_DIR/m" kbreaker_workloads)" $MAX
+expect_eq "kbreaker_workloads_folded" "$(msum "$T_DIR/m" kbreaker_workloads_folded)" $((N - MAX))
+mlabels "$T_DIR/m" $W workload > "$T_DIR/wide.labels"
+expect_eq "distinct workload labels: $MAX and other" "$(wc -l < "$T_DIR/wide.labels")" $((MAX + 1))
+expect_eq "other among them" "$(grep -cx other "$T_DIR/wide.labels")" 1
+expect_eq "the others are the cgroups' names" "$(grep -vx other "$T_DIR/wide.labels" | grep -cE '^w[0-9]{4}$')" $MAX
+expect_eq "labels of every workload family" \
+	"$(cat <(mlabels "$T_DIR/m" kbreaker_workload_connects_blocked_total workload) \
+		<(mlabels "$T_DIR/m" circuit_breaker_workload_state workload) "$T_DIR/wide.labels" | sort -u | wc -l)" $((MAX + 1))
+expect_eq "other: successes" "$(msum "$T_DIR/m" $W circuit_name=wide workload=other result=success)" $((N - MAX))
+expect_eq "labelled workloads with exactly 1 success" "$(grep -vx other "$T_DIR/wide.labels" | while read -r w; do
+	msum "$T_DIR/m" $W circuit_name=wide workload="$w" result=success; done | grep -cx 1)" $MAX
+expect_eq "workload breakers closed (labelled and other)" \
+	"$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=wide state=closed)" $((MAX + 1))
+expect_eq "workload breakers in any state" \
+	"$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=wide)" $((MAX + 1))
+promtool_check "$N workloads"
+expect_eq "/status workloads" "$(curl -sf "http://$T_LISTEN/status" | jq -c .workloads)" \
+	"{\"depth\":1,\"max\":$MAX,\"labelled\":$MAX,\"folded\":$((N - MAX))}"
+agent_alive "after $N workloads"
+t_done
