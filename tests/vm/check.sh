@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$2" && pwd) || exit 1
 export KBREAKERD="$build/kbreakerd" KBTOOL="$build/kbtool"
 KERNEL_E2E="test_accuracy test_scope test_loop test_restart test_scale test_failopen test_policy
-	    test_reload test_blast_radius test_resolve test_startup test_cli test_load"
+	    test_reload test_blast_radius test_resolve test_startup test_cli test_load test_workloads"
 tests=()
 if [ "${KB_VM_E2E:-}" != all ]; then
 	for t in ${KB_VM_E2E:-$KERNEL_E2E}; do tests+=("$here/../e2e/$t.sh"); done
