@@ -26,21 +26,30 @@ struct wl_walk {
 	bool oom;
 };
 
+/* Room for one more item of `size` bytes in *items (n held, *alloc allocated). */
+static bool room_for_one(void **items, size_t n, size_t *alloc, size_t size)
+{
+	size_t more = *alloc ? *alloc * 2 : 64;
+	void *p;
+
+	if (n < *alloc)
+		return true;
+	p = realloc(*items, more * size);
+	if (!p)
+		return false;
+	*items = p;
+	*alloc = more;
+	return true;
+}
+
 static void walk_one(void *ctx, uint64_t id, const char *rel)
 {
 	struct wl_walk *w = ctx;
 	struct wl_found *p;
 
-	if (w->n == w->alloc) {
-		size_t alloc = w->alloc ? w->alloc * 2 : 64;
-
-		p = realloc(w->found, alloc * sizeof(*p));
-		if (!p) {
-			w->oom = true;
-			return;
-		}
-		w->found = p;
-		w->alloc = alloc;
+	if (!room_for_one((void **)&w->found, w->n, &w->alloc, sizeof(*w->found))) {
+		w->oom = true;
+		return;
 	}
 	p = &w->found[w->n];
 	p->id = id;
@@ -52,6 +61,7 @@ struct wl_name_ctx {
 	struct agent *a;
 	struct wl_walk walk;
 	bool walked;
+	bool failed;	/* some index stays unnamed for now */
 };
 
 /* kb_workload_fn: name index idx after cgroup id, walking the cgroups once if needed. */
@@ -69,6 +79,10 @@ static void name_one(void *ctx, uint64_t id, uint32_t idx)
 		err = cgroup_walk(nc->a->wl_dir, w->depth, walk_one, &nc->walk);
 		if (err)
 			log_warn("workloads: walk %s: %s", nc->a->wl_dir, strerror(-err));
+	}
+	if (nc->walk.oom) {
+		nc->failed = true;	/* named on a later look */
+		return;
 	}
 	for (size_t i = 0; i < nc->walk.n; i++)
 		if (nc->walk.found[i].id == id) {
@@ -91,7 +105,7 @@ void workloads_refresh(struct agent *a)
 	err = kb_bpf_workloads_each(a->bpf, name_one, &nc);
 	if (err)
 		log_warn("workloads: read the kernel's table: %s", strerror(-err));
-	else
+	else if (!nc.failed)
 		a->wl.seen_next = ctl.next;
 	a->wl.folded = ctl.next > a->wl.max ? ctl.next - a->wl.max : 0;
 	free(nc.walk.found);
@@ -135,16 +149,9 @@ static void gather_one(void *ctx, const struct kb_wl_key *key, const struct kb_w
 
 	if (key->dst >= a->n_slots || !a->slots[key->dst].used || key->workload > a->wl.max)
 		return;	/* a removed destination's, until its slot is taken again */
-	if (g->n == g->alloc) {
-		size_t alloc = g->alloc ? g->alloc * 2 : 64;
-
-		r = realloc(g->recs, alloc * sizeof(*r));
-		if (!r) {
-			g->oom = true;
-			return;
-		}
-		g->recs = r;
-		g->alloc = alloc;
+	if (!room_for_one((void **)&g->recs, g->n, &g->alloc, sizeof(*g->recs))) {
+		g->oom = true;
+		return;
 	}
 	r = &g->recs[g->n++];
 	r->circuit = a->slots[key->dst].circuit;
