@@ -198,6 +198,8 @@ static size_t merge_names(struct wl_rec *recs, size_t n)
 {
 	size_t out = 0;
 
+	if (!n)
+		return 0;	/* recs may be NULL: qsort must not see it */
 	qsort(recs, n, sizeof(*recs), by_circuit_name);
 	for (size_t i = 0; i < n; i++) {
 		struct wl_rec *o = out ? &recs[out - 1] : NULL;
