@@ -145,31 +145,48 @@ static void status_entry(const struct snapshot *s, size_t i, const struct kb_dst
 	};
 }
 
-int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
+/* Renders page p into out. 0 or -errno. */
+typedef int page_render_fn(struct agent *a, const struct page *p, FILE *out, bool openmetrics);
+
+/* What both pages do around their rendering: snapshot, counters, buffer. 200, 503 or -errno. */
+static int page_serve(struct agent *a, const char *what, page_render_fn *render, bool openmetrics,
+		      struct http_request *req, char **body, size_t *len)
 {
-	struct agent *a = ctx;
-	struct status_dst *sd = NULL;
 	struct pagebuf pb = { 0 };
 	struct page p;
-	FILE *out = NULL;
+	FILE *out;
 	int err;
 
 	*body = NULL;
 	err = page_start(a, &p);
 	if (err)
-		return page_end("/status", req, &pb, NULL, err, body, len);
-	sd = malloc((p.snap->n ? p.snap->n : 1) * sizeof(*sd));
-	out = sd ? pagebuf_open(&pb) : NULL;
-	err = !sd ? -ENOMEM : !out ? -errno : 0;
-	if (!err) {
-		for (size_t i = 0; i < p.snap->n; i++)
-			status_entry(p.snap, i, p.stats[i], &sd[i]);
-		err = status_render(out, KB_VERSION, p.snap->started_ns, p.snap->now, sd, p.snap->n,
-				    p.snap->wl_on ? &p.snap->wl_info : NULL);
-	}
-	free(sd);
+		return page_end(what, req, &pb, NULL, err, body, len);
+	out = pagebuf_open(&pb);
+	err = out ? render(a, &p, out, openmetrics) : -errno;
 	page_done(a, &p);
-	return page_end("/status", req, &pb, out, err, body, len);
+	return page_end(what, req, &pb, out, err, body, len);
+}
+
+static int render_status(struct agent *a, const struct page *p, FILE *out, bool openmetrics)
+{
+	const struct snapshot *s = p->snap;
+	struct status_dst *sd;
+	int err;
+
+	sd = malloc((s->n ? s->n : 1) * sizeof(*sd));
+	if (!sd)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n; i++)
+		status_entry(s, i, p->stats[i], &sd[i]);
+	err = status_render(out, KB_VERSION, s->started_ns, s->now, sd, s->n,
+			    s->wl_on ? &s->wl_info : NULL);
+	free(sd);
+	return err;
+}
+
+int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
+{
+	return page_serve(ctx, "/status", render_status, false, req, body, len);
 }
 
 /* OpenMetrics when the Accept header names it (Prometheus asks for it first). */
@@ -227,19 +244,9 @@ int agent_metrics(void *ctx, struct http_request *req, char **body, size_t *len)
 	struct agent *a = ctx;
 	uint64_t t0 = clock_mono_ns();
 	bool openmetrics = wants_openmetrics(req->accept);
-	struct pagebuf pb = { 0 };
-	struct page p;
-	FILE *out = NULL;
 	int err;
 
-	*body = NULL;
-	err = page_start(a, &p);
-	if (err)
-		return page_end("/metrics", req, &pb, NULL, err, body, len);
-	out = pagebuf_open(&pb);
-	err = out ? render_metrics(a, &p, out, openmetrics) : -errno;
-	page_done(a, &p);
-	err = page_end("/metrics", req, &pb, out, err, body, len);
+	err = page_serve(a, "/metrics", render_metrics, openmetrics, req, body, len);
 	if (err != 200)
 		return err;
 	if (openmetrics)
