@@ -109,6 +109,19 @@ static int set_owner(struct kb_observe *obs, __u32 gen)
 	return 0;
 }
 
+/* kb_rst_tx (tp_btf/tcp_send_reset) counted resets sent until kb_sockops did. */
+static const char *const gone_progs[] = { "kb_rst_tx" };
+
+/* The previous run's pinned link of program name into *old: 1, or 0 if none. */
+static size_t open_old_link(const char *dir, const char *name, struct bpf_link **old)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/link_%s", dir, name);
+	*old = bpf_link__open(path);
+	return *old != NULL;
+}
+
 /*
  * Observation runs on across a restart through pinned links. Ours attach
  * beside the previous run's, then kb_owner moves to our generation (one
@@ -126,17 +139,14 @@ static int attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir
 	obs->links.kb_sockops = bpf_program__attach_cgroup(obs->progs.kb_sockops, cgroup_fd);
 	if (!obs->links.kb_sockops)
 		return -errno;
-	obs->links.kb_rst_tx = bpf_program__attach(obs->progs.kb_rst_tx);
-	if (!obs->links.kb_rst_tx)
-		return -errno;
 	if (dir) {
-		bpf_object__for_each_program(prog, obs->obj) {
-			snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(prog));
+		bpf_object__for_each_program(prog, obs->obj)
 			if (n_old < sizeof(old) / sizeof(old[0]))
-				old[n_old] = bpf_link__open(path);
-			if (old[n_old])
-				n_old++;
-		}
+				n_old += open_old_link(dir, bpf_program__name(prog), &old[n_old]);
+		/* Programs an older version attached, pinned, and this one has not. */
+		for (size_t i = 0; i < sizeof(gone_progs) / sizeof(gone_progs[0]); i++)
+			if (n_old < sizeof(old) / sizeof(old[0]))
+				n_old += open_old_link(dir, gone_progs[i], &old[n_old]);
 	}
 	err = set_owner(obs, obs->rodata->kb_gen);
 	for (size_t i = 0; i < n_old; i++) {
@@ -150,8 +160,6 @@ static int attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir
 
 		if (prog == obs->progs.kb_sockops)
 			link = &obs->links.kb_sockops;
-		else if (prog == obs->progs.kb_rst_tx)
-			link = &obs->links.kb_rst_tx;
 		if (!link || !*link)
 			continue;
 		snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(prog));
@@ -457,7 +465,7 @@ static int attach_all(struct kb_bpf *k, const char *cgroup, const char *state_di
 	}
 	err = attach_observe(k->obs, k->cgroup_fd, state_dir);
 	if (err) {
-		log_err("bpf: attach observation (sockops to %s, tp_btf/tcp_send_reset): %s",
+		log_err("bpf: attach observation (sockops to %s): %s",
 			cgroup, strerror(-err));
 		return err;
 	}

@@ -11,11 +11,10 @@
  * SYN_SENT -> ESTABLISHED is a success, SYN_SENT -> CLOSE a failure whose
  * cause the kernel has already stored in sk_err (tcp_reset, tcp_write_err
  * and tcp_v[46]_err set it before tcp_done), and a later CLOSE with
- * ECONNRESET or EPIPE a reset received. Sockets of other destinations
- * never call back again.
- *
- * Resets sent have no sock_ops callback: a tp_btf program counts them for
- * tagged sockets only; it runs when the host sends a RST, never per connect.
+ * ECONNRESET or EPIPE a reset received, and one straight from ESTABLISHED
+ * or CLOSE_WAIT with no error a reset sent (an abort). Sockets of other
+ * destinations never call back again, and nothing of kbreaker runs for
+ * a socket made outside the cgroup.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -264,6 +263,14 @@ static __always_inline struct kb_dst_stats *kb_sk_stats(const struct kb_sk *ks)
 	return bpf_map_lookup_elem(&kb_stats, &slot);
 }
 
+/* The error the kernel stored (sk_err), 0 if none. */
+static __always_inline int kb_sk_hard_error(struct bpf_sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+
+	return tp ? tp->inet_conn.icsk_inet.sk.sk_err : 0;
+}
+
 /* The error the kernel stored before closing, else a soft one. */
 static __always_inline int kb_sk_error(struct bpf_sock *sk)
 {
@@ -343,15 +350,25 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
 		ks->syn_ns = 0;
 		return;
 	}
-	/* tcp_reset() stores ECONNRESET (EPIPE in CLOSE_WAIT) just before tcp_done(). */
 	if (newstate != TCP_CLOSE || oldstate == TCP_SYN_SENT || oldstate == TCP_CLOSE)
 		return;
-	err = kb_sk_error(sk);
-	if (err != ECONNRESET && err != EPIPE)
-		return;
 	st = kb_sk_stats(ks);
-	if (st)
+	if (!st)
+		return;
+	/* tcp_reset() stores ECONNRESET (EPIPE in CLOSE_WAIT) just before tcp_done(). */
+	err = kb_sk_error(sk);
+	if (err == ECONNRESET || err == EPIPE) {
 		__sync_fetch_and_add(&st->resets_rx, 1);
+		return;
+	}
+	/*
+	 * An abort: tcp_disconnect() (SO_LINGER 0) and a close with unread data
+	 * enter CLOSE straight from ESTABLISHED or CLOSE_WAIT, then send the
+	 * RST and only then set sk_err. A graceful close passes through
+	 * FIN_WAIT or LAST_ACK; an error has set sk_err before tcp_done().
+	 */
+	if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) && !kb_sk_hard_error(sk))
+		__sync_fetch_and_add(&st->resets_tx, 1);
 }
 
 /*
@@ -389,27 +406,4 @@ int kb_sockops(struct bpf_sock_ops *skops)
 		break;
 	}
 	return 1;
-}
-
-/*
- * Resets sent count only for sockets tagged at connect: this host opened
- * them, from the cgroup, to a configured destination. Anything else
- * (including the RST a closed port answers with) carries no tag.
- */
-SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(kb_rst_tx, const struct sock *sk)
-{
-	struct kb_dst_stats *st;
-	struct kb_sk *ks;
-
-	if (!sk || !kb_counting())
-		return 0;
-	/* bpf_sk_storage_get returns NULL for request and timewait socks. */
-	ks = bpf_sk_storage_get(&kb_sk_state, (struct sock *)sk, NULL, 0);
-	if (!ks)
-		return 0;
-	st = kb_sk_stats(ks);
-	if (st)
-		__sync_fetch_and_add(&st->resets_tx, 1);
-	return 0;
 }

@@ -67,9 +67,8 @@ expect_eq "loadgen: connects that failed locally (last errno $(field fail_errno 
 
 # The kernel skips a tracing program when it would nest on a CPU where it
 # is already running, and counts the skip in its recursion_misses. Outcomes
-# come from kb_sockops (sock_ops programs are never skipped that way); only
-# kb_rst_tx is a tracing program now, and it counts no connect outcome, so
-# the misses should be 0. A shortfall they would explain is still logged as
+# come from kb_sockops (sock_ops programs are never skipped that way) and
+# kbreaker has no tracing program, so the misses should be 0. A shortfall they would explain is still logged as
 # KNOWN rather than failed; LOAD_STRICT=1 turns it into a failure.
 MISSES=0
 misses=""
