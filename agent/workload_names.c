@@ -94,13 +94,14 @@ static void name_one(void *ctx, uint64_t id, uint32_t idx)
 	workloads_name(w, idx, name);
 }
 
-void workloads_refresh(struct agent *a)
+/* With force, look even when no index was handed out since the last look. */
+static void refresh(struct agent *a, bool force)
 {
 	struct wl_name_ctx nc = { .a = a };
 	struct kb_wl_ctl ctl;
 	int err;
 
-	if (!a->wl.max || kb_bpf_wl_ctl(a->bpf, &ctl) || ctl.next == a->wl.seen_next)
+	if (!a->wl.max || kb_bpf_wl_ctl(a->bpf, &ctl) || (ctl.next == a->wl.seen_next && !force))
 		return;
 	err = kb_bpf_workloads_each(a->bpf, name_one, &nc);
 	if (err)
@@ -111,12 +112,22 @@ void workloads_refresh(struct agent *a)
 	free(nc.walk.found);
 }
 
+void workloads_refresh(struct agent *a)
+{
+	refresh(a, false);
+}
+
 const char *agent_workload_name(struct agent *a, uint32_t idx)
 {
 	if (idx > a->wl.max)
 		return "?";
+	/*
+	 * The kernel counts next before it adds the cgroup to its table: a
+	 * look in between saw the new next without the entry. Every counted
+	 * index has its entry by now.
+	 */
 	if (!workloads_named(&a->wl, idx))
-		workloads_refresh(a);
+		refresh(a, true);
 	return workloads_named(&a->wl, idx) ? a->wl.names[idx] : "?";
 }
 
