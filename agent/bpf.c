@@ -118,8 +118,34 @@ static size_t open_old_link(const char *dir, const char *name, struct bpf_link *
 	char path[4096];
 
 	snprintf(path, sizeof(path), "%s/link_%s", dir, name);
-	*old = bpf_link__open(path);
+	/* libbpf would log a missing one: nothing to say on a first start. */
+	*old = access(path, F_OK) ? NULL : bpf_link__open(path);
 	return *old != NULL;
+}
+
+/*
+ * Wait until every BPF program that started before the call has returned
+ * (an RCU grace period): an update of a map-in-map makes the kernel wait
+ * so (maybe_wait_bpf_programs()), and user space has no plainer way to.
+ * 0 or -errno.
+ */
+static int wait_bpf_programs(void)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, opts);
+	int inner, outer, err = 0;
+	__u32 zero = 0;
+
+	inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "kb_grace_in", 4, 4, 1, NULL);
+	if (inner < 0)
+		return -errno;
+	opts.inner_map_fd = inner;
+	outer = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "kb_grace", 4, 4, 1, &opts);
+	if (outer < 0 || bpf_map_update_elem(outer, &zero, &inner, BPF_ANY))
+		err = -errno;
+	if (outer >= 0)
+		close(outer);
+	close(inner);
+	return err;
 }
 
 /*
@@ -127,6 +153,10 @@ static size_t open_old_link(const char *dir, const char *name, struct bpf_link *
  * beside the previous run's, then kb_owner moves to our generation (one
  * store: from then on only ours count), then theirs go and ours are
  * pinned in their place. Nothing is missed and nothing counted twice.
+ *
+ * Between the attach and the move, a grace period: a callback that read
+ * the cgroup's program list before ours joined it runs theirs alone, and
+ * would find kb_owner already moved and count nothing.
  */
 static int attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir)
 {
@@ -148,6 +178,10 @@ static int attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir
 			if (n_old < sizeof(old) / sizeof(old[0]))
 				n_old += open_old_link(dir, gone_progs[i], &old[n_old]);
 	}
+	err = n_old ? wait_bpf_programs() : 0;
+	if (err)
+		log_warn("bpf: wait for running programs before the hand-over: %s; an outcome "
+			 "in flight may go uncounted", strerror(-err));
 	err = set_owner(obs, obs->rodata->kb_gen);
 	for (size_t i = 0; i < n_old; i++) {
 		bpf_link__unpin(old[i]);
