@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * bpf_priv: what bpf.c (open, probe the kernel, attach) and bpf_maps.c
- * (map reads, writes and walks) share. Nothing outside those two includes it.
+ * bpf_priv: what bpf.c (open, probe the kernel, attach), bpf_pin.c
+ * (state_dir), bpf_maps.c (map reads, writes and walks) and bpf_workloads.c
+ * share. Nothing else includes it.
  */
 #ifndef KB_BPF_PRIV_H
 #define KB_BPF_PRIV_H
@@ -37,6 +38,19 @@ int kb_bpf_ports_adopt(struct kb_bpf *k);
  * take a previous run's trip for a current one. 0 or -errno.
  */
 int kb_bpf_gen_init(struct kb_bpf *k);
+
+/*
+ * Pin the maps in opts->state_dir (mounting bpffs at /sys/fs/bpf if need
+ * be), adopting what a previous run left there, and take the generation
+ * after the one counting now. Before the load. 0 or -errno, logged.
+ */
+int kb_bpf_pin(struct kb_bpf *k, const struct kb_bpf_opts *opts);
+
+/*
+ * Attach kb_sockops to the cgroup; with dir, take over from the previous
+ * run's pinned link and pin ours in its place. 0 or -errno.
+ */
+int kb_bpf_attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir);
 
 /* kb_wstats' size for capacity destinations and wl_max workloads. */
 uint32_t kb_bpf_wl_stats_max(uint32_t capacity, uint32_t wl_max);
