@@ -382,6 +382,11 @@ size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max
 	return obj_prog_stats(k->enf->obj, out, n, max);
 }
 
+bool kb_bpf_wl_adopted(const struct kb_bpf *k)
+{
+	return k->wl_adopted;
+}
+
 bool kb_bpf_adopted(const struct kb_bpf *k)
 {
 	return k->adopted;

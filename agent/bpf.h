@@ -51,6 +51,12 @@ size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max
 bool kb_bpf_adopted(const struct kb_bpf *k);
 
 /*
+ * Whether the workload maps did too, numbered under the same workloads:
+ * settings, so that a workload's index still names the same cgroup.
+ */
+bool kb_bpf_wl_adopted(const struct kb_bpf *k);
+
+/*
  * Remove the destination keys `keep` says no to: what a previous run left
  * that this configuration does not have. keep gets the key as an address,
  * prefix length (128: exact), host-order port and namespace inode (0: any),

@@ -105,7 +105,10 @@ int kb_bpf_pin(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 
 	err = prepare_state_dir(dir);
 	err = err ?: kb_bpf_wl_unpin_stale(dir, opts, kb_bpf_wl_stats_max(opts->capacity, opts->wl_max));
-	err = err ?: pin_maps(k->obs, dir, &k->adopted);
+	if (err < 0)
+		return err;
+	k->wl_adopted = err == 1;
+	err = pin_maps(k->obs, dir, &k->adopted);
 	if (err)
 		return err;
 	/* Take over from whichever run counts now; wrap-around skips 0 (nobody). */

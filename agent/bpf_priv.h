@@ -22,6 +22,7 @@ struct kb_bpf {
 	void *event_ctx;
 	bool set_retval;
 	bool adopted;		/* maps reused from state_dir */
+	bool wl_adopted;	/* and the workload maps too, numbered under the same settings */
 	__u32 last_gen;		/* kb_verdict.gen of the latest write */
 	uint64_t portless;	/* keys with port "any": while any, kb_ports proves nothing */
 };
@@ -57,7 +58,8 @@ uint32_t kb_bpf_wl_stats_max(uint32_t capacity, uint32_t wl_max);
 
 /*
  * Unpin the workload maps in dir when they were numbered under other
- * settings, so that the load creates them afresh. 0 or -errno.
+ * settings, so that the load creates them afresh. 1: pinned ones kept,
+ * 0: none kept, or -errno.
  */
 int kb_bpf_wl_unpin_stale(const char *dir, const struct kb_bpf_opts *opts, uint32_t stats_max);
 

@@ -77,7 +77,7 @@ int kb_bpf_wl_unpin_stale(const char *dir, const struct kb_bpf_opts *opts, uint3
 		err = cgroup_id(opts->cgroup, &base);
 	if (!err && ctl.base == base && ctl.depth == opts->wl_depth && ctl.max == opts->wl_max &&
 	    have_max == stats_max)
-		return 0;
+		return 1;
 	/*
 	 * Numbered under other settings (or unreadable): the indexes would name
 	 * other cgroups. Workload counts start afresh; per-destination ones stay.

@@ -81,7 +81,8 @@ struct persist_record {
 	char name[64];			/* circuit_name */
 	char host[256];			/* host as configured */
 	__u16 port;
-	__u8 pad[6];
+	__u16 workload;			/* per_workload: the member's workload index + 1; 0: none */
+	__u8 pad[4];
 	union {
 		struct persist_breaker br;
 		__u8 room[2048];	/* the map's value size stays put across versions */

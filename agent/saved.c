@@ -14,11 +14,13 @@ static bool saved_fill(const struct agent *a, uint32_t id, struct persist_record
 	const struct config_dst *cfg = slot_cfg(a, s);
 	struct persist_state st = { .br = s->br, .resets_seen = s->resets_seen };
 
-	/* per_address and per_workload members start afresh: their addresses or cgroups may differ */
-	if (grouped(cfg) || a->circuits[s->circuit].n_wl)
+	/* per_address members start afresh: their addresses may differ */
+	if (grouped(cfg))
 		return false;
 	memcpy(st.lost_seen, s->lost_seen, sizeof(st.lost_seen));
 	persist_encode(&st, cfg->name, cfg->host, cfg->port, rec);
+	if (a->circuits[s->circuit].n_wl)
+		rec->workload = s->workload + 1;
 	return true;
 }
 
@@ -82,6 +84,72 @@ static int restore_slot(struct restore_ctx *rc, uint32_t id, uint32_t ci,
 	return 0;
 }
 
+/*
+ * Workload wl's saved breaker back into slot id, a member of circuit ci's
+ * block (per_workload): the first member back takes the whole block where
+ * it was, the others fresh until their own records come. Published once
+ * every record is read (saved_publish_members): a publish saves, and
+ * would write over a record not read yet. Only when the workload maps
+ * were adopted too: else index wl names some other cgroup now. 0, 1 when
+ * the record does not fit (forget it), or -ENOMEM.
+ */
+static int restore_member(struct restore_ctx *rc, uint32_t id, uint32_t ci, uint32_t wl,
+			  const struct persist_state *st)
+{
+	struct agent *a = rc->a;
+	struct agent_circuit *c = &a->circuits[ci];
+	uint32_t n = circuit_n_slots(c), base = id - wl;
+	struct agent_slot *s;
+
+	if (!kb_bpf_wl_adopted(a->bpf) || wl >= n || id < wl || (uint64_t)base + n > a->capacity)
+		return 1;
+	if (!rc->restored[ci]) {
+		if (slots_extend(a, base + n))
+			return -ENOMEM;
+		for (uint32_t m = 0; m < n; m++)
+			if (a->slots[base + m].used)
+				return 1;
+		for (uint32_t m = 0; m < n; m++) {
+			s = &a->slots[base + m];
+			slot_init(s, ci, c->cfg, NULL, rc->now);
+			s->workload = m;
+			/* Counted before this run, as a restored breaker's are. */
+			s->events = true;
+		}
+		c->slot = base;
+		rc->restored[ci] = true;
+		a->restored++;
+	} else if (c->slot != base) {
+		return 1;
+	}
+	s = &a->slots[id];
+	s->br = st->br;
+	memcpy(s->lost_seen, st->lost_seen, sizeof(s->lost_seen));
+	s->resets_seen = st->resets_seen;
+	return 0;
+}
+
+/* Publish the breakers of the per_workload blocks restore_member took back. */
+static void saved_publish_members(struct agent *a, const bool *restored, uint64_t now)
+{
+	for (uint32_t ci = 0; ci < a->n_circuits; ci++) {
+		const struct agent_circuit *c = &a->circuits[ci];
+
+		if (!restored[ci] || !c->n_wl)
+			continue;
+		for (size_t m = 0; m < circuit_n_slots(c); m++) {
+			struct agent_slot *s = &a->slots[circuit_slot(c, m)];
+			enum breaker_state was = s->br.state;
+
+			breaker_reconfigure(&s->br, &c->cfg->policy, now);
+			slot_publish(a, s, was, "restart", now);
+			if (s->br.state != BS_CLOSED)
+				log_info("breaker restored\tcircuit=%s workload_index=%zu state=%s",
+					 c->cfg->name, m, breaker_state_name(breaker_public_state(&s->br)));
+		}
+	}
+}
+
 /* kb_saved_fn: one saved breaker back into its old slot if its destination is still configured. */
 static void restore_one(void *ctx, uint32_t id, const struct persist_record *rec)
 {
@@ -94,7 +162,9 @@ static void restore_one(void *ctx, uint32_t id, const struct persist_record *rec
 	for (uint32_t ci = 0; ci < a->n_circuits; ci++) {
 		const struct config_dst *cfg = a->circuits[ci].cfg;
 
-		if (rc->restored[ci] || grouped(cfg) || a->circuits[ci].n_wl ||
+		/* A shared breaker's record is not a per_workload member's, nor the reverse. */
+		if (grouped(cfg) || !rec->workload != !a->circuits[ci].n_wl ||
+		    (!rec->workload && rc->restored[ci]) ||
 		    !persist_matches(rec, cfg->name, cfg->host, cfg->port))
 			continue;
 		err = id < a->capacity ? persist_decode(rec, &st) : -ERANGE;
@@ -103,8 +173,16 @@ static void restore_one(void *ctx, uint32_t id, const struct persist_record *rec
 				 err == -EPROTO ? "saved by another version" : strerror(-err));
 			break;
 		}
-		rc->err = restore_slot(rc, id, ci, &st);
-		return;
+		if (!rec->workload) {
+			rc->err = restore_slot(rc, id, ci, &st);
+			return;
+		}
+		err = restore_member(rc, id, ci, rec->workload - 1u, &st);
+		if (err <= 0) {
+			rc->err = rc->err ?: err;
+			return;
+		}
+		break;
 	}
 	/* Not configured any more (or unreadable): unblock and forget it. */
 	slot_write_verdict(a, id, &allow);
@@ -130,6 +208,8 @@ int saved_restore(struct agent *a, bool *restored, uint64_t now)
 	 */
 	err = kb_bpf_saved_each(a->bpf, restore_one, &rc);
 	err = err ?: rc.err;
+	if (!err)
+		saved_publish_members(a, restored, now);
 	if (err)
 		log_err("bpf: restore saved breakers: %s", strerror(-err));
 	/* Outcomes lost while no agent ran are in the counters: look at once. */

@@ -9,6 +9,8 @@
 #  c) a process moved from A to B between its connects: its connects count
 #     for the cgroup it was in at each connect.
 #  e) kbreakerctl status --by-workload and /status show each workload's row.
+#  f) a restart (state_dir): A's per_workload breaker comes back open, every
+#     count as it was; the hook still refuses A, B still connects.
 #  d) 1,000 cgroups, workloads max 50: 50 labelled, 950 folded into "other",
 #     nothing lost (a fresh agent, so the first 50 seen are the labelled ones).
 # Every count is exact; the independent truths are kbtool's own tallies, the
@@ -104,11 +106,13 @@ cg_of() {
 }
 
 t_subcg A B
-agent_config poll_interval=100ms 'workloads={depth: 1, max: 50}' \
+STATE=/sys/fs/bpf/kb-test-workloads-$$
+agent_config poll_interval=100ms state_dir=$STATE 'workloads={depth: 1, max: 50}' \
 	defaults: mode=enforce consecutive_failures=3 open_duration=1h \
 	dest: name=pw host=$T_ADDR port=$P_PW breaker=per_workload \
 	dest: name=sh host=$T_ADDR port=$P_SH breaker=shared \
 	dest: name=move host=$T_ADDR port=$P_MV > "$T_DIR/kb.yaml"
+t_on_exit '"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null'
 start_agent "$T_DIR/kb.yaml"
 
 log "a, b) A: 3 refused connects to pw (per_workload) and to sh (shared); nothing listens"
@@ -239,6 +243,37 @@ expect_eq "status --by-workload rows" "$(awk 'NR > 1 { $1 = $1; print }' "$T_DIR
 	"$ROWS" || sed 's/^/      /' "$T_DIR/byw.txt"
 agent_alive "after the two-workload scenarios"
 stop_agent; expect_eq "agent exit status" "$?" 0
+
+log "f) restart with state_dir: A's breaker open again, every count as it was"
+# The counters and breakers of every circuit, workload and destination alike.
+kept() {
+	grep -E '^(kbreaker_workload_tcp_connects_total|kbreaker_workload_connects_blocked_total|circuit_breaker_workload_state|kbreaker_tcp_connects_total|kbreaker_connects_blocked_total)\{' "$1" |
+		grep -v ' 0$' | sort
+}
+kept "$T_DIR/m" > "$T_DIR/kept.before"
+start_agent "$T_DIR/kb.yaml"
+snap; kept "$T_DIR/m" > "$T_DIR/kept.after"
+expect_eq "counts and states after the restart" "$(diff "$T_DIR/kept.before" "$T_DIR/kept.after" | wc -l)" 0 ||
+	diff "$T_DIR/kept.before" "$T_DIR/kept.after" | sed 's/^/      /'
+check "pw: A's breaker open after the restart" wl_state pw A open
+check "pw: B's breaker closed after the restart" wl_state pw B closed
+start_listener $T_ADDR "$P_PW" "$T_DIR/l_pw2"; L_PW=$LISTENER
+expect_field "A -> pw after the restart: refused by the hook" refused 1 in_cg A "$KBTOOL" connect $T_ADDR "$P_PW" 1
+expect_field "B -> pw after the restart: connects" success 1 in_cg B "$KBTOOL" connect $T_ADDR "$P_PW" 1
+kill "$L_PW"; wait "$L_PW" 2>/dev/null
+expect_eq "pw listener accepted after the restart (B's only)" "$(cat "$T_DIR/l_pw2")" accepted=1
+restart_in() {
+	snap && [ "$(msum "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name=pw workload=A)" = 2 ] &&
+		[ "$(msum "$T_DIR/m" $W circuit_name=pw workload=B result=success)" = 2 ]
+}
+wait_until "$T_WAIT_S" restart_in
+expect_eq "pw A blocked, both runs" \
+	"$(msum "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name=pw workload=A)" 2
+expect_eq "pw B success, both runs" "$(msum "$T_DIR/m" $W circuit_name=pw workload=B result=success)" 2
+expect_eq "pw destination blocked, both runs" "$(msum "$T_DIR/m" kbreaker_connects_blocked_total circuit_name=pw)" 2
+sums_match pw
+agent_alive "after the restart"
+stop_agent; expect_eq "agent exit status after the restart" "$?" 0
 
 log "d) 1,000 workloads, max 50: a fresh agent"
 N=1000 MAX=50

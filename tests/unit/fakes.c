@@ -110,6 +110,7 @@ static struct kb_event fake_queue[256];
 static size_t fake_queued;
 static uint32_t fake_last_gen;
 static bool fake_adopted;
+static bool fake_wl_adopted;
 
 struct kb_bpf *fake_bpf_open(void)
 {
@@ -117,6 +118,7 @@ struct kb_bpf *fake_bpf_open(void)
 	fake_queued = 0;
 	fake_last_gen = 0;
 	fake_adopted = false;
+	fake_wl_adopted = false;
 	return &fake_handle;
 }
 
@@ -124,7 +126,13 @@ struct kb_bpf *fake_bpf_adopt(void)
 {
 	fake_queued = 0;
 	fake_adopted = true;
+	fake_wl_adopted = true;
 	return &fake_handle;
+}
+
+void fake_wl_renumbered(void)
+{
+	fake_wl_adopted = false;
 }
 
 void fake_event(uint32_t dst_id, enum kb_result res, uint64_t ts_ns)
@@ -355,6 +363,11 @@ size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max
 bool kb_bpf_adopted(const struct kb_bpf *k)
 {
 	return fake_adopted;
+}
+
+bool kb_bpf_wl_adopted(const struct kb_bpf *k)
+{
+	return fake_wl_adopted;
 }
 
 bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k)

@@ -74,6 +74,9 @@ struct kb_bpf *fake_bpf_open(void);
 /* The maps as the last agent left them, adopted as a restarted agent finds them pinned. */
 struct kb_bpf *fake_bpf_adopt(void);
 
+/* After fake_bpf_adopt(): the workload maps were made afresh (workloads: changed). */
+void fake_wl_renumbered(void);
+
 /* The kernel saw a new cgroup: index it as kb_enforce does (kb_abi.h); returns the index. */
 uint32_t fake_workload(uint64_t cgroup);
 

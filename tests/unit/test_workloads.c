@@ -170,6 +170,74 @@ static void test_reload_switch(void **state)
 	drop(two);
 }
 
+/*
+ * A restart (state_dir) takes a per_workload destination's breakers back
+ * into the same slots, each workload's as it was, while the workload maps
+ * are the same ones; numbered afresh, the block starts afresh elsewhere
+ * and the old one blocks nothing.
+ */
+static void test_restart(void **state)
+{
+	static const char text[] = "resolve_interval: 24h\nstate_dir: /sys/fs/bpf/kb-unit\n"
+		"max_destinations: 16\nworkloads: { depth: 1, max: 3 }\n"
+		"defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }\n"
+		"destinations:\n"
+		"  - { name: web, host: 10.0.0.2, port: 80 }\n"
+		"  - { name: db, host: 10.0.0.1, port: 5432, breaker: per_workload }\n";
+	struct config *cfg = parse("restart", text);
+	uint64_t now = mono_now();
+	struct breaker was;
+	uint32_t base;
+	struct agent a;
+
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 16, now), 0);
+	base = circuit_named(&a, "db")->slot;
+	fake_event(base + 2, KB_RES_REFUSED, now + 1);
+	fake_event(base + 2, KB_RES_REFUSED, now + 2);
+	assert_int_equal(agent_drain(&a, now + 3), 0);
+	assert_int_equal(a.slots[base + 2].br.state, BS_OPEN);
+	fake_maps.stats[base + 2].connects[KB_RES_REFUSED] = 2;
+	fake_maps.stats[base + 1].connects[KB_RES_REFUSED] = 1;
+	was = a.slots[base + 2].br;
+	agent_fini(&a);
+
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 16, now + 5), 0);
+	assert_int_equal(a.restored, 2);
+	assert_int_equal(circuit_named(&a, "db")->slot, base);
+	for (uint32_t m = 0; m < 4; m++) {
+		assert_int_equal(a.slots[base + m].workload, m);
+		assert_int_equal(a.slots[base + m].br.state, m == 2 ? BS_OPEN : BS_CLOSED);
+		assert_int_equal(fake_maps.verdicts[base + m].action, m == 2 ? KB_ACT_BLOCK : KB_ACT_ALLOW);
+	}
+	assert_int_equal(a.slots[base + 2].br.state_since_ns, was.state_since_ns);
+	assert_int_equal(a.slots[base + 2].br.open_until_ns, was.open_until_ns);
+	assert_memory_equal(a.slots[base + 2].br.transitions, was.transitions, sizeof(was.transitions));
+	/* The counters stay, and no breaker is fed them again: they are counted already. */
+	assert_int_equal(fake_maps.stats[base + 2].connects[KB_RES_REFUSED], 2);
+	assert_int_equal(a.slots[base + 1].counted[KB_RES_REFUSED], 1);
+	assert_int_equal(a.slots[base + 2].counted[KB_RES_REFUSED], 2);
+	check_maps("restarted", &a);
+	agent_fini(&a);
+
+	{
+		struct kb_bpf *k = fake_bpf_adopt();
+
+		fake_wl_renumbered();
+		assert_int_equal(agent_init(&a, cfg, k, 16, now + 6), 0);
+	}
+	/* web's own breaker comes back; db's block does not, and its old slots block nothing. */
+	assert_int_equal(a.restored, 1);
+	assert_int_not_equal(circuit_named(&a, "db")->slot, base);
+	for (uint32_t m = 0; m < 4; m++) {
+		assert_int_equal(a.slots[circuit_named(&a, "db")->slot + m].br.state, BS_CLOSED);
+		assert_int_equal(fake_maps.verdicts[base + m].action, KB_ACT_ALLOW);
+		assert_false(a.slots[base + m].used);
+	}
+	check_maps("renumbered", &a);
+	agent_fini(&a);
+	drop(cfg);
+}
+
 /* The pages name each workload from the tree, merge, fold past max and sort by failures. */
 static void test_pages(void **state)
 {
@@ -269,6 +337,7 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_per_workload_slots),
 		cmocka_unit_test(test_reload_switch),
+		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_pages),
 		cmocka_unit_test(test_late_entry),
 	};
