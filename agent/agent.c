@@ -302,6 +302,7 @@ int agent_tick(struct agent *a, uint64_t now)
 		else if (s->used && s->dirty)
 			slot_save(a, i);	/* windows and counts, at most once a poll */
 	}
+	workloads_reclaim(a, now);
 	a->last_poll_ns = clock_mono_ns() - now;
 	return 0;
 }

@@ -144,6 +144,14 @@ int workloads_snapshot(struct agent *a, struct snapshot *s);
 /* Workload idx's name, named now if it was not yet. */
 const char *agent_workload_name(struct agent *a, uint32_t idx);
 
+/*
+ * Every WL_CHECK_NS, look for cgroups the kernel numbered that are gone;
+ * one gone at two looks in a row gives its label back (kb_abi.h): its
+ * name, counters and per_workload breakers go, and the kernel hands the
+ * index to the next new cgroup.
+ */
+void workloads_reclaim(struct agent *a, uint64_t now);
+
 /* --- agent.c -------------------------------------------------------------- */
 
 /* The lookup flags cfg's destinations need in the kernel. */

@@ -167,4 +167,13 @@ int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx);
 /* Drop destination dst's workload counters: its slot serves a new one. 0 or -errno. */
 int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst);
 
+/* Drop workload wl's counters at every destination: its index serves a new one. 0 or -errno. */
+int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl);
+
+/*
+ * The cgroup is gone: delete its entry, and give index idx back to the
+ * hooks when it is a label (below max). 0 or -errno.
+ */
+int kb_bpf_workload_gone(struct kb_bpf *k, uint64_t cgroup, uint32_t idx);
+
 #endif /* KB_BPF_H */

@@ -23,6 +23,7 @@ struct kb_bpf {
 	bool set_retval;
 	bool adopted;		/* maps reused from state_dir */
 	bool wl_adopted;	/* and the workload maps too, numbered under the same settings */
+	uint32_t wl_max;	/* workloads: max; 0 = attribution off */
 	__u32 last_gen;		/* kb_verdict.gen of the latest write */
 	uint64_t portless;	/* keys with port "any": while any, kb_ports proves nothing */
 };

@@ -11,9 +11,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "bpf_priv.h"
+#include "config.h"
 #include "log.h"
 
-static const char *const wl_pinned[] = { "kb_wl_ctl", "kb_workloads", "kb_wstats" };
+static const char *const wl_pinned[] = { "kb_wl_ctl", "kb_workloads", "kb_wstats", "kb_wl_free" };
+
+_Static_assert(CONFIG_WORKLOADS_MAX <= KB_WL_LABELS_MAX, "kb_wl_free holds every label");
 
 uint32_t kb_bpf_wl_stats_max(uint32_t capacity, uint32_t wl_max)
 {
@@ -92,6 +95,41 @@ int kb_bpf_wl_unpin_stale(const char *dir, const struct kb_bpf_opts *opts, uint3
 	return 0;
 }
 
+/*
+ * kb_wl_free afresh from kb_workloads: every label below next that no
+ * cgroup holds. What a previous run pushed is there already; what it
+ * took from kb_workloads without pushing yet, or a hook numbered but
+ * lost (kb_enforce.bpf.c), comes back here. Before the hooks attach: no
+ * writer meanwhile. 0 or -errno.
+ */
+static int wl_free_rebuild(struct kb_bpf *k, uint32_t max, uint32_t next)
+{
+	int fq = bpf_map__fd(k->obs->maps.kb_wl_free), fw = bpf_map__fd(k->obs->maps.kb_workloads);
+	uint32_t n = next < max ? next : max, idx;
+	__u64 key, cur, *prev = NULL;
+	bool *held;
+	int err = 0;
+
+	while (!bpf_map_lookup_and_delete_elem(fq, NULL, &idx))
+		;
+	if (!n)
+		return 0;
+	held = calloc(n, sizeof(*held));
+	if (!held)
+		return -ENOMEM;
+	while (!bpf_map_get_next_key(fw, prev, &cur)) {
+		key = cur;
+		prev = &key;
+		if (!bpf_map_lookup_elem(fw, &key, &idx) && idx < n)
+			held[idx] = true;
+	}
+	for (idx = 0; idx < n && !err; idx++)
+		if (!held[idx] && bpf_map_update_elem(fq, NULL, &idx, BPF_ANY))
+			err = -errno;
+	free(held);
+	return err;
+}
+
 int kb_bpf_wl_start(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_wl_ctl);
@@ -105,6 +143,7 @@ int kb_bpf_wl_start(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 		if (err)
 			return err;
 	}
+	k->wl_max = opts->wl_max;
 	if (bpf_map_lookup_elem(fd, &zero, &ctl))
 		return -errno;
 	/*
@@ -119,7 +158,7 @@ int kb_bpf_wl_start(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 	ctl.max = opts->wl_max;
 	if (bpf_map_update_elem(fd, &zero, &ctl, BPF_ANY))
 		return -errno;
-	return 0;
+	return opts->wl_max ? wl_free_rebuild(k, ctl.max, ctl.next) : 0;
 }
 
 int kb_bpf_wl_ctl(struct kb_bpf *k, struct kb_wl_ctl *ctl)
@@ -159,6 +198,31 @@ int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx)
 			fn(ctx, &key, &st);
 	}
 	return errno == ENOENT ? 0 : -errno;
+}
+
+int kb_bpf_workload_gone(struct kb_bpf *k, uint64_t cgroup, uint32_t idx)
+{
+	__u64 key = cgroup;
+
+	if (bpf_map_delete_elem(bpf_map__fd(k->obs->maps.kb_workloads), &key) && errno != ENOENT)
+		return -errno;
+	if (idx < k->wl_max && bpf_map_update_elem(bpf_map__fd(k->obs->maps.kb_wl_free), NULL, &idx, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_wstats);
+	struct kb_wl_key key, next, *prev = NULL;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (key.workload == wl && bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+			return -errno;
+	}
+	return 0;
 }
 
 int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst)

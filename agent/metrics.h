@@ -57,6 +57,7 @@ struct metrics_agent {
 	bool wl_on;			/* workload attribution */
 	uint32_t wl_labelled;		/* workloads with their own label */
 	uint32_t wl_folded;		/* cgroups counted as workload "other" */
+	uint64_t wl_reclaimed;		/* labels given back, their cgroups gone */
 	bool openmetrics;		/* OpenMetrics 1.0 instead of text 0.0.4 */
 };
 

@@ -51,10 +51,11 @@ static void walk_one(void *ctx, uint64_t id, const char *rel)
 		w->oom = true;
 		return;
 	}
-	p = &w->found[w->n];
+	p = &w->found[w->n++];
 	p->id = id;
-	if (!workloads_label(rel, p->name, sizeof(p->name)))
-		w->n++;
+	/* Found all the same: the reclaim must not take a live cgroup for gone. */
+	if (workloads_label(rel, p->name, sizeof(p->name)))
+		snprintf(p->name, sizeof(p->name), "cgroup-%" PRIu64, id);
 }
 
 struct wl_name_ctx {
@@ -129,6 +130,130 @@ const char *agent_workload_name(struct agent *a, uint32_t idx)
 	if (!workloads_named(&a->wl, idx))
 		refresh(a, true);
 	return workloads_named(&a->wl, idx) ? a->wl.names[idx] : "?";
+}
+
+/* A cgroup the kernel numbered: its id and index. */
+struct wl_entry {
+	uint64_t id;
+	uint32_t idx;
+};
+
+struct wl_entries {
+	struct wl_entry *e;
+	size_t n, alloc;
+	bool oom;
+};
+
+static void entry_one(void *ctx, uint64_t id, uint32_t idx)
+{
+	struct wl_entries *es = ctx;
+
+	if (!room_for_one((void **)&es->e, es->n, &es->alloc, sizeof(*es->e))) {
+		es->oom = true;
+		return;
+	}
+	es->e[es->n++] = (struct wl_entry){ .id = id, .idx = idx };
+}
+
+static int by_id(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+static bool has_id(const uint64_t *ids, size_t n, uint64_t id)
+{
+	return n && bsearch(&id, ids, n, sizeof(*ids), by_id);
+}
+
+/*
+ * Workload idx's breakers start afresh: the index's next cgroup is
+ * another workload. Transitions stay, they are the destination's history.
+ */
+static void renew_breakers(struct agent *a, uint32_t idx, uint64_t now)
+{
+	for (uint32_t ci = 0; ci < a->n_circuits; ci++) {
+		const struct agent_circuit *c = &a->circuits[ci];
+		struct agent_slot *s;
+		struct breaker was;
+
+		if (!c->n_wl || idx >= c->n_wl)
+			continue;
+		s = &a->slots[c->slot + idx];
+		was = s->br;
+		breaker_init(&s->br, &c->cfg->policy, now);
+		memcpy(s->br.transitions, was.transitions, sizeof(was.transitions));
+		s->br.denied_trips = was.denied_trips;
+		/* What its counters hold is the gone workload's: not fed again. */
+		s->events = true;
+		slot_publish(a, s, was.state, "workload gone", now);
+	}
+}
+
+/* The cgroup of entry e is gone: give its label back. */
+static void reclaim_one(struct agent *a, const struct wl_entry *e, uint64_t now)
+{
+	int err = 0;
+
+	/* Before the index goes back, so that its next cgroup finds nothing of this one. */
+	if (e->idx < a->wl.max) {
+		renew_breakers(a, e->idx, now);
+		err = kb_bpf_wstats_forget_workload(a->bpf, e->idx);
+		log_info("workload gone\tworkload=%s index=%u", a->wl.names[e->idx][0] ?
+			 a->wl.names[e->idx] : "?", e->idx);
+		workloads_forget(&a->wl, e->idx);
+		a->wl.reclaimed++;
+	}
+	err = err ?: kb_bpf_workload_gone(a->bpf, e->id, e->idx);
+	if (err) {
+		a->map_errors++;
+		log_err("bpf: give back workload index %u: %s", e->idx, strerror(-err));
+	}
+}
+
+void workloads_reclaim(struct agent *a, uint64_t now)
+{
+	struct wl_entries es = { 0 };
+	struct wl_walk live = { 0 };
+	uint64_t *gone = NULL, *ids = NULL;
+	size_t n_gone = 0;
+	int err;
+
+	if (!a->wl.max || now - a->wl.checked_ns < WL_CHECK_NS)
+		return;
+	a->wl.checked_ns = now;
+	err = kb_bpf_workloads_each(a->bpf, entry_one, &es);
+	if (err || es.oom || !es.n)
+		goto out;
+	/* Entries first, then the walk: a cgroup made in between is not an entry yet. */
+	err = cgroup_walk(a->wl_dir, a->wl.depth, walk_one, &live);
+	ids = live.n ? malloc(live.n * sizeof(*ids)) : NULL;
+	gone = malloc(es.n * sizeof(*gone));
+	/* A look that could not see everything takes nothing back. */
+	if (err || live.oom || (live.n && !ids) || !gone)
+		goto out;
+	for (size_t i = 0; i < live.n; i++)
+		ids[i] = live.found[i].id;
+	qsort(ids, live.n, sizeof(*ids), by_id);
+	for (size_t i = 0; i < es.n; i++) {
+		if (has_id(ids, live.n, es.e[i].id))
+			continue;
+		if (has_id(a->wl.gone, a->wl.n_gone, es.e[i].id))
+			reclaim_one(a, &es.e[i], now);
+		else
+			gone[n_gone++] = es.e[i].id;
+	}
+	qsort(gone, n_gone, sizeof(*gone), by_id);
+	free(a->wl.gone);
+	a->wl.gone = gone;
+	a->wl.n_gone = n_gone;
+	gone = NULL;
+out:
+	free(gone);
+	free(ids);
+	free(live.found);
+	free(es.e);
 }
 
 void agent_set_cgroup(struct agent *a, const char *dir)
@@ -263,6 +388,7 @@ int workloads_snapshot(struct agent *a, struct snapshot *s)
 	s->info.wl_on = true;
 	s->info.wl_labelled = a->wl.labelled;
 	s->info.wl_folded = a->wl.folded;
+	s->info.wl_reclaimed = a->wl.reclaimed;
 	s->wl_info = (struct status_wl){ .depth = a->wl.depth, .max = a->wl.max,
 					 .labelled = a->wl.labelled, .folded = a->wl.folded };
 	return 0;

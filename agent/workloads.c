@@ -28,8 +28,11 @@ void workloads_fini(struct workloads *w)
 {
 	free(w->names);
 	free(w->canon);
+	free(w->gone);
 	w->names = NULL;
 	w->canon = NULL;
+	w->gone = NULL;
+	w->n_gone = 0;
 	w->max = 0;
 }
 
@@ -49,6 +52,25 @@ void workloads_name(struct workloads *w, uint32_t idx, const char *name)
 			return;
 		}
 	w->labelled++;
+}
+
+void workloads_forget(struct workloads *w, uint32_t idx)
+{
+	uint32_t heir = w->max;
+
+	if (idx >= w->max || !w->names[idx][0])
+		return;
+	/* The next index with the same name carries it on, and the others follow it. */
+	for (uint32_t i = 0; i < w->max; i++)
+		if (i != idx && w->canon[i] == idx) {
+			if (heir == w->max)
+				heir = i;
+			w->canon[i] = heir;
+		}
+	if (w->canon[idx] == idx && heir == w->max)
+		w->labelled--;
+	w->names[idx][0] = '\0';
+	w->canon[idx] = idx;
 }
 
 int workloads_label(const char *rel, char *out, size_t len)

@@ -27,7 +27,14 @@ struct workloads {
 	uint32_t labelled;		/* named indexes below max */
 	uint32_t folded;		/* cgroups the kernel counted as other */
 	uint32_t seen_next;		/* kb_wl_ctl.next when the indexes were last named */
+	uint64_t reclaimed;		/* indexes given back, their cgroups gone */
+	uint64_t checked_ns;		/* the last look for gone cgroups */
+	uint64_t *gone;			/* cgroups that look gone since then, sorted */
+	size_t n_gone;
 };
+
+/* How often the agent looks for cgroups that are gone (workloads_reclaim). */
+#define WL_CHECK_NS 2000000000ULL
 
 /* Room for max workloads (0: off). 0 or -ENOMEM. */
 int workloads_init(struct workloads *w, uint32_t max, uint32_t depth);
@@ -40,6 +47,12 @@ static inline bool workloads_named(const struct workloads *w, uint32_t idx)
 
 /* Name index idx (below max); a name already given makes idx share its canonical index. */
 void workloads_name(struct workloads *w, uint32_t idx, const char *name);
+
+/*
+ * Forget index idx's name: its cgroup is gone and the kernel may hand the
+ * index out again. Indexes that shared the name keep it.
+ */
+void workloads_forget(struct workloads *w, uint32_t idx);
 
 /*
  * The name of cgroup `rel` (relative to the enforcement cgroup, "" for

@@ -47,6 +47,7 @@ static __always_inline __u32 kb_workload(void)
 {
 	struct kb_wl_ctl *c;
 	__u32 zero = 0, *w, n, max;
+	bool reused;
 	__u64 cg = 0;
 	int level;
 
@@ -63,16 +64,23 @@ static __always_inline __u32 kb_workload(void)
 	if (w)
 		return *w < max ? *w : max;
 	/*
-	 * Indexes are never given back: past max every new cgroup is "other".
-	 * next counts on past max (the agent reports next - max as folded),
-	 * short of wrapping round to indexes already given.
+	 * A gone cgroup's label first; else a new index: past max every new
+	 * cgroup is "other". next counts on past max (the agent reports
+	 * next - max as folded), short of wrapping round to indexes given.
 	 */
-	n = c->next < (1U << 31) ? __sync_fetch_and_add(&c->next, 1) : max;
+	reused = !bpf_map_pop_elem(&kb_wl_free, &n);
+	if (!reused)
+		n = c->next < (1U << 31) ? __sync_fetch_and_add(&c->next, 1) : max;
 	if (n > max)
 		n = max;
 	if (!bpf_map_update_elem(&kb_workloads, &cg, &n, BPF_NOEXIST))
 		return n;
-	/* Lost the race to another CPU (its index counts, ours stays unused), or full. */
+	/*
+	 * Lost the race to another CPU, or full: a label taken back goes
+	 * back (a new index stays unused until the agent's next start).
+	 */
+	if (reused && n < max)
+		bpf_map_push_elem(&kb_wl_free, &n, 0);
 	w = bpf_map_lookup_elem(&kb_workloads, &cg);
 	return w && *w < max ? *w : max;
 }

@@ -60,7 +60,10 @@ struct {
 	__type(value, struct kb_wl_ctl);
 } kb_wl_ctl SEC(".maps");
 
-/* cgroup id (cut at kb_wl_ctl.level) -> workload index. Written by the hooks only. */
+/*
+ * cgroup id (cut at kb_wl_ctl.level) -> workload index. Added by the
+ * hooks; the agent deletes the entries of cgroups that are gone.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, KB_WL_CGROUPS);
@@ -68,6 +71,13 @@ struct {
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } kb_workloads SEC(".maps");
+
+/* Labels of gone cgroups, for the hooks to hand out again (kb_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, KB_WL_LABELS_MAX);
+	__type(value, __u32);
+} kb_wl_free SEC(".maps");
 
 /* (destination, workload) -> counters. Written by both objects, read by the agent. */
 struct {

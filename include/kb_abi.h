@@ -107,6 +107,10 @@ _Static_assert(sizeof(struct kb_lpm_key) == 28, "kb_lpm_key ABI");
  * The hooks find the enforcement cgroup's level themselves, by its id
  * among the task's ancestors: a path seen through a container's cgroup
  * namespace or bind mount would give the agent a wrong one.
+ *
+ * Labels come back: once a cgroup is gone, the agent deletes its entry
+ * and pushes its index onto kb_wl_free, and the hooks hand out indexes
+ * from there before new ones from next.
  */
 struct kb_wl_ctl {
 	__u64 base;	/* agent: the enforcement cgroup's id (its directory's inode) */
@@ -118,6 +122,9 @@ struct kb_wl_ctl {
 	__u32 pad;
 };
 _Static_assert(sizeof(struct kb_wl_ctl) == 32, "kb_wl_ctl ABI");
+
+/* kb_wl_free's room: the most labelled workloads there may be. */
+#define KB_WL_LABELS_MAX 1024
 
 /* Deepest enforcement cgroup level the hooks look for (cgroup v2 nests far less in practice). */
 #define KB_WL_LEVELS 32

@@ -11,6 +11,9 @@
 #  e) kbreakerctl status --by-workload and /status show each workload's row.
 #  f) a restart (state_dir): A's per_workload breaker comes back open, every
 #     count as it was; the hook still refuses A, B still connects.
+#  g) A's cgroup removed: its label comes back within seconds; a new cgroup C
+#     takes it under its own name, with a breaker of its own (closed) and
+#     counts of its own, while the destination's counts keep A's.
 #  d) 1,000 cgroups, workloads max 50: 50 labelled, 950 folded into "other",
 #     nothing lost (a fresh agent, so the first 50 seen are the labelled ones).
 # Every count is exact; the independent truths are kbtool's own tallies, the
@@ -273,6 +276,38 @@ expect_eq "pw B success, both runs" "$(msum "$T_DIR/m" $W circuit_name=pw worklo
 expect_eq "pw destination blocked, both runs" "$(msum "$T_DIR/m" kbreaker_connects_blocked_total circuit_name=pw)" 2
 sums_match pw
 agent_alive "after the restart"
+
+log "g) A's cgroup removed: its label comes back, and C takes it"
+check "A's cgroup is empty" eval '! cg_populated "$T_CG/A"'
+rmdir "$T_CG/A"; expect_eq "rmdir A" "$?" 0
+a_gone() {
+	snap && [ "$(msum "$T_DIR/m" kbreaker_workloads_reclaimed_total)" = 1 ] &&
+		[ "$(msum "$T_DIR/m" kbreaker_workloads)" = 1 ]
+}
+wait_until "$T_WAIT_S" a_gone
+expect_eq "labels once A is gone" "$(mlabels "$T_DIR/m" $W workload | tr '\n' ' ')" "B "
+expect_eq "A's breaker gone" "$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=pw workload=A)" absent
+t_subcg C
+start_listener $T_ADDR "$P_PW" "$T_DIR/l_pw3"; L_PW=$LISTENER
+expect_field "C -> pw: connects (A's label, not A's breaker)" success 1 in_cg C "$KBTOOL" connect $T_ADDR "$P_PW" 1
+kill "$L_PW"; wait "$L_PW" 2>/dev/null
+expect_eq "pw listener accepted C's" "$(cat "$T_DIR/l_pw3")" accepted=1
+c_in() { snap && [ "$(msum "$T_DIR/m" $W circuit_name=pw workload=C result=success)" = 1 ]; }
+wait_until "$T_WAIT_S" c_in
+expect_eq "labels with C" "$(mlabels "$T_DIR/m" $W workload | tr '\n' ' ')" "B C "
+expect_eq "kbreaker_workloads with C" "$(msum "$T_DIR/m" kbreaker_workloads)" 2
+expect_eq "pw C success" "$(msum "$T_DIR/m" $W circuit_name=pw workload=C result=success)" 1
+expect_eq "pw C refused" "$(m0 "$T_DIR/m" $W circuit_name=pw workload=C result=refused)" 0
+expect_eq "pw C blocked" "$(m0 "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name=pw workload=C)" 0
+expect_eq "pw C state closed" "$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=pw workload=C state=closed)" 1
+expect_eq "pw B success, untouched" "$(msum "$T_DIR/m" $W circuit_name=pw workload=B result=success)" 2
+# The destination's own families count every workload that ever was.
+expect_eq "pw destination refused (A's)" "$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=pw result=refused)" 3
+expect_eq "pw destination success" "$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=pw result=success)" 3
+expect_eq "pw destination blocked (A's)" "$(msum "$T_DIR/m" kbreaker_connects_blocked_total circuit_name=pw)" 2
+expect_eq "kbreaker_workloads_folded" "$(msum "$T_DIR/m" kbreaker_workloads_folded)" 0
+promtool_check "a label given back"
+agent_alive "after a label came back"
 stop_agent; expect_eq "agent exit status after the restart" "$?" 0
 
 log "d) 1,000 workloads, max 50: a fresh agent"

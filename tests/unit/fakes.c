@@ -380,13 +380,18 @@ bool kb_bpf_refuses_with_econnrefused(const struct kb_bpf *k)
 uint32_t fake_workload(uint64_t cgroup)
 {
 	struct kb_wl_ctl *c = &fake_maps.wl_ctl;
-	uint32_t n = c->next++;
+	uint32_t n;
 
 	for (size_t i = 0; i < fake_maps.n_workloads; i++)
-		if (fake_maps.workloads[i].cgroup == cgroup) {
-			c->next--;
+		if (fake_maps.workloads[i].cgroup == cgroup)
 			return fake_maps.workloads[i].index;
-		}
+	/* As the hooks: a label given back first, oldest first (a queue). */
+	if (fake_maps.n_free) {
+		n = fake_maps.free[0];
+		memmove(fake_maps.free, fake_maps.free + 1, --fake_maps.n_free * sizeof(*fake_maps.free));
+	} else {
+		n = c->next++;
+	}
 	n = n < c->max ? n : c->max;
 	if (fake_maps.n_workloads < FAKE_WORKLOADS) {
 		fake_maps.workloads[fake_maps.n_workloads].cgroup = cgroup;
@@ -438,6 +443,34 @@ int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx)
 		return -EIO;
 	for (size_t i = 0; i < fake_maps.n_wstats; i++)
 		fn(ctx, &fake_maps.wstats[i].key, &fake_maps.wstats[i].st);
+	return 0;
+}
+
+int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl)
+{
+	size_t out = 0;
+
+	if (fault_here())
+		return -EIO;
+	for (size_t i = 0; i < fake_maps.n_wstats; i++)
+		if (fake_maps.wstats[i].key.workload != wl)
+			fake_maps.wstats[out++] = fake_maps.wstats[i];
+	fake_maps.n_wstats = out;
+	return 0;
+}
+
+int kb_bpf_workload_gone(struct kb_bpf *k, uint64_t cgroup, uint32_t idx)
+{
+	size_t out = 0;
+
+	if (fault_here())
+		return -EIO;
+	for (size_t i = 0; i < fake_maps.n_workloads; i++)
+		if (fake_maps.workloads[i].cgroup != cgroup)
+			fake_maps.workloads[out++] = fake_maps.workloads[i];
+	fake_maps.n_workloads = out;
+	if (idx < fake_maps.wl_ctl.max && fake_maps.n_free < FAKE_WORKLOADS)
+		fake_maps.free[fake_maps.n_free++] = idx;
 	return 0;
 }
 

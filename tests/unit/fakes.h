@@ -62,6 +62,8 @@ struct fake_maps {
 	struct kb_wl_ctl wl_ctl;			/* kb_wl_ctl */
 	size_t n_workloads;
 	struct { uint64_t cgroup; uint32_t index; } workloads[FAKE_WORKLOADS];	/* kb_workloads */
+	size_t n_free;
+	uint32_t free[FAKE_WORKLOADS];			/* kb_wl_free, oldest first */
 	size_t n_wstats;
 	struct { struct kb_wl_key key; struct kb_wl_stats st; } wstats[FAKE_WSTATS];	/* kb_wstats */
 };

@@ -56,6 +56,40 @@ static void test_names(void **state)
 	workloads_fini(&w);
 }
 
+/* A gone cgroup's index forgets its name; indexes that shared it keep it. */
+static void test_forget(void **state)
+{
+	struct workloads w;
+
+	assert_int_equal(workloads_init(&w, 4, 1), 0);
+	workloads_name(&w, 0, "A");
+	workloads_name(&w, 1, "B");
+	workloads_name(&w, 2, "A");
+	workloads_name(&w, 3, "A");
+	assert_int_equal(w.labelled, 2);
+	workloads_forget(&w, 0);		/* A's first index: 2 carries A on, 3 follows */
+	assert_string_equal(w.names[0], "");
+	assert_int_equal(w.canon[0], 0);
+	assert_int_equal(w.canon[2], 2);
+	assert_int_equal(w.canon[3], 2);
+	assert_int_equal(w.labelled, 2);
+	workloads_forget(&w, 1);		/* B's only index */
+	assert_int_equal(w.labelled, 1);
+	workloads_forget(&w, 3);		/* not A's first */
+	assert_int_equal(w.labelled, 1);
+	assert_int_equal(w.canon[2], 2);
+	workloads_forget(&w, 2);
+	assert_int_equal(w.labelled, 0);
+	workloads_forget(&w, 2);		/* twice: nothing more */
+	workloads_forget(&w, 4);		/* other stays */
+	assert_int_equal(w.labelled, 0);
+	assert_string_equal(w.names[4], "other");
+	workloads_name(&w, 0, "C");		/* the index serves a new cgroup */
+	assert_string_equal(w.names[0], "C");
+	assert_int_equal(w.labelled, 1);
+	workloads_fini(&w);
+}
+
 #define CONFIG(db) "resolve_interval: 24h\nmax_destinations: 16\n" \
 	"workloads: { depth: 1, max: 3 }\n" \
 	"defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }\n" \
@@ -238,6 +272,103 @@ static void test_restart(void **state)
 	drop(cfg);
 }
 
+static bool has_workload_entry(uint64_t cgroup)
+{
+	for (size_t i = 0; i < fake_maps.n_workloads; i++)
+		if (fake_maps.workloads[i].cgroup == cgroup)
+			return true;
+	return false;
+}
+
+static bool has_wstats_of(uint32_t wl)
+{
+	for (size_t i = 0; i < fake_maps.n_wstats; i++)
+		if (fake_maps.wstats[i].key.workload == wl)
+			return true;
+	return false;
+}
+
+/*
+ * A cgroup gone at two looks in a row gives its label back: its entry,
+ * name, counters and per_workload breaker go, and the kernel hands its
+ * index to the next new cgroup, which starts closed under its own name.
+ */
+static void test_reclaim(void **state)
+{
+	struct config *cfg = parse("per_workload", CONFIG("per_workload"));
+	const struct agent_circuit *db;
+	uint64_t now = mono_now();
+	uint32_t ia, ib, ic;
+	char c_dir[96], *text;
+	struct agent a;
+	struct tree t;
+
+	tree_make(&t);
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 16, now), 0);
+	agent_set_cgroup(&a, t.dir);
+	fake_maps.wl_ctl.max = 3;
+	db = circuit_named(&a, "db");
+	ia = fake_workload(t.id_a);
+	ib = fake_workload(t.id_b);
+	fake_wl_count(db->slot, ia, KB_RES_REFUSED, 2);
+	fake_wl_count(db->slot, ib, KB_RES_SUCCESS, 1);
+	fake_event(db->slot + ia, KB_RES_REFUSED, now + 1);
+	fake_event(db->slot + ia, KB_RES_REFUSED, now + 2);
+	assert_int_equal(agent_drain(&a, now + 3), 0);
+	assert_int_equal(a.slots[db->slot + ia].br.state, BS_OPEN);
+	text = render("metrics", &a, agent_metrics);
+	assert_non_null(strstr(text, "circuit_breaker_workload_state{circuit_name=\"db\","
+			       "workload=\"A\",state=\"open\"} 1\n"));
+	free(text);
+
+	assert_int_equal(agent_tick(&a, now + WL_CHECK_NS), 0);
+	assert_int_equal(rmdir(t.a), 0);
+	/* One look without A: not yet. */
+	assert_int_equal(agent_tick(&a, now + 2 * WL_CHECK_NS), 0);
+	assert_true(has_workload_entry(t.id_a));
+	assert_int_equal(fake_maps.n_free, 0);
+	assert_int_equal(a.slots[db->slot + ia].br.state, BS_OPEN);
+	/* Two: A's label goes back, B keeps everything. */
+	assert_int_equal(agent_tick(&a, now + 3 * WL_CHECK_NS), 0);
+	assert_false(has_workload_entry(t.id_a));
+	assert_true(has_workload_entry(t.id_b));
+	assert_int_equal(fake_maps.n_free, 1);
+	assert_int_equal(fake_maps.free[0], ia);
+	assert_false(has_wstats_of(ia));
+	assert_true(has_wstats_of(ib));
+	assert_int_equal(a.slots[db->slot + ia].br.state, BS_CLOSED);
+	assert_int_equal(a.slots[db->slot + ia].br.transitions[BS_CLOSED][BS_OPEN], 1);
+	assert_int_equal(fake_maps.verdicts[db->slot + ia].action, KB_ACT_ALLOW);
+	assert_int_equal(a.wl.reclaimed, 1);
+	assert_int_equal(a.wl.labelled, 1);
+	check_maps("A gone", &a);
+	/* A new cgroup takes A's index, under its own name, closed. */
+	snprintf(c_dir, sizeof(c_dir), "%s/C", t.dir);
+	assert_int_equal(mkdir(c_dir, 0700), 0);
+	ic = fake_workload(ino(c_dir));
+	assert_int_equal(ic, ia);
+	fake_wl_count(db->slot, ic, KB_RES_SUCCESS, 1);
+	text = render("metrics", &a, agent_metrics);
+	assert_non_null(strstr(text, "kbreaker_workload_tcp_connects_total{circuit_name=\"db\","
+			       "workload=\"C\",result=\"success\"} 1\n"));
+	assert_non_null(strstr(text, "circuit_breaker_workload_state{circuit_name=\"db\","
+			       "workload=\"C\",state=\"closed\"} 1\n"));
+	assert_null(strstr(text, "workload=\"A\""));
+	assert_non_null(strstr(text, "kbreaker_workloads 2\n"));
+	assert_non_null(strstr(text, "kbreaker_workloads_reclaimed_total 1\n"));
+	free(text);
+	/* And B, still there, is never taken back. */
+	assert_int_equal(agent_tick(&a, now + 4 * WL_CHECK_NS), 0);
+	assert_int_equal(agent_tick(&a, now + 5 * WL_CHECK_NS), 0);
+	assert_true(has_workload_entry(t.id_b));
+	assert_true(has_workload_entry(ino(c_dir)));
+	assert_int_equal(a.wl.reclaimed, 1);
+	agent_fini(&a);
+	rmdir(c_dir);
+	tree_drop(&t);
+	drop(cfg);
+}
+
 /* The pages name each workload from the tree, merge, fold past max and sort by failures. */
 static void test_pages(void **state)
 {
@@ -335,10 +466,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_forget),
 		cmocka_unit_test(test_per_workload_slots),
 		cmocka_unit_test(test_reload_switch),
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_pages),
+		cmocka_unit_test(test_reclaim),
 		cmocka_unit_test(test_late_entry),
 	};
 
