@@ -6,9 +6,11 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "agent_int.h"
 #include "bpf.h"
 #include "cgroup.h"
@@ -212,37 +214,92 @@ static void reclaim_one(struct agent *a, const struct wl_entry *e, uint64_t now)
 	}
 }
 
+/*
+ * The path of labelled entry e's cgroup, from its name: false when the
+ * name is not one (other, not named yet, or the cgroup-ID of one the
+ * walk never found), and only a walk can tell.
+ */
+static bool entry_path(const struct agent *a, const struct wl_entry *e, char *path, size_t len)
+{
+	char fallback[32];
+	int n;
+
+	if (e->idx >= a->wl.max || !workloads_named(&a->wl, e->idx))
+		return false;
+	snprintf(fallback, sizeof(fallback), "cgroup-%" PRIu64, e->id);
+	if (!strcmp(a->wl.names[e->idx], fallback))
+		return false;
+	n = snprintf(path, len, "%s/%s", a->wl_dir, a->wl.names[e->idx]);
+	return n > 0 && (size_t)n < len;
+}
+
+/* The cgroup ids a walk finds, sorted into *ids; false when it could not see them all. */
+static bool walk_ids(struct agent *a, uint64_t **ids, size_t *n)
+{
+	struct wl_walk live = { 0 };
+	bool ok;
+
+	ok = !cgroup_walk(a->wl_dir, a->wl.depth, walk_one, &live) && !live.oom;
+	*ids = ok && live.n ? malloc(live.n * sizeof(**ids)) : NULL;
+	ok = ok && (!live.n || *ids);
+	for (size_t i = 0; ok && i < live.n; i++)
+		(*ids)[i] = live.found[i].id;
+	*n = ok ? live.n : 0;
+	if (ok)
+		qsort(*ids, *n, sizeof(**ids), by_id);
+	free(live.found);
+	return ok;
+}
+
 void workloads_reclaim(struct agent *a, uint64_t now)
 {
 	struct wl_entries es = { 0 };
-	struct wl_walk live = { 0 };
 	uint64_t *gone = NULL, *ids = NULL;
-	size_t n_gone = 0;
-	int err;
+	size_t n_gone = 0, n_ids = 0;
+	bool walked = false, was_gone;
+	char path[PATH_MAX];
+	struct stat st;
+	int live;
 
 	if (!a->wl.max || now - a->wl.checked_ns < WL_CHECK_NS)
 		return;
 	a->wl.checked_ns = now;
-	err = kb_bpf_workloads_each(a->bpf, entry_one, &es);
-	if (err || es.oom || !es.n)
+	if (kb_bpf_workloads_each(a->bpf, entry_one, &es) || es.oom || !es.n)
 		goto out;
-	/* Entries first, then the walk: a cgroup made in between is not an entry yet. */
-	err = cgroup_walk(a->wl_dir, a->wl.depth, walk_one, &live);
-	ids = live.n ? malloc(live.n * sizeof(*ids)) : NULL;
 	gone = malloc(es.n * sizeof(*gone));
-	/* A look that could not see everything takes nothing back. */
-	if (err || live.oom || (live.n && !ids) || !gone)
+	if (!gone)
 		goto out;
-	for (size_t i = 0; i < live.n; i++)
-		ids[i] = live.found[i].id;
-	qsort(ids, live.n, sizeof(*ids), by_id);
+	/*
+	 * A labelled cgroup is looked up by its path: a few stats. The rest
+	 * (other, unnamed) only by a walk of every cgroup, now and then. The
+	 * entries were read first: a cgroup made since is not one of them.
+	 */
+	if (now - a->wl.swept_ns >= WL_SWEEP_NS) {
+		for (size_t i = 0; i < es.n && !walked; i++)
+			walked = !entry_path(a, &es.e[i], path, sizeof(path));
+		if (walked) {
+			a->wl.swept_ns = now;
+			walked = walk_ids(a, &ids, &n_ids);
+		}
+	}
 	for (size_t i = 0; i < es.n; i++) {
-		if (has_id(ids, live.n, es.e[i].id))
-			continue;
-		if (has_id(a->wl.gone, a->wl.n_gone, es.e[i].id))
-			reclaim_one(a, &es.e[i], now);
+		const struct wl_entry *e = &es.e[i];
+
+		was_gone = has_id(a->wl.gone, a->wl.n_gone, e->id);
+		if (entry_path(a, e, path, sizeof(path)))
+			live = !stat(path, &st) ? st.st_ino == e->id : errno == ENOENT || errno == ENOTDIR ? 0 : -1;
 		else
-			gone[n_gone++] = es.e[i].id;
+			live = walked ? has_id(ids, n_ids, e->id) : -1;
+		if (live < 0) {
+			/* Not looked at this time: as it was. */
+			if (was_gone)
+				gone[n_gone++] = e->id;
+		} else if (!live) {
+			if (was_gone)
+				reclaim_one(a, e, now);
+			else
+				gone[n_gone++] = e->id;
+		}
 	}
 	qsort(gone, n_gone, sizeof(*gone), by_id);
 	free(a->wl.gone);
@@ -252,7 +309,6 @@ void workloads_reclaim(struct agent *a, uint64_t now)
 out:
 	free(gone);
 	free(ids);
-	free(live.found);
 	free(es.e);
 }
 

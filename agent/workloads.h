@@ -29,12 +29,17 @@ struct workloads {
 	uint32_t seen_next;		/* kb_wl_ctl.next when the indexes were last named */
 	uint64_t reclaimed;		/* indexes given back, their cgroups gone */
 	uint64_t checked_ns;		/* the last look for gone cgroups */
+	uint64_t swept_ns;		/* the last walk of them all */
 	uint64_t *gone;			/* cgroups that look gone since then, sorted */
 	size_t n_gone;
 };
 
-/* How often the agent looks for cgroups that are gone (workloads_reclaim). */
+/*
+ * How often the agent looks for cgroups that are gone (workloads_reclaim):
+ * labelled ones by their paths, the rest by a walk of them all.
+ */
 #define WL_CHECK_NS 2000000000ULL
+#define WL_SWEEP_NS 60000000000ULL
 
 /* Room for max workloads (0: off). 0 or -ENOMEM. */
 int workloads_init(struct workloads *w, uint32_t max, uint32_t depth);

@@ -298,7 +298,7 @@ static void test_reclaim(void **state)
 	struct config *cfg = parse("per_workload", CONFIG("per_workload"));
 	const struct agent_circuit *db;
 	uint64_t now = mono_now();
-	uint32_t ia, ib, ic;
+	uint32_t ia, ib, ic, io;
 	char c_dir[96], *text;
 	struct agent a;
 	struct tree t;
@@ -363,6 +363,19 @@ static void test_reclaim(void **state)
 	assert_true(has_workload_entry(t.id_b));
 	assert_true(has_workload_entry(ino(c_dir)));
 	assert_int_equal(a.wl.reclaimed, 1);
+	/* A cgroup the tree never had (numbered from outside): only a walk, once a minute, sees it. */
+	io = fake_workload(12345);
+	assert_int_equal(io, 2);
+	assert_int_equal(agent_tick(&a, now + 6 * WL_CHECK_NS), 0);
+	assert_int_equal(agent_tick(&a, now + 7 * WL_CHECK_NS), 0);
+	assert_true(has_workload_entry(12345));
+	assert_int_equal(agent_tick(&a, now + 6 * WL_CHECK_NS + WL_SWEEP_NS), 0);
+	assert_false(has_workload_entry(12345));
+	assert_int_equal(a.wl.reclaimed, 2);
+	assert_int_equal(fake_maps.n_free, 1);
+	assert_int_equal(fake_maps.free[0], io);
+	assert_true(has_workload_entry(t.id_b));
+	assert_true(has_workload_entry(ino(c_dir)));
 	agent_fini(&a);
 	rmdir(c_dir);
 	tree_drop(&t);
