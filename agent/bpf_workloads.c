@@ -211,15 +211,20 @@ int kb_bpf_workload_gone(struct kb_bpf *k, uint64_t cgroup, uint32_t idx)
 	return 0;
 }
 
-int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl)
+#define WL_ANY UINT32_MAX
+
+/* Delete the kb_wstats entries of destination dst and workload wl (WL_ANY: any). */
+static int wstats_forget(struct kb_bpf *k, uint32_t dst, uint32_t wl)
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_wstats);
 	struct kb_wl_key key, next, *prev = NULL;
 
+	/* After a delete the walk starts over (the key is gone): what matched is gone too, so it ends. */
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
-		if (key.workload == wl && bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+		if ((dst == WL_ANY || key.dst == dst) && (wl == WL_ANY || key.workload == wl) &&
+		    bpf_map_delete_elem(fd, &key) && errno != ENOENT)
 			return -errno;
 	}
 	return 0;
@@ -227,15 +232,10 @@ int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl)
 
 int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst)
 {
-	int fd = bpf_map__fd(k->obs->maps.kb_wstats);
-	struct kb_wl_key key, next, *prev = NULL;
+	return wstats_forget(k, dst, WL_ANY);
+}
 
-	/* Deleting the key just visited keeps the walk going from it. */
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (key.dst == dst && bpf_map_delete_elem(fd, &key) && errno != ENOENT)
-			return -errno;
-	}
-	return 0;
+int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl)
+{
+	return wstats_forget(k, WL_ANY, wl);
 }
