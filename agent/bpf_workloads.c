@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -213,21 +214,38 @@ int kb_bpf_workload_gone(struct kb_bpf *k, uint64_t cgroup, uint32_t idx)
 
 #define WL_ANY UINT32_MAX
 
-/* Delete the kb_wstats entries of destination dst and workload wl (WL_ANY: any). */
+/*
+ * Delete the kb_wstats entries of destination dst and workload wl (WL_ANY:
+ * any). The keys are gathered first: a walk that deletes as it goes
+ * starts over after each delete. 0 or -errno.
+ */
 static int wstats_forget(struct kb_bpf *k, uint32_t dst, uint32_t wl)
 {
-	int fd = bpf_map__fd(k->obs->maps.kb_wstats);
-	struct kb_wl_key key, next, *prev = NULL;
+	int fd = bpf_map__fd(k->obs->maps.kb_wstats), err = 0;
+	struct kb_wl_key key, next, *prev = NULL, *del = NULL, *more;
+	size_t n = 0, alloc = 0;
 
-	/* After a delete the walk starts over (the key is gone): what matched is gone too, so it ends. */
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
-		if ((dst == WL_ANY || key.dst == dst) && (wl == WL_ANY || key.workload == wl) &&
-		    bpf_map_delete_elem(fd, &key) && errno != ENOENT)
-			return -errno;
+		if ((dst != WL_ANY && key.dst != dst) || (wl != WL_ANY && key.workload != wl))
+			continue;
+		if (n == alloc) {
+			alloc = alloc ? 2 * alloc : 64;
+			more = realloc(del, alloc * sizeof(*del));
+			if (!more) {
+				err = -ENOMEM;
+				break;
+			}
+			del = more;
+		}
+		del[n++] = key;
 	}
-	return 0;
+	for (size_t i = 0; i < n && !err; i++)
+		if (bpf_map_delete_elem(fd, &del[i]) && errno != ENOENT)
+			err = -errno;
+	free(del);
+	return err;
 }
 
 int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst)
