@@ -52,6 +52,14 @@ struct restore_ctx {
 	int err;
 };
 
+/* Slot s takes a saved breaker and its counters' bookkeeping back from st. */
+static void slot_take_state(struct agent_slot *s, const struct persist_state *st)
+{
+	s->br = st->br;
+	memcpy(s->lost_seen, st->lost_seen, sizeof(s->lost_seen));
+	s->resets_seen = st->resets_seen;
+}
+
 /* Slot id takes circuit ci's breaker back from st. 0 or -ENOMEM. */
 static int restore_slot(struct restore_ctx *rc, uint32_t id, uint32_t ci,
 			const struct persist_state *st)
@@ -67,9 +75,7 @@ static int restore_slot(struct restore_ctx *rc, uint32_t id, uint32_t ci,
 	memset(s, 0, sizeof(*s));
 	s->used = true;
 	s->circuit = ci;
-	s->br = st->br;
-	memcpy(s->lost_seen, st->lost_seen, sizeof(s->lost_seen));
-	s->resets_seen = st->resets_seen;
+	slot_take_state(s, st);
 	a->circuits[ci].slot = id;
 	rc->restored[ci] = true;
 	a->restored++;
@@ -122,10 +128,7 @@ static int restore_member(struct restore_ctx *rc, uint32_t id, uint32_t ci, uint
 	} else if (c->slot != base) {
 		return 1;
 	}
-	s = &a->slots[id];
-	s->br = st->br;
-	memcpy(s->lost_seen, st->lost_seen, sizeof(s->lost_seen));
-	s->resets_seen = st->resets_seen;
+	slot_take_state(&a->slots[id], st);
 	return 0;
 }
 
