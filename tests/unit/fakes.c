@@ -446,19 +446,6 @@ int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx)
 	return 0;
 }
 
-int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl)
-{
-	size_t out = 0;
-
-	if (fault_here())
-		return -EIO;
-	for (size_t i = 0; i < fake_maps.n_wstats; i++)
-		if (fake_maps.wstats[i].key.workload != wl)
-			fake_maps.wstats[out++] = fake_maps.wstats[i];
-	fake_maps.n_wstats = out;
-	return 0;
-}
-
 int kb_bpf_workload_gone(struct kb_bpf *k, uint64_t cgroup, uint32_t idx)
 {
 	size_t out = 0;
@@ -474,17 +461,31 @@ int kb_bpf_workload_gone(struct kb_bpf *k, uint64_t cgroup, uint32_t idx)
 	return 0;
 }
 
-int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst)
+#define FAKE_ANY UINT32_MAX
+
+/* Drop the kb_wstats entries of destination dst and workload wl (FAKE_ANY: any). */
+static int wstats_forget(uint32_t dst, uint32_t wl)
 {
 	size_t out = 0;
 
 	if (fault_here())
 		return -EIO;
 	for (size_t i = 0; i < fake_maps.n_wstats; i++)
-		if (fake_maps.wstats[i].key.dst != dst)
+		if ((dst != FAKE_ANY && fake_maps.wstats[i].key.dst != dst) ||
+		    (wl != FAKE_ANY && fake_maps.wstats[i].key.workload != wl))
 			fake_maps.wstats[out++] = fake_maps.wstats[i];
 	fake_maps.n_wstats = out;
 	return 0;
+}
+
+int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst)
+{
+	return wstats_forget(dst, FAKE_ANY);
+}
+
+int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl)
+{
+	return wstats_forget(FAKE_ANY, wl);
 }
 
 int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
