@@ -131,6 +131,15 @@ static void tree_drop(struct tree *t)
 	rmdir(t->dir);
 }
 
+/* Agent a on fresh maps, its workloads named from a new tree t (max 3, as CONFIG). */
+static void start_in_tree(struct agent *a, struct config *cfg, struct tree *t, uint64_t now)
+{
+	tree_make(t);
+	assert_int_equal(agent_init(a, cfg, fake_bpf_open(), 16, now), 0);
+	agent_set_cgroup(a, t->dir);
+	fake_maps.wl_ctl.max = 3;
+}
+
 /* per_workload: max + 1 consecutive breakers, a flagged key, each member tripped alone. */
 static void test_per_workload_slots(void **state)
 {
@@ -303,10 +312,7 @@ static void test_reclaim(void **state)
 	struct agent a;
 	struct tree t;
 
-	tree_make(&t);
-	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 16, now), 0);
-	agent_set_cgroup(&a, t.dir);
-	fake_maps.wl_ctl.max = 3;
+	start_in_tree(&a, cfg, &t, now);
 	db = circuit_named(&a, "db");
 	ia = fake_workload(t.id_a);
 	ib = fake_workload(t.id_b);
@@ -393,10 +399,7 @@ static void test_pages(void **state)
 	struct tree t;
 	char *text;
 
-	tree_make(&t);
-	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 16, now), 0);
-	agent_set_cgroup(&a, t.dir);
-	fake_maps.wl_ctl.max = 3;
+	start_in_tree(&a, cfg, &t, now);
 	db = circuit_named(&a, "db");
 	web = circuit_named(&a, "web");
 	ib = fake_workload(t.id_b);
@@ -456,10 +459,7 @@ static void test_late_entry(void **state)
 	struct tree t;
 	char *text;
 
-	tree_make(&t);
-	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 16, now), 0);
-	agent_set_cgroup(&a, t.dir);
-	fake_maps.wl_ctl.max = 3;
+	start_in_tree(&a, cfg, &t, now);
 	fake_maps.wl_ctl.next = 1;	/* handed out, not in the table yet */
 	text = render("before the entry", &a, agent_status);
 	free(text);
