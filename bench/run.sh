@@ -192,13 +192,24 @@ scrape_stats() {
 	RSS=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$B_AGENT_PID/status")
 }
 
-# prog_snapshot [PID]: "id name run_time_ns run_cnt" for one agent's programs
-# only (ids from its fds; default the current agent).
+# prog_snapshot PID: "id name run_time_ns run_cnt" for one agent's programs
+# only (ids from its fds).
 prog_snapshot() {
 	local id
-	for id in $(grep -h '^prog_id:' /proc/"${1:-$B_AGENT_PID}"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | sort -un); do
+	for id in $(grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | sort -un); do
 		bpftool prog show id "$id" -j | jq -r '"\(.id) \(.name) \(.run_time_ns // 0) \(.run_cnt // 0)"'
 	done
+}
+# prog_delta PID CMD...: run CMD (its output dropped) and print, per program
+# of agent PID, "name run_time_ns run_cnt" counted meanwhile (bpf_stats on).
+prog_delta() {
+	local pid=$1
+	shift
+	prog_snapshot "$pid" > "$OUT/progs-before.tmp"
+	"$@" >/dev/null
+	prog_snapshot "$pid" > "$OUT/progs-after.tmp"
+	join <(sort "$OUT/progs-before.tmp") <(sort "$OUT/progs-after.tmp") |
+		awk '{ print $2, $6 - $3, $7 - $4 }'
 }
 # stats_on / stats_off: bpf_stats counted only in between (B_STATS_PID).
 stats_on() {
@@ -297,11 +308,8 @@ for ((r = 1; r <= WL_SROUNDS; r++)); do
 		IFS=: read -r name kind port <<<"$c"
 		for side in $( ((r % 2)) && echo "wl plain" || echo "plain wl"); do
 			if [ "$side" = wl ]; then pid=$B_WL_PID run=in_wl; else pid=$B_AGENT_PID run=in_ns; fi
-			prog_snapshot "$pid" > "$OUT/progs-before.tmp"
-			$run "$KBBENCH" loop "$kind" 127.0.0.1 "$port" "$WL_N" >/dev/null
-			prog_snapshot "$pid" > "$OUT/progs-after.tmp"
-			join <(sort "$OUT/progs-before.tmp") <(sort "$OUT/progs-after.tmp") |
-				awk -v r="$r" -v n="$WL_N" '{ t += $6 - $3 } END { printf "%d %.1f\n", r, t / n }' \
+			prog_delta "$pid" $run "$KBBENCH" loop "$kind" 127.0.0.1 "$port" "$WL_N" |
+				awk -v r="$r" -v n="$WL_N" '{ t += $2 } END { printf "%d %.1f\n", r, t / n }' \
 				>> "$OUT/wlk-$name-$side.tmp"
 		done
 	done
@@ -341,11 +349,7 @@ stats_on
 # One snapshot pair per case: a miss and a hit cost differently.
 for c in $CASES; do
 	IFS=: read -r name kind port <<<"$c"
-	prog_snapshot > "$OUT/progs-before.tmp"
-	in_ns "$KBBENCH" loop "$kind" 127.0.0.1 "$port" "$N" >/dev/null
-	prog_snapshot > "$OUT/progs-after.tmp"
-	join <(sort "$OUT/progs-before.tmp") <(sort "$OUT/progs-after.tmp") |
-		awk '{ print $2, $6 - $3, $7 - $4 }' > "$OUT/progs-delta-$name.tmp"
+	prog_delta "$B_AGENT_PID" in_ns "$KBBENCH" loop "$kind" 127.0.0.1 "$port" "$N" > "$OUT/progs-delta-$name.tmp"
 	raw "bpf_stats $name, $N connects (name run_time_ns run_cnt):"; cat "$OUT/progs-delta-$name.tmp" >> "$RAW"
 	# name ns/run runs/connect, for programs that ran
 	per=$(awk -v n="$N" '$3 > 0 { printf "%s %.0f ns x %.2f; ", $1, $2 / $3, $3 / n }' "$OUT/progs-delta-$name.tmp")
@@ -360,11 +364,8 @@ done
 # the same namespace: no sock_ops or connect hook may run for it.
 for c in open_hit:open:$P_OPEN_HIT closed_hit:closed:$P_CLOSED_HIT; do
 	IFS=: read -r name kind port <<<"$c"
-	prog_snapshot > "$OUT/progs-before.tmp"
-	ip netns exec "$B_NS" "$KBBENCH" loop "$kind" 127.0.0.1 "$port" "$N" >/dev/null
-	prog_snapshot > "$OUT/progs-after.tmp"
-	join <(sort "$OUT/progs-before.tmp") <(sort "$OUT/progs-after.tmp") |
-		awk '{ print $2, $6 - $3, $7 - $4 }' > "$OUT/progs-delta-out-$name.tmp"
+	prog_delta "$B_AGENT_PID" ip netns exec "$B_NS" "$KBBENCH" loop "$kind" 127.0.0.1 "$port" "$N" \
+		> "$OUT/progs-delta-out-$name.tmp"
 	per=$(awk '{ printf "%s %d; ", $1, $3 }' "$OUT/progs-delta-out-$name.tmp")
 	hooks=$(awk '{ s += $3 } END { print s + 0 }' "$OUT/progs-delta-out-$name.tmp")
 	row "2. bpf_stats, $name from outside the cgroup, $N connects: runs per program" "${per%; }" \
