@@ -2,10 +2,15 @@
 /*
  * kbbench: the clients and helpers of `make bench`. Real sockets, bounded loops.
  *
- *   kbbench loop open|closed ADDR PORT N
+ *   kbbench loop open|closed ADDR PORT N [PROCS]
  *	N x (socket, connect, [accept], close) to ADDR:PORT; "open" listens on
  *	ADDR:PORT in this process and accepts each connection. Sockets close
  *	with SO_LINGER 0 (RST) so no TIME_WAIT piles up over many rounds.
+ *	With PROCS, a cgroup's cgroup.procs file, the process joins that cgroup
+ *	once it made its listener: the server's sockets (accepted ones inherit
+ *	the listener's cgroup) stay outside, like a peer on another host, and
+ *	only the client's connects are in the cgroup. `ip netns exec` remounts
+ *	/sys, so the caller opens the file before and passes /dev/fd/N.
  *	Prints "ns_per_op=X ok=N bad=M".
  *   kbbench lat ADDR PORT N [TIMEOUT_MS]
  *	N sequential blocking connects; times connect() alone.
@@ -92,6 +97,24 @@ static long long pct(const long long *v, size_t n, double p)
 	return v[i >= n ? n - 1 : i];
 }
 
+/* Move this process into the cgroup of procs, its cgroup.procs ("0" names the writer). */
+static int join_cgroup(const char *procs)
+{
+	FILE *f;
+	int bad;
+
+	f = fopen(procs, "w");
+	if (!f) {
+		perror(procs);
+		return -1;
+	}
+	bad = fputs("0\n", f) < 0;
+	bad |= fclose(f) != 0;
+	if (bad)
+		perror(procs);
+	return bad ? -1 : 0;
+}
+
 static int do_loop(int argc, char **argv)
 {
 	struct sockaddr_storage ss;
@@ -107,6 +130,8 @@ static int do_loop(int argc, char **argv)
 	n = atol(argv[5]);
 	if (open_port)
 		lfd = bound_socket(&ss, sl, 1024);
+	if (argc > 6 && join_cgroup(argv[6]))
+		return 1;
 	t0 = tool_now_ns();
 	for (long i = 0; i < n; i++) {
 		int fd = tcp_socket(ss.ss_family, 0), rc = connect(fd, (struct sockaddr *)&ss, sl);

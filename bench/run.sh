@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # kbreaker benchmarks: one run, one table. Usage: bench/run.sh BUILD_DIR
-# Needs root, cgroup v2, kbreakerd, kbbench and nowake.so in BUILD_DIR.
+# Needs root, cgroup v2, kbreakerd, kbbench, kbfloor and nowake.so in BUILD_DIR.
 # Writes BUILD_DIR/bench/results.md (the table, machine, raw figures) and
 # prints the table. Knobs (environment): KB_BENCH_ROUNDS (A/B rounds, 25),
 # KB_BENCH_N (connects per case per round, 4000), KB_BENCH_TRIPS (200),
@@ -14,6 +14,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "${1:-build}" && pwd)
 KBREAKERD=$BUILD/kbreakerd
 KBBENCH=$BUILD/kbbench
+KBFLOOR=$BUILD/kbfloor
 NOWAKE=$BUILD/nowake.so
 OUT=$BUILD/bench
 ROUNDS=${KB_BENCH_ROUNDS:-25}
@@ -44,6 +45,7 @@ B_AGENT_PID=""
 B_WL_PID=""
 B_CG_WL=""
 B_STATS_PID=""
+B_FLOOR_PID=""
 RESULTS=$OUT/results.md
 RAW=$OUT/raw.txt
 : > "$RAW"
@@ -70,7 +72,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 [ "$(id -u)" = 0 ] || die "needs root"
-for f in "$KBREAKERD" "$KBBENCH" "$NOWAKE"; do [ -x "$f" ] || [ -f "$f" ] || die "missing $f"; done
+for f in "$KBREAKERD" "$KBBENCH" "$KBFLOOR" "$NOWAKE"; do [ -x "$f" ] || [ -f "$f" ] || die "missing $f"; done
 sandbox_up "$B_NS"; rc=$?
 B_CG=$SANDBOX_CG
 [ "$rc" = 0 ] || die "$SANDBOX_ERR"
@@ -85,6 +87,17 @@ EOF
 
 # Run a command in the benchmark's cgroup (the hooks' scope) and namespace.
 in_ns() { ( echo "$BASHPID" > "$B_CG/cgroup.procs" && exec ip netns exec "$B_NS" "$@" ); }
+# loop_in WHERE KIND PORT N: kbbench loop from the cgroup. WHERE "out": its
+# listener is made outside the cgroup first, so only the client's sockets
+# are in scope, as with a server on another host (`ip netns exec` remounts
+# /sys: kbbench joins through a file opened before).
+loop_in() {
+	if [ "$1" = out ]; then
+		( exec 9>"$B_CG/cgroup.procs" && exec ip netns exec "$B_NS" "$KBBENCH" loop "$2" 127.0.0.1 "$3" "$4" /dev/fd/9 )
+	else
+		in_ns "$KBBENCH" loop "$2" 127.0.0.1 "$3" "$4"
+	fi
+}
 
 LISTEN="127.0.0.1:$(free_port)" || die "no free port"
 
@@ -164,12 +177,32 @@ stop_agent() {
 	[ "$(bpftool cgroup show "$B_CG" 2>/dev/null | grep -c connect)" = 0 ] || die "hooks still attached"
 }
 
+# The floor: programs that do nothing at the agent's hooks on the same
+# cgroup (bench/kbfloor.c), with callbacks on for connects to the hit ports
+# as kb_observe turns them on for a configured destination. Sets B_FLOOR_PID.
+start_floor() {
+	"$KBFLOOR" "$B_CG" 600 "$P_OPEN_HIT" "$P_CLOSED_HIT" > "$OUT/floor.out" 2>&1 &
+	B_FLOOR_PID=$!
+	for _ in $(seq 1 100); do
+		grep -q attached "$OUT/floor.out" && return 0
+		kill -0 "$B_FLOOR_PID" 2>/dev/null || break
+		sleep 0.02
+	done
+	die "kbfloor did not attach: $(cat "$OUT/floor.out")"
+}
+stop_floor() {
+	kill -TERM "$B_FLOOR_PID"; wait "$B_FLOOR_PID" 2>/dev/null
+	B_FLOOR_PID=""
+	[ "$(bpftool cgroup show "$B_CG" 2>/dev/null | grep -c connect)" = 0 ] || die "floor hooks still attached"
+}
+
 # Table rows: measurement | result | target | verdict
 ROWS=()
 row() { ROWS+=("| $1 | $2 | $3 | $4 |"); printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RAW"; }
 raw() { printf '%s\n' "$*" >> "$RAW"; }
 # verdict VALUE OP LIMIT: "met" / "not met" (awk compares floats).
 verdict() { awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { ok = op == "<=" ? v <= l : v >= l; print ok ? "met" : "**not met**" }'; }
+signed() { awk -v v="$1" 'BEGIN { printf "%+.0f", v }'; }
 ns_to_us() { awk -v n="$1" 'BEGIN { printf "%.2f", n / 1000 }'; }
 # ab_stats LABEL FILE_A FILE_B NAME_A NAME_B: kbbench stats of two sides'
 # "ROUND FIGURE" lines (A, B) and of their paired differences (D), each also
@@ -225,37 +258,53 @@ stats_off() { kill "$B_STATS_PID"; wait "$B_STATS_PID" 2>/dev/null; B_STATS_PID=
 START_S=$(date +%s)
 
 # ---------------------------------------------------------------------------
-# 1. Hot path: interleaved A/B rounds, kbreakerd attached vs nothing.
+# 1. Hot path: interleaved rounds, kbreakerd attached vs the floor (empty
+# programs at the same hooks) vs nothing. The *_out cases make their
+# listener outside the cgroup: a client's cost alone (see loop_in).
 CASES="open_miss:open:$P_OPEN_MISS closed_miss:closed:$P_CLOSED_MISS open_hit:open:$P_OPEN_HIT closed_hit:closed:$P_CLOSED_HIT"
+CASES_OUT="open_miss_out:open:$P_OPEN_MISS:out open_hit_out:open:$P_OPEN_HIT:out"
 run_cases() {	# run_cases SIDE ROUND
-	local c name kind port out
-	for c in $CASES; do
-		IFS=: read -r name kind port <<<"$c"
-		out=$(in_ns "$KBBENCH" loop "$kind" 127.0.0.1 "$port" "$N")
+	local c name kind port where out
+	for c in $CASES $CASES_OUT; do
+		IFS=: read -r name kind port where <<<"$c"
+		out=$(loop_in "$where" "$kind" "$port" "$N")
 		[ "$(field bad "$out")" = 0 ] || log "warning: $name/$1: $out"
 		echo "$2 $(field ns_per_op "$out")" >> "$OUT/ab-$name-$1.tmp"
 	done
 }
-log "1. hot path: $ROUNDS interleaved rounds x 4 cases x $N connects (10,000 destinations)"
+log "1. hot path: $ROUNDS interleaved rounds x 6 cases x $N connects x 3 sides (10,000 destinations)"
 run_cases warmup 0
 starts=()
 for ((r = 1; r <= ROUNDS; r++)); do
 	start_agent; starts+=("$AGENT_START_MS")
 	run_cases kb "$r"
 	stop_agent "item 1 round $r"
+	start_floor
+	run_cases floor "$r"
+	stop_floor
 	run_cases none "$r"
 done
-for c in $CASES; do
-	IFS=: read -r name kind port <<<"$c"
+for c in $CASES $CASES_OUT; do
+	IFS=: read -r name kind port where <<<"$c"
 	ab_stats "hotpath $name" "$OUT/ab-$name-kb.tmp" "$OUT/ab-$name-none.tmp" kb none
 	ma=$(field median "$A"); mb=$(field median "$B"); md=$(field median "$D")
 	ratio=$(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.3f", a / b }')
 	added=$(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.0f", a - b }')
 	# A configured destination may cost 300 ns; one the config does not name, 150.
-	case $name in *_miss) limit=150 ;; *) limit=300 ;; esac
-	row "1. connect+close, $name: kbreaker vs none (median ns, IQR)" \
+	case $name in *_miss*) limit=150 ;; *) limit=300 ;; esac
+	what="kbreaker vs none"
+	[ -n "$where" ] && what="server outside the cgroup, $what"
+	row "1. connect+close, $name: $what (median ns, IQR)" \
 		"$ma (IQR $(field iqr "$A")) vs $mb (IQR $(field iqr "$B")); added ${added} ns (paired median $md, IQR $(field iqr "$D")); ratio $ratio" \
 		"<= $limit ns, ratio <= 1.02" "$(verdict "$added" '<=' "$limit"); $(verdict "$ratio" '<=' 1.02)"
+	# The same rounds split at the floor: what the kernel charges for
+	# running any program at these hooks, and what kbreaker's work adds.
+	ab_stats "hotpath floor $name" "$OUT/ab-$name-floor.tmp" "$OUT/ab-$name-none.tmp" floor none
+	fd=$(field median "$D"); fq=$(field iqr "$D")
+	ab_stats "hotpath above floor $name" "$OUT/ab-$name-kb.tmp" "$OUT/ab-$name-floor.tmp" kb floor
+	row "1. floor, $name: empty programs at the same hooks vs none; kbreaker vs them (paired medians, ns)" \
+		"floor $(signed "$fd") (IQR $fq); kbreaker above it $(signed "$(field median "$D")") (IQR $(field iqr "$D"))" \
+		"floor <= $limit ns (else the target is below the hooks' own cost)" "$(verdict "$fd" '<=' "$limit")"
 done
 st=$(printf '%s\n' "${starts[@]}" | "$KBBENCH" stats)
 row "kbreakerd start to /healthz at 10,000 destinations (ms)" "median $(field median "$st"), max $(field max "$st")" "-" "-"
@@ -339,17 +388,32 @@ for c in $CASES_WL; do
 done
 
 # ---------------------------------------------------------------------------
+# The floor's programs under the same clock: what bpf_stats charges a
+# program that does nothing, at each hook (kbfloor holds their fds).
+log "2. bpf_stats of the floor over the 6 hot-path cases"
+start_floor
+stats_on
+for c in $CASES $CASES_OUT; do
+	IFS=: read -r name kind port where <<<"$c"
+	prog_delta "$B_FLOOR_PID" loop_in "$where" "$kind" "$port" "$N" > "$OUT/progs-floor-$name.tmp"
+	raw "bpf_stats floor $name, $N connects (name run_time_ns run_cnt):"; cat "$OUT/progs-floor-$name.tmp" >> "$RAW"
+	per=$(awk -v n="$N" '$3 > 0 { printf "%s %.0f ns x %.2f; ", $1, $2 / $3, $3 / n }' "$OUT/progs-floor-$name.tmp")
+	row "2. bpf_stats, $name: empty programs (the floor), ns per run x runs per connect" "${per%; }" "-" "-"
+done
+stats_off
+stop_floor
+
 # One agent for the rest.
 start_agent
 log "agent up in ${AGENT_START_MS} ms (pid $B_AGENT_PID)"
 
 # 2. Per-program cost from bpf_stats, enabled only while the workload runs.
-log "2. bpf_stats over the 4 hot-path cases"
+log "2. bpf_stats over the 6 hot-path cases"
 stats_on
 # One snapshot pair per case: a miss and a hit cost differently.
-for c in $CASES; do
-	IFS=: read -r name kind port <<<"$c"
-	prog_delta "$B_AGENT_PID" in_ns "$KBBENCH" loop "$kind" 127.0.0.1 "$port" "$N" > "$OUT/progs-delta-$name.tmp"
+for c in $CASES $CASES_OUT; do
+	IFS=: read -r name kind port where <<<"$c"
+	prog_delta "$B_AGENT_PID" loop_in "$where" "$kind" "$port" "$N" > "$OUT/progs-delta-$name.tmp"
 	raw "bpf_stats $name, $N connects (name run_time_ns run_cnt):"; cat "$OUT/progs-delta-$name.tmp" >> "$RAW"
 	# name ns/run runs/connect, for programs that ran
 	per=$(awk -v n="$N" '$3 > 0 { printf "%s %.0f ns x %.2f; ", $1, $2 / $3, $3 / n }' "$OUT/progs-delta-$name.tmp")

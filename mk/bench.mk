@@ -14,6 +14,10 @@ $(BUILD)/kbbench: bench/kbbench.c tests/tools/tool.h | $(BUILD)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE $< -o $@
 
+$(BUILD)/kbfloor: bench/kbfloor.c | $(BUILD)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE $< -o $@
+
 $(BUILD)/nowake.so: bench/nowake.c | $(BUILD)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Wall -Wextra -Werror -shared -fPIC $< -o $@ -ldl
@@ -33,6 +37,6 @@ bench-deps: deps
 	fi
 
 bench: bench-deps
-	$(Q)$(MAKE) --no-print-directory $(BUILD)/kbreakerd $(BUILD)/kbbench $(BUILD)/nowake.so
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/kbreakerd $(BUILD)/kbbench $(BUILD)/kbfloor $(BUILD)/nowake.so
 	$(Q)bench/run.sh $(BUILD)
 	$(Q)bench/fill.sh $(BUILD)/bench/results.md BENCHMARKS.md
