@@ -81,11 +81,12 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 }
 
 /*
- * The programs need BPF atomics that return a value (fetch-and-add,
- * compare-and-swap: Linux 5.12), which also brings everything else they
- * use (sock_ops socket storage, tp_btf socket storage). Load one such
- * instruction alone, so an older kernel gets one clear line instead of a
- * verifier log. 0, or -EOPNOTSUPP logged.
+ * Which build of the programs this kernel takes (kb_judge.h): 1 when it
+ * has BPF atomics that return a value (fetch-and-add, compare-and-swap:
+ * Linux 5.12), found by loading one such instruction alone; 0 when it has
+ * not, and the programs keep their breakers under bpf_spin_lock. A kernel
+ * without what both builds need (socket casts in sock_ops, Linux 5.10)
+ * gets one clear line instead of a verifier log: -EOPNOTSUPP, logged.
  */
 static int probe_kernel(void)
 {
@@ -108,13 +109,16 @@ static int probe_kernel(void)
 			   sizeof(insns) / sizeof(insns[0]), NULL);
 	if (fd >= 0) {
 		close(fd);
-		return 0;
+		return 1;
 	}
 	if (errno != EINVAL)
-		return 0;	/* not a missing feature: the real load will say what */
+		return 1;	/* not a missing feature: the real load will say what */
+	/* 0: missing; < 0: cannot tell, and the real load will say what. */
+	if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_skc_to_tcp_sock, NULL))
+		return 0;
 	uname(&u);
-	log_err("kernel %s is too old: kbreaker needs BPF atomic fetch-and-add and "
-		"compare-and-swap, in Linux 5.12 and later", u.release);
+	log_err("kernel %s is too old: kbreaker needs BPF socket casts in sock_ops "
+		"programs (bpf_skc_to_tcp_sock), in Linux 5.10 and later", u.release);
 	return -EOPNOTSUPP;
 }
 
@@ -199,6 +203,8 @@ static int load_observe(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 		if (err)
 			return err;
 	}
+	bpf_program__set_autoload(k->obs->progs.kb_sockops, k->atomics);
+	bpf_program__set_autoload(k->obs->progs.kb_sockops_locked, !k->atomics);
 	err = kb_observe__load(k->obs);
 	if (err == -EPERM)
 		log_err("bpf: load kb_observe: %s: loading BPF needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_RESOURCE)",
@@ -235,6 +241,10 @@ static int load_enforce(struct kb_bpf *k)
 	err = err ?: share_map(k->enf->maps.kb_sk_state, k->obs->maps.kb_sk_state, "kb_sk_state");
 	if (err)
 		return err;
+	bpf_program__set_autoload(k->enf->progs.kb_connect4, k->atomics);
+	bpf_program__set_autoload(k->enf->progs.kb_connect6, k->atomics);
+	bpf_program__set_autoload(k->enf->progs.kb_connect4_locked, !k->atomics);
+	bpf_program__set_autoload(k->enf->progs.kb_connect6_locked, !k->atomics);
 	err = kb_enforce__load(k->enf);
 	if (err)
 		log_err("bpf: load kb_enforce: %s", strerror(-err));
@@ -261,6 +271,8 @@ static int attach_connect(struct kb_bpf *k, struct bpf_program *prog, struct bpf
  */
 static int attach_all(struct kb_bpf *k, const char *cgroup, const char *state_dir)
 {
+	struct kb_enforce *e = k->enf;
+	bool a = k->atomics;
 	struct statfs sfs;
 	int err;
 
@@ -284,8 +296,11 @@ static int attach_all(struct kb_bpf *k, const char *cgroup, const char *state_di
 	err = kb_bpf_gen_init(k);
 	if (err)
 		return err;
-	err = attach_connect(k, k->enf->progs.kb_connect4, &k->enf->links.kb_connect4, "connect4", cgroup);
-	return err ?: attach_connect(k, k->enf->progs.kb_connect6, &k->enf->links.kb_connect6,
+	/* The build load_enforce() loaded (kb_judge.h). */
+	err = attach_connect(k, a ? e->progs.kb_connect4 : e->progs.kb_connect4_locked,
+			     a ? &e->links.kb_connect4 : &e->links.kb_connect4_locked, "connect4", cgroup);
+	return err ?: attach_connect(k, a ? e->progs.kb_connect6 : e->progs.kb_connect6_locked,
+				     a ? &e->links.kb_connect6 : &e->links.kb_connect6_locked,
 				     "connect6", cgroup);
 }
 
@@ -298,7 +313,8 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	if (!k)
 		return -errno;
 	err = probe_kernel();
-	err = err ?: load_observe(k, opts);
+	k->atomics = err > 0;
+	err = err < 0 ? err : load_observe(k, opts);
 	err = err ?: load_enforce(k);
 	if (err)
 		goto fail;
@@ -354,6 +370,23 @@ void kb_bpf_close(struct kb_bpf *k)
 	free(k);
 }
 
+/*
+ * A program's name in metrics: a *_locked build (kb_judge.h) goes by its
+ * twin's, so series and alerts stay the same on every kernel.
+ */
+static const char *prog_label(struct bpf_object *obj, struct bpf_program *prog)
+{
+	const char *name = bpf_program__name(prog), *end = strrchr(name, '_');
+	struct bpf_program *twin;
+	char base[64];
+
+	if (!end || strcmp(end, "_locked") || (size_t)(end - name) >= sizeof(base))
+		return name;
+	snprintf(base, sizeof(base), "%.*s", (int)(end - name), name);
+	twin = bpf_object__find_program_by_name(obj, base);
+	return twin ? bpf_program__name(twin) : name;
+}
+
 static size_t obj_prog_stats(struct bpf_object *obj, struct kb_prog_stats *out, size_t n, size_t max)
 {
 	struct bpf_program *prog;
@@ -367,7 +400,7 @@ static size_t obj_prog_stats(struct bpf_object *obj, struct kb_prog_stats *out, 
 		memset(&info, 0, sizeof(info));
 		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
 			continue;
-		out[n].name = bpf_program__name(prog);
+		out[n].name = prog_label(obj, prog);
 		out[n].run_cnt = info.run_cnt;
 		out[n].run_time_ns = info.run_time_ns;
 		out[n].recursion_misses = info.recursion_misses;

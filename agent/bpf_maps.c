@@ -11,6 +11,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "bpf_priv.h"
+#include "log.h"
 #include "persist.h"
 
 /* Set the prefilter bit of a network-order port in both objects (kb_maps.bpf.h). */
@@ -213,30 +214,65 @@ static void sum_cpus(const struct kb_dst_stats *percpu, int ncpus, struct kb_dst
 	}
 }
 
-int kb_bpf_read_stats_range(struct kb_bpf *k, uint32_t first, uint32_t n, struct kb_dst_stats *sums)
+/*
+ * The kernel's ENOTSUPP, which reaches user space as is: what a map type
+ * without batch operations answers (per-CPU arrays on 5.10).
+ */
+#define KERNEL_ENOTSUPP 524
+
+/* Counters of destinations [first, first + n) in STATS_BATCH batches; vals for one batch. */
+static int read_stats_batched(struct kb_bpf *k, int fd, uint32_t first, uint32_t n,
+			      struct kb_dst_stats *vals, struct kb_dst_stats *sums)
 {
-	int fd = bpf_map__fd(k->obs->maps.kb_stats), err = 0;
-	struct kb_dst_stats *vals;
 	__u32 keys[STATS_BATCH] = { 0 }, in = first - 1, out = 0;
 
-	vals = calloc((size_t)STATS_BATCH * k->ncpus, sizeof(*vals));
-	if (!vals)
-		return -ENOMEM;
-	for (uint32_t done = 0; done < n && !err;) {
+	for (uint32_t done = 0; done < n;) {
 		__u32 count = n - done < STATS_BATCH ? n - done : STATS_BATCH;
 
 		/* The batch token is the last key read: the next batch starts after it. */
 		if (bpf_map_lookup_batch(fd, first + done ? &in : NULL, &out, keys, vals, &count, NULL) &&
-		    errno != ENOENT) {
-			err = -errno;
-			break;
-		}
+		    errno != ENOENT)
+			return -errno;
 		if (!count)
 			break;
 		for (__u32 i = 0; i < count && done + i < n; i++)
 			sum_cpus(&vals[(size_t)i * k->ncpus], k->ncpus, &sums[keys[i] - first]);
 		done += count;
 		in = out;
+	}
+	return 0;
+}
+
+/* The same, one lookup per destination, for kernels without batches. */
+static int read_stats_each(struct kb_bpf *k, int fd, uint32_t first, uint32_t n,
+			   struct kb_dst_stats *vals, struct kb_dst_stats *sums)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		__u32 key = first + i;
+
+		if (bpf_map_lookup_elem(fd, &key, vals))
+			return -errno;
+		sum_cpus(vals, k->ncpus, &sums[i]);
+	}
+	return 0;
+}
+
+int kb_bpf_read_stats_range(struct kb_bpf *k, uint32_t first, uint32_t n, struct kb_dst_stats *sums)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_stats), err;
+	struct kb_dst_stats *vals;
+
+	vals = calloc((size_t)STATS_BATCH * k->ncpus, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	/* The loop and page renders both read: either may find batches missing. */
+	err = __atomic_load_n(&k->no_batch, __ATOMIC_RELAXED) ? -KERNEL_ENOTSUPP
+		: read_stats_batched(k, fd, first, n, vals, sums);
+	if (err == -KERNEL_ENOTSUPP || err == -EOPNOTSUPP) {
+		if (!__atomic_exchange_n(&k->no_batch, true, __ATOMIC_RELAXED))
+			log_info("bpf: no batch lookups in this kernel: counters are read one "
+				 "destination at a time");
+		err = read_stats_each(k, fd, first, n, vals, sums);
 	}
 	free(vals);
 	return err;

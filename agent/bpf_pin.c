@@ -176,14 +176,16 @@ static int wait_bpf_programs(void)
  */
 int kb_bpf_attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir)
 {
-	struct bpf_link *old[8] = { 0 };
-	struct bpf_program *prog;
+	bool locked = bpf_program__fd(obs->progs.kb_sockops) < 0;
+	struct bpf_program *prog, *ours = locked ? obs->progs.kb_sockops_locked : obs->progs.kb_sockops;
+	struct bpf_link *old[8] = { 0 }, **link = locked ? &obs->links.kb_sockops_locked
+						     : &obs->links.kb_sockops;
 	char path[4096];
 	size_t n_old = 0;
 	int err;
 
-	obs->links.kb_sockops = bpf_program__attach_cgroup(obs->progs.kb_sockops, cgroup_fd);
-	if (!obs->links.kb_sockops)
+	*link = bpf_program__attach_cgroup(ours, cgroup_fd);
+	if (!*link)
 		return -errno;
 	if (dir) {
 		bpf_object__for_each_program(prog, obs->obj)
@@ -205,21 +207,11 @@ int kb_bpf_attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir
 	}
 	if (err || !dir)
 		return err;
-	bpf_object__for_each_program(prog, obs->obj) {
-		struct bpf_link **link = NULL;
-
-		if (prog == obs->progs.kb_sockops)
-			link = &obs->links.kb_sockops;
-		if (!link || !*link)
-			continue;
-		snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(prog));
-		err = bpf_link__pin(*link, path);
-		if (err) {
-			log_err("bpf: pin %s: %s", path, strerror(-err));
-			return err;
-		}
-	}
-	return 0;
+	snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(ours));
+	err = bpf_link__pin(*link, path);
+	if (err)
+		log_err("bpf: pin %s: %s", path, strerror(-err));
+	return err;
 }
 
 int kb_bpf_clear_state(const char *dir)

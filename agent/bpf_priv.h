@@ -21,6 +21,8 @@ struct kb_bpf {
 	kb_event_fn event_fn;
 	void *event_ctx;
 	bool set_retval;
+	bool no_batch;		/* kb_stats has no batch lookups here: one lookup each */
+	bool atomics;		/* BPF atomic fetch: the programs' plain build, else *_locked (kb_judge.h) */
 	bool adopted;		/* maps reused from state_dir */
 	bool wl_adopted;	/* and the workload maps too, numbered under the same settings */
 	uint32_t wl_max;	/* workloads: max; 0 = attribution off */
@@ -49,8 +51,9 @@ int kb_bpf_gen_init(struct kb_bpf *k);
 int kb_bpf_pin(struct kb_bpf *k, const struct kb_bpf_opts *opts);
 
 /*
- * Attach kb_sockops to the cgroup; with dir, take over from the previous
- * run's pinned link and pin ours in its place. 0 or -errno.
+ * Attach kb_sockops (or the *_locked build loaded instead) to the cgroup;
+ * with dir, take over from the previous run's pinned link and pin ours in
+ * its place. 0 or -errno.
  */
 int kb_bpf_attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir);
 

@@ -43,7 +43,7 @@ static __always_inline int kb_wl_level(struct kb_wl_ctl *c)
  * workload level, or its own cgroup when shallower, as an index that
  * kb_workloads hands out on first sight (kb_abi.h).
  */
-static __always_inline __u32 kb_workload(void)
+static __always_inline __u32 kb_workload(bool locked)
 {
 	struct kb_wl_ctl *c;
 	__u32 zero = 0, *w, n, max;
@@ -69,8 +69,13 @@ static __always_inline __u32 kb_workload(void)
 	 * next - max as folded), short of wrapping round to indexes given.
 	 */
 	reused = !bpf_map_pop_elem(&kb_wl_free, &n);
-	if (!reused)
+	if (!reused && locked) {
+		bpf_spin_lock(&c->lock);
+		n = c->next < (1U << 31) ? c->next++ : max;
+		bpf_spin_unlock(&c->lock);
+	} else if (!reused) {
 		n = c->next < (1U << 31) ? __sync_fetch_and_add(&c->next, 1) : max;
+	}
 	if (n > max)
 		n = max;
 	if (!bpf_map_update_elem(&kb_workloads, &cg, &n, BPF_NOEXIST))
@@ -85,8 +90,8 @@ static __always_inline __u32 kb_workload(void)
 	return w && *w < max ? *w : max;
 }
 
-/* Returns 1 to allow, 0 to refuse. */
-static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk)
+/* Returns 1 to allow, 0 to refuse. locked: see kb_judge.h. */
+static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk, bool locked)
 {
 	__u32 *dst_id, id, slot, wl = KB_WL_NONE;
 	struct kb_dst_stats *st;
@@ -101,7 +106,7 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk
 	id = *dst_id & KB_ID_SLOT;
 	slot = id;
 	if (kb_lookup_flags & KB_LOOKUP_WORKLOADS) {
-		wl = kb_workload();
+		wl = kb_workload(locked);
 		if (wl != KB_WL_NONE && (*dst_id & KB_ID_PER_WORKLOAD))
 			slot = id + wl;
 	}
@@ -113,7 +118,7 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk
 	case KB_ACT_BLOCK:
 		break;
 	case KB_ACT_PROBE:
-		if (kb_take_permit(t, v->gen, v->permits))
+		if (kb_take_permit(t, v->gen, v->permits, locked))
 			goto allow;
 		break;
 	case KB_ACT_RAMP:
@@ -160,8 +165,7 @@ allow:
 	return 1;
 }
 
-SEC("cgroup/connect4")
-int kb_connect4(struct bpf_sock_addr *ctx)
+static __always_inline int kb_connect4_run(struct bpf_sock_addr *ctx, bool locked)
 {
 	struct kb_dst_key key = {};
 	__u32 a;
@@ -173,11 +177,10 @@ int kb_connect4(struct bpf_sock_addr *ctx)
 	key.addr[11] = 0xff;
 	__builtin_memcpy(&key.addr[12], &a, 4);
 	key.port = (__u16)ctx->user_port;
-	return kb_decide(&key, ctx->sk);
+	return kb_decide(&key, ctx->sk, locked);
 }
 
-SEC("cgroup/connect6")
-int kb_connect6(struct bpf_sock_addr *ctx)
+static __always_inline int kb_connect6_run(struct bpf_sock_addr *ctx, bool locked)
 {
 	struct kb_dst_key key = {};
 	__u32 a;
@@ -191,5 +194,30 @@ int kb_connect6(struct bpf_sock_addr *ctx)
 	a = ctx->user_ip6[2]; __builtin_memcpy(&key.addr[8], &a, 4);
 	a = ctx->user_ip6[3]; __builtin_memcpy(&key.addr[12], &a, 4);
 	key.port = (__u16)ctx->user_port;
-	return kb_decide(&key, ctx->sk);
+	return kb_decide(&key, ctx->sk, locked);
+}
+
+SEC("cgroup/connect4")
+int kb_connect4(struct bpf_sock_addr *ctx)
+{
+	return kb_connect4_run(ctx, false);
+}
+
+SEC("cgroup/connect6")
+int kb_connect6(struct bpf_sock_addr *ctx)
+{
+	return kb_connect6_run(ctx, false);
+}
+
+/* The same two for kernels before 5.12 (kb_judge.h); the agent loads one pair. */
+SEC("cgroup/connect4")
+int kb_connect4_locked(struct bpf_sock_addr *ctx)
+{
+	return kb_connect4_run(ctx, true);
+}
+
+SEC("cgroup/connect6")
+int kb_connect6_locked(struct bpf_sock_addr *ctx)
+{
+	return kb_connect6_run(ctx, true);
 }

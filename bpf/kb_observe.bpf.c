@@ -138,7 +138,8 @@ static __always_inline int kb_skops_key(const struct bpf_sock_ops *skops, struct
 	return -1;
 }
 
-static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now, __u64 syn_ns)
+static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now, __u64 syn_ns,
+				     bool locked)
 {
 	struct kb_dst_stats *st = bpf_map_lookup_elem(&kb_stats, &dst_id);
 	struct kb_verdict *v = bpf_map_lookup_elem(&kb_verdicts, &dst_id);
@@ -164,7 +165,7 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 	}
 	if (!v || !t)
 		return;
-	flags = kb_judge(v, t, res, syn_ns, now);
+	flags = kb_judge(v, t, res, syn_ns, now, locked);
 	/* The order of outcomes matters only to some policies; a trip always does. */
 	if (!flags && !v->events)
 		return;
@@ -320,7 +321,7 @@ static __always_inline struct kb_sk *kb_tag_of(struct bpf_sock_ops *skops, struc
 }
 
 /* BPF_SOCK_OPS_STATE_CB, for tagged sockets only. */
-static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
+static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 {
 	int oldstate = skops->args[0], newstate = skops->args[1], err;
 	struct kb_dst_stats *st;
@@ -345,7 +346,7 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops)
 			res = kb_classify(kb_sk_error(sk));
 		else
 			return;
-		kb_count(ks->dst_id & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns);
+		kb_count(ks->dst_id & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns, locked);
 		kb_count_workload(ks, res);
 		ks->syn_ns = 0;
 		return;
@@ -391,19 +392,31 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 	ks->retrans += skops->args[1];
 }
 
-SEC("sockops")
-int kb_sockops(struct bpf_sock_ops *skops)
+static __always_inline int kb_sockops_run(struct bpf_sock_ops *skops, bool locked)
 {
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		kb_on_connect(skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
-		kb_on_state(skops);
+		kb_on_state(skops, locked);
 		break;
 	case BPF_SOCK_OPS_RETRANS_CB:
 		kb_on_retrans(skops);
 		break;
 	}
 	return 1;
+}
+
+SEC("sockops")
+int kb_sockops(struct bpf_sock_ops *skops)
+{
+	return kb_sockops_run(skops, false);
+}
+
+/* The same for kernels before 5.12 (kb_judge.h); the agent loads one of the two. */
+SEC("sockops")
+int kb_sockops_locked(struct bpf_sock_ops *skops)
+{
+	return kb_sockops_run(skops, true);
 }

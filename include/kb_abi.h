@@ -8,6 +8,10 @@
 #ifndef KB_ABI_H
 #define KB_ABI_H
 
+#ifndef __bpf__
+#include <linux/bpf.h>	/* struct bpf_spin_lock; BPF code has it from vmlinux.h */
+#endif
+
 /*
  * Outcome of one actively opened TCP connection (SYN_SENT -> ...).
  * The order is ABI: it indexes kb_dst_stats.connects and user-space tables.
@@ -119,7 +123,7 @@ struct kb_wl_ctl {
 	__u32 next;	/* kernel: indexes handed out so far (may pass max) */
 	__u32 lost;	/* kernel: workload counts dropped, kb_wstats full */
 	__u32 level;	/* kernel: 1 + the level that makes a workload; 0 = not found yet */
-	__u32 pad;
+	struct bpf_spin_lock lock;	/* kernels before 5.12: guards next (kb_judge.h) */
 };
 _Static_assert(sizeof(struct kb_wl_ctl) == 32, "kb_wl_ctl ABI");
 
@@ -205,7 +209,7 @@ struct kb_trip {
 	__u64 fails;		/* gen << 32 | consecutive failures in gen */
 	__u64 probes;		/* gen << 32 | KB_ACT_PROBE permits taken in gen */
 	__u32 tripped;		/* gen the kernel tripped in; 0: none */
-	__u32 pad;
+	struct bpf_spin_lock lock;	/* kernels before 5.12 only (kb_judge.h) */
 	__u64 tripped_ns;	/* bpf_ktime_get_ns() of the trip */
 };
 _Static_assert(sizeof(struct kb_trip) == 32, "kb_trip ABI");

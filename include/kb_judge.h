@@ -5,17 +5,40 @@
  *
  * Compiled into the BPF objects and into the unit tests (tests/unit/
  * test_judge.c), so the rule the tests prove is the rule the kernel runs.
- * Include after kb_abi.h. Only __sync builtins and plain 64-bit loads and
- * stores, which both clang's BPF target (-mcpu=v3, Linux 5.12+ atomics)
- * and the host compiler turn into atomic instructions.
+ * Include after kb_abi.h (and, in BPF, bpf_helpers.h).
+ *
+ * Two ways to change struct kb_trip, chosen by `locked`, a constant at
+ * every call site:
+ * - false: BPF atomics that return a value (fetch-and-add, compare-and-
+ *   swap: Linux 5.12+), from __sync builtins that clang's BPF target
+ *   (-mcpu=v3) and the host compiler both turn into atomic instructions;
+ * - true: plain loads and stores under kb_trip.lock (bpf_spin_lock, Linux
+ *   5.1+), for older kernels. Their verifier refuses a program in which an
+ *   atomic fetch appears at all, even where it can never run, so each BPF
+ *   program is built one way or the other and the agent loads the one the
+ *   kernel takes.
  */
 #ifndef KB_JUDGE_H
 #define KB_JUDGE_H
 
 #ifdef __bpf__
 #define KB_JUDGE_INLINE static __always_inline
+#define kb_lock(l) bpf_spin_lock(l)
+#define kb_unlock(l) bpf_spin_unlock(l)
 #else
+#include <stdbool.h>
 #define KB_JUDGE_INLINE static inline __attribute__((unused))
+/* The unit tests' stand-in for bpf_spin_lock: a spin on the lock word. */
+static inline void kb_lock(struct bpf_spin_lock *l)
+{
+	while (__atomic_exchange_n(&l->val, 1, __ATOMIC_ACQUIRE))
+		;
+}
+
+static inline void kb_unlock(struct bpf_spin_lock *l)
+{
+	__atomic_store_n(&l->val, 0, __ATOMIC_RELEASE);
+}
 #endif
 
 /* The count a gen-packed word holds for gen: 0 when it is another gen's. */
@@ -29,12 +52,18 @@ KB_JUDGE_INLINE __u32 kb_word_count(__u64 w, __u32 gen)
  * A word still holding an older gen is restarted at one with a compare-
  * and-swap; two tries suffice, as only the first caller of a new gen
  * restarts it and the loser then finds the new gen. Returns -1 only if
- * both tries lost (a verdict written twice in between).
+ * both tries lost (a verdict written twice in between). locked: the
+ * caller holds the lock that guards *w.
  */
-KB_JUDGE_INLINE long long kb_word_add(__u64 *w, __u32 gen)
+KB_JUDGE_INLINE long long kb_word_add(__u64 *w, __u32 gen, bool locked)
 {
 	__u64 fresh = (__u64)gen << 32 | 1, old;
 
+	if (locked) {
+		old = *w;
+		*w = (__u32)(old >> 32) == gen ? old + 1 : fresh;
+		return (__u32)(old >> 32) == gen ? (__u32)old : 0;
+	}
 #ifdef __bpf__
 #pragma unroll
 #endif
@@ -52,14 +81,18 @@ KB_JUDGE_INLINE long long kb_word_add(__u64 *w, __u32 gen)
  * KB_ACT_PROBE: take one of `permits` connects for gen. Exactly `permits`
  * callers get 1 however many CPUs race; the rest get 0.
  */
-KB_JUDGE_INLINE int kb_take_permit(struct kb_trip *t, __u32 gen, __u32 permits)
+KB_JUDGE_INLINE int kb_take_permit(struct kb_trip *t, __u32 gen, __u32 permits, bool locked)
 {
 	long long before;
 
 	/* Once spent, refusals leave the word alone: no count to wrap. */
 	if (kb_word_count(*(volatile __u64 *)&t->probes, gen) >= permits)
 		return 0;
-	before = kb_word_add(&t->probes, gen);
+	if (locked)
+		kb_lock(&t->lock);
+	before = kb_word_add(&t->probes, gen, locked);
+	if (locked)
+		kb_unlock(&t->lock);
 	return before >= 0 && before < permits;
 }
 
@@ -71,6 +104,34 @@ KB_JUDGE_INLINE __u32 kb_effective_action(const struct kb_verdict *v, const stru
 	return v->action;
 }
 
+/* kb_judge's changes to t for an outcome that counts (see there). */
+KB_JUDGE_INLINE __u32 kb_judge_trip(const struct kb_verdict *v, struct kb_trip *t, __u32 res,
+				    __u64 now, bool locked)
+{
+	__u32 gen = v->gen, act = v->action, old;
+	long long before;
+
+	if (res == KB_RES_SUCCESS) {
+		if (kb_word_count(*(volatile __u64 *)&t->fails, gen))
+			*(volatile __u64 *)&t->fails = (__u64)gen << 32;
+		return 0;
+	}
+	before = kb_word_add(&t->fails, gen, locked);
+	if (before < 0 || !v->trip_after || (__u64)v->fails_base + before + 1 < v->trip_after)
+		return 0;
+	if (act != KB_ACT_ALLOW && act != KB_ACT_RAMP && act != KB_ACT_PROBE)
+		return 0;
+	old = *(volatile __u32 *)&t->tripped;
+	if (old == gen)
+		return 0;	/* tripped already, by this outcome's peers */
+	if (locked)
+		t->tripped = gen;
+	else if (__sync_val_compare_and_swap(&t->tripped, old, gen) != old)
+		return 0;
+	t->tripped_ns = now;
+	return KB_EV_TRIPPED;
+}
+
 /*
  * One outcome of a connect begun at syn_ns, judged against the agent's
  * verdict v at `now`. A success restarts the consecutive count; a failure
@@ -80,30 +141,20 @@ KB_JUDGE_INLINE __u32 kb_effective_action(const struct kb_verdict *v, const stru
  * KB_EV_TRIPPED to the one caller whose outcome tripped it, else 0.
  */
 KB_JUDGE_INLINE __u32 kb_judge(const struct kb_verdict *v, struct kb_trip *t, __u32 res,
-			       __u64 syn_ns, __u64 now)
+			       __u64 syn_ns, __u64 now, bool locked)
 {
-	__u32 gen = v->gen, act = v->action, old;
-	long long before;
+	__u32 flags;
 
-	if (!gen || syn_ns < v->since_ns)
+	if (!v->gen || syn_ns < v->since_ns)
 		return 0;	/* begun before the breaker's current state */
-	if (res == KB_RES_SUCCESS) {
-		if (kb_word_count(*(volatile __u64 *)&t->fails, gen))
-			*(volatile __u64 *)&t->fails = (__u64)gen << 32;
+	if (res != KB_RES_SUCCESS && (res >= 32 || !(v->fail_mask & (1U << res))))
 		return 0;
-	}
-	if (res >= 32 || !(v->fail_mask & (1U << res)))
-		return 0;
-	before = kb_word_add(&t->fails, gen);
-	if (before < 0 || !v->trip_after || (__u64)v->fails_base + before + 1 < v->trip_after)
-		return 0;
-	if (act != KB_ACT_ALLOW && act != KB_ACT_RAMP && act != KB_ACT_PROBE)
-		return 0;
-	old = *(volatile __u32 *)&t->tripped;
-	if (old == gen || __sync_val_compare_and_swap(&t->tripped, old, gen) != old)
-		return 0;	/* tripped already, by this outcome's peers */
-	t->tripped_ns = now;
-	return KB_EV_TRIPPED;
+	if (locked)
+		kb_lock(&t->lock);
+	flags = kb_judge_trip(v, t, res, now, locked);
+	if (locked)
+		kb_unlock(&t->lock);
+	return flags;
 }
 
 #endif /* KB_JUDGE_H */

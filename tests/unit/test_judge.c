@@ -3,11 +3,14 @@
  * The rules the kernel applies on its own (include/kb_judge.h), compiled
  * here from the very header the BPF objects include: the consecutive-
  * failure trip, gens starting the kernel's state afresh, and permits.
+ * Every test runs twice: with atomics, as kernels from 5.12 run it, and
+ * under kb_trip.lock, as older ones do.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 #include <pthread.h>
 #include <linux/types.h>
@@ -16,6 +19,23 @@
 #include "kb_test.h"
 
 #define FAILS ((1U << KB_RES_REFUSED) | (1U << KB_RES_TIMEOUT) | (1U << KB_RES_UNREACHABLE))
+
+/* Which build of the rule the running test exercises. */
+static bool locked;
+
+static int use_atomics(void **state)
+{
+	(void)state;
+	locked = false;
+	return 0;
+}
+
+static int use_lock(void **state)
+{
+	(void)state;
+	locked = true;
+	return 0;
+}
 
 static struct kb_verdict verdict(__u32 action, __u32 gen, __u32 trip_after, __u32 base)
 {
@@ -66,7 +86,7 @@ static void test_judge_table(void **state)
 		int tripped_at = -1;
 
 		for (int k = 0; cases[i].outcomes[k]; k++) {
-			__u32 got = kb_judge(&v, &t, result_of(cases[i].outcomes[k]), 200, 1000 + k);
+			__u32 got = kb_judge(&v, &t, result_of(cases[i].outcomes[k]), 200, 1000 + k, locked);
 
 			if (got == KB_EV_TRIPPED) {
 				if (tripped_at >= 0)
@@ -92,13 +112,13 @@ static void test_judge_since(void **state)
 	struct kb_verdict v = verdict(KB_ACT_ALLOW, 3, 1, 0);
 	struct kb_trip t = { 0 };
 
-	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 99, 1000), 0);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 99, 1000, locked), 0);
 	assert_int_equal(t.fails, 0);
-	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 100, 1000), KB_EV_TRIPPED);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 100, 1000, locked), KB_EV_TRIPPED);
 	/* gen 0 is "never written": the kernel does nothing for it. */
 	v.gen = 0;
 	t = (struct kb_trip){ 0 };
-	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 1000), 0);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 1000, locked), 0);
 	assert_int_equal(kb_effective_action(&v, &t), KB_ACT_ALLOW);
 }
 
@@ -112,28 +132,28 @@ static void test_gen_restarts(void **state)
 	struct kb_verdict v = verdict(KB_ACT_ALLOW, 1, 2, 0);
 	struct kb_trip t = { 0 };
 
-	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 1), 0);
-	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 2), KB_EV_TRIPPED);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 1, locked), 0);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 2, locked), KB_EV_TRIPPED);
 	assert_int_equal(kb_effective_action(&v, &t), KB_ACT_BLOCK);
 
 	v = verdict(KB_ACT_ALLOW, 2, 2, 0);
 	assert_int_equal(kb_effective_action(&v, &t), KB_ACT_ALLOW);
 	assert_int_equal(kb_word_count(t.fails, 2), 0);
-	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 3), 0);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 3, locked), 0);
 	assert_int_equal(kb_word_count(t.fails, 2), 1);
-	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 4), KB_EV_TRIPPED);
+	assert_int_equal(kb_judge(&v, &t, KB_RES_REFUSED, 200, 4, locked), KB_EV_TRIPPED);
 	assert_int_equal(t.tripped, 2);
 	assert_int_equal(t.tripped_ns, 4);
 
 	v = verdict(KB_ACT_PROBE, 3, 1, 0);
 	v.permits = 2;
-	assert_int_equal(kb_take_permit(&t, 3, 2), 1);
-	assert_int_equal(kb_take_permit(&t, 3, 2), 1);
-	assert_int_equal(kb_take_permit(&t, 3, 2), 0);
-	assert_int_equal(kb_take_permit(&t, 3, 2), 0);
+	assert_int_equal(kb_take_permit(&t, 3, 2, locked), 1);
+	assert_int_equal(kb_take_permit(&t, 3, 2, locked), 1);
+	assert_int_equal(kb_take_permit(&t, 3, 2, locked), 0);
+	assert_int_equal(kb_take_permit(&t, 3, 2, locked), 0);
 	assert_int_equal(kb_word_count(t.probes, 3), 2);	/* refusals leave it alone */
-	assert_int_equal(kb_take_permit(&t, 4, 1), 1);
-	assert_int_equal(kb_take_permit(&t, 4, 1), 0);
+	assert_int_equal(kb_take_permit(&t, 4, 1, locked), 1);
+	assert_int_equal(kb_take_permit(&t, 4, 1, locked), 0);
 }
 
 #define RACERS 4
@@ -147,7 +167,7 @@ static void *take_many(void *arg)
 	unsigned *taken = arg;
 
 	for (int i = 0; i < TRIES; i++)
-		*taken += kb_take_permit(&race_trip, 9, 1000);
+		*taken += kb_take_permit(&race_trip, 9, 1000, locked);
 	return NULL;
 }
 
@@ -157,6 +177,8 @@ static void test_permits_race(void **state)
 	pthread_t th[RACERS];
 	unsigned total = 0;
 
+	memset(&race_trip, 0, sizeof(race_trip));
+	memset(race_taken, 0, sizeof(race_taken));
 	for (int i = 0; i < RACERS; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, take_many, &race_taken[i]), 0);
 	for (int i = 0; i < RACERS; i++) {
@@ -166,13 +188,49 @@ static void test_permits_race(void **state)
 	assert_int_equal(total, 1000);
 }
 
+static struct kb_verdict race_verdict;
+static unsigned race_trips[RACERS];
+
+static void *fail_many(void *arg)
+{
+	unsigned *trips = arg;
+
+	for (int i = 0; i < TRIES; i++)
+		*trips += kb_judge(&race_verdict, &race_trip, KB_RES_REFUSED, 200, 1000, locked) ==
+			  KB_EV_TRIPPED;
+	return NULL;
+}
+
+/* Failures racing on every thread: each one counted, and one trip. */
+static void test_trip_race(void **state)
+{
+	pthread_t th[RACERS];
+	unsigned trips = 0;
+
+	memset(&race_trip, 0, sizeof(race_trip));
+	memset(race_trips, 0, sizeof(race_trips));
+	race_verdict = verdict(KB_ACT_ALLOW, 5, TRIES, 0);
+	for (int i = 0; i < RACERS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, fail_many, &race_trips[i]), 0);
+	for (int i = 0; i < RACERS; i++) {
+		pthread_join(th[i], NULL);
+		trips += race_trips[i];
+	}
+	assert_int_equal(trips, 1);
+	assert_int_equal(kb_word_count(race_trip.fails, 5), RACERS * TRIES);
+	assert_int_equal(race_trip.tripped, 5);
+}
+
+#define BOTH(t) cmocka_unit_test_setup(t, use_atomics), cmocka_unit_test_setup(t, use_lock)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_judge_table),
-		cmocka_unit_test(test_judge_since),
-		cmocka_unit_test(test_gen_restarts),
-		cmocka_unit_test(test_permits_race),
+		BOTH(test_judge_table),
+		BOTH(test_judge_since),
+		BOTH(test_gen_restarts),
+		BOTH(test_permits_race),
+		BOTH(test_trip_race),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
