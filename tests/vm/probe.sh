@@ -11,6 +11,8 @@
 #            prints "startup: MESSAGE".
 # Usage: tests/vm/probe.sh refusal|startup
 . "$(dirname "$0")/../e2e/lib.sh"
+# The errno itself is what this checks: EPERM is not folded into refused here.
+unset KB_EPERM_IS_REFUSED
 [ -x "${KBREAKERD:-}" ] && [ -x "${KBTOOL:-}" ] || { echo "  [$T_NAME] FAIL: KBREAKERD and KBTOOL must name built binaries"; exit 1; }
 mode=${1:-}
 case $mode in refusal|startup) ;; *) echo "usage: tests/vm/probe.sh refusal|startup" >&2; exit 2 ;; esac
