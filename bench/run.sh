@@ -244,6 +244,14 @@ prog_delta() {
 	join <(sort "$OUT/progs-before.tmp") <(sort "$OUT/progs-after.tmp") |
 		awk '{ print $2, $6 - $3, $7 - $4 }'
 }
+# case_progs PID LABEL FILE WHERE KIND PORT: prog_delta over one hot-path
+# case (loop_in), into FILE and the raw figures; prints "name ns x runs; "
+# (per run, per connect) for each program that ran.
+case_progs() {
+	prog_delta "$1" loop_in "$4" "$5" "$6" "$N" > "$3"
+	raw "bpf_stats $2, $N connects (name run_time_ns run_cnt):"; cat "$3" >> "$RAW"
+	awk -v n="$N" '$3 > 0 { printf "%s %.0f ns x %.2f; ", $1, $2 / $3, $3 / n }' "$3"
+}
 # stats_on / stats_off: bpf_stats counted only in between (B_STATS_PID).
 stats_on() {
 	local out
@@ -395,9 +403,7 @@ start_floor
 stats_on
 for c in $CASES $CASES_OUT; do
 	IFS=: read -r name kind port where <<<"$c"
-	prog_delta "$B_FLOOR_PID" loop_in "$where" "$kind" "$port" "$N" > "$OUT/progs-floor-$name.tmp"
-	raw "bpf_stats floor $name, $N connects (name run_time_ns run_cnt):"; cat "$OUT/progs-floor-$name.tmp" >> "$RAW"
-	per=$(awk -v n="$N" '$3 > 0 { printf "%s %.0f ns x %.2f; ", $1, $2 / $3, $3 / n }' "$OUT/progs-floor-$name.tmp")
+	per=$(case_progs "$B_FLOOR_PID" "floor $name" "$OUT/progs-floor-$name.tmp" "$where" "$kind" "$port")
 	row "2. bpf_stats, $name: empty programs (the floor), ns per run x runs per connect" "${per%; }" "-" "-"
 done
 stats_off
@@ -413,10 +419,7 @@ stats_on
 # One snapshot pair per case: a miss and a hit cost differently.
 for c in $CASES $CASES_OUT; do
 	IFS=: read -r name kind port where <<<"$c"
-	prog_delta "$B_AGENT_PID" loop_in "$where" "$kind" "$port" "$N" > "$OUT/progs-delta-$name.tmp"
-	raw "bpf_stats $name, $N connects (name run_time_ns run_cnt):"; cat "$OUT/progs-delta-$name.tmp" >> "$RAW"
-	# name ns/run runs/connect, for programs that ran
-	per=$(awk -v n="$N" '$3 > 0 { printf "%s %.0f ns x %.2f; ", $1, $2 / $3, $3 / n }' "$OUT/progs-delta-$name.tmp")
+	per=$(case_progs "$B_AGENT_PID" "$name" "$OUT/progs-delta-$name.tmp" "$where" "$kind" "$port")
 	hook=$(awk '$1 == "kb_connect4" && $3 > 0 { printf "%.0f", $2 / $3 }' "$OUT/progs-delta-$name.tmp")
 	tpmax=$(awk '$1 !~ /^kb_connect/ && $3 > 0 { v = $2 / $3; if (v > m) m = v } END { printf "%.0f", m }' "$OUT/progs-delta-$name.tmp")
 	trace=$(awk -v n="$N" '$1 !~ /^kb_connect/ { t += $2 } END { printf "%.0f", t / n }' "$OUT/progs-delta-$name.tmp")

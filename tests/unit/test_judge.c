@@ -160,7 +160,23 @@ static void test_gen_restarts(void **state)
 #define TRIES 20000
 
 static struct kb_trip race_trip;
-static unsigned race_taken[RACERS];
+static struct kb_verdict race_verdict;
+
+/* Run fn on RACERS threads at once over a zeroed race_trip; the sum of what they counted. */
+static unsigned race(void *(*fn)(void *))
+{
+	unsigned counts[RACERS] = { 0 }, total = 0;
+	pthread_t th[RACERS];
+
+	memset(&race_trip, 0, sizeof(race_trip));
+	for (int i = 0; i < RACERS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, fn, &counts[i]), 0);
+	for (int i = 0; i < RACERS; i++) {
+		pthread_join(th[i], NULL);
+		total += counts[i];
+	}
+	return total;
+}
 
 static void *take_many(void *arg)
 {
@@ -174,22 +190,8 @@ static void *take_many(void *arg)
 /* Exactly `permits` callers pass however many threads race for them. */
 static void test_permits_race(void **state)
 {
-	pthread_t th[RACERS];
-	unsigned total = 0;
-
-	memset(&race_trip, 0, sizeof(race_trip));
-	memset(race_taken, 0, sizeof(race_taken));
-	for (int i = 0; i < RACERS; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, take_many, &race_taken[i]), 0);
-	for (int i = 0; i < RACERS; i++) {
-		pthread_join(th[i], NULL);
-		total += race_taken[i];
-	}
-	assert_int_equal(total, 1000);
+	assert_int_equal(race(take_many), 1000);
 }
-
-static struct kb_verdict race_verdict;
-static unsigned race_trips[RACERS];
 
 static void *fail_many(void *arg)
 {
@@ -204,19 +206,8 @@ static void *fail_many(void *arg)
 /* Failures racing on every thread: each one counted, and one trip. */
 static void test_trip_race(void **state)
 {
-	pthread_t th[RACERS];
-	unsigned trips = 0;
-
-	memset(&race_trip, 0, sizeof(race_trip));
-	memset(race_trips, 0, sizeof(race_trips));
 	race_verdict = verdict(KB_ACT_ALLOW, 5, TRIES, 0);
-	for (int i = 0; i < RACERS; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, fail_many, &race_trips[i]), 0);
-	for (int i = 0; i < RACERS; i++) {
-		pthread_join(th[i], NULL);
-		trips += race_trips[i];
-	}
-	assert_int_equal(trips, 1);
+	assert_int_equal(race(fail_many), 1);
 	assert_int_equal(kb_word_count(race_trip.fails, 5), RACERS * TRIES);
 	assert_int_equal(race_trip.tripped, 5);
 }
