@@ -87,6 +87,11 @@ static unsigned int sockops_insns(struct bpf_insn *p, const __u16 *ports, int n)
 	unsigned int i = 0;
 	int k;
 
+	if (!n) {	/* nothing to turn on: the verifier refuses unreachable code */
+		p[i++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1);
+		p[i++] = insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+		return i;
+	}
 	p[i++] = insn(BPF_ALU64 | BPF_MOV | BPF_X, 6, 1, 0, 0);
 	p[i++] = insn(BPF_LDX | BPF_MEM | BPF_W, 2, 6, offsetof(struct bpf_sock_ops, op), 0);
 	/* to "allow": past the port load, n tests, the jump and the 3 insns of "set" */

@@ -47,6 +47,6 @@ start_listener --host 127.0.0.1 "$busy" /dev/null
 agent_config listen=127.0.0.1:$busy > "$T_DIR/busy.yaml"
 run_cli 1 "http: listen on 127.0.0.1 port $busy: Address already in use" -c "$T_DIR/busy.yaml"
 kill "$LISTENER"; wait "$LISTENER" 2>/dev/null
-expect_eq "programs left on the cgroup" "$(bpftool cgroup show "$T_CG" 2>/dev/null | grep -c connect)" 0
+expect_eq "programs left on the cgroup" "$(attached_progs "$T_CG")" 0
 
 t_done

@@ -30,7 +30,7 @@ fails_with() {
 	log "  $name: $(head -n1 <<<"$errs" | sed 's/^ts=[^ ]* //')"
 	[ "$(grep -c . <<<"$errs")" = 1 ] || sed 's/^/      /' "$T_DIR/err"
 	expect_eq "$name: programs on the test cgroup" \
-		"$(bpftool cgroup show "$T_CG" 2>/dev/null | grep -vc '^ID')" 0
+		"$(attached_progs "$T_CG")" 0
 	expect_eq "$name: sockets on the metrics port" "$(ss -Htln "sport = :$HPORT" | grep -c .)" 0
 }
 

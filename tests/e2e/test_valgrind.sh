@@ -69,7 +69,7 @@ for k in definitely indirectly; do
 	lost=$(sed -n "s/.*$k lost: \([0-9,]*\) bytes.*/\1/p" "$T_DIR/valgrind.log" | head -1)
 	expect_eq "$k lost bytes" "${lost:-0}" 0
 done
-expect_eq "programs attached afterwards" "$(bpftool cgroup show "$T_CG" 2>/dev/null | grep -vc '^ID')" 0
+expect_eq "programs attached afterwards" "$(attached_progs "$T_CG")" 0
 if [ "$T_FAILED" -gt 0 ]; then
 	log "valgrind log:"; sed 's/^/      /' "$T_DIR/valgrind.log" | tail -80
 fi

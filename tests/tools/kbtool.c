@@ -47,11 +47,17 @@
  *	starves neither drops SYNs nor the handshakes' last ACKs, so every
  *	connect that succeeded is accepted. With --rst each accepted connection
  *	is closed with SO_LINGER 0 (an RST to the client).
+ *   kbtool attached CGROUP
+ *	programs attached to the cgroup directory CGROUP at the hooks kbreaker
+ *	uses (connect4, connect6, sock_ops), from BPF_PROG_QUERY: prints
+ *	"attached=N", or fails. bpftool 7.1's `cgroup show` lists nothing on
+ *	Linux 5.10 (it stops at the first attach type that kernel lacks).
  *
  * ADDR is an IPv4 or IPv6 literal; an IPv6 literal uses an AF_INET6 socket,
  * so ::ffff:a.b.c.d exercises the IPv4-mapped path.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -61,8 +67,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <linux/bpf.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include "tool.h"
@@ -555,6 +563,39 @@ static const struct {
 	{ "cgconnect", do_cgconnect },
 };
 
+static int do_attached(int argc, char **argv)
+{
+	static const enum bpf_attach_type hooks[] = {
+		BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_SOCK_OPS,
+	};
+	unsigned long total = 0;
+	int fd;
+
+	if (argc < 3)
+		return 2;
+	fd = open(argv[2], O_RDONLY | O_DIRECTORY);
+	if (fd < 0) {
+		perror(argv[2]);
+		return 1;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(hooks); i++) {
+		union bpf_attr attr;
+
+		memset(&attr, 0, sizeof(attr));
+		attr.query.target_fd = fd;
+		attr.query.attach_type = hooks[i];
+		if (syscall(__NR_bpf, BPF_PROG_QUERY, &attr, sizeof(attr))) {
+			perror("kbtool: BPF_PROG_QUERY");
+			close(fd);
+			return 1;
+		}
+		total += attr.query.prog_cnt;
+	}
+	close(fd);
+	printf("attached=%lu\n", total);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -576,6 +617,8 @@ int main(int argc, char **argv)
 		return do_lconnect(argc, argv);
 	if (!strcmp(cmd, "listen"))
 		return do_listen(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|notify-recv|udp|listen ...\n");
+	if (!strcmp(cmd, "attached"))
+		return do_attached(argc, argv);
+	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|notify-recv|udp|listen|attached ...\n");
 	return 2;
 }

@@ -79,7 +79,7 @@ int main(int argc, char **argv)
 			close(fd);
 			break;
 		}
-		if (errno == ECONNREFUSED)
+		if (tool_outcome(errno) == TOOL_REFUSED)
 			refused++;
 		else
 			other++;

@@ -67,7 +67,7 @@ startup() {
 	echo "startup: exit $rc: $(head -n 1 <<<"$errs" | sed 's/^ts=[^ ]* //')"
 	expect_eq "error lines" "$(grep -c . <<<"$errs")" 1
 	[ "$(grep -c . <<<"$errs")" = 1 ] || sed 's/^/      /' "$T_DIR/err"
-	expect_eq "programs on the test cgroup" "$(bpftool cgroup show "$T_CG" 2>/dev/null | grep -vc '^ID')" 0
+	expect_eq "programs on the test cgroup" "$(attached_progs "$T_CG")" 0
 	expect_eq "kb_ programs loaded" "$(bpftool prog show 2>/dev/null | grep -c ' name kb_')" 0
 }
 
