@@ -36,11 +36,11 @@ if [ "$T_KMAJ" -lt 5 ] || { [ "$T_KMAJ" = 5 ] && [ "$T_KMIN" -lt 18 ]; }; then
 fi
 
 log() { printf '  [%s] %s\n' "$T_NAME" "$*"; }
+fail() { printf '  [%s] FAIL: %s\n' "$T_NAME" "$*"; T_FAILED=$((T_FAILED + 1)); }
 
 # attached_progs CGROUP: programs attached to CGROUP at kbreaker's hooks
 # (kbtool attached); prints nothing, so no count matches, if it cannot tell.
 attached_progs() { "$KBTOOL" attached "$1" | sed -n 's/^attached=//p'; }
-fail() { printf '  [%s] FAIL: %s\n' "$T_NAME" "$*"; T_FAILED=$((T_FAILED + 1)); }
 
 # t_check STATUS WHAT: count one check; it failed unless STATUS is 0.
 t_check() {
