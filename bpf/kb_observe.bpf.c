@@ -7,14 +7,24 @@
  * hooks, so what feeds a breaker is exactly what the breaker blocks: a
  * socket created outside the cgroup runs none of this and counts nowhere.
  * TCP_CONNECT_CB looks the destination up once and, for configured ones
- * only, tags the socket and asks for its state and retransmit callbacks:
- * SYN_SENT -> ESTABLISHED is a success, SYN_SENT -> CLOSE a failure whose
- * cause the kernel has already stored in sk_err (tcp_reset, tcp_write_err
+ * only, tags the socket and asks for its state, RTO and retransmit
+ * callbacks: SYN_SENT -> ESTABLISHED is a success, SYN_SENT -> CLOSE a
+ * failure whose cause the kernel has already stored in sk_err (tcp_reset
  * and tcp_v[46]_err set it before tcp_done), and a later CLOSE with
  * ECONNRESET or EPIPE a reset received, and one straight from ESTABLISHED
- * or CLOSE_WAIT with no error a reset sent (an abort). Sockets of other
- * destinations never call back again, and nothing of kbreaker runs for
- * a socket made outside the cgroup.
+ * or CLOSE_WAIT with no error a reset sent (an abort). A connect that
+ * times out is counted at its last RTO_CB, just before tcp_write_err.
+ * Sockets of other destinations never call back again, and nothing of
+ * kbreaker runs for a socket made outside the cgroup.
+ *
+ * Before Linux 6.10, tcp_write_err and tcp_v[46]_err wake the socket's
+ * waiters before tcp_done, and getsockopt(SO_ERROR), which takes no lock,
+ * may clear sk_err in between: the idiom of every non-blocking connect
+ * (Go, Java NIO, asyncio) can empty it before the state callback reads
+ * it. Hence a timeout is taken from the RTO callback, which runs before
+ * the error is stored, and an empty error is read with the socket's lock
+ * owner: a user's close or disconnect holds the socket (a cancel or an
+ * abort), an error from a timer or an ICMP message does not.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -252,8 +262,8 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 	ks->dst_id = id;
 	ks->retrans = 0;
 	ks->syn_ns = bpf_ktime_get_ns();
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-				  BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
+				  BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
 }
 
 /* The counters of the slot ks's connect counts into. */
@@ -285,6 +295,33 @@ static __always_inline int kb_sk_error(struct bpf_sock *sk)
 	 * why the caller gave up; none at all is a cancel.
 	 */
 	return tp->inet_conn.icsk_inet.sk.sk_err ?: tp->inet_conn.icsk_inet.sk.sk_err_soft;
+}
+
+/*
+ * Whether a task holds the socket (lock_sock): true in close(), shutdown
+ * and connect(AF_UNSPEC), false in a timer or a received packet's or ICMP
+ * message's softirq, which run only while no task holds it.
+ */
+static __always_inline bool kb_sk_user_owned(struct bpf_sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+
+	return tp && tp->inet_conn.icsk_inet.sk.sk_lock.owned;
+}
+
+/*
+ * The outcome of a connect that ended in CLOSE without a success. An
+ * empty error in a softirq is one the caller took with SO_ERROR before the
+ * kernel closed the socket (an ICMP error: see the top of this file); its
+ * kind is gone, but it is a failure, never a cancel.
+ */
+static __always_inline enum kb_result kb_close_result(struct bpf_sock *sk)
+{
+	int err = kb_sk_error(sk);
+
+	if (!err && !kb_sk_user_owned(sk))
+		return KB_RES_ERROR;
+	return kb_classify(err);
 }
 
 /*
@@ -343,7 +380,7 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 		if (newstate == TCP_ESTABLISHED)
 			res = KB_RES_SUCCESS;
 		else if (newstate == TCP_CLOSE)
-			res = kb_classify(kb_sk_error(sk));
+			res = kb_close_result(sk);
 		else
 			return;
 		kb_count(ks->dst_id & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns, locked);
@@ -365,11 +402,43 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 	/*
 	 * An abort: tcp_disconnect() (SO_LINGER 0) and a close with unread data
 	 * enter CLOSE straight from ESTABLISHED or CLOSE_WAIT, then send the
-	 * RST and only then set sk_err. A graceful close passes through
-	 * FIN_WAIT or LAST_ACK; an error has set sk_err before tcp_done().
+	 * RST and only then set sk_err, both with the socket held. A graceful
+	 * close passes through FIN_WAIT or LAST_ACK; an error has set sk_err
+	 * before tcp_done(), and a timer's (a keepalive or retransmit timeout)
+	 * may have been taken by SO_ERROR already, but a timer never runs
+	 * while a task holds the socket.
 	 */
-	if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) && !kb_sk_hard_error(sk))
+	if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) && !kb_sk_hard_error(sk) &&
+	    kb_sk_user_owned(sk))
 		__sync_fetch_and_add(&st->resets_tx, 1);
+}
+
+/*
+ * BPF_SOCK_OPS_RTO_CB, for tagged sockets only: args[2] is set when the
+ * kernel gives up, and tcp_write_err() follows at once with sk_err_soft or
+ * else ETIMEDOUT as the error. A connect's outcome is counted here, before
+ * anything can take the error away; the CLOSE that follows finds it
+ * counted.
+ */
+static __always_inline void kb_on_rto(struct bpf_sock_ops *skops, bool locked)
+{
+	struct tcp_sock *tp;
+	struct bpf_sock *sk;
+	enum kb_result res;
+	struct kb_sk *ks;
+
+	if (!skops->args[2])
+		return;
+	ks = kb_tag_of(skops, &sk);
+	if (!ks || !ks->syn_ns)
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return;
+	res = kb_classify(tp->inet_conn.icsk_inet.sk.sk_err_soft ?: ETIMEDOUT);
+	kb_count(ks->dst_id & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns, locked);
+	kb_count_workload(ks, res);
+	ks->syn_ns = 0;
 }
 
 /*
@@ -400,6 +469,9 @@ static __always_inline int kb_sockops_run(struct bpf_sock_ops *skops, bool locke
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		kb_on_state(skops, locked);
+		break;
+	case BPF_SOCK_OPS_RTO_CB:
+		kb_on_rto(skops, locked);
 		break;
 	case BPF_SOCK_OPS_RETRANS_CB:
 		kb_on_retrans(skops);

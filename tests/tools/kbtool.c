@@ -11,6 +11,10 @@
  *	COUNT non-blocking connects at once, each ended by its outcome or by
  *	the timeout (then closed unfinished: "pending" counts those); same line
  *	as connect plus pending=P.
+ *   kbtool spconnect ADDR PORT COUNT [TIMEOUT_MS]
+ *	pconnect polling without sleeping, then reading SO_ERROR at once: the
+ *	error is taken as soon as the kernel stores it, which before Linux
+ *	6.10 is before the kernel has closed the socket.
  *   kbtool fconnect ADDR PORT COUNT
  *	COUNT blocking connects at once, one per child process; same line.
  *	Unlike pconnect, no caller reads SO_ERROR (which clears the socket's
@@ -109,7 +113,8 @@ static void print_tally(const struct tally *t)
  * The batch commands (ADDR PORT COUNT [...]): main parses the destination and
  * the count; argv[5] on is each command's own.
  */
-static int run_pconnect(const struct tool_dst *d, long count, int argc, char **argv, bool cancel)
+static int run_pconnect(const struct tool_dst *d, long count, int argc, char **argv, bool cancel,
+			bool spin)
 {
 	int timeout_ms = argc > 5 ? atoi(argv[5]) : 10000;
 	struct tally t = { 0 };
@@ -142,7 +147,7 @@ static int run_pconnect(const struct tool_dst *d, long count, int argc, char **a
 			open_fds += p[i].fd >= 0;
 		if (!open_fds || now_us() >= end)
 			break;
-		if (poll(p, count, (int)((end - now_us()) / 1000) + 1) <= 0)
+		if (poll(p, count, spin ? 0 : (int)((end - now_us()) / 1000) + 1) <= 0)
 			continue;
 		for (long i = 0; i < count; i++) {
 			int err = 0;
@@ -169,12 +174,17 @@ static int run_pconnect(const struct tool_dst *d, long count, int argc, char **a
 
 static int do_pconnect(const struct tool_dst *d, long count, int argc, char **argv)
 {
-	return run_pconnect(d, count, argc, argv, false);
+	return run_pconnect(d, count, argc, argv, false, false);
+}
+
+static int do_spconnect(const struct tool_dst *d, long count, int argc, char **argv)
+{
+	return run_pconnect(d, count, argc, argv, false, true);
 }
 
 static int do_cancel(const struct tool_dst *d, long count, int argc, char **argv)
 {
-	return run_pconnect(d, count, argc, argv, true);
+	return run_pconnect(d, count, argc, argv, true, false);
 }
 
 static int do_fconnect(const struct tool_dst *d, long count, int argc, char **argv)
@@ -558,8 +568,8 @@ static const struct {
 	const char *name;
 	int (*run)(const struct tool_dst *d, long count, int argc, char **argv);
 } batches[] = {
-	{ "connect", do_connect }, { "pconnect", do_pconnect }, { "fconnect", do_fconnect },
-	{ "cancel", do_cancel }, { "rst", do_rst }, { "hold", do_hold },
+	{ "connect", do_connect }, { "pconnect", do_pconnect }, { "spconnect", do_spconnect },
+	{ "fconnect", do_fconnect }, { "cancel", do_cancel }, { "rst", do_rst }, { "hold", do_hold },
 	{ "cgconnect", do_cgconnect },
 };
 
@@ -619,6 +629,6 @@ int main(int argc, char **argv)
 		return do_listen(argc, argv);
 	if (!strcmp(cmd, "attached"))
 		return do_attached(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|notify-recv|udp|listen|attached ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|notify-recv|udp|listen|attached ...\n");
 	return 2;
 }
