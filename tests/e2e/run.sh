@@ -6,7 +6,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-build}" && pwd); shift || true
 export KBREAKERD="$build/kbreakerd" KBTOOL="$build/kbtool" PROMTOOL="${PROMTOOL:-promtool}"
-passed=0 failed=0 skipped=0
+passed=0 failed=0 skipped=0 times=""
 tests=("$@"); [ ${#tests[@]} -gt 0 ] || tests=("$here"/test_*.sh)
 # A signal stops the running test, which cleans up after itself, then the
 # run. Each test runs as a waited-for job so the signal is acted on at once.
@@ -20,13 +20,17 @@ trap 'stop 130' INT
 trap 'stop 143' TERM
 for t in "${tests[@]}"; do
 	echo "  E2E      $(basename "$t")"
+	start=$SECONDS
 	bash "$t" & T=$!
 	wait "$T"; rc=$?; T=""
+	times="$times $(basename "$t" .sh)=$((SECONDS - start))s"
 	case $rc in
 	0) passed=$((passed + 1)) ;;
 	77) skipped=$((skipped + 1)) ;;
 	*) failed=$((failed + 1)) ;;
 	esac
 done
+# The kernel matrix runs these in qemu: the CI time budget is spent here.
+echo "e2e: seconds per test:$times"
 echo "e2e: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

@@ -144,7 +144,8 @@ exec {MVW}<>"$T_DIR/mv.fifo"
 ( exec {MVW}>&- && echo "$BASHPID" > "$T_CG/A/cgroup.procs" &&
   exec ip netns exec "$T_NS" "$KBTOOL" lconnect $T_ADDR "$P_MV" < "$T_DIR/mv.fifo" > "$T_DIR/mv.out" ) &
 MV=$!
-mv_lines() { [ "$(wc -l < "$T_DIR/mv.out" 2>/dev/null)" = "$1" ]; }
+# The subshell makes mv.out: until it has, the count is no line at all.
+mv_lines() { [ -e "$T_DIR/mv.out" ] && [ "$(wc -l < "$T_DIR/mv.out")" = "$1" ]; }
 # mv_connect N: one more connect (the Nth); a check that it succeeded.
 mv_connect() {
 	echo go >&"$MVW"
