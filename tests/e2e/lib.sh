@@ -231,7 +231,11 @@ stop_agent() {
 	return $rc
 }
 
-scrape() { curl -sf "http://$T_LISTEN/metrics"; }
+# http_get PATH: the agent's PATH (as curl -sf would, a failure's status
+# too). kbtool starts in milliseconds where curl, with its dozens of
+# libraries, takes a second in an emulated guest.
+http_get() { "$KBTOOL" get "http://$T_LISTEN$1"; }
+scrape() { http_get /metrics; }
 
 # metric 'name{labels}': the value, or "absent".
 metric() {

@@ -19,7 +19,7 @@ expect_metric 'kbreaker_breakers' 3
 
 # members STATE_ERE: the group's addresses whose breaker is in a matching state now.
 members() {
-	curl -sf "http://$T_LISTEN/status" | grep -o "\"address\":\"$T_NET\.0\.1[123]\",\"state\":\"[a-z_]*\"" |
+	http_get /status | grep -o "\"address\":\"$T_NET\.0\.1[123]\",\"state\":\"[a-z_]*\"" |
 		grep -E "\"state\":\"($1)\"" | grep -o "$T_NET\.0\.1[123]"
 }
 one_open() { [ "$(members 'open|half_open' | wc -l)" = 1 ]; }

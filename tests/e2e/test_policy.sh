@@ -39,7 +39,7 @@ in_test "$KBTOOL" connect $T_ADDR "$P" 1 >/dev/null
 # open_period_ms: fr's open period in ms from one /status document; fails
 # (sets nothing) unless fr is open.
 open_period_ms() {
-	curl -sf "http://$T_LISTEN/status" > "$T_DIR/status.json"
+	http_get /status > "$T_DIR/status.json"
 	PERIOD=$(jq -er '.destinations[] | select(.name == "fr" and .state == "open") |
 		(.time_in_state_seconds + .next_half_open_seconds) * 1000 | round' "$T_DIR/status.json")
 }

@@ -231,7 +231,7 @@ log "e) /status and kbreakerctl status --by-workload"
 STATUS_WANT='[["pw","per_workload",[["A","open",3,1,3],["B","closed",0,0,1]]],'
 STATUS_WANT+='["sh","shared",[["A",null,3,1,3],["B",null,0,1,0]]],'
 STATUS_WANT+='["move","shared",[["A",null,0,0,2],["B",null,0,0,3]]]]'
-curl -sf "http://$T_LISTEN/status" > "$T_DIR/status.json"
+http_get /status > "$T_DIR/status.json"
 expect_eq "/status workloads" "$(jq -c .workloads "$T_DIR/status.json")" \
 	'{"depth":1,"max":50,"labelled":2,"folded":0}'
 expect_eq "/status destinations' workloads" "$(jq -c '[.destinations[] | [.name, .breaker,
@@ -358,7 +358,7 @@ expect_eq "workload breakers closed (labelled and other)" \
 expect_eq "workload breakers in any state" \
 	"$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=wide)" $((MAX + 1))
 promtool_check "$N workloads"
-expect_eq "/status workloads" "$(curl -sf "http://$T_LISTEN/status" | jq -c .workloads)" \
+expect_eq "/status workloads" "$(http_get /status | jq -c .workloads)" \
 	"{\"depth\":1,\"max\":$MAX,\"labelled\":$MAX,\"folded\":$((N - MAX))}"
 agent_alive "after $N workloads"
 t_done

@@ -51,6 +51,11 @@
  *	starves neither drops SYNs nor the handshakes' last ACKs, so every
  *	connect that succeeded is accepted. With --rst each accepted connection
  *	is closed with SO_LINGER 0 (an RST to the client).
+ *   kbtool get http://ADDR:PORT/PATH
+ *	an HTTP/1.0 GET of a literal address (IPv6 in brackets); the body on
+ *	stdout. Exit status as curl -sf: 7 no connection, 22 a status of 400 or
+ *	more, 56 a broken reply. curl needs seconds to start in a guest under
+ *	emulation, and the tests scrape /metrics hundreds of times.
  *   kbtool attached CGROUP
  *	programs attached to the cgroup directory CGROUP at the hooks kbreaker
  *	uses (connect4, connect6, sock_ops), from BPF_PROG_QUERY: prints
@@ -606,6 +611,100 @@ static int do_attached(int argc, char **argv)
 	return 0;
 }
 
+/* write() all of buf; false on error. */
+static bool write_all(int fd, const char *buf, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, buf, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		buf += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* "http://ADDR:PORT/PATH" split in place into its parts; false if it is not one. */
+static bool split_url(char *url, char **host, char **port, const char **path)
+{
+	char *p, *slash;
+
+	if (strncmp(url, "http://", 7))
+		return false;
+	p = url + 7;
+	if (*p == '[') {
+		*host = ++p;
+		p = strchr(p, ']');
+		if (!p)
+			return false;
+		*p++ = '\0';
+	} else {
+		*host = p;
+		p += strcspn(p, ":/");
+	}
+	if (*p != ':')
+		return false;
+	*p++ = '\0';
+	*port = p;
+	slash = strchr(p, '/');
+	*path = slash ? strdup(slash) : "/";
+	if (slash)
+		*slash = '\0';
+	return true;
+}
+
+static int do_get(int argc, char **argv)
+{
+	static char buf[65536];
+	char req[1024], *host, *port, *body, *end;
+	struct timeval tv = { .tv_sec = 60 };
+	struct sockaddr_storage ss;
+	size_t have = 0;
+	const char *path;
+	socklen_t sl;
+	ssize_t n;
+	int fd, status;
+
+	if (argc != 3 || !split_url(argv[2], &host, &port, &path)) {
+		fprintf(stderr, "usage: kbtool get http://ADDR:PORT/PATH\n");
+		return 2;
+	}
+	sl = tool_sockaddr_arg("kbtool", host, port, &ss);
+	fd = socket(ss.ss_family, SOCK_STREAM, 0);
+	/* A stuck agent fails the scrape instead of hanging the test. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl))
+		return 7;
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s:%s\r\n\r\n", path, host, port);
+	if (!write_all(fd, req, strlen(req)))
+		return 7;
+	/* HTTP/1.0: the body runs to the end of the connection, never chunked. */
+	while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
+		if (have == sizeof(buf) - 1)
+			return 56;
+		n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n <= 0)
+			return 56;
+		have += (size_t)n;
+	}
+	buf[have] = '\0';
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+		return 56;
+	if (status >= 400)
+		return 22;
+	body = end + 4;
+	if (!write_all(STDOUT_FILENO, body, have - (size_t)(body - buf)))
+		return 23;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (!write_all(STDOUT_FILENO, buf, (size_t)n))
+			return 23;
+	close(fd);
+	return n < 0 ? 56 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -629,6 +728,8 @@ int main(int argc, char **argv)
 		return do_listen(argc, argv);
 	if (!strcmp(cmd, "attached"))
 		return do_attached(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|notify-recv|udp|listen|attached ...\n");
+	if (!strcmp(cmd, "get"))
+		return do_get(argc, argv);
+	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|notify-recv|udp|listen|attached|get ...\n");
 	return 2;
 }
