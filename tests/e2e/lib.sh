@@ -231,8 +231,8 @@ stop_agent() {
 	return $rc
 }
 
-# http_get PATH: the agent's PATH (as curl -sf would, a failure's status
-# too). kbtool starts in milliseconds where curl, with its dozens of
+# http_get PATH: GET the agent's PATH, the body on stdout, the exit status
+# curl -sf's. kbtool starts in milliseconds where curl, with its dozens of
 # libraries, takes a second in an emulated guest.
 http_get() { "$KBTOOL" get "http://$T_LISTEN$1"; }
 scrape() { http_get /metrics; }
