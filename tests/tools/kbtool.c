@@ -627,10 +627,15 @@ static bool write_all(int fd, const char *buf, size_t n)
 	return true;
 }
 
-/* "http://ADDR:PORT/PATH" split in place into its parts; false if it is not one. */
-static bool split_url(char *url, char **host, char **port, const char **path)
+/*
+ * "http://ADDR:PORT/PATH" split into its parts: ADDR in place in url, the
+ * port copied to port (the path starts right after it); false if it is not
+ * one.
+ */
+static bool split_url(char *url, char **host, char port[8], const char **path)
 {
-	char *p, *slash;
+	char *p;
+	size_t n;
 
 	if (strncmp(url, "http://", 7))
 		return false;
@@ -648,18 +653,19 @@ static bool split_url(char *url, char **host, char **port, const char **path)
 	if (*p != ':')
 		return false;
 	*p++ = '\0';
-	*port = p;
-	slash = strchr(p, '/');
-	*path = slash ? strdup(slash) : "/";
-	if (slash)
-		*slash = '\0';
+	n = strcspn(p, "/");
+	if (!n || n > 7)
+		return false;
+	memcpy(port, p, n);
+	port[n] = '\0';
+	*path = p[n] ? p + n : "/";
 	return true;
 }
 
 static int do_get(int argc, char **argv)
 {
 	static char buf[65536];
-	char req[1024], *host, *port, *body, *end;
+	char req[1024], port[8], *host, *body, *end;
 	struct timeval tv = { .tv_sec = 60 };
 	struct sockaddr_storage ss;
 	size_t have = 0;
@@ -668,7 +674,7 @@ static int do_get(int argc, char **argv)
 	ssize_t n;
 	int fd, status;
 
-	if (argc != 3 || !split_url(argv[2], &host, &port, &path)) {
+	if (argc != 3 || !split_url(argv[2], &host, port, &path)) {
 		fprintf(stderr, "usage: kbtool get http://ADDR:PORT/PATH\n");
 		return 2;
 	}
