@@ -5,8 +5,9 @@
  *   kbfloor CGROUP SECONDS [PORT...]
  *	Attaches to CGROUP a connect4 and a connect6 program that allow
  *	everything, and a sock_ops program that does nothing but, at
- *	TCP_CONNECT_CB for a peer on one of the PORTs, turn on the state and
- *	retransmit callbacks, as kb_observe does for a configured destination.
+ *	TCP_CONNECT_CB for a peer on one of the PORTs, turn on the state, RTO
+ *	and retransmit callbacks, as kb_observe does for a configured
+ *	destination.
  *	Prints "attached" and holds the links for SECONDS or until
  *	SIGTERM/SIGINT; they go with the process.
  *
@@ -105,7 +106,8 @@ static unsigned int sockops_insns(struct bpf_insn *p, const __u16 *ports, int n)
 	/* set: */
 	p[i++] = insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 6, 0, 0);
 	p[i++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, 2, 0, 0,
-		      BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		      BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG |
+		      BPF_SOCK_OPS_RETRANS_CB_FLAG);
 	p[i++] = insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_sock_ops_cb_flags_set);
 	/* allow: */
 	p[i++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1);
