@@ -348,11 +348,12 @@ cg_populated() {
 # 10 s for the processes to go, then 10 s of retries for the directories.
 t_cg_rm_below() {
 	local d p
-	local -a dirs=()
+	local -a dirs=() busy=()
 	[ -n "$T_CG" ] && [ -d "$T_CG" ] || return 0
 	mapfile -t dirs < <(find "$T_CG" -mindepth 1 -depth -type d)
-	for d in "${dirs[@]}"; do
-		cg_populated "$d" || continue
+	[ ${#dirs[@]} -gt 0 ] || return 0
+	mapfile -t busy < <(cg_populated_of "${dirs[@]}")
+	for d in "${busy[@]}"; do
 		{ echo 1 > "$d/cgroup.kill"; } 2>/dev/null ||
 			for p in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
 	done
@@ -363,14 +364,14 @@ t_cg_rm_below() {
 	done
 	return 0
 }
-# cg_none_populated DIR...: whether no process is in any DIR.
-cg_none_populated() {
-	local d
-	for d in "$@"; do
-		[ -d "$d" ] && cg_populated "$d" && return 1
-	done
-	return 0
+# cg_populated_of DIR...: the DIRs with a process in them or below, one a
+# line, in the order given. One grep reads them all: a shell loop over a
+# thousand workloads' cgroups takes minutes in an emulated guest.
+cg_populated_of() {
+	grep -lx 'populated 1' "${@/%//cgroup.events}" 2>/dev/null | sed 's|/cgroup\.events$||'
 }
+# cg_none_populated DIR...: whether no process is in any DIR (gone ones are empty).
+cg_none_populated() { [ -z "$(cg_populated_of "$@")" ]; }
 # cg_rmdir_all DIR...: rmdir the DIRs still there (in the order given, one
 # rmdir for all); whether all are gone.
 cg_rmdir_all() {
