@@ -17,14 +17,15 @@
  * Sockets of other destinations never call back again, and nothing of
  * kbreaker runs for a socket made outside the cgroup.
  *
- * Before Linux 6.10, tcp_write_err and tcp_v[46]_err wake the socket's
- * waiters before tcp_done, and getsockopt(SO_ERROR), which takes no lock,
- * may clear sk_err in between: the idiom of every non-blocking connect
- * (Go, Java NIO, asyncio) can empty it before the state callback reads
- * it. Hence a timeout is taken from the RTO callback, which runs before
- * the error is stored, and an empty error is read with the socket's lock
- * owner: a user's close or disconnect holds the socket (a cancel or an
- * abort), an error from a timer or an ICMP message does not.
+ * getsockopt(SO_ERROR) takes no lock: it may clear sk_err between the
+ * kernel's store and tcp_done, and before Linux 6.10 tcp_write_err and
+ * tcp_v[46]_err even wake the socket's waiters in between. So the idiom of
+ * every non-blocking connect (Go, Java NIO, asyncio: poll, then SO_ERROR)
+ * can empty the error before the state callback reads it. Hence a timeout
+ * is taken from the RTO callback, which runs before the error is stored,
+ * and an empty error is read with the socket's lock owner: a user's close
+ * or disconnect holds the socket (a cancel or an abort), an error from a
+ * timer or an ICMP message does not.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

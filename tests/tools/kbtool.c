@@ -13,8 +13,8 @@
  *	as connect plus pending=P.
  *   kbtool spconnect ADDR PORT COUNT [TIMEOUT_MS]
  *	pconnect polling without sleeping, then reading SO_ERROR at once: the
- *	error is taken as soon as the kernel stores it, which before Linux
- *	6.10 is before the kernel has closed the socket.
+ *	error is taken as soon as the kernel stores it, which is before the
+ *	kernel has closed the socket.
  *   kbtool fconnect ADDR PORT COUNT
  *	COUNT blocking connects at once, one per child process; same line.
  *	Unlike pconnect, no caller reads SO_ERROR (which clears the socket's
