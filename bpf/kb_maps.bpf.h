@@ -89,11 +89,12 @@ struct {
 } kb_wstats SEC(".maps");
 
 /*
- * Per-socket state, only for sockets connecting to configured
- * destinations: made by kb_enforce when it names the workload, else by
- * kb_observe at SYN_SENT. One storage per socket either way: the
- * workload rides in dst_id's high bits (slots fit in KB_SK_SLOT, as
- * max_destinations is at most 2^20).
+ * A connect to a configured destination: kept by kb_observe in its kb_conn
+ * hash while connecting, or in the socket's storage (kb_sk_state). The
+ * storage is made by kb_enforce when it names the workload, else by
+ * kb_observe only where kb_conn cannot serve (see there). One storage per
+ * socket either way: the workload rides in dst_id's high bits (slots fit
+ * in KB_SK_SLOT, as max_destinations is at most 2^20).
  */
 struct kb_sk {
 	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */

@@ -7,13 +7,14 @@
  * hooks, so what feeds a breaker is exactly what the breaker blocks: a
  * socket created outside the cgroup runs none of this and counts nowhere.
  * TCP_CONNECT_CB looks the destination up once and, for configured ones
- * only, tags the socket and asks for its state, RTO and retransmit
- * callbacks: SYN_SENT -> ESTABLISHED is a success, SYN_SENT -> CLOSE a
- * failure whose cause the kernel has already stored in sk_err (tcp_reset
- * and tcp_v[46]_err set it before tcp_done), and a later CLOSE with
- * ECONNRESET or EPIPE a reset received, and one straight from ESTABLISHED
- * or CLOSE_WAIT with no error a reset sent (an abort). A connect that
- * times out is counted at its last RTO_CB, just before tcp_write_err.
+ * only, records the connect (kb_conn, below) and asks for its state, RTO
+ * and retransmit callbacks: SYN_SENT -> ESTABLISHED is a success,
+ * SYN_SENT -> CLOSE a failure whose cause the kernel has already stored in
+ * sk_err (tcp_reset and tcp_v[46]_err set it before tcp_done), and a later
+ * CLOSE with ECONNRESET or EPIPE a reset received, and one straight from
+ * ESTABLISHED or CLOSE_WAIT with no error a reset sent (an abort). A
+ * connect that times out is counted at its last RTO_CB, just before
+ * tcp_write_err.
  * Sockets of other destinations never call back again, and nothing of
  * kbreaker runs for a socket made outside the cgroup.
  *
@@ -233,14 +234,36 @@ static __always_inline void kb_count_workload(const struct kb_sk *ks, enum kb_re
 		__sync_fetch_and_add(&ws->connects[res], 1);
 }
 
-/* BPF_SOCK_OPS_TCP_CONNECT_CB: SYN about to leave; tag configured destinations. */
+/*
+ * Where a connect to a configured destination is kept (struct kb_sk): in
+ * kb_conn, by socket cookie, from TCP_CONNECT_CB until the outcome is
+ * counted. A hash element costs about half of what making a socket's
+ * storage does, in the program and again when the socket is freed
+ * (BENCHMARKS.md), and most sockets need nothing of theirs after the
+ * outcome: their destination is looked up again when they close. The
+ * socket's storage (kb_sk_state) keeps it instead with workloads
+ * (kb_enforce made it to name the workload), when kb_conn is full, and
+ * from the outcome on for a connection that retransmits: its count so far
+ * must last as long as the socket does.
+ */
+#define KB_CONN_MAX 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KB_CONN_MAX);
+	__type(key, __u64);
+	__type(value, struct kb_sk);
+} kb_conn SEC(".maps");
+
+/* BPF_SOCK_OPS_TCP_CONNECT_CB: SYN about to leave; record connects to configured destinations. */
 static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 {
 	struct kb_dst_key key = {};
+	struct kb_sk rec = {}, *ks;
 	__u32 *dst_id, id, wl;
-	bool per_workload;
+	bool per_workload, in_conn = false;
 	struct bpf_sock *sk;
-	struct kb_sk *ks;
+	__u64 cookie;
 
 	if (kb_skops_key(skops, &key))
 		return;
@@ -250,19 +273,31 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 	dst_id = kb_lookup(&key, sk);
 	if (!dst_id)
 		return;
-	/* kb_enforce made it already when it named the workload. */
-	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!ks)
-		return;
 	id = *dst_id & KB_ID_SLOT;
-	if (kb_lookup_flags & KB_LOOKUP_WORKLOADS) {
-		wl = kb_sk_workload(ks);
-		per_workload = *dst_id & KB_ID_PER_WORKLOAD;
-		id = kb_sk_id(per_workload ? id + wl : id, wl, per_workload);
+	rec.syn_ns = bpf_ktime_get_ns();
+	if (!(kb_lookup_flags & KB_LOOKUP_WORKLOADS)) {
+		rec.dst_id = id;
+		cookie = bpf_get_socket_cookie(skops);
+		in_conn = !bpf_map_update_elem(&kb_conn, &cookie, &rec, BPF_ANY);
 	}
-	ks->dst_id = id;
-	ks->retrans = 0;
-	ks->syn_ns = bpf_ktime_get_ns();
+	/*
+	 * Storage an earlier connect of this socket left starts over; without
+	 * room in kb_conn it is made. kb_enforce made it already when it
+	 * named the workload.
+	 */
+	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, in_conn ? 0 : BPF_SK_STORAGE_GET_F_CREATE);
+	if (ks) {
+		if (kb_lookup_flags & KB_LOOKUP_WORKLOADS) {
+			wl = kb_sk_workload(ks);
+			per_workload = *dst_id & KB_ID_PER_WORKLOAD;
+			id = kb_sk_id(per_workload ? id + wl : id, wl, per_workload);
+		}
+		ks->dst_id = id;
+		ks->retrans = 0;
+		ks->syn_ns = in_conn ? 0 : rec.syn_ns;
+	} else if (!in_conn) {
+		return;
+	}
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
 				  BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
 }
@@ -275,21 +310,9 @@ static __always_inline struct kb_dst_stats *kb_sk_stats(const struct kb_sk *ks)
 	return bpf_map_lookup_elem(&kb_stats, &slot);
 }
 
-/* The error the kernel stored (sk_err), 0 if none. */
-static __always_inline int kb_sk_hard_error(struct bpf_sock *sk)
-{
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-
-	return tp ? tp->inet_conn.icsk_inet.sk.sk_err : 0;
-}
-
 /* The error the kernel stored before closing, else a soft one. */
-static __always_inline int kb_sk_error(struct bpf_sock *sk)
+static __always_inline int kb_sk_error(const struct tcp_sock *tp)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-
-	if (!tp)
-		return 0;
 	/*
 	 * No hard error: a soft one (an ICMP error that arrived while
 	 * connect() held the socket, which the caller already saw) still says
@@ -303,11 +326,9 @@ static __always_inline int kb_sk_error(struct bpf_sock *sk)
  * and connect(AF_UNSPEC), false in a timer or a received packet's or ICMP
  * message's softirq, which run only while no task holds it.
  */
-static __always_inline bool kb_sk_user_owned(struct bpf_sock *sk)
+static __always_inline bool kb_sk_user_owned(const struct tcp_sock *tp)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-
-	return tp && tp->inet_conn.icsk_inet.sk.sk_lock.owned;
+	return tp->inet_conn.icsk_inet.sk.sk_lock.owned;
 }
 
 /*
@@ -316,86 +337,146 @@ static __always_inline bool kb_sk_user_owned(struct bpf_sock *sk)
  * kernel closed the socket (an ICMP error: see the top of this file); its
  * kind is gone, but it is a failure, never a cancel.
  */
-static __always_inline enum kb_result kb_close_result(struct bpf_sock *sk)
+static __always_inline enum kb_result kb_close_result(const struct tcp_sock *tp)
 {
-	int err = kb_sk_error(sk);
+	int err = kb_sk_error(tp);
 
-	if (!err && !kb_sk_user_owned(sk))
+	if (!err && !kb_sk_user_owned(tp))
 		return KB_RES_ERROR;
 	return kb_classify(err);
 }
 
 /*
- * Retransmits RETRANS_CB never reported (a tail loss probe retransmits
- * without it), from the socket's own total when it closes: tcp_done()
- * runs before tcp_disconnect() clears it.
+ * The record of skops's tagged socket: its connect in kb_conn (*cookie
+ * set; only while connecting), else its storage (*cookie 0: the kernel's
+ * cookies start at 1); NULL when it kept none.
  */
-static __always_inline void kb_retrans_rest(struct bpf_sock *sk, struct kb_sk *ks)
+static __always_inline struct kb_sk *kb_rec_of(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					       __u32 state, __u64 *cookie)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	struct kb_dst_stats *st;
-	__u32 total;
+	struct kb_sk *ks;
 
-	if (!tp)
-		return;
-	total = tp->total_retrans;
-	if (total <= ks->retrans)
-		return;
-	st = kb_sk_stats(ks);
-	if (st)
-		__sync_fetch_and_add(&st->retransmits, total - ks->retrans);
-	ks->retrans = total;
+	*cookie = 0;
+	if (state == TCP_SYN_SENT || state == TCP_SYN_RECV) {
+		*cookie = bpf_get_socket_cookie(skops);
+		ks = bpf_map_lookup_elem(&kb_conn, cookie);
+		if (ks)
+			return ks;
+		*cookie = 0;
+	}
+	return bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
 }
 
-/* The tag kb_on_connect gave skops's socket, or NULL: not ours, or not counting now. */
-static __always_inline struct kb_sk *kb_tag_of(struct bpf_sock_ops *skops, struct bpf_sock **skp)
+/* The slot of a tagged socket that kept no record: its destination, looked up again. */
+static __always_inline int kb_slot_again(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					 __u32 *slot)
+{
+	struct kb_dst_key key = {};
+	__u32 *id;
+
+	if (kb_skops_key(skops, &key))
+		return -1;
+	id = kb_lookup(&key, sk);
+	if (!id)
+		return -1;
+	*slot = *id & KB_ID_SLOT;
+	return 0;
+}
+
+/* The socket of a callback this copy counts, or NULL. */
+static __always_inline struct tcp_sock *kb_counted_sk(struct bpf_sock_ops *skops,
+						      struct bpf_sock **skp)
 {
 	struct bpf_sock *sk = skops->sk;
 
 	*skp = sk;
 	if (!sk || !kb_counting())
 		return NULL;
-	return bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
+	return bpf_skc_to_tcp_sock(sk);
+}
+
+/*
+ * A connect's record leaves kb_conn once its outcome is counted; a
+ * retransmit count goes on in the socket's storage while the socket
+ * lives on.
+ */
+static __always_inline void kb_conn_end(struct bpf_sock *sk, const struct kb_sk *rec, __u64 cookie,
+					bool closing)
+{
+	struct kb_sk *ks;
+
+	if (rec->retrans && !closing) {
+		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (ks) {
+			ks->dst_id = rec->dst_id;
+			ks->retrans = rec->retrans;
+			ks->syn_ns = 0;
+		}
+	}
+	bpf_map_delete_elem(&kb_conn, &cookie);
 }
 
 /* BPF_SOCK_OPS_STATE_CB, for tagged sockets only. */
 static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 {
 	int oldstate = skops->args[0], newstate = skops->args[1], err;
+	__u32 slot, counted = 0, total;
 	struct kb_dst_stats *st;
+	struct tcp_sock *tp;
 	struct bpf_sock *sk;
 	enum kb_result res;
+	bool outcome = false;
 	struct kb_sk *ks;
+	__u64 cookie;
 
-	ks = kb_tag_of(skops, &sk);
-	if (!ks)
+	/* A CLOSE from CLOSE says nothing new: the first one counted all. */
+	if ((newstate != TCP_CLOSE && newstate != TCP_ESTABLISHED) || oldstate == TCP_CLOSE)
 		return;
-	if (newstate == TCP_CLOSE)
-		kb_retrans_rest(sk, ks);
+	tp = kb_counted_sk(skops, &sk);
+	if (!tp)
+		return;
+	ks = kb_rec_of(skops, sk, oldstate, &cookie);
 	/*
 	 * SYN_RECV too: a simultaneous open (or a connect that picked its own
 	 * port as source on loopback) goes SYN_SENT -> SYN_RECV -> ESTABLISHED.
 	 * syn_ns != 0 marks an outcome still to count, so it counts once.
 	 */
-	if (ks->syn_ns && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
-		if (newstate == TCP_ESTABLISHED)
-			res = KB_RES_SUCCESS;
-		else if (newstate == TCP_CLOSE)
-			res = kb_close_result(sk);
-		else
-			return;
+	if (ks && ks->syn_ns && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
+		res = newstate == TCP_ESTABLISHED ? KB_RES_SUCCESS : kb_close_result(tp);
 		kb_count(ks->dst_id & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns, locked);
 		kb_count_workload(ks, res);
 		ks->syn_ns = 0;
+		outcome = true;
+	}
+	if (newstate != TCP_CLOSE) {
+		if (ks && cookie)
+			kb_conn_end(sk, ks, cookie, false);
 		return;
 	}
-	if (newstate != TCP_CLOSE || oldstate == TCP_SYN_SENT || oldstate == TCP_CLOSE)
+	/*
+	 * Retransmits RETRANS_CB never reported (a tail loss probe retransmits
+	 * without it), from the socket's own total: tcp_done() runs before
+	 * tcp_disconnect() clears it.
+	 */
+	if (ks) {
+		slot = ks->dst_id & KB_SK_SLOT;
+		counted = ks->retrans;
+		ks->retrans = tp->total_retrans;
+		if (cookie)
+			kb_conn_end(sk, ks, cookie, true);
+	} else if (kb_slot_again(skops, sk, &slot)) {
 		return;
-	st = kb_sk_stats(ks);
+	}
+	st = bpf_map_lookup_elem(&kb_stats, &slot);
 	if (!st)
 		return;
+	total = tp->total_retrans;
+	if (total > counted)
+		__sync_fetch_and_add(&st->retransmits, total - counted);
+	if (outcome || oldstate == TCP_SYN_SENT)
+		return;
 	/* tcp_reset() stores ECONNRESET (EPIPE in CLOSE_WAIT) just before tcp_done(). */
-	err = kb_sk_error(sk);
+	err = kb_sk_error(tp);
 	if (err == ECONNRESET || err == EPIPE) {
 		__sync_fetch_and_add(&st->resets_rx, 1);
 		return;
@@ -409,8 +490,8 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 	 * may have been taken by SO_ERROR already, but a timer never runs
 	 * while a task holds the socket.
 	 */
-	if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) && !kb_sk_hard_error(sk) &&
-	    kb_sk_user_owned(sk))
+	if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) &&
+	    !tp->inet_conn.icsk_inet.sk.sk_err && kb_sk_user_owned(tp))
 		__sync_fetch_and_add(&st->resets_tx, 1);
 }
 
@@ -427,14 +508,15 @@ static __always_inline void kb_on_rto(struct bpf_sock_ops *skops, bool locked)
 	struct bpf_sock *sk;
 	enum kb_result res;
 	struct kb_sk *ks;
+	__u64 cookie;
 
 	if (!skops->args[2])
 		return;
-	ks = kb_tag_of(skops, &sk);
-	if (!ks || !ks->syn_ns)
-		return;
-	tp = bpf_skc_to_tcp_sock(sk);
+	tp = kb_counted_sk(skops, &sk);
 	if (!tp)
+		return;
+	ks = kb_rec_of(skops, sk, skops->state, &cookie);
+	if (!ks || !ks->syn_ns)
 		return;
 	res = kb_classify(tp->inet_conn.icsk_inet.sk.sk_err_soft ?: ETIMEDOUT);
 	kb_count(ks->dst_id & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns, locked);
@@ -446,16 +528,30 @@ static __always_inline void kb_on_rto(struct bpf_sock_ops *skops, bool locked)
  * BPF_SOCK_OPS_RETRANS_CB, for tagged sockets only. args[1] is the segments
  * the kernel just added to its RetransSegs; args[2] the send's error, not
  * looked at: RetransSegs counts a retransmit a local firewall dropped too.
+ * A socket with no record gets storage to remember them in; if none can
+ * be made, the close counts them instead.
  */
 static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 {
 	struct kb_dst_stats *st;
 	struct bpf_sock *sk;
 	struct kb_sk *ks;
+	__u64 cookie;
+	__u32 slot;
 
-	ks = kb_tag_of(skops, &sk);
-	if (!ks)
+	if (!kb_counted_sk(skops, &sk))
 		return;
+	ks = kb_rec_of(skops, sk, skops->state, &cookie);
+	if (!ks) {
+		if (kb_slot_again(skops, sk, &slot))
+			return;
+		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!ks)
+			return;
+		ks->dst_id = slot;
+		ks->retrans = 0;
+		ks->syn_ns = 0;
+	}
 	st = kb_sk_stats(ks);
 	if (st)
 		__sync_fetch_and_add(&st->retransmits, skops->args[1]);

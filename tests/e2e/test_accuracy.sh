@@ -7,16 +7,16 @@
 #   unreachable (nftables reject with ICMP), cancelled (non-blocking connect
 #   closed before it completes), resets received (peer closes with
 #   SO_LINGER 0) and sent (we close with SO_LINGER 0), retransmits (the
-#   timed-out SYNs), CIDR destinations with longest-prefix overlap and an
+#   timed-out SYNs, and a SYN resent before a success), CIDR destinations with longest-prefix overlap and an
 #   any-port destination. Traffic to unconfigured destinations and accepted
 #   connections (whose peer matches a destination) count nowhere.
 . "$(dirname "$0")/lib.sh"
 t_setup
 command -v nft >/dev/null || need "nft (nftables) not installed"
 
-B=$(test_port 10)
+B=$(test_port 11)
 P_OK=$B P_REF=$((B+1)) P_DROP=$((B+2)) P_UNR=$((B+3)) P_RSTL=$((B+4)) P_RSTS=$((B+5))
-P_CANCEL=$((B+6)) P_OTHER=$((B+7)) P_ANYL=$((B+8)) P_ANYREF=$((B+9))
+P_CANCEL=$((B+6)) P_OTHER=$((B+7)) P_ANYL=$((B+8)) P_ANYREF=$((B+9)) P_RESYN=$((B+10))
 T_LISTEN="127.0.0.1:$(free_port)"
 
 ip netns exec "$T_NS" sysctl -qw net.ipv4.tcp_syn_retries=1
@@ -37,6 +37,7 @@ table inet kbtest {
 	chain out {
 		type filter hook output priority 0;
 		tcp dport { $P_DROP, $P_CANCEL } drop
+		tcp dport $P_RESYN tcp flags == syn numgen inc mod 2 == 0 drop
 		ip daddr $T_ADDR tcp dport $P_UNR reject with icmp type host-unreachable
 		ip6 daddr $T_ADDR6 tcp dport $P_UNR reject with icmpv6 type addr-unreachable
 	}
@@ -51,7 +52,7 @@ agent_config poll_interval=50ms defaults: mode=observe consecutive_failures=1000
 	dest: name=rstrx host=$T_ADDR port=$P_RSTL dest: name=rsttx host=$T_ADDR port=$P_RSTS \
 	dest: name=cancel host=$T_ADDR port=$P_CANCEL dest: name=any3 host=$T_NET.0.3 port=any \
 	dest: name=net24 host=$T_NET.1.0/24 port=$P_OK dest: name=net25 host=$T_NET.1.128/25 port=$P_OK \
-	> "$T_DIR/kb.yaml"
+	dest: name=resyn host=$T_ADDR port=$P_RESYN > "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 
 # The namespace's own TCP MIB is the ground truth for retransmits: the
@@ -65,6 +66,7 @@ start_listener :: "$P_OK" "$T_DIR/l_ok"; L_OK=$LISTENER
 start_listener $T_ADDR "$P_RSTS" "$T_DIR/l_rsts"; L_RSTS=$LISTENER
 start_listener $T_ADDR "$P_RSTL" "$T_DIR/l_rstl" --rst; L_RSTL=$LISTENER
 start_listener $T_NET.0.3 "$P_ANYL" "$T_DIR/l_any" --rst; L_ANY=$LISTENER
+start_listener $T_ADDR "$P_RESYN" "$T_DIR/l_resyn"; L_RESYN=$LISTENER
 
 # run WHAT FIELD WANT kbtool-args...: run one batch, check kbtool's own
 # count; OK_ACCEPTS sums the successes the dual-stack listener must accept.
@@ -84,7 +86,11 @@ log "timeouts and cancels run in the background (3 s each)"
 in_test "$KBTOOL" spconnect $T_ADDR "$P_DROP" 20 $((T_WAIT_S * 1000)) > "$T_DIR/to4a" &
 in_test "$KBTOOL" spconnect ::ffff:$T_ADDR "$P_DROP" 5 $((T_WAIT_S * 1000)) > "$T_DIR/to4b" &
 in_test "$KBTOOL" spconnect $T_ADDR6 "$P_DROP" 5 $((T_WAIT_S * 1000)) > "$T_DIR/to6" &
-TO_JOBS=$(jobs -p | tail -3)
+# Every other SYN to P_RESYN is dropped: each of these sequential connects
+# succeeds with its second SYN, one retransmit that the connect's record
+# carries past the success to the socket's close.
+in_test "$KBTOOL" connect $T_ADDR "$P_RESYN" 3 $((T_WAIT_S * 1000)) > "$T_DIR/resyn" &
+TO_JOBS=$(jobs -p | tail -4)
 
 log "successes: 300 IPv4, 30 IPv4-mapped, 30 IPv6; CIDR 15 + 12 (longest prefix)"
 run ok4 success 300 connect $T_ADDR "$P_OK" 300
@@ -119,6 +125,7 @@ for j in $TO_JOBS; do wait "$j"; done
 expect_eq "to4 timeouts" "$(field timeout "$(cat "$T_DIR/to4a")")" 20
 expect_eq "to4 mapped timeouts" "$(field timeout "$(cat "$T_DIR/to4b")")" 5
 expect_eq "to6 timeouts" "$(field timeout "$(cat "$T_DIR/to6")")" 5
+expect_eq "resyn successes" "$(field success "$(cat "$T_DIR/resyn")")" 3
 # The cancelled connects' sockets are gone; their SYNs are dropped, so no
 # late outcome can arrive. Everything has happened: compare.
 scrape > "$T_DIR/m"
@@ -159,6 +166,7 @@ want       cancel 0    0    0  0   0   30  0   0   0
 want       any3   20   10   0  0   0   0   20  0   0
 want       net24  15   0    0  0   0   0   0   0   0
 want       net25  12   0    0  0   0   0   0   0   0
+want       resyn  3    0    0  0   0   0   0   0   3
 expect_eq "histogram count = successes (ok4)" \
 	"$(val 'kbreaker_tcp_connect_duration_seconds_count{circuit_name="ok4"}')" 330
 # Nothing else anywhere: totals over all circuits equal the sums above.
@@ -178,8 +186,11 @@ expect_ge "the namespace's RetransSegs >= retransmits counted ($KB_RETRANS)" "$R
 		sed 's/^/      /'
 expect_ge "to4 retransmits (at least one per timed-out SYN)" \
 	"$(val 'kbreaker_tcp_retransmits_total{circuit_name="to4"}')" 25
+expect_eq "resyn retransmits (one resent SYN a connect, counted once)" \
+	"$(val 'kbreaker_tcp_retransmits_total{circuit_name="resyn"}')" 3
 
-kill "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY"; wait "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY" 2>/dev/null
+kill "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY" "$L_RESYN"
+wait "$L_OK" "$L_RSTS" "$L_RSTL" "$L_ANY" "$L_RESYN" 2>/dev/null
 # Every success to $P_OK, the unconfigured $T_NET.0.2 too: the listener's backlog holds them all.
 expect_eq "dual-stack listener accepted" "$(cat "$T_DIR/l_ok")" "accepted=$OK_ACCEPTS"
 t_done
