@@ -7,9 +7,10 @@
 #   unreachable (nftables reject with ICMP), cancelled (non-blocking connect
 #   closed before it completes), resets received (peer closes with
 #   SO_LINGER 0) and sent (we close with SO_LINGER 0), retransmits (the
-#   timed-out SYNs, and a SYN resent before a success), CIDR destinations with longest-prefix overlap and an
-#   any-port destination. Traffic to unconfigured destinations and accepted
-#   connections (whose peer matches a destination) count nowhere.
+#   timed-out SYNs, and a SYN resent before a success), CIDR destinations
+#   with longest-prefix overlap and an any-port destination. Traffic to
+#   unconfigured destinations and accepted connections (whose peer matches
+#   a destination) count nowhere.
 . "$(dirname "$0")/lib.sh"
 t_setup
 command -v nft >/dev/null || need "nft (nftables) not installed"
