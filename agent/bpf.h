@@ -161,6 +161,13 @@ int kb_bpf_wl_ctl(struct kb_bpf *k, struct kb_wl_ctl *ctl);
 /* Every cgroup the hooks numbered so far, with its index. 0 or -errno. */
 int kb_bpf_workloads_each(struct kb_bpf *k, kb_workload_fn fn, void *ctx);
 
+/*
+ * Delete the connects the hooks filed for attribution that never sent a
+ * SYN (kb_conn_stale, kb_abi.h) as of now (CLOCK_MONOTONIC). Returns how
+ * many.
+ */
+int kb_bpf_conn_sweep(struct kb_bpf *k, uint64_t now);
+
 /* Every (destination, workload) counter. 0 or -errno. */
 int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx);
 

@@ -186,6 +186,25 @@ int kb_bpf_workloads_each(struct kb_bpf *k, kb_workload_fn fn, void *ctx)
 	return errno == ENOENT ? 0 : -errno;
 }
 
+int kb_bpf_conn_sweep(struct kb_bpf *k, uint64_t now)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_conn), n = 0;
+	struct kb_sk rec;
+	__u64 key, next;
+	bool more;
+
+	/* The next key first: one deleted would send the walk back to the start. */
+	more = !bpf_map_get_next_key(fd, NULL, &key);
+	for (int i = 0; more && i < KB_CONN_MAX; i++) {
+		more = !bpf_map_get_next_key(fd, &key, &next);
+		if (!bpf_map_lookup_elem(fd, &key, &rec) && kb_conn_stale(&rec, now) &&
+		    !bpf_map_delete_elem(fd, &key))
+			n++;
+		key = next;
+	}
+	return n;
+}
+
 int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx)
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_wstats);

@@ -90,15 +90,34 @@ static __always_inline __u32 kb_workload(bool locked)
 	return w && *w < max ? *w : max;
 }
 
-/* Returns 1 to allow, 0 to refuse. locked: see kb_judge.h. */
-static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk, bool locked)
+/*
+ * File the connect, named, for kb_observe (struct kb_sk): it has no cgroup
+ * of its own to ask. In kb_conn, which its TCP_CONNECT_CB looks in anyway;
+ * else in the socket's storage.
+ */
+static __always_inline void kb_name_connect(struct bpf_sock_addr *ctx, struct bpf_sock *sk,
+					    __u32 id)
 {
+	struct kb_sk rec = { .dst_id = id, .retrans = KB_CONN_NAMED }, *ks;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	rec.syn_ns = bpf_ktime_get_ns();
+	if (!bpf_map_update_elem(&kb_conn, &cookie, &rec, BPF_ANY))
+		return;
+	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (ks)
+		ks->dst_id = id;
+}
+
+/* Returns 1 to allow, 0 to refuse. locked: see kb_judge.h. */
+static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_addr *ctx, bool locked)
+{
+	struct bpf_sock *sk = ctx->sk;
 	__u32 *dst_id, id, slot, wl = KB_WL_NONE;
 	struct kb_dst_stats *st;
 	struct kb_wl_stats *ws;
 	struct kb_verdict *v;
 	struct kb_trip *t;
-	struct kb_sk *ks;
 
 	dst_id = kb_lookup(key, sk);
 	if (!dst_id)
@@ -152,16 +171,8 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock *sk
 		bpf_set_retval(-ECONNREFUSED);
 	return 0;
 allow:
-	/*
-	 * kb_observe attributes the outcome from the socket's storage: it has
-	 * no cgroup of its own to ask. Made here, it is the one kb_observe
-	 * would make at SYN_SENT anyway.
-	 */
-	if (wl != KB_WL_NONE && sk) {
-		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-		if (ks)
-			ks->dst_id = kb_sk_id(slot, wl, *dst_id & KB_ID_PER_WORKLOAD);
-	}
+	if (wl != KB_WL_NONE && sk)
+		kb_name_connect(ctx, sk, kb_sk_id(slot, wl, *dst_id & KB_ID_PER_WORKLOAD));
 	return 1;
 }
 
@@ -177,7 +188,7 @@ static __always_inline int kb_connect4_run(struct bpf_sock_addr *ctx, bool locke
 	key.addr[11] = 0xff;
 	__builtin_memcpy(&key.addr[12], &a, 4);
 	key.port = (__u16)ctx->user_port;
-	return kb_decide(&key, ctx->sk, locked);
+	return kb_decide(&key, ctx, locked);
 }
 
 static __always_inline int kb_connect6_run(struct bpf_sock_addr *ctx, bool locked)
@@ -194,7 +205,7 @@ static __always_inline int kb_connect6_run(struct bpf_sock_addr *ctx, bool locke
 	a = ctx->user_ip6[2]; __builtin_memcpy(&key.addr[8], &a, 4);
 	a = ctx->user_ip6[3]; __builtin_memcpy(&key.addr[12], &a, 4);
 	key.port = (__u16)ctx->user_port;
-	return kb_decide(&key, ctx->sk, locked);
+	return kb_decide(&key, ctx, locked);
 }
 
 SEC("cgroup/connect4")

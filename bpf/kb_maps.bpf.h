@@ -89,22 +89,18 @@ struct {
 } kb_wstats SEC(".maps");
 
 /*
- * A connect to a configured destination: kept by kb_observe in its kb_conn
- * hash while connecting, or in the socket's storage (kb_sk_state). The
- * storage is made by kb_enforce when it names the workload, else by
- * kb_observe only where kb_conn cannot serve (see there). One storage per
- * socket either way: the workload rides in dst_id's high bits (slots fit
- * in KB_SK_SLOT, as max_destinations is at most 2^20).
+ * A connect to a configured destination (struct kb_sk): kept in kb_conn
+ * while connecting, or in the socket's storage (kb_sk_state) where
+ * kb_conn cannot serve (bpf/kb_observe.bpf.c). The workload rides in
+ * dst_id's high bits (slots fit in KB_SK_SLOT, as max_destinations is at
+ * most 2^20).
  */
-struct kb_sk {
-	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */
-	__u32 dst_id;	/* slot | (workload + 1) << KB_SK_WL_SHIFT | KB_ID_PER_WORKLOAD */
-	__u32 retrans;	/* segments counted into retransmits so far */
-};
-
-#define KB_SK_SLOT 0xfffffU
-#define KB_SK_WL_SHIFT 20
-#define KB_SK_WL_MASK 0x7ffU	/* workload + 1; 0: none */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KB_CONN_MAX);
+	__type(key, __u64);
+	__type(value, struct kb_sk);
+} kb_conn SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);

@@ -236,24 +236,17 @@ static __always_inline void kb_count_workload(const struct kb_sk *ks, enum kb_re
 
 /*
  * Where a connect to a configured destination is kept (struct kb_sk): in
- * kb_conn, by socket cookie, from TCP_CONNECT_CB until the outcome is
- * counted. A hash element costs about half of what making a socket's
- * storage does, in the program and again when the socket is freed
- * (BENCHMARKS.md), and most sockets need nothing of theirs after the
- * outcome: their destination is looked up again when they close. The
- * socket's storage (kb_sk_state) keeps it instead with workloads
- * (kb_enforce made it to name the workload), when kb_conn is full, and
- * from the outcome on for a connection that retransmits: its count so far
- * must last as long as the socket does.
+ * kb_conn, by socket cookie, from TCP_CONNECT_CB (or the connect hook that
+ * names its workload) until the outcome is counted. A hash element costs
+ * about half of what making a socket's storage does, in the program and
+ * again when the socket is freed (BENCHMARKS.md), and most sockets need
+ * nothing of theirs after the outcome: their destination is looked up
+ * again when they close. The socket's storage (kb_sk_state) keeps it
+ * instead when kb_conn is full, and from the outcome on for a connection
+ * that retransmits (its count so far must last as long as the socket
+ * does) or whose destination has a breaker per workload (its slot is the
+ * workload's).
  */
-#define KB_CONN_MAX 16384
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, KB_CONN_MAX);
-	__type(key, __u64);
-	__type(value, struct kb_sk);
-} kb_conn SEC(".maps");
 
 /* BPF_SOCK_OPS_TCP_CONNECT_CB: SYN about to leave; record connects to configured destinations. */
 static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
@@ -275,24 +268,39 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 		return;
 	id = *dst_id & KB_ID_SLOT;
 	rec.syn_ns = bpf_ktime_get_ns();
-	if (!(kb_lookup_flags & KB_LOOKUP_WORKLOADS)) {
-		rec.dst_id = id;
-		cookie = bpf_get_socket_cookie(skops);
+	rec.dst_id = id;
+	cookie = bpf_get_socket_cookie(skops);
+	if (kb_lookup_flags & KB_LOOKUP_WORKLOADS) {
+		/*
+		 * The connect hook filed it, named, just before; while a
+		 * restarted agent's copy runs beside the old one, the other
+		 * copy may have taken it over already.
+		 */
+		ks = bpf_map_lookup_elem(&kb_conn, &cookie);
+		if (ks) {
+			rec.dst_id = ks->dst_id;
+			if (ks->retrans == KB_CONN_NAMED) {
+				ks->retrans = 0;
+				ks->syn_ns = rec.syn_ns;
+			}
+			in_conn = true;
+		}
+	} else {
 		in_conn = !bpf_map_update_elem(&kb_conn, &cookie, &rec, BPF_ANY);
 	}
 	/*
 	 * Storage an earlier connect of this socket left starts over; without
-	 * room in kb_conn it is made. kb_enforce made it already when it
-	 * named the workload.
+	 * a record in kb_conn it is made (or the hook made it, to name the
+	 * workload: kb_conn was full).
 	 */
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, in_conn ? 0 : BPF_SK_STORAGE_GET_F_CREATE);
 	if (ks) {
-		if (kb_lookup_flags & KB_LOOKUP_WORKLOADS) {
+		if (!in_conn && (kb_lookup_flags & KB_LOOKUP_WORKLOADS)) {
 			wl = kb_sk_workload(ks);
 			per_workload = *dst_id & KB_ID_PER_WORKLOAD;
-			id = kb_sk_id(per_workload ? id + wl : id, wl, per_workload);
+			rec.dst_id = kb_sk_id(per_workload ? id + wl : id, wl, per_workload);
 		}
-		ks->dst_id = id;
+		ks->dst_id = rec.dst_id;
 		ks->retrans = 0;
 		ks->syn_ns = in_conn ? 0 : rec.syn_ns;
 	} else if (!in_conn) {
@@ -396,16 +404,16 @@ static __always_inline struct tcp_sock *kb_counted_sk(struct bpf_sock_ops *skops
 }
 
 /*
- * A connect's record leaves kb_conn once its outcome is counted; a
- * retransmit count goes on in the socket's storage while the socket
- * lives on.
+ * A connect's record leaves kb_conn once its outcome is counted; while
+ * the socket lives on, a retransmit count goes on in its storage, and so
+ * does the slot of a breaker per workload, which no lookup gives again.
  */
 static __always_inline void kb_conn_end(struct bpf_sock *sk, const struct kb_sk *rec, __u64 cookie,
 					bool closing)
 {
 	struct kb_sk *ks;
 
-	if (rec->retrans && !closing) {
+	if ((rec->retrans || (rec->dst_id & KB_ID_PER_WORKLOAD)) && !closing) {
 		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 		if (ks) {
 			ks->dst_id = rec->dst_id;

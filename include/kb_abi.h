@@ -147,6 +147,40 @@ struct kb_wl_stats {
 };
 _Static_assert(sizeof(struct kb_wl_stats) == (KB_RES_MAX + 1) * 8, "kb_wl_stats ABI");
 
+/*
+ * A connect to a configured destination while it is in progress: kb_conn,
+ * keyed by socket cookie, from the connect until its outcome is counted
+ * (bpf/kb_observe.bpf.c). With attribution on, the connect hook files it
+ * first, named (dst_id carries the workload), with retrans KB_CONN_NAMED
+ * and syn_ns the hook's time; TCP_CONNECT_CB then takes it over. A connect
+ * that fails before its SYN (no route, no free local port) never gets
+ * there: the agent deletes such records once KB_CONN_STALE_NS old.
+ */
+struct kb_sk {
+	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */
+	__u32 dst_id;	/* slot | (workload + 1) << KB_SK_WL_SHIFT | KB_ID_PER_WORKLOAD */
+	__u32 retrans;	/* segments counted into retransmits so far */
+};
+_Static_assert(sizeof(struct kb_sk) == 16, "kb_sk ABI");
+
+#define KB_SK_SLOT 0xfffffU
+#define KB_SK_WL_SHIFT 20
+#define KB_SK_WL_MASK 0x7ffU	/* workload + 1; 0: none */
+
+#define KB_CONN_MAX 16384
+#define KB_CONN_NAMED 0xffffffffU
+/*
+ * Far beyond the microseconds between a connect hook and its SYN: a record
+ * taken over between a sweep's read and its delete would lose its count.
+ */
+#define KB_CONN_STALE_NS 60000000000ULL
+
+/* Whether the agent may delete record r at time now (bpf_ktime_get_ns' clock). */
+static inline int kb_conn_stale(const struct kb_sk *r, __u64 now)
+{
+	return r->retrans == KB_CONN_NAMED && now > r->syn_ns && now - r->syn_ns >= KB_CONN_STALE_NS;
+}
+
 /* Distinct cgroups kb_workloads remembers; past it every new one is "other" unremembered. */
 #define KB_WL_CGROUPS 65536
 /* kb_wstats entries, at most: destinations x (max + 1) are cut to this. */

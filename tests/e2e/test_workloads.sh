@@ -14,6 +14,9 @@
 #  g) A's cgroup removed: its label comes back within seconds; a new cgroup C
 #     takes it under its own name, with a breaker of its own (closed) and
 #     counts of its own, while the destination's counts keep A's.
+#  h) a connect that fails before its SYN (no route) leaves only the record
+#     the hook filed; the agent deletes such records once stale, and no
+#     other (records planted in the pinned kb_conn, with bpftool).
 #  d) 1,000 cgroups, workloads max 50: 50 labelled, 950 folded into "other",
 #     nothing lost (a fresh agent, so the first 50 seen are the labelled ones).
 # Every count is exact; the independent truths are kbtool's own tallies, the
@@ -114,7 +117,8 @@ agent_config poll_interval=100ms state_dir=$STATE 'workloads={depth: 1, max: 50}
 	defaults: mode=enforce consecutive_failures=3 open_duration=1h \
 	dest: name=pw host=$T_ADDR port=$P_PW breaker=per_workload \
 	dest: name=sh host=$T_ADDR port=$P_SH breaker=shared \
-	dest: name=move host=$T_ADDR port=$P_MV > "$T_DIR/kb.yaml"
+	dest: name=move host=$T_ADDR port=$P_MV \
+	dest: name=far host=192.0.2.1 port=80 > "$T_DIR/kb.yaml"
 t_on_exit '"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null'
 start_agent "$T_DIR/kb.yaml"
 
@@ -230,7 +234,7 @@ log "e) /status and kbreakerctl status --by-workload"
 # name, breaker, then per workload: workload, state, failures, blocked, connects.
 STATUS_WANT='[["pw","per_workload",[["A","open",3,1,3],["B","closed",0,0,1]]],'
 STATUS_WANT+='["sh","shared",[["A",null,3,1,3],["B",null,0,1,0]]],'
-STATUS_WANT+='["move","shared",[["A",null,0,0,2],["B",null,0,0,3]]]]'
+STATUS_WANT+='["move","shared",[["A",null,0,0,2],["B",null,0,0,3]]],["far","shared",[]]]'
 http_get /status > "$T_DIR/status.json"
 expect_eq "/status workloads" "$(jq -c .workloads "$T_DIR/status.json")" \
 	'{"depth":1,"max":50,"labelled":2,"folded":0}'
@@ -245,6 +249,44 @@ ROWS="pw A per_workload open 3 3 1;pw B per_workload closed 1 0 0;"
 ROWS+="sh A shared - 3 3 1;sh B shared - 0 0 1;move A shared - 2 0 0;move B shared - 3 0 0;"
 expect_eq "status --by-workload rows" "$(awk 'NR > 1 { $1 = $1; print }' "$T_DIR/byw.txt" | tr '\n' ';')" \
 	"$ROWS" || sed 's/^/      /' "$T_DIR/byw.txt"
+
+log "h) a connect that never sends its SYN; stale records swept"
+# 192.0.2.1 (TEST-NET-1) has no route in the namespace: connect() fails
+# with ENETUNREACH after the hook filed the connect and before TCP_CONNECT_CB.
+expect_field "A -> far: no route" unreachable 1 in_cg A "$KBTOOL" connect 192.0.2.1 80 1
+NAMED=4294967295
+# conn_dump: kb_conn's records as "key syn_ns retrans" lines, sorted.
+conn_dump() {
+	bpftool -j map dump pinned "$STATE/kb_conn" |
+		jq -r '.[] | (.formatted // .) | "\(.key) \(.value.syn_ns) \(.value.retrans)"' | sort
+}
+conn_dump > "$T_DIR/conn"
+expect_eq "kb_conn: every connect with an outcome gone, the unrouted one kept, named" \
+	"$(awk '{ print $3 }' "$T_DIR/conn" | tr '\n' ' ')" "$NAMED " || sed 's/^/      /' "$T_DIR/conn"
+# le BYTES N: N as BYTES little-endian hex bytes, for bpftool.
+le() { local i; for ((i = 0; i < $1; i++)); do printf '%02x ' $(($2 >> (8 * i) & 255)); done; }
+# plant KEY SYN_NS RETRANS: a record for a socket cookie no socket has (2^52 and up).
+plant() {
+	bpftool map update pinned "$STATE/kb_conn" key hex $(le 8 "$1") \
+		value hex $(le 8 "$2") $(le 4 0) $(le 4 "$3")
+}
+K=$((1 << 52))
+read -r UP _ < /proc/uptime	# boot time, in 1/100 s: never behind bpf_ktime_get_ns
+UP_NS=$((10#${UP%.*} * 1000000000 + 10#${UP#*.} * 10000000))
+plant $((K + 1)) 1 $NAMED	# named, filed at boot: stale
+plant $((K + 2)) 1 0		# a connect under way since boot: not the sweep's
+plant $((K + 3)) "$UP_NS" $NAMED	# named just now
+gone_k1() { ! conn_dump | grep -q "^$((K + 1)) "; }
+check "the stale named record swept" wait_until "$T_WAIT_S" gone_k1
+conn_dump > "$T_DIR/conn"
+expect_eq "kb_conn after the sweep" "$(awk '$1 >= '$K' { print $1 - '$K', $3 }' "$T_DIR/conn" | tr '\n' ' ')" \
+	"2 0 3 $NAMED " || sed 's/^/      /' "$T_DIR/conn"
+expect_eq "kb_conn: the unrouted connect's record kept (not yet stale)" \
+	"$(awk '$1 < '$K' { print $3 }' "$T_DIR/conn")" $NAMED
+for k in $((K + 2)) $((K + 3)); do
+	bpftool map delete pinned "$STATE/kb_conn" key hex $(le 8 $k)
+done
+
 agent_alive "after the two-workload scenarios"
 stop_agent; expect_eq "agent exit status" "$?" 0
 

@@ -428,6 +428,13 @@ int kb_bpf_wl_ctl(struct kb_bpf *k, struct kb_wl_ctl *ctl)
 	return 0;
 }
 
+int kb_bpf_conn_sweep(struct kb_bpf *k, uint64_t now)
+{
+	(void)k;
+	(void)now;
+	return 0;
+}
+
 int kb_bpf_workloads_each(struct kb_bpf *k, kb_workload_fn fn, void *ctx)
 {
 	if (fault_here())

@@ -3,8 +3,9 @@
  * The rules the kernel applies on its own (include/kb_judge.h), compiled
  * here from the very header the BPF objects include: the consecutive-
  * failure trip, gens starting the kernel's state afresh, and permits.
- * Every test runs twice: with atomics, as kernels from 5.12 run it, and
- * under kb_trip.lock, as older ones do.
+ * Every test of these runs twice: with atomics, as kernels from 5.12 run
+ * it, and under kb_trip.lock, as older ones do. Last, which records of
+ * kb_conn the agent may delete (kb_abi.h).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -212,6 +213,25 @@ static void test_trip_race(void **state)
 	assert_int_equal(race_trip.tripped, 5);
 }
 
+/* Only a named record that never went on to its SYN, and only once stale. */
+static void test_conn_stale(void **state)
+{
+	const __u64 t0 = 5000000000ULL;
+	struct kb_sk named = { .syn_ns = t0, .dst_id = 7, .retrans = KB_CONN_NAMED };
+	struct kb_sk sent = { .syn_ns = t0, .dst_id = 7, .retrans = 0 };
+
+	(void)state;
+	assert_false(kb_conn_stale(&named, t0 + KB_CONN_STALE_NS - 1));
+	assert_true(kb_conn_stale(&named, t0 + KB_CONN_STALE_NS));
+	/* A connect under way, or its retransmits counted: never, however old. */
+	assert_false(kb_conn_stale(&sent, t0 + 100 * KB_CONN_STALE_NS));
+	sent.retrans = 3;
+	assert_false(kb_conn_stale(&sent, t0 + 100 * KB_CONN_STALE_NS));
+	/* Filed after the agent read its clock: not old, not wrapped round. */
+	assert_false(kb_conn_stale(&named, t0 - 1));
+	assert_false(kb_conn_stale(&named, t0));
+}
+
 #define BOTH(t) cmocka_unit_test_setup(t, use_atomics), cmocka_unit_test_setup(t, use_lock)
 
 int main(void)
@@ -222,6 +242,7 @@ int main(void)
 		BOTH(test_gen_restarts),
 		BOTH(test_permits_race),
 		BOTH(test_trip_race),
+		cmocka_unit_test(test_conn_stale),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
