@@ -246,6 +246,9 @@ static void apply_resets(struct agent *a, uint64_t now)
 /* Read in chunks: a buffer for all 10,000 would be fresh mapped memory every second. */
 #define COUNT_CHUNK 256
 
+/* How often stale records leave kb_conn: often enough against their 60 s age (kb_abi.h). */
+#define CONN_SWEEP_NS 10000000000ULL
+
 /* Feed slot s the outcomes its counters st show beyond what it was fed. */
 static void count_slot(struct agent *a, struct agent_slot *s, const struct kb_dst_stats *st,
 		       uint64_t now)
@@ -303,6 +306,11 @@ int agent_tick(struct agent *a, uint64_t now)
 			slot_save(a, i);	/* windows and counts, at most once a poll */
 	}
 	workloads_reclaim(a, now);
+	/* Even with attribution off: a restart may have adopted the previous run's records. */
+	if (now - a->conn_swept_ns >= CONN_SWEEP_NS) {
+		a->conn_swept_ns = now;
+		kb_bpf_conn_sweep(a->bpf, now);
+	}
 	a->last_poll_ns = clock_mono_ns() - now;
 	return 0;
 }

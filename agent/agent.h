@@ -89,6 +89,7 @@ struct agent {
 	uint64_t poll_interval_ns;	/* atomic: /healthz reads it */
 	uint64_t last_count_ns;		/* when event-less breakers were last fed from counters */
 	uint64_t last_poll_ns;		/* how long the last agent_tick took */
+	uint64_t conn_swept_ns;		/* the last sweep of kb_conn (kb_bpf_conn_sweep) */
 	uint64_t last_scrape_ns;	/* how long the previous /metrics render took (atomic) */
 	uint64_t resolve_errors;	/* failed name resolutions */
 	uint64_t map_errors;		/* failed map writes */

@@ -264,8 +264,6 @@ void workloads_reclaim(struct agent *a, uint64_t now)
 	if (!a->wl.max || now - a->wl.checked_ns < WL_CHECK_NS)
 		return;
 	a->wl.checked_ns = now;
-	/* And for connects the hooks filed, named, that never sent a SYN. */
-	kb_bpf_conn_sweep(a->bpf, now);
 	if (kb_bpf_workloads_each(a->bpf, entry_one, &es) || es.oom || !es.n)
 		goto out;
 	gone = malloc(es.n * sizeof(*gone));

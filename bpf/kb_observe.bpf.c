@@ -358,9 +358,16 @@ static __always_inline enum kb_result kb_close_result(const struct tcp_sock *tp)
  * The record of skops's tagged socket: its connect in kb_conn (*cookie
  * set; only while connecting), else its storage (*cookie 0: the kernel's
  * cookies start at 1); NULL when it kept none.
+ *
+ * A record still as the hook filed it (KB_CONN_NAMED) is a connect that
+ * has not reached TCP_CONNECT_CB, on a socket whose callbacks an earlier
+ * connect asked for: nothing to count. Once the socket leaves SYN_SENT
+ * without it (closed, or connected to a destination not configured after
+ * a connect that failed before its SYN), it never will be: a state change
+ * (moved) drops it.
  */
 static __always_inline struct kb_sk *kb_rec_of(struct bpf_sock_ops *skops, struct bpf_sock *sk,
-					       __u32 state, __u64 *cookie)
+					       __u32 state, bool moved, __u64 *cookie)
 {
 	struct kb_sk *ks;
 
@@ -368,8 +375,10 @@ static __always_inline struct kb_sk *kb_rec_of(struct bpf_sock_ops *skops, struc
 	if (state == TCP_SYN_SENT || state == TCP_SYN_RECV) {
 		*cookie = bpf_get_socket_cookie(skops);
 		ks = bpf_map_lookup_elem(&kb_conn, cookie);
-		if (ks)
+		if (ks && ks->retrans != KB_CONN_NAMED)
 			return ks;
+		if (ks && moved)
+			bpf_map_delete_elem(&kb_conn, cookie);
 		*cookie = 0;
 	}
 	return bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
@@ -443,7 +452,7 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 	tp = kb_counted_sk(skops, &sk);
 	if (!tp)
 		return;
-	ks = kb_rec_of(skops, sk, oldstate, &cookie);
+	ks = kb_rec_of(skops, sk, oldstate, true, &cookie);
 	/*
 	 * SYN_RECV too: a simultaneous open (or a connect that picked its own
 	 * port as source on loopback) goes SYN_SENT -> SYN_RECV -> ESTABLISHED.
@@ -523,7 +532,7 @@ static __always_inline void kb_on_rto(struct bpf_sock_ops *skops, bool locked)
 	tp = kb_counted_sk(skops, &sk);
 	if (!tp)
 		return;
-	ks = kb_rec_of(skops, sk, skops->state, &cookie);
+	ks = kb_rec_of(skops, sk, skops->state, false, &cookie);
 	if (!ks || !ks->syn_ns)
 		return;
 	res = kb_classify(tp->inet_conn.icsk_inet.sk.sk_err_soft ?: ETIMEDOUT);
@@ -549,7 +558,7 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 
 	if (!kb_counted_sk(skops, &sk))
 		return;
-	ks = kb_rec_of(skops, sk, skops->state, &cookie);
+	ks = kb_rec_of(skops, sk, skops->state, false, &cookie);
 	if (!ks) {
 		if (kb_slot_again(skops, sk, &slot))
 			return;

@@ -154,7 +154,9 @@ _Static_assert(sizeof(struct kb_wl_stats) == (KB_RES_MAX + 1) * 8, "kb_wl_stats 
  * first, named (dst_id carries the workload), with retrans KB_CONN_NAMED
  * and syn_ns the hook's time; TCP_CONNECT_CB then takes it over. A connect
  * that fails before its SYN (no route, no free local port) never gets
- * there: the agent deletes such records once KB_CONN_STALE_NS old.
+ * there: the agent deletes such records once KB_CONN_STALE_NS old. A
+ * deferred Fast Open connect (TCP_FASTOPEN_CONNECT) sends its SYN at its
+ * first write: one that waits longer counts as workload "other".
  */
 struct kb_sk {
 	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */

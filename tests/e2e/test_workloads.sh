@@ -15,7 +15,8 @@
 #     takes it under its own name, with a breaker of its own (closed) and
 #     counts of its own, while the destination's counts keep A's.
 #  h) a connect that fails before its SYN (no route) leaves only the record
-#     the hook filed; the agent deletes such records once stale, and no
+#     the hook filed, and counts nowhere, even when the same socket then
+#     connects elsewhere; the agent deletes such records once stale, and no
 #     other (records planted in the pinned kb_conn, with bpftool).
 #  d) 1,000 cgroups, workloads max 50: 50 labelled, 950 folded into "other",
 #     nothing lost (a fresh agent, so the first 50 seen are the labelled ones).
@@ -28,8 +29,8 @@ command -v jq >/dev/null || need "jq not installed (make deps)"
 command -v nsenter >/dev/null || need "nsenter (util-linux) not installed"
 t_setup
 
-PB=$(test_port 4)
-P_PW=$PB P_SH=$((PB + 1)) P_MV=$((PB + 2)) P_WIDE=$((PB + 3))
+PB=$(test_port 6)
+P_PW=$PB P_SH=$((PB + 1)) P_MV=$((PB + 2)) P_WIDE=$((PB + 3)) P_RE=$((PB + 4)) P_Y=$((PB + 5))
 T_LISTEN="127.0.0.1:$(free_port)"
 ctl() { "$KBREAKERCTL" --url "http://$T_LISTEN" "$@"; }
 RESULTS="success refused timeout unreachable error cancelled"
@@ -118,7 +119,8 @@ agent_config poll_interval=100ms state_dir=$STATE 'workloads={depth: 1, max: 50}
 	dest: name=pw host=$T_ADDR port=$P_PW breaker=per_workload \
 	dest: name=sh host=$T_ADDR port=$P_SH breaker=shared \
 	dest: name=move host=$T_ADDR port=$P_MV \
-	dest: name=far host=192.0.2.1 port=80 > "$T_DIR/kb.yaml"
+	dest: name=far host=192.0.2.1 port=80 \
+	dest: name=reuse host=$T_ADDR port=$P_RE > "$T_DIR/kb.yaml"
 t_on_exit '"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null'
 start_agent "$T_DIR/kb.yaml"
 
@@ -234,7 +236,7 @@ log "e) /status and kbreakerctl status --by-workload"
 # name, breaker, then per workload: workload, state, failures, blocked, connects.
 STATUS_WANT='[["pw","per_workload",[["A","open",3,1,3],["B","closed",0,0,1]]],'
 STATUS_WANT+='["sh","shared",[["A",null,3,1,3],["B",null,0,1,0]]],'
-STATUS_WANT+='["move","shared",[["A",null,0,0,2],["B",null,0,0,3]]],["far","shared",[]]]'
+STATUS_WANT+='["move","shared",[["A",null,0,0,2],["B",null,0,0,3]]],["far","shared",[]],["reuse","shared",[]]]'
 http_get /status > "$T_DIR/status.json"
 expect_eq "/status workloads" "$(jq -c .workloads "$T_DIR/status.json")" \
 	'{"depth":1,"max":50,"labelled":2,"folded":0}'
@@ -254,6 +256,19 @@ log "h) a connect that never sends its SYN; stale records swept"
 # 192.0.2.1 (TEST-NET-1) has no route in the namespace: connect() fails
 # with ENETUNREACH after the hook filed the connect and before TCP_CONNECT_CB.
 expect_field "A -> far: no route" unreachable 1 in_cg A "$KBTOOL" connect 192.0.2.1 80 1
+# One socket whose first connect asked for its callbacks: refused by reuse,
+# then no route to far (the hook files it), then connected to a listener
+# kbreaker does not watch. That success is not far's.
+start_listener $T_ADDR "$P_Y" "$T_DIR/l_y"; L_Y=$LISTENER
+expect_eq "one socket: reuse, far, then an unwatched listener" \
+	"$(in_cg A "$KBTOOL" sconnect $T_ADDR "$P_RE" 192.0.2.1 80 $T_ADDR "$P_Y")" \
+	"ECONNREFUSED ENETUNREACH none"
+reuse_in() { snap; [ "$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=reuse result=refused)" = 1 ]; }
+check "reuse: its refused connect counted" wait_until "$T_WAIT_S" reuse_in
+expect_eq "reuse: every connect" "$(m0 "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=reuse)" 1
+expect_eq "far: no connect counted" "$(m0 "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=far)" 0
+kill "$L_Y"; wait "$L_Y" 2>/dev/null
+expect_eq "unwatched listener accepted" "$(cat "$T_DIR/l_y")" accepted=1
 NAMED=4294967295
 # conn_dump: kb_conn's records as "key syn_ns retrans" lines, sorted.
 conn_dump() {
@@ -261,7 +276,7 @@ conn_dump() {
 		jq -r '.[] | (.formatted // .) | "\(.key) \(.value.syn_ns) \(.value.retrans)"' | sort
 }
 conn_dump > "$T_DIR/conn"
-expect_eq "kb_conn: every connect with an outcome gone, the unrouted one kept, named" \
+expect_eq "kb_conn: every connect with an outcome gone, the fresh socket's unrouted one kept, named" \
 	"$(awk '{ print $3 }' "$T_DIR/conn" | tr '\n' ' ')" "$NAMED " || sed 's/^/      /' "$T_DIR/conn"
 # le BYTES N: N as BYTES little-endian hex bytes, for bpftool.
 le() { local i; for ((i = 0; i < $1; i++)); do printf '%02x ' $(($2 >> (8 * i) & 255)); done; }

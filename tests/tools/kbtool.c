@@ -32,6 +32,10 @@
  *	process (a test can move it to another cgroup between two lines), until
  *	EOF; after each connect prints the line of connect for that connect
  *	alone (flushed), so the caller can wait for it
+ *   kbtool sconnect ADDR PORT [ADDR PORT...]
+ *	one socket connected to each destination in turn (blocking, 5 s at
+ *	most each; Linux lets a socket whose connect failed connect again);
+ *	prints each connect's error name ("none" for a success) on one line
  *   kbtool cgconnect ADDR PORT PARALLEL [TIMEOUT_MS]
  *	per cgroup v2 directory read on stdin (one a line), a child process
  *	that joins that cgroup (its cgroup.procs) and makes one blocking
@@ -417,6 +421,29 @@ static int do_lconnect(int argc, char **argv)
 	return 0;
 }
 
+static int do_sconnect(int argc, char **argv)
+{
+	struct tool_dst d;
+	int fd = -1, err;
+
+	if (argc < 4 || argc % 2)
+		return 2;
+	for (int i = 2; i < argc; i += 2) {
+		tool_dst_arg("kbtool", argv[i], argv[i + 1], &d);
+		if (fd < 0)
+			fd = tool_tcp_socket(d.ss.ss_family, 5000);
+		if (fd < 0) {
+			perror("socket");
+			return 1;
+		}
+		err = connect(fd, tool_dst_sa(&d), d.len) ? errno : 0;
+		printf("%s%s", i > 2 ? " " : "", err ? strerrorname_np(err) : "none");
+	}
+	putchar('\n');
+	close(fd);
+	return 0;
+}
+
 static int do_udp(int argc, char **argv)
 {
 	struct tool_dst d;
@@ -730,12 +757,14 @@ int main(int argc, char **argv)
 		return do_udp(argc, argv);
 	if (!strcmp(cmd, "lconnect"))
 		return do_lconnect(argc, argv);
+	if (!strcmp(cmd, "sconnect"))
+		return do_sconnect(argc, argv);
 	if (!strcmp(cmd, "listen"))
 		return do_listen(argc, argv);
 	if (!strcmp(cmd, "attached"))
 		return do_attached(argc, argv);
 	if (!strcmp(cmd, "get"))
 		return do_get(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|notify-recv|udp|listen|attached|get ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|sconnect|notify-recv|udp|listen|attached|get ...\n");
 	return 2;
 }
