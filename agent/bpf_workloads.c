@@ -189,12 +189,16 @@ int kb_bpf_workloads_each(struct kb_bpf *k, kb_workload_fn fn, void *ctx)
 int kb_bpf_conn_sweep(struct kb_bpf *k, uint64_t now)
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_conn), n = 0;
+	__u64 key = 0, next;
 	struct kb_sk rec;
-	__u64 key, next;
 	bool more;
 
-	/* The next key first: one deleted would send the walk back to the start. */
-	more = !bpf_map_get_next_key(fd, NULL, &key);
+	/*
+	 * Cookies start at 1: from key 0, which no socket has, the kernel
+	 * starts at the first. Then the next key first, as one deleted would
+	 * send the walk back to the start.
+	 */
+	more = !bpf_map_get_next_key(fd, &key, &key);
 	for (int i = 0; more && i < KB_CONN_MAX; i++) {
 		more = !bpf_map_get_next_key(fd, &key, &next);
 		if (!bpf_map_lookup_elem(fd, &key, &rec) && kb_conn_stale(&rec, now) &&
