@@ -44,6 +44,9 @@ enum breaker_state {
 	BS_MAX,
 };
 
+/* The states the machine itself moves between (closed, open, half_open): its transitions' room. */
+#define BS_MACHINE (BS_HALF_OPEN + 1)
+
 /* Why the breaker last opened. */
 enum breaker_cause {
 	BC_NONE = 0,
@@ -64,7 +67,7 @@ struct breaker {
 	uint32_t probe_successes;	/* in half_open */
 	uint64_t state_since_ns;
 	uint64_t open_until_ns;		/* in open */
-	uint64_t transitions[BS_MAX][BS_MAX];	/* [old][new], machine states */
+	uint64_t transitions[BS_MACHINE][BS_MACHINE];	/* [old][new] */
 	struct window window;		/* closed: calls since it was entered */
 	uint32_t open_streak;		/* opens since the last close: backoff exponent + 1 */
 	uint64_t half_open_until_ns;	/* in half_open with max_half_open_duration; else 0 */

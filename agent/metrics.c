@@ -197,8 +197,8 @@ static void dst_transitions(FILE *out, const struct metrics_family *f,
 			    const struct metrics_agent *agent, const struct metrics_dst *dsts, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		for (int from = 0; from < BS_MAX; from++)
-			for (int to = 0; to < BS_MAX; to++) {
+		for (int from = 0; from < BS_MACHINE; from++)
+			for (int to = 0; to < BS_MACHINE; to++) {
 				uint64_t v = dsts[i].transitions[from][to];
 				char extra[64];
 

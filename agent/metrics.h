@@ -25,7 +25,7 @@ struct metrics_wl {
 struct metrics_dst {
 	const char *name;
 	enum breaker_state state;			/* public state */
-	const uint64_t (*transitions)[BS_MAX];		/* [old][new] */
+	const uint64_t (*transitions)[BS_MACHINE];	/* [old][new] */
 	const struct kb_dst_stats *stats;		/* summed over CPUs (and slots); NULL: none */
 	double failure_rate;				/* 0..1, over the window */
 	double slow_call_rate;				/* 0..1, over the window */

@@ -78,10 +78,13 @@ static void window_encode(const struct window *w, struct persist_window *r)
 	r->n_buckets = w->n_buckets;
 	r->bucket_ns = w->bucket_ns;
 	r->head = w->head;
-	memcpy(r->fail_bits, w->fail_bits, sizeof(r->fail_bits));
-	memcpy(r->slow_bits, w->slow_bits, sizeof(r->slow_bits));
-	for (int i = 0; i < WINDOW_MAX_BUCKETS; i++)
-		counts_encode(&w->buckets[i], r->buckets[i]);
+	if (w->type == WINDOW_TIME) {
+		for (int i = 0; i < WINDOW_MAX_BUCKETS; i++)
+			counts_encode(&w->buckets[i], r->buckets[i]);
+	} else {
+		memcpy(r->fail_bits, w->fail_bits, sizeof(r->fail_bits));
+		memcpy(r->slow_bits, w->slow_bits, sizeof(r->slow_bits));
+	}
 }
 
 /* Only what window.c could have made: its indexes stay inside its arrays. */
@@ -102,10 +105,14 @@ static int window_decode(const struct persist_window *r, struct window *w)
 	w->n_buckets = r->n_buckets;
 	w->bucket_ns = r->bucket_ns;
 	w->head = r->head;
-	memcpy(w->fail_bits, r->fail_bits, sizeof(w->fail_bits));
-	memcpy(w->slow_bits, r->slow_bits, sizeof(w->slow_bits));
-	for (int i = 0; i < WINDOW_MAX_BUCKETS; i++)
-		counts_decode(r->buckets[i], &w->buckets[i]);
+	/* window.c shares the room of the one type's data with the other's. */
+	if (w->type == WINDOW_TIME) {
+		for (int i = 0; i < WINDOW_MAX_BUCKETS; i++)
+			counts_decode(r->buckets[i], &w->buckets[i]);
+	} else {
+		memcpy(w->fail_bits, r->fail_bits, sizeof(w->fail_bits));
+		memcpy(w->slow_bits, r->slow_bits, sizeof(w->slow_bits));
+	}
 	return 0;
 }
 
@@ -134,7 +141,9 @@ void persist_encode(const struct persist_state *st, const char *name, const char
 	r->ramp_until_ns = b->ramp_until_ns;
 	r->rng = b->rng;
 	r->denied_trips = b->denied_trips;
-	memcpy(r->transitions, b->transitions, sizeof(r->transitions));
+	for (int i = 0; i < BS_MACHINE; i++)
+		for (int j = 0; j < BS_MACHINE; j++)
+			r->transitions[i][j] = b->transitions[i][j];
 	window_encode(&b->window, &r->window);
 	memcpy(r->lost_seen, st->lost_seen, sizeof(r->lost_seen));
 	r->resets_seen = st->resets_seen;
@@ -172,7 +181,9 @@ int persist_decode(const struct persist_record *rec, struct persist_state *st)
 	b->ramp_until_ns = r->ramp_until_ns;
 	b->rng = r->rng;
 	b->denied_trips = r->denied_trips;
-	memcpy(b->transitions, r->transitions, sizeof(b->transitions));
+	for (int i = 0; i < BS_MACHINE; i++)
+		for (int j = 0; j < BS_MACHINE; j++)
+			b->transitions[i][j] = r->transitions[i][j];
 	memcpy(st->lost_seen, r->lost_seen, sizeof(st->lost_seen));
 	st->resets_seen = r->resets_seen;
 	return 0;

@@ -32,8 +32,8 @@ static void fold_slot(struct snap_circuit *c, const struct agent_slot *s, uint64
 
 	if (first || breaker_state_severity(ps) > breaker_state_severity(c->state))
 		c->state = ps;
-	for (int i = 0; i < BS_MAX; i++)
-		for (int j = 0; j < BS_MAX; j++)
+	for (int i = 0; i < BS_MACHINE; i++)
+		for (int j = 0; j < BS_MACHINE; j++)
 			c->transitions[i][j] += s->br.transitions[i][j];
 	if (fr > c->failure_rate)
 		c->failure_rate = fr;

@@ -37,7 +37,7 @@ struct snap_circuit {
 	uint64_t trips_denied;
 	uint64_t since_ns;		/* latest transition among its slots */
 	uint64_t next_half_open_ns;	/* earliest, when open */
-	uint64_t transitions[BS_MAX][BS_MAX];
+	uint64_t transitions[BS_MACHINE][BS_MACHINE];
 	uint32_t addrs, n_addrs;	/* its resolved addresses: snapshot.addrs[addrs...] */
 	int32_t members;		/* per_address: its member states from there, else -1 */
 	bool per_workload;

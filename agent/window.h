@@ -36,13 +36,18 @@ struct window {
 	uint32_t pos;			/* ring slot the next call goes to */
 	uint32_t n;			/* calls held, <= size */
 	struct window_counts total;	/* count: sums over the ring */
-	uint64_t fail_bits[(WINDOW_MAX_CALLS + 63) / 64];
-	uint64_t slow_bits[(WINDOW_MAX_CALLS + 63) / 64];
 	/* time */
 	uint32_t n_buckets;
 	uint64_t bucket_ns;
 	uint64_t head;			/* index (now / bucket_ns) of the newest bucket */
-	struct window_counts buckets[WINDOW_MAX_BUCKETS];	/* bucket e at [e % n_buckets] */
+	/* A window is one type for life: the two never hold data at once. */
+	union {
+		struct {
+			uint64_t fail_bits[(WINDOW_MAX_CALLS + 63) / 64];
+			uint64_t slow_bits[(WINDOW_MAX_CALLS + 63) / 64];
+		};
+		struct window_counts buckets[WINDOW_MAX_BUCKETS];	/* bucket e at [e % n_buckets] */
+	};
 };
 
 /*

@@ -149,7 +149,7 @@ static void test_no_destinations(void **state)
 static void test_one_destination(void **state)
 {
 	struct metrics_agent info = { .version = "1.2.3", .kernel = "6.1.0" };
-	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
+	uint64_t tr[BS_MACHINE][BS_MACHINE] = { { 0 } };
 	struct kb_dst_stats st = { 0 };
 	struct metrics_dst d = { .name = "payments", .state = BS_HALF_OPEN, .transitions = tr,
 				 .stats = &st };
@@ -237,17 +237,17 @@ static void test_one_destination(void **state)
 static void test_extra_transition_shown_when_nonzero(void **state)
 {
 	struct metrics_agent info = { .version = "v", .kernel = "k" };
-	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
+	uint64_t tr[BS_MACHINE][BS_MACHINE] = { { 0 } };
 	struct metrics_dst d = { .name = "a", .state = BS_CLOSED, .transitions = tr };
 	char *text;
 
 	text = render(&info, &d, 1);
-	assert_null(strstr(text, "old_state=\"closed\",new_state=\"forced_open\""));
+	assert_null(strstr(text, "old_state=\"open\",new_state=\"closed\""));
 	free(text);
-	tr[BS_CLOSED][BS_FORCED_OPEN] = 1;
+	tr[BS_OPEN][BS_CLOSED] = 1;
 	text = render(&info, &d, 1);
 	assert_non_null(strstr(text, "circuit_breaker_state_transition_total{circuit_name=\"a\","
-				     "old_state=\"closed\",new_state=\"forced_open\"} 1\n"));
+				     "old_state=\"open\",new_state=\"closed\"} 1\n"));
 	free(text);
 }
 
@@ -255,7 +255,7 @@ static void test_extra_transition_shown_when_nonzero(void **state)
 static void test_compact(void **state)
 {
 	struct metrics_agent info = { .version = "v", .kernel = "k", .compact = true };
-	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
+	uint64_t tr[BS_MACHINE][BS_MACHINE] = { { 0 } };
 	struct kb_dst_stats st = { 0 };
 	struct metrics_dst d = {
 		.name = "db", .state = BS_OPEN, .transitions = tr, .consecutive_failures = 0,
@@ -296,7 +296,7 @@ static void test_compact(void **state)
 static void test_openmetrics(void **state)
 {
 	struct metrics_agent info = { .version = "v", .kernel = "k", .openmetrics = true };
-	uint64_t tr[BS_MAX][BS_MAX] = { { 0 } };
+	uint64_t tr[BS_MACHINE][BS_MACHINE] = { { 0 } };
 	struct kb_dst_stats st = { 0 };
 	struct metrics_dst d = { .name = "db", .state = BS_CLOSED, .transitions = tr, .stats = &st };
 	char *text;
@@ -391,7 +391,7 @@ static void test_workloads(void **state)
 		{ .name = "svc\"a\\b\nc", .state = -1 },
 		{ .name = "other", .state = -1 },
 	};
-	static const uint64_t transitions[BS_MAX][BS_MAX];
+	static const uint64_t transitions[BS_MACHINE][BS_MACHINE];
 	struct metrics_dst d = { .name = "db", .transitions = transitions, .wl = wl, .n_wl = 2 };
 	char *text;
 
