@@ -251,6 +251,37 @@ static void test_extra_transition_shown_when_nonzero(void **state)
 	free(text);
 }
 
+/* Numbers at their edges come out as printf would write them: the renderer formats them by hand. */
+static void test_number_edges(void **state)
+{
+	struct metrics_agent info = { .version = "v", .kernel = "k" };
+	uint64_t tr[BS_MACHINE][BS_MACHINE] = { { 0 } };
+	struct kb_dst_stats st = { 0 };
+	struct metrics_dst d = { .name = "edge", .state = BS_CLOSED, .transitions = tr, .stats = &st,
+				 .failure_rate = 1.0, .consecutive_failures = UINT32_MAX };
+	char *text;
+
+	tr[BS_CLOSED][BS_OPEN] = UINT64_MAX;
+	tr[BS_OPEN][BS_HALF_OPEN] = 10;
+	st.connects[KB_RES_SUCCESS] = 9;
+	st.blocked = 1000000000000000000ULL;
+	st.lat_slots[0] = 1;
+	st.lat_sum_ns = 1;
+	text = render(&info, &d, 1);
+	assert_non_null(strstr(text, "{circuit_name=\"edge\",old_state=\"closed\",new_state=\"open\"} "
+				     "18446744073709551615\n"));
+	assert_non_null(strstr(text, "{circuit_name=\"edge\",old_state=\"open\",new_state=\"half_open\"} 10\n"));
+	assert_non_null(strstr(text, "{circuit_name=\"edge\",old_state=\"half_open\",new_state=\"closed\"} 0\n"));
+	assert_non_null(strstr(text, "circuit_breaker_failure_rate{circuit_name=\"edge\"} 1.0000\n"));
+	assert_non_null(strstr(text, "circuit_breaker_slow_call_rate{circuit_name=\"edge\"} 0.0000\n"));
+	assert_non_null(strstr(text, "circuit_breaker_consecutive_failures{circuit_name=\"edge\"} 4294967295\n"));
+	assert_non_null(strstr(text, "circuit_breaker_last_transition_timestamp_seconds{circuit_name=\"edge\"} 0.000\n"));
+	assert_non_null(strstr(text, "result=\"success\"} 9\n"));
+	assert_non_null(strstr(text, "kbreaker_connects_blocked_total{circuit_name=\"edge\"} 1000000000000000000\n"));
+	assert_non_null(strstr(text, "_sum{circuit_name=\"edge\"} 0.000000001\n"));
+	free(text);
+}
+
 /* Compact: only what is not zero, per destination. */
 static void test_compact(void **state)
 {
@@ -421,6 +452,7 @@ int main(void)
 		cmocka_unit_test(test_no_destinations),
 		cmocka_unit_test(test_one_destination),
 		cmocka_unit_test(test_extra_transition_shown_when_nonzero),
+		cmocka_unit_test(test_number_edges),
 		cmocka_unit_test(test_program_stats),
 		cmocka_unit_test(test_compact),
 		cmocka_unit_test(test_openmetrics),
