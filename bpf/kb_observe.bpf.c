@@ -248,6 +248,25 @@ static __always_inline void kb_count_workload(const struct kb_sk *ks, enum kb_re
  * workload's).
  */
 
+/*
+ * A socket that connected to a configured destination before (then
+ * AF_UNSPEC, or a connect that failed) keeps its callbacks, and may keep
+ * its storage or a record the hook filed. Connecting now to a destination
+ * not configured, it forgets them, or this connection's resets and
+ * retransmits would count for the earlier destination. Its callbacks stay
+ * on: another sock_ops program may have asked for them too.
+ */
+static __always_inline void kb_forget(struct bpf_sock_ops *skops, struct bpf_sock *sk)
+{
+	__u64 cookie;
+
+	if (!(skops->bpf_sock_ops_cb_flags & BPF_SOCK_OPS_STATE_CB_FLAG))
+		return;
+	bpf_sk_storage_delete(&kb_sk_state, sk);
+	cookie = bpf_get_socket_cookie(skops);
+	bpf_map_delete_elem(&kb_conn, &cookie);
+}
+
 /* BPF_SOCK_OPS_TCP_CONNECT_CB: SYN about to leave; record connects to configured destinations. */
 static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 {
@@ -264,8 +283,10 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 	if (!sk)
 		return;
 	dst_id = kb_lookup(&key, sk);
-	if (!dst_id)
+	if (!dst_id) {
+		kb_forget(skops, sk);
 		return;
+	}
 	id = *dst_id & KB_ID_SLOT;
 	rec.syn_ns = bpf_ktime_get_ns();
 	rec.dst_id = id;

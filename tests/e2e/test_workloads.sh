@@ -18,6 +18,10 @@
 #     the hook filed, and counts nowhere, even when the same socket then
 #     connects elsewhere; the agent deletes such records once stale, and no
 #     other (records planted in the pinned kb_conn, with bpftool).
+#  i) a socket that connected to pw (its per-workload breaker keeps it in
+#     the socket's storage), disconnected with AF_UNSPEC, then connected to
+#     a listener kbreaker does not watch, which resets it: that reset is
+#     not pw's.
 #  d) 1,000 cgroups, workloads max 50: 50 labelled, 950 folded into "other",
 #     nothing lost (a fresh agent, so the first 50 seen are the labelled ones).
 # Every count is exact; the independent truths are kbtool's own tallies, the
@@ -29,8 +33,9 @@ command -v jq >/dev/null || need "jq not installed (make deps)"
 command -v nsenter >/dev/null || need "nsenter (util-linux) not installed"
 t_setup
 
-PB=$(test_port 6)
+PB=$(test_port 7)
 P_PW=$PB P_SH=$((PB + 1)) P_MV=$((PB + 2)) P_WIDE=$((PB + 3)) P_RE=$((PB + 4)) P_Y=$((PB + 5))
+P_Z=$((PB + 6))
 T_LISTEN="127.0.0.1:$(free_port)"
 ctl() { "$KBREAKERCTL" --url "http://$T_LISTEN" "$@"; }
 RESULTS="success refused timeout unreachable error cancelled"
@@ -365,6 +370,21 @@ expect_eq "pw destination blocked (A's)" "$(msum "$T_DIR/m" kbreaker_connects_bl
 expect_eq "kbreaker_workloads_folded" "$(msum "$T_DIR/m" kbreaker_workloads_folded)" 0
 promtool_check "a label given back"
 agent_alive "after a label came back"
+
+log "i) one socket: pw, then a listener kbreaker does not watch, which resets it"
+start_listener $T_ADDR "$P_PW" "$T_DIR/l_pw4"; L_PW=$LISTENER
+start_listener $T_ADDR "$P_Z" "$T_DIR/l_z" --rst; L_Z=$LISTENER
+RX0=$(m0 "$T_DIR/m" kbreaker_tcp_resets_total circuit_name=pw direction=received)
+expect_eq "one socket: pw, its end, AF_UNSPEC, the resetting listener" \
+	"$(in_cg C "$KBTOOL" reuse $T_ADDR "$P_PW" $T_ADDR "$P_Z")" "none eof none none ECONNRESET"
+kill "$L_PW" "$L_Z"; wait "$L_PW" "$L_Z" 2>/dev/null
+expect_eq "both listeners accepted it" "$(cat "$T_DIR/l_pw4") $(cat "$T_DIR/l_z")" "accepted=1 accepted=1"
+c_twice() { snap && [ "$(msum "$T_DIR/m" $W circuit_name=pw workload=C result=success)" = 2 ]; }
+check "pw: C's second connect counted" wait_until "$T_WAIT_S" c_twice
+expect_eq "pw: no reset received (the one received was the unwatched listener's)" \
+	"$(m0 "$T_DIR/m" kbreaker_tcp_resets_total circuit_name=pw direction=received)" "$RX0"
+expect_eq "pw destination success" "$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=pw result=success)" 4
+agent_alive "after the reused socket"
 stop_agent; expect_eq "agent exit status after the restart" "$?" 0
 
 log "d) 1,000 workloads, max 50: a fresh agent"

@@ -36,6 +36,11 @@
  *	one socket connected to each destination in turn (blocking, 5 s at
  *	most each; Linux lets a socket whose connect failed connect again);
  *	prints each connect's error name ("none" for a success) on one line
+ *   kbtool reuse ADDR PORT ADDR2 PORT2
+ *	one socket: connected to ADDR PORT, that connection ended gracefully
+ *	(FIN sent, then read to the peer's end), disconnected with AF_UNSPEC,
+ *	then connected to ADDR2 PORT2 and read to that peer's end (5 s at most
+ *	each step); prints each step's error name ("none", "eof") on one line
  *   kbtool cgconnect ADDR PORT PARALLEL [TIMEOUT_MS]
  *	per cgroup v2 directory read on stdin (one a line), a child process
  *	that joins that cgroup (its cgroup.procs) and makes one blocking
@@ -444,6 +449,51 @@ static int do_sconnect(int argc, char **argv)
 	return 0;
 }
 
+/* Reads until the peer ends the connection: "eof", or the error's name. */
+static const char *read_to_end(int fd)
+{
+	struct timeval tv = { .tv_sec = 5 };
+	char buf[512];
+	ssize_t n;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		;
+	return n ? strerrorname_np(errno) : "eof";
+}
+
+static int do_reuse(int argc, char **argv)
+{
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	struct tool_dst a, b;
+	int fd, err;
+
+	if (argc < 6)
+		return 2;
+	tool_dst_arg("kbtool", argv[2], argv[3], &a);
+	tool_dst_arg("kbtool", argv[4], argv[5], &b);
+	fd = tool_tcp_socket(a.ss.ss_family, 5000);
+	if (fd < 0) {
+		perror("socket");
+		return 1;
+	}
+	err = connect(fd, tool_dst_sa(&a), a.len) ? errno : 0;
+	printf("%s", err ? strerrorname_np(err) : "none");
+	if (!err) {
+		shutdown(fd, SHUT_WR);
+		printf(" %s", read_to_end(fd));
+	}
+	err = connect(fd, &unspec, sizeof(unspec)) ? errno : 0;
+	printf(" %s", err ? strerrorname_np(err) : "none");
+	err = connect(fd, tool_dst_sa(&b), b.len) ? errno : 0;
+	printf(" %s", err ? strerrorname_np(err) : "none");
+	if (!err)
+		printf(" %s", read_to_end(fd));
+	putchar('\n');
+	close(fd);
+	return 0;
+}
+
 static int do_udp(int argc, char **argv)
 {
 	struct tool_dst d;
@@ -759,12 +809,14 @@ int main(int argc, char **argv)
 		return do_lconnect(argc, argv);
 	if (!strcmp(cmd, "sconnect"))
 		return do_sconnect(argc, argv);
+	if (!strcmp(cmd, "reuse"))
+		return do_reuse(argc, argv);
 	if (!strcmp(cmd, "listen"))
 		return do_listen(argc, argv);
 	if (!strcmp(cmd, "attached"))
 		return do_attached(argc, argv);
 	if (!strcmp(cmd, "get"))
 		return do_get(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|sconnect|notify-recv|udp|listen|attached|get ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|sconnect|reuse|notify-recv|udp|listen|attached|get ...\n");
 	return 2;
 }
