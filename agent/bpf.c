@@ -155,6 +155,7 @@ static struct kb_bpf *handle_new(void)
 	if (!k)
 		return NULL;
 	k->cgroup_fd = -1;
+	k->state_fd = -1;
 	k->ncpus = libbpf_num_possible_cpus();
 	if (k->ncpus <= 0) {
 		err = k->ncpus ? k->ncpus : -EINVAL;
@@ -367,6 +368,8 @@ void kb_bpf_close(struct kb_bpf *k)
 	kb_observe__destroy(k->obs);
 	if (k->cgroup_fd >= 0)
 		close(k->cgroup_fd);
+	if (k->state_fd >= 0)
+		close(k->state_fd);
 	free(k->percpu);
 	free(k);
 }

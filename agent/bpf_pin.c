@@ -10,7 +10,9 @@
 #include <string.h>
 #include <dirent.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -99,12 +101,46 @@ static __u32 pinned_owner(const char *dir)
 	return owner;
 }
 
+/*
+ * Two agents on one state_dir would adopt the same maps and both run their
+ * hooks on them: probe permits taken twice, refusals counted twice, two
+ * writers of every verdict. The lock goes with the process, however it
+ * ends, so a restart finds it free. Returns the locked directory's fd, or
+ * -errno (-ENOENT: no such directory).
+ */
+static int lock_state_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err;
+
+	if (fd < 0) {
+		err = -errno;
+		if (err != -ENOENT)
+			log_err("state_dir %s: %s", dir, strerror(-err));
+		return err;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		err = -errno;
+		if (err == -EWOULDBLOCK)
+			log_err("state_dir %s: in use by another kbreakerd (two on the same state would "
+				"both enforce and count on it)", dir);
+		else
+			log_err("state_dir %s: lock: %s", dir, strerror(-err));
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 int kb_bpf_pin(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 {
 	const char *dir = opts->state_dir;
 	int err;
 
 	err = prepare_state_dir(dir);
+	if (!err) {
+		k->state_fd = lock_state_dir(dir);
+		err = k->state_fd < 0 ? k->state_fd : 0;
+	}
 	err = err ?: kb_bpf_wl_unpin_stale(dir, opts, kb_bpf_wl_stats_max(opts->capacity, opts->wl_max));
 	if (err < 0)
 		return err;
@@ -217,17 +253,22 @@ int kb_bpf_attach_observe(struct kb_observe *obs, int cgroup_fd, const char *dir
 
 int kb_bpf_clear_state(const char *dir)
 {
+	int lock = lock_state_dir(dir), fd, err = 0;
 	struct dirent *de;
 	char path[4096];
-	int err = 0;
 	DIR *d;
 
-	d = opendir(dir);
+	if (lock < 0)
+		return lock == -ENOENT ? 0 : lock;
+	fd = dup(lock);
+	d = fd < 0 ? NULL : fdopendir(fd);
 	if (!d) {
-		if (errno == ENOENT)
-			return 0;
-		log_err("state_dir %s: %s", dir, strerror(errno));
-		return -errno;
+		err = -errno;
+		log_err("state_dir %s: %s", dir, strerror(-err));
+		if (fd >= 0)
+			close(fd);
+		close(lock);
+		return err;
 	}
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
@@ -243,5 +284,6 @@ int kb_bpf_clear_state(const char *dir)
 		err = -errno;
 		log_err("state_dir: remove %s: %s", dir, strerror(errno));
 	}
+	close(lock);
 	return err;
 }

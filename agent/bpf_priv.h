@@ -16,6 +16,7 @@ struct kb_bpf {
 	struct kb_enforce *enf;
 	struct ring_buffer *rb;
 	int cgroup_fd;
+	int state_fd;		/* state_dir, locked while we use it; -1: none */
 	int ncpus;
 	struct kb_dst_stats *percpu;	/* scratch for one per-CPU lookup */
 	kb_event_fn event_fn;

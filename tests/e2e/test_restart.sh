@@ -4,6 +4,8 @@
 # restart, the open breaker is still open and blocking afterwards, the
 # counts carry on, and a healthy destination under steady traffic sees zero
 # failed connects and loses no count, while nothing is blocked in between.
+# A second agent on the same state_dir, and --clear-state, are refused while
+# one runs.
 . "$(dirname "$0")/lib.sh"
 t_setup
 B=$(test_port 2)
@@ -97,6 +99,19 @@ expect_eq "keys in the pinned kb_dst (ok only)" "$(bpftool -j map dump pinned "$
 expect_metric "circuit_breaker_state{$D,state=\"open\"}" absent
 expect_metric "$OK_SUCCESS" "$OK_TOTAL"
 expect_metric "kbreaker_tcp_connects_total{$OK,result=\"refused\"}" 0
+
+log "a second agent on the same state_dir: refused, nothing attached, the pins kept"
+n0=$(attached_progs "$T_CG")
+sed "s/$T_LISTEN/127.0.0.1:$(free_port)/" "$T_DIR/kb.yaml" > "$T_DIR/kb2.yaml"
+out=$(timeout 60 "$KBREAKERD" -c "$T_DIR/kb2.yaml" 2>&1)
+expect_eq "second agent's exit status" "$?" 1
+check "second agent says why" grep -q "state_dir $STATE: in use by another kbreakerd" <<<"$out"
+expect_eq "programs attached: the running agent's alone" "$(attached_progs "$T_CG")" "$n0"
+out=$("$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" 2>&1)
+check "--clear-state refused while the agent runs" test $? -ne 0
+check "the pins kept" test -e "$STATE/kb_dst"
+expect_metric "$OK_SUCCESS" "$OK_TOTAL"
+agent_alive "after a second agent was refused"
 
 log "--clear-state removes the pins"
 stop_agent
