@@ -375,8 +375,12 @@ log "i) one socket: pw, then a listener kbreaker does not watch, which resets it
 start_listener $T_ADDR "$P_PW" "$T_DIR/l_pw4"; L_PW=$LISTENER
 start_listener $T_ADDR "$P_Z" "$T_DIR/l_z" --rst; L_Z=$LISTENER
 RX0=$(m0 "$T_DIR/m" kbreaker_tcp_resets_total circuit_name=pw direction=received)
-expect_eq "one socket: pw, its end, AF_UNSPEC, the resetting listener" \
-	"$(in_cg C "$KBTOOL" reuse $T_ADDR "$P_PW" $T_ADDR "$P_Z")" "none eof none none ECONNRESET"
+out=$(in_cg C "$KBTOOL" reuse $T_ADDR "$P_PW" $T_ADDR "$P_Z")
+# The listener resets the connection once it has accepted it, after the
+# handshake: a client slower than the listener sees that reset from
+# connect() itself rather than from its read (seen in a guest under TCG).
+[ "$out" = "none eof none ECONNRESET" ] && out="none eof none none ECONNRESET"
+expect_eq "one socket: pw, its end, AF_UNSPEC, the resetting listener" "$out" "none eof none none ECONNRESET"
 kill "$L_PW" "$L_Z"; wait "$L_PW" "$L_Z" 2>/dev/null
 expect_eq "both listeners accepted it" "$(cat "$T_DIR/l_pw4") $(cat "$T_DIR/l_z")" "accepted=1 accepted=1"
 c_twice() { snap && [ "$(msum "$T_DIR/m" $W circuit_name=pw workload=C result=success)" = 2 ]; }
