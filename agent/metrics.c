@@ -313,11 +313,11 @@ static void dst_latency(FILE *out, const struct metrics_family *f, const struct 
 			const struct metrics_dst *dsts, size_t n)
 {
 	enum { BUCKETS = sizeof(bucket_log2_us) / sizeof(bucket_log2_us[0]) };
-	char bucket[128], sum[128], count[128], le[BUCKETS + 1][32], text[VALUE_TEXT];
+	char bucket[128], sum[128], count_name[128], le[BUCKETS + 1][32], text[VALUE_TEXT];
 
 	snprintf(bucket, sizeof(bucket), "%s_bucket", f->name);
 	snprintf(sum, sizeof(sum), "%s_sum", f->name);
-	snprintf(count, sizeof(count), "%s_count", f->name);
+	snprintf(count_name, sizeof(count_name), "%s_count", f->name);
 	for (int b = 0; b < BUCKETS; b++)
 		snprintf(le[b], sizeof(le[b]), "le=\"%.6f\"", (double)(1ULL << bucket_log2_us[b]) / 1e6);
 	snprintf(le[BUCKETS], sizeof(le[BUCKETS]), "le=\"+Inf\"");
@@ -341,7 +341,7 @@ static void dst_latency(FILE *out, const struct metrics_family *f, const struct 
 		fixed_text(text, (double)st->lat_sum_ns / 1e9, 9);
 		line(out, sum, dsts[i].name, NULL, text);
 		u64_text(text, total);
-		line(out, count, dsts[i].name, NULL, text);
+		line(out, count_name, dsts[i].name, NULL, text);
 	}
 }
 

@@ -13,12 +13,12 @@ TEST_HOOKS += test-kernels-after-e2e
 
 .PHONY: test-kernels test-kernels-after-e2e kernels-table
 
-test-kernels: $(BUILD)/kbreakerd $(BUILD)/kbtool
+test-kernels: $(BUILD)/kbreakerd $(BUILD)/kbtool $(BUILD)/kbfloor
 	$(Q)KB_BUILD=$(BUILD) tests/vm/matrix.sh
 
 # In `make test` the suite has just run on the host: there only the refusal
 # probe; two guests at a time, so the whole run stays well under 45 minutes.
-test-kernels-after-e2e: $(BUILD)/kbreakerd $(BUILD)/kbtool
+test-kernels-after-e2e: $(BUILD)/kbreakerd $(BUILD)/kbtool $(BUILD)/kbfloor
 	$(Q)KB_BUILD=$(BUILD) KB_HOST_MODE=probe KB_VM_JOBS=$${KB_VM_JOBS:-2} tests/vm/matrix.sh
 
 kernels-table:

@@ -23,8 +23,8 @@ read -ra kernels <<<"${KB_KERNELS:-$(vm_kernel_names | tr '\n' ' ') host}"
 [ ${#kernels[@]} -gt 0 ] || vm_die "KB_KERNELS is empty"
 jobs=${KB_VM_JOBS:-1}
 export KB_VM_TIMEOUT=${KB_VM_TIMEOUT:-2700}
-for b in kbreakerd kbtool; do
-	[ -x "$KB_BUILD/$b" ] || vm_die "no $KB_BUILD/$b: make all $KB_BUILD/kbtool first"
+for b in kbreakerd kbtool kbfloor; do
+	[ -x "$KB_BUILD/$b" ] || vm_die "no $KB_BUILD/$b: make all $KB_BUILD/kbtool $KB_BUILD/kbfloor first"
 done
 for k in "${kernels[@]}"; do [ "$k" = host ] || vm_kernel "$k"; done
 [ "$(id -u)" = 0 ] || vm_die "the matrix runs as root (the end-to-end tests need it)"
