@@ -34,28 +34,7 @@ uint32_t agent_lookup_flags(const struct config *cfg)
 static bool key_wanted(void *ctx, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
 		       uint32_t netns, uint32_t id)
 {
-	const struct agent *a = ctx;
-	const struct agent_circuit *c;
-	const struct agent_slot *s;
-
-	if ((id & KB_ID_SLOT) >= a->n_slots || !a->slots[id & KB_ID_SLOT].used)
-		return false;
-	s = &a->slots[id & KB_ID_SLOT];
-	c = &a->circuits[s->circuit];
-	if (id != circuit_key_id(c, 0) && !grouped(c->cfg))
-		return false;	/* shared then, per_workload now, or the other way */
-	if (c->cfg->port != port || c->cfg->netns_ino != netns)
-		return false;
-	if (c->cfg->host_kind != HOST_NAME)
-		return prefix_len == c->cfg->prefix_len && !memcmp(addr, c->cfg->addr, 16);
-	if (prefix_len != 128)
-		return false;
-	if (grouped(c->cfg))
-		return !memcmp(addr, s->addr, 16);
-	for (size_t i = 0; i < c->n_addrs; i++)
-		if (!memcmp(addr, c->addrs[i], 16))
-			return true;
-	return false;
+	return circuit_wants_key(ctx, addr, prefix_len, port, netns, id);
 }
 
 /*

@@ -95,8 +95,13 @@ void slot_init(struct agent_slot *s, uint32_t ci, const struct config_dst *cfg,
 
 void slot_drop(struct agent *a, uint32_t id);
 
-void circuit_key_add(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
-		     uint8_t prefix_len, uint32_t id);
+/*
+ * Whether key (addr/prefix_len, port, netns) leading to id is one the
+ * running configuration has: id's circuit names that address, or has
+ * resolved it.
+ */
+bool circuit_wants_key(const struct agent *a, const uint8_t addr[16], uint8_t prefix_len,
+		       uint16_t port, uint32_t netns, uint32_t id);
 
 /* Make the maps hold exactly addrs (sorted, n, ownership taken) for named circuit ci. */
 void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n, uint64_t now);

@@ -92,11 +92,22 @@ void kb_bpf_close(struct kb_bpf *k);
  * network namespace's inode number, 0 = any) to dst_id.
  */
 int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t dst_id, uint32_t *held);
+/*
+ * kb_bpf_add_dst() returns -EEXIST, with the id the key leads to in *held,
+ * when the key is there for another id: a key is one destination's, and only
+ * its caller knows whether that one still wants it. kb_bpf_set_dst() writes
+ * the key whatever it led to.
+ */
+int kb_bpf_set_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
 		   uint32_t netns, uint32_t dst_id);
+/* The id the key leads to; -ENOENT if there is none. */
+int kb_bpf_get_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t *dst_id);
 
-/* Remove such an entry; a missing one is not an error. */
+/* Remove such an entry if it leads to dst_id; a missing one, or another's, is not an error. */
 int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		   uint32_t netns);
+		   uint32_t netns, uint32_t dst_id);
 
 /* Which lookups the hooks try after the exact hash misses (KB_LOOKUP_*). */
 void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags);

@@ -118,7 +118,7 @@ static int dst_map_key(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_
 }
 
 int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		   uint32_t netns, uint32_t dst_id)
+		   uint32_t netns, uint32_t dst_id, uint32_t *held)
 {
 	struct kb_dst_key hk;
 	struct kb_lpm_key lk;
@@ -131,13 +131,34 @@ int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 	port_note(k, htons(port));
 	if (!bpf_map_update_elem(fd, key, &dst_id, BPF_NOEXIST))
 		return 0;
-	err = errno == EEXIST && !bpf_map_update_elem(fd, key, &dst_id, BPF_EXIST) ? 0 : -errno;
+	err = -errno;
 	port_forget(k, htons(port));
-	return err;
+	if (err != -EEXIST)
+		return err;
+	if (bpf_map_lookup_elem(fd, key, held))
+		return errno == ENOENT ? -EAGAIN : -errno;
+	return *held == dst_id ? 0 : -EEXIST;
 }
 
-int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		   uint32_t netns)
+int kb_bpf_set_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t dst_id)
+{
+	uint32_t held;
+	int err = kb_bpf_add_dst(k, addr, prefix_len, port, netns, dst_id, &held);
+	struct kb_dst_key hk;
+	struct kb_lpm_key lk;
+	int fd;
+
+	if (err != -EEXIST)
+		return err;
+	fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk);
+	if (bpf_map_update_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk, &dst_id, BPF_EXIST))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_get_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t *dst_id)
 {
 	struct kb_dst_key hk;
 	struct kb_lpm_key lk;
@@ -145,7 +166,28 @@ int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 
 	if (fd < 0)
 		return fd;
-	if (bpf_map_delete_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk)) {
+	if (bpf_map_lookup_elem(fd, prefix_len == 128 ? (void *)&hk : (void *)&lk, dst_id))
+		return -errno;
+	return 0;
+}
+
+int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t dst_id)
+{
+	struct kb_dst_key hk;
+	struct kb_lpm_key lk;
+	int fd = dst_map_key(k, addr, prefix_len, port, netns, &hk, &lk);
+	void *key = prefix_len == 128 ? (void *)&hk : (void *)&lk;
+	uint32_t held;
+
+	if (fd < 0)
+		return fd;
+	/* Only the agent writes these keys: what it reads here is what the delete removes. */
+	if (bpf_map_lookup_elem(fd, key, &held))
+		return errno == ENOENT ? 0 : -errno;
+	if (held != dst_id)
+		return 0;	/* another destination's now */
+	if (bpf_map_delete_elem(fd, key)) {
 		if (errno != ENOENT)
 			return -errno;
 		return 0;

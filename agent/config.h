@@ -98,6 +98,15 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 int config_start_only_changed(const struct config *cur, const struct config *next, char *err,
 			      size_t errlen);
 
+/*
+ * Once the namespaces are found (netns_ino): the first destination, in file
+ * order, with the same host, port and namespace as an earlier one, *first,
+ * though its netns path differs (/run/netns/X, /var/run/netns/X); *rep is
+ * NULL if there is none. 0 or -ENOMEM.
+ */
+int config_netns_repeat(const struct config *cfg, const struct config_dst **rep,
+			const struct config_dst **first);
+
 /* Breaker slots cfg's destinations take: 1 each, workloads_max + 1 per per_workload one. */
 uint64_t config_slots_needed(const struct config *cfg);
 

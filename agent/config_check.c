@@ -138,8 +138,16 @@ static int addr_key(const struct config_dst *a, const struct config_dst *b)
 		c = (int)a->prefix_len - (int)b->prefix_len;
 	if (!c)
 		c = (int)a->port - (int)b->port;
-	/* The same address and port in two namespaces are two destinations. */
-	return c ? c : strcmp(a->netns, b->netns);
+	if (c)
+		return c;
+	/*
+	 * The same address and port in two namespaces are two destinations.
+	 * Once config_load() has found the namespaces, two paths to one
+	 * namespace file are one namespace, as in the kernel's keys.
+	 */
+	if (a->netns_ino || b->netns_ino)
+		return (a->netns_ino > b->netns_ino) - (a->netns_ino < b->netns_ino);
+	return strcmp(a->netns, b->netns);
 }
 
 /* Ties break on position, so equal keys sort in file order. */
@@ -212,6 +220,24 @@ static int check_unique(struct parse *p, const struct config *cfg)
 out:
 	free(v);
 	return ret;
+}
+
+int config_netns_repeat(const struct config *cfg, const struct config_dst **rep,
+			const struct config_dst **first)
+{
+	const struct config_dst **v;
+
+	*rep = NULL;
+	if (cfg->n_dsts < 2)
+		return 0;
+	v = malloc(cfg->n_dsts * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_dsts; i++)
+		v[i] = &cfg->dsts[i];
+	*rep = find_repeat(v, cfg->n_dsts, addr_key, by_addr, first);
+	free(v);
+	return 0;
 }
 
 uint64_t config_slots_needed(const struct config *cfg)

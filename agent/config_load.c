@@ -98,6 +98,26 @@ static int find_netns(struct config *cfg, const char *path, char *err, size_t er
 	return 0;
 }
 
+/* Two destinations the kernel could not tell apart, once their namespaces are known. */
+static int check_netns_repeat(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	const struct config_dst *rep, *first = NULL;
+	int ret = config_netns_repeat(cfg, &rep, &first);
+
+	if (ret)
+		yamlwalk_errf(err, errlen, "%s: out of memory", path);
+	else if (rep) {
+		yamlwalk_errf(err, errlen, "%s:%d:%d: destination \"%s\": netns: %s is the namespace of "
+			      "destination \"%s\" (%s), with the same %s and port", path, rep->netns_line,
+			      rep->netns_col, rep->name, rep->netns, first->name, first->netns,
+			      rep->host_kind == HOST_NAME ? "host name" : "address");
+		ret = -EINVAL;
+	}
+	if (ret)
+		config_free(cfg);
+	return ret;
+}
+
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	char *buf = NULL;
@@ -112,6 +132,8 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		ret = config_parse(cfg, path, buf, len, err, errlen);
 	if (!ret)
 		ret = find_netns(cfg, path, err, errlen);
+	if (!ret)
+		ret = check_netns_repeat(cfg, path, err, errlen);
 	free(buf);
 	return ret;
 }

@@ -18,7 +18,7 @@
 
 enum undo_op {
 	UNDO_DEL_DST,	/* a key was added: delete it */
-	UNDO_ADD_DST,	/* a key was deleted: add it back, to id */
+	UNDO_ADD_DST,	/* a key was deleted or taken over: write it back, to id */
 	UNDO_VERDICT,	/* a verdict was written: put back the one read before, gen and all */
 	UNDO_STATS,	/* counters were zeroed: write back the ones read before */
 	UNDO_SAVED,	/* a saved breaker was forgotten: save the running one again */

@@ -17,31 +17,80 @@ static struct undo *undo_push(struct reload *r, enum undo_op op, uint32_t id)
 	return u;
 }
 
-/* Add or remove key m of circuit c, journaled. */
+/*
+ * The name of the new configuration's destination whose key leads to id, or
+ * NULL. A kept one's keys are still the running circuit's until the switch.
+ */
+static const char *reload_holder(const struct agent *a, const struct reload *r, uint32_t id)
+{
+	for (size_t i = 0; i < r->cfg->n_dsts; i++) {
+		const struct agent_circuit *c = r->info[i].from >= 0 ? &a->circuits[r->info[i].from]
+								      : &r->next[i];
+
+		for (size_t m = 0; m < circuit_n_keys(c); m++)
+			if (circuit_key_id(c, m) == id)
+				return r->cfg->dsts[i].name;
+	}
+	return NULL;
+}
+
+/*
+ * Add or remove key m of circuit c, journaled. A key that is there already
+ * for another destination (one the new configuration keeps, or has just
+ * added) goes to a literal address, which outranks a name that resolves to
+ * it, as at start (circuit_key_add); a name leaves it, and lets the address
+ * go at its next resolution.
+ */
 static int reload_key(struct agent *a, struct reload *r, const struct agent_circuit *c, size_t m,
 		      bool add)
 {
 	bool name = c->cfg->host_kind == HOST_NAME;
 	const uint8_t *addr = name ? c->addrs[m] : c->cfg->addr;
 	uint8_t prefix_len = name ? 128 : c->cfg->prefix_len;
-	uint32_t id = circuit_key_id(c, m);
+	uint16_t port = c->cfg->port;
+	uint32_t netns = c->cfg->netns_ino, id = circuit_key_id(c, m), held = 0;
+	const char *other;
 	struct undo *u;
 	char text[ADDR_TEXT_MAX];
 	int err;
 
-	err = add ? kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino, id)
-		  : kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino);
-	if (err) {
-		addr_text(addr, text, sizeof(text));
+	addr_text(addr, text, sizeof(text));
+	if (add) {
+		err = kb_bpf_add_dst(a->bpf, addr, prefix_len, port, netns, id, &held);
+	} else {
+		/* Nothing to remove, or undo, where the key is not c's. */
+		err = kb_bpf_get_dst(a->bpf, addr, prefix_len, port, netns, &held);
+		if (err == -ENOENT || (!err && held != id))
+			return 0;
+		err = err ?: kb_bpf_del_dst(a->bpf, addr, prefix_len, port, netns, id);
+	}
+	if (err == -EEXIST && (other = reload_holder(a, r, held))) {
+		log_warn("address taken\tcircuit=%s%s%s address=%s port=%u %s=%s%s", c->cfg->name,
+			 name ? " host=" : "", name ? c->cfg->host : "", text, port,
+			 name ? "by" : "from", other,
+			 name ? ": not watched by this destination"
+			      : ": a destination's own address outranks a name that resolves to it");
+		if (name)
+			return 0;
+	}
+	if (err == -EEXIST) {
+		err = kb_bpf_set_dst(a->bpf, addr, prefix_len, port, netns, id);
+		if (!err) {
+			/* Undone by writing the key back to what it led to. */
+			u = undo_push(r, UNDO_ADD_DST, held);
+			goto journal;
+		}
+	}
+	if (err)
 		return reload_fail(r, err, "bpf: %s %s/%u of %s%s", add ? "add" : "remove", text,
 				   prefix_len, c->cfg->name,
 				   err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
-	}
 	u = undo_push(r, add ? UNDO_DEL_DST : UNDO_ADD_DST, id);
+journal:
 	memcpy(u->addr, addr, sizeof(u->addr));
 	u->prefix_len = prefix_len;
-	u->port = c->cfg->port;
-	u->netns = c->cfg->netns_ino;
+	u->port = port;
+	u->netns = netns;
 	return 0;
 }
 
@@ -132,10 +181,10 @@ static void reload_undo(struct agent *a, struct reload *r)
 
 		switch (u->op) {
 		case UNDO_DEL_DST:
-			err = kb_bpf_del_dst(a->bpf, u->addr, u->prefix_len, u->port, u->netns);
+			err = kb_bpf_del_dst(a->bpf, u->addr, u->prefix_len, u->port, u->netns, u->id);
 			break;
 		case UNDO_ADD_DST:
-			err = kb_bpf_add_dst(a->bpf, u->addr, u->prefix_len, u->port, u->netns, u->id);
+			err = kb_bpf_set_dst(a->bpf, u->addr, u->prefix_len, u->port, u->netns, u->id);
 			break;
 		case UNDO_VERDICT:
 			err = kb_bpf_put_verdict(a->bpf, u->id, &u->verdict);

@@ -258,33 +258,102 @@ void slot_drop(struct agent *a, uint32_t id)
 
 /* --- addresses ----------------------------------------------------------- */
 
-void circuit_key_add(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
-		    uint8_t prefix_len, uint32_t id)
+bool circuit_wants_key(const struct agent *a, const uint8_t addr[16], uint8_t prefix_len,
+		       uint16_t port, uint32_t netns, uint32_t id)
 {
+	const struct agent_circuit *c;
+	const struct agent_slot *s;
+
+	if ((id & KB_ID_SLOT) >= a->n_slots || !a->slots[id & KB_ID_SLOT].used)
+		return false;
+	s = &a->slots[id & KB_ID_SLOT];
+	c = &a->circuits[s->circuit];
+	if (id != circuit_key_id(c, 0) && !grouped(c->cfg))
+		return false;	/* shared then, per_workload now, or the other way */
+	if (c->cfg->port != port || c->cfg->netns_ino != netns)
+		return false;
+	if (c->cfg->host_kind != HOST_NAME)
+		return prefix_len == c->cfg->prefix_len && !memcmp(addr, c->cfg->addr, 16);
+	if (prefix_len != 128)
+		return false;
+	if (grouped(c->cfg))
+		return !memcmp(addr, s->addr, 16);
+	for (size_t i = 0; i < c->n_addrs; i++)
+		if (!memcmp(addr, c->addrs[i], 16))
+			return true;
+	return false;
+}
+
+/*
+ * Point key addr/prefix_len of circuit c at id. A key is one destination's:
+ * one that another still wants stays its own, unless c names the address
+ * itself (a literal outranks a name that happens to resolve to it; the
+ * name lets it go at its next resolution). A key nobody wants (a previous
+ * run's) is taken. 0, -EEXIST (another's; logged) or -errno (logged).
+ */
+static int circuit_key_add(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
+			   uint8_t prefix_len, uint32_t id)
+{
+	const struct config_dst *cfg = c->cfg;
+	const char *other;
 	char text[ADDR_TEXT_MAX];
+	uint32_t held;
 	int err;
 
-	err = kb_bpf_add_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino, id);
+	err = kb_bpf_add_dst(a->bpf, addr, prefix_len, cfg->port, cfg->netns_ino, id, &held);
+	if (err == -EEXIST && circuit_wants_key(a, addr, prefix_len, cfg->port, cfg->netns_ino, held)) {
+		other = a->circuits[a->slots[held & KB_ID_SLOT].circuit].cfg->name;
+		addr_text(addr, text, sizeof(text));
+		if (cfg->host_kind == HOST_NAME) {
+			log_warn("address taken\tcircuit=%s host=%s address=%s port=%u by=%s: "
+				 "not watched by this destination", cfg->name, cfg->host, text,
+				 cfg->port, other);
+			return -EEXIST;
+		}
+		log_warn("address taken\tcircuit=%s address=%s port=%u from=%s: a destination's own "
+			 "address outranks a name that resolves to it", cfg->name, text, cfg->port, other);
+	}
+	if (err == -EEXIST)
+		err = kb_bpf_set_dst(a->bpf, addr, prefix_len, cfg->port, cfg->netns_ino, id);
 	if (err) {
 		a->map_errors++;
 		addr_text(addr, text, sizeof(text));
-		log_err("bpf: add %s/%u of %s: %s%s", text, prefix_len, c->cfg->name, strerror(-err),
+		log_err("bpf: add %s/%u of %s: %s%s", text, prefix_len, cfg->name, strerror(-err),
 			err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
 	}
+	return err;
 }
 
 static void circuit_key_del(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
-		    uint8_t prefix_len)
+			    uint8_t prefix_len, uint32_t id)
 {
 	char text[ADDR_TEXT_MAX];
 	int err;
 
-	err = kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino);
+	err = kb_bpf_del_dst(a->bpf, addr, prefix_len, c->cfg->port, c->cfg->netns_ino, id);
 	if (err) {
 		a->map_errors++;
 		addr_text(addr, text, sizeof(text));
 		log_err("bpf: remove %s/%u of %s: %s", text, prefix_len, c->cfg->name, strerror(-err));
 	}
+}
+
+/*
+ * Whether c still holds resolved address addr under id. Another destination
+ * may have taken it (a literal address outranks a name, and a reload leaves
+ * a name what another holds); a key that went missing, or that leads where
+ * nothing wants it, is written again.
+ */
+static bool circuit_key_held(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
+			     uint32_t id)
+{
+	uint32_t held;
+	int err = kb_bpf_get_dst(a->bpf, addr, 128, c->cfg->port, c->cfg->netns_ino, &held);
+
+	if (err == -ENOENT || (!err && held != id &&
+			       !circuit_wants_key(a, addr, 128, c->cfg->port, c->cfg->netns_ino, held)))
+		return circuit_key_add(a, c, addr, 128, id) != -EEXIST;
+	return err || held == id;
 }
 
 /*
@@ -310,6 +379,18 @@ void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n,
 	while (i < c->n_addrs || j < n) {
 		int cmp = i == c->n_addrs ? 1 : j == n ? -1 : memcmp(c->addrs[i], addrs[j], 16);
 
+		if (cmp == 0 && !circuit_key_held(a, c, addrs[j],
+						   members ? c->members[i] : circuit_key_id(c, 0))) {
+			/* Another destination's now: let it go, without touching its key. */
+			addr_text(addrs[j], text, sizeof(text));
+			if (members)
+				slot_drop(a, c->members[i]);
+			log_info("address removed\tcircuit=%s host=%s address=%s: another destination's",
+				 c->cfg->name, c->cfg->host, text);
+			memmove(&addrs[j], &addrs[j + 1], (n - j - 1) * sizeof(*addrs));
+			n--, i++;
+			continue;
+		}
 		if (cmp == 0) {
 			if (members)
 				members[j] = c->members[i];
@@ -318,7 +399,8 @@ void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n,
 		}
 		addr_text(cmp < 0 ? c->addrs[i] : addrs[j], text, sizeof(text));
 		if (cmp < 0) {
-			circuit_key_del(a, c, c->addrs[i], 128);
+			circuit_key_del(a, c, c->addrs[i], 128,
+					members ? c->members[i] : circuit_key_id(c, 0));
 			if (members)
 				slot_drop(a, c->members[i]);
 			log_info("address removed\tcircuit=%s host=%s address=%s", c->cfg->name,
@@ -339,7 +421,15 @@ void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n,
 			}
 			members[j] = id;
 		}
-		circuit_key_add(a, c, addrs[j], 128, members ? members[j] : circuit_key_id(c, 0));
+		if (circuit_key_add(a, c, addrs[j], 128, members ? members[j] : circuit_key_id(c, 0)) ==
+		    -EEXIST) {
+			/* Another destination's: tried again at the next resolution. */
+			if (members)
+				slot_drop(a, members[j]);
+			memmove(&addrs[j], &addrs[j + 1], (n - j - 1) * sizeof(*addrs));
+			n--;
+			continue;
+		}
 		log_info("address added\tcircuit=%s host=%s address=%s", c->cfg->name, c->cfg->host, text);
 		j++;
 	}

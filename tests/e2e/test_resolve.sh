@@ -50,4 +50,55 @@ check "resolve failure logged, addresses kept" \
 in_test "$KBTOOL" connect $T_NET.0.6 "$P" 1 >/dev/null
 in_test "$KBTOOL" connect $T_ADDR6 "$P" 1 >/dev/null
 expect_metric "$M" 11
+
+# One address and port, two destinations: a literal (lit) and a name that
+# resolves to it (dup). The kernel's key leads to one of them; the literal
+# outranks the name, and neither ever removes the other's key.
+DUP=dup.kbreaker-test.invalid A=$T_NET.0.7
+printf '127.0.0.1 localhost\n%s %s\n' "$A" "$DUP" > "$T_DIR/hosts"
+ML='kbreaker_tcp_connects_total{circuit_name="lit",result="refused"}'
+MD='kbreaker_tcp_connects_total{circuit_name="dup",result="refused"}'
+reloads=0
+# reload_to DEST...: the same agent settings with these destinations; SIGHUP.
+reload_to() {
+	agent_config resolve_interval=1s defaults: mode=observe consecutive_failures=1000000 \
+		dest: name=svc host=$NAME port=$P "$@" > "$T_DIR/kb.yaml"
+	kill -HUP "$T_AGENT_PID"
+	reloads=$((reloads + 1))
+	wait_metric 'kbreaker_config_reloads_total{result="success"}' "$reloads"
+}
+lit=(dest: name=lit host=$A port=$P) dup=(dest: name=dup host=$DUP port=$P)
+
+log "a literal and a name for $A:$P, added by one reload: the literal's"
+reload_to "${lit[@]}" "${dup[@]}"
+check "the name's address logged as taken" \
+	log_has "msg=\"address taken\" circuit=dup host=$DUP address=${A//./\\.} port=$P by=lit"
+in_test "$KBTOOL" connect "$A" "$P" 2 >/dev/null
+expect_metric "$ML" 2
+expect_metric "$MD" 0
+
+log "the literal removed: the name takes the address at its next resolution"
+reload_to "${dup[@]}"
+dup_has() { in_test "$KBTOOL" connect "$A" "$P" 1 >/dev/null; metric_above "$MD" 0; }
+wait_until "$T_WAIT_S" dup_has
+check "dup counts $A:$P" metric_above "$MD" 0
+d=$(metric "$MD")
+in_test "$KBTOOL" connect "$A" "$P" 2 >/dev/null
+expect_metric "$MD" $((d + 2))
+
+log "the literal added back: it takes the key from the name"
+reload_to "${dup[@]}" "${lit[@]}"
+check "the take-over logged" \
+	log_has "msg=\"address taken\" circuit=lit address=${A//./\\.} port=$P from=dup"
+in_test "$KBTOOL" connect "$A" "$P" 3 >/dev/null
+expect_metric "$ML" 3
+expect_metric "$MD" $((d + 2))
+wait_until "$T_WAIT_S" log_has "msg=\"address removed\" circuit=dup .*address=${A//./\\.}: another destination's"
+check "the name let the address go" \
+	log_has "msg=\"address removed\" circuit=dup .*address=${A//./\\.}: another destination's"
+
+log "the name removed: the literal's key stays"
+reload_to "${lit[@]}"
+in_test "$KBTOOL" connect "$A" "$P" 2 >/dev/null
+expect_metric "$ML" 5
 t_done

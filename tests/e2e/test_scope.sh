@@ -88,4 +88,13 @@ for _ in $(seq 1 100); do [ -e "$T_DIR/ready" ] && break; sleep 0.02; done
 expect_field "the other namespace's 127.0.0.1:$S is not blocked" success 2 in_cg_ns "$NS2" "$KBTOOL" connect 127.0.0.1 "$S" 2
 expect_field "the workload's is" refused 1 in_test "$KBTOOL" connect 127.0.0.1 "$S" 1
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="dbns"}' 1
+
+log "netns: two paths to one namespace are one destination"
+agent_config dest: name=dbns host=127.0.0.1 port=$S netns=/run/netns/$T_NS \
+	dest: name=alias host=127.0.0.1 port=$S netns=/run/netns//$T_NS > "$T_DIR/alias.yaml"
+out=$("$KBREAKERD" --check-config -c "$T_DIR/alias.yaml" 2>&1); rc=$?
+expect_eq "--check-config exit status" "$rc" 1
+want="$T_DIR/alias.yaml:11:12: destination \"alias\": netns: /run/netns//$T_NS is the namespace of destination \"dbns\""
+check "one error naming file, line, column and both destinations" [ "$out" != "${out#*"$want"}" ] ||
+	log "got: $out"
 t_done

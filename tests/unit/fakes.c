@@ -184,27 +184,38 @@ static int key_make(const uint8_t addr[16], uint8_t prefix_len, uint16_t port, u
 	return 0;
 }
 
-int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		   uint32_t netns, uint32_t dst_id)
+/* Where key (addr, prefix_len, port, netns) is or would go; -errno on a fault. */
+static int fake_key_at(const uint8_t addr[16], uint8_t prefix_len, uint16_t port, uint32_t netns,
+		       struct fake_key *key, size_t *i, bool *found)
 {
-	struct fake_key key;
-	bool found;
-	size_t i;
 	int err;
 
 	if (fault_here())
 		return -EIO;
-	err = key_make(addr, prefix_len, port, netns, &key);
+	err = key_make(addr, prefix_len, port, netns, key);
 	if (err)
 		return err;
-	key.id = dst_id;
-	i = key_find(&key, &found);
+	*i = key_find(key, found);
+	return 0;
+}
+
+int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t dst_id, uint32_t *held)
+{
+	struct fake_key key;
+	bool found;
+	size_t i;
+	int err = fake_key_at(addr, prefix_len, port, netns, &key, &i, &found);
+
+	if (err)
+		return err;
 	if (found) {
-		fake_maps.keys[i].id = dst_id;
-		return 0;
+		*held = fake_maps.keys[i].id;
+		return *held == dst_id ? 0 : -EEXIST;
 	}
 	if (fake_maps.n_keys == FAKE_KEYS)
 		return -E2BIG;
+	key.id = dst_id;
 	memmove(&fake_maps.keys[i + 1], &fake_maps.keys[i],
 		(fake_maps.n_keys - i) * sizeof(fake_maps.keys[0]));
 	fake_maps.keys[i] = key;
@@ -212,21 +223,51 @@ int kb_bpf_add_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len,
 	return 0;
 }
 
-int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
-		   uint32_t netns)
+int kb_bpf_set_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t dst_id)
 {
 	struct fake_key key;
 	bool found;
 	size_t i;
-	int err;
+	uint32_t held;
+	int err = fake_key_at(addr, prefix_len, port, netns, &key, &i, &found);
 
-	if (fault_here())
-		return -EIO;
-	err = key_make(addr, prefix_len, port, netns, &key);
 	if (err)
 		return err;
-	i = key_find(&key, &found);
+	if (found) {
+		fake_maps.keys[i].id = dst_id;
+		return 0;
+	}
+	return kb_bpf_add_dst(k, addr, prefix_len, port, netns, dst_id, &held);
+}
+
+int kb_bpf_get_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t *dst_id)
+{
+	struct fake_key key;
+	bool found;
+	size_t i;
+	int err = fake_key_at(addr, prefix_len, port, netns, &key, &i, &found);
+
+	if (err)
+		return err;
 	if (!found)
+		return -ENOENT;
+	*dst_id = fake_maps.keys[i].id;
+	return 0;
+}
+
+int kb_bpf_del_dst(struct kb_bpf *k, const uint8_t addr[16], uint8_t prefix_len, uint16_t port,
+		   uint32_t netns, uint32_t dst_id)
+{
+	struct fake_key key;
+	bool found;
+	size_t i;
+	int err = fake_key_at(addr, prefix_len, port, netns, &key, &i, &found);
+
+	if (err)
+		return err;
+	if (!found || fake_maps.keys[i].id != dst_id)
 		return 0;
 	fake_maps.n_keys--;
 	memmove(&fake_maps.keys[i], &fake_maps.keys[i + 1],

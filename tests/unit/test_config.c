@@ -1193,6 +1193,40 @@ static void test_agent_keys(void **state)
 	config_free(&cfg);
 }
 
+/*
+ * Two paths to one namespace (config_load finds the inodes): the second
+ * destination repeats the first; other namespaces, or none, do not.
+ */
+static void test_netns_repeat(void **state)
+{
+	static const char yaml[] =
+		"destinations:\n"
+		"  - { name: a, host: 127.0.0.1, port: 5, netns: /run/netns/x }\n"
+		"  - { name: b, host: 127.0.0.1, port: 5, netns: /var/run/netns/x }\n"
+		"  - { name: c, host: 127.0.0.1, port: 5 }\n"
+		"  - { name: d, host: db.example, port: 5, netns: /run/netns/y }\n"
+		"  - { name: e, host: db.example, port: 5, netns: /proc/1/ns/net }\n";
+	const struct config_dst *rep, *first = NULL;
+	char err[CONFIG_ERR_MAX];
+	struct config cfg;
+
+	config_init(&cfg);
+	assert_int_equal(config_parse(&cfg, "kb.yaml", yaml, sizeof(yaml) - 1, err, sizeof(err)), 0);
+	cfg.dsts[0].netns_ino = 7, cfg.dsts[1].netns_ino = 8;
+	cfg.dsts[3].netns_ino = 9, cfg.dsts[4].netns_ino = 10;
+	assert_int_equal(config_netns_repeat(&cfg, &rep, &first), 0);
+	assert_null(rep);
+	cfg.dsts[4].netns_ino = 9;	/* e is in d's namespace */
+	assert_int_equal(config_netns_repeat(&cfg, &rep, &first), 0);
+	assert_ptr_equal(rep, &cfg.dsts[4]);
+	assert_ptr_equal(first, &cfg.dsts[3]);
+	cfg.dsts[1].netns_ino = 7;	/* and b in a's: reported first, as earlier in the file */
+	assert_int_equal(config_netns_repeat(&cfg, &rep, &first), 0);
+	assert_ptr_equal(rep, &cfg.dsts[1]);
+	assert_ptr_equal(first, &cfg.dsts[0]);
+	config_free(&cfg);
+}
+
 /* workloads: off by default; {} turns it on with the defaults; values land in their fields. */
 static void test_workloads(void **state)
 {
@@ -1319,6 +1353,7 @@ int main(void)
 		cmocka_unit_test(test_fixture_engine),
 		cmocka_unit_test(test_engine_defaults),
 		cmocka_unit_test(test_cidr_and_hostname),
+		cmocka_unit_test(test_netns_repeat),
 		cmocka_unit_test(test_workloads),
 		cmocka_unit_test(test_fixture_workloads),
 		cmocka_unit_test(test_start_only),

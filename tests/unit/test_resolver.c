@@ -18,7 +18,9 @@
 #include "kb_test.h"
 
 #include "agent.h"
+#include "agent_int.h"
 #include "agent_test.h"
+#include "bpf.h"
 #include "config.h"
 #include "fakes.h"
 
@@ -137,11 +139,95 @@ static void test_answer_for_a_dropped_name(void **state)
 	free(a);
 }
 
+/* One address and port, two destinations: a name (dup) and a literal (lit). */
+static const struct fake_name dup_names[] = {
+	{ "dup.test", { "10.0.0.1" } },
+};
+
+#define DUP_HEAD "resolve_interval: 1s\nmax_destinations: 16\n" \
+	"defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }\n" \
+	"destinations:\n"
+#define DUP "  - { name: dup, host: dup.test, port: 80 }\n"
+#define LIT "  - { name: lit, host: 10.0.0.1, port: 80 }\n"
+
+static bool dup_let_go(struct agent *a)
+{
+	return circuit_named(a, "dup")->n_addrs == 0;
+}
+
+static bool dup_took(struct agent *a)
+{
+	return circuit_named(a, "dup")->n_addrs == 1;
+}
+
+/* The key of 10.0.0.1:80 leads to circuit name's breaker. */
+static void check_owner(const char *ctx, struct agent *a, const char *name)
+{
+	const struct agent_circuit *c = circuit_named(a, name);
+	uint8_t addr[16] = { [10] = 0xff, [11] = 0xff, [12] = 10, [15] = 1 };
+	uint32_t id = ~0U;
+
+	assert_int_equal(kb_bpf_get_dst(a->bpf, addr, 128, 80, 0, &id), 0);
+	if (id != circuit_key_id(c, 0))
+		fail_msg("%s: 10.0.0.1:80 leads to slot %u, not %s's (%u)", ctx, id, name,
+			 circuit_key_id(c, 0));
+}
+
+/* agent_reload to yaml; the running config is dropped, the new one returned. */
+static struct config *reload_to(struct agent *a, struct config *cur, const char *ctx, const char *yaml)
+{
+	struct config *next = parse(ctx, yaml);
+
+	assert_int_equal(agent_reload(a, next, mono_now()), 0);
+	drop(cur);
+	return next;
+}
+
+/*
+ * The literal outranks the name, at start and in a reload; the name takes
+ * the address when the literal goes; and neither ever removes the other's
+ * key (a reload that dropped one of them used to unplug the other).
+ */
+static void test_one_address_two_destinations(void **state)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct config *cfg = parse("both", DUP_HEAD DUP LIT);
+
+	assert_non_null(a);
+	fake_names(dup_names, ARRAY_SIZE(dup_names));
+	assert_int_equal(agent_init(a, cfg, fake_bpf_open(), 16, mono_now()), 0);
+	check_owner("start, the name first", a, "lit");
+	resolved_until("start: dup lets go", a, dup_let_go);
+	check_owner("dup let go", a, "lit");
+	check_maps("dup let go", a);
+
+	cfg = reload_to(a, cfg, "lit removed", DUP_HEAD DUP);
+	resolved_until("lit removed: dup takes it", a, dup_took);
+	check_owner("lit removed", a, "dup");
+	check_maps("lit removed", a);
+
+	cfg = reload_to(a, cfg, "lit back", DUP_HEAD DUP LIT);
+	check_owner("lit back", a, "lit");
+	resolved_until("lit back: dup lets go", a, dup_let_go);
+	check_maps("lit back", a);
+
+	cfg = reload_to(a, cfg, "dup removed", DUP_HEAD LIT);
+	check_owner("dup removed", a, "lit");
+	check_maps("dup removed", a);
+
+	cfg = reload_to(a, cfg, "lit first", DUP_HEAD LIT DUP);
+	check_owner("lit first", a, "lit");
+	agent_fini(a);
+	drop(cfg);
+	free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_answers_reach_the_loop),
 		cmocka_unit_test(test_answer_for_a_dropped_name),
+		cmocka_unit_test(test_one_address_two_destinations),
 	};
 
 	return cmocka_run_group_tests_name("agent_resolver", tests, NULL, NULL);
