@@ -36,7 +36,7 @@ SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 # reads the config file and namespace files) and log.c.
 PURE_SRCS := agent/addr.c agent/yamlwalk.c agent/config.c agent/config_value.c agent/config_check.c \
              agent/duration.c agent/breaker.c agent/window.c agent/metrics.c agent/status.c \
-             agent/persist.c agent/workloads.c
+             agent/persist.c agent/workloads.c agent/page_cache.c
 # The running agent: breakers in slots, restarts, names, reloads, what HTTP shows.
 AGENT_CORE_SRCS := agent/agent.c agent/slots.c agent/workload_names.c agent/cgroup.c agent/saved.c agent/resolver.c agent/reload.c \
                    agent/reload_write.c agent/snapshot.c agent/pages.c agent/pagebuf.c

@@ -60,6 +60,7 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	int err = 0;
 
 	memset(a, 0, sizeof(*a));
+	page_cache_init(&a->pages);
 	a->cfg = cfg;
 	a->bpf = bpf;
 	a->capacity = capacity;
@@ -124,6 +125,7 @@ void agent_fini(struct agent *a)
 	a->circuits = NULL;
 	a->slots = NULL;
 	snapshots_fini(&a->snaps);
+	page_cache_fini(&a->pages);
 }
 
 /* qsort_r comparator: circuit indices by the circuits' names. */

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include "breaker.h"
 #include "config.h"
+#include "page_cache.h"
 #include "resolve.h"
 #include "snapshot.h"
 #include "workloads.h"
@@ -101,6 +102,7 @@ struct agent {
 	char wl_dir[CONFIG_PATH_MAX];	/* the enforcement cgroup, where they are named */
 	struct agent_resolver res;
 	struct agent_snapshots snaps;
+	struct page_cache pages;	/* the pages being sent, shared beyond PAGES_LIVE */
 };
 
 /*

@@ -63,15 +63,15 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
 	return queue(conn, status, ctype, resp);
 }
 
-/* A body its producer frees its own way, once sent. */
+/* A body its producer frees its own way, through its owner, once sent. */
 static enum MHD_Result reply_freed(struct MHD_Connection *conn, unsigned status, const char *ctype,
-				   void *body, size_t len, void (*free_body)(void *))
+				   void *body, size_t len, void (*free_body)(void *), void *owner)
 {
 	struct MHD_Response *resp;
 
-	resp = MHD_create_response_from_buffer_with_free_callback(len, body, free_body);
+	resp = MHD_create_response_from_buffer_with_free_callback_cls(len, body, free_body, owner);
 	if (!resp)
-		free_body(body);
+		free_body(owner);
 	return queue(conn, status, ctype, resp);
 }
 
@@ -109,7 +109,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (status < 0)
 		return static_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
 	if (req.free_body)
-		return reply_freed(conn, status, req.content_type, body, len, req.free_body);
+		return reply_freed(conn, status, req.content_type, body, len, req.free_body,
+				   req.body_owner ? req.body_owner : body);
 	return reply(conn, status, req.content_type, body, len, MHD_RESPMEM_MUST_FREE);
 }
 

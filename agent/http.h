@@ -14,11 +14,16 @@
 struct http_request {
 	const char *accept;		/* the Accept header, or NULL */
 	const char *content_type;	/* in: the route's; out: the answer's */
-	void (*free_body)(void *body);	/* out: how the body is freed once sent; NULL: free() */
+	void (*free_body)(void *owner);	/* out: how the body is freed once sent; NULL: free() */
+	void *body_owner;		/* out: what free_body is given; NULL: the body itself */
 };
 
 /*
- * Produce a body (malloc'd, or set req->free_body). Returns the HTTP
+ * Produce a body (malloc'd, or set req->free_body). The server sends it
+ * as it is, without a copy, and frees it once sent or once its response
+ * deadline (30 s from the request's arrival) has cut the connection; a
+ * body shared between responses is freed each time through its owner.
+ * Returns the HTTP
  * status (200, 503, ...) or -errno, which the server answers with 500.
  */
 typedef int (*http_body_fn)(void *ctx, struct http_request *req, char **body, size_t *len);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * http_admit: which connections libmicrohttpd gets, and when. The acceptor
- * thread, the pen, eviction and the request deadline; http.c is the rest.
+ * thread, the pen, eviction and the request and response deadlines; http.c
+ * is the rest.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -48,6 +49,13 @@
  * ever; the acceptor thread shuts such connections down.
  */
 #define HTTP_REQUEST_DEADLINE_MS 15000
+/*
+ * An answer must be taken whole within this long of its request: a page
+ * is held until its client has read all of it, and a client reading a
+ * little at a time is never idle. Far beyond Prometheus's default scrape
+ * timeout (10 s), so a scraper that waits longer has given up already.
+ */
+#define HTTP_RESPONSE_DEADLINE_MS 30000
 #define HTTP_WATCHDOG_MS 500
 /* At most one report of what was held, closed and evicted in this long: a flood makes thousands. */
 #define HTTP_REPORT_MS 10000
@@ -202,6 +210,7 @@ void http_mark_answering(struct http_server *s, struct MHD_Connection *conn)
 		return;
 	pthread_mutex_lock(&s->lock);
 	c->answering = true;
+	c->deadline_ms = mono_ms() + HTTP_RESPONSE_DEADLINE_MS;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -396,8 +405,9 @@ static int accept_some(struct http_server *s)
 }
 
 /*
- * Every HTTP_WATCHDOG_MS: shut down connections past their request
- * deadline, forget any that libmicrohttpd dropped before starting them, and
+ * Every HTTP_WATCHDOG_MS: shut down connections past their request or
+ * response deadline (libmicrohttpd then closes them and frees what they
+ * were sent), forget any that libmicrohttpd dropped before starting them, and
  * report now and then what was held, closed unserved and evicted.
  */
 static void watchdog_pass(struct http_server *s, long long *reported_ms)
@@ -416,7 +426,8 @@ static void watchdog_pass(struct http_server *s, long long *reported_ms)
 		if (c->shut || now < c->deadline_ms)
 			continue;
 		shut(c);
-		log_debug("http: request deadline passed; connection shut down");
+		log_debug("http: %s deadline passed; connection shut down",
+			  c->answering ? "response" : "request");
 	}
 	if ((s->parked || s->dropped || s->evicted) && now - *reported_ms >= HTTP_REPORT_MS) {
 		/* Counts since the last report: put in the pen, closed unserved, evicted. */

@@ -32,7 +32,7 @@ struct http_conn {
 	int fd;
 	unsigned long long age;	/* order of its start or last answer: lower is older */
 	long long added_ms;
-	long long deadline_ms;
+	long long deadline_ms;	/* its request, or while answering its response, must be done by then */
 	dev_t dev;		/* which socket fd is: checked before a shutdown */
 	ino_t ino;
 };

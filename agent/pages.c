@@ -148,23 +148,51 @@ static void status_entry(const struct snapshot *s, size_t i, const struct kb_dst
 /* Renders page p into out. 0 or -errno. */
 typedef int page_render_fn(struct agent *a, const struct page *p, FILE *out, bool openmetrics);
 
-/* What both pages do around their rendering: snapshot, counters, buffer. 200, 503 or -errno. */
-static int page_serve(struct agent *a, const char *what, page_render_fn *render, bool openmetrics,
-		      struct http_request *req, char **body, size_t *len)
+/*
+ * What both pages do around their rendering: snapshot, counters, buffer;
+ * or, with PAGES_LIVE pages held by responses still being sent, the newest
+ * one of this kind instead (page_cache.h), and *rendered is false. The
+ * page is the response's to release (req->free_body). 200, 503 or -errno.
+ */
+static int page_serve(struct agent *a, enum page_kind kind, const char *what,
+		      page_render_fn *render, struct http_request *req, char **body, size_t *len,
+		      bool *rendered)
 {
 	struct pagebuf pb = { 0 };
+	struct page_body *pg;
 	struct page p;
 	FILE *out;
-	int err;
+	int err, status;
 
 	*body = NULL;
-	err = page_start(a, &p);
-	if (err)
-		return page_end(what, req, &pb, NULL, err, body, len);
-	out = pagebuf_open(&pb);
-	err = out ? render(a, &p, out, openmetrics) : -errno;
-	page_done(a, &p);
-	return page_end(what, req, &pb, out, err, body, len);
+	*rendered = false;
+	pg = page_cache_get(&a->pages, kind);
+	if (!pg) {
+		err = page_start(a, &p);
+		if (err) {
+			page_cache_cancel(&a->pages);
+			return page_end(what, req, &pb, NULL, err, body, len);
+		}
+		out = pagebuf_open(&pb);
+		err = out ? render(a, &p, out, kind == PAGE_OPENMETRICS) : -errno;
+		page_done(a, &p);
+		status = page_end(what, req, &pb, out, err, body, len);
+		if (status != 200) {
+			page_cache_cancel(&a->pages);
+			return status;
+		}
+		*rendered = true;
+		pg = page_cache_add(&a->pages, kind, *body, *len, pagebuf_free);
+		if (!pg) {
+			*body = NULL;
+			return -ENOMEM;
+		}
+	}
+	*body = (char *)pg->text;
+	*len = pg->len;
+	req->free_body = page_body_put;
+	req->body_owner = pg;
+	return 200;
 }
 
 static int render_status(struct agent *a, const struct page *p, FILE *out, bool openmetrics)
@@ -186,7 +214,9 @@ static int render_status(struct agent *a, const struct page *p, FILE *out, bool 
 
 int agent_status(void *ctx, struct http_request *req, char **body, size_t *len)
 {
-	return page_serve(ctx, "/status", render_status, false, req, body, len);
+	bool rendered;
+
+	return page_serve(ctx, PAGE_STATUS, "/status", render_status, req, body, len, &rendered);
 }
 
 /* OpenMetrics when the Accept header names it (Prometheus asks for it first). */
@@ -243,14 +273,18 @@ int agent_metrics(void *ctx, struct http_request *req, char **body, size_t *len)
 {
 	struct agent *a = ctx;
 	uint64_t t0 = clock_mono_ns();
-	bool openmetrics = wants_openmetrics(req->accept);
+	bool openmetrics = wants_openmetrics(req->accept), rendered;
 	int err;
 
-	err = page_serve(a, "/metrics", render_metrics, openmetrics, req, body, len);
+	err = page_serve(a, openmetrics ? PAGE_OPENMETRICS : PAGE_METRICS, "/metrics", render_metrics,
+			 req, body, len, &rendered);
 	if (err != 200)
 		return err;
 	if (openmetrics)
 		req->content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+	/* A page shared, not rendered: no buffers to give back, no render to time. */
+	if (!rendered)
+		return 200;
 	/* A large scrape's buffers go back to the system, not to a high-water RSS. */
 	malloc_trim(0);
 	__atomic_store_n(&a->last_scrape_ns, clock_mono_ns() - t0, __ATOMIC_RELAXED);

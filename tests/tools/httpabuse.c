@@ -28,6 +28,15 @@
  *	"opened=N connected=C failed=F closed_by_server=S reopened=R open_at_end=O"
  *	(opened and connected count every attempt, reopened ones included).
  *	SIGTERM ends the hold early, with the same line.
+ *
+ *   httpabuse slowread HOST PORT N HOLD_S PATH KIB_S
+ *	Keep N connections that each send a whole "GET PATH" and then take the
+ *	answer at KIB_S KiB a second, through an 8 KiB receive buffer: a client
+ *	making the server hold its response as long as it can. Held HOLD_S
+ *	seconds (SIGTERM ends it early), then prints "opened=N closed_by_server=S
+ *	bytes=B longest_ms=L": S connections saw the server's end (after the
+ *	rest of what it had sent, which the kernel delivers even once the
+ *	server has closed), the longest after L ms.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +56,9 @@
 
 #define MAX_REQUEST (1 << 20)
 #define MAX_FLOOD 4096
+/* slowread: each connection's receive buffer, and how often it reads (its rate's share). */
+#define SLOWREAD_RCVBUF 8192
+#define SLOWREAD_TICK_MS 100
 
 static long long now_ms(void)
 {
@@ -326,6 +338,107 @@ static int do_flood(int argc, char **argv)
 	return 0;
 }
 
+/* A slow reader's connection: small receive buffer (set before connect: it sizes the window). */
+static int slowread_open(const struct sockaddr_storage *dst, socklen_t dst_len)
+{
+	int fd = socket(dst->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int rcvbuf = SLOWREAD_RCVBUF;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	if (connect(fd, (const struct sockaddr *)dst, dst_len) && errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int do_slowread(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_term };	/* no SA_RESTART: poll returns */
+	static struct pollfd pfd[MAX_FLOOD];
+	static long long opened_ms[MAX_FLOOD];
+	static bool done[MAX_FLOOD];
+	long n_conns, opened = 0, closed = 0;
+	long long deadline, next_tick, bytes = 0, longest = 0, per_tick;
+	struct sockaddr_storage ss;
+	char req[512], buf[SLOWREAD_RCVBUF];
+	socklen_t sl;
+	int req_len;
+
+	if (argc != 8)
+		return 2;
+	sl = tool_sockaddr_arg("httpabuse", argv[2], argv[3], &ss);
+	n_conns = atol(argv[4]);
+	req_len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: kbreaker\r\n\r\n", argv[6]);
+	per_tick = atol(argv[7]) * 1024 * SLOWREAD_TICK_MS / 1000;
+	if (n_conns < 1 || n_conns > MAX_FLOOD || req_len >= (int)sizeof(req) || per_tick < 1) {
+		fprintf(stderr, "httpabuse: slowread: N in 1..%d, a short PATH, KIB_S >= 1\n", MAX_FLOOD);
+		return 2;
+	}
+	sigaction(SIGTERM, &sa, NULL);
+	deadline = now_ms() + atol(argv[5]) * 1000LL;
+	next_tick = now_ms();
+	for (long i = 0; i < n_conns; i++)
+		pfd[i].fd = -1;
+	while (!flood_stop && now_ms() < deadline) {
+		long long now = now_ms();
+
+		if (now >= next_tick) {
+			/* Each connection takes what one tick allows; one closed stays closed. */
+			for (long i = 0; i < n_conns; i++) {
+				long long got = 0;
+				ssize_t n = 0;
+
+				if (pfd[i].fd >= 0 && !pfd[i].events) {
+					while (got < per_tick) {
+						size_t want = per_tick - got < (long long)sizeof(buf)
+							      ? (size_t)(per_tick - got) : sizeof(buf);
+
+						n = read(pfd[i].fd, buf, want);
+						if (n <= 0)
+							break;
+						got += n;
+					}
+					bytes += got;
+					if (n > 0 || (n < 0 && errno == EAGAIN))
+						continue;
+					closed++;
+					if (now - opened_ms[i] > longest)
+						longest = now - opened_ms[i];
+					close(pfd[i].fd);
+					pfd[i].fd = -1;
+					done[i] = true;
+				}
+				if (pfd[i].fd < 0 && !done[i]) {
+					pfd[i].fd = slowread_open(&ss, sl);
+					pfd[i].events = POLLOUT;
+					opened_ms[i] = now;
+					opened += pfd[i].fd >= 0;
+					done[i] = pfd[i].fd < 0;
+				}
+			}
+			next_tick = now + SLOWREAD_TICK_MS;
+		}
+		if (poll(pfd, n_conns, (int)(next_tick - now_ms())) <= 0)
+			continue;
+		for (long i = 0; i < n_conns; i++) {
+			if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLOUT | POLLERR | POLLHUP)))
+				continue;
+			/* Connected (or failed: the next tick's read tells): the request, whole. */
+			send(pfd[i].fd, req, req_len, MSG_NOSIGNAL);
+			pfd[i].events = 0;
+		}
+	}
+	for (long i = 0; i < n_conns; i++)
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+	printf("opened=%ld closed_by_server=%ld bytes=%lld longest_ms=%lld\n", opened, closed, bytes,
+	       longest);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -337,6 +450,8 @@ int main(int argc, char **argv)
 		return do_trickle(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "flood"))
 		return do_flood(argc, argv);
-	fprintf(stderr, "usage: httpabuse send|slow|trickle|flood ...\n");
+	if (argc > 1 && !strcmp(argv[1], "slowread"))
+		return do_slowread(argc, argv);
+	fprintf(stderr, "usage: httpabuse send|slow|trickle|flood|slowread ...\n");
 	return 2;
 }

@@ -73,7 +73,7 @@ int page_body(struct agent *a, int (*fn)(void *, struct http_request *, char **,
 	*body = raw ? strndup(raw, len) : NULL;
 	assert_true(!raw || *body);
 	if (req.free_body)
-		req.free_body(raw);
+		req.free_body(req.body_owner ? req.body_owner : raw);
 	else
 		free(raw);
 	return status;

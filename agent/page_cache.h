@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * page_cache: the rendered pages (/metrics, /status) still being sent, and
+ * how many may be. A page of 10,000 destinations is tens of MB and is held
+ * until its client has taken all of it, so clients that read slowly could
+ * each hold one: at most PAGES_LIVE are rendered and held at once; a
+ * request beyond that is given the newest page of its kind already
+ * rendered, shared, and renders only if there is none. Below the limit
+ * every request renders: no page is ever staler than its request unless
+ * the limit is reached. Pure bookkeeping under a mutex, no I/O.
+ */
+#ifndef KB_PAGE_CACHE_H
+#define KB_PAGE_CACHE_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+/* Rendered pages held at once before requests share them. */
+#define PAGES_LIVE 4
+
+/* What a page is; a request is only ever given a page of its own kind. */
+enum page_kind {
+	PAGE_METRICS,		/* /metrics, Prometheus text */
+	PAGE_OPENMETRICS,	/* /metrics, OpenMetrics */
+	PAGE_STATUS,		/* /status */
+	PAGE_KINDS
+};
+
+struct page_cache;
+
+/* A rendered page, shared by the responses sending it. */
+struct page_body {
+	const char *text;
+	size_t len;
+	/* Below: the cache's, under its lock. */
+	struct page_cache *cache;
+	struct page_body *next;		/* the cache's list of live pages, newest first */
+	void (*free_text)(void *text);
+	enum page_kind kind;
+	unsigned refs;
+};
+
+/*
+ * With one renderer at a time (libmicrohttpd's one thread), at most
+ * PAGES_LIVE + PAGE_KINDS - 1 pages are alive: at the limit, only a kind
+ * with none alive renders one.
+ */
+struct page_cache {
+	pthread_mutex_t lock;
+	unsigned live;			/* pages alive or being rendered */
+	struct page_body *pages;	/* those alive, newest first */
+};
+
+void page_cache_init(struct page_cache *c);
+
+/* Once every page is released. */
+void page_cache_fini(struct page_cache *c);
+
+/*
+ * A page of kind to send, or NULL: render one, then page_cache_add() it
+ * (or page_cache_cancel() if that failed). A page returned is the caller's
+ * reference, for page_body_put().
+ */
+struct page_body *page_cache_get(struct page_cache *c, enum page_kind kind);
+
+/*
+ * The page rendered after page_cache_get() returned NULL: text (len bytes,
+ * freed with free_text) becomes a page with one reference, the caller's.
+ * NULL if out of memory: text is freed, and the room given back.
+ */
+struct page_body *page_cache_add(struct page_cache *c, enum page_kind kind, char *text, size_t len,
+				 void (*free_text)(void *text));
+
+/* Rendering failed after page_cache_get() returned NULL: give its room back. */
+void page_cache_cancel(struct page_cache *c);
+
+/* Drop a reference to a page (struct page_body *); the last frees it. */
+void page_body_put(void *page);
+
+#endif /* KB_PAGE_CACHE_H */
