@@ -105,6 +105,9 @@ struct agent {
 	struct page_cache pages;	/* the pages being sent, shared beyond PAGES_LIVE */
 };
 
+/* The lookup flags cfg's destinations need in the kernel (kb_bpf_opts.lookup_flags). */
+uint32_t agent_lookup_flags(const struct config *cfg);
+
 /*
  * Register cfg's destinations in the maps (names resolved once, here),
  * start every breaker closed, start the resolver thread. cfg must outlive

@@ -66,6 +66,16 @@ void circuit_verdict(const struct agent_circuit *c, const struct breaker *br, st
 
 void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v);
 
+/*
+ * A breaker restored from the previous run (saved.c), its policy this
+ * run's; was: its state before the new policy. When the verdict the kernel
+ * holds is the one it would write, that verdict stays, gen and all, so the
+ * counts the kernel keeps in its gen (failures in a row, half-open permits
+ * taken) carry on across the restart; else the kernel's count is taken in
+ * and a new verdict published.
+ */
+void slot_resume(struct agent *a, struct agent_slot *s, enum breaker_state was, uint64_t now);
+
 /* Push s's verdict after a change at `now` (old: the state before) and log why it happened. */
 void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old, const char *cause,
 		  uint64_t now);
@@ -159,7 +169,5 @@ void workloads_reclaim(struct agent *a, uint64_t now);
 
 /* --- agent.c -------------------------------------------------------------- */
 
-/* The lookup flags cfg's destinations need in the kernel. */
-uint32_t agent_lookup_flags(const struct config *cfg);
 
 #endif /* KB_AGENT_INT_H */

@@ -29,6 +29,13 @@ struct kb_bpf_opts {
 	 * pinned: when the agent is gone nothing is blocked.
 	 */
 	const char *state_dir;
+	/*
+	 * KB_LOOKUP_*, set before anything attaches: the programs of a restart
+	 * take over from the previous run's at once, and until set they look
+	 * up exact keys only (no prefix, any-port or netns destination, no
+	 * workload names).
+	 */
+	uint32_t lookup_flags;
 	uint32_t wl_depth;	/* workloads: levels below cgroup that make one (kb_wl_ctl) */
 	uint32_t wl_max;	/* workloads: labelled ones; 0 = attribution off */
 };

@@ -420,6 +420,7 @@ static int daemon_start(struct kbreakerd *d)
 			return err;
 		}
 	}
+	bo.lookup_flags = agent_lookup_flags(cfg);
 	if (cfg->workloads_on) {
 		bo.wl_depth = cfg->workloads_depth;
 		bo.wl_max = cfg->workloads_max;

@@ -81,10 +81,7 @@ static int restore_slot(struct restore_ctx *rc, uint32_t id, uint32_t ci,
 	a->restored++;
 	was = s->br.state;
 	breaker_reconfigure(&s->br, &cfg->policy, rc->now);
-	/* Counted before this run: mark it fed, should no events come from here on. */
-	s->events = true;
-	/* The verdict map kept the old verdict; write the current one anyway. */
-	slot_publish(a, s, was, "restart", rc->now);
+	slot_resume(a, s, was, rc->now);
 	log_info("breaker restored\tcircuit=%s state=%s", cfg->name,
 		 breaker_state_name(breaker_public_state(&s->br)));
 	return 0;
@@ -145,7 +142,7 @@ static void saved_publish_members(struct agent *a, const bool *restored, uint64_
 			enum breaker_state was = s->br.state;
 
 			breaker_reconfigure(&s->br, &c->cfg->policy, now);
-			slot_publish(a, s, was, "restart", now);
+			slot_resume(a, s, was, now);
 			if (s->br.state != BS_CLOSED)
 				log_info("breaker restored\tcircuit=%s workload_index=%zu state=%s",
 					 c->cfg->name, m, breaker_state_name(breaker_public_state(&s->br)));

@@ -91,6 +91,31 @@ void slot_publish(struct agent *a, struct agent_slot *s, enum breaker_state old,
 		 breaker_failure_rate(&s->br, now));
 }
 
+void slot_resume(struct agent *a, struct agent_slot *s, enum breaker_state was, uint64_t now)
+{
+	struct kb_verdict want, have;
+
+	/* The kernel's count of failures in a row, in the verdict the previous run wrote. */
+	s->events = false;
+	slot_sync_count(a, s);
+	circuit_verdict(&a->circuits[s->circuit], &s->br, &want);
+	if (!kb_bpf_get_verdict(a->bpf, s - a->slots, &have) && have.gen) {
+		want.gen = have.gen;
+		want.fails_base = have.fails_base;
+		if (was == s->br.state && !memcmp(&want, &have, sizeof(want))) {
+			/* Its own: it stays, gen and all, and so do the kernel's counts in it. */
+			s->events = want.events;
+			if (!s->events)
+				mark_counted(a, s);
+			a->deadline_stale = true;
+			return;
+		}
+	}
+	/* Counted before this run: fed from the counters as they are now, should no events come. */
+	s->events = true;
+	slot_publish(a, s, was, "restart", now);
+}
+
 /*
  * Members the guard weighs: each address, or each workload seen so far
  * (the labelled ones and, once anything folded, "other").

@@ -4,26 +4,34 @@
 # restart, the open breaker is still open and blocking afterwards, the
 # counts carry on, and a healthy destination under steady traffic sees zero
 # failed connects and loses no count, while nothing is blocked in between.
+# A destination given as a prefix (net) counts exactly across the restarts
+# too: the new programs look prefixes up from the moment they take over.
 # A second agent on the same state_dir, and --clear-state, are refused while
-# one runs.
+# one runs. The kernel's count of failures in a row, and the half-open
+# permits taken, carry on across a restart.
 . "$(dirname "$0")/lib.sh"
 t_setup
-B=$(test_port 2)
-P_OK=$B P_DEAD=$((B+1))
+B=$(test_port 5)
+P_OK=$B P_DEAD=$((B+1)) P_NET=$((B+2)) P_RUN=$((B+3)) P_HO=$((B+4))
 T_LISTEN="127.0.0.1:$(free_port)"
 STATE=/sys/fs/bpf/kb-test-restart-$$
-# conf [dest: WORDS]...: the config, with the destination ok and those given.
+# conf [dest: WORDS]...: the config, with the destinations ok and net and those given.
 conf() {
 	agent_config state_dir=$STATE defaults: mode=enforce consecutive_failures=2 open_duration=1h \
-		dest: name=ok host=$T_ADDR port=$P_OK "$@" > "$T_DIR/kb.yaml"
+		dest: name=ok host=$T_ADDR port=$P_OK dest: name=net host=$T_NET.0.0/16 port=$P_NET \
+		"$@" > "$T_DIR/kb.yaml"
 }
 conf dest: name=dead host=$T_ADDR port=$P_DEAD
 t_on_exit '"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null'
 start_agent "$T_DIR/kb.yaml"
+start_listener $T_ADDR "$P_NET" "$T_DIR/l_net"
+NET_LISTENER=$LISTENER
 start_listener $T_ADDR "$P_OK" "$T_DIR/l_ok"
 D='circuit_name="dead"'
 OK='circuit_name="ok"'
 OK_SUCCESS="kbreaker_tcp_connects_total{$OK,result=\"success\"}"
+NET_SUCCESS='kbreaker_tcp_connects_total{circuit_name="net",result="success"}'
+
 
 log "trip dead; it blocks"
 in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 2 >/dev/null
@@ -36,25 +44,29 @@ expect_metric "kbreaker_connects_blocked_total{$D}" 1
 # client runs until stopped, so its traffic spans the restart however slow
 # the machine: it is stopped only once successes are seen counted under the
 # new agent. Its own tally is the truth the counters must equal.
-OK_TOTAL=0
+OK_TOTAL=0 NET_TOTAL=0
 restart() {
-	local client n out
+	local client netclient n m out
 	# A 60 s connect timeout: a SYN the starved listener's full queue
 	# dropped is retried (1, 3, 7... s) rather than counted as a failure.
 	bg_test "$T_DIR/client-$1" "$KBTOOL" connect $T_ADDR "$P_OK" 0 60000
 	client=$BG
-	n=$(metric "$OK_SUCCESS")
-	wait_until "$T_WAIT_S" metric_above "$OK_SUCCESS" "$n"
+	bg_test "$T_DIR/netclient-$1" "$KBTOOL" connect $T_ADDR "$P_NET" 0 60000
+	netclient=$BG
+	n=$(metric "$OK_SUCCESS") m=$(metric "$NET_SUCCESS")
+	wait_until "$T_WAIT_S" metric_above "$OK_SUCCESS" "$n" &&
+		wait_until "$T_WAIT_S" metric_above "$NET_SUCCESS" "$m"
 	t_check $? "$1: healthy traffic before the stop" || return
 	kill -"$1" "$T_AGENT_PID"; wait "$T_AGENT_PID" 2>/dev/null; T_AGENT_PID=""
 	# Nothing blocks while no agent runs: the SYN reaches the closed port.
 	out=$(in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 1)
 	expect_eq "$1: dead reachable (refused by the peer) while the agent is down" "$(field refused "$out")" 1
 	start_agent "$T_DIR/kb.yaml"
-	n=$(metric "$OK_SUCCESS")
-	wait_until "$T_WAIT_S" metric_above "$OK_SUCCESS" "$n"
+	n=$(metric "$OK_SUCCESS") m=$(metric "$NET_SUCCESS")
+	wait_until "$T_WAIT_S" metric_above "$OK_SUCCESS" "$n" &&
+		wait_until "$T_WAIT_S" metric_above "$NET_SUCCESS" "$m"
 	t_check $? "$1: healthy traffic after the restart"
-	kill -TERM "$client"; wait "$client"
+	kill -TERM "$client" "$netclient"; wait "$client" "$netclient"
 	out=$(cat "$T_DIR/client-$1")
 	log "$1: client: $out"
 	expect_eq "$1: healthy connects that failed across the restart" \
@@ -66,6 +78,10 @@ restart() {
 	expect_metric "$OK_SUCCESS" "$OK_TOTAL" ||
 		log "$1: BPF runs the kernel skipped (recursion_misses):" \
 		    "$(scrape | awk '/^kbreaker_bpf_program_recursion_misses_total\{/ { printf "%s ", $0 }')"
+	out=$(cat "$T_DIR/netclient-$1")
+	log "$1: client of net (a prefix): $out"
+	NET_TOTAL=$((NET_TOTAL + $(field success "$out")))
+	expect_metric "$NET_SUCCESS" "$NET_TOTAL"
 }
 
 log "SIGTERM restart under traffic"
@@ -85,8 +101,9 @@ expect_metric "kbreaker_connects_blocked_total{$D}" 3
 expect_metric "kbreaker_tcp_connects_total{$D,result=\"refused\"}" 4
 expect_metric "circuit_breaker_state{$OK,state=\"closed\"}" 1
 expect_metric "kbreaker_tcp_connects_total{$OK,result=\"refused\"}" 0
-kill "$LISTENER"; wait "$LISTENER"
+kill "$LISTENER" "$NET_LISTENER"; wait "$LISTENER" "$NET_LISTENER"
 expect_eq "listener accepted every healthy connect" "$(cat "$T_DIR/l_ok")" "accepted=$OK_TOTAL"
+expect_eq "net's listener too" "$(cat "$T_DIR/l_net")" "accepted=$NET_TOTAL"
 
 log "restart without dead: its adopted key is pruned, nothing blocks or counts it"
 stop_agent
@@ -94,8 +111,8 @@ conf
 start_agent "$T_DIR/kb.yaml"
 out=$(in_test "$KBTOOL" connect $T_ADDR "$P_DEAD" 2)
 expect_eq "dead refused by the peer, not the hook" "$(field refused "$out")" 2
-expect_metric "kbreaker_destinations" 1
-expect_eq "keys in the pinned kb_dst (ok only)" "$(bpftool -j map dump pinned "$STATE/kb_dst" | jq length)" 1
+expect_metric "kbreaker_destinations" 2
+expect_eq "keys in the pinned kb_dst (ok only; net's is a prefix)" "$(bpftool -j map dump pinned "$STATE/kb_dst" | jq length)" 1
 expect_metric "circuit_breaker_state{$D,state=\"open\"}" absent
 expect_metric "$OK_SUCCESS" "$OK_TOTAL"
 expect_metric "kbreaker_tcp_connects_total{$OK,result=\"refused\"}" 0
@@ -117,4 +134,68 @@ log "--clear-state removes the pins"
 stop_agent
 "$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null
 check "state_dir gone after --clear-state" test ! -e "$STATE"
+
+# run: a closed port, 3 failures in a row open it; the agent is stopped
+# at once after the first (before any poll of its counts).
+R='circuit_name="run"'
+run_conf() {
+	agent_config state_dir=$STATE defaults: mode=enforce consecutive_failures=$1 open_duration=1h \
+		dest: name=run host=$T_ADDR port=$P_RUN > "$T_DIR/kb.yaml"
+}
+fail_run() { expect_field "$1" refused "$2" in_test "$KBTOOL" connect $T_ADDR "$P_RUN" "$2"; }
+log "failures in a row across a restart: 1, the stop, 1 while down, the start, 1 opens it"
+run_conf 3
+start_agent "$T_DIR/kb.yaml"
+fail_run "before the stop" 1
+stop_agent
+fail_run "while down" 1
+start_agent "$T_DIR/kb.yaml"
+expect_metric "circuit_breaker_state{$R,state=\"closed\"}" 1
+fail_run "after the start" 1
+wait_state run open
+expect_metric "kbreaker_tcp_connects_total{$R,result=\"refused\"}" 3
+
+log "the same with consecutive_failures 3 -> 4 across the restart: 2 + 2"
+stop_agent
+"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null
+start_agent "$T_DIR/kb.yaml"
+fail_run "before the stop" 2
+stop_agent
+run_conf 4
+start_agent "$T_DIR/kb.yaml"
+fail_run "after the start" 1
+expect_metric "circuit_breaker_state{$R,state=\"closed\"}" 1
+fail_run "after the start" 1
+wait_state run open
+expect_metric "kbreaker_tcp_connects_total{$R,result=\"refused\"}" 4
+
+# ho: one permit in half_open; a probe whose SYN is dropped holds it.
+log "half_open across a restart: the permit a pending probe took stays taken"
+stop_agent
+"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null
+agent_config state_dir=$STATE defaults: mode=enforce consecutive_failures=1 open_duration=1s \
+	half_open_permits=1 half_open_successes=1 max_half_open_duration=10m \
+	dest: name=ho host=$T_ADDR port=$P_HO > "$T_DIR/kb.yaml"
+start_agent "$T_DIR/kb.yaml"
+fail_run() { expect_field "$1" refused 1 in_test "$KBTOOL" connect $T_ADDR "$P_HO" 1 300; }
+fail_run "trips ho"
+wait_state ho half_open
+t_on_exit "ip netns exec $T_NS nft delete table inet kbrestart 2>/dev/null"
+ip netns exec "$T_NS" nft -f - <<EON
+table inet kbrestart { chain out { type filter hook output priority 0; tcp dport $P_HO drop; }; }
+EON
+t_check $? "nft: drop SYNs to ho" || t_done
+bg_test "$T_DIR/probe" "$KBTOOL" connect $T_ADDR "$P_HO" 1 60000
+probe=$BG
+# In SYN_SENT, past the connect hook: it has the permit.
+probe_pending() { [ -n "$(ip netns exec "$T_NS" ss -Htn state syn-sent "dport = :$P_HO")" ]; }
+wait_until "$T_WAIT_S" probe_pending
+t_check $? "the probe is pending (SYN_SENT)"
+fail_run "a second connect, blocked while the probe is pending"
+stop_agent
+start_agent "$T_DIR/kb.yaml"
+expect_metric 'circuit_breaker_state{circuit_name="ho",state="half_open"}' 1
+fail_run "a third, after the restart: blocked, the permit is still taken"
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="ho"}' 2
+kill "$probe"; wait "$probe" 2>/dev/null
 t_done
