@@ -64,6 +64,15 @@ static inline bool guarded(const struct agent_circuit *c)
 /* The verdict for br, serving circuit c. */
 void circuit_verdict(const struct agent_circuit *c, const struct breaker *br, struct kb_verdict *v);
 
+/*
+ * A probe verdict written over one of the same half_open period (same
+ * since_ns) starts a new gen, in which the kernel's count of permits taken
+ * starts at zero: v gets only the permits the old one had left, so a
+ * period lets exactly half_open_permits through across reloads and
+ * restarts (a policy that raises them mid-period gives no more in it).
+ */
+void verdict_carry_probes(struct agent *a, uint32_t id, struct kb_verdict *v);
+
 void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v);
 
 /*

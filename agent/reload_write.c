@@ -101,12 +101,13 @@ journal:
 static int reload_verdict(struct agent *a, struct reload *r, uint32_t id, const struct kb_verdict *v,
 			  const struct kb_verdict *was)
 {
-	struct kb_verdict old;
+	struct kb_verdict old, next = *v;
 	int err = 0;
 
 	if (!was)
 		err = kb_bpf_get_verdict(a->bpf, id, &old);
-	err = err ?: kb_bpf_set_verdict(a->bpf, id, v);
+	verdict_carry_probes(a, id, &next);
+	err = err ?: kb_bpf_set_verdict(a->bpf, id, &next);
 	if (err)
 		return reload_fail(r, err, "bpf: write verdict of slot %u", id);
 	undo_push(r, UNDO_VERDICT, id)->verdict = was ? *was : old;
@@ -133,7 +134,7 @@ static int reload_keep(struct agent *a, struct reload *r, const struct agent_slo
 	err = rk->synced ? kb_bpf_read_trip(a->bpf, id, &trip, was) : kb_bpf_get_verdict(a->bpf, id, was);
 	rk->synced = rk->synced && was->gen && was->since_ns == br->state_since_ns;
 	if (rk->synced) {
-		rk->fails = was->fails_base + kb_word_count(trip.fails, was->gen);
+		rk->fails = kb_fails_in_row(was, trip.fails);
 		breaker_adopt_count(br, rk->fails);
 	}
 	/* What mark_counted() reads when events stop, read now: the switch cannot fail. */

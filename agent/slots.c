@@ -20,9 +20,28 @@ void circuit_verdict(const struct agent_circuit *c, const struct breaker *br, st
 	}
 }
 
-void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v)
+void verdict_carry_probes(struct agent *a, uint32_t id, struct kb_verdict *v)
 {
-	int err = kb_bpf_set_verdict(a->bpf, id, v);
+	struct kb_verdict cur;
+	struct kb_trip t;
+	__u32 taken;
+
+	if (v->action != KB_ACT_PROBE || kb_bpf_read_trip(a->bpf, id, &t, &cur) || !cur.gen ||
+	    cur.action != KB_ACT_PROBE || cur.since_ns != v->since_ns)
+		return;
+	taken = kb_word_count(t.probes, cur.gen);
+	taken = taken < cur.permits ? taken : cur.permits;
+	if (v->permits > cur.permits - taken)
+		v->permits = cur.permits - taken;
+}
+
+void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *verdict)
+{
+	struct kb_verdict v = *verdict;
+	int err;
+
+	verdict_carry_probes(a, id, &v);
+	err = kb_bpf_set_verdict(a->bpf, id, &v);
 
 	if (err) {
 		a->map_errors++;
@@ -45,7 +64,7 @@ void slot_sync_count(struct agent *a, struct agent_slot *s)
 	    kb_bpf_read_trip(a->bpf, s - a->slots, &t, &v) || !v.gen ||
 	    v.since_ns != s->br.state_since_ns)
 		return;
-	breaker_adopt_count(&s->br, v.fails_base + kb_word_count(t.fails, v.gen));
+	breaker_adopt_count(&s->br, kb_fails_in_row(&v, t.fails));
 }
 
 /*

@@ -48,6 +48,25 @@ KB_JUDGE_INLINE __u32 kb_word_count(__u64 w, __u32 gen)
 }
 
 /*
+ * Set in a fails word by a success in its gen: the agent's fails_base (the
+ * failures it had counted when it wrote the verdict) is behind that
+ * success, and no longer counts.
+ */
+#define KB_FAILS_RESET 0x80000000U
+
+/*
+ * Failures in a row under verdict v, given the kernel's fails word: its
+ * count in v's gen on top of the agent's fails_base, or alone once a
+ * success in that gen reset the run.
+ */
+KB_JUDGE_INLINE __u32 kb_fails_in_row(const struct kb_verdict *v, __u64 fails)
+{
+	__u32 n = kb_word_count(fails, v->gen);
+
+	return n & KB_FAILS_RESET ? n & ~KB_FAILS_RESET : v->fails_base + n;
+}
+
+/*
  * Add one to *w's count for gen and return the count before the add.
  * A word still holding an older gen is restarted at one with a compare-
  * and-swap; two tries suffice, as only the first caller of a new gen
@@ -108,16 +127,20 @@ KB_JUDGE_INLINE __u32 kb_effective_action(const struct kb_verdict *v, const stru
 KB_JUDGE_INLINE __u32 kb_judge_trip(const struct kb_verdict *v, struct kb_trip *t, __u32 res,
 				    __u64 now, bool locked)
 {
+	__u64 reset = (__u64)v->gen << 32 | KB_FAILS_RESET;
 	__u32 gen = v->gen, act = v->action, old;
 	long long before;
 
 	if (res == KB_RES_SUCCESS) {
-		if (kb_word_count(*(volatile __u64 *)&t->fails, gen))
-			*(volatile __u64 *)&t->fails = (__u64)gen << 32;
+		/* Written once per run of successes, not on every one. */
+		if (*(volatile __u64 *)&t->fails != reset)
+			*(volatile __u64 *)&t->fails = reset;
 		return 0;
 	}
 	before = kb_word_add(&t->fails, gen, locked);
-	if (before < 0 || !v->trip_after || (__u64)v->fails_base + before + 1 < v->trip_after)
+	if (before < 0 || !v->trip_after ||
+	    (before & KB_FAILS_RESET ? 0 : (__u64)v->fails_base) + (before & ~KB_FAILS_RESET) + 1 <
+	    v->trip_after)
 		return 0;
 	if (act != KB_ACT_ALLOW && act != KB_ACT_RAMP && act != KB_ACT_PROBE)
 		return 0;
@@ -134,9 +157,10 @@ KB_JUDGE_INLINE __u32 kb_judge_trip(const struct kb_verdict *v, struct kb_trip *
 
 /*
  * One outcome of a connect begun at syn_ns, judged against the agent's
- * verdict v at `now`. A success restarts the consecutive count; a failure
- * (v->fail_mask) adds one, and the failure that brings fails_base plus the
- * kernel's count to trip_after opens the breaker in the kernel, while the
+ * verdict v at `now`. A success restarts the consecutive count, the agent's
+ * fails_base with it; a failure (v->fail_mask) adds one, and the failure
+ * that brings the count in a row (kb_fails_in_row) to trip_after opens the
+ * breaker in the kernel, while the
  * action is one a failure may end (allow, ramp, probe). Returns
  * KB_EV_TRIPPED to the one caller whose outcome tripped it, else 0.
  */

@@ -4,11 +4,14 @@
 # breaker and counts, a removed one is unblocked at once, a changed policy
 # applies to the kept state, an added one starts closed; a broken file is
 # rejected with file:line:col, the running config stays, and the failure
-# shows in kbreaker_config_reload_success.
+# shows in kbreaker_config_reload_success. Failures counted before a reload
+# that rewrites a closed breaker's verdict end with the next success, in the
+# kernel as in the agent. A reload in half_open that rewrites the verdict
+# gives no permit a pending probe took.
 . "$(dirname "$0")/lib.sh"
 t_setup
-B=$(test_port 4)
-P_KEEP=$B P_GONE=$((B+1)) P_CHG=$((B+2)) P_NEW=$((B+3))
+B=$(test_port 6)
+P_KEEP=$B P_GONE=$((B+1)) P_CHG=$((B+2)) P_NEW=$((B+3)) P_RUN=$((B+4)) P_HO=$((B+5))
 T_LISTEN="127.0.0.1:$(free_port)"
 
 conf() {	# conf CHANGE_THRESHOLD WITH_GONE WITH_NEW
@@ -91,4 +94,61 @@ kill "$NOTIFY_PID"; wait "$NOTIFY_PID" 2>/dev/null
 # Three reloads, one of them rejected: each still ends with READY=1.
 expect_eq "sd_notify messages" "$(tr '\n' ' ' < "$T_DIR/notify.out")" \
 	"READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 STOPPING=1 "
+unset NOTIFY_SOCKET
+
+log "4 failures in a row (of 5), a reload to 6, a success: 5 more stay closed, the 6th opens"
+R='circuit_name="run"'
+run_conf() {
+	agent_config defaults: mode=enforce open_duration=1h \
+		dest: name=run host=$T_ADDR port=$P_RUN consecutive_failures=$1 > "$T_DIR/kb.yaml"
+}
+run_conf 5
+start_agent "$T_DIR/kb.yaml"
+expect_field "4 refused" refused 4 in_test "$KBTOOL" connect $T_ADDR "$P_RUN" 4
+wait_metric "circuit_breaker_consecutive_failures{$R}" 4
+run_conf 6
+kill -HUP "$T_AGENT_PID"
+wait_metric 'kbreaker_config_reloads_total{result="success"}' 1
+start_listener $T_ADDR "$P_RUN" "$T_DIR/l_run"
+expect_field "a success" success 1 in_test "$KBTOOL" connect $T_ADDR "$P_RUN" 1
+kill "$LISTENER"; wait "$LISTENER" 2>/dev/null
+wait_metric "circuit_breaker_consecutive_failures{$R}" 0
+expect_field "5 refused" refused 5 in_test "$KBTOOL" connect $T_ADDR "$P_RUN" 5
+wait_metric "circuit_breaker_consecutive_failures{$R}" 5
+expect_metric "circuit_breaker_state{$R,state=\"closed\"}" 1
+expect_field "the 6th, refused by the peer" refused 1 in_test "$KBTOOL" connect $T_ADDR "$P_RUN" 1
+wait_state run open
+expect_metric "kbreaker_tcp_connects_total{$R,result=\"refused\"}" 10
+stop_agent; expect_eq "exit status" "$?" 0
+
+log "half_open, one permit, its probe pending; a reload changes the verdict (failures)"
+H='circuit_name="ho"'
+ho_conf() {
+	agent_config defaults: mode=enforce dest: name=ho host=$T_ADDR port=$P_HO \
+		consecutive_failures=1 open_duration=1s half_open_permits=1 "failures=$1" > "$T_DIR/kb.yaml"
+}
+ho_conf "[refused, timeout, unreachable, error]"
+start_agent "$T_DIR/kb.yaml"
+expect_field "trips ho" refused 1 in_test "$KBTOOL" connect $T_ADDR "$P_HO" 1
+wait_state ho half_open
+t_on_exit "ip netns exec $T_NS nft delete table inet kbreload 2>/dev/null"
+ip netns exec "$T_NS" nft -f - <<EON
+table inet kbreload { chain out { type filter hook output priority 0; tcp dport $P_HO drop; }; }
+EON
+t_check $? "nft: drop SYNs to ho" || t_done
+bg_test "$T_DIR/probe" "$KBTOOL" connect $T_ADDR "$P_HO" 1 60000
+probe=$BG
+# In SYN_SENT, past the connect hook: it has the permit.
+probe_pending() { [ -n "$(ip netns exec "$T_NS" ss -Htn state syn-sent "dport = :$P_HO")" ]; }
+wait_until "$T_WAIT_S" probe_pending
+t_check $? "the probe is pending (SYN_SENT)"
+ho_conf "[refused, timeout, unreachable]"
+kill -HUP "$T_AGENT_PID"
+wait_metric 'kbreaker_config_reloads_total{result="success"}' 1
+expect_metric "circuit_breaker_state{$H,state=\"half_open\"}" 1
+expect_field "a second connect: blocked, the permit is still taken" refused 1 \
+	in_test "$KBTOOL" connect $T_ADDR "$P_HO" 1 300
+expect_metric "kbreaker_connects_blocked_total{$H}" 1
+kill "$probe"; wait "$probe" 2>/dev/null
+stop_agent; expect_eq "exit status" "$?" 0
 t_done

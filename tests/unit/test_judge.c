@@ -67,11 +67,14 @@ static void test_judge_table(void **state)
 		__u32 action, trip_after, base;
 		const char *outcomes;
 		int trips_at;		/* index of the outcome that trips; -1: none */
-		__u32 fails_after;	/* the kernel's count at the end */
+		__u32 fails_after;	/* failures in a row at the end (kb_fails_in_row) */
 	} cases[] = {
 		{ "three refused trip at the third", KB_ACT_ALLOW, 3, 0, "RRR", 2, 3 },
 		{ "a success restarts the count", KB_ACT_ALLOW, 3, 0, "RRSRR", -1, 2 },
-		{ "the agent's base counts", KB_ACT_ALLOW, 3, 2, "R", 0, 1 },
+		{ "the agent's base counts", KB_ACT_ALLOW, 3, 2, "R", 0, 3 },
+		{ "a success voids the agent's base", KB_ACT_ALLOW, 5, 4, "SR", -1, 1 },
+		{ "then trip_after more in a row trip", KB_ACT_ALLOW, 3, 2, "SRRR", 3, 3 },
+		{ "failures, a success, failures: the last run counts", KB_ACT_ALLOW, 3, 1, "RSRR", -1, 2 },
 		{ "unlisted results are not failures", KB_ACT_ALLOW, 2, 0, "CECE", -1, 0 },
 		{ "cancelled keeps the count", KB_ACT_ALLOW, 2, 0, "RCR", 2, 2 },
 		{ "trip_after 0 never trips", KB_ACT_ALLOW, 0, 0, "RRRRRR", -1, 6 },
@@ -96,7 +99,7 @@ static void test_judge_table(void **state)
 			}
 		}
 		check_int(cases[i].name, tripped_at, cases[i].trips_at);
-		check_eq(cases[i].name, kb_word_count(t.fails, 7), cases[i].fails_after);
+		check_eq(cases[i].name, kb_fails_in_row(&v, t.fails), cases[i].fails_after);
 		check_eq(cases[i].name, t.tripped, tripped_at >= 0 ? 7 : 0);
 		if (tripped_at >= 0) {
 			check_eq(cases[i].name, t.tripped_ns, 1000 + tripped_at);
