@@ -350,6 +350,8 @@ static void gather_one(void *ctx, const struct kb_wl_key *key, const struct kb_w
 	c = &a->circuits[r->circuit];
 	canon = a->wl.canon[key->workload];
 	snprintf(r->v.name, sizeof(r->v.name), "%s", agent_workload_name(a, canon));
+	/* Before records are merged by name: two names that read the same make one series. */
+	workloads_utf8(r->v.name);
 	r->v.state = c->n_wl ? (int)breaker_public_state(&a->slots[c->slot + key->workload].br) : -1;
 	r->v.st = *st;
 }

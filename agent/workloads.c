@@ -73,6 +73,56 @@ void workloads_forget(struct workloads *w, uint32_t idx)
 	w->canon[idx] = idx;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629), or 0. */
+static size_t utf8_seq(const unsigned char *s)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	/* No overlong forms, no surrogates, nothing past U+10FFFF. */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+size_t workloads_utf8(char *label)
+{
+	unsigned char *p = (unsigned char *)label;
+	size_t changed = 0, n;
+
+	while (*p) {
+		n = utf8_seq(p);
+		if (n) {
+			p += n;
+			continue;
+		}
+		*p++ = '?';
+		changed++;
+	}
+	return changed;
+}
+
 int workloads_label(const char *rel, char *out, size_t len)
 {
 	int n = snprintf(out, len, "%s", rel[0] ? rel : WL_SELF);

@@ -66,4 +66,12 @@ void workloads_forget(struct workloads *w, uint32_t idx);
  */
 int workloads_label(const char *rel, char *out, size_t len);
 
+/*
+ * Make label valid UTF-8 in place for /metrics and /status: each byte that
+ * is not part of a well-formed sequence becomes '?'. A cgroup's name may
+ * be any bytes; Prometheus refuses a whole scrape, and JSON parsers a
+ * page, with one invalid sequence in it. Returns how many bytes changed.
+ */
+size_t workloads_utf8(char *label);
+
 #endif /* KB_WORKLOADS_H */

@@ -389,6 +389,20 @@ expect_eq "pw: no reset received (the one received was the unwatched listener's)
 	"$(m0 "$T_DIR/m" kbreaker_tcp_resets_total circuit_name=pw direction=received)" "$RX0"
 expect_eq "pw destination success" "$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=pw result=success)" 4
 agent_alive "after the reused socket"
+
+log "j) a cgroup whose name is not UTF-8: its label is, in /metrics and /status"
+BAD=$'bad\xff\xfename'
+t_subcg "$BAD"
+expect_field "sh (open) refuses it" refused 1 in_cg "$BAD" "$KBTOOL" connect $T_ADDR "$P_SH" 1
+bad_seen() { snap && grep -q 'workload="bad??name"' "$T_DIR/m"; }
+check "its label: bad??name" wait_until "$T_WAIT_S" bad_seen
+expect_eq "sh: blocked for bad??name" \
+	"$(msum "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name=sh workload='bad??name')" 1
+promtool_check "a cgroup name not UTF-8"
+http_get /status > "$T_DIR/status.json"
+check "/status is UTF-8" iconv -f UTF-8 -t UTF-8 -o /dev/null "$T_DIR/status.json"
+check "/status is JSON, with the label" \
+	sh -c 'jq -e "[.destinations[].workloads[]?.workload] | index(\"bad??name\")" "$1" >/dev/null' sh "$T_DIR/status.json"
 stop_agent; expect_eq "agent exit status after the restart" "$?" 0
 
 log "d) 1,000 workloads, max 50: a fresh agent"

@@ -26,6 +26,32 @@
 #include "fakes.h"
 #include "workloads.h"
 
+/* Labels become valid UTF-8: well-formed sequences stay, each other byte is '?'. */
+static void test_utf8(void **state)
+{
+	static const struct {
+		const char *in, *out;
+		size_t changed;
+	} cases[] = {
+		{ "app/web-1", "app/web-1", 0 },
+		{ "caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80", "caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80", 0 },
+		{ "bad\xff\xfename", "bad??name", 2 },
+		{ "cut\xe2\x82", "cut??", 2 },		/* a sequence the name ends in */
+		{ "\xc0\xaf", "??", 2 },			/* overlong '/' */
+		{ "\xed\xa0\x80", "???", 3 },		/* a surrogate */
+		{ "\xf4\x90\x80\x80", "????", 4 },	/* past U+10FFFF */
+		{ "\x80lone", "?lone", 1 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char buf[64];
+
+		snprintf(buf, sizeof(buf), "%s", cases[i].in);
+		assert_int_equal(workloads_utf8(buf), cases[i].changed);
+		assert_string_equal(buf, cases[i].out);
+	}
+}
+
 static void test_names(void **state)
 {
 	struct workloads w;
@@ -478,6 +504,7 @@ static void test_late_entry(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_forget),
 		cmocka_unit_test(test_per_workload_slots),
