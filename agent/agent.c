@@ -118,6 +118,7 @@ void agent_fini(struct agent *a)
 	for (size_t i = 0; i < a->n_circuits; i++) {
 		free(a->circuits[i].addrs);
 		free(a->circuits[i].members);
+		free(a->circuits[i].retired);
 	}
 	free(a->circuits);
 	free(a->slots);

@@ -44,6 +44,16 @@ struct agent_slot {
 	uint32_t workload;		/* per_workload members: the workload index */
 };
 
+/*
+ * What per_address members counted before their address went: the
+ * circuit's counters stay cumulative while its members come and go.
+ */
+struct circuit_retired {
+	struct kb_dst_stats stats;
+	uint64_t transitions[BS_MACHINE][BS_MACHINE];
+	uint64_t trips_denied;
+};
+
 struct agent_circuit {
 	const struct config_dst *cfg;
 	uint32_t slot;			/* its breaker, unless per_address */
@@ -51,6 +61,7 @@ struct agent_circuit {
 	uint32_t *members;		/* per_address: slot of addrs[i] */
 	size_t n_addrs;
 	uint32_t n_wl;			/* per_workload: its breakers, slot + 0 .. slot + n_wl - 1 */
+	struct circuit_retired *retired;	/* per_address, once a member went; else NULL */
 };
 
 /*

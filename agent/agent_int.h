@@ -59,6 +59,16 @@ static inline bool guarded(const struct agent_circuit *c)
 	return grouped(c->cfg) || (c->n_wl && c->cfg->max_open_percent < 100);
 }
 
+/* Add b's counters into a's, word by word (every field of kb_dst_stats is a __u64 count). */
+static inline void kb_dst_stats_add(struct kb_dst_stats *a, const struct kb_dst_stats *b)
+{
+	__u64 *d = (__u64 *)a;
+	const __u64 *s = (const __u64 *)b;
+
+	for (size_t w = 0; w < sizeof(*a) / sizeof(__u64); w++)
+		d[w] += s[w];
+}
+
 /* --- slots.c: breakers in slots, their verdicts and their keys ------------ */
 
 /* The verdict for br, serving circuit c. */

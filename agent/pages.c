@@ -36,7 +36,11 @@ static void page_done(struct agent *a, struct page *p)
 	free(p->stats);
 }
 
-/* Sum each circuit's slots into its first one and point the circuit at it. 0 or -ENOMEM. */
+/*
+ * Sum each circuit's slots into its first one and point the circuit at it;
+ * with what its members that went counted (p->slots has room past n_slots
+ * for a circuit that has no slot left). 0 or -ENOMEM.
+ */
 static int page_sum(struct page *p)
 {
 	static const struct kb_dst_stats none;
@@ -49,18 +53,20 @@ static int page_sum(struct page *p)
 		first[c] = -1;
 	for (uint32_t i = 0; i < s->n_slots; i++) {
 		int32_t c = s->slot_circuit[i];
-		const __u64 *src = (const __u64 *)&p->slots[i];
-		__u64 *dst;
 
 		if (c < 0)
 			continue;
-		if (first[c] < 0) {
+		if (first[c] < 0)
 			first[c] = i;
+		else
+			kb_dst_stats_add(&p->slots[first[c]], &p->slots[i]);
+	}
+	for (size_t c = 0; c < s->n; c++) {
+		if (s->c[c].retired < 0)
 			continue;
-		}
-		dst = (__u64 *)&p->slots[first[c]];
-		for (size_t w = 0; w < sizeof(p->slots[0]) / sizeof(__u64); w++)
-			dst[w] += src[w];
+		if (first[c] < 0)
+			first[c] = s->n_slots + s->c[c].retired;
+		kb_dst_stats_add(&p->slots[first[c]], &s->retired[s->c[c].retired]);
 	}
 	for (size_t c = 0; c < s->n; c++)
 		p->stats[c] = first[c] >= 0 ? &p->slots[first[c]] : &none;
@@ -78,7 +84,8 @@ static int page_start(struct agent *a, struct page *p)
 	s = p->snap = snapshot_get(&a->snaps, SNAPSHOT_WAIT_NS);
 	if (!s)
 		return -EAGAIN;	/* the loop never answered */
-	p->slots = calloc(s->n_slots ? s->n_slots : 1, sizeof(*p->slots));
+	p->slots = calloc(s->n_slots + s->n_retired ? s->n_slots + s->n_retired : 1,
+			  sizeof(*p->slots));
 	p->stats = malloc((s->n ? s->n : 1) * sizeof(*p->stats));
 	err = p->slots && p->stats ? kb_bpf_read_all_stats(a->bpf, s->n_slots, p->slots) : -ENOMEM;
 	err = err ?: page_sum(p);

@@ -306,6 +306,7 @@ static void reload_commit(struct agent *a, struct reload *r)
 		log_info("circuit removed\tcircuit=%s", old[j].cfg->name);
 		free(old[j].addrs);
 		free(old[j].members);
+		free(old[j].retired);
 	}
 	for (uint32_t i = 0; i < r->cfg->n_dsts; i++) {
 		const struct config_dst *cfg = r->next[i].cfg;

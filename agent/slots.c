@@ -400,6 +400,31 @@ static bool circuit_key_held(struct agent *a, const struct agent_circuit *c, con
 	return err || held == id;
 }
 
+/* Member id of per_address circuit c goes: what it counted stays the circuit's. */
+static void member_retire(struct agent *a, struct agent_circuit *c, uint32_t id)
+{
+	const struct agent_slot *s = &a->slots[id];
+	struct kb_dst_stats st;
+	int err;
+
+	if (!c->retired && !(c->retired = calloc(1, sizeof(*c->retired)))) {
+		log_err("circuit %s: out of memory: the counts of a member that went are lost",
+			c->cfg->name);
+		return;
+	}
+	err = kb_bpf_read_stats(a->bpf, id, &st);
+	if (err) {
+		a->map_errors++;
+		log_err("bpf: read counters of slot %u: %s", id, strerror(-err));
+	} else {
+		kb_dst_stats_add(&c->retired->stats, &st);
+	}
+	for (int i = 0; i < BS_MACHINE; i++)
+		for (int j = 0; j < BS_MACHINE; j++)
+			c->retired->transitions[i][j] += s->br.transitions[i][j];
+	c->retired->trips_denied += s->br.denied_trips;
+}
+
 /*
  * Make the maps hold exactly `addrs` (sorted, n) for a named circuit, taking
  * ownership of the array. One merge pass over both sorted lists finds what
@@ -427,8 +452,10 @@ void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n,
 						   members ? c->members[i] : circuit_key_id(c, 0))) {
 			/* Another destination's now: let it go, without touching its key. */
 			addr_text(addrs[j], text, sizeof(text));
-			if (members)
+			if (members) {
+				member_retire(a, c, c->members[i]);
 				slot_drop(a, c->members[i]);
+			}
 			log_info("address removed\tcircuit=%s host=%s address=%s: another destination's",
 				 c->cfg->name, c->cfg->host, text);
 			memmove(&addrs[j], &addrs[j + 1], (n - j - 1) * sizeof(*addrs));
@@ -445,8 +472,10 @@ void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n,
 		if (cmp < 0) {
 			circuit_key_del(a, c, c->addrs[i], 128,
 					members ? c->members[i] : circuit_key_id(c, 0));
-			if (members)
+			if (members) {
+				member_retire(a, c, c->members[i]);
 				slot_drop(a, c->members[i]);
+			}
 			log_info("address removed\tcircuit=%s host=%s address=%s", c->cfg->name,
 				 c->cfg->host, text);
 			i++;

@@ -19,6 +19,7 @@ static void snapshot_free(struct snapshot *s)
 	free(s->strings);
 	free(s->addrs);
 	free(s->member_states);
+	free(s->retired);
 	free(s->wl);
 	free(s);
 }
@@ -57,6 +58,7 @@ static struct snapshot_room room_of(const struct agent *a)
 		r.addrs += a->circuits[i].n_addrs;
 		r.members += a->circuits[i].members ? a->circuits[i].n_addrs : 0;
 		r.chars += strlen(a->circuits[i].cfg->host) + 1;
+		r.retired += a->circuits[i].retired != NULL;
 	}
 	return r;
 }
@@ -65,7 +67,7 @@ static bool room_fits(const struct snapshot_room *have, const struct snapshot_ro
 {
 	return have->circuits >= need->circuits && have->slots >= need->slots &&
 	       have->chars >= need->chars && have->addrs >= need->addrs &&
-	       have->members >= need->members;
+	       have->members >= need->members && have->retired >= need->retired;
 }
 
 /*
@@ -93,7 +95,9 @@ static struct snapshot *snapshot_alloc(const struct agent *a, struct snapshot *o
 	s->strings = malloc(need.chars);
 	s->addrs = calloc(need.addrs ? need.addrs : 1, sizeof(*s->addrs));
 	s->member_states = calloc(need.members ? need.members : 1, sizeof(*s->member_states));
-	if (!s->c || !s->slot_circuit || !s->strings || !s->addrs || !s->member_states) {
+	s->retired = calloc(need.retired ? need.retired : 1, sizeof(*s->retired));
+	if (!s->c || !s->slot_circuit || !s->strings || !s->addrs || !s->member_states ||
+	    !s->retired) {
 		snapshot_free(s);
 		errno = ENOMEM;
 		return NULL;
@@ -101,9 +105,9 @@ static struct snapshot *snapshot_alloc(const struct agent *a, struct snapshot *o
 	return s;
 }
 
-/* Where the next circuit's host, addresses and member states go. */
+/* Where the next circuit's host, addresses, member states and retired counts go. */
 struct fold_pos {
-	uint32_t chars, addrs, members;
+	uint32_t chars, addrs, members, retired;
 };
 
 /* What a circuit shows before its slots are folded in. */
@@ -133,6 +137,14 @@ static void circuit_entry(struct snapshot *s, struct snap_circuit *sc, const str
 	sc->per_workload = c->n_wl;
 	sc->members = c->members ? (int32_t)pos->members : -1;
 	pos->members += c->members ? c->n_addrs : 0;
+	sc->retired = -1;
+	if (c->retired) {
+		/* Slots fold on top of these: transitions add up the same way. */
+		sc->retired = pos->retired;
+		s->retired[pos->retired++] = c->retired->stats;
+		memcpy(sc->transitions, c->retired->transitions, sizeof(sc->transitions));
+		sc->trips_denied = c->retired->trips_denied;
+	}
 }
 
 /* What the agent knows of itself, for /metrics. */
@@ -170,6 +182,7 @@ struct snapshot *snapshot_fold(const struct agent *a, uint64_t now, struct snaps
 	s->n_slots = a->n_slots;
 	for (size_t ci = 0; ci < a->n_circuits; ci++)
 		circuit_entry(s, &s->c[ci], &a->circuits[ci], &pos);
+	s->n_retired = pos.retired;
 	for (size_t i = 0; i < a->n_slots; i++) {
 		const struct agent_slot *sl = &a->slots[i];
 

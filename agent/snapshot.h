@@ -42,11 +42,12 @@ struct snap_circuit {
 	int32_t members;		/* per_address: its member states from there, else -1 */
 	bool per_workload;
 	uint32_t wl, n_wl;		/* its workloads: snapshot.wl[wl...] */
+	int32_t retired;		/* per_address: snapshot.retired[retired], or -1 */
 };
 
 /* What a snapshot's arrays hold room for. */
 struct snapshot_room {
-	size_t circuits, slots, chars, addrs, members;
+	size_t circuits, slots, chars, addrs, members, retired;
 };
 
 struct snapshot {
@@ -62,6 +63,8 @@ struct snapshot {
 	char *strings;			/* the hosts */
 	uint8_t (*addrs)[16];		/* every circuit's resolved addresses, in a row */
 	enum breaker_state *member_states;	/* in a row, for per_address circuits */
+	struct kb_dst_stats *retired;	/* what members that went counted, per circuit with any */
+	size_t n_retired;
 	bool wl_on;			/* workload attribution */
 	struct status_wl wl_info;
 	struct metrics_wl *wl;		/* every circuit's workloads, in a row */

@@ -101,4 +101,23 @@ log "the name removed: the literal's key stays"
 reload_to "${lit[@]}"
 in_test "$KBTOOL" connect "$A" "$P" 2 >/dev/null
 expect_metric "$ML" 5
+
+# per_address: each address its own breaker; the destination's counters
+# are their sum, and stay so when an address goes.
+PA=pa.kbreaker-test.invalid
+printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$T_NET.0.8" "$PA" "$T_NET.0.9" "$PA" > "$T_DIR/hosts"
+MP='kbreaker_tcp_connects_total{circuit_name="pa",result="refused"}'
+log "per_address: 4 + 2 refused on two addresses, then the name drops $T_NET.0.8"
+reload_to dest: name=pa host=$PA port=$P per_address=true
+in_test "$KBTOOL" connect "$T_NET.0.8" "$P" 4 >/dev/null
+in_test "$KBTOOL" connect "$T_NET.0.9" "$P" 2 >/dev/null
+expect_metric "$MP" 6
+printf '127.0.0.1 localhost\n%s %s\n' "$T_NET.0.9" "$PA" > "$T_DIR/hosts"
+pa_dropped() { log_has "msg=\"address removed\" circuit=pa .*address=${T_NET//./\\.}\\.0\\.8\$"; }
+wait_until "$T_WAIT_S" pa_dropped
+check "$T_NET.0.8 removed" pa_dropped
+expect_metric "$MP" 6
+expect_eq "/status: pa refused" "$(http_get /status | jq '.destinations[] | select(.name == "pa") | .connects.refused')" 6
+in_test "$KBTOOL" connect "$T_NET.0.9" "$P" 1 >/dev/null
+expect_metric "$MP" 7
 t_done

@@ -139,6 +139,51 @@ static void test_answer_for_a_dropped_name(void **state)
 	free(a);
 }
 
+static bool pool_moved(struct agent *a)
+{
+	return circuit_named(a, "pool")->n_addrs == 3;
+}
+
+/* Whether /metrics says pool had `refused` refused connects. */
+static void check_pool_refused(const char *ctx, struct agent *a, unsigned refused)
+{
+	char want[128], *body = render(ctx, a, agent_metrics);
+
+	snprintf(want, sizeof(want),
+		 "\nkbreaker_tcp_connects_total{circuit_name=\"pool\",result=\"refused\"} %u\n", refused);
+	if (!strstr(body, want))
+		fail_msg("%s: no%s", ctx, want);
+	free(body);
+}
+
+/*
+ * A per_address member whose address went keeps its counts in the
+ * destination's: its counters never go backwards while it is configured.
+ */
+static void test_member_counts_stay(void **state)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct config *cfg = parse("config", config);
+	const struct agent_circuit *pool;
+
+	assert_non_null(a);
+	fake_names(before, ARRAY_SIZE(before));
+	assert_int_equal(agent_init(a, cfg, fake_bpf_open(), 16, mono_now()), 0);
+	pool = circuit_named(a, "pool");
+	assert_int_equal(pool->n_addrs, 2);	/* 10.9.0.1 and 10.9.0.2 */
+	fake_maps.stats[pool->members[0]].connects[KB_RES_REFUSED] = 4;
+	fake_maps.stats[pool->members[1]].connects[KB_RES_REFUSED] = 2;
+	check_pool_refused("two addresses", a, 6);
+
+	fake_names(moved, ARRAY_SIZE(moved));	/* 10.9.0.1 goes, .3 and .4 come */
+	resolved_until("moved", a, pool_moved);
+	check_pool_refused("10.9.0.1 gone", a, 6);
+	check_maps("10.9.0.1 gone", a);
+	agent_fini(a);
+	drop(cfg);
+	free(a);
+}
+
 /* One address and port, two destinations: a name (dup) and a literal (lit). */
 static const struct fake_name dup_names[] = {
 	{ "dup.test", { "10.0.0.1" } },
@@ -228,6 +273,7 @@ int main(void)
 		cmocka_unit_test(test_answers_reach_the_loop),
 		cmocka_unit_test(test_answer_for_a_dropped_name),
 		cmocka_unit_test(test_one_address_two_destinations),
+		cmocka_unit_test(test_member_counts_stay),
 	};
 
 	return cmocka_run_group_tests_name("agent_resolver", tests, NULL, NULL);
