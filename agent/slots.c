@@ -328,6 +328,12 @@ bool circuit_wants_key(const struct agent *a, const uint8_t addr[16], uint8_t pr
 	return false;
 }
 
+static void warn_taken(const struct agent_circuit *c, const char *addr, const char *other)
+{
+	log_warn("address taken\tcircuit=%s host=%s address=%s port=%u by=%s: not watched by this "
+		 "destination", c->cfg->name, c->cfg->host, addr, c->cfg->port, other);
+}
+
 /*
  * Point key addr/prefix_len of circuit c at id. A key is one destination's:
  * one that another still wants stays its own, unless c names the address
@@ -349,9 +355,7 @@ static int circuit_key_add(struct agent *a, const struct agent_circuit *c, const
 		other = a->circuits[a->slots[held & KB_ID_SLOT].circuit].cfg->name;
 		addr_text(addr, text, sizeof(text));
 		if (cfg->host_kind == HOST_NAME) {
-			log_warn("address taken\tcircuit=%s host=%s address=%s port=%u by=%s: "
-				 "not watched by this destination", cfg->name, cfg->host, text,
-				 cfg->port, other);
+			warn_taken(c, text, other);
 			return -EEXIST;
 		}
 		log_warn("address taken\tcircuit=%s address=%s port=%u from=%s: a destination's own "
@@ -366,6 +370,23 @@ static int circuit_key_add(struct agent *a, const struct agent_circuit *c, const
 			err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
 	}
 	return err;
+}
+
+/*
+ * Whether resolved address addr of named circuit c is another destination's,
+ * one that wants it: logged, before c takes a slot for it.
+ */
+static bool circuit_key_taken(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr)
+{
+	char text[ADDR_TEXT_MAX];
+	uint32_t held;
+
+	if (kb_bpf_get_dst(a->bpf, addr, 128, c->cfg->port, c->cfg->netns_ino, &held) ||
+	    !circuit_wants_key(a, addr, 128, c->cfg->port, c->cfg->netns_ino, held))
+		return false;
+	addr_text(addr, text, sizeof(text));
+	warn_taken(c, text, a->circuits[a->slots[held & KB_ID_SLOT].circuit].cfg->name);
+	return true;
 }
 
 static void circuit_key_del(struct agent *a, const struct agent_circuit *c, const kb_addr_t addr,
@@ -479,6 +500,12 @@ void circuit_set_addrs(struct agent *a, uint32_t ci, kb_addr_t *addrs, size_t n,
 			log_info("address removed\tcircuit=%s host=%s address=%s", c->cfg->name,
 				 c->cfg->host, text);
 			i++;
+			continue;
+		}
+		if (members && circuit_key_taken(a, c, addrs[j])) {
+			/* No slot for it: tried again at the next resolution. */
+			memmove(&addrs[j], &addrs[j + 1], (n - j - 1) * sizeof(*addrs));
+			n--;
 			continue;
 		}
 		if (members) {

@@ -231,13 +231,19 @@ static struct config *reload_to(struct agent *a, struct config *cur, const char 
 /*
  * The literal outranks the name, at start and in a reload; the name takes
  * the address when the literal goes; and neither ever removes the other's
- * key (a reload that dropped one of them used to unplug the other).
+ * key (a reload that dropped one of them used to unplug the other). dup:
+ * the name's line, one breaker or one per address.
  */
-static void test_one_address_two_destinations(void **state)
+static void one_address_two_destinations(const char *dup)
 {
 	struct agent *a = calloc(1, sizeof(*a));
-	struct config *cfg = parse("both", DUP_HEAD DUP LIT);
+	char both[512], lit_first[512], only_dup[512];
+	struct config *cfg;
 
+	snprintf(both, sizeof(both), "%s%s%s", DUP_HEAD, dup, LIT);
+	snprintf(lit_first, sizeof(lit_first), "%s%s%s", DUP_HEAD, LIT, dup);
+	snprintf(only_dup, sizeof(only_dup), "%s%s", DUP_HEAD, dup);
+	cfg = parse("both", both);
 	assert_non_null(a);
 	fake_names(dup_names, ARRAY_SIZE(dup_names));
 	assert_int_equal(agent_init(a, cfg, fake_bpf_open(), 16, mono_now()), 0);
@@ -246,12 +252,12 @@ static void test_one_address_two_destinations(void **state)
 	check_owner("dup let go", a, "lit");
 	check_maps("dup let go", a);
 
-	cfg = reload_to(a, cfg, "lit removed", DUP_HEAD DUP);
+	cfg = reload_to(a, cfg, "lit removed", only_dup);
 	resolved_until("lit removed: dup takes it", a, dup_took);
 	check_owner("lit removed", a, "dup");
 	check_maps("lit removed", a);
 
-	cfg = reload_to(a, cfg, "lit back", DUP_HEAD DUP LIT);
+	cfg = reload_to(a, cfg, "lit back", both);
 	check_owner("lit back", a, "lit");
 	resolved_until("lit back: dup lets go", a, dup_let_go);
 	check_maps("lit back", a);
@@ -260,11 +266,23 @@ static void test_one_address_two_destinations(void **state)
 	check_owner("dup removed", a, "lit");
 	check_maps("dup removed", a);
 
-	cfg = reload_to(a, cfg, "lit first", DUP_HEAD LIT DUP);
+	cfg = reload_to(a, cfg, "lit first", lit_first);
 	check_owner("lit first", a, "lit");
+	resolved_until("lit first: dup has none", a, dup_let_go);
+	check_maps("lit first", a);
 	agent_fini(a);
 	drop(cfg);
 	free(a);
+}
+
+static void test_one_address_two_destinations(void **state)
+{
+	one_address_two_destinations(DUP);
+}
+
+static void test_one_address_per_address_name(void **state)
+{
+	one_address_two_destinations("  - { name: dup, host: dup.test, port: 80, per_address: true }\n");
 }
 
 int main(void)
@@ -273,6 +291,7 @@ int main(void)
 		cmocka_unit_test(test_answers_reach_the_loop),
 		cmocka_unit_test(test_answer_for_a_dropped_name),
 		cmocka_unit_test(test_one_address_two_destinations),
+		cmocka_unit_test(test_one_address_per_address_name),
 		cmocka_unit_test(test_member_counts_stay),
 	};
 
