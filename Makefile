@@ -168,7 +168,7 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 test-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)-asan SAN_FLAGS="$(ASAN_FLAGS)" CFLAGS="-O1 -g" \
 		all $(BUILD)-asan/kbtool $(patsubst $(BUILD)/%,$(BUILD)-asan/%,$(UNIT_BINS))
-	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)-asan test-unit
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)-asan SAN_FLAGS="$(ASAN_FLAGS)" CFLAGS="-O1 -g" test-unit
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		tests/e2e/run.sh $(BUILD)-asan $(addprefix tests/e2e/,$(addsuffix .sh,$(ASAN_E2E)))
 
