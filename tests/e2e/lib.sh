@@ -289,6 +289,23 @@ wait_state() {
 	t_check $? "$1 never reached $2"
 }
 
+# probe_pending ADDR PORT: a connect from the test's cgroup and namespace that
+# passes the connect hooks (a half_open permit, if any) and then waits, its
+# SYNs dropped by nftables in the namespace (until the test ends); PROBE is
+# its pid. A check that it got as far as SYN_SENT; the test ends if not.
+probe_pending() {
+	t_on_exit "ip netns exec $T_NS nft delete table inet kbprobe$2 2>/dev/null"
+	ip netns exec "$T_NS" nft -f - <<EON
+table inet kbprobe$2 { chain out { type filter hook output priority 0; tcp dport $2 drop; }; }
+EON
+	t_check $? "nft: drop SYNs to port $2" || t_done
+	bg_test "$T_DIR/probe-$2" "$KBTOOL" connect "$1" "$2" 1 60000
+	PROBE=$BG
+	wait_until "$T_WAIT_S" syn_sent "$2"
+	t_check $? "a connect to port $2 pending in SYN_SENT" || t_done
+}
+syn_sent() { [ -n "$(ip netns exec "$T_NS" ss -Htn state syn-sent "dport = :$1")" ]; }
+
 # log_has ERE: whether the agent's log has a line matching ERE (not a check).
 log_has() { grep -Eq -- "$1" "$T_DIR/agent.log"; }
 
