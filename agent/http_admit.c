@@ -378,6 +378,7 @@ static void hand_over(struct http_server *s, int fd, enum peek_result input)
 		close(fd);	/* gone already */
 		return;
 	}
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){ HTTP_SNDBUF }, sizeof(int));
 	if (MHD_add_connection(s->daemon, fd, (struct sockaddr *)&peer, len) != MHD_YES) {
 		pthread_mutex_lock(&s->lock);
 		if (!c->started)

@@ -23,6 +23,13 @@
  * descriptor limit is raised to fit (see http_pen_capacity).
  */
 #define HTTP_PARK_MAX 1024
+/*
+ * An answer's bytes the kernel holds for a client not reading them, per
+ * connection (SO_SNDBUF; the kernel doubles it). Left to autotuning it
+ * reaches tcp_wmem's maximum, 4 MiB by default: 64 slow readers would pin
+ * 256 MiB. 512 KiB in flight still fills a 1 ms path at 500 MB/s.
+ */
+#define HTTP_SNDBUF (256 * 1024)
 
 struct http_conn {
 	bool used;

@@ -52,6 +52,8 @@ sockets() { find "/proc/$T_AGENT_PID/fd" -lname 'socket:*' 2>/dev/null | wc -l; 
 held() { echo $(($(sockets) - SOCKETS0)); }
 SOCKETS0=$(sockets)
 served() { ss -Htn state established "( sport = :$HPORT )" | awk '$1 == 0' | wc -l; }
+# Bytes of answers queued in the agent's sockets, not yet taken by clients.
+sendq() { ss -Htn state established "( sport = :$HPORT )" | awk '{ q += $2 } END { print q + 0 }'; }
 # timed PATH: one GET from 127.0.0.1, given at most ANSWER_MAX_S; prints
 # "CODE SECONDS" (CODE 000 when there was no answer in time).
 timed() {
@@ -180,9 +182,11 @@ SLOW=$!
 t_slow=$SECONDS
 # While they read: RSS every 0.2 s, refused connects to "hot", one scrape.
 rss_peak=0
+sendq_peak=0
 t_end=$((SECONDS + 8))
 while [ "$SECONDS" -lt "$t_end" ]; do
 	r=$(rss_kb); [ "$r" -gt "$rss_peak" ] && rss_peak=$r
+	q=$(sendq); [ "$q" -gt "$sendq_peak" ] && sendq_peak=$q
 	sleep 0.2
 done
 out=$(in_test "$KBTOOL" connect "$T_ADDR" "$P" 3)
@@ -205,6 +209,11 @@ while [ "$SECONDS" -lt "$t_end" ]; do
 	sleep 0.2
 done
 log "  VmRSS up to $rss_peak kB (+$((rss_peak - rss0)) kB, $(( (rss_peak - rss0) / (PAGE_KB ? PAGE_KB : 1) )) pages)"
+# Each reader's socket queues at most twice HTTP_SNDBUF (256 KiB, http_priv.h):
+# 24 MiB for 48. Left to autotuning, each one grows to tcp_wmem's maximum.
+log "  the kernel held up to $((sendq_peak / 1024)) kB of answers for them (bound $((READERS * 512)) kB)"
+[ "$sendq_peak" -le $((READERS * 512 * 1024)) ]
+t_check $? "slow readers: $sendq_peak bytes queued in the agent's sockets, over $READERS x 512 KiB"
 # ASan's quarantine keeps what renders freed: no bound there.
 [ "$ASAN" = 1 ] || [ $((rss_peak - rss0)) -lt $((RSS_PAGES_MAX * PAGE_KB + 16 * 1024)) ]
 t_check $? "slow readers: VmRSS grew by $((rss_peak - rss0)) kB, bound $RSS_PAGES_MAX pages of $PAGE_KB kB + 16 MiB"
