@@ -98,7 +98,6 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 		return err;
 	if (kb_bpf_adopted(bpf))
 		adopted_cleanup(a);
-	kb_bpf_set_lookup_flags(bpf, agent_lookup_flags(cfg));
 	a->lost_seen = kb_bpf_lost_total(bpf);
 	err = snapshots_init(&a->snaps);
 	if (err) {

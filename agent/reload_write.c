@@ -54,7 +54,6 @@ static int reload_key(struct agent *a, struct reload *r, const struct agent_circ
 	char text[ADDR_TEXT_MAX];
 	int err;
 
-	addr_text(addr, text, sizeof(text));
 	if (add) {
 		err = kb_bpf_add_dst(a->bpf, addr, prefix_len, port, netns, id, &held);
 	} else {
@@ -65,6 +64,7 @@ static int reload_key(struct agent *a, struct reload *r, const struct agent_circ
 		err = err ?: kb_bpf_del_dst(a->bpf, addr, prefix_len, port, netns, id);
 	}
 	if (err == -EEXIST && (other = reload_holder(a, r, held))) {
+		addr_text(addr, text, sizeof(text));
 		log_warn("address taken\tcircuit=%s%s%s address=%s port=%u %s=%s%s", c->cfg->name,
 			 name ? " host=" : "", name ? c->cfg->host : "", text, port,
 			 name ? "by" : "from", other,
@@ -81,10 +81,12 @@ static int reload_key(struct agent *a, struct reload *r, const struct agent_circ
 			goto journal;
 		}
 	}
-	if (err)
+	if (err) {
+		addr_text(addr, text, sizeof(text));
 		return reload_fail(r, err, "bpf: %s %s/%u of %s%s", add ? "add" : "remove", text,
 				   prefix_len, c->cfg->name,
 				   err == -E2BIG || err == -ENOSPC ? " (raise max_destinations)" : "");
+	}
 	u = undo_push(r, add ? UNDO_DEL_DST : UNDO_ADD_DST, id);
 journal:
 	memcpy(u->addr, addr, sizeof(u->addr));

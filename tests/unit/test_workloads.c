@@ -185,7 +185,7 @@ static void test_per_workload_slots(void **state)
 		assert_int_equal(a.slots[db->slot + m].workload, m);
 		assert_int_equal(a.slots[db->slot + m].circuit, db - a.circuits);
 	}
-	assert_true(fake_maps.lookup_flags & KB_LOOKUP_WORKLOADS);
+	assert_true(agent_lookup_flags(cfg) & KB_LOOKUP_WORKLOADS);
 	check_maps("per_workload at start", &a);
 	/* Workload 1's two failures open its breaker alone. */
 	fake_event(db->slot + 1, KB_RES_REFUSED, now + 1);
