@@ -164,7 +164,8 @@ int persist_decode(const struct persist_record *rec, struct persist_state *st)
 	if (rec->version != PERSIST_VERSION || rec->size != sizeof(*r))
 		return -EPROTO;
 	if ((r->state != BS_CLOSED && r->state != BS_OPEN && r->state != BS_HALF_OPEN) ||
-	    r->cause > BC_HALF_OPEN_TIMEOUT || r->ramp_step >= BREAKER_RAMP_STEPS || !r->rng)
+	    r->cause > BC_HALF_OPEN_TIMEOUT || r->ramp_step >= BREAKER_RAMP_STEPS || !r->rng ||
+	    rec->member > 1)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	if (policy_decode(&r->policy, &b->policy) || window_decode(&r->window, &b->window))

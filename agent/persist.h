@@ -17,7 +17,7 @@
 #include "breaker.h"
 #include "kb_abi.h"
 
-#define PERSIST_VERSION 2
+#define PERSIST_VERSION 3
 
 struct persist_policy {
 	__u32 mode;
@@ -82,10 +82,12 @@ struct persist_record {
 	char host[256];			/* host as configured */
 	__u16 port;
 	__u16 workload;			/* per_workload: the member's workload index + 1; 0: none */
-	__u8 pad[4];
+	__u8 member;			/* 1: a per_address member, the breaker of address addr */
+	__u8 pad[3];
+	__u8 addr[16];
 	union {
 		struct persist_breaker br;
-		__u8 room[2048];	/* the map's value size stays put across versions */
+		__u8 room[2032];	/* the map's value size stays put across versions */
 	};
 };
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Breakers kept across restarts (state_dir): the agent's side of persist.h. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include "agent_int.h"
 #include "bpf.h"
@@ -14,13 +15,14 @@ static bool saved_fill(const struct agent *a, uint32_t id, struct persist_record
 	const struct config_dst *cfg = slot_cfg(a, s);
 	struct persist_state st = { .br = s->br, .resets_seen = s->resets_seen };
 
-	/* per_address members start afresh: their addresses may differ */
-	if (grouped(cfg))
-		return false;
 	memcpy(st.lost_seen, s->lost_seen, sizeof(st.lost_seen));
 	persist_encode(&st, cfg->name, cfg->host, cfg->port, rec);
 	if (a->circuits[s->circuit].n_wl)
 		rec->workload = s->workload + 1;
+	if (grouped(cfg)) {
+		rec->member = 1;
+		memcpy(rec->addr, s->addr, sizeof(rec->addr));
+	}
 	return true;
 }
 
@@ -60,30 +62,77 @@ static void slot_take_state(struct agent_slot *s, const struct persist_state *st
 	s->resets_seen = st->resets_seen;
 }
 
-/* Slot id takes circuit ci's breaker back from st. 0 or -ENOMEM. */
+/*
+ * Put addr, member id, into per_address circuit c's sorted addresses, as
+ * its first resolution expects them: that merges them with the answer, and
+ * an address gone retires its member as in a run. 1 for an address it has
+ * already (the record is forgotten), 0, or -ENOMEM.
+ */
+static int member_insert(struct agent_circuit *c, const uint8_t addr[16], uint32_t id)
+{
+	kb_addr_t *addrs;
+	uint32_t *members;
+	size_t i = 0;
+	int cmp = 1;
+
+	while (i < c->n_addrs && (cmp = memcmp(c->addrs[i], addr, 16)) < 0)
+		i++;
+	if (i < c->n_addrs && !cmp)
+		return 1;
+	addrs = realloc(c->addrs, (c->n_addrs + 1) * sizeof(*addrs));
+	if (!addrs)
+		return -ENOMEM;
+	c->addrs = addrs;
+	members = realloc(c->members, (c->n_addrs + 1) * sizeof(*members));
+	if (!members)
+		return -ENOMEM;
+	c->members = members;
+	memmove(&addrs[i + 1], &addrs[i], (c->n_addrs - i) * sizeof(*addrs));
+	memmove(&members[i + 1], &members[i], (c->n_addrs - i) * sizeof(*members));
+	memcpy(addrs[i], addr, 16);
+	members[i] = id;
+	c->n_addrs++;
+	return 0;
+}
+
+/*
+ * Slot id takes circuit ci's breaker back from st; addr: the per_address
+ * member of that address. 0, 1 when it does not fit (forget it), or -ENOMEM.
+ */
 static int restore_slot(struct restore_ctx *rc, uint32_t id, uint32_t ci,
-			const struct persist_state *st)
+			const struct persist_state *st, const uint8_t *addr)
 {
 	struct agent *a = rc->a;
 	const struct config_dst *cfg = a->circuits[ci].cfg;
+	char text[ADDR_TEXT_MAX] = "";
 	enum breaker_state was;
 	struct agent_slot *s;
+	int err;
 
 	if (slots_extend(a, id + 1))
 		return -ENOMEM;
+	if (addr) {
+		err = member_insert(&a->circuits[ci], addr, id);
+		if (err)
+			return err;
+		addr_text(addr, text, sizeof(text));
+	} else {
+		a->circuits[ci].slot = id;
+		rc->restored[ci] = true;
+	}
 	s = &a->slots[id];
 	memset(s, 0, sizeof(*s));
 	s->used = true;
 	s->circuit = ci;
+	if (addr)
+		memcpy(s->addr, addr, sizeof(s->addr));
 	slot_take_state(s, st);
-	a->circuits[ci].slot = id;
-	rc->restored[ci] = true;
 	a->restored++;
 	was = s->br.state;
 	breaker_reconfigure(&s->br, &cfg->policy, rc->now);
 	slot_resume(a, s, was, rc->now);
-	log_info("breaker restored\tcircuit=%s state=%s", cfg->name,
-		 breaker_state_name(breaker_public_state(&s->br)));
+	log_info("breaker restored\tcircuit=%s%s%s state=%s", cfg->name, addr ? " address=" : "",
+		 text, breaker_state_name(breaker_public_state(&s->br)));
 	return 0;
 }
 
@@ -162,9 +211,9 @@ static void restore_one(void *ctx, uint32_t id, const struct persist_record *rec
 	for (uint32_t ci = 0; ci < a->n_circuits; ci++) {
 		const struct config_dst *cfg = a->circuits[ci].cfg;
 
-		/* A shared breaker's record is not a per_workload member's, nor the reverse. */
-		if (grouped(cfg) || !rec->workload != !a->circuits[ci].n_wl ||
-		    (!rec->workload && rc->restored[ci]) ||
+		/* A shared breaker's record is not a member's, nor the reverse. */
+		if (grouped(cfg) != (rec->member == 1) || !rec->workload != !a->circuits[ci].n_wl ||
+		    (!rec->workload && !rec->member && rc->restored[ci]) ||
 		    !persist_matches(rec, cfg->name, cfg->host, cfg->port))
 			continue;
 		err = id < a->capacity ? persist_decode(rec, &st) : -ERANGE;
@@ -173,11 +222,10 @@ static void restore_one(void *ctx, uint32_t id, const struct persist_record *rec
 				 err == -EPROTO ? "saved by another version" : strerror(-err));
 			break;
 		}
-		if (!rec->workload) {
-			rc->err = restore_slot(rc, id, ci, &st);
-			return;
-		}
-		err = restore_member(rc, id, ci, rec->workload - 1u, &st);
+		if (rec->workload)
+			err = restore_member(rc, id, ci, rec->workload - 1u, &st);
+		else
+			err = restore_slot(rc, id, ci, &st, rec->member ? rec->addr : NULL);
 		if (err <= 0) {
 			rc->err = rc->err ?: err;
 			return;

@@ -8,11 +8,13 @@
 # too: the new programs look prefixes up from the moment they take over.
 # A second agent on the same state_dir, and --clear-state, are refused while
 # one runs. The kernel's count of failures in a row, and the half-open
-# permits taken, carry on across a restart.
+# permits taken, carry on across a restart. Each address of a per_address
+# name comes back with its own breaker; one the name no longer gives is
+# retired at the first resolution, its counts kept with the destination.
 . "$(dirname "$0")/lib.sh"
 t_setup
-B=$(test_port 5)
-P_OK=$B P_DEAD=$((B+1)) P_NET=$((B+2)) P_RUN=$((B+3)) P_HO=$((B+4))
+B=$(test_port 6)
+P_OK=$B P_DEAD=$((B+1)) P_NET=$((B+2)) P_RUN=$((B+3)) P_HO=$((B+4)) P_PA=$((B+5))
 T_LISTEN="127.0.0.1:$(free_port)"
 STATE=/sys/fs/bpf/kb-test-restart-$$
 # conf [dest: WORDS]...: the config, with the destinations ok and net and those given.
@@ -188,4 +190,51 @@ expect_metric 'circuit_breaker_state{circuit_name="ho",state="half_open"}' 1
 fail_run "a third, after the restart: blocked, the permit is still taken"
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="ho"}' 2
 kill "$PROBE"; wait "$PROBE" 2>/dev/null
+
+# pa: a per_address name for .8 and .9, a closed port on both.
+PA=pa.kbreaker-test.invalid
+A8=$T_NET.0.8 A9=$T_NET.0.9
+MP='kbreaker_tcp_connects_total{circuit_name="pa",result="refused"}'
+MB='kbreaker_connects_blocked_total{circuit_name="pa"}'
+member_state() {
+	http_get /status | jq -r --arg a "$1" \
+		'.destinations[] | select(.name == "pa") | .addresses[] | select(.address == $a) | .state'
+}
+log "per_address across a SIGKILL restart: $A8's open breaker blocks again, counts carry on"
+stop_agent
+"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null
+printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$A8" "$PA" "$A9" "$PA" > "$T_DIR/hosts"
+agent_config state_dir=$STATE resolve_interval=1s defaults: mode=enforce consecutive_failures=2 \
+	open_duration=1h dest: name=pa host=$PA port=$P_PA per_address=true > "$T_DIR/kb.yaml"
+start_agent_hosts "$T_DIR/hosts" "$T_DIR/kb.yaml"
+expect_field "$A8 trips" refused 2 in_test "$KBTOOL" connect "$A8" "$P_PA" 2
+expect_field "$A9 one failure" refused 1 in_test "$KBTOOL" connect "$A9" "$P_PA" 1
+pa_open() { [ "$(member_state "$A8")" = open ]; }
+wait_until "$T_WAIT_S" pa_open
+t_check $? "$A8's breaker: $(member_state "$A8"), want open"
+kill -KILL "$T_AGENT_PID"; wait "$T_AGENT_PID" 2>/dev/null; T_AGENT_PID=""
+start_agent_hosts "$T_DIR/hosts" "$T_DIR/kb.yaml"
+expect_eq "$A8 after the restart" "$(member_state "$A8")" open
+expect_eq "$A9 after the restart" "$(member_state "$A9")" closed
+expect_metric "$MP" 3
+expect_field "$A8 blocked after the restart" refused 1 in_test "$KBTOOL" connect "$A8" "$P_PA" 1
+expect_metric "$MB" 1
+# A failure before the restart and one after: 2 in a row open .9.
+expect_field "$A9 its second failure" refused 1 in_test "$KBTOOL" connect "$A9" "$P_PA" 1
+pa9_open() { [ "$(member_state "$A9")" = open ]; }
+wait_until "$T_WAIT_S" pa9_open
+t_check $? "$A9's breaker: $(member_state "$A9"), want open (one failure before the restart, one after)"
+
+log "per_address: the name drops $A8 while the agent is down; it is retired, its counts kept"
+stop_agent
+printf '127.0.0.1 localhost\n%s %s\n' "$A9" "$PA" > "$T_DIR/hosts"
+start_agent_hosts "$T_DIR/hosts" "$T_DIR/kb.yaml"
+expect_eq "/status: pa's addresses" \
+	"$(http_get /status | jq -c '[.destinations[] | select(.name == "pa") | .addresses[].address]')" "[\"$A9\"]"
+expect_eq "$A9 after the restart" "$(member_state "$A9")" open
+expect_metric "$MP" 4
+expect_metric "$MB" 1
+expect_field "$A8 refused by the peer, not the hook" refused 1 in_test "$KBTOOL" connect "$A8" "$P_PA" 1
+expect_metric "$MB" 1
+expect_metric "$MP" 4
 t_done

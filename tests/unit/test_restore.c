@@ -58,6 +58,8 @@ struct run {
 	struct config *cfg;
 	struct agent a;
 	struct was was[5];
+	struct was pool[2];	/* pool's members, by address */
+	kb_addr_t pool_addr[2];
 };
 
 static void refuse(struct agent *a, uint32_t id, int n, uint64_t now)
@@ -91,6 +93,12 @@ static void first_run(struct run *r, uint64_t now)
 		id = is_grouped(c) ? c->members[0] : c->slot;
 		r->was[i] = (struct was){ names[i], id, r->a.slots[id].br };
 	}
+	for (size_t m = 0; m < 2; m++) {
+		const struct agent_circuit *c = circuit_named(&r->a, "pool");
+
+		r->pool[m] = (struct was){ "pool", c->members[m], r->a.slots[c->members[m]].br };
+		memcpy(r->pool_addr[m], c->addrs[m], 16);
+	}
 	assert_int_equal(r->was[0].br.state, BS_OPEN);
 	assert_int_equal(r->was[1].br.consecutive_failures, 1);
 	agent_fini(&r->a);
@@ -123,6 +131,30 @@ static void check_taken_back(const struct run *r, const struct agent *a, const c
 	check_eq(name, br->policy.consecutive_failures, c->cfg->policy.consecutive_failures);
 }
 
+/*
+ * pool's members for the first run's addresses from `first` on are that
+ * run's, in the same slots, open and blocking as they were.
+ */
+static void check_members_back(const struct run *r, const struct agent *a, size_t first)
+{
+	const struct agent_circuit *c = circuit_named(a, "pool");
+
+	check_eq("pool members", c->n_addrs, 2 - first);
+	for (size_t m = 0; m < c->n_addrs; m++) {
+		const struct was *w = &r->pool[first + m];
+		const struct agent_slot *s = &a->slots[c->members[m]];
+
+		check_eq("pool member's address", memcmp(c->addrs[m], r->pool_addr[first + m], 16), 0);
+		check_eq("pool member's address", memcmp(s->addr, c->addrs[m], 16), 0);
+		check_eq("pool member's slot", c->members[m], w->slot);
+		check_eq("pool member", s->br.state, BS_OPEN);
+		check_eq("pool member", s->br.open_until_ns, w->br.open_until_ns);
+		if (memcmp(s->br.transitions, w->br.transitions, sizeof(s->br.transitions)))
+			fail_msg("pool member %zu: transitions differ from the first run's", m);
+		check_eq("pool member", fake_maps.verdicts[c->members[m]].action, KB_ACT_BLOCK);
+	}
+}
+
 static void test_restart_takes_breakers_back(void **state)
 {
 	uint64_t t0 = mono_now();
@@ -139,28 +171,66 @@ static void test_restart_takes_breakers_back(void **state)
 	check_eq("gone", fake_maps.verdicts[gone].action, KB_ACT_BLOCK);
 	check_eq("gone", fake_maps.saved_used[gone], true);
 	check_eq("pool", fake_maps.verdicts[was_of(r, "pool")->slot].action, KB_ACT_BLOCK);
-	check_eq("pool", fake_maps.saved_used[was_of(r, "pool")->slot], false);
+	check_eq("pool", fake_maps.saved_used[was_of(r, "pool")->slot], true);
 
 	r->cfg = parse("second run", after);
 	assert_int_equal(agent_init(b, r->cfg, fake_bpf_adopt(), 16, t0 + 5 * SEC), 0);
-	/* a, b and net; pool's members are never saved: their addresses may differ. */
-	check_eq("restored", b->restored, 3);
+	/* a, b, net and pool's two members. */
+	check_eq("restored", b->restored, 5);
 	check_taken_back(r, b, "a");
 	check_taken_back(r, b, "b");
 	check_taken_back(r, b, "net");
 	check_eq("b", b->slots[circuit_named(b, "b")->slot].br.policy.consecutive_failures, 3);
-	for (size_t m = 0; m < 2; m++)
-		check_eq("pool", b->slots[circuit_named(b, "pool")->members[m]].br.state, BS_CLOSED);
+	check_members_back(r, b, 0);
 	check_eq("c", b->slots[circuit_named(b, "c")->slot].br.state, BS_CLOSED);
 	/* gone: unblocked, forgotten, and no key leads to it any more. */
 	check_eq("gone", fake_maps.verdicts[gone].action, KB_ACT_ALLOW);
 	check_eq("gone", fake_maps.saved_used[gone], false);
 	check_eq("gone", b->slots[gone].used, false);
-	/* And pool's old members, whose slots no key leads to any more, block nothing. */
-	check_eq("pool", b->slots[was_of(r, "pool")->slot].used, false);
 	check_maps("second run", b);
 	/* Still open from the first run: a's next connect is refused. */
 	check_eq("a", fake_maps.verdicts[circuit_named(b, "a")->slot].action, KB_ACT_BLOCK);
+	agent_fini(b);
+	drop(r->cfg);
+	free(r);
+}
+
+/*
+ * An address the name no longer gives when the agent comes back: its
+ * member is taken back, then retired by the first resolution as in a
+ * run (unblocked, forgotten, its counts kept with the destination).
+ */
+static void test_member_gone_while_down(void **state)
+{
+	static const struct fake_name fewer[] = { { "pool.test", { "10.9.0.2" } } };
+	uint64_t t0 = mono_now();
+	struct run *r = calloc(1, sizeof(*r));
+	struct agent *b = &r->a;
+	const struct agent_circuit *c;
+	uint32_t gone;
+
+	assert_non_null(r);
+
+	fake_names(hosts, ARRAY_SIZE(hosts));
+	first_run(r, t0);
+	gone = r->pool[0].slot;
+	/* What the kernel counted for it before the first agent stopped. */
+	fake_maps.stats[gone].connects[KB_RES_REFUSED] = 2;
+
+	fake_names(fewer, ARRAY_SIZE(fewer));
+	r->cfg = parse("second run", after);
+	assert_int_equal(agent_init(b, r->cfg, fake_bpf_adopt(), 16, t0 + 5 * SEC), 0);
+	check_eq("restored", b->restored, 5);
+	check_members_back(r, b, 1);
+	check_eq("gone member", b->slots[gone].used, false);
+	check_eq("gone member", fake_maps.verdicts[gone].action, KB_ACT_ALLOW);
+	check_eq("gone member", fake_maps.saved_used[gone], false);
+	c = circuit_named(b, "pool");
+	assert_non_null(c->retired);
+	check_eq("gone member's refusals", c->retired->stats.connects[KB_RES_REFUSED], 2);
+	check_eq("gone member's trips", c->retired->transitions[BS_CLOSED][BS_OPEN],
+		 r->pool[0].br.transitions[BS_CLOSED][BS_OPEN]);
+	check_maps("second run", b);
 	agent_fini(b);
 	drop(r->cfg);
 	free(r);
@@ -172,6 +242,7 @@ static void test_unreadable_record_starts_afresh(void **state)
 	uint64_t t0 = mono_now();
 	struct run *r = calloc(1, sizeof(*r));
 	struct agent *b = &r->a;
+	const struct agent_circuit *c;
 	uint32_t a_id, net_id;
 
 	assert_non_null(r);
@@ -182,11 +253,18 @@ static void test_unreadable_record_starts_afresh(void **state)
 	net_id = was_of(r, "net")->slot;
 	fake_maps.saved[a_id].br.state = 99;
 	fake_maps.saved[net_id].version = 1;
+	fake_maps.saved[r->pool[1].slot].member = 2;
 
 	r->cfg = parse("second run", after);
 	assert_int_equal(agent_init(b, r->cfg, fake_bpf_adopt(), 16, t0 + 5 * SEC), 0);
-	check_eq("restored", b->restored, 1);
+	/* b and pool's first member. */
+	check_eq("restored", b->restored, 2);
 	check_taken_back(r, b, "b");
+	c = circuit_named(b, "pool");
+	check_eq("pool", c->n_addrs, 2);
+	check_eq("pool", b->slots[c->members[0]].br.state, BS_OPEN);
+	check_eq("pool", b->slots[c->members[1]].br.state, BS_CLOSED);
+	check_eq("pool", fake_maps.verdicts[c->members[1]].action, KB_ACT_ALLOW);
 	check_eq("a", b->slots[circuit_named(b, "a")->slot].br.state, BS_CLOSED);
 	check_eq("a", fake_maps.verdicts[circuit_named(b, "a")->slot].action, KB_ACT_ALLOW);
 	check_eq("net", b->slots[circuit_named(b, "net")->slot].br.state, BS_CLOSED);
@@ -203,6 +281,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restart_takes_breakers_back),
+		cmocka_unit_test(test_member_gone_while_down),
 		cmocka_unit_test(test_unreadable_record_starts_afresh),
 	};
 
