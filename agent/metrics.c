@@ -13,7 +13,10 @@
  */
 static const unsigned bucket_log2_us[] = { 6, 8, 10, 12, 14, 16, 18, 20, 22 };
 
-/* The transitions the machine makes; always exported so rate() sees the first one. */
+/*
+ * The transitions the machine makes; exported at 0 too (unless compact), so
+ * that rate() and increase() see the first one.
+ */
 static const enum breaker_state core_transitions[][2] = {
 	{ BS_CLOSED, BS_OPEN },
 	{ BS_OPEN, BS_HALF_OPEN },
