@@ -17,6 +17,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "bpf_priv.h"
+#include "clock.h"
 #include "log.h"
 
 /* Verifier log lines shown at error level: the ones naming the failing instruction. */
@@ -333,6 +334,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	k->set_retval = libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
 						BPF_FUNC_set_retval, NULL) == 1;
 	kb_bpf_set_lookup_flags(k, opts->lookup_flags);
+	kb_bpf_alive(k, clock_mono_ns());
 	err = attach_all(k, opts->cgroup, opts->state_dir);
 	if (err)
 		goto fail;

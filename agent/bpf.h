@@ -165,6 +165,19 @@ int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx);
 /* Events that did not fit in the ring, ever; read without a syscall. */
 uint64_t kb_bpf_lost_total(const struct kb_bpf *k);
 
+/*
+ * The agent is alive: the hooks go on refusing for KB_ALIVE_GRACE_NS after
+ * now (CLOCK_MONOTONIC ns), and let every connect through past that. Its
+ * loop calls this at least every KB_ALIVE_BEAT_NS; a stopped or hung agent
+ * then blocks nothing after the grace, as a dead one blocks nothing at once.
+ */
+#define KB_ALIVE_BEAT_NS 1000000000ULL
+#define KB_ALIVE_GRACE_NS (10 * KB_ALIVE_BEAT_NS)
+void kb_bpf_alive(struct kb_bpf *k, uint64_t now);
+
+/* Connects the hooks let through because the agent was not alive (kb_bpf_alive), ever. */
+uint64_t kb_bpf_failopen_total(const struct kb_bpf *k);
+
 /* Whether this process may still use the maps (a harmless lookup). 0 or -errno. */
 int kb_bpf_probe_access(struct kb_bpf *k);
 

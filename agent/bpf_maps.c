@@ -436,3 +436,13 @@ uint64_t kb_bpf_lost_total(const struct kb_bpf *k)
 {
 	return __atomic_load_n(&k->obs->bss->kb_lost_total, __ATOMIC_RELAXED);
 }
+
+void kb_bpf_alive(struct kb_bpf *k, uint64_t now)
+{
+	__atomic_store_n(&k->enf->bss->kb_alive_until_ns, now + KB_ALIVE_GRACE_NS, __ATOMIC_RELAXED);
+}
+
+uint64_t kb_bpf_failopen_total(const struct kb_bpf *k)
+{
+	return __atomic_load_n(&k->enf->bss->kb_failopen_total, __ATOMIC_RELAXED);
+}

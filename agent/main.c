@@ -206,14 +206,18 @@ static int run_loop(struct agent *a, struct kb_bpf *bpf, const sigset_t *signals
 {
 	struct loop l = { .a = a, .path = path, .cfg = cfg, .poll_ns = (*cfg)->poll_interval_ns,
 			  .ep = -1, .sfd = -1, .tfd = -1 };
-	uint64_t next_poll = clock_mono_ns() + l.poll_ns, deadline, now;
+	uint64_t next_poll = clock_mono_ns() + l.poll_ns, deadline, now, wake;
 	struct epoll_event evs[8];
 	int err, n;
 
 	err = loop_open(&l, signals, kb_bpf_events_fd(bpf));
 	while (!err && !l.stop) {
+		/* Every pass, and at least every beat: the hooks refuse only while the loop runs. */
+		now = clock_mono_ns();
+		kb_bpf_alive(bpf, now);
 		deadline = agent_next_deadline(a);
-		arm_timer(l.tfd, deadline && deadline < next_poll ? deadline : next_poll);
+		wake = deadline && deadline < next_poll ? deadline : next_poll;
+		arm_timer(l.tfd, wake < now + KB_ALIVE_BEAT_NS ? wake : now + KB_ALIVE_BEAT_NS);
 		n = epoll_wait(l.ep, evs, 8, -1);
 		if (n < 0) {
 			if (errno == EINTR)

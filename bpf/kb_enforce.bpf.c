@@ -18,6 +18,15 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /*
+ * Until when the agent counts as alive (bpf_ktime_get_ns: CLOCK_MONOTONIC);
+ * it moves this on every second. Past it the agent is stopped or hung and
+ * can no longer end a block, so nothing is blocked, as when it is gone;
+ * kb_failopen_total counts the connects let through meanwhile.
+ */
+volatile __u64 kb_alive_until_ns = 0;
+__u64 kb_failopen_total = 0;
+
+/*
  * The cgroup level that makes a workload: the enforcement cgroup's own,
  * found once among the task's ancestors, plus depth. -1: the task is not
  * below the enforcement cgroup (a socket made inside, connected from outside).
@@ -41,7 +50,9 @@ static __always_inline int kb_wl_level(struct kb_wl_ctl *c)
 /*
  * The workload of the task connecting now: its cgroup's ancestor at the
  * workload level, or its own cgroup when shallower, as an index that
- * kb_workloads hands out on first sight (kb_abi.h).
+ * kb_workloads hands out on first sight (kb_abi.h). A task outside the
+ * enforcement cgroup, connecting a socket made inside, is "other": it
+ * names no workload, and must not take a label a workload would get.
  */
 static __always_inline __u32 kb_workload(bool locked)
 {
@@ -56,8 +67,9 @@ static __always_inline __u32 kb_workload(bool locked)
 		return KB_WL_NONE;
 	max = c->max;
 	level = kb_wl_level(c);
-	if (level >= 0)
-		cg = bpf_get_current_ancestor_cgroup_id(level);
+	if (level < 0)
+		return max;
+	cg = bpf_get_current_ancestor_cgroup_id(level);
 	if (!cg)
 		cg = bpf_get_current_cgroup_id();
 	w = bpf_map_lookup_elem(&kb_workloads, &cg);
@@ -152,6 +164,11 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_add
 	if (v->observe) {
 		if (st)
 			__sync_fetch_and_add(&st->would_block, 1);
+		goto allow;
+	}
+	/* Read only on the way to a refusal: an allowed connect pays nothing for it. */
+	if (bpf_ktime_get_ns() > kb_alive_until_ns) {
+		__sync_fetch_and_add(&kb_failopen_total, 1);
 		goto allow;
 	}
 	if (st)

@@ -10,6 +10,10 @@
 # 100 ms promise) is logged, not asserted: a loaded machine slows the
 # kernel's teardown of the process, and durations belong to `make bench`.
 # Afterwards the test cgroup has no program attached.
+# A stopped agent (SIGSTOP: any process of its user may send it) keeps its
+# hooks but can end no block: once its loop has not run for 10 s
+# (KB_ALIVE_GRACE_NS) the hooks let every connect through, counted in
+# kbreaker_connects_failopen_total, and refuse again once it runs.
 . "$(dirname "$0")/lib.sh"
 t_setup
 KILLCONNECT="$(dirname "$KBREAKERD")/killconnect"
@@ -60,4 +64,50 @@ round() {
 round SIGKILL 9
 round SIGSEGV 11
 log "kill-to-first-successful-connect (us, for make bench): $(tr '\n' ' ' < "$T_DIR/figures")"
+
+# One connect; sets R to its outcome (success, refused or other).
+connect_one() {
+	local out
+	out=$(in_test "$KBTOOL" connect $T_ADDR "$PORT" 1 2000)
+	R=other
+	[ "$(field success "$out")" = 1 ] && R=success
+	[ "$(field refused "$out")" = 1 ] && R=refused
+}
+log "SIGSTOP: start, trip the breaker, stop the agent with the breaker open"
+start_agent "$T_DIR/kb.yaml"
+expect_field "refused (closed port)" refused 3 in_test "$KBTOOL" connect $T_ADDR "$PORT" 3
+wait_state svc open || t_done
+start_listener $T_ADDR "$PORT" "$T_DIR/listen-stop.out"
+kill -STOP "$T_AGENT_PID"
+t0=$(date +%s%N)
+connect_one
+el=$(( ($(date +%s%N) - t0) / 1000000 ))
+# The loop last ran at most 1 s before the stop: still refused unless the
+# machine stalled this test for 9 s.
+[ "$el" -ge 8000 ] || expect_eq "refused by the hook $el ms after the stop" "$R" refused
+blocked=0 passed=0 other=0
+while [ "$R" != success ] && [ $(( ($(date +%s%N) - t0) / 1000000000 )) -lt 100 ]; do
+	[ "$R" = refused ] && blocked=$((blocked + 1))
+	[ "$R" = other ] && other=$((other + 1))
+	sleep 0.2
+	connect_one
+done
+el=$(( ($(date +%s%N) - t0) / 1000000 ))
+expect_eq "a connect got through while the agent was stopped (after $el ms)" "$R" success
+check "... not before the grace (10 s) less one beat (1 s): after $el ms" test "$el" -ge 9000
+log "SIGSTOP-to-first-successful-connect: $el ms (grace 10 s after the loop's last pass)"
+expect_eq "connects that failed other than refused by the hook" "$other" 0
+passed=1
+for i in 1 2 3; do connect_one; [ "$R" = success ] && passed=$((passed + 1)); done
+expect_eq "connects while stopped, past the grace" "$passed" 4
+kill -CONT "$T_AGENT_PID"
+refused_again() { connect_one; [ "$R" = refused ] || { [ "$R" = success ] && passed=$((passed + 1)); false; }; }
+wait_until "$T_WAIT_S" refused_again
+t_check $? "refused by the hook again once the agent runs"
+expect_metric 'kbreaker_connects_failopen_total' "$passed"
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="svc"}' $((blocked + 1))
+expect_metric 'circuit_breaker_state{circuit_name="svc",state="open"}' 1
+stop_agent
+kill "$LISTENER"; wait "$LISTENER"
+expect_eq "listener accepted what got through" "$(cat "$T_DIR/listen-stop.out")" "accepted=$passed"
 t_done

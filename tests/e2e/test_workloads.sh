@@ -24,6 +24,9 @@
 #     not pw's.
 #  d) 1,000 cgroups, workloads max 50: 50 labelled, 950 folded into "other",
 #     nothing lost (a fresh agent, so the first 50 seen are the labelled ones).
+#  k) sockets made in a workload, each connected from its own cgroup outside
+#     the enforcement cgroup (found by review): "other", no label taken, so
+#     outsiders cannot crowd workloads out of theirs.
 # Every count is exact; the independent truths are kbtool's own tallies, the
 # listeners' accept counts and /proc/PID/cgroup.
 . "$(dirname "$0")/lib.sh"
@@ -33,9 +36,9 @@ command -v jq >/dev/null || need "jq not installed (make deps)"
 command -v nsenter >/dev/null || need "nsenter (util-linux) not installed"
 t_setup
 
-PB=$(test_port 7)
+PB=$(test_port 8)
 P_PW=$PB P_SH=$((PB + 1)) P_MV=$((PB + 2)) P_WIDE=$((PB + 3)) P_RE=$((PB + 4)) P_Y=$((PB + 5))
-P_Z=$((PB + 6))
+P_Z=$((PB + 6)) P_OUT=$((PB + 7))
 T_LISTEN="127.0.0.1:$(free_port)"
 ctl() { "$KBREAKERCTL" --url "http://$T_LISTEN" "$@"; }
 RESULTS="success refused timeout unreachable error cancelled"
@@ -455,4 +458,32 @@ promtool_check "$N workloads"
 expect_eq "/status workloads" "$(http_get /status | jq -c .workloads)" \
 	"{\"depth\":1,\"max\":$MAX,\"labelled\":$MAX,\"folded\":$((N - MAX))}"
 agent_alive "after $N workloads"
+
+log "k) sockets of workload svc connected from 3 cgroups outside the enforcement cgroup"
+stop_agent
+OUTCG="$T_CG-out"
+mkdir -p "$OUTCG/o1" "$OUTCG/o2" "$OUTCG/o3"
+t_on_exit 'rmdir "$OUTCG/o1" "$OUTCG/o2" "$OUTCG/o3" "$OUTCG"'
+t_subcg svc
+agent_config poll_interval=100ms "workloads={depth: 1, max: 2}" \
+	defaults: mode=enforce consecutive_failures=3 open_duration=1h \
+	dest: name=out host=$T_ADDR port=$P_OUT breaker=per_workload > "$T_DIR/kb-out.yaml"
+start_agent "$T_DIR/kb-out.yaml"
+start_listener $T_ADDR "$P_OUT" "$T_DIR/l_out"; L_OUT=$LISTENER
+OUT=$(printf '%s\n' "$OUTCG/o1" "$OUTCG/o2" "$OUTCG/o3" | ( echo "$BASHPID" > "$T_CG/svc/cgroup.procs" &&
+	exec nsenter --net="/run/netns/$T_NS" "$KBTOOL" mvconnect $T_ADDR "$P_OUT" 1 ))
+expect_eq "kbtool: connects from outside" "$OUT" \
+	"success=3 refused=0 timeout=0 unreachable=0 eperm=0 other=0 nocg=0"
+expect_field "svc's own connect" success 1 in_cg svc "$KBTOOL" connect $T_ADDR "$P_OUT" 1
+out_in() { snap && [ "$(msum "$T_DIR/m" $W circuit_name=out result=success)" = 4 ]; }
+wait_until "$T_WAIT_S" out_in
+expect_eq "destination successes" \
+	"$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=out result=success)" 4
+expect_eq "the outsiders' under other" "$(msum "$T_DIR/m" $W circuit_name=out workload=other result=success)" 3
+expect_eq "svc's under its name" "$(msum "$T_DIR/m" $W circuit_name=out workload=svc result=success)" 1
+expect_eq "labels: svc alone" "$(mlabels "$T_DIR/m" $W workload | tr '\n' ' ')" "other svc "
+expect_eq "kbreaker_workloads" "$(msum "$T_DIR/m" kbreaker_workloads)" 1
+expect_eq "kbreaker_workloads_folded" "$(msum "$T_DIR/m" kbreaker_workloads_folded)" 0
+kill "$L_OUT"; wait "$L_OUT" 2>/dev/null
+expect_eq "out listener accepted" "$(cat "$T_DIR/l_out")" accepted=4
 t_done

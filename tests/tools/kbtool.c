@@ -47,6 +47,9 @@
  *	that joins that cgroup (its cgroup.procs) and makes one blocking
  *	connect; PARALLEL children at most at once. Prints the line of fconnect
  *	plus nocg=N: children that could not join their cgroup (no connect).
+ *   kbtool mvconnect ADDR PORT PARALLEL [TIMEOUT_MS]
+ *	cgconnect, but each child makes its socket before it joins the
+ *	cgroup: a socket of the parent's cgroup, connected from another.
  *   kbtool notify-recv PATH SECONDS
  *	bind a unix datagram socket at PATH (as systemd's NOTIFY_SOCKET) and
  *	print each message received, one per line, for SECONDS (0: until
@@ -232,12 +235,21 @@ static void cg_count(struct tally *t, long *nocg, int status)
 		count_err(t, WIFEXITED(status) ? WEXITSTATUS(status) : EINTR);
 }
 
-static void cg_child(const struct tool_dst *d, const char *dir, int timeout_ms)
+/*
+ * Join cgroup dir, then connect from a new socket; late: make the socket
+ * first, in the parent's cgroup, and join dir only before its connect.
+ */
+static void cg_child(const struct tool_dst *d, const char *dir, int timeout_ms, bool late)
 {
 	char path[4200];
 	FILE *f;
-	int fd;
+	int fd = -1;
 
+	if (late) {
+		fd = tool_tcp_socket(d->ss.ss_family, timeout_ms);
+		if (fd < 0)
+			_exit(errno);
+	}
 	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
 	f = fopen(path, "w");
 	if (!f)
@@ -248,14 +260,15 @@ static void cg_child(const struct tool_dst *d, const char *dir, int timeout_ms)
 	}
 	if (fclose(f))
 		_exit(CG_NOT_JOINED);
-	fd = tool_tcp_socket(d->ss.ss_family, timeout_ms);
+	if (!late)
+		fd = tool_tcp_socket(d->ss.ss_family, timeout_ms);
 	if (fd < 0)
 		_exit(errno);
 	/* The exit status carries the errno (0: connected). */
 	_exit(connect(fd, tool_dst_sa(d), d->len) ? errno : 0);
 }
 
-static int do_cgconnect(const struct tool_dst *d, long parallel, int argc, char **argv)
+static int cg_connects(const struct tool_dst *d, long parallel, int argc, char **argv, bool late)
 {
 	int timeout_ms = argc > 5 ? atoi(argv[5]) : 5000, status, rc = 0;
 	long running = 0, nocg = 0;
@@ -282,7 +295,7 @@ static int do_cgconnect(const struct tool_dst *d, long parallel, int argc, char 
 			break;
 		}
 		if (pid == 0)
-			cg_child(d, dir, timeout_ms);
+			cg_child(d, dir, timeout_ms, late);
 		running++;
 	}
 	while (wait(&status) > 0)
@@ -290,6 +303,16 @@ static int do_cgconnect(const struct tool_dst *d, long parallel, int argc, char 
 	printf("success=%ld refused=%ld timeout=%ld unreachable=%ld eperm=%ld other=%ld nocg=%ld\n",
 	       t.success, t.refused, t.timeout, t.unreach, t.eperm, t.other, nocg);
 	return rc;
+}
+
+static int do_cgconnect(const struct tool_dst *d, long parallel, int argc, char **argv)
+{
+	return cg_connects(d, parallel, argc, argv, false);
+}
+
+static int do_mvconnect(const struct tool_dst *d, long parallel, int argc, char **argv)
+{
+	return cg_connects(d, parallel, argc, argv, true);
 }
 
 static int rst_or_hold(const struct tool_dst *d, long count, bool hold)
@@ -661,7 +684,7 @@ static const struct {
 } batches[] = {
 	{ "connect", do_connect }, { "pconnect", do_pconnect }, { "spconnect", do_spconnect },
 	{ "fconnect", do_fconnect }, { "cancel", do_cancel }, { "rst", do_rst }, { "hold", do_hold },
-	{ "cgconnect", do_cgconnect },
+	{ "cgconnect", do_cgconnect }, { "mvconnect", do_mvconnect },
 };
 
 static int do_attached(int argc, char **argv)
@@ -826,6 +849,6 @@ int main(int argc, char **argv)
 		return do_attached(argc, argv);
 	if (!strcmp(cmd, "get"))
 		return do_get(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|lconnect|sconnect|reuse|notify-recv|udp|listen|attached|get ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|mvconnect|lconnect|sconnect|reuse|notify-recv|udp|listen|attached|get ...\n");
 	return 2;
 }

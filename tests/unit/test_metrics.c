@@ -118,6 +118,9 @@ static const char want_empty[] =
 	"# HELP kbreaker_events_lost_total Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.\n"
 	"# TYPE kbreaker_events_lost_total counter\n"
 	"kbreaker_events_lost_total 7\n"
+	"# HELP kbreaker_connects_failopen_total Connects to open destinations the hooks let through because the agent had not run its loop for 10 s (stopped or hung): it could not have ended the block.\n"
+	"# TYPE kbreaker_connects_failopen_total counter\n"
+	"kbreaker_connects_failopen_total 3\n"
 	HEAD_STATE
 	HEAD_TRANSITIONS
 	HEAD_FAILURE_RATE
@@ -135,7 +138,8 @@ static const char want_empty[] =
 static void test_no_destinations(void **state)
 {
 	struct metrics_agent info = {
-		.version = "1.2.3", .kernel = "6.1.0", .events_lost = 7, .capacity = 16384,
+		.version = "1.2.3", .kernel = "6.1.0", .events_lost = 7, .connects_failopen = 3,
+		.capacity = 16384,
 		.reload_ok = 1, .last_reload_ok_wall = 1700000000, .reloads_ok = 2,
 		.reloads_failed = 1, .resolve_errors = 3, .map_errors = 4,
 		.refuses_with_econnrefused = 1,
