@@ -24,8 +24,10 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 	size_t n = size * nmemb;
 	char *body;
 
-	if (res->len + n > FETCH_MAX_BODY)
+	if (res->len + n > FETCH_MAX_BODY) {
+		res->too_large = true;
 		return 0;	/* curl reports CURLE_WRITE_ERROR */
+	}
 	body = realloc(res->body, res->len + n + 1);
 	if (!body)
 		return 0;
@@ -77,6 +79,8 @@ int fetch_get(const char *url, long timeout_ms, struct fetch_result *res)
 		snprintf(res->err, sizeof(res->err), "%s", strerror((int)os_errno));
 	else if (rc == CURLE_OPERATION_TIMEDOUT)
 		snprintf(res->err, sizeof(res->err), "no answer within %ld ms", timeout_ms);
+	else if (rc == CURLE_WRITE_ERROR && res->too_large)
+		snprintf(res->err, sizeof(res->err), "response larger than %u MiB", FETCH_MAX_BODY >> 20);
 	else
 		snprintf(res->err, sizeof(res->err), "%s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
 	curl_easy_cleanup(c);

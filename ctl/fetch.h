@@ -6,12 +6,14 @@
 #ifndef KB_CTL_FETCH_H
 #define KB_CTL_FETCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct fetch_result {
 	char *body;		/* NUL-terminated, malloc'd; NULL on transport error */
 	size_t len;
 	long http_status;	/* 0 when no response arrived */
+	bool too_large;		/* the body passed the limit: not a /status document */
 	char err[256];		/* why, when the request failed */
 };
 

@@ -93,7 +93,10 @@ static struct json_object *read_status(const struct ctl_opts *o, char **raw, cha
 		return NULL;
 	}
 	if (fetch_get(url, o->timeout_ms, &res)) {
-		snprintf(err, err_len, "kbreakerctl: cannot reach %s: %s", o->url, res.err);
+		if (res.too_large)
+			snprintf(err, err_len, "kbreakerctl: %s: %s", url, res.err);
+		else
+			snprintf(err, err_len, "kbreakerctl: cannot reach %s: %s", o->url, res.err);
 		return NULL;
 	}
 	if (res.http_status != 200) {
@@ -101,7 +104,7 @@ static struct json_object *read_status(const struct ctl_opts *o, char **raw, cha
 		fetch_result_free(&res);
 		return NULL;
 	}
-	doc = table_parse(res.body, why, sizeof(why));
+	doc = table_parse(res.body, res.len, why, sizeof(why));
 	if (!doc) {
 		snprintf(err, err_len, "kbreakerctl: %s: %s", url, why);
 		fetch_result_free(&res);
@@ -112,6 +115,16 @@ static struct json_object *read_status(const struct ctl_opts *o, char **raw, cha
 	else
 		fetch_result_free(&res);
 	return doc;
+}
+
+/* Flush stdout; a failed write, now or earlier, is said once. 0 or 1. */
+static int flush_out(void)
+{
+	errno = 0;
+	if (!fflush(stdout) && !ferror(stdout))
+		return 0;
+	fprintf(stderr, "kbreakerctl: cannot write the output: %s\n", strerror(errno ? errno : EIO));
+	return 1;
 }
 
 static int cmd_status(const struct ctl_opts *o)
@@ -138,9 +151,7 @@ static int cmd_status(const struct ctl_opts *o)
 	}
 	free(raw);
 	json_object_put(doc);
-	if (fflush(stdout) || ferror(stdout))
-		rc = 1;
-	return rc;
+	return flush_out() ? 1 : rc;
 }
 
 static void sleep_ms(long ms)
@@ -185,7 +196,7 @@ static int cmd_watch(const struct ctl_opts *o)
 		} else {
 			printf("%s\n", err);
 		}
-		if (fflush(stdout))
+		if (flush_out())
 			return 1;
 	}
 	return ok ? 0 : 1;
@@ -198,6 +209,10 @@ static int take_option(int c, struct ctl_opts *o)
 
 	switch (c) {
 	case 'u':
+		if (!*optarg) {
+			fprintf(stderr, "kbreakerctl: --url: empty\n");
+			return 2;
+		}
 		o->url = optarg;
 		return -1;
 	case 't':

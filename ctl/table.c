@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include "table.h"
@@ -15,14 +16,36 @@ static const char *const headers[COL_MAX] = {
 #define CELL_MAX 96
 #define COL_GAP 3
 
-struct json_object *table_parse(const char *body, char *err, size_t err_len)
+struct json_object *table_parse(const char *body, size_t len, char *err, size_t err_len)
 {
+	struct json_tokener *tok = json_tokener_new();
 	enum json_tokener_error jerr;
 	struct json_object *doc, *dsts;
+	size_t end;
 
-	doc = json_tokener_parse_verbose(body, &jerr);
+	if (!tok || len > INT_MAX) {
+		if (tok)
+			json_tokener_free(tok);
+		snprintf(err, err_len, "response too large to parse");
+		errno = ENOMEM;
+		return NULL;
+	}
+	doc = json_tokener_parse_ex(tok, body, (int)len);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	/* One document, all of it: --json passes the body on as it came. */
+	while (doc && end < len && strchr(" \t\r\n", body[end]) && body[end])
+		end++;
+	if (doc && (end < len || strlen(body) != len)) {
+		json_object_put(doc);
+		snprintf(err, err_len, "response is not one JSON document: more after byte %zu", end);
+		errno = EINVAL;
+		return NULL;
+	}
 	if (!doc) {
-		snprintf(err, err_len, "response is not JSON: %s", json_tokener_error_desc(jerr));
+		snprintf(err, err_len, "response is not JSON: %s",
+			 jerr == json_tokener_continue ? "unexpected end of data" : json_tokener_error_desc(jerr));
 		errno = EINVAL;
 		return NULL;
 	}
@@ -94,19 +117,26 @@ static void cell_u64(struct json_object *v, char *buf, size_t len)
 		snprintf(buf, len, "-");
 }
 
-/* address:port; [v6]:port; port 0 or absent is "any". */
+/*
+ * address:port; [v6]:port; port 0 or absent is "any". A name with other
+ * than one address (none yet, or several) shows as the name.
+ */
 static void cell_addr(struct json_object *d, char *buf, size_t len)
 {
 	struct json_object *a = get(d, "address", json_type_string), *p = get(d, "port", json_type_int);
-	const char *addr = a ? json_object_get_string(a) : "-";
+	struct json_object *h = get(d, "host", json_type_string), *all = get(d, "addresses", json_type_array);
+	const char *addr = a && *json_object_get_string(a) ? json_object_get_string(a) : "-";
 	int port = p ? json_object_get_int(p) : 0;
 	char port_text[16];
+
+	if (h && *json_object_get_string(h) && all && json_object_array_length(all) != 1)
+		addr = json_object_get_string(h);
 
 	if (port > 0)
 		snprintf(port_text, sizeof(port_text), "%d", port);
 	else
 		snprintf(port_text, sizeof(port_text), "*");
-	if (strchr(addr, ':') && !strchr(addr, '/'))
+	if (strchr(addr, ':'))
 		snprintf(buf, len, "[%s]:%s", addr, port_text);
 	else
 		snprintf(buf, len, "%s:%s", addr, port_text);
@@ -151,13 +181,60 @@ static void fill_row(struct json_object *d, char row[COL_MAX][CELL_MAX])
 	table_duration(v ? json_object_get_double(v) : -1.0, row[COL_TIME], CELL_MAX);
 }
 
+/*
+ * Length of the UTF-8 character at p that a terminal prints as a
+ * character: 0 for a byte that does not start one, and for C1 controls.
+ */
+static size_t utf8_char(const unsigned char *p)
+{
+	size_t n = p[0] >= 0xf5 ? 0 : p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((n == 2 && p[0] == 0xc2 && p[1] < 0xa0) || (n == 3 && p[0] == 0xe0 && p[1] < 0xa0) ||
+	    (n == 3 && p[0] == 0xed && p[1] >= 0xa0) || (n == 4 && p[0] == 0xf0 && p[1] < 0x90) ||
+	    (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/*
+ * Write s (out NULL: only measure) with every byte a terminal would act on
+ * (C0, DEL, C1) or could not print as \xHH: a cgroup's name is anyone's
+ * text. Returns the columns written.
+ */
+static size_t put_cell(FILE *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t cols = 0, n;
+
+	while (*p) {
+		n = *p >= 0x20 && *p < 0x7f ? 1 : *p >= 0x80 ? utf8_char(p) : 0;
+		if (n) {
+			if (out)
+				fwrite(p, 1, n, out);
+			p += n;
+			cols++;
+			continue;
+		}
+		if (out)
+			fprintf(out, "\\x%02x", *p);
+		p++;
+		cols += 4;
+	}
+	return cols;
+}
+
 static void print_row(FILE *out, const char *const *cells, const size_t *width, int ncols)
 {
 	for (int c = 0; c < ncols; c++) {
+		size_t cols = put_cell(out, cells[c]);
+
 		if (c == ncols - 1)
-			fprintf(out, "%s\n", cells[c]);
+			fputc('\n', out);
 		else
-			fprintf(out, "%-*s", (int)(width[c] + COL_GAP), cells[c]);
+			fprintf(out, "%*s", (int)(width[c] + COL_GAP - cols), "");
 	}
 }
 
@@ -172,7 +249,7 @@ int table_render(FILE *out, struct json_object *doc)
 	if (!rows)
 		return -ENOMEM;
 	for (int c = 0; c < COL_MAX; c++)
-		width[c] = strlen(headers[c]);
+		width[c] = put_cell(NULL, headers[c]);
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *d = json_object_array_get_idx(dsts, i);
 
@@ -184,8 +261,8 @@ int table_render(FILE *out, struct json_object *doc)
 			for (int c = 0; c < COL_MAX; c++)
 				snprintf(rows[i][c], CELL_MAX, "-");
 		for (int c = 0; c < COL_MAX; c++)
-			if (strlen(rows[i][c]) > width[c])
-				width[c] = strlen(rows[i][c]);
+			if (put_cell(NULL, rows[i][c]) > width[c])
+				width[c] = put_cell(NULL, rows[i][c]);
 	}
 	print_row(out, headers, width, COL_MAX);
 	for (size_t i = 0; i < n; i++) {
@@ -280,10 +357,10 @@ int table_render_workloads(FILE *out, struct json_object *doc)
 		}
 	}
 	for (int c = 0; c < WCOL_MAX; c++) {
-		width[c] = strlen(wheaders[c]);
+		width[c] = put_cell(NULL, wheaders[c]);
 		for (size_t i = 0; i < n; i++)
-			if (strlen(rows[i].text[c]) > width[c])
-				width[c] = strlen(rows[i].text[c]);
+			if (put_cell(NULL, rows[i].text[c]) > width[c])
+				width[c] = put_cell(NULL, rows[i].text[c]);
 	}
 	print_row(out, wheaders, width, WCOL_MAX);
 	for (size_t i = 0; i < n; i++)

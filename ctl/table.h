@@ -15,10 +15,11 @@
 #include <json-c/json.h>
 
 /*
- * Parse a /status body. Returns the document or NULL with errno set
- * (EINVAL: not JSON, or no "destinations" array) and a reason in err.
+ * Parse a /status body of len bytes. Returns the document or NULL with
+ * errno set (EINVAL: not one JSON document, all of the body, or no
+ * "destinations" array) and a reason in err.
  */
-struct json_object *table_parse(const char *body, char *err, size_t err_len);
+struct json_object *table_parse(const char *body, size_t len, char *err, size_t err_len);
 
 /* Write the table for doc (from table_parse). 0 or -EIO. */
 int table_render(FILE *out, struct json_object *doc);

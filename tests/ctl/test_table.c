@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -40,7 +41,7 @@ static struct json_object *parse(const char *ctx, const char *body)
 	struct json_object *doc;
 	char err[256];
 
-	doc = table_parse(body, err, sizeof(err));
+	doc = table_parse(body, strlen(body), err, sizeof(err));
 	if (!doc)
 		fail_msg("%s: %s", ctx, err);
 	return doc;
@@ -147,12 +148,105 @@ static void test_workloads_cases(void **state)
 	}
 }
 
+/*
+ * A workload is named after a cgroup, and whoever may make one picks the
+ * name (found by review): what a terminal would act on, or cannot print,
+ * is written \xHH; columns count characters, not bytes.
+ */
+static void test_hostile_names(void **state)
+{
+	static const char doc[] =
+		"{\"workloads\":{},\"destinations\":[{\"name\":\"a\",\"breaker\":\"shared\",\"workloads\":["
+		"{\"workload\":\"evil\\u001b[2J\\u001b[31mX\",\"connects\":{\"success\":1}},"
+		"{\"workload\":\"nl\\nrow\\u007f\\u009b\",\"connects\":{\"success\":2}},"
+		"{\"workload\":\"caf\u00e9\",\"connects\":{\"success\":3}},"
+		"{\"workload\":\"bad\xff\xfe\",\"connects\":{\"success\":4}}]}]}";
+	struct json_object *d = parse("hostile names", doc);
+	char *text;
+	int rc;
+
+	text = render(table_render_workloads, d, &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(text,
+		"DESTINATION   WORKLOAD                BREAKER   STATE   CONNECTS   FAILURES   BLOCKED\n"
+		"a             evil\\x1b[2J\\x1b[31mX    shared    -       1          -          -\n"
+		"a             nl\\x0arow\\x7f\\xc2\\x9b   shared    -       2          -          -\n"
+		"a             caf\u00e9                    shared    -       3          -          -\n"
+		"a             bad\\xff\\xfe             shared    -       4          -          -\n");
+	free(text);
+	json_object_put(d);
+}
+
+/* One JSON document, all of the body: --json hands it on as it came. */
+static void test_parse_whole_body(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *body;
+		size_t len;	/* 0: strlen */
+		bool ok;
+	} cases[] = {
+		{ "one document", "{\"destinations\":[]}", 0, true },
+		{ "trailing white space", "{\"destinations\":[]}\n \t\r\n", 0, true },
+		{ "trailing bytes", "{\"destinations\":[]} garbage", 0, false },
+		{ "two documents", "{\"destinations\":[]}{\"x\":1}", 0, false },
+		{ "a NUL inside", "{\"destinations\":[]}\0junk", 24, false },
+		{ "cut short", "{\"destinations\":[", 0, false },
+		{ "empty", "", 0, false },
+		{ "not a /status", "{\"x\":[]}", 0, false },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].body);
+		struct json_object *d;
+		char err[256] = "";
+
+		d = table_parse(cases[i].body, len, err, sizeof(err));
+		check_int(cases[i].name, d != NULL, cases[i].ok);
+		if (!cases[i].ok)
+			check_int(cases[i].name, err[0] != '\0', 1);
+		json_object_put(d);
+	}
+}
+
+/* ADDRESS: a name with none or several addresses shows as the name; v6 prefixes in brackets. */
+static void test_address_cell(void **state)
+{
+	static const char doc[] =
+		"{\"destinations\":["
+		"{\"name\":\"unres\",\"host\":\"no.such.invalid\",\"address\":\"\",\"addresses\":[],\"port\":443},"
+		"{\"name\":\"pool\",\"host\":\"pool.test\",\"address\":\"10.0.0.1\","
+		"\"addresses\":[{\"address\":\"10.0.0.1\"},{\"address\":\"10.0.0.2\"}],\"port\":80},"
+		"{\"name\":\"one\",\"host\":\"one.test\",\"address\":\"10.0.0.3\","
+		"\"addresses\":[{\"address\":\"10.0.0.3\"}],\"port\":80},"
+		"{\"name\":\"v6net\",\"host\":\"fd00::/8\",\"address\":\"fd00::/8\",\"addresses\":[],\"port\":443},"
+		"{\"name\":\"old\",\"address\":\"10.0.0.4\",\"port\":0}]}";
+	struct json_object *d = parse("addresses", doc);
+	char *text;
+	int rc;
+
+	text = render(table_render, d, &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(text,
+		"NAME    ADDRESS               STATE   FAILURE RATE   CONNECTS   FAILURES   BLOCKED   TIME IN STATE\n"
+		"unres   no.such.invalid:443   -       -              -          -          -         -\n"
+		"pool    pool.test:80          -       -              -          -          -         -\n"
+		"one     10.0.0.3:80           -       -              -          -          -         -\n"
+		"v6net   [fd00::/8]:443        -       -              -          -          -         -\n"
+		"old     10.0.0.4:*            -       -              -          -          -         -\n");
+	free(text);
+	json_object_put(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_workloads_canned),
 		cmocka_unit_test(test_status_canned),
 		cmocka_unit_test(test_workloads_cases),
+		cmocka_unit_test(test_hostile_names),
+		cmocka_unit_test(test_parse_whole_body),
+		cmocka_unit_test(test_address_cell),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
