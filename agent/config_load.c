@@ -83,7 +83,10 @@ static int find_netns(struct config *cfg, const char *path, char *err, size_t er
 		if (!d->netns[0])
 			continue;
 		if (stat(d->netns, &st) || statfs(d->netns, &sf))
-			why = strerror(errno);
+			why = errno != EACCES ? strerror(errno) :
+			      "permission denied (another user's /proc/PID/ns/net needs CAP_SYS_PTRACE, "
+			      "which kbreakerd does not keep after start: name the namespace with "
+			      "`ip netns attach NAME PID` and give /run/netns/NAME)";
 		else if (sf.f_type != NSFS_MAGIC)
 			why = "not a namespace file (want /run/netns/NAME or /proc/PID/ns/net)";
 		else {

@@ -97,4 +97,23 @@ expect_eq "--check-config exit status" "$rc" 1
 want="$T_DIR/alias.yaml:11:12: destination \"alias\": netns: /run/netns//$T_NS is the namespace of destination \"dbns\""
 check "one error naming file, line, column and both destinations" [ "$out" != "${out#*"$want"}" ] ||
 	log "got: $out"
+
+# The agent reloads with no capability: another user's /proc/PID/ns/net is
+# out of its reach then (found by review), and the error says what to use.
+log "netns: a reload naming another user's /proc/PID/ns/net is rejected with the way out"
+( exec ip netns exec "$NS2" setpriv --reuid=nobody --regid=nogroup --clear-groups sleep 60 ) &
+SLEEPER=$!
+sleeper_is_nobody() { [ "$(stat -c %U "/proc/$SLEEPER" 2>/dev/null)" = nobody ]; }
+wait_until "$T_WAIT_S" sleeper_is_nobody
+t_check $? "a process of nobody to name" || t_done
+sed "s|^destinations:|&\n  - { name: other, host: 127.0.0.1, port: $S, netns: /proc/$SLEEPER/ns/net }|" \
+	"$T_DIR/kb.yaml" > "$T_DIR/kb2.yaml"
+mv "$T_DIR/kb2.yaml" "$T_DIR/kb.yaml"
+kill -HUP "$T_AGENT_PID"
+wait_metric 'kbreaker_config_reload_success' 0
+check "the rejection names the file and says to use /run/netns" grep -q \
+	"reload rejected, keeping the running configuration: $T_DIR/kb.yaml:[0-9]*:[0-9]*: destination .other.: netns: /proc/$SLEEPER/ns/net: permission denied (.*ip netns attach NAME PID" \
+	"$T_DIR/agent.log"
+expect_metric 'kbreaker_destinations' 4
+kill "$SLEEPER"; wait "$SLEEPER" 2>/dev/null
 t_done
