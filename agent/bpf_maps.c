@@ -380,18 +380,29 @@ int kb_bpf_prune_dsts(struct kb_bpf *k, kb_dst_keep_fn keep, void *ctx)
 int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_saved);
+	size_t n = 0, cap = bpf_map__max_entries(k->obs->maps.kb_saved);
 	struct persist_record *v;
-	__u32 key, next, *prev = NULL;
+	__u32 *keys, *prev = NULL;
 
+	/*
+	 * Every key first: fn may delete records, and a hash map walked on from
+	 * a deleted key starts again at its first, so records would be seen twice.
+	 */
+	keys = calloc(cap ? cap : 1, sizeof(*keys));
 	v = malloc(sizeof(*v));
-	if (!v)
+	if (!keys || !v) {
+		free(keys);
+		free(v);
 		return -ENOMEM;
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (!bpf_map_lookup_elem(fd, &key, v))
-			fn(ctx, key, v);
 	}
+	while (n < cap && !bpf_map_get_next_key(fd, prev, &keys[n])) {
+		prev = &keys[n];
+		n++;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!bpf_map_lookup_elem(fd, &keys[i], v))
+			fn(ctx, keys[i], v);
+	free(keys);
 	free(v);
 	return 0;
 }

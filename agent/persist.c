@@ -6,8 +6,9 @@
 
 _Static_assert(BS_MAX == 6 && KB_RES_MAX == 6, "persist_breaker's arrays");
 _Static_assert(WINDOW_MAX_BUCKETS == 60 && (WINDOW_MAX_CALLS + 63) / 64 == 16, "persist_window");
-_Static_assert(sizeof(struct persist_breaker) <= sizeof(((struct persist_record *)0)->room),
-	       "persist_breaker outgrew its record");
+_Static_assert(sizeof(struct persist_breaker) + sizeof(struct persist_retired) <=
+	       sizeof(((struct persist_record *)0)->room), "persist_breaker outgrew its record");
+_Static_assert(BS_MACHINE == 3, "persist_retired's transitions");
 _Static_assert(sizeof(struct persist_record) == KB_SAVED_SIZE, "persist_record is kb_saved's value");
 
 static void policy_encode(const struct breaker_policy *p, struct persist_policy *r)

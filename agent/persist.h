@@ -75,6 +75,17 @@ struct persist_breaker {
 };
 
 /* One kb_saved value: whose breaker it is, then the breaker. */
+/*
+ * What a per_address circuit's members that went had counted (struct
+ * circuit_retired), carried by each member's record: the destination's
+ * counters stay cumulative across a restart.
+ */
+struct persist_retired {
+	struct kb_dst_stats stats;
+	__u64 transitions[3][3];	/* [old][new]: closed, open, half_open */
+	__u64 trips_denied;
+};
+
 struct persist_record {
 	__u32 version;			/* PERSIST_VERSION */
 	__u32 size;			/* sizeof(struct persist_breaker) */
@@ -86,7 +97,10 @@ struct persist_record {
 	__u8 pad[3];
 	__u8 addr[16];
 	union {
-		struct persist_breaker br;
+		struct {
+			struct persist_breaker br;
+			struct persist_retired retired;	/* member: its circuit's */
+		};
 		__u8 room[2032];	/* the map's value size stays put across versions */
 	};
 };

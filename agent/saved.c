@@ -20,10 +20,53 @@ static bool saved_fill(const struct agent *a, uint32_t id, struct persist_record
 	if (a->circuits[s->circuit].n_wl)
 		rec->workload = s->workload + 1;
 	if (grouped(cfg)) {
+		const struct circuit_retired *gone = a->circuits[s->circuit].retired;
+
 		rec->member = 1;
 		memcpy(rec->addr, s->addr, sizeof(rec->addr));
+		if (gone) {
+			rec->retired.stats = gone->stats;
+			memcpy(rec->retired.transitions, gone->transitions, sizeof(gone->transitions));
+			rec->retired.trips_denied = gone->trips_denied;
+		}
 	}
 	return true;
+}
+
+static uint64_t max_u64(uint64_t x, uint64_t y)
+{
+	return x > y ? x : y;
+}
+
+/*
+ * Circuit c takes back what its members that went had counted, from one of
+ * its members' records. Each carries a copy as of its last save, and the
+ * counts only grow: the largest of each is the latest. 0 or -ENOMEM.
+ */
+static int retired_take(struct agent_circuit *c, const struct persist_retired *r)
+{
+	const uint64_t *from = (const uint64_t *)&r->stats;
+	uint64_t *to;
+	bool any = r->trips_denied != 0;
+
+	for (size_t i = 0; i < sizeof(r->stats) / sizeof(uint64_t); i++)
+		any |= from[i] != 0;
+	for (int i = 0; i < BS_MACHINE; i++)
+		for (int j = 0; j < BS_MACHINE; j++)
+			any |= r->transitions[i][j] != 0;
+	if (!any)
+		return 0;
+	if (!c->retired && !(c->retired = calloc(1, sizeof(*c->retired))))
+		return -ENOMEM;
+	to = (uint64_t *)&c->retired->stats;
+	for (size_t i = 0; i < sizeof(r->stats) / sizeof(uint64_t); i++)
+		to[i] = max_u64(to[i], from[i]);
+	for (int i = 0; i < BS_MACHINE; i++)
+		for (int j = 0; j < BS_MACHINE; j++)
+			c->retired->transitions[i][j] = max_u64(c->retired->transitions[i][j],
+								r->transitions[i][j]);
+	c->retired->trips_denied = max_u64(c->retired->trips_denied, r->trips_denied);
+	return 0;
 }
 
 int slot_save_now(struct agent *a, uint32_t id)
@@ -226,6 +269,8 @@ static void restore_one(void *ctx, uint32_t id, const struct persist_record *rec
 			err = restore_member(rc, id, ci, rec->workload - 1u, &st);
 		else
 			err = restore_slot(rc, id, ci, &st, rec->member ? rec->addr : NULL);
+		if (!err && rec->member)
+			err = retired_take(&a->circuits[ci], &rec->retired);
 		if (err <= 0) {
 			rc->err = rc->err ?: err;
 			return;

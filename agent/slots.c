@@ -444,6 +444,10 @@ static void member_retire(struct agent *a, struct agent_circuit *c, uint32_t id)
 		for (int j = 0; j < BS_MACHINE; j++)
 			c->retired->transitions[i][j] += s->br.transitions[i][j];
 	c->retired->trips_denied += s->br.denied_trips;
+	/* Every member's record carries them (state_dir): saved again by the next tick. */
+	for (size_t k = 0; k < a->n_slots; k++)
+		if (a->slots[k].used && a->slots[k].circuit == (uint32_t)(c - a->circuits))
+			a->slots[k].dirty = true;
 }
 
 /*

@@ -18,6 +18,7 @@
 #include "kb_test.h"
 
 #include "agent.h"
+#include "agent_int.h"
 #include "agent_test.h"
 #include "breaker.h"
 #include "config.h"
@@ -236,6 +237,57 @@ static void test_member_gone_while_down(void **state)
 	free(r);
 }
 
+/*
+ * A member that went while the first agent ran: what it counted stays the
+ * destination's across the restart (found by review: the counters went
+ * back to the surviving member's), through the surviving member's record.
+ */
+static void test_member_gone_before_restart(void **state)
+{
+	static const struct fake_name fewer[] = { { "pool.test", { "10.9.0.2" } } };
+	uint64_t t0 = mono_now();
+	struct run *r = calloc(1, sizeof(*r));
+	struct agent *a = &r->a;
+	const struct agent_circuit *c;
+	uint32_t gone, ci;
+
+	assert_non_null(r);
+
+	fake_names(hosts, ARRAY_SIZE(hosts));
+	r->cfg = parse("first run", before);
+	assert_int_equal(agent_init(a, r->cfg, fake_bpf_open(), 16, t0), 0);
+	c = circuit_named(a, "pool");
+	ci = c - a->circuits;
+	gone = c->members[0];
+	refuse(a, gone, 2, mono_now());
+	assert_int_equal(agent_drain(a, mono_now()), 0);
+	fake_maps.stats[gone].connects[KB_RES_REFUSED] = 2;
+	fake_names(fewer, ARRAY_SIZE(fewer));
+	resolve_circuit(a, ci, mono_now());
+	c = circuit_named(a, "pool");
+	check_eq("members left", c->n_addrs, 1);
+	assert_non_null(c->retired);
+	check_eq("retired refusals", c->retired->stats.connects[KB_RES_REFUSED], 2);
+	check_eq("retired trips", c->retired->transitions[BS_CLOSED][BS_OPEN], 1);
+	/* The survivor's record carries them from the next tick on. */
+	assert_int_equal(agent_tick(a, mono_now()), 0);
+	check_eq("survivor saved", fake_maps.saved_used[c->members[0]], true);
+	agent_fini(a);
+	drop(r->cfg);
+
+	r->cfg = parse("second run", before);
+	assert_int_equal(agent_init(a, r->cfg, fake_bpf_adopt(), 16, t0 + 5 * SEC), 0);
+	c = circuit_named(a, "pool");
+	check_eq("members", c->n_addrs, 1);
+	assert_non_null(c->retired);
+	check_eq("retired refusals after the restart", c->retired->stats.connects[KB_RES_REFUSED], 2);
+	check_eq("retired trips after the restart", c->retired->transitions[BS_CLOSED][BS_OPEN], 1);
+	check_maps("second run", a);
+	agent_fini(a);
+	drop(r->cfg);
+	free(r);
+}
+
 /* A record of another version, or with a value no breaker has, starts that breaker afresh. */
 static void test_unreadable_record_starts_afresh(void **state)
 {
@@ -282,6 +334,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restart_takes_breakers_back),
 		cmocka_unit_test(test_member_gone_while_down),
+		cmocka_unit_test(test_member_gone_before_restart),
 		cmocka_unit_test(test_unreadable_record_starts_afresh),
 	};
 
