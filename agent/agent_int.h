@@ -59,6 +59,16 @@ static inline bool guarded(const struct agent_circuit *c)
 	return grouped(c->cfg) || (c->n_wl && c->cfg->max_open_percent < 100);
 }
 
+/*
+ * Whether a kept circuit's guard went from the kernel to the agent or
+ * back: its breakers' verdicts change with it (circuit_verdict), even when
+ * their policy does not.
+ */
+static inline bool guard_moved(const struct agent_circuit *was, const struct agent_circuit *now)
+{
+	return guarded(was) != guarded(now);
+}
+
 /* Add b's counters into a's, word by word (every field of kb_dst_stats is a __u64 count). */
 static inline void kb_dst_stats_add(struct kb_dst_stats *a, const struct kb_dst_stats *b)
 {
@@ -153,6 +163,9 @@ int saved_restore(struct agent *a, bool *restored, uint64_t now);
 
 /* Resolve named circuit ci at `now`, in this thread (at start). */
 void resolve_circuit(struct agent *a, uint32_t ci, uint64_t now);
+
+/* resolve_name() for the event loop itself (start, reload), seen by agent_resolving(). */
+int resolve_on_loop(const char *name, kb_addr_t **addrs, size_t *n);
 
 /* Start the thread, following the running config's names. 0 or -errno, logged. */
 int resolver_start(struct agent *a);

@@ -110,7 +110,7 @@ static int reload_resolve(struct reload *r)
 
 		if (r->info[i].from >= 0 || c->cfg->host_kind != HOST_NAME)
 			continue;
-		err = resolve_name(c->cfg->host, &c->addrs, &c->n_addrs);
+		err = resolve_on_loop(c->cfg->host, &c->addrs, &c->n_addrs);
 		if (err == EAI_MEMORY)
 			return reload_fail(r, -ENOMEM, "resolve %s for %s", c->cfg->host, c->cfg->name);
 		r->info[i].resolve_err = err;
@@ -269,6 +269,7 @@ static void reload_commit(struct agent *a, struct reload *r)
 		struct agent_slot *s = &a->slots[k];
 		enum breaker_state was = s->br.state;
 		const struct config_dst *cfg;
+		bool moved;
 
 		if (!s->used)
 			continue;
@@ -276,9 +277,10 @@ static void reload_commit(struct agent *a, struct reload *r)
 			s->used = false;
 			continue;
 		}
+		moved = guard_moved(&old[s->circuit], &r->next[r->old_to_new[s->circuit]]);
 		s->circuit = r->old_to_new[s->circuit];
 		cfg = r->next[s->circuit].cfg;
-		if (!breaker_reconfigure(&s->br, &cfg->policy, r->now))
+		if (!breaker_reconfigure(&s->br, &cfg->policy, r->now) && !moved)
 			continue;
 		/* reload_write() kept every slot it wrote a verdict for, in this order. */
 		if (rk->synced)

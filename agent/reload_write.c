@@ -230,8 +230,9 @@ int reload_write(struct agent *a, struct reload *r)
 			err = reload_key(a, r, c, m, false);
 		for (size_t m = 0; m < circuit_n_slots(c) && !err; m++) {
 			err = reload_verdict(a, r, circuit_slot(c, m), &allow, NULL);
-			if (!err && a->persist && !grouped(c->cfg) && !c->n_wl)
-				err = reload_forget(a, r, c->slot);
+			/* Every member's too: a record left would come back at a restart. */
+			if (!err && a->persist)
+				err = reload_forget(a, r, circuit_slot(c, m));
 		}
 	}
 	for (size_t i = 0; i < r->cfg->n_dsts && !err; i++) {
@@ -262,7 +263,8 @@ int reload_write(struct agent *a, struct reload *r)
 		/* On a copy: the breaker itself changes in reload_commit(), the same way. */
 		cfg = r->next[r->old_to_new[s->circuit]].cfg;
 		br = s->br;
-		if (!breaker_reconfigure(&br, &cfg->policy, r->now))
+		if (!breaker_reconfigure(&br, &cfg->policy, r->now) &&
+		    !guard_moved(&a->circuits[s->circuit], &r->next[r->old_to_new[s->circuit]]))
 			continue;
 		err = reload_keep(a, r, s, &br, &r->kept_slots[r->n_kept], &was);
 		if (err)

@@ -148,7 +148,10 @@ static size_t check_keys(const char *ctx, const struct agent *a)
 	return n;
 }
 
-/* The maps hold exactly the agent's keys, and each breaker's verdict. */
+/*
+ * The maps hold exactly the agent's keys, and each breaker's verdict; no
+ * saved breaker is left for a slot not in use (a restart would take it back).
+ */
 void check_maps(const char *ctx, const struct agent *a)
 {
 	check_eq(ctx, fake_maps.n_keys, check_keys(ctx, a));
@@ -158,6 +161,8 @@ void check_maps(const char *ctx, const struct agent *a)
 
 		if (!s->used) {
 			check_eq(ctx, got.action, KB_ACT_ALLOW);
+			if (fake_maps.saved_used[id])
+				fail_msg("%s: a saved breaker in slot %zu, not in use", ctx, id);
 			continue;
 		}
 		breaker_verdict(&s->br, &want);

@@ -99,6 +99,26 @@ static const struct reload_case cases[] = {
 		},
 	},
 	{
+		/*
+		 * Only the guard changes hands (found by review): the kernel must
+		 * stop tripping db's workloads on its own, each verdict rewritten.
+		 */
+		.name = "per_workload: max_open_percent 100 -> 50 moves the guard to the agent",
+		.before = HEAD "workloads: { depth: 1, max: 2 }\nmax_destinations: 16\ndestinations:\n"
+			"  - { name: db, host: 10.0.0.1, port: 80, breaker: per_workload }\n",
+		.after = HEAD "workloads: { depth: 1, max: 2 }\nmax_destinations: 16\ndestinations:\n"
+			"  - { name: db, host: 10.0.0.1, port: 80, breaker: per_workload, max_open_percent: 50 }\n",
+		.want = { { "db", BS_CLOSED, 0, 0 } },
+	},
+	{
+		.name = "per_workload: max_open_percent 50 -> 100 gives the trip back to the kernel",
+		.before = HEAD "workloads: { depth: 1, max: 2 }\nmax_destinations: 16\ndestinations:\n"
+			"  - { name: db, host: 10.0.0.1, port: 80, breaker: per_workload, max_open_percent: 50 }\n",
+		.after = HEAD "workloads: { depth: 1, max: 2 }\nmax_destinations: 16\ndestinations:\n"
+			"  - { name: db, host: 10.0.0.1, port: 80, breaker: per_workload }\n",
+		.want = { { "db", BS_CLOSED, 0, 0 } },
+	},
+	{
 		/* No slot was ever unused: the new breakers take the removed ones' slots. */
 		.name = "at capacity, slots of removed circuits taken over",
 		.before = HEAD "max_destinations: 4\ndestinations:\n"
