@@ -29,14 +29,21 @@ __u64 kb_failopen_total = 0;
 /*
  * The cgroup level that makes a workload: the enforcement cgroup's own,
  * found once among the task's ancestors, plus depth. -1: the task is not
- * below the enforcement cgroup (a socket made inside, connected from outside).
+ * below the enforcement cgroup (a socket made inside, connected from
+ * outside), asked of every task: the level found for another says nothing
+ * of this one.
  */
 static __always_inline int kb_wl_level(struct kb_wl_ctl *c)
 {
 	__u32 found = c->level;
 
-	if (found)
-		return found - 1;
+	if (found) {
+		found--;
+		if (found < c->depth ||
+		    bpf_get_current_ancestor_cgroup_id(found - c->depth) != c->base)
+			return -1;
+		return found;
+	}
 	for (int i = 0; i < KB_WL_LEVELS; i++)
 		if (bpf_get_current_ancestor_cgroup_id(i) == c->base) {
 			found = i + c->depth;
