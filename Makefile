@@ -41,7 +41,7 @@ PURE_SRCS := agent/addr.c agent/yamlwalk.c agent/config.c agent/config_value.c a
 AGENT_CORE_SRCS := agent/agent.c agent/slots.c agent/workload_names.c agent/cgroup.c agent/saved.c agent/resolver.c agent/reload.c \
                    agent/reload_write.c agent/snapshot.c agent/pages.c agent/pagebuf.c
 AGENT_SRCS := $(PURE_SRCS) agent/config_load.c agent/main.c agent/bpf.c agent/bpf_pin.c agent/bpf_maps.c agent/bpf_workloads.c agent/http.c agent/http_admit.c \
-              agent/log.c agent/resolve.c agent/privs.c $(AGENT_CORE_SRCS)
+              agent/log.c agent/resolve.c agent/privs.c agent/beat.c $(AGENT_CORE_SRCS)
 AGENT_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 PURE_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(PURE_SRCS) agent/config_load.c agent/log.c)
 

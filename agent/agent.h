@@ -170,6 +170,9 @@ void agent_stop_publishing(struct agent *a);
 /* The descriptor that becomes readable when the resolver has answers. */
 int agent_resolver_fd(const struct agent *a);
 
+/* Whether the event loop waits on a name lookup of its own now (any thread may ask). */
+bool agent_resolving(void);
+
 /* Apply the resolver's answers (names whose addresses changed or failed). 0 or -errno. */
 int agent_resolved(struct agent *a, uint64_t now);
 

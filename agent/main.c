@@ -20,6 +20,7 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include "agent.h"
+#include "beat.h"
 #include "bpf.h"
 #include "cgroup.h"
 #include "clock.h"
@@ -397,6 +398,7 @@ struct kbreakerd {
 	struct agent a;
 	bool agent_up;		/* agent_init() ran: agent_fini() must */
 	struct http_server *http;
+	struct beat *beat;
 };
 
 /*
@@ -443,6 +445,12 @@ static int daemon_start(struct kbreakerd *d)
 	err = drop_privileges(d->bpf, cfg->user);
 	if (err)
 		return err;
+	/* Before agent_init: names resolve there, restored open breakers blocking meanwhile. */
+	err = beat_start(&d->beat, d->bpf);
+	if (err) {
+		log_err("start the beat thread: %s", strerror(-err));
+		return err;
+	}
 
 	err = agent_init(&d->a, d->cfg, d->bpf, cfg->max_destinations, clock_mono_ns());
 	d->agent_up = true;
@@ -465,6 +473,7 @@ static void daemon_stop(struct kbreakerd *d)
 	kb_bpf_detach_enforcement(d->bpf);
 	if (d->agent_up)
 		agent_fini(&d->a);
+	beat_stop(d->beat);
 	kb_bpf_close(d->bpf);
 	config_free(d->cfg);
 	free(d->cfg);

@@ -46,12 +46,30 @@ static void take_answer(struct agent *a, uint32_t ci, const struct resolved *r, 
 	circuit_set_addrs(a, ci, addrs, r->n, now);
 }
 
+/* Lookups the event loop is waiting on: the beat (beat.h) keeps the hooks going meanwhile. */
+static int loop_lookups;
+
+bool agent_resolving(void)
+{
+	return __atomic_load_n(&loop_lookups, __ATOMIC_RELAXED) > 0;
+}
+
+int resolve_on_loop(const char *name, kb_addr_t **addrs, size_t *n)
+{
+	int err;
+
+	__atomic_add_fetch(&loop_lookups, 1, __ATOMIC_RELAXED);
+	err = resolve_name(name, addrs, n);
+	__atomic_sub_fetch(&loop_lookups, 1, __ATOMIC_RELAXED);
+	return err;
+}
+
 void resolve_circuit(struct agent *a, uint32_t ci, uint64_t now)
 {
 	struct resolved r = { 0 };
 
 	snprintf(r.host, sizeof(r.host), "%s", a->circuits[ci].cfg->host);
-	r.err = resolve_name(r.host, &r.addrs, &r.n);
+	r.err = resolve_on_loop(r.host, &r.addrs, &r.n);
 	take_answer(a, ci, &r, now);
 	if (!r.err)
 		free(r.addrs);

@@ -207,11 +207,16 @@ start_agent_cmd() {
 # start_agent_hosts HOSTS CONFIG: start_agent with the file HOSTS bind-mounted
 # over /etc/hosts in the agent's own mount namespace (the host's file is
 # never touched), for destinations given by name.
-start_agent_hosts() {
+start_agent_hosts() { start_agent_bound "$1" /etc/hosts "$2"; }
+
+# start_agent_resolv RESOLV CONFIG: the same with RESOLV over /etc/resolv.conf.
+start_agent_resolv() { start_agent_bound "$1" /etc/resolv.conf "$2"; }
+
+start_agent_bound() {
 	command -v unshare >/dev/null || need "unshare (util-linux) not installed"
 	start_agent_cmd unshare -m --propagation private sh -c \
-		'mount --bind "$1" /etc/hosts && exec "$2" -c "$3" --log-level debug' \
-		sh "$1" "$KBREAKERD" "$2"
+		'mount --bind "$1" "$2" && exec "$3" -c "$4" --log-level debug' \
+		sh "$1" "$2" "$KBREAKERD" "$3"
 }
 
 # agent_alive WHAT: a check that the agent still runs; the test ends if not.

@@ -13,7 +13,8 @@
 # A stopped agent (SIGSTOP: any process of its user may send it) keeps its
 # hooks but can end no block: once its loop has not run for 10 s
 # (KB_ALIVE_GRACE_NS) the hooks let every connect through, counted in
-# kbreaker_connects_failopen_total, and refuse again once it runs.
+# kbreaker_connects_failopen_total, and refuse again once it runs. A loop
+# waiting on DNS in a reload is not hung: there the hooks go on refusing.
 . "$(dirname "$0")/lib.sh"
 t_setup
 KILLCONNECT="$(dirname "$KBREAKERD")/killconnect"
@@ -110,4 +111,36 @@ expect_metric 'circuit_breaker_state{circuit_name="svc",state="open"}' 1
 stop_agent
 kill "$LISTENER"; wait "$LISTENER"
 expect_eq "listener accepted what got through" "$(cat "$T_DIR/listen-stop.out")" "accepted=$passed"
+
+# Found by review: a reload adding a name whose lookup took 12 s let an
+# open destination through, the agent alive and well.
+log "a reload waiting 12 s on DNS: the open breaker still blocks"
+DNS=$T_NET.0.53
+printf 'nameserver %s\noptions timeout:12 attempts:1\n' "$DNS" > "$T_DIR/resolv.conf"
+"$KBTOOL" udpsink "$DNS" 53 120 "$T_DIR/dns-ready" > "$T_DIR/dns.out" &
+SINK=$!
+wait_until "$T_WAIT_S" test -e "$T_DIR/dns-ready"
+t_check $? "a name server that never answers, on $DNS" || t_done
+start_agent_resolv "$T_DIR/resolv.conf" "$T_DIR/kb.yaml"
+expect_field "refused (closed port)" refused 3 in_test "$KBTOOL" connect $T_ADDR "$PORT" 3
+wait_state svc open || t_done
+start_listener $T_ADDR "$PORT" "$T_DIR/listen-dns.out"
+agent_config poll_interval=100ms \
+	defaults: mode=enforce consecutive_failures=3 open_duration=1h half_open_permits=1 \
+	dest: name=svc host=$T_ADDR port=$PORT \
+	dest: name=slow host=slow.kbreaker-test.invalid port=$((PORT + 1)) > "$T_DIR/kb.yaml"
+kill -HUP "$T_AGENT_PID"
+sleep 11.5
+reloaded() { grep -q 'msg="configuration reloaded' "$T_DIR/agent.log"; }
+reloaded
+check "still waiting on the name 11.5 s after SIGHUP" test $? -ne 0
+connect_one
+expect_eq "refused by the hook while the reload waits on DNS" "$R" refused
+wait_until "$T_WAIT_S" reloaded
+t_check $? "the reload ended"
+expect_metric 'kbreaker_connects_failopen_total' 0
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="svc"}' 1
+stop_agent
+kill "$LISTENER" "$SINK"; wait "$LISTENER" "$SINK" 2>/dev/null
+expect_eq "listener accepted nothing" "$(cat "$T_DIR/listen-dns.out")" "accepted=0"
 t_done

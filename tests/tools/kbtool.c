@@ -56,6 +56,10 @@
  *	SIGTERM, after printing what is already queued)
  *   kbtool udp ADDR PORT
  *	connect() a UDP socket; prints "udp=ok" or "udp=<errno name>"
+ *   kbtool udpsink ADDR PORT SECONDS READY_FILE
+ *	bind a UDP socket and take every datagram, answering none, for
+ *	SECONDS (a name server that does not reply); touches READY_FILE once
+ *	bound; prints "datagrams=N"
  *   kbtool listen ADDR PORT SECONDS READY_FILE [--rst]
  *	accept (and close) for SECONDS (0: no limit) or until SIGTERM, then
  *	accept what is still queued and print "accepted=N"; touches READY_FILE
@@ -544,6 +548,41 @@ static int do_udp(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * A UDP port that takes every datagram and answers none, for SECONDS: a
+ * name server that does not reply. Touches READY_FILE once bound; prints
+ * "datagrams=N".
+ */
+static int do_udpsink(int argc, char **argv)
+{
+	struct tool_dst d;
+	char buf[512];
+	long n = 0;
+	time_t end;
+	FILE *f;
+	int fd;
+
+	if (argc < 6)
+		return 2;
+	tool_dst_arg("kbtool", argv[2], argv[3], &d);
+	end = time(NULL) + atol(argv[4]);
+	fd = socket(d.ss.ss_family, SOCK_DGRAM, 0);
+	if (fd < 0 || bind(fd, tool_dst_sa(&d), d.len)) {
+		perror("kbtool udpsink: bind");
+		return 1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ .tv_sec = 1 }, sizeof(struct timeval));
+	f = fopen(argv[5], "w");
+	if (f)
+		fclose(f);
+	while (time(NULL) < end)
+		if (recv(fd, buf, sizeof(buf), 0) >= 0)
+			n++;
+	close(fd);
+	printf("datagrams=%ld\n", n);
+	return 0;
+}
+
 /* accept and close what is queued on the non-blocking fd; returns how many. */
 static long accept_queued(int fd, bool rst)
 {
@@ -837,6 +876,8 @@ int main(int argc, char **argv)
 		return do_notify_recv(argc, argv);
 	if (!strcmp(cmd, "udp"))
 		return do_udp(argc, argv);
+	if (!strcmp(cmd, "udpsink"))
+		return do_udpsink(argc, argv);
 	if (!strcmp(cmd, "lconnect"))
 		return do_lconnect(argc, argv);
 	if (!strcmp(cmd, "sconnect"))
@@ -849,6 +890,6 @@ int main(int argc, char **argv)
 		return do_attached(argc, argv);
 	if (!strcmp(cmd, "get"))
 		return do_get(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|mvconnect|lconnect|sconnect|reuse|notify-recv|udp|listen|attached|get ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|mvconnect|lconnect|sconnect|reuse|notify-recv|udp|udpsink|listen|attached|get ...\n");
 	return 2;
 }
