@@ -60,6 +60,21 @@ static char *render(int (*fn)(FILE *, struct json_object *), struct json_object 
 	return buf;
 }
 
+/* fn's table of the document text doc is want, exactly. */
+static void expect_table(int (*fn)(FILE *, struct json_object *), const char *ctx, const char *doc,
+			 const char *want)
+{
+	struct json_object *d = parse(ctx, doc);
+	char *text;
+	int rc;
+
+	text = render(fn, d, &rc);
+	check_int(ctx, rc, 0);
+	check_str(ctx, text, want);
+	free(text);
+	json_object_put(d);
+}
+
 /*
  * --by-workload on the canned document: destinations in its order, each
  * one's workloads in its order (the agent's: failures descending), none for
@@ -161,20 +176,12 @@ static void test_hostile_names(void **state)
 		"{\"workload\":\"nl\\nrow\\u007f\\u009b\",\"connects\":{\"success\":2}},"
 		"{\"workload\":\"caf\u00e9\",\"connects\":{\"success\":3}},"
 		"{\"workload\":\"bad\xff\xfe\",\"connects\":{\"success\":4}}]}]}";
-	struct json_object *d = parse("hostile names", doc);
-	char *text;
-	int rc;
-
-	text = render(table_render_workloads, d, &rc);
-	assert_int_equal(rc, 0);
-	assert_string_equal(text,
+	expect_table(table_render_workloads, "hostile names", doc,
 		"DESTINATION   WORKLOAD                BREAKER   STATE   CONNECTS   FAILURES   BLOCKED\n"
 		"a             evil\\x1b[2J\\x1b[31mX    shared    -       1          -          -\n"
 		"a             nl\\x0arow\\x7f\\xc2\\x9b   shared    -       2          -          -\n"
 		"a             caf\u00e9                    shared    -       3          -          -\n"
 		"a             bad\\xff\\xfe             shared    -       4          -          -\n");
-	free(text);
-	json_object_put(d);
 }
 
 /* One JSON document, all of the body: --json hands it on as it came. */
@@ -221,21 +228,13 @@ static void test_address_cell(void **state)
 		"\"addresses\":[{\"address\":\"10.0.0.3\"}],\"port\":80},"
 		"{\"name\":\"v6net\",\"host\":\"fd00::/8\",\"address\":\"fd00::/8\",\"addresses\":[],\"port\":443},"
 		"{\"name\":\"old\",\"address\":\"10.0.0.4\",\"port\":0}]}";
-	struct json_object *d = parse("addresses", doc);
-	char *text;
-	int rc;
-
-	text = render(table_render, d, &rc);
-	assert_int_equal(rc, 0);
-	assert_string_equal(text,
+	expect_table(table_render, "addresses", doc,
 		"NAME    ADDRESS               STATE   FAILURE RATE   CONNECTS   FAILURES   BLOCKED   TIME IN STATE\n"
 		"unres   no.such.invalid:443   -       -              -          -          -         -\n"
 		"pool    pool.test:80          -       -              -          -          -         -\n"
 		"one     10.0.0.3:80           -       -              -          -          -         -\n"
 		"v6net   [fd00::/8]:443        -       -              -          -          -         -\n"
 		"old     10.0.0.4:*            -       -              -          -          -         -\n");
-	free(text);
-	json_object_put(d);
 }
 
 int main(void)
