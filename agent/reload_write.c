@@ -134,7 +134,7 @@ static int reload_keep(struct agent *a, struct reload *r, const struct agent_slo
 	/* slot_sync_count()'s, as slot_publish() does before a new gen starts the kernel's count afresh. */
 	rk->synced = !s->events && br->state == BS_CLOSED;
 	err = rk->synced ? kb_bpf_read_trip(a->bpf, id, &trip, was) : kb_bpf_get_verdict(a->bpf, id, was);
-	rk->synced = rk->synced && was->gen && was->since_ns == br->state_since_ns;
+	rk->synced = !err && rk->synced && was->gen && was->since_ns == br->state_since_ns;
 	if (rk->synced) {
 		rk->fails = kb_fails_in_row(was, trip.fails);
 		breaker_adopt_count(br, rk->fails);
