@@ -131,7 +131,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(PURE_OBJS) | $(BUILD)/tests
 AGENT_TEST_OBJS = $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_CORE_SRCS)) \
 		  $(BUILD)/tests/fakes.o $(BUILD)/tests/agent_test.o $(PURE_OBJS)
 AGENT_TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=log_msg
-AGENT_UNIT_BINS := $(addprefix $(BUILD)/tests/,test_reload test_restore test_resolver test_pages test_workloads)
+AGENT_UNIT_BINS := $(addprefix $(BUILD)/tests/,test_reload test_restore test_resolver test_pages test_workloads \
+		   test_permits)
 
 $(BUILD)/tests/fakes.o $(BUILD)/tests/agent_test.o: $(BUILD)/tests/%.o: tests/unit/%.c | $(BUILD)/tests
 	$(call msg,CC,$@)
@@ -163,7 +164,7 @@ test: deps
 # ASan+UBSan build, in its own build dir.
 ASAN_E2E := test_loop test_cli test_accuracy test_reload test_restart test_policy \
 	    test_blast_radius test_resolve test_scale test_ctl test_scope test_http test_http_flood \
-	    test_workloads
+	    test_workloads test_preconnect
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 test-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)-asan SAN_FLAGS="$(ASAN_FLAGS)" CFLAGS="-O1 -g" \

@@ -285,6 +285,8 @@ int agent_tick(struct agent *a, uint64_t now)
 					   old == BS_HALF_OPEN ? "max_half_open_duration" : "ramp", now);
 		else if (s->used && s->dirty)
 			slot_save(a, i);	/* windows and counts, at most once a poll */
+		if (s->used && s->br.state == BS_HALF_OPEN)
+			slot_check_permits(a, s, now);
 	}
 	workloads_reclaim(a, now);
 	/* Even with attribution off: a restart may have adopted the previous run's records. */

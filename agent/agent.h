@@ -42,6 +42,10 @@ struct agent_slot {
 	bool events;			/* its verdict queues every outcome (kb_verdict.events) */
 	uint64_t counted[KB_RES_MAX];	/* no events: kernel counts already fed to the window */
 	uint32_t workload;		/* per_workload members: the workload index */
+	struct {			/* half_open: permits taken whose SYN never left */
+		uint32_t gen, taken, sent;
+		uint64_t since_ns;	/* first seen so; 0: none */
+	} unsent;
 };
 
 /*
@@ -105,6 +109,7 @@ struct agent {
 	uint64_t last_scrape_ns;	/* how long the previous /metrics render took (atomic) */
 	uint64_t resolve_errors;	/* failed name resolutions */
 	uint64_t map_errors;		/* failed map writes */
+	uint64_t permits_returned;	/* half_open permits given back (slot_check_permits) */
 	uint64_t reloads_ok, reloads_failed;
 	bool last_reload_ok;
 	int64_t last_reload_ok_wall;	/* unix seconds of the last good (re)load */

@@ -95,6 +95,11 @@ void verdict_carry_probes(struct agent *a, uint32_t id, struct kb_verdict *v);
 
 void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v);
 
+/* How long the kernel's permit counts must stand still before slot_check_permits() acts. */
+#define KB_UNSENT_GRACE_NS 1000000000ULL
+
+void slot_check_permits(struct agent *a, struct agent_slot *s, uint64_t now);
+
 /*
  * A breaker restored from the previous run (saved.c), its policy this
  * run's; was: its state before the new policy. When the verdict the kernel

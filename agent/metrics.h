@@ -48,6 +48,7 @@ struct metrics_agent {
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t resolve_errors;
 	uint64_t map_errors;
+	uint64_t permits_returned;
 	bool refuses_with_econnrefused;	/* bpf_set_retval available */
 	const struct kb_prog_stats *progs;	/* per BPF program */
 	size_t n_progs;

@@ -35,6 +35,55 @@ void verdict_carry_probes(struct agent *a, uint32_t id, struct kb_verdict *v)
 		v->permits = cur.permits - taken;
 }
 
+/*
+ * Half_open s: permits taken by connects that failed before their SYN
+ * (kb_judge.h) go back in a new gen, once the kernel's counts have stood
+ * still for KB_UNSENT_GRACE_NS: a connect between its hook and its SYN
+ * takes microseconds, one that failed there never gets further. Without
+ * this the breaker would wait for outcomes that never come, refusing a
+ * destination that may have recovered.
+ */
+void slot_check_permits(struct agent *a, struct agent_slot *s, uint64_t now)
+{
+	struct kb_verdict cur, v;
+	struct kb_trip t;
+	uint32_t id = s - a->slots, unsent, taken, sent;
+
+	int err;
+
+	/* Tripped: a probe failed, and the breaker opens again as soon as the loop reads it. */
+	if (s->br.state != BS_HALF_OPEN || kb_bpf_read_trip(a->bpf, id, &t, &cur) ||
+	    !(unsent = kb_permits_unsent(&cur, &t)) || cur.since_ns != s->br.state_since_ns ||
+	    t.tripped == cur.gen) {
+		s->unsent.since_ns = 0;
+		return;
+	}
+	taken = kb_word_count(t.probes, cur.gen);
+	sent = kb_word_count(t.sent, cur.gen);
+	if (!s->unsent.since_ns || s->unsent.gen != cur.gen || s->unsent.taken != taken ||
+	    s->unsent.sent != sent) {
+		s->unsent.gen = cur.gen;
+		s->unsent.taken = taken;
+		s->unsent.sent = sent;
+		s->unsent.since_ns = now;
+		return;
+	}
+	if (now - s->unsent.since_ns < KB_UNSENT_GRACE_NS)
+		return;
+	s->unsent.since_ns = 0;
+	v = cur;
+	v.permits = cur.permits - sent;
+	err = kb_bpf_set_verdict(a->bpf, id, &v);
+	if (err) {
+		a->map_errors++;
+		log_err("bpf: write verdict of slot %u: %s", id, strerror(-err));
+		return;
+	}
+	a->permits_returned += unsent;
+	log_info("probe permits given back: their connects failed before sending\tcircuit=%s "
+		 "permits=%u", slot_cfg(a, s)->name, unsent);
+}
+
 void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *verdict)
 {
 	struct kb_verdict v = *verdict;

@@ -158,6 +158,7 @@ static void agent_entry(struct snapshot *s, const struct agent *a)
 	s->info.reloads_failed = a->reloads_failed;
 	s->info.resolve_errors = a->resolve_errors;
 	s->info.map_errors = a->map_errors;
+	s->info.permits_returned = a->permits_returned;
 	s->info.last_poll_seconds = a->last_poll_ns / 1e9;
 	s->info.restored = a->restored;
 	s->info.compact = a->cfg->metrics_compact;

@@ -10,10 +10,15 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "kb_maps.bpf.h"
 
 #define ECONNREFUSED 111
 #define SOCK_STREAM 1
+#define AF_INET 2
+#define AF_INET6 10
+/* What an IPv6 socket bound to a non-mapped address has as its IPv4 source (net/ipv6/af_inet6.c). */
+#define LOOPBACK4_IPV6 0x7f000006
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -200,34 +205,99 @@ allow:
 	return 1;
 }
 
+/*
+ * The peer a TCP connect to the unspecified address reaches: the kernel
+ * puts in the socket's own IPv4 source, or 127.0.0.1 (ip_route_connect).
+ * Looked up as given, 0.0.0.0 would pass an open breaker of any local
+ * address that TCP_CONNECT_CB then counts.
+ */
+static __always_inline __u32 kb_any4_peer(__u32 src)
+{
+	return src ? src : bpf_htonl(0x7f000001);
+}
+
+static __always_inline void kb_key_ip4(struct kb_dst_key *key, __u32 a)
+{
+	key->addr[10] = 0xff;
+	key->addr[11] = 0xff;
+	__builtin_memcpy(&key->addr[12], &a, 4);
+}
+
+/*
+ * A connect the hooks judge: TCP, and of the socket's family. Another
+ * family fails in tcp_v4_connect() / tcp_v6_connect() before its SYN, so
+ * no outcome would ever give back a half_open permit it took.
+ */
+static __always_inline bool kb_judged(struct bpf_sock_addr *ctx, __u32 family)
+{
+	return ctx->type == SOCK_STREAM && ctx->protocol == IPPROTO_TCP &&
+	       ctx->user_family == family;
+}
+
 static __always_inline int kb_connect4_run(struct bpf_sock_addr *ctx, bool locked)
 {
 	struct kb_dst_key key = {};
+	struct bpf_sock *sk = ctx->sk;
 	__u32 a;
 
-	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
+	if (!kb_judged(ctx, AF_INET))
 		return 1;
 	a = ctx->user_ip4;
-	key.addr[10] = 0xff;
-	key.addr[11] = 0xff;
-	__builtin_memcpy(&key.addr[12], &a, 4);
+	if (!a)
+		a = kb_any4_peer(sk ? sk->src_ip4 : 0);
+	kb_key_ip4(&key, a);
 	key.port = (__u16)ctx->user_port;
 	return kb_decide(&key, ctx, locked);
+}
+
+/*
+ * The peer of a connect6 to the unspecified address, as tcp_v6_connect()
+ * picks it: :: reaches ::1, or 127.0.0.1 for a socket bound to a mapped
+ * address; ::ffff:0.0.0.0 goes the IPv4 way from the socket's IPv4
+ * source, which is a mapped bound address's, 0 for an unbound socket and
+ * LOOPBACK4_IPV6 for one bound to an IPv6 address.
+ */
+static __always_inline void kb_any6_peer(struct kb_dst_key *key, struct bpf_sock *sk, bool mapped)
+{
+	__u32 s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+	bool src_mapped, src_any;
+
+	if (sk) {
+		s0 = sk->src_ip6[0];
+		s1 = sk->src_ip6[1];
+		s2 = sk->src_ip6[2];
+		s3 = sk->src_ip6[3];
+	}
+	src_mapped = !s0 && !s1 && s2 == bpf_htonl(0xffff);
+	src_any = !s0 && !s1 && !s2 && !s3;
+	__builtin_memset(key->addr, 0, sizeof(key->addr));
+	if (mapped)
+		kb_key_ip4(key, kb_any4_peer(src_mapped ? s3 : src_any ? 0 : bpf_htonl(LOOPBACK4_IPV6)));
+	else if (src_mapped)
+		kb_key_ip4(key, bpf_htonl(0x7f000001));
+	else
+		key->addr[15] = 1;
 }
 
 static __always_inline int kb_connect6_run(struct bpf_sock_addr *ctx, bool locked)
 {
 	struct kb_dst_key key = {};
-	__u32 a;
+	__u32 a0, a1, a2, a3;
 
-	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
+	if (!kb_judged(ctx, AF_INET6))
 		return 1;
 	/* Context fields must be read as 4-byte words. IPv4-mapped peers land on
 	 * the same key as connect4 builds. */
-	a = ctx->user_ip6[0]; __builtin_memcpy(&key.addr[0], &a, 4);
-	a = ctx->user_ip6[1]; __builtin_memcpy(&key.addr[4], &a, 4);
-	a = ctx->user_ip6[2]; __builtin_memcpy(&key.addr[8], &a, 4);
-	a = ctx->user_ip6[3]; __builtin_memcpy(&key.addr[12], &a, 4);
+	a0 = ctx->user_ip6[0];
+	a1 = ctx->user_ip6[1];
+	a2 = ctx->user_ip6[2];
+	a3 = ctx->user_ip6[3];
+	__builtin_memcpy(&key.addr[0], &a0, 4);
+	__builtin_memcpy(&key.addr[4], &a1, 4);
+	__builtin_memcpy(&key.addr[8], &a2, 4);
+	__builtin_memcpy(&key.addr[12], &a3, 4);
+	if (!a0 && !a1 && !a3 && (!a2 || a2 == bpf_htonl(0xffff)))
+		kb_any6_peer(&key, ctx->sk, a2);
 	key.port = (__u16)ctx->user_port;
 	return kb_decide(&key, ctx, locked);
 }

@@ -267,8 +267,21 @@ static __always_inline void kb_forget(struct bpf_sock_ops *skops, struct bpf_soc
 	bpf_map_delete_elem(&kb_conn, &cookie);
 }
 
+/* A SYN leaves for slot: a half_open probe's permit is spent (kb_judge.h). */
+static __always_inline void kb_sent(__u32 slot, bool locked)
+{
+	struct kb_verdict *v = bpf_map_lookup_elem(&kb_verdicts, &slot);
+	struct kb_trip *t;
+
+	if (!v || v->action != KB_ACT_PROBE)
+		return;
+	t = bpf_map_lookup_elem(&kb_trips, &slot);
+	if (t)
+		kb_probe_sent(v, t, locked);
+}
+
 /* BPF_SOCK_OPS_TCP_CONNECT_CB: SYN about to leave; record connects to configured destinations. */
-static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
+static __always_inline void kb_on_connect(struct bpf_sock_ops *skops, bool locked)
 {
 	struct kb_dst_key key = {};
 	struct kb_sk rec = {}, *ks;
@@ -324,9 +337,10 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops)
 		ks->dst_id = rec.dst_id;
 		ks->retrans = 0;
 		ks->syn_ns = in_conn ? 0 : rec.syn_ns;
-	} else if (!in_conn) {
-		return;
 	}
+	kb_sent(rec.dst_id & KB_SK_SLOT, locked);
+	if (!ks && !in_conn)
+		return;
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
 				  BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
 }
@@ -600,7 +614,7 @@ static __always_inline int kb_sockops_run(struct bpf_sock_ops *skops, bool locke
 {
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-		kb_on_connect(skops);
+		kb_on_connect(skops, locked);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		kb_on_state(skops, locked);

@@ -251,8 +251,9 @@ struct kb_trip {
 	__u32 tripped;		/* gen the kernel tripped in; 0: none */
 	struct bpf_spin_lock lock;	/* kernels before 5.12 only (kb_judge.h) */
 	__u64 tripped_ns;	/* bpf_ktime_get_ns() of the trip */
+	__u64 sent;		/* gen << 32 | KB_ACT_PROBE connects whose SYN left in gen */
 };
-_Static_assert(sizeof(struct kb_trip) == 32, "kb_trip ABI");
+_Static_assert(sizeof(struct kb_trip) == 40, "kb_trip ABI");
 
 /*
  * One connect outcome, in ring-buffer order, queued only for destinations

@@ -115,6 +115,41 @@ KB_JUDGE_INLINE int kb_take_permit(struct kb_trip *t, __u32 gen, __u32 permits, 
 	return before >= 0 && before < permits;
 }
 
+/*
+ * TCP_CONNECT_CB of a connect under v, its SYN about to leave: a probe's
+ * permit is spent for good. One taken by a connect that failed before its
+ * SYN (no route, no local port, another program's refusal, a wrong
+ * sin_family) is not, and kb_permits_unsent() shows it to the agent, which
+ * alone can give it back (a new gen): else the breaker waits for an outcome
+ * that never comes.
+ */
+KB_JUDGE_INLINE void kb_probe_sent(const struct kb_verdict *v, struct kb_trip *t, bool locked)
+{
+	if (v->action != KB_ACT_PROBE || !v->gen)
+		return;
+	if (locked)
+		kb_lock(&t->lock);
+	kb_word_add(&t->sent, v->gen, locked);
+	if (locked)
+		kb_unlock(&t->lock);
+}
+
+/*
+ * Permits of v's gen taken by connects whose SYN has not left. A connect
+ * between its hook and its TCP_CONNECT_CB is one for microseconds; one
+ * that failed in between, for good.
+ */
+KB_JUDGE_INLINE __u32 kb_permits_unsent(const struct kb_verdict *v, const struct kb_trip *t)
+{
+	__u32 taken = kb_word_count(t->probes, v->gen), sent = kb_word_count(t->sent, v->gen);
+
+	if (v->action != KB_ACT_PROBE || !v->gen)
+		return 0;
+	if (taken > v->permits)
+		taken = v->permits;
+	return taken > sent ? taken - sent : 0;
+}
+
 /* What the connect hooks do for v, counting a kernel trip in t. */
 KB_JUDGE_INLINE __u32 kb_effective_action(const struct kb_verdict *v, const struct kb_trip *t)
 {

@@ -2,12 +2,14 @@
 /*
  * kbtool: real sockets for the end-to-end tests.
  *
- *   kbtool connect ADDR PORT COUNT [TIMEOUT_MS]
+ *   kbtool connect ADDR PORT COUNT [TIMEOUT_MS] [bind=ADDR] [family=N]
  *	COUNT sequential blocking TCP connects (COUNT 0: until SIGTERM, which
  *	ends the loop between two connects, never inside one); one reset by
  *	the peer before connect() returned is a success; prints one line
  *	of counts: "success=S refused=R timeout=T unreachable=U eperm=P other=O
  *	max_us=M", then "errno=NAME" for the last error counted in other.
+ *	bind=ADDR binds each socket to ADDR (any port) first; family=N puts N
+ *	in the address's sa_family (a connect the kernel refuses before SYN).
  *   kbtool pconnect ADDR PORT COUNT [TIMEOUT_MS]
  *	COUNT non-blocking connects at once, each ended by its outcome or by
  *	the timeout (then closed unfinished: "pending" counts those); same line
@@ -388,21 +390,36 @@ static bool sigterm_pending(void)
 	return !sigpending(&pending) && sigismember(&pending, SIGTERM);
 }
 
-static int do_connect(const struct tool_dst *d, long count, int argc, char **argv)
+static int do_connect(const struct tool_dst *dst, long count, int argc, char **argv)
 {
-	int timeout_ms = argc > 5 ? atoi(argv[5]) : 5000, last_other = 0;
+	int timeout_ms = 5000, last_other = 0;
+	struct tool_dst src = { .len = 0 }, odd = *dst;
+	const struct tool_dst *d = &odd;
 	struct tally t = { 0 };
 	sigset_t term;
+
+	for (int i = 5; i < argc; i++) {
+		if (!strncmp(argv[i], "bind=", 5))
+			tool_dst_arg("kbtool", argv[i] + 5, "0", &src);
+		else if (!strncmp(argv[i], "family=", 7))
+			odd.ss.ss_family = (sa_family_t)atoi(argv[i] + 7);
+		else
+			timeout_ms = atoi(argv[i]);
+	}
 
 	/* Until SIGTERM: the signal waits until the connect in flight has ended. */
 	if (!count)
 		block_sigterm(&term);
 	for (long i = 0; count ? i < count : !sigterm_pending(); i++) {
-		int fd = tool_tcp_socket(d->ss.ss_family, timeout_ms), err = 0;
+		int fd = tool_tcp_socket(dst->ss.ss_family, timeout_ms), err = 0;
 		long long t0;
 
 		if (fd < 0) {
 			perror("socket");
+			return 1;
+		}
+		if (src.len && bind(fd, tool_dst_sa(&src), src.len)) {
+			perror("kbtool connect: bind");
 			return 1;
 		}
 		t0 = now_us();

@@ -160,6 +160,43 @@ static void test_gen_restarts(void **state)
 	assert_int_equal(kb_take_permit(&t, 4, 1, locked), 0);
 }
 
+/*
+ * A permit taken by a connect whose SYN never left shows as unsent, and
+ * only in its gen and under a probe verdict; a SYN that leaves spends one.
+ */
+static void test_permits_unsent(void **state)
+{
+	struct kb_verdict v = verdict(KB_ACT_PROBE, 3, 1, 0), allow = verdict(KB_ACT_ALLOW, 3, 1, 0);
+	struct kb_trip t = { 0 };
+
+	v.permits = 2;
+	assert_int_equal(kb_permits_unsent(&v, &t), 0);
+	assert_int_equal(kb_take_permit(&t, 3, 2, locked), 1);
+	assert_int_equal(kb_permits_unsent(&v, &t), 1);
+	kb_probe_sent(&v, &t, locked);
+	assert_int_equal(kb_permits_unsent(&v, &t), 0);
+	assert_int_equal(kb_take_permit(&t, 3, 2, locked), 1);
+	assert_int_equal(kb_take_permit(&t, 3, 2, locked), 0);
+	assert_int_equal(kb_permits_unsent(&v, &t), 1);
+	/* Refusals past the permits are no probes. */
+	assert_int_equal(kb_word_count(t.probes, 3), 2);
+	/* Not a probe verdict: nothing is sent, nothing is owed. */
+	kb_probe_sent(&allow, &t, locked);
+	assert_int_equal(kb_word_count(t.sent, 3), 1);
+	assert_int_equal(kb_permits_unsent(&allow, &t), 0);
+	/* A new gen (the agent gave them back) starts both counts afresh. */
+	v.gen = 4;
+	v.permits = 1;
+	assert_int_equal(kb_permits_unsent(&v, &t), 0);
+	assert_int_equal(kb_take_permit(&t, 4, 1, locked), 1);
+	kb_probe_sent(&v, &t, locked);
+	assert_int_equal(kb_word_count(t.sent, 4), 1);
+	assert_int_equal(kb_permits_unsent(&v, &t), 0);
+	/* More SYNs than permits (observe mode lets every connect through): none owed. */
+	kb_probe_sent(&v, &t, locked);
+	assert_int_equal(kb_permits_unsent(&v, &t), 0);
+}
+
 #define RACERS 4
 #define TRIES 20000
 
@@ -243,6 +280,7 @@ int main(void)
 		BOTH(test_judge_table),
 		BOTH(test_judge_since),
 		BOTH(test_gen_restarts),
+		BOTH(test_permits_unsent),
 		BOTH(test_permits_race),
 		BOTH(test_trip_race),
 		cmocka_unit_test(test_conn_stale),

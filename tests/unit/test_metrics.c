@@ -100,6 +100,9 @@ static const char want_empty[] =
 	"# HELP kbreaker_map_errors_total Failed writes to the kernel maps.\n"
 	"# TYPE kbreaker_map_errors_total counter\n"
 	"kbreaker_map_errors_total 4\n"
+	"# HELP kbreaker_probe_permits_returned_total Half-open probe permits given back: their connects failed before sending a SYN.\n"
+	"# TYPE kbreaker_probe_permits_returned_total counter\n"
+	"kbreaker_probe_permits_returned_total 5\n"
 	"# HELP kbreaker_breakers_restored Breakers taken over from the previous run at start (state_dir).\n"
 	"# TYPE kbreaker_breakers_restored gauge\n"
 	"kbreaker_breakers_restored 0\n"
@@ -142,6 +145,7 @@ static void test_no_destinations(void **state)
 		.capacity = 16384,
 		.reload_ok = 1, .last_reload_ok_wall = 1700000000, .reloads_ok = 2,
 		.reloads_failed = 1, .resolve_errors = 3, .map_errors = 4,
+		.permits_returned = 5,
 		.refuses_with_econnrefused = 1,
 	};
 	char *text = render(&info, NULL, 0);
