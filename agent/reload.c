@@ -285,7 +285,8 @@ static void reload_commit(struct agent *a, struct reload *r)
 		/* reload_write() kept every slot it wrote a verdict for, in this order. */
 		if (rk->synced)
 			breaker_adopt_count(&s->br, rk->fails);
-		if (rk->counted)
+		reload_feed_pending(&s->br, s->counted, rk, r->now);
+		if (rk->counted || rk->pending)
 			memcpy(s->counted, rk->connects, sizeof(s->counted));
 		rk++;
 		circuit_verdict(&r->next[s->circuit], &s->br, &v);

@@ -139,16 +139,32 @@ static int reload_keep(struct agent *a, struct reload *r, const struct agent_slo
 		rk->fails = kb_fails_in_row(was, trip.fails);
 		breaker_adopt_count(br, rk->fails);
 	}
-	/* What mark_counted() reads when events stop, read now: the switch cannot fail. */
+	/*
+	 * What mark_counted() reads when events stop, read now: the switch
+	 * cannot fail. When they start, what apply_counts() has not fed yet
+	 * would reach the breaker neither way.
+	 */
 	circuit_verdict(&r->next[r->old_to_new[s->circuit]], br, &v);
 	rk->counted = s->events && !v.events;
-	if (!err && rk->counted) {
+	rk->pending = !s->events && v.events;
+	if (!err && (rk->counted || rk->pending)) {
 		err = kb_bpf_read_stats(a->bpf, id, &st);
 		memcpy(rk->connects, st.connects, sizeof(rk->connects));
 	}
 	if (err)
 		return reload_fail(r, err, "bpf: read the kernel's state of slot %u", id);
+	reload_feed_pending(br, s->counted, rk, r->now);
 	return 0;
+}
+
+void reload_feed_pending(struct breaker *br, const uint64_t counted[KB_RES_MAX],
+			 const struct reload_kept *rk, uint64_t now)
+{
+	if (!rk->pending)
+		return;
+	for (int res = 0; res < KB_RES_MAX; res++)
+		if (rk->connects[res] > counted[res])
+			breaker_count(br, res, rk->connects[res] - counted[res], now);
 }
 
 /* Zero slot id's counters for a new breaker, journaled with what they were. */

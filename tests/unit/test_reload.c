@@ -42,6 +42,7 @@ struct want_circuit {
 	uint64_t opens;			/* closed -> open transitions: counts carried over */
 	size_t n_addrs;
 	bool counted;			/* its events stopped: kernel counts taken as fed */
+	bool fed;			/* its events started: the kernel's counts are in its window */
 	uint32_t consecutive;		/* consecutive failures, checked when not 0 */
 };
 
@@ -154,6 +155,23 @@ static const struct reload_case cases[] = {
 			{ "a", BS_METRICS_ONLY, 1, 0 },
 			{ "pool", BS_DISABLED, 1, 2 },
 			{ "rate", BS_CLOSED, 0, 0, .counted = true },
+		},
+	},
+	{
+		/*
+		 * Found by review: outcomes the kernel counted since the last
+		 * once-a-second read went neither to the window (read no more)
+		 * nor as events (begun after them), and a rate missed its trip.
+		 */
+		.name = "events start: the kernel's counts not read yet reach the window",
+		.before = HEAD "max_destinations: 4\ndestinations:\n"
+			"  - { name: cnt, host: 10.0.0.3, port: 80, consecutive_failures: 1000,\n"
+			"      window_size: 1000 }\n",
+		.after = HEAD "max_destinations: 4\ndestinations:\n"
+			"  - { name: cnt, host: 10.0.0.3, port: 80, consecutive_failures: 1000,\n"
+			"      window_size: 1000, failure_rate_threshold: 90, minimum_calls: 10 }\n",
+		.want = {
+			{ "cnt", BS_CLOSED, 0, 0, .counted = true, .fed = true },
 		},
 	},
 	{
@@ -399,6 +417,13 @@ static void check_after(const char *ctx, const struct agent *a, const struct rel
 			if (memcmp(a->slots[id].counted, fake_maps.stats[id].connects,
 				   sizeof(a->slots[id].counted)))
 				fail_msg("%s: %s: counted is not the kernel's count", ctx, want->name);
+		}
+		if (want->fed) {
+			const struct kb_dst_stats *st = &fake_maps.stats[c->slot];
+
+			check_eq(ctx, br->window.total.calls,
+				 st->connects[KB_RES_SUCCESS] + st->connects[KB_RES_REFUSED]);
+			check_eq(ctx, br->window.total.failures, st->connects[KB_RES_REFUSED]);
 		}
 	}
 	for (w = 0; w < ARRAY_SIZE(tc->want) && tc->want[w].name; w++)
