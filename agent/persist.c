@@ -118,7 +118,7 @@ static int window_decode(const struct persist_window *r, struct window *w)
 }
 
 void persist_encode(const struct persist_state *st, const char *name, const char *host,
-		    uint16_t port, struct persist_record *rec)
+		    uint16_t port, uint32_t netns, struct persist_record *rec)
 {
 	const struct breaker *b = &st->br;
 	struct persist_breaker *r = &rec->br;
@@ -129,6 +129,7 @@ void persist_encode(const struct persist_state *st, const char *name, const char
 	snprintf(rec->name, sizeof(rec->name), "%s", name);
 	snprintf(rec->host, sizeof(rec->host), "%s", host);
 	rec->port = port;
+	rec->netns = netns;
 	policy_encode(&b->policy, &r->policy);
 	r->state = b->state;
 	r->cause = b->cause;
@@ -151,9 +152,10 @@ void persist_encode(const struct persist_state *st, const char *name, const char
 }
 
 bool persist_matches(const struct persist_record *rec, const char *name, const char *host,
-		     uint16_t port)
+		     uint16_t port, uint32_t netns)
 {
-	return rec->port == port && !strncmp(rec->name, name, sizeof(rec->name)) &&
+	return rec->port == port && rec->netns == netns &&
+	       !strncmp(rec->name, name, sizeof(rec->name)) &&
 	       !strncmp(rec->host, host, sizeof(rec->host));
 }
 

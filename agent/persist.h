@@ -17,7 +17,7 @@
 #include "breaker.h"
 #include "kb_abi.h"
 
-#define PERSIST_VERSION 3
+#define PERSIST_VERSION 4
 
 struct persist_policy {
 	__u32 mode;
@@ -95,13 +95,15 @@ struct persist_record {
 	__u16 workload;			/* per_workload: the member's workload index + 1; 0: none */
 	__u8 member;			/* 1: a per_address member, the breaker of address addr */
 	__u8 pad[3];
+	__u32 netns;			/* the destination's namespace (netns:), inode; 0: any */
+	__u32 pad2;
 	__u8 addr[16];
 	union {
 		struct {
 			struct persist_breaker br;
 			struct persist_retired retired;	/* member: its circuit's */
 		};
-		__u8 room[2032];	/* the map's value size stays put across versions */
+		__u8 room[2024];	/* the map's value size stays put across versions */
 	};
 };
 
@@ -112,15 +114,16 @@ struct persist_state {
 	uint64_t resets_seen;
 };
 
-/* Fill rec (zeroed first) for the circuit name/host/port from st. */
+/* Fill rec (zeroed first) for the circuit name/host/port in namespace netns from st. */
 void persist_encode(const struct persist_state *st, const char *name, const char *host,
-		    uint16_t port, struct persist_record *rec);
+		    uint16_t port, uint32_t netns, struct persist_record *rec);
 
 /*
- * Whether rec was saved for the circuit name/host/port (by any version).
+ * Whether rec was saved for the circuit name/host/port in namespace netns
+ * (by any version): a breaker of another namespace's peer is not this one's.
  */
 bool persist_matches(const struct persist_record *rec, const char *name, const char *host,
-		     uint16_t port);
+		     uint16_t port, uint32_t netns);
 
 /*
  * Read rec back into st. Returns 0, or -EPROTO for another version or

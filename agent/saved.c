@@ -16,7 +16,7 @@ static bool saved_fill(const struct agent *a, uint32_t id, struct persist_record
 	struct persist_state st = { .br = s->br, .resets_seen = s->resets_seen };
 
 	memcpy(st.lost_seen, s->lost_seen, sizeof(st.lost_seen));
-	persist_encode(&st, cfg->name, cfg->host, cfg->port, rec);
+	persist_encode(&st, cfg->name, cfg->host, cfg->port, cfg->netns_ino, rec);
 	if (a->circuits[s->circuit].n_wl)
 		rec->workload = s->workload + 1;
 	if (grouped(cfg)) {
@@ -257,7 +257,7 @@ static void restore_one(void *ctx, uint32_t id, const struct persist_record *rec
 		/* A shared breaker's record is not a member's, nor the reverse. */
 		if (grouped(cfg) != (rec->member == 1) || !rec->workload != !a->circuits[ci].n_wl ||
 		    (!rec->workload && !rec->member && rc->restored[ci]) ||
-		    !persist_matches(rec, cfg->name, cfg->host, cfg->port))
+		    !persist_matches(rec, cfg->name, cfg->host, cfg->port, cfg->netns_ino))
 			continue;
 		err = id < a->capacity ? persist_decode(rec, &st) : -ERANGE;
 		if (err) {

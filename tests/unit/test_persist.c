@@ -85,9 +85,9 @@ static void check_round_trip(enum window_type type, bool reopen)
 	uint64_t now;
 
 	busy_breaker(&st, type, reopen);
-	persist_encode(&st, "db", "db.internal", 5432, &rec);
+	persist_encode(&st, "db", "db.internal", 5432, 0, &rec);
 	assert_int_equal(rec.version, PERSIST_VERSION);
-	assert_true(persist_matches(&rec, "db", "db.internal", 5432));
+	assert_true(persist_matches(&rec, "db", "db.internal", 5432, 0));
 	assert_int_equal(persist_decode(&rec, &back), 0);
 	/* Field by field: both started from zeroed memory, so padding compares too. */
 	assert_memory_equal(&back, &st, sizeof(st));
@@ -124,11 +124,14 @@ static void test_matches(void **state)
 	struct persist_record rec;
 
 	busy_breaker(&st, WINDOW_COUNT, false);
-	persist_encode(&st, "db", "10.0.0.0/8", 0, &rec);
-	assert_true(persist_matches(&rec, "db", "10.0.0.0/8", 0));
-	assert_false(persist_matches(&rec, "db2", "10.0.0.0/8", 0));
-	assert_false(persist_matches(&rec, "db", "10.0.0.0/9", 0));
-	assert_false(persist_matches(&rec, "db", "10.0.0.0/8", 1));
+	persist_encode(&st, "db", "10.0.0.0/8", 0, 4026531840U, &rec);
+	assert_true(persist_matches(&rec, "db", "10.0.0.0/8", 0, 4026531840U));
+	assert_false(persist_matches(&rec, "db2", "10.0.0.0/8", 0, 4026531840U));
+	assert_false(persist_matches(&rec, "db", "10.0.0.0/9", 0, 4026531840U));
+	assert_false(persist_matches(&rec, "db", "10.0.0.0/8", 1, 4026531840U));
+	/* Found by review: a destination whose netns: changed took the old namespace's breaker. */
+	assert_false(persist_matches(&rec, "db", "10.0.0.0/8", 0, 4026531841U));
+	assert_false(persist_matches(&rec, "db", "10.0.0.0/8", 0, 0));
 }
 
 /* Another version's record, or one whose size is not this version's. */
@@ -138,7 +141,7 @@ static void test_other_version(void **state)
 	struct persist_record rec;
 
 	busy_breaker(&st, WINDOW_COUNT, false);
-	persist_encode(&st, "db", "h", 1, &rec);
+	persist_encode(&st, "db", "h", 1, 0, &rec);
 	rec.version = 1;
 	assert_int_equal(persist_decode(&rec, &back), -EPROTO);
 	rec.version = PERSIST_VERSION;
@@ -173,7 +176,7 @@ static void test_out_of_range(void **state)
 	struct persist_record rec, good;
 
 	busy_breaker(&st, WINDOW_COUNT, false);
-	persist_encode(&st, "db", "h", 1, &good);
+	persist_encode(&st, "db", "h", 1, 0, &good);
 	assert_int_equal(persist_decode(&good, &back), 0);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		rec = good;

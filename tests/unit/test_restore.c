@@ -238,6 +238,52 @@ static void test_member_gone_while_down(void **state)
 }
 
 /*
+ * A destination whose netns: changed while no agent ran is another peer:
+ * its breaker starts closed, as a reload starts it (found by review: the
+ * open breaker of the old namespace came back and refused the new one's
+ * connects).
+ */
+static void test_netns_changed(void **state)
+{
+	static const char in_a[] = HEAD "  - { name: db, host: 10.0.0.1, port: 80, netns: /run/netns/a }\n";
+	static const char in_bb[] = HEAD "  - { name: db, host: 10.0.0.1, port: 80, netns: /run/netns/bb }\n";
+	uint64_t t0 = mono_now();
+	struct run *r = calloc(1, sizeof(*r));
+	struct agent *a = &r->a;
+	uint32_t id;
+
+	assert_non_null(r);
+	r->cfg = parse("namespace a", in_a);
+	assert_int_equal(agent_init(a, r->cfg, fake_bpf_open(), 16, t0), 0);
+	id = circuit_named(a, "db")->slot;
+	refuse(a, id, 2, mono_now());
+	assert_int_equal(agent_drain(a, mono_now()), 0);
+	assert_int_equal(agent_tick(a, mono_now()), 0);
+	check_eq("open in a", a->slots[id].br.state, BS_OPEN);
+	check_eq("saved", fake_maps.saved_used[id], true);
+	agent_fini(a);
+	drop(r->cfg);
+
+	r->cfg = parse("namespace bb", in_bb);
+	assert_int_equal(agent_init(a, r->cfg, fake_bpf_adopt(), 16, t0 + 5 * SEC), 0);
+	check_eq("restored", a->restored, 0);
+	id = circuit_named(a, "db")->slot;
+	check_eq("closed in bb", a->slots[id].br.state, BS_CLOSED);
+	check_eq("allowed in bb", fake_maps.verdicts[id].action, KB_ACT_ALLOW);
+	check_maps("namespace bb", a);
+	agent_fini(a);
+	drop(r->cfg);
+
+	/* And back: a's own record is gone with the restart that did not take it. */
+	r->cfg = parse("namespace a again", in_a);
+	assert_int_equal(agent_init(a, r->cfg, fake_bpf_adopt(), 16, t0 + 10 * SEC), 0);
+	check_eq("closed in a again", a->slots[circuit_named(a, "db")->slot].br.state, BS_CLOSED);
+	agent_fini(a);
+	drop(r->cfg);
+	free(r);
+}
+
+/*
  * A member that went while the first agent ran: what it counted stays the
  * destination's across the restart (found by review: the counters went
  * back to the surviving member's), through the surviving member's record.
@@ -334,6 +380,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restart_takes_breakers_back),
 		cmocka_unit_test(test_member_gone_while_down),
+		cmocka_unit_test(test_netns_changed),
 		cmocka_unit_test(test_member_gone_before_restart),
 		cmocka_unit_test(test_unreadable_record_starts_afresh),
 	};
