@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
+#include "duration.h"
 
 #define FNAME "fuzz.yaml"
 
@@ -44,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(cfg.n_dsts == 0 && cfg.dsts == NULL, "cfg empty after an error", err);
 	} else {
 		check(cfg.listen_port > 0, "listen port", err);
-		check(cfg.poll_interval_ns >= 1000000ULL, "poll_interval", err);
+		check(cfg.poll_interval_ns >= NS_PER_MS, "poll_interval", err);
 		check(cfg.n_dsts <= CONFIG_MAX_DESTINATIONS, "destination count", err);
 		check(cfg.n_dsts == 0 || cfg.dsts != NULL, "destinations array", err);
 		for (size_t i = 0; i < cfg.n_dsts; i++) {
@@ -52,9 +53,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			check(memchr(d->name, 0, sizeof(d->name)) && d->name[0], "name", err);
 			check(memchr(d->host, 0, sizeof(d->host)) != NULL, "host", err);
-			check(d->policy.consecutive_failures >= 1, "consecutive_failures", err);
-			check(d->policy.half_open_permits >= 1, "half_open_permits", err);
-			check(d->policy.open_duration_ns > 0, "open_duration", err);
+			/* agent/config.c's ranges; consecutive_failures: 0 turns the count off. */
+			check(d->policy.consecutive_failures <= 1000000, "consecutive_failures", err);
+			check(d->policy.half_open_permits >= 1 && d->policy.half_open_permits <= 100000,
+			      "half_open_permits", err);
+			check(d->policy.open_duration_ns >= NS_PER_MS &&
+			      d->policy.open_duration_ns <= 24 * NS_PER_H, "open_duration", err);
 			check(d->prefix_len <= 128, "prefix_len", err);
 		}
 	}
