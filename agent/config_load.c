@@ -29,7 +29,7 @@ static int read_file(const char *path, size_t max_bytes, char **bufp, size_t *le
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		yamlwalk_errf(err, errlen, "%s: %s", path, strerror(-ret));
+		yamlwalk_pathf(err, errlen, path, ": %s", strerror(-ret));
 		return ret;
 	}
 	/* One byte past the limit tells "too big" apart; read to EOF, st_size lies for pipes. */
@@ -50,9 +50,9 @@ static int read_file(const char *path, size_t max_bytes, char **bufp, size_t *le
 	}
 	close(fd);
 	if (ret == -EFBIG)
-		yamlwalk_errf(err, errlen, "%s: file is larger than %zu MiB", path, max_bytes >> 20);
+		yamlwalk_pathf(err, errlen, path, ": file is larger than %zu MiB", max_bytes >> 20);
 	else if (ret)
-		yamlwalk_errf(err, errlen, "%s: %s", path, strerror(-ret));
+		yamlwalk_pathf(err, errlen, path, ": %s", strerror(-ret));
 	if (ret) {
 		free(buf);
 		return ret;
@@ -93,8 +93,8 @@ static int find_netns(struct config *cfg, const char *path, char *err, size_t er
 			d->netns_ino = (uint32_t)st.st_ino;
 			continue;
 		}
-		yamlwalk_errf(err, errlen, "%s:%d:%d: destination \"%s\": netns: %s: %s", path,
-			      d->netns_line, d->netns_col, d->name, d->netns, why);
+		yamlwalk_pathf(err, errlen, path, ":%d:%d: destination \"%s\": netns: %s: %s",
+			       d->netns_line, d->netns_col, d->name, d->netns, why);
 		config_free(cfg);
 		return -EINVAL;
 	}
@@ -108,12 +108,12 @@ static int check_netns_repeat(struct config *cfg, const char *path, char *err, s
 	int ret = config_netns_repeat(cfg, &rep, &first);
 
 	if (ret)
-		yamlwalk_errf(err, errlen, "%s: out of memory", path);
+		yamlwalk_pathf(err, errlen, path, ": out of memory");
 	else if (rep) {
-		yamlwalk_errf(err, errlen, "%s:%d:%d: destination \"%s\": netns: %s is the namespace of "
-			      "destination \"%s\" (%s), with the same %s and port", path, rep->netns_line,
-			      rep->netns_col, rep->name, rep->netns, first->name, first->netns,
-			      rep->host_kind == HOST_NAME ? "host name" : "address");
+		yamlwalk_pathf(err, errlen, path, ":%d:%d: destination \"%s\": netns: %s is the "
+			       "namespace of destination \"%s\" (%s), with the same %s and port",
+			       rep->netns_line, rep->netns_col, rep->name, rep->netns, first->name,
+			       first->netns, rep->host_kind == HOST_NAME ? "host name" : "address");
 		ret = -EINVAL;
 	}
 	if (ret)

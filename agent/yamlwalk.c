@@ -21,26 +21,74 @@ void yamlwalk_errf(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+#define PATH_KEEP 64	/* of a long path, what even the longest message leaves of it */
+
+/* The buffer a message may fill before path goes in front: all of err but PATH_KEEP bytes. */
+static size_t text_room(size_t errlen, const char *path)
+{
+	size_t keep = strnlen(path, PATH_KEEP);
+
+	return keep < errlen ? errlen - keep : 1;
+}
+
+/*
+ * Put path in front of the text err holds. A path too long for both loses
+ * its head to "...": the line, column and message are what the reader
+ * needs, and the path's tail still tells the file apart.
+ */
+static void put_path(char *err, size_t errlen, const char *path)
+{
+	size_t text = strlen(err), plen = strlen(path), room = errlen - 1 - text, dots = 0;
+	const char *from = path;
+
+	if (plen > room) {
+		dots = room > 3 ? 3 : 0;
+		from = path + plen - (room - dots);
+		/* Not inside a UTF-8 character. */
+		while ((*(const unsigned char *)from & 0xc0) == 0x80)
+			from++;
+		plen = strlen(from);
+	}
+	memmove(err + dots + plen, err, text + 1);
+	memcpy(err, "...", dots);
+	memcpy(err + dots, from, plen);
+}
+
+void yamlwalk_pathf(char *err, size_t errlen, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, text_room(errlen, path), fmt, ap);
+	va_end(ap);
+	put_path(err, errlen, path);
+}
+
 int yamlwalk_fail(struct yamlwalk *w, yaml_mark_t mark, const char *fmt, ...)
 {
+	size_t room;
 	va_list ap;
 	int n;
 
 	if (!w->errlen)
 		return -EINVAL;
-	n = snprintf(w->err, w->errlen, "%s:%zu:%zu: %s", w->fname, mark.line + 1,
-		     mark.column + 1, w->where ? w->where : "");
-	if (n >= 0 && (size_t)n < w->errlen) {
+	room = text_room(w->errlen, w->fname);
+	n = snprintf(w->err, room, ":%zu:%zu: %s", mark.line + 1, mark.column + 1,
+		     w->where ? w->where : "");
+	if (n >= 0 && (size_t)n < room) {
 		va_start(ap, fmt);
-		vsnprintf(w->err + n, w->errlen - n, fmt, ap);
+		vsnprintf(w->err + n, room - n, fmt, ap);
 		va_end(ap);
 	}
+	put_path(w->err, w->errlen, w->fname);
 	return -EINVAL;
 }
 
 int yamlwalk_nomem(struct yamlwalk *w)
 {
-	yamlwalk_errf(w->err, w->errlen, "%s: out of memory", w->fname);
+	yamlwalk_pathf(w->err, w->errlen, w->fname, ": out of memory");
 	return -ENOMEM;
 }
 
@@ -164,8 +212,8 @@ int yamlwalk_load(struct yamlwalk *w, size_t max_bytes, yaml_node_t **root)
 	int ret;
 
 	if (w->len > max_bytes) {
-		yamlwalk_errf(w->err, w->errlen, "%s: file is larger than %zu MiB", w->fname,
-			      max_bytes >> 20);
+		yamlwalk_pathf(w->err, w->errlen, w->fname, ": file is larger than %zu MiB",
+			       max_bytes >> 20);
 		return -EINVAL;
 	}
 	/* libyaml would call it a control character; name it plainly. */

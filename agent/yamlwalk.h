@@ -71,7 +71,16 @@ typedef int (*yamlwalk_set_fn)(void *ctx, const struct yamlwalk_key *row, const 
 __attribute__((format(printf, 3, 4)))
 void yamlwalk_errf(char *err, size_t errlen, const char *fmt, ...);
 
-/* "fname:line:col: <where><message>" at mark (0-based, printed 1-based); returns -EINVAL. */
+/*
+ * path, then the formatted text (": message", ":line:col: message"). When
+ * both do not fit, the path is cut from the left to "...tail", so the text
+ * survives whole; only a text that alone would fill err is cut, at its end,
+ * leaving the path its last 64 bytes.
+ */
+__attribute__((format(printf, 4, 5)))
+void yamlwalk_pathf(char *err, size_t errlen, const char *path, const char *fmt, ...);
+
+/* "fname:line:col: <where><message>" (fname cut as yamlwalk_pathf() does) at mark (0-based, printed 1-based); returns -EINVAL. */
 __attribute__((format(printf, 3, 4)))
 int yamlwalk_fail(struct yamlwalk *w, yaml_mark_t mark, const char *fmt, ...);
 

@@ -932,6 +932,81 @@ static void test_load(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* want: "..." and as much of path's tail as fits before text in CONFIG_ERR_MAX - 1 bytes. */
+static void cut_path(char *want, const char *path, const char *text)
+{
+	size_t room = CONFIG_ERR_MAX - 1 - strlen(text) - 3;
+
+	snprintf(want, CONFIG_ERR_MAX, "...%s%s", path + strlen(path) - room, text);
+}
+
+/*
+ * A path too long for the message with it keeps its tail, after "...": the
+ * line, column and message survive whole (they were lost to the path).
+ */
+static void test_long_path(void **state)
+{
+	static const char bad[] = "poll_interval: 0s\n";
+	static const char text[] = ":1:16: poll_interval: must be between 1ms and 1h";
+	char dir[] = "/tmp/kb-test-config-XXXXXX";
+	char path[700], want[CONFIG_ERR_MAX], err[CONFIG_ERR_MAX], comp[201];
+	struct config cfg;
+	FILE *f;
+
+	memset(comp, 'd', sizeof(comp) - 1);
+	comp[sizeof(comp) - 1] = '\0';
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/%s/%s/%s/kb.yaml", dir, comp, comp, comp);
+	check_eq("path length", strlen(path) > 600, 1);
+
+	/* The parser's file:line:col. */
+	assert_int_equal(config_parse(&cfg, path, bad, strlen(bad), err, sizeof(err)), -EINVAL);
+	cut_path(want, path, text);
+	check_str("parse", err, want);
+	check_eq("parse length", strlen(err), CONFIG_ERR_MAX - 1);
+
+	/* A path of multi-byte characters is not cut inside one. */
+	{
+		char wide[601];
+
+		for (size_t i = 0; i < 600; i += 2)
+			memcpy(wide + i, "\xc3\xa9", 2);
+		wide[600] = '\0';
+		assert_int_equal(config_parse(&cfg, wide, bad, strlen(bad), err, sizeof(err)),
+				 -EINVAL);
+		check_eq("utf-8 cut", !strncmp(err, "...\xc3\xa9", 5), 1);
+		check_str("utf-8 text", err + strlen(err) - strlen(text), text);
+	}
+
+	/* config_load()'s own messages: a missing file, a bad netns. */
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -ENOENT);
+	cut_path(want, path, ": No such file or directory");
+	check_str("missing", err, want);
+
+	for (char *slash = strchr(path + strlen(dir) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		assert_int_equal(mkdir(path, 0700), 0);
+		*slash = '/';
+		if (!strcmp(slash, "/kb.yaml"))
+			break;
+	}
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("destinations:\n  - {name: a, host: 10.0.0.1, port: 80, netns: /proc/self/status}\n", f);
+	fclose(f);
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -EINVAL);
+	cut_path(want, path, ":2:48: destination \"a\": netns: /proc/self/status: not a namespace "
+		 "file (want /run/netns/NAME or /proc/PID/ns/net)");
+	check_str("netns", err, want);
+
+	assert_int_equal(unlink(path), 0);
+	for (char *slash = strrchr(path, '/'); slash > path + strlen(dir); slash = strrchr(path, '/')) {
+		*slash = '\0';
+		assert_int_equal(rmdir(path), 0);
+	}
+	assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_fixture_valid(void **state)
 {
 	static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 7 };
@@ -1348,6 +1423,7 @@ int main(void)
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_long_path),
 		cmocka_unit_test(test_fixture_valid),
 		cmocka_unit_test(test_fixture_errors),
 		cmocka_unit_test(test_fixture_engine),
