@@ -347,6 +347,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 		fprintf(stderr, "kbreakerd: unexpected argument \"%s\"\n%s", argv[optind], usage);
 		return -EINVAL;
 	}
+	/* Each is a one-shot that would otherwise silently win over the other. */
+	if (o->check_only && o->clear_state) {
+		fprintf(stderr, "kbreakerd: --check-config and --clear-state cannot be used together\n");
+		return -EINVAL;
+	}
 	return 0;
 }
 

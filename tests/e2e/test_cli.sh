@@ -32,6 +32,9 @@ destinations:
     port: 80
 EOC
 run_cli 0 "ok, 1 destinations" --check-config -c "$T_DIR/good.yaml"
+# Two one-shots: neither may silently win.
+run_cli 2 "--check-config and --clear-state cannot be used together" \
+	--check-config --clear-state -c "$T_DIR/good.yaml"
 printf 'listen: %s\ndestinations:\n  - name: a\n    host: 127.0.0.1\n    port: 99999\n' "$T_LISTEN" > "$T_DIR/bad.yaml"
 run_cli 1 "$T_DIR/bad.yaml:5:11: " --check-config -c "$T_DIR/bad.yaml"
 run_cli 1 "$T_DIR/missing.yaml: " --check-config -c "$T_DIR/missing.yaml"
