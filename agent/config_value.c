@@ -215,6 +215,9 @@ static int set_duration(struct parse *p, const struct yamlwalk_key *row, const y
 	int ret;
 
 	ret = duration_parse(yamlwalk_scalar(v), &u);
+	if (ret == -EINVAL && duration_leading_zero(yamlwalk_scalar(v)))
+		return fail(p, v->start_mark, "%s: a duration has no leading zeros (10s, not 010s)",
+			    row->key);
 	if (ret == -EINVAL)
 		return fail(p, v->start_mark, "%s: must be a duration such as 100ms, 10s, 5m or 1h",
 			    row->key);

@@ -36,6 +36,11 @@ const char *duration_text(char *buf, size_t size, uint64_t ns)
 	return buf;
 }
 
+bool duration_leading_zero(const char *s)
+{
+	return s && s[0] == '0' && s[1] >= '0' && s[1] <= '9';
+}
+
 int duration_parse(const char *s, uint64_t *ns)
 {
 	const char *p = s;
@@ -44,6 +49,14 @@ int duration_parse(const char *s, uint64_t *ns)
 	size_t i;
 
 	if (!s)
+		return -EINVAL;
+	/* 0 of any unit is 0: the "0 = off" the documentation writes as a bare 0. */
+	if (!strcmp(s, "0")) {
+		*ns = 0;
+		return 0;
+	}
+	/* As for integers (config_parse_uint()): YAML 1.1 reads 010 as octal. */
+	if (duration_leading_zero(s))
 		return -EINVAL;
 	/* Keep scanning past an overflow: bad syntax wins over -ERANGE. */
 	for (; *p >= '0' && *p <= '9'; p++) {

@@ -6,6 +6,7 @@
 #ifndef KB_DURATION_H
 #define KB_DURATION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,9 +17,13 @@
 
 /*
  * Parse a non-negative integer followed by ms, s, m or h ("100ms", "10s",
- * "5m", "1h") into nanoseconds. Returns 0, -EINVAL, or -ERANGE on overflow.
+ * "5m", "1h"), or a bare "0", into nanoseconds. Returns 0, -EINVAL (also
+ * for a leading zero: "010s"), or -ERANGE on overflow.
  */
 int duration_parse(const char *s, uint64_t *ns);
+
+/* Whether s starts with a leading zero ("010s", "00"), which duration_parse() rejects. */
+bool duration_leading_zero(const char *s);
 
 /* The shortest exact text for ns in the largest unit that divides it ("90s", "2m"). */
 const char *duration_text(char *buf, size_t size, uint64_t ns);

@@ -193,6 +193,7 @@ static void test_init_and_mode_names(void **state)
 #define LISTEN_FMT "listen: must be host:port, as in 127.0.0.1:9877 or \"[::1]:9877\""
 #define LISTEN_PORT "listen: port must be an integer between 1 and 65535"
 #define BAD_DUR "must be a duration such as 100ms, 10s, 5m or 1h"
+#define LEADING_ZERO "a duration has no leading zeros (10s, not 010s)"
 #define NAME_RULE "name: must be 1 to 63 characters of [A-Za-z0-9_.-]"
 #define ALIAS "anchors and aliases are not allowed"
 #define MOP_RULE "max_open_percent: needs per_address: true or breaker: per_workload"
@@ -278,6 +279,11 @@ static const struct {
 	{ "poll null", "poll_interval:\n", "kb.yaml:1:15: poll_interval: " BAD_DUR },
 	{ "poll zero", "poll_interval: 0ms\n",
 	  "kb.yaml:1:16: poll_interval: must be between 1ms and 1h" },
+	{ "poll bare zero", "poll_interval: 0\n",
+	  "kb.yaml:1:16: poll_interval: must be between 1ms and 1h" },
+	{ "poll leading zero", "poll_interval: 0100ms\n",
+	  "kb.yaml:1:16: poll_interval: " LEADING_ZERO },
+	{ "poll zeros", "poll_interval: 00\n", "kb.yaml:1:16: poll_interval: " LEADING_ZERO },
 	{ "poll too long", "poll_interval: 61m\n",
 	  "kb.yaml:1:16: poll_interval: must be between 1ms and 1h" },
 	{ "poll overflow", "poll_interval: 99999999999999999999h\n",
@@ -323,6 +329,10 @@ static const struct {
 	  "kb.yaml:2:18: defaults: open_duration: must be between 1ms and 24h" },
 	{ "open bare", "defaults:\n  open_duration: 10\n",
 	  "kb.yaml:2:18: defaults: open_duration: " BAD_DUR },
+	{ "open bare zero", "defaults:\n  open_duration: 0\n",
+	  "kb.yaml:2:18: defaults: open_duration: must be between 1ms and 24h" },
+	{ "open leading zero", "defaults:\n  open_duration: 0010s\n",
+	  "kb.yaml:2:18: defaults: open_duration: " LEADING_ZERO },
 	{ "permits zero", "defaults:\n  half_open_permits: 0\n",
 	  "kb.yaml:2:22: defaults: half_open_permits: must be an integer between 1 and 100000" },
 	{ "permits too big", "defaults:\n  half_open_permits: 100001\n",
@@ -439,6 +449,8 @@ static const struct {
 	  "kb.yaml:2:16: defaults: " WSIZE_RULE },
 	{ "window 2h", "defaults:\n  window_size: 2h\n", "kb.yaml:2:16: defaults: " WSIZE_RULE },
 	{ "window 0s", "defaults:\n  window_size: 0s\n", "kb.yaml:2:16: defaults: " WSIZE_RULE },
+	{ "window time 010s", "defaults:\n  window_type: time\n  window_size: 010s\n",
+	  "kb.yaml:3:16: defaults: " WSIZE_RULE },
 	{ "window dst size, defaults type", DST "    window_size: 2000\n"
 	  "defaults: {window_type: time}\n", NULL },
 	{ "window dst type count, defaults size", DST "    window_type: count\n"
@@ -489,6 +501,10 @@ static const struct {
 	  "kb.yaml:5:24: destination \"a\": half_open_successes: must not exceed "
 	  "half_open_permits (1)" },
 	{ "max_half_open ok", "defaults: {max_half_open_duration: 30s, recovery_ramp: 1m}\n", NULL },
+	{ "off as a bare 0", "defaults: {max_open_duration: 0, max_half_open_duration: 0, "
+	  "recovery_ramp: 0}\n", NULL },
+	{ "slow duration bare 0", "defaults:\n  slow_call_duration_threshold: 0\n",
+	  "kb.yaml:2:33: defaults: slow_call_duration_threshold: must be between 1ms and 1h" },
 	{ "max_half_open bare", "defaults:\n  max_half_open_duration: 30\n",
 	  "kb.yaml:2:27: defaults: max_half_open_duration: " BAD_DUR },
 	{ "recovery_ramp 25h", "defaults:\n  recovery_ramp: 25h\n",
@@ -767,7 +783,17 @@ static void test_durations(void **state)
 		{ "10s", 0, 10 * SEC },
 		{ "5m", 0, 5 * MIN },
 		{ "1h", 0, HOUR },
-		{ "007s", 0, 7 * SEC },
+		{ "0", 0, 0 },
+		{ "0s", 0, 0 },
+		{ "0h", 0, 0 },
+		{ "007s", -EINVAL, 0 },
+		{ "0010s", -EINVAL, 0 },
+		{ "00s", -EINVAL, 0 },
+		{ "00", -EINVAL, 0 },
+		{ "01", -EINVAL, 0 },
+		{ "0x", -EINVAL, 0 },
+		{ "10", -EINVAL, 0 },
+		{ "100", -EINVAL, 0 },
 		{ "18446744073709ms", 0, 18446744073709ULL * MS },
 		{ "5124095h", 0, 5124095ULL * HOUR },
 		{ "18446744073710ms", -ERANGE, 0 },
@@ -776,7 +802,6 @@ static void test_durations(void **state)
 		{ "99999999999999999999999999ms", -ERANGE, 0 },
 		{ "", -EINVAL, 0 },
 		{ "ms", -EINVAL, 0 },
-		{ "10", -EINVAL, 0 },
 		{ "1.5s", -EINVAL, 0 },
 		{ "-1s", -EINVAL, 0 },
 		{ "+1s", -EINVAL, 0 },
@@ -802,6 +827,26 @@ static void test_durations(void **state)
 		check_eq(cases_d[i].in, ns, cases_d[i].ret ? 12345 : cases_d[i].ns);
 	}
 	assert_int_equal(duration_parse(NULL, NULL), -EINVAL);
+}
+
+/* A bare 0 turns a duration off where 0 is in range, overriding defaults: that set it. */
+static void test_bare_zero(void **state)
+{
+	static const char yaml[] =
+		"defaults: {max_open_duration: 5m, max_half_open_duration: 30s, recovery_ramp: 1m}\n"
+		"destinations:\n"
+		"  - {name: a, host: 10.0.0.1, port: 80, max_open_duration: 0,\n"
+		"     max_half_open_duration: 0, recovery_ramp: 0}\n";
+	char err[CONFIG_ERR_MAX];
+	struct config cfg;
+
+	if (config_parse(&cfg, "kb.yaml", yaml, strlen(yaml), err, sizeof(err)))
+		fail_msg("%s", err);
+	check_eq("defaults max_open", cfg.defaults.max_open_duration_ns, 5 * MIN);
+	check_eq("a max_open", cfg.dsts[0].policy.max_open_duration_ns, 0);
+	check_eq("a max_half_open", cfg.dsts[0].policy.max_half_open_duration_ns, 0);
+	check_eq("a recovery_ramp", cfg.dsts[0].policy.recovery_ramp_ns, 0);
+	config_free(&cfg);
 }
 
 static void test_addresses(void **state)
@@ -1421,6 +1466,7 @@ int main(void)
 		cmocka_unit_test(test_generated),
 		cmocka_unit_test(test_error_leaves_cfg_empty),
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_bare_zero),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_long_path),
