@@ -99,6 +99,16 @@ int config_start_only_changed(const struct config *cur, const struct config *nex
 			      size_t errlen);
 
 /*
+ * The keys read at start only that next changes from cur and a reload
+ * leaves as they were (listen, cgroup, state_dir, user), named in buf as
+ * "listen, user"; "" when none. len >= CONFIG_RESTART_KEYS_MAX holds all.
+ * Pure: the reload warns with it.
+ */
+#define CONFIG_RESTART_KEYS_MAX 32
+const char *config_restart_keys(const struct config *cur, const struct config *next, char *buf,
+				size_t len);
+
+/*
  * Once the namespaces are found (netns_ino): the first destination, in file
  * order, with the same host, port and namespace as an earlier one, *first,
  * though its netns path differs (/run/netns/X, /var/run/netns/X); *rep is

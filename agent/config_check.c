@@ -320,3 +320,25 @@ int config_start_only_changed(const struct config *cur, const struct config *nex
 		      workloads_text(now, sizeof(now), next));
 	return -EINVAL;
 }
+
+const char *config_restart_keys(const struct config *cur, const struct config *next, char *buf,
+				size_t len)
+{
+	const struct {
+		const char *key;
+		bool changed;
+	} keys[] = {
+		{ "listen", strcmp(cur->listen_host, next->listen_host) ||
+			    cur->listen_port != next->listen_port },
+		{ "cgroup", strcmp(cur->cgroup, next->cgroup) },
+		{ "state_dir", strcmp(cur->state_dir, next->state_dir) },
+		{ "user", strcmp(cur->user, next->user) },
+	};
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(keys) && n < len; i++)
+		if (keys[i].changed)
+			n += snprintf(buf + n, len - n, "%s%s", n ? ", " : "", keys[i].key);
+	return buf;
+}

@@ -94,15 +94,27 @@ static void arm_timer(int tfd, uint64_t at_ns)
 	timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
+/* The file's log_level ("" is info), unless --log-level was given: the command line wins. */
+static void apply_log_level(const struct config *cfg, bool level_given)
+{
+	enum log_level lvl = LOG_LVL_INFO;
+
+	if (level_given || (cfg->log_level[0] && log_parse_level(cfg->log_level, &lvl)))
+		return;
+	log_set_level(lvl);
+}
+
 /*
  * SIGHUP: load the file again. A file that fails validation is rejected
  * with the same message --check-config prints, one the agent cannot apply
  * whole with agent_reload()'s, and the running config stays in force. On
- * success *cfg is swapped and the old one freed.
+ * success *cfg is swapped and the old one freed, and the new log_level
+ * applies (level_given: --log-level wins); keys only a start reads are
+ * named in a warning, since they stay as they were.
  */
-static void reload(struct agent *a, const char *path, struct config **cfg)
+static void reload(struct agent *a, const char *path, struct config **cfg, bool level_given)
 {
-	char err_text[CONFIG_ERR_MAX];
+	char err_text[CONFIG_ERR_MAX], keys[CONFIG_RESTART_KEYS_MAX];
 	struct config *next;
 	int err;
 
@@ -121,15 +133,16 @@ static void reload(struct agent *a, const char *path, struct config **cfg)
 		free(next);
 		return;
 	}
-	if (strcmp(next->listen_host, (*cfg)->listen_host) || next->listen_port != (*cfg)->listen_port ||
-	    strcmp(next->cgroup, (*cfg)->cgroup))
-		log_warn("reload: listen and cgroup changes take effect at the next restart");
 	err = agent_reload(a, next, clock_mono_ns());
 	if (err) {	/* rejected, logged and counted: the agent still runs on *cfg */
 		config_free(next);
 		free(next);
 		return;
 	}
+	/* Before the new level: a reload to log_level: error still says what it did not apply. */
+	if (config_restart_keys(*cfg, next, keys, sizeof(keys))[0])
+		log_warn("reload: %s changed; not applied until the next restart", keys);
+	apply_log_level(next, level_given);
 	config_free(*cfg);
 	free(*cfg);
 	*cfg = next;
@@ -140,6 +153,7 @@ struct loop {
 	struct agent *a;
 	const char *path;	/* the configuration file SIGHUP loads again */
 	struct config **cfg;
+	bool level_given;	/* --log-level: a reload keeps it */
 	uint64_t poll_ns;
 	int ep, sfd, tfd;
 	bool stop;		/* SIGTERM or SIGINT came */
@@ -191,7 +205,7 @@ static void read_signals(struct loop *l)
 		if (si.ssi_signo == SIGHUP) {
 			log_info("SIGHUP: reloading %s", l->path);
 			sd_notify_msg("RELOADING=1");
-			reload(l->a, l->path, l->cfg);
+			reload(l->a, l->path, l->cfg, l->level_given);
 			sd_notify_msg("READY=1");
 			l->poll_ns = (*l->cfg)->poll_interval_ns;
 			continue;
@@ -203,10 +217,10 @@ static void read_signals(struct loop *l)
 
 /* Runs until SIGTERM/SIGINT (signals: the blocked set it reads). Returns 0 or -errno. */
 static int run_loop(struct agent *a, struct kb_bpf *bpf, const sigset_t *signals, const char *path,
-		    struct config **cfg)
+		    struct config **cfg, bool level_given)
 {
-	struct loop l = { .a = a, .path = path, .cfg = cfg, .poll_ns = (*cfg)->poll_interval_ns,
-			  .ep = -1, .sfd = -1, .tfd = -1 };
+	struct loop l = { .a = a, .path = path, .cfg = cfg, .level_given = level_given,
+			  .poll_ns = (*cfg)->poll_interval_ns, .ep = -1, .sfd = -1, .tfd = -1 };
 	uint64_t next_poll = clock_mono_ns() + l.poll_ns, deadline, now, wake;
 	struct epoll_event evs[8];
 	int err, n;
@@ -359,7 +373,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 static struct config *load_config(const struct options *o)
 {
 	char err_text[CONFIG_ERR_MAX];
-	enum log_level lvl;
 	struct config *cfg;
 
 	cfg = malloc(sizeof(*cfg));
@@ -373,8 +386,7 @@ static struct config *load_config(const struct options *o)
 		free(cfg);
 		return NULL;
 	}
-	if (!o->level_given && cfg->log_level[0] && !log_parse_level(cfg->log_level, &lvl))
-		log_set_level(lvl);
+	apply_log_level(cfg, o->level_given);
 	return cfg;
 }
 
@@ -524,7 +536,7 @@ int main(int argc, char **argv)
 		log_info("kbreakerd %s started\tdestinations=%zu cgroup=%s listen=%s:%u", KB_VERSION,
 			 d.cfg->n_dsts, d.cgroup, d.cfg->listen_host, d.cfg->listen_port);
 		sd_notify_msg("READY=1");
-		err = run_loop(&d.a, d.bpf, &signals, o.path, &d.cfg);
+		err = run_loop(&d.a, d.bpf, &signals, o.path, &d.cfg, o.level_given);
 		sd_notify_msg("STOPPING=1");
 		if (!err)
 			rc = 0;

@@ -7,7 +7,8 @@
 # shows in kbreaker_config_reload_success. Failures counted before a reload
 # that rewrites a closed breaker's verdict end with the next success, in the
 # kernel as in the agent. A reload in half_open that rewrites the verdict
-# gives no permit a pending probe took.
+# gives no permit a pending probe took. A reload applies log_level (unless
+# --log-level was given) and names the start-only keys it changed but left.
 . "$(dirname "$0")/lib.sh"
 t_setup
 B=$(test_port 6)
@@ -140,5 +141,42 @@ expect_field "a second connect: blocked, the permit is still taken" refused 1 \
 	in_test "$KBTOOL" connect $T_ADDR "$P_HO" 1 300
 expect_metric "kbreaker_connects_blocked_total{$H}" 1
 kill "$PROBE"; wait "$PROBE" 2>/dev/null
+stop_agent; expect_eq "exit status" "$?" 0
+
+# Each SIGHUP logs "SIGHUP: reloading" at info, before the file is read:
+# whether the next one shows is what the running level lets through.
+hup() {	# hup N: SIGHUP, wait for the N-th accepted reload
+	kill -HUP "$T_AGENT_PID"
+	wait_metric 'kbreaker_config_reloads_total{result="success"}' "$1"
+}
+reloading() { grep -c 'msg="SIGHUP: reloading' "$T_DIR/agent.log"; }
+log "start-only keys a reload changes are named; log_level applies (no --log-level)"
+NOSTATE=/sys/fs/bpf/kb-reload-never-$$
+agent_config log_level=info > "$T_DIR/kb.yaml"
+start_agent_cmd "$KBREAKERD" -c "$T_DIR/kb.yaml"
+agent_config log_level=info user=nobody "state_dir=$NOSTATE" > "$T_DIR/kb.yaml"
+hup 1
+check "reload names state_dir and user as not applied" \
+	log_has 'level=warn msg="reload: state_dir, user changed; not applied until the next restart"'
+check "the new state_dir not made" test ! -e "$NOSTATE"
+expect_eq "still root (user: needs a restart)" "$(awk '/^Uid:/ { print $2 }' "/proc/$T_AGENT_PID/status")" 0
+agent_config log_level=error user=nobody "state_dir=$NOSTATE" > "$T_DIR/kb.yaml"
+hup 2
+hup 3
+expect_eq "info lines once log_level: error applies (the 3rd SIGHUP's is not)" "$(reloading)" 2
+agent_config log_level=info user=nobody "state_dir=$NOSTATE" > "$T_DIR/kb.yaml"
+hup 4
+hup 5
+expect_eq "info lines once log_level: info is back (the 5th SIGHUP's)" "$(reloading)" 3
+stop_agent; expect_eq "exit status" "$?" 0
+
+log "--log-level wins over a reloaded log_level"
+agent_config log_level=error > "$T_DIR/kb.yaml"
+start_agent "$T_DIR/kb.yaml"
+hup 1
+hup 2
+expect_eq "info lines under --log-level debug" "$(reloading)" 2
+expect_eq "nothing named when no start-only key changed" \
+	"$(grep -c 'not applied until the next restart' "$T_DIR/agent.log")" 0
 stop_agent; expect_eq "exit status" "$?" 0
 t_done

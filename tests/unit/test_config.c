@@ -1455,6 +1455,39 @@ static void test_start_only(void **state)
 	}
 }
 
+/* The keys a reload cannot apply, named when they change (the rest of the file applies). */
+static void test_restart_keys(void **state)
+{
+	static const struct {
+		const char *name, *yaml[2], *want;
+	} rk[] = {
+		{ "none", { "log_level: warn\n", "log_level: error\npoll_interval: 1s\n" }, "" },
+		{ "listen port", { "listen: 127.0.0.1:9000\n", "listen: 127.0.0.1:9001\n" }, "listen" },
+		{ "listen host", { "listen: 127.0.0.1:9000\n", "listen: \"[::1]:9000\"\n" }, "listen" },
+		{ "cgroup", { "cgroup: /sys/fs/cgroup/a\n", "cgroup: /sys/fs/cgroup/b\n" }, "cgroup" },
+		{ "state_dir added", { "user: nobody\n", "state_dir: /sys/fs/bpf/kb\nuser: nobody\n" },
+		  "state_dir" },
+		{ "user removed", { "user: nobody\n", "log_level: info\n" }, "user" },
+		{ "all four", { "user: nobody\n",
+				"listen: 127.0.0.1:9001\ncgroup: /sys/fs/cgroup/a\n"
+				"state_dir: /sys/fs/bpf/kb\nuser: kb\n" },
+		  "listen, cgroup, state_dir, user" },
+	};
+	char err[CONFIG_ERR_MAX], keys[CONFIG_RESTART_KEYS_MAX];
+	struct config cfg[2];
+
+	for (size_t i = 0; i < ARRAY_SIZE(rk); i++) {
+		for (size_t j = 0; j < 2; j++)
+			if (config_parse(&cfg[j], "kb.yaml", rk[i].yaml[j], strlen(rk[i].yaml[j]), err,
+					 sizeof(err)))
+				fail_msg("%s: %s", rk[i].name, err);
+		check_str(rk[i].name, config_restart_keys(&cfg[0], &cfg[1], keys, sizeof(keys)),
+			  rk[i].want);
+		config_free(&cfg[0]);
+		config_free(&cfg[1]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1479,6 +1512,7 @@ int main(void)
 		cmocka_unit_test(test_workloads),
 		cmocka_unit_test(test_fixture_workloads),
 		cmocka_unit_test(test_start_only),
+		cmocka_unit_test(test_restart_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
