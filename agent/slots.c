@@ -48,7 +48,6 @@ void slot_check_permits(struct agent *a, struct agent_slot *s, uint64_t now)
 	struct kb_verdict cur, v;
 	struct kb_trip t;
 	uint32_t id = s - a->slots, unsent, taken, sent;
-
 	int err;
 
 	/* Tripped: a probe failed, and the breaker opens again as soon as the loop reads it. */
