@@ -169,17 +169,23 @@ int saved_restore(struct agent *a, bool *restored, uint64_t now);
 /* Resolve named circuit ci at `now`, in this thread (at start). */
 void resolve_circuit(struct agent *a, uint32_t ci, uint64_t now);
 
-/* resolve_name() for the event loop itself (start, reload), seen by agent_resolving(). */
+/* resolve_name() for the event loop itself (a start), seen by agent_resolving(). */
 int resolve_on_loop(const char *name, kb_addr_t **addrs, size_t *n);
 
 /* Start the thread, following the running config's names. 0 or -errno, logged. */
 int resolver_start(struct agent *a);
 
-/* The distinct names of circuits, for resolver_follow(). 0 or -ENOMEM. */
+/*
+ * The distinct names of circuits, for resolver_follow(): those no circuit
+ * has an address for yet first (a reload's new ones). 0 or -ENOMEM.
+ */
 int resolver_hosts(const struct agent_circuit *circuits, size_t n_circuits,
 		   char (**hosts)[CONFIG_HOST_MAX], size_t *n);
 
-/* Follow hosts (taken over) and a->cfg's interval from now on, with a round at once. */
+/*
+ * Follow hosts (taken over) and a->cfg's interval from now on, with a round
+ * as soon as the loop has taken the last one's answers.
+ */
 void resolver_follow(struct agent *a, char (*hosts)[CONFIG_HOST_MAX], size_t n);
 
 /* Stop the thread and free what it holds; without the agent's lock. */

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * beat: while the event loop waits on a name lookup of its own (a start or
- * a reload; agent_resolving()), a thread tells the hooks every second that
- * the agent is alive (kb_bpf_alive): one lookup may outlast the grace,
- * and the agent is not hung. Anything else that holds the loop up, and
- * SIGSTOP, stops the beat too, and the hooks fail open.
+ * beat: while the event loop waits on a name lookup of its own (a start's,
+ * with restored breakers already enforced; agent_resolving()), a thread
+ * tells the hooks every second that the agent is alive (kb_bpf_alive): one
+ * lookup may outlast the grace, and the agent is not hung. A reload's names
+ * are the resolver thread's, never the loop's. Anything else that holds the
+ * loop up, and SIGSTOP, stops the beat too, and the hooks fail open.
  */
 #ifndef KB_BEAT_H
 #define KB_BEAT_H

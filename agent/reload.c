@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* agent_reload(): match, resolve and plan, then the writes (reload_write.c) and the switch. */
+/* agent_reload(): match and plan, then the writes (reload_write.c) and the switch. */
 #include <errno.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,37 +83,20 @@ static int reload_match(struct agent *a, struct reload *r)
 		const struct config_dst *cfg = &r->cfg->dsts[i];
 		int64_t j = find_old(old, order, n_old, cfg);
 
-		r->next[i].cfg = cfg;
-		r->next[i].n_wl = circuit_n_wl(r->cfg, cfg);
 		r->info[i].from = j >= 0 && same_destination(old[j].cfg, cfg) ? (int32_t)j : -1;
-		if (r->info[i].from >= 0)
+		if (r->info[i].from >= 0) {
+			/* As it will be after the switch; its arrays stay the running circuit's. */
+			r->next[i] = old[j];
 			r->old_to_new[j] = i;
+		} else {
+			r->next[i].n_wl = circuit_n_wl(r->cfg, cfg);
+		}
+		r->next[i].cfg = cfg;
 		r->kept += r->info[i].from >= 0;
 	}
 	r->added = n - r->kept;
 	r->removed = n_old - r->kept;
 	free(order);
-	return 0;
-}
-
-/*
- * Look up the added names. DNS may take seconds; pages meanwhile get the
- * last snapshot. A name that does not resolve starts with no address, as
- * at start; the resolver thread tries again.
- */
-static int reload_resolve(struct reload *r)
-{
-	for (size_t i = 0; i < r->cfg->n_dsts; i++) {
-		struct agent_circuit *c = &r->next[i];
-		int err;
-
-		if (r->info[i].from >= 0 || c->cfg->host_kind != HOST_NAME)
-			continue;
-		err = resolve_on_loop(c->cfg->host, &c->addrs, &c->n_addrs);
-		if (err == EAI_MEMORY)
-			return reload_fail(r, -ENOMEM, "resolve %s for %s", c->cfg->host, c->cfg->name);
-		r->info[i].resolve_err = err;
-	}
 	return 0;
 }
 
@@ -161,25 +143,13 @@ static int reload_plan(struct agent *a, struct reload *r)
 		struct agent_circuit *c = &r->next[i];
 		int64_t id;
 
-		if (r->info[i].from >= 0)
+		/*
+		 * An added name has no address yet (the resolver thread looks it up);
+		 * a group's members come with its addresses.
+		 */
+		if (r->info[i].from >= 0 || grouped(c->cfg))
 			continue;
-		if (grouped(c->cfg)) {
-			c->members = calloc(c->n_addrs ? c->n_addrs : 1, sizeof(*c->members));
-			if (!c->members)
-				return reload_fail(r, -ENOMEM, "circuit %s: %zu members", c->cfg->name,
-						   c->n_addrs);
-			for (size_t m = 0; m < c->n_addrs; m++) {
-				id = pick_slot(a, r, &pick);
-				if (id < 0) {
-					/* As the resolver does: a group serves the addresses there is room for. */
-					r->info[i].dropped = c->n_addrs - m;
-					c->n_addrs = m;
-					break;
-				}
-				c->members[m] = id;
-				top = (size_t)id + 1 > top ? (size_t)id + 1 : top;
-			}
-		} else if (c->n_wl) {
+		if (c->n_wl) {
 			/* Consecutive slots, from never-used ones only: simple, and rarely short. */
 			if (pick.never + c->n_wl > a->capacity)
 				return reload_fail(r, -ENOSPC, "circuit %s: no %u consecutive slots left "
@@ -216,7 +186,6 @@ static void reload_start(struct agent *a, struct reload *r, uint32_t i)
 {
 	const struct agent_circuit *c = &r->next[i];
 	struct kb_verdict v;
-	char text[ADDR_TEXT_MAX];
 
 	log_info("circuit added\tcircuit=%s host=%s", c->cfg->name, c->cfg->host);
 	if (c->cfg->per_address && !grouped(c->cfg))
@@ -229,27 +198,11 @@ static void reload_start(struct agent *a, struct reload *r, uint32_t i)
 		for (; a->n_slots <= id; a->n_slots++)
 			memset(&a->slots[a->n_slots], 0, sizeof(a->slots[0]));
 		s = &a->slots[id];
-		slot_init(s, i, c->cfg, grouped(c->cfg) ? c->addrs[m] : NULL, r->now);
+		slot_init(s, i, c->cfg, NULL, r->now);
 		s->workload = c->n_wl ? m : 0;
 		circuit_verdict(c, &s->br, &v);
 		s->events = v.events;
 		s->dirty = true;	/* saved by the next tick */
-	}
-	if (c->cfg->host_kind != HOST_NAME)
-		return;
-	if (r->info[i].resolve_err) {
-		a->resolve_errors++;
-		log_warn("resolve %s for %s: %s; keeping 0 known addresses", c->cfg->host, c->cfg->name,
-			 gai_strerror(r->info[i].resolve_err));
-	}
-	for (size_t m = 0; m < c->n_addrs + r->info[i].dropped; m++) {
-		addr_text(c->addrs[m], text, sizeof(text));
-		if (m < c->n_addrs)
-			log_info("address added\tcircuit=%s host=%s address=%s", c->cfg->name,
-				 c->cfg->host, text);
-		else
-			log_err("circuit %s: no slot for address %s: %s (raise max_destinations)",
-				c->cfg->name, text, strerror(ENOSPC));
 	}
 }
 
@@ -311,16 +264,9 @@ static void reload_commit(struct agent *a, struct reload *r)
 		free(old[j].members);
 		free(old[j].retired);
 	}
-	for (uint32_t i = 0; i < r->cfg->n_dsts; i++) {
-		const struct config_dst *cfg = r->next[i].cfg;
-
-		if (r->info[i].from < 0) {
+	for (uint32_t i = 0; i < r->cfg->n_dsts; i++)
+		if (r->info[i].from < 0)
 			reload_start(a, r, i);
-			continue;
-		}
-		r->next[i] = old[r->info[i].from];
-		r->next[i].cfg = cfg;
-	}
 	a->circuits = r->next;
 	a->n_circuits = r->cfg->n_dsts;
 	a->cfg = r->cfg;
@@ -366,7 +312,6 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 		err = config_start_only_changed(a->cfg, cfg, r.why, sizeof(r.why));
 		err = err ?: reload_match(a, &r);
 	}
-	err = err ?: reload_resolve(&r);
 	if (!err) {
 		err = reload_plan(a, &r);
 		err = err ?: reload_write(a, &r);

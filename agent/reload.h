@@ -10,10 +10,12 @@
 
 /*
  * A reload is all or nothing. Everything that can fail comes before the
- * switch: allocations and names (reload_match, reload_resolve), slots
- * (reload_plan), then every map write (reload_write), each journaled with
- * what undoes it, so that a failure puts every entry back as it was. The
- * switch (reload_commit) only moves what those steps made ready.
+ * switch: allocations (reload_match), slots (reload_plan), then every map
+ * write (reload_write), each journaled with what undoes it, so that a
+ * failure puts every entry back as it was. The switch (reload_commit) only
+ * moves what those steps made ready. Added names start with no address and
+ * no key: the resolver thread looks them up after the switch, never the
+ * loop, which must go on ticking and reading signals meanwhile.
  */
 
 enum undo_op {
@@ -58,14 +60,12 @@ void reload_feed_pending(struct breaker *br, const uint64_t counted[KB_RES_MAX],
 /* Per circuit of the new config. */
 struct reload_circuit {
 	int32_t from;			/* the running circuit it keeps, -1: added */
-	int resolve_err;		/* added names: EAI_* of the lookup, 0 */
-	size_t dropped;			/* added groups: addresses past the last free slot */
 };
 
 struct reload {
 	const struct config *cfg;
 	uint64_t now;
-	struct agent_circuit *next;	/* the new circuits, private until the switch */
+	struct agent_circuit *next;	/* the new circuits; a kept one borrows the running one's arrays */
 	struct reload_circuit *info;	/* per new circuit */
 	int64_t *old_to_new;		/* running circuit -> new, -1: removed */
 	struct undo *undo;		/* map writes done so far; room for all of them */

@@ -3,7 +3,7 @@
  * resolve: a DNS name to the set of its TCP addresses (IPv4 and IPv6),
  * normalised to the 16-byte IPv4-mapped form, sorted, without duplicates.
  * Blocking: called from the resolver thread, and from the event loop only
- * for a start's or a reload's new names (resolve_on_loop, seen by the beat).
+ * at start, before it serves (resolve_on_loop, seen by the beat).
  */
 #ifndef KB_RESOLVE_H
 #define KB_RESOLVE_H

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * The resolver thread re-resolves names every resolve_interval. It never
- * takes the agent's lock: the loop hands it the names to follow
- * (resolver_follow) and takes its answers back (agent_resolved), woken by
- * an eventfd. DNS may take seconds; breakers never wait for it.
+ * The resolver thread re-resolves names every resolve_interval, and looks
+ * up a reload's new names. It never takes the agent's lock: the loop hands
+ * it the names to follow (resolver_follow) and takes its answers back
+ * (agent_resolved), woken by an eventfd. DNS may take seconds; breakers,
+ * reloads and signals never wait for it. Only a start looks names up on the
+ * loop, before it serves.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -46,7 +48,7 @@ static void take_answer(struct agent *a, uint32_t ci, const struct resolved *r, 
 	circuit_set_addrs(a, ci, addrs, r->n, now);
 }
 
-/* Lookups the event loop is waiting on: the beat (beat.h) keeps the hooks going meanwhile. */
+/* Lookups the event loop is waiting on, a start's: the beat (beat.h) keeps the hooks going. */
 static int loop_lookups;
 
 bool agent_resolving(void)
@@ -98,19 +100,31 @@ static void answer(struct agent_resolver *res, const struct resolved *r)
 		log_warn("resolver: eventfd: %s", strerror(errno));
 }
 
-/* Wait for the next round; false when stopping. Resolver lock held. */
+/*
+ * Wait for the next round: resolve_interval, or a wake-up (resolver_follow),
+ * then for the loop to have taken the last round's answers, so that they do
+ * not pile up and a reload's names are not put off a whole interval. False
+ * when stopping. Resolver lock held.
+ */
 static bool wait_round(struct agent_resolver *res)
 {
 	struct timespec until;
+	bool due = false;
 	uint64_t at;
 
 	at = clock_mono_ns() + res->interval_ns;
 	until.tv_sec = at / 1000000000ULL;
 	until.tv_nsec = at % 1000000000ULL;
-	while (!res->stopping && !res->woken &&
-	       pthread_cond_timedwait(&res->wake, &res->lock, &until) != ETIMEDOUT)
-		;
-	res->woken = false;
+	while (!res->stopping) {
+		due = due || res->woken;
+		res->woken = false;
+		if (due && !res->n_answers)
+			break;
+		if (due)
+			pthread_cond_wait(&res->wake, &res->lock);	/* agent_resolved() signals */
+		else if (pthread_cond_timedwait(&res->wake, &res->lock, &until) == ETIMEDOUT)
+			due = true;
+	}
 	return !res->stopping;
 }
 
@@ -122,9 +136,6 @@ static void *resolver_main(void *arg)
 
 	pthread_mutex_lock(&res->lock);
 	while (wait_round(res)) {
-		/* The loop has not taken the last round's answers: wait for it, do not pile up. */
-		if (res->n_answers)
-			continue;
 		n = res->n_hosts;
 		hosts = malloc((n ? n : 1) * sizeof(*hosts));
 		if (hosts && n)
@@ -147,37 +158,71 @@ static void *resolver_main(void *arg)
 	return NULL;
 }
 
-static int by_name(const void *x, const void *y)
+/* qsort_r comparator: circuit indices by the circuits' host names. */
+static int by_host(const void *x, const void *y, void *circuits)
 {
-	return strcmp(*(const char *const *)x, *(const char *const *)y);
+	const struct agent_circuit *c = circuits;
+
+	return strcmp(c[*(const uint32_t *)x].cfg->host, c[*(const uint32_t *)y].cfg->host);
+}
+
+/*
+ * The distinct names of the circuits in order (sorted by host), and for
+ * each whether a circuit that follows it has an address. Returns how many.
+ */
+static size_t distinct_hosts(const struct agent_circuit *circuits, const uint32_t *order, size_t m,
+			     char (*hosts)[CONFIG_HOST_MAX], bool *known)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < m; i++) {
+		const struct agent_circuit *c = &circuits[order[i]];
+
+		if (!n || strcmp(hosts[n - 1], c->cfg->host)) {
+			snprintf(hosts[n], sizeof(hosts[0]), "%s", c->cfg->host);
+			known[n++] = false;
+		}
+		known[n - 1] |= c->n_addrs > 0;
+	}
+	return n;
 }
 
 int resolver_hosts(const struct agent_circuit *circuits, size_t n_circuits,
 		   char (**out)[CONFIG_HOST_MAX], size_t *n_out)
 {
-	char (*hosts)[CONFIG_HOST_MAX];
-	const char **names;
-	size_t m = 0, n = 0;
+	char (*hosts)[CONFIG_HOST_MAX], (*sorted)[CONFIG_HOST_MAX];
+	uint32_t *order;
+	bool *known;
+	size_t m = 0, n, k = 0;
 
 	for (size_t ci = 0; ci < n_circuits; ci++)
 		m += circuits[ci].cfg->host_kind == HOST_NAME;
-	names = malloc((m ? m : 1) * sizeof(*names));
+	order = malloc((m ? m : 1) * sizeof(*order));
+	known = malloc((m ? m : 1) * sizeof(*known));
+	sorted = malloc((m ? m : 1) * sizeof(*sorted));
 	hosts = malloc((m ? m : 1) * sizeof(*hosts));
-	if (!names || !hosts) {
-		free(names);
+	if (!order || !known || !sorted || !hosts) {
+		free(order);
+		free(known);
+		free(sorted);
 		free(hosts);
 		return -ENOMEM;
 	}
 	m = 0;
-	for (size_t ci = 0; ci < n_circuits; ci++)
+	for (uint32_t ci = 0; ci < n_circuits; ci++)
 		if (circuits[ci].cfg->host_kind == HOST_NAME)
-			names[m++] = circuits[ci].cfg->host;
+			order[m++] = ci;
 	/* Sorted, so a name that several circuits follow is looked up once. */
-	qsort(names, m, sizeof(*names), by_name);
-	for (size_t i = 0; i < m; i++)
-		if (!n || strcmp(hosts[n - 1], names[i]))
-			snprintf(hosts[n++], sizeof(hosts[0]), "%s", names[i]);
-	free(names);
+	qsort_r(order, m, sizeof(*order), by_host, (void *)circuits);
+	n = distinct_hosts(circuits, order, m, sorted, known);
+	/* Names with no address yet first: a reload's new ones do not wait for every other lookup. */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < n; i++)
+			if (known[i] == (pass == 1))
+				memcpy(hosts[k++], sorted[i], sizeof(hosts[0]));
+	free(order);
+	free(known);
+	free(sorted);
 	*out = hosts;
 	*n_out = n;
 	return 0;
@@ -216,6 +261,7 @@ int agent_resolved(struct agent *a, uint64_t now)
 	n = res->n_answers;
 	res->answers = NULL;
 	res->n_answers = 0;
+	pthread_cond_signal(&res->wake);	/* a round may wait for these to be taken */
 	pthread_mutex_unlock(&res->lock);
 	/* Names a reload dropped since the question find no circuit: the answer goes. */
 	for (size_t i = 0; i < n; i++)

@@ -13,8 +13,10 @@
 # A stopped agent (SIGSTOP: any process of its user may send it) keeps its
 # hooks but can end no block: once its loop has not run for 10 s
 # (KB_ALIVE_GRACE_NS) the hooks let every connect through, counted in
-# kbreaker_connects_failopen_total, and refuse again once it runs. A loop
-# waiting on DNS in a reload is not hung: there the hooks go on refusing.
+# kbreaker_connects_failopen_total, and refuse again once it runs. A start
+# waiting on DNS, the breakers restored from state_dir already enforced, is
+# not hung: there the hooks go on refusing. (A reload looks no name up on
+# the loop: test_resolve.)
 . "$(dirname "$0")/lib.sh"
 t_setup
 KILLCONNECT="$(dirname "$KBREAKERD")/killconnect"
@@ -26,9 +28,14 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_segv=0"
 
 PORT=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
-agent_config poll_interval=100ms \
-	defaults: mode=enforce consecutive_failures=3 open_duration=1h half_open_permits=1 \
-	dest: name=svc host=$T_ADDR port=$PORT > "$T_DIR/kb.yaml"
+conf=(poll_interval=100ms
+	defaults: mode=enforce consecutive_failures=3 open_duration=1h half_open_permits=1
+	dest: name=svc host=$T_ADDR port=$PORT)
+agent_config "${conf[@]}" > "$T_DIR/kb.yaml"
+# The SIGSTOP round keeps its breakers for the DNS round's start.
+STATE=/sys/fs/bpf/kb-test-failopen-$$
+agent_config state_dir=$STATE "${conf[@]}" > "$T_DIR/kb-state.yaml"
+t_on_exit '"$KBREAKERD" --clear-state -c "$T_DIR/kb-state.yaml" >/dev/null'
 
 # round SIGNAL_NAME SIGNAL_NUMBER
 round() {
@@ -75,7 +82,7 @@ connect_one() {
 	[ "$(field refused "$out")" = 1 ] && R=refused
 }
 log "SIGSTOP: start, trip the breaker, stop the agent with the breaker open"
-start_agent "$T_DIR/kb.yaml"
+start_agent "$T_DIR/kb-state.yaml"
 expect_field "refused (closed port)" refused 3 in_test "$KBTOOL" connect $T_ADDR "$PORT" 3
 wait_state svc open || t_done
 start_listener $T_ADDR "$PORT" "$T_DIR/listen-stop.out"
@@ -112,37 +119,45 @@ stop_agent
 kill "$LISTENER"; wait "$LISTENER"
 expect_eq "listener accepted what got through" "$(cat "$T_DIR/listen-stop.out")" "accepted=$passed"
 
-# Found by review: a reload adding a name whose lookup took 12 s let an
-# open destination through, the agent alive and well. The lookup here waits
-# 30 s (glibc's longest timeout); the connect comes 12 s in, past the grace,
-# and must be seen to come before the reload ends.
-log "a reload waiting 30 s on DNS: the open breaker still blocks"
+# Found by review: a lookup that took 12 s let an open destination through,
+# the agent alive and well. Only a start looks names up on the event loop
+# now (a reload leaves them to the resolver thread), and a start enforces
+# the breakers restored from state_dir from the moment the hooks attach,
+# before its lookups. Here svc, open since the SIGSTOP round, comes back
+# with a name whose lookup waits 30 s (glibc's longest timeout); the
+# connect comes 12 s after the hooks attached, past the grace, and must be
+# seen to come before the start ends.
+log "a start waiting 30 s on DNS: the restored open breaker still blocks"
 DNS=$T_NET.0.53
 printf 'nameserver %s\noptions timeout:30 attempts:1\n' "$DNS" > "$T_DIR/resolv.conf"
 "$KBTOOL" udpsink "$DNS" 53 120 "$T_DIR/dns-ready" > "$T_DIR/dns.out" &
 SINK=$!
+t_on_exit "kill $SINK 2>/dev/null"
 wait_until "$T_WAIT_S" test -e "$T_DIR/dns-ready"
 t_check $? "a name server that never answers, on $DNS" || t_done
-start_agent_resolv "$T_DIR/resolv.conf" "$T_DIR/kb.yaml"
-expect_field "refused (closed port)" refused 3 in_test "$KBTOOL" connect $T_ADDR "$PORT" 3
-wait_state svc open || t_done
+agent_config state_dir=$STATE "${conf[@]}" \
+	dest: name=slow host=slow.kbreaker-test.invalid port=$((PORT + 1)) > "$T_DIR/kb-state.yaml"
 start_listener $T_ADDR "$PORT" "$T_DIR/listen-dns.out"
-agent_config poll_interval=100ms \
-	defaults: mode=enforce consecutive_failures=3 open_duration=1h half_open_permits=1 \
-	dest: name=svc host=$T_ADDR port=$PORT \
-	dest: name=slow host=slow.kbreaker-test.invalid port=$((PORT + 1)) > "$T_DIR/kb.yaml"
-kill -HUP "$T_AGENT_PID"
+# start_agent_resolv, without waiting for the start to end.
+unshare -m --propagation private sh -c 'mount --bind "$1" /etc/resolv.conf && exec "$2" -c "$3" --log-level debug' \
+	sh "$T_DIR/resolv.conf" "$KBREAKERD" "$T_DIR/kb-state.yaml" > "$T_DIR/agent.log" 2>&1 &
+T_AGENT_PID=$!
+hooks_on() { [ "$(attached_progs "$T_CG")" = 3 ] || ! kill -0 "$T_AGENT_PID" 2>/dev/null; }
+wait_until "$T_WAIT_S" hooks_on
+expect_eq "programs attached, the start looking slow up" "$(attached_progs "$T_CG")" 3
 sleep 12
 connect_one
-reloaded() { grep -q 'msg="configuration reloaded' "$T_DIR/agent.log"; }
-reloaded
-check "the connect came while the reload still waited on the name" test $? -ne 0
-expect_eq "refused by the hook while the reload waits on DNS" "$R" refused
-wait_until "$T_WAIT_S" reloaded
-t_check $? "the reload ended"
+started() { grep -q 'msg="kbreakerd .* started' "$T_DIR/agent.log"; }
+started
+check "the connect came while the start still waited on the name" test $? -ne 0
+expect_eq "refused by the hook while the start waits on DNS" "$R" refused
+wait_until "$T_WAIT_S" scrape_ok
+t_check $? "the start ended (serving /metrics)" || t_done
+expect_metric 'circuit_breaker_state{circuit_name="svc",state="open"}' 1
 expect_metric 'kbreaker_connects_failopen_total' 0
-expect_metric 'kbreaker_connects_blocked_total{circuit_name="svc"}' 1
+# Counted in the pinned counters, on top of the SIGSTOP round's.
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="svc"}' $((blocked + 2))
 stop_agent
-kill "$LISTENER" "$SINK"; wait "$LISTENER" "$SINK" 2>/dev/null
+kill "$LISTENER"; wait "$LISTENER"
 expect_eq "listener accepted nothing" "$(cat "$T_DIR/listen-dns.out")" "accepted=0"
 t_done

@@ -120,4 +120,77 @@ expect_metric "$MP" 6
 expect_eq "/status: pa refused" "$(http_get /status | jq '.destinations[] | select(.name == "pa") | .connects.refused')" 6
 in_test "$KBTOOL" connect "$T_NET.0.9" "$P" 1 >/dev/null
 expect_metric "$MP" 7
+
+# Found by review: a reload looked its new names up on the event loop, one
+# after another. With a name server that never answers (10 s a lookup) and
+# three new names the loop stood still for 30 s: no open period ended, and
+# SIGTERM waited for every lookup while the hooks went on refusing. The
+# resolver thread looks them up now: the reload is over at once, an open
+# breaker goes half_open on time, and SIGTERM detaches the hooks at once,
+# all while no lookup has answered yet.
+log "a reload adding 3 names that a name server never answers: the loop goes on"
+stop_agent
+Q=$(test_port 5)
+DNS=$T_NET.0.53
+printf 'nameserver %s\noptions timeout:10 attempts:1\n' "$DNS" > "$T_DIR/resolv.conf"
+"$KBTOOL" udpsink "$DNS" 53 600 "$T_DIR/dns-ready" > "$T_DIR/dns.out" &
+SINK=$!
+t_on_exit "kill $SINK 2>/dev/null"
+wait_until "$T_WAIT_S" test -e "$T_DIR/dns-ready"
+t_check $? "a name server that never answers, on $DNS" || t_done
+# brief's open period ends during the lookups; hold's does not end at all.
+dns_conf=(poll_interval=100ms defaults: mode=enforce consecutive_failures=3 half_open_permits=1
+	half_open_successes=1 dest: name=brief host=$T_ADDR port=$Q open_duration=2s
+	dest: name=hold host=$T_ADDR port=$((Q + 1)) open_duration=1h)
+agent_config "${dns_conf[@]}" > "$T_DIR/kb.yaml"
+start_agent_resolv "$T_DIR/resolv.conf" "$T_DIR/kb.yaml"
+expect_field "hold: refused (closed port)" refused 3 in_test "$KBTOOL" connect $T_ADDR $((Q + 1)) 3
+wait_state hold open || t_done
+start_listener $T_ADDR $((Q + 1)) "$T_DIR/listen-hold.out"
+HOLD_LISTENER=$LISTENER
+expect_field "brief: refused (closed port)" refused 3 in_test "$KBTOOL" connect $T_ADDR "$Q" 3
+wait_state brief open || t_done
+start_listener $T_ADDR "$Q" "$T_DIR/listen-brief.out"
+agent_config "${dns_conf[@]}" dest: name=s1 host=s1.kbreaker-test.invalid port=$((Q + 2)) \
+	dest: name=s2 host=s2.kbreaker-test.invalid port=$((Q + 3)) \
+	dest: name=s3 host=s3.kbreaker-test.invalid port=$((Q + 4)) > "$T_DIR/kb.yaml"
+t0=$(date +%s%N)
+kill -HUP "$T_AGENT_PID"
+# A bound, not a figure: the reload takes milliseconds; looking the names up took 30 s.
+wait_until 5 log_has 'msg="configuration reloaded'
+t_check $? "reloaded within 5 s of SIGHUP, before any lookup ended" || t_done
+log "configuration reloaded $(( ($(date +%s%N) - t0) / 1000000 )) ms after SIGHUP (as seen by polling)"
+expect_metric 'kbreaker_config_reloads_total{result="success"}' 1
+expect_eq "/status: s1's addresses" \
+	"$(http_get /status | jq -c '.destinations[] | select(.name == "s1") | .addresses')" "[]"
+wait_state brief half_open
+expect_metric 'kbreaker_resolve_errors_total' 0
+expect_field "brief's probe goes through, half_open" success 1 in_test "$KBTOOL" connect $T_ADDR "$Q" 1
+expect_field "hold still refuses" refused 1 in_test "$KBTOOL" connect $T_ADDR $((Q + 1)) 1
+# Still nothing answered: the SIGTERM comes during the lookups.
+expect_metric 'kbreaker_resolve_errors_total' 0
+kill -TERM "$T_AGENT_PID"
+t0=$(date +%s%N)
+refused=0 passed=0 R=""
+while [ "$R" != success ] && [ $(( ($(date +%s%N) - t0) / 1000000000 )) -lt "$T_WAIT_S" ]; do
+	out=$(in_test "$KBTOOL" connect $T_ADDR $((Q + 1)) 1)
+	R=other
+	[ "$(field refused "$out")" = 1 ] && { R=refused; refused=$((refused + 1)); }
+	[ "$(field success "$out")" = 1 ] && { R=success; passed=1; }
+	[ "$R" = success ] || sleep 0.1
+done
+el=$(( ($(date +%s%N) - t0) / 1000000 ))
+log "first connect through hold $el ms after SIGTERM ($refused refused before it)"
+expect_eq "hold: a connect got through after SIGTERM" "$R" success
+check "... within 5 s, not after the lookups (a bound: it takes milliseconds): $el ms" test "$el" -lt 5000
+out=$(in_test "$KBTOOL" connect $T_ADDR $((Q + 1)) 3)
+expect_eq "hold: connects after that, none refused" "$(field success "$out")" 3
+passed=$((passed + 3))
+wait "$T_AGENT_PID"; rc=$?
+T_AGENT_PID=""
+log "agent exited $(( ($(date +%s%N) - t0) / 1000000 )) ms after SIGTERM (its resolver finishes the lookup in flight)"
+expect_eq "agent exit status" "$rc" 0
+check "stopped, hooks detached" log_has 'msg="kbreakerd stopped; all hooks detached"'
+kill "$HOLD_LISTENER"; wait "$HOLD_LISTENER"
+expect_eq "hold's listener accepted what got through" "$(cat "$T_DIR/listen-hold.out")" "accepted=$passed"
 t_done

@@ -181,3 +181,10 @@ void check_maps(const char *ctx, const struct agent *a)
 	}
 }
 
+void wait_answers(const char *ctx, struct agent *a)
+{
+	struct pollfd p = { .fd = agent_resolver_fd(a), .events = POLLIN };
+
+	if (poll(&p, 1, 30000) != 1)
+		fail_msg("%s: no answer from the resolver in 30 s", ctx);
+}

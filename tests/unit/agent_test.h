@@ -31,6 +31,9 @@ int page_body(struct agent *a, int (*fn)(void *, struct http_request *, char **,
 char *render(const char *ctx, struct agent *a,
 	     int (*fn)(void *, struct http_request *, char **, size_t *));
 
+/* Wait for the resolver's eventfd, bounded far above a 1 s round on a loaded machine. */
+void wait_answers(const char *ctx, struct agent *a);
+
 /* The maps hold exactly the agent's keys, and each breaker's verdict. */
 void check_maps(const char *ctx, const struct agent *a);
 

@@ -579,6 +579,12 @@ int kb_bpf_saved_del(struct kb_bpf *k, uint32_t dst_id)
 static pthread_mutex_t fake_names_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct fake_name *fake_table;
 static size_t fake_n_names;
+static __thread unsigned lookups_here;
+
+unsigned fake_lookups_here(void)
+{
+	return lookups_here;
+}
 
 void fake_names(const struct fake_name *names, size_t n)
 {
@@ -625,6 +631,7 @@ int resolve_name(const char *name, kb_addr_t **addrs, size_t *n)
 {
 	int err;
 
+	lookups_here++;
 	pthread_mutex_lock(&fake_names_lock);
 	err = lookup(name, addrs, n);
 	pthread_mutex_unlock(&fake_names_lock);

@@ -95,6 +95,9 @@ struct fake_name {
 };
 void fake_names(const struct fake_name *names, size_t n);
 
+/* resolve_name() calls made on the calling thread so far. */
+unsigned fake_lookups_here(void);
+
 /* Forget the error lines logged so far. */
 void fake_log_reset(void);
 
