@@ -110,10 +110,11 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 
 void agent_fini(struct agent *a)
 {
-	resolver_stop(a);
+	/* Saved first: the resolver thread may finish a lookup of seconds before it stops. */
 	for (size_t i = 0; i < a->n_slots; i++)
 		if (a->slots[i].used && a->slots[i].dirty)
 			slot_save(a, i);
+	resolver_stop(a);
 	for (size_t i = 0; i < a->n_circuits; i++) {
 		free(a->circuits[i].addrs);
 		free(a->circuits[i].members);

@@ -135,7 +135,10 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 /* The enforcement cgroup's directory, where workloads are named; after agent_init(). */
 void agent_set_cgroup(struct agent *a, const char *dir);
 
-/* Stop the resolver thread and free; the maps go with kb_bpf_close(). */
+/*
+ * Save the breakers that changed, then stop the resolver thread (it may be
+ * in a lookup) and free; the maps go with kb_bpf_close().
+ */
 void agent_fini(struct agent *a);
 
 /*

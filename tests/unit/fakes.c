@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "bpf.h"
 #include "config.h"
 #include "fakes.h"
@@ -577,9 +578,30 @@ int kb_bpf_saved_del(struct kb_bpf *k, uint32_t dst_id)
 
 /* The resolver thread looks names up while a test changes the table. */
 static pthread_mutex_t fake_names_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fake_names_released = PTHREAD_COND_INITIALIZER;
 static const struct fake_name *fake_table;
 static size_t fake_n_names;
+static bool fake_hold;
+static unsigned fake_waiting;
 static __thread unsigned lookups_here;
+
+void fake_names_hold(bool hold)
+{
+	pthread_mutex_lock(&fake_names_lock);
+	fake_hold = hold;
+	pthread_cond_broadcast(&fake_names_released);
+	pthread_mutex_unlock(&fake_names_lock);
+}
+
+unsigned fake_names_waiting(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&fake_names_lock);
+	n = fake_waiting;
+	pthread_mutex_unlock(&fake_names_lock);
+	return n;
+}
 
 unsigned fake_lookups_here(void)
 {
@@ -629,11 +651,17 @@ static int lookup(const char *name, kb_addr_t **addrs, size_t *n)
 
 int resolve_name(const char *name, kb_addr_t **addrs, size_t *n)
 {
-	int err;
+	struct timespec until;
+	int err = 0;
 
 	lookups_here++;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
 	pthread_mutex_lock(&fake_names_lock);
-	err = lookup(name, addrs, n);
+	for (fake_waiting++; fake_hold && !err;)
+		err = pthread_cond_timedwait(&fake_names_released, &fake_names_lock, &until);
+	fake_waiting--;
+	err = err ? EAI_AGAIN : lookup(name, addrs, n);
 	pthread_mutex_unlock(&fake_names_lock);
 	return err;
 }

@@ -95,6 +95,17 @@ struct fake_name {
 };
 void fake_names(const struct fake_name *names, size_t n);
 
+/*
+ * hold: every resolve_name() from then on waits until released, on any
+ * thread: a name server that does not answer. After 10 s a held lookup
+ * gives up (EAI_AGAIN), so that code which waits on it fails a test
+ * rather than hangs it.
+ */
+void fake_names_hold(bool hold);
+
+/* Lookups waiting on a hold now. */
+unsigned fake_names_waiting(void);
+
 /* resolve_name() calls made on the calling thread so far. */
 unsigned fake_lookups_here(void);
 

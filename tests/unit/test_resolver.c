@@ -396,6 +396,77 @@ static void test_reload_while_answers_wait(void **state)
 	free(a);
 }
 
+struct fini_job {
+	struct agent *a;
+	pthread_t thread;
+};
+
+static void *fini_thread(void *arg)
+{
+	struct fini_job *j = arg;
+
+	agent_fini(j->a);
+	return NULL;
+}
+
+/* Whether slot id's saved breaker has its one failure (a change no tick saved yet). */
+static bool saved_failure(uint32_t id)
+{
+	return __atomic_load_n(&fake_maps.saved_used[id], __ATOMIC_ACQUIRE) &&
+	       __atomic_load_n(&fake_maps.saved[id].br.consecutive_failures, __ATOMIC_ACQUIRE) == 1;
+}
+
+/*
+ * agent_fini saves what changed before it waits for the resolver thread,
+ * which may be in a lookup that takes seconds: a supervisor's SIGKILL
+ * meanwhile loses nothing (found by review).
+ */
+static void test_fini_saves_first(void **state)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct config *cfg = parse("config", BG_HEAD), *next = parse("reload", BG_HEAD WEB);
+	struct fini_job j = { .a = a };
+	bool saved = false, waiting = true;
+	uint32_t lit;
+	uint64_t now = mono_now();
+
+	assert_non_null(a);
+	fake_names(bg_names, ARRAY_SIZE(bg_names));
+	assert_int_equal(agent_init(a, cfg, fake_bpf_open(), 16, now), 0);
+	lit = circuit_named(a, "lit")->slot;
+	fake_event(lit, KB_RES_REFUSED, now);
+	assert_int_equal(agent_drain(a, now), 0);	/* saved by the next tick, or at the end */
+	check_eq("saved before the end", saved_failure(lit), false);
+	fake_names_hold(true);
+	assert_int_equal(agent_reload(a, next, mono_now()), 0);
+	drop(cfg);
+	for (int i = 0; i < 30000 && !fake_names_waiting(); i++)
+		usleep(1000);
+	check_eq("the resolver's lookup waits", fake_names_waiting(), 1);
+
+	assert_int_equal(pthread_create(&j.thread, NULL, fini_thread, &j), 0);
+	/* Saved seen first, the lookup still waiting after: saved while it waited. */
+	for (int i = 0; i < 30000 && !saved && waiting; i++) {
+		usleep(1000);
+		saved = saved_failure(lit);
+		waiting = fake_names_waiting() > 0;
+	}
+	fake_names_hold(false);
+	pthread_join(j.thread, NULL);
+	if (!saved || !waiting)
+		fail_msg("lit's failure not saved while the resolver's lookup still waited");
+	check_eq("saved at the end", saved_failure(lit), true);
+	drop(next);
+	free(a);
+}
+
+/* A failed test must not leave the next one's lookups waiting. */
+static int release_names(void **state)
+{
+	fake_names_hold(false);
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -406,6 +477,7 @@ int main(void)
 		cmocka_unit_test(test_member_counts_stay),
 		cmocka_unit_test(test_reload_leaves_names_to_the_resolver),
 		cmocka_unit_test(test_reload_while_answers_wait),
+		cmocka_unit_test_teardown(test_fini_saves_first, release_names),
 	};
 
 	return cmocka_run_group_tests_name("agent_resolver", tests, NULL, NULL);
