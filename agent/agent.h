@@ -77,6 +77,7 @@ struct agent_resolver {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool ready, running, stopping, woken;
+	bool left;			/* stopped in a lookup: left to the process's exit */
 	uint64_t interval_ns;
 	char (*hosts)[CONFIG_HOST_MAX];	/* distinct names of the running config */
 	size_t n_hosts;
@@ -183,6 +184,13 @@ bool agent_resolving(void);
 
 /* Apply the resolver's answers (names whose addresses changed or failed). 0 or -errno. */
 int agent_resolved(struct agent *a, uint64_t now);
+
+/*
+ * After agent_fini(): the resolver thread was left in a lookup, with the
+ * state it uses. The process must end with _exit(), which stops it there,
+ * not return from main() or call exit(), which would unwind that state.
+ */
+bool agent_lookup_left(const struct agent *a);
 
 struct http_request;
 

@@ -479,8 +479,11 @@ static int daemon_start(struct kbreakerd *d)
 	return err;
 }
 
-static void daemon_stop(struct kbreakerd *d)
+/* Returns whether the resolver thread was left in a lookup (agent_lookup_left). */
+static bool daemon_stop(struct kbreakerd *d)
 {
+	bool left = false;
+
 	if (d->agent_up)
 		agent_stop_publishing(&d->a);	/* a scrape in flight must not wait for the loop */
 	http_stop(d->http);
@@ -488,12 +491,16 @@ static void daemon_stop(struct kbreakerd *d)
 		close(d->http_fd);
 	/* Unblock first; the resolver thread may take a moment to finish. */
 	kb_bpf_detach_enforcement(d->bpf);
-	if (d->agent_up)
+	if (d->agent_up) {
 		agent_fini(&d->a);
+		left = agent_lookup_left(&d->a);
+	}
 	beat_stop(d->beat);
 	kb_bpf_close(d->bpf);
+	/* The thread left behind reads nothing of these. */
 	config_free(d->cfg);
 	free(d->cfg);
+	return left;
 }
 
 int main(int argc, char **argv)
@@ -502,6 +509,7 @@ int main(int argc, char **argv)
 	struct kbreakerd d = { .http_fd = -1 };
 	sigset_t signals;
 	int err, rc = 1;
+	bool left;
 
 	/*
 	 * A page of 10,000 destinations is tens of MB, freed once sent: with a
@@ -541,8 +549,10 @@ int main(int argc, char **argv)
 		if (!err)
 			rc = 0;
 	}
-	daemon_stop(&d);
+	left = daemon_stop(&d);
 	if (rc == 0)
 		log_info("kbreakerd stopped; all hooks detached");
+	if (left)
+		_exit(rc);
 	return rc;
 }

@@ -242,6 +242,11 @@ void resolver_follow(struct agent *a, char (*hosts)[CONFIG_HOST_MAX], size_t n)
 	pthread_mutex_unlock(&res->lock);
 }
 
+bool agent_lookup_left(const struct agent *a)
+{
+	return a->res.left;
+}
+
 int agent_resolver_fd(const struct agent *a)
 {
 	return a->res.efd;
@@ -305,16 +310,36 @@ int resolver_start(struct agent *a)
 	return 0;
 }
 
+/*
+ * How long a stop waits for a lookup in flight. A name server that does
+ * not answer holds getaddrinfo() for its whole timeout (up to 30 s with
+ * resolv.conf's defaults), and a supervisor restarting the agent would
+ * wait as long.
+ */
+#define RESOLVER_STOP_WAIT_NS 1000000000ULL
+
 void resolver_stop(struct agent *a)
 {
 	struct agent_resolver *res = &a->res;
+	struct timespec until;
+	uint64_t at;
 
 	if (res->running) {
 		pthread_mutex_lock(&res->lock);
 		__atomic_store_n(&res->stopping, true, __ATOMIC_RELAXED);
 		pthread_cond_signal(&res->wake);
 		pthread_mutex_unlock(&res->lock);
-		pthread_join(res->thread, NULL);
+		/* pthread_timedjoin_np() waits on CLOCK_REALTIME. */
+		clock_gettime(CLOCK_REALTIME, &until);
+		at = (uint64_t)until.tv_sec * 1000000000ULL + until.tv_nsec + RESOLVER_STOP_WAIT_NS;
+		until.tv_sec = at / 1000000000ULL;
+		until.tv_nsec = at % 1000000000ULL;
+		if (pthread_timedjoin_np(res->thread, NULL, &until)) {
+			/* Its state stays for it: the process ends without freeing it (agent_lookup_left). */
+			log_info("resolver: a name lookup is still in flight; not waiting for it");
+			res->left = true;
+			return;
+		}
 		res->running = false;
 	}
 	if (!res->ready)
