@@ -109,6 +109,13 @@ const char *config_restart_keys(const struct config *cur, const struct config *n
 				size_t len);
 
 /*
+ * next, accepted by a reload, takes cur's start-only keys: the values in
+ * force, so that it says what runs and the next reload's warning compares
+ * with that, not with a file that was never applied.
+ */
+void config_keep_start_only(struct config *next, const struct config *cur);
+
+/*
  * Once the namespaces are found (netns_ino): the first destination, in file
  * order, with the same host, port and namespace as an earlier one, *first,
  * though its netns path differs (/run/netns/X, /var/run/netns/X); *rep is

@@ -342,3 +342,12 @@ const char *config_restart_keys(const struct config *cur, const struct config *n
 			n += snprintf(buf + n, len - n, "%s%s", n ? ", " : "", keys[i].key);
 	return buf;
 }
+
+void config_keep_start_only(struct config *next, const struct config *cur)
+{
+	memcpy(next->listen_host, cur->listen_host, sizeof(next->listen_host));
+	next->listen_port = cur->listen_port;
+	memcpy(next->cgroup, cur->cgroup, sizeof(next->cgroup));
+	memcpy(next->state_dir, cur->state_dir, sizeof(next->state_dir));
+	memcpy(next->user, cur->user, sizeof(next->user));
+}

@@ -142,6 +142,7 @@ static void reload(struct agent *a, const char *path, struct config **cfg, bool 
 	/* Before the new level: a reload to log_level: error still says what it did not apply. */
 	if (config_restart_keys(*cfg, next, keys, sizeof(keys))[0])
 		log_warn("reload: %s changed; not applied until the next restart", keys);
+	config_keep_start_only(next, *cfg);
 	apply_log_level(next, level_given);
 	config_free(*cfg);
 	free(*cfg);

@@ -168,6 +168,13 @@ agent_config log_level=info user=nobody "state_dir=$NOSTATE" > "$T_DIR/kb.yaml"
 hup 4
 hup 5
 expect_eq "info lines once log_level: info is back (the 5th SIGHUP's)" "$(reloading)" 3
+# Compared with what runs, not with the last file (found by review): each
+# of the 5 reloads named them again, and the levels let 1, 2 and 5 through.
+named() { grep -c 'not applied until the next restart' "$T_DIR/agent.log"; }
+expect_eq "the same file again: named again" "$(named)" 3
+agent_config log_level=info > "$T_DIR/kb.yaml"
+hup 6
+expect_eq "back to what runs: nothing named" "$(named)" 3
 stop_agent; expect_eq "exit status" "$?" 0
 
 log "--log-level wins over a reloaded log_level"

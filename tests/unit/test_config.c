@@ -1483,6 +1483,12 @@ static void test_restart_keys(void **state)
 				fail_msg("%s: %s", rk[i].name, err);
 		check_str(rk[i].name, config_restart_keys(&cfg[0], &cfg[1], keys, sizeof(keys)),
 			  rk[i].want);
+		/*
+		 * Accepted, the new config keeps what runs (found by review: the
+		 * same file again said nothing, going back to what runs warned).
+		 */
+		config_keep_start_only(&cfg[1], &cfg[0]);
+		check_str(rk[i].name, config_restart_keys(&cfg[0], &cfg[1], keys, sizeof(keys)), "");
 		config_free(&cfg[0]);
 		config_free(&cfg[1]);
 	}
