@@ -90,6 +90,10 @@ void circuit_verdict(const struct agent_circuit *c, const struct breaker *br, st
  * starts at zero: v gets only the permits the old one had left, so a
  * period lets exactly half_open_permits through across reloads and
  * restarts (a policy that raises them mid-period gives no more in it).
+ * Left are those not taken, and those taken by connects whose SYN has not
+ * left (kb_permits_unsent): the new gen would never show those, and the
+ * breaker would wait for them for good. A connect between its hook and
+ * its SYN (microseconds) as the verdict is written gets one probe more.
  */
 void verdict_carry_probes(struct agent *a, uint32_t id, struct kb_verdict *v);
 

@@ -24,15 +24,15 @@ void verdict_carry_probes(struct agent *a, uint32_t id, struct kb_verdict *v)
 {
 	struct kb_verdict cur;
 	struct kb_trip t;
-	__u32 taken;
+	__u32 spent;
 
 	if (v->action != KB_ACT_PROBE || kb_bpf_read_trip(a->bpf, id, &t, &cur) || !cur.gen ||
 	    cur.action != KB_ACT_PROBE || cur.since_ns != v->since_ns)
 		return;
-	taken = kb_word_count(t.probes, cur.gen);
-	taken = taken < cur.permits ? taken : cur.permits;
-	if (v->permits > cur.permits - taken)
-		v->permits = cur.permits - taken;
+	spent = kb_word_count(t.probes, cur.gen) - kb_permits_unsent(&cur, &t);
+	spent = spent < cur.permits ? spent : cur.permits;
+	if (v->permits > cur.permits - spent)
+		v->permits = cur.permits - spent;
 }
 
 /*

@@ -134,9 +134,9 @@ static __always_inline void kb_name_connect(struct bpf_sock_addr *ctx, struct bp
 }
 
 /* Returns 1 to allow, 0 to refuse. locked: see kb_judge.h. */
-static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_addr *ctx, bool locked)
+static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_addr *ctx,
+				     struct bpf_sock *sk, bool locked)
 {
-	struct bpf_sock *sk = ctx->sk;
 	__u32 *dst_id, id, slot, wl = KB_WL_NONE;
 	struct kb_dst_stats *st;
 	struct kb_wl_stats *ws;
@@ -206,13 +206,19 @@ allow:
 }
 
 /*
- * The peer a TCP connect to the unspecified address reaches: the kernel
- * puts in the socket's own IPv4 source, or 127.0.0.1 (ip_route_connect).
- * Looked up as given, 0.0.0.0 would pass an open breaker of any local
- * address that TCP_CONNECT_CB then counts.
+ * The peer for a TCP connect to the unspecified address: the socket's own
+ * IPv4 source, or 127.0.0.1, as ip_route_connect() picks it (inet_bind()
+ * keeps no source for a multicast or broadcast bind). Looked up as given,
+ * 0.0.0.0 would pass an open breaker of any local address that
+ * TCP_CONNECT_CB then counts. The hooks also write it in: a socket bound
+ * to a device would have the kernel pick that device's address instead.
  */
 static __always_inline __u32 kb_any4_peer(__u32 src)
 {
+	__u32 h = bpf_ntohl(src);
+
+	if ((h >> 28) == 0xe || h == 0xffffffff)
+		src = 0;
 	return src ? src : bpf_htonl(0x7f000001);
 }
 
@@ -243,11 +249,13 @@ static __always_inline int kb_connect4_run(struct bpf_sock_addr *ctx, bool locke
 	if (!kb_judged(ctx, AF_INET))
 		return 1;
 	a = ctx->user_ip4;
-	if (!a)
+	if (!a) {
 		a = kb_any4_peer(sk ? sk->src_ip4 : 0);
+		ctx->user_ip4 = a;
+	}
 	kb_key_ip4(&key, a);
 	key.port = (__u16)ctx->user_port;
-	return kb_decide(&key, ctx, locked);
+	return kb_decide(&key, ctx, sk, locked);
 }
 
 /*
@@ -282,6 +290,7 @@ static __always_inline void kb_any6_peer(struct kb_dst_key *key, struct bpf_sock
 static __always_inline int kb_connect6_run(struct bpf_sock_addr *ctx, bool locked)
 {
 	struct kb_dst_key key = {};
+	struct bpf_sock *sk = ctx->sk;
 	__u32 a0, a1, a2, a3;
 
 	if (!kb_judged(ctx, AF_INET6))
@@ -296,10 +305,16 @@ static __always_inline int kb_connect6_run(struct bpf_sock_addr *ctx, bool locke
 	__builtin_memcpy(&key.addr[4], &a1, 4);
 	__builtin_memcpy(&key.addr[8], &a2, 4);
 	__builtin_memcpy(&key.addr[12], &a3, 4);
-	if (!a0 && !a1 && !a3 && (!a2 || a2 == bpf_htonl(0xffff)))
-		kb_any6_peer(&key, ctx->sk, a2);
+	if (!a0 && !a1 && !a3 && (!a2 || a2 == bpf_htonl(0xffff))) {
+		kb_any6_peer(&key, sk, a2);
+		/* Written in, as connect4 does. */
+		__builtin_memcpy(&a2, &key.addr[8], 4);
+		__builtin_memcpy(&a3, &key.addr[12], 4);
+		ctx->user_ip6[2] = a2;
+		ctx->user_ip6[3] = a3;
+	}
 	key.port = (__u16)ctx->user_port;
-	return kb_decide(&key, ctx, locked);
+	return kb_decide(&key, ctx, sk, locked);
 }
 
 SEC("cgroup/connect4")

@@ -137,7 +137,10 @@ KB_JUDGE_INLINE void kb_probe_sent(const struct kb_verdict *v, struct kb_trip *t
 /*
  * Permits of v's gen taken by connects whose SYN has not left. A connect
  * between its hook and its TCP_CONNECT_CB is one for microseconds; one
- * that failed in between, for good.
+ * that failed in between, for good. A Fast Open connect deferred to its
+ * first write (TCP_FASTOPEN_CONNECT) is one until it writes: given back
+ * after the agent's grace, its SYN is then one probe more, rather than
+ * holding the breaker half_open should it never write.
  */
 KB_JUDGE_INLINE __u32 kb_permits_unsent(const struct kb_verdict *v, const struct kb_trip *t)
 {

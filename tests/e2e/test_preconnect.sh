@@ -6,7 +6,9 @@
 #   address or 127.0.0.1, one to :: reaches ::1 (or 127.0.0.1 from a socket
 #   bound to a mapped address), one to ::ffff:0.0.0.0 the IPv4 way. An open
 #   breaker on the address reached refuses each, as it refuses the address
-#   given plainly; a port nothing is configured for still connects.
+#   given plainly; a port nothing is configured for still connects. The
+#   hooks write the peer they judged in, so a socket bound to a device
+#   does not reach that device's address instead.
 # - Half_open permits of connects that never sent a SYN: a wrong sa_family
 #   takes none; a connect that fails on its route (no address, no route)
 #   took one, and the agent gives it back once the kernel's counts stand
@@ -19,24 +21,31 @@ P=$(test_port 3)
 FREE=$((P + 1))
 RP=$((P + 2))
 NOROUTE=10.77.0.1
+DEVADDR=10.78.0.9
 T_LISTEN="127.0.0.1:$(free_port)"
 agent_config poll_interval=100ms defaults: mode=enforce consecutive_failures=2 open_duration=1h \
 	dest: name=lo4 host=127.0.0.1 port=$P \
 	dest: name=own host=$T_ADDR port=$P \
 	dest: name=lo6 host=::1 port=$P \
+	dest: name=dev host=$DEVADDR port=$FREE \
 	dest: name=pr host=$NOROUTE port=$RP consecutive_failures=1 open_duration=1s \
 		half_open_permits=1 > "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
+ip -n "$T_NS" link add kbdev type veth peer name kbdev-peer && ip -n "$T_NS" addr add $DEVADDR/32 dev kbdev &&
+	ip -n "$T_NS" link set kbdev up && ip -n "$T_NS" link set kbdev-peer up ||
+	need "cannot make a veth pair in the namespace"
 
-log "trip lo4, own and lo6: two refusals each, the addresses given plainly"
+log "trip lo4, own, lo6 and dev: two refusals each, the addresses given plainly"
 for a in 127.0.0.1 $T_ADDR ::1; do
 	expect_field "$a refused twice" refused 2 in_test "$KBTOOL" connect "$a" "$P" 2
 done
-for c in lo4 own lo6; do wait_state $c open; done
+expect_field "$DEVADDR refused twice" refused 2 in_test "$KBTOOL" connect $DEVADDR "$FREE" 2
+for c in lo4 own lo6 dev; do wait_state $c open; done
 start_listener 127.0.0.1 "$P" "$T_DIR/l4"; L4=$LISTENER
 start_listener $T_ADDR "$P" "$T_DIR/lown"; LOWN=$LISTENER
 start_listener ::1 "$P" "$T_DIR/l6"; L6=$LISTENER
 start_listener 127.0.0.1 "$FREE" "$T_DIR/lfree"; LFREE=$LISTENER
+start_listener $DEVADDR "$FREE" "$T_DIR/ldev"; LDEV=$LISTENER
 
 log "the servers are back, the breakers open: each unspecified peer is refused as the address it reaches"
 # WHAT CONNECT-ARGS...: one connect refused by the hook.
@@ -47,21 +56,30 @@ refused() {
 }
 refused "0.0.0.0 -> 127.0.0.1" 0.0.0.0 "$P" 1
 refused "bound to $T_ADDR, 0.0.0.0 -> $T_ADDR" 0.0.0.0 "$P" 1 bind=$T_ADDR
+# Found by review: bound to a broadcast or multicast address, a socket has
+# no source of its own and reaches 127.0.0.1; bound to a device, the
+# kernel would pick that device's address: the hook writes its peer in.
+refused "bound to 255.255.255.255, 0.0.0.0 -> 127.0.0.1" 0.0.0.0 "$P" 1 bind=255.255.255.255
+refused "bound to 224.0.0.1, 0.0.0.0 -> 127.0.0.1" 0.0.0.0 "$P" 1 bind=224.0.0.1
+refused "bound to device kbdev, 0.0.0.0 -> 127.0.0.1, not $DEVADDR" 0.0.0.0 "$P" 1 dev=kbdev
+expect_field "bound to device kbdev, 0.0.0.0 port $FREE (dev open there): not to $DEVADDR" success 0 \
+	in_test "$KBTOOL" connect 0.0.0.0 "$FREE" 1 dev=kbdev
 refused "::ffff:0.0.0.0 -> 127.0.0.1" ::ffff:0.0.0.0 "$P" 1
 refused "bound to ::ffff:$T_ADDR, ::ffff:0.0.0.0 -> $T_ADDR" ::ffff:0.0.0.0 "$P" 1 bind=::ffff:$T_ADDR
 refused ":: -> ::1" :: "$P" 1
 refused "bound to ::ffff:$T_ADDR, :: -> 127.0.0.1" :: "$P" 1 bind=::ffff:$T_ADDR
 expect_field "0.0.0.0 on a port nothing is configured for connects" success 1 \
 	in_test "$KBTOOL" connect 0.0.0.0 "$FREE" 1
-for l in $L4 $LOWN $L6 $LFREE; do kill "$l"; wait "$l" 2>/dev/null; done
+for l in $L4 $LOWN $L6 $LFREE $LDEV; do kill "$l"; wait "$l" 2>/dev/null; done
+expect_eq "accepted by $DEVADDR's server (kbdev)" "$(field accepted "$(cat "$T_DIR/ldev")")" 0
 expect_eq "accepted by 127.0.0.1's server" "$(field accepted "$(cat "$T_DIR/l4")")" 0
 expect_eq "accepted by $T_ADDR's server" "$(field accepted "$(cat "$T_DIR/lown")")" 0
 expect_eq "accepted by ::1's server" "$(field accepted "$(cat "$T_DIR/l6")")" 0
 expect_eq "accepted on the free port" "$(field accepted "$(cat "$T_DIR/lfree")")" 1
-expect_metric 'kbreaker_connects_blocked_total{circuit_name="lo4"}' 3
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="lo4"}' 6
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="own"}' 2
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="lo6"}' 1
-for c in lo4 own lo6; do
+for c in lo4 own lo6 dev; do
 	expect_metric "kbreaker_tcp_connects_total{circuit_name=\"$c\",result=\"success\"}" 0
 done
 

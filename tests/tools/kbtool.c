@@ -2,14 +2,15 @@
 /*
  * kbtool: real sockets for the end-to-end tests.
  *
- *   kbtool connect ADDR PORT COUNT [TIMEOUT_MS] [bind=ADDR] [family=N]
+ *   kbtool connect ADDR PORT COUNT [TIMEOUT_MS] [bind=ADDR] [dev=IFNAME] [family=N]
  *	COUNT sequential blocking TCP connects (COUNT 0: until SIGTERM, which
  *	ends the loop between two connects, never inside one); one reset by
  *	the peer before connect() returned is a success; prints one line
  *	of counts: "success=S refused=R timeout=T unreachable=U eperm=P other=O
  *	max_us=M", then "errno=NAME" for the last error counted in other.
- *	bind=ADDR binds each socket to ADDR (any port) first; family=N puts N
- *	in the address's sa_family (a connect the kernel refuses before SYN).
+ *	bind=ADDR binds each socket to ADDR (any port) first, dev=IFNAME to
+ *	that device (SO_BINDTODEVICE); family=N puts N in the address's
+ *	sa_family (a connect the kernel refuses before its SYN).
  *   kbtool pconnect ADDR PORT COUNT [TIMEOUT_MS]
  *	COUNT non-blocking connects at once, each ended by its outcome or by
  *	the timeout (then closed unfinished: "pending" counts those); same line
@@ -395,12 +396,15 @@ static int do_connect(const struct tool_dst *dst, long count, int argc, char **a
 	int timeout_ms = 5000, last_other = 0;
 	struct tool_dst src = { .len = 0 }, odd = *dst;
 	const struct tool_dst *d = &odd;
+	const char *dev = NULL;
 	struct tally t = { 0 };
 	sigset_t term;
 
 	for (int i = 5; i < argc; i++) {
 		if (!strncmp(argv[i], "bind=", 5))
 			tool_dst_arg("kbtool", argv[i] + 5, "0", &src);
+		else if (!strncmp(argv[i], "dev=", 4))
+			dev = argv[i] + 4;
 		else if (!strncmp(argv[i], "family=", 7))
 			odd.ss.ss_family = (sa_family_t)atoi(argv[i] + 7);
 		else
@@ -420,6 +424,10 @@ static int do_connect(const struct tool_dst *dst, long count, int argc, char **a
 		}
 		if (src.len && bind(fd, tool_dst_sa(&src), src.len)) {
 			perror("kbtool connect: bind");
+			return 1;
+		}
+		if (dev && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev, strlen(dev))) {
+			perror("kbtool connect: SO_BINDTODEVICE");
 			return 1;
 		}
 		t0 = now_us();

@@ -144,12 +144,46 @@ static void test_tripped_stands(void **state)
 	finish(&r);
 }
 
+/*
+ * A reload in the grace second writes a new gen: a permit whose SYN never
+ * left goes over to it, not lost with the old gen's counts (found by
+ * review: the breaker then waited for good), while one whose SYN left
+ * stays spent.
+ */
+static void test_reload_keeps_unsent(void **state)
+{
+	static const char more[] =
+		"max_destinations: 4\n"
+		"destinations:\n"
+		"  - { name: d, host: 10.0.0.1, port: 80, mode: enforce, consecutive_failures: 1,\n"
+		"      open_duration: 1s, half_open_permits: 3 }\n";
+	struct run r = { 0 };
+	struct config *next;
+	uint32_t gen;
+
+	(void)state;
+	to_half_open(&r);
+	gen = fake_maps.verdicts[r.id].gen;
+	kernel(r.id, 2, 1);
+	tick(&r, 100 * MS);
+	next = parse("more permits", more);
+	assert_int_equal(agent_reload(&r.a, next, r.now), 0);
+	drop(r.cfg);
+	r.cfg = next;
+	check_eq("a new gen", fake_maps.verdicts[r.id].gen != gen, true);
+	check_eq("same period", r.a.slots[r.id].br.state, BS_HALF_OPEN);
+	/* Of the old 2: one spent (its SYN left), one back; a raise gives no more in the period. */
+	check_eq("permits", fake_maps.verdicts[r.id].permits, 1);
+	finish(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_unsent_given_back),
 		cmocka_unit_test(test_moving_counts_wait),
 		cmocka_unit_test(test_tripped_stands),
+		cmocka_unit_test(test_reload_keeps_unsent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
