@@ -207,10 +207,11 @@ int workloads_snapshot(struct agent *a, struct snapshot *s);
 const char *agent_workload_name(struct agent *a, uint32_t idx);
 
 /*
- * Every WL_CHECK_NS, look for cgroups the kernel numbered that are gone;
- * one gone at two looks in a row gives its label back (kb_abi.h): its
- * name, counters and per_workload breakers go, and the kernel hands the
- * index to the next new cgroup.
+ * Every WL_CHECK_NS, look for cgroups the kernel numbered that are gone,
+ * naming first the labels it handed out since the last look (no page may
+ * ever ask for them); one gone at two looks in a row gives its label back
+ * (kb_abi.h): its name, counters and per_workload breakers go, and the
+ * kernel hands the index to the next new cgroup.
  */
 void workloads_reclaim(struct agent *a, uint64_t now);
 

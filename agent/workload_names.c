@@ -233,22 +233,61 @@ static bool entry_path(const struct agent *a, const struct wl_entry *e, char *pa
 	return n > 0 && (size_t)n < len;
 }
 
-/* The cgroup ids a walk finds, sorted into *ids; false when it could not see them all. */
-static bool walk_ids(struct agent *a, uint64_t **ids, size_t *n)
+static int found_by_id(const void *x, const void *y)
+{
+	const struct wl_found *a = x, *b = y;
+
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/*
+ * Walk every cgroup: the ids found, sorted into *ids, and a name for each
+ * labelled entry of es still unnamed (a cgroup-ID one for a cgroup the
+ * walk did not find: gone already). False when it could not see them all.
+ */
+static bool walk_ids(struct agent *a, const struct wl_entries *es, uint64_t **ids, size_t *n)
 {
 	struct wl_walk live = { 0 };
+	struct wl_found key, *f;
+	char name[WL_NAME_MAX];
 	bool ok;
 
 	ok = !cgroup_walk(a->wl_dir, a->wl.depth, walk_one, &live) && !live.oom;
+	if (ok && live.n)
+		qsort(live.found, live.n, sizeof(*live.found), found_by_id);
 	*ids = ok && live.n ? malloc(live.n * sizeof(**ids)) : NULL;
 	ok = ok && (!live.n || *ids);
 	for (size_t i = 0; ok && i < live.n; i++)
 		(*ids)[i] = live.found[i].id;
 	*n = ok ? live.n : 0;
-	if (ok)
-		qsort(*ids, *n, sizeof(**ids), by_id);
+	for (size_t i = 0; ok && i < es->n; i++) {
+		const struct wl_entry *e = &es->e[i];
+
+		if (e->idx >= a->wl.max || workloads_named(&a->wl, e->idx))
+			continue;
+		key.id = e->id;
+		f = live.n ? bsearch(&key, live.found, live.n, sizeof(*live.found), found_by_id) : NULL;
+		if (!f)
+			snprintf(name, sizeof(name), "cgroup-%" PRIu64, e->id);
+		workloads_name(&a->wl, e->idx, f ? f->name : name);
+	}
 	free(live.found);
 	return ok;
+}
+
+/*
+ * Whether this look needs a walk of every cgroup: for entry e, which has
+ * no path to stat. Once a minute for any such entry; and at once for a
+ * label the kernel handed out since the last look (not named yet: no
+ * scrape may ever ask for it, and it must be named while its cgroup is
+ * there, and found gone within two looks when it is not), or one that
+ * looked gone at the last look and is to be looked at again. Both are
+ * rare: a walk costs nothing while no workload comes or goes.
+ */
+static bool walk_for(const struct agent *a, const struct wl_entry *e, bool sweep)
+{
+	return sweep || (e->idx < a->wl.max && !workloads_named(&a->wl, e->idx)) ||
+	       has_id(a->wl.gone, a->wl.n_gone, e->id);
 }
 
 void workloads_reclaim(struct agent *a, uint64_t now)
@@ -256,7 +295,7 @@ void workloads_reclaim(struct agent *a, uint64_t now)
 	struct wl_entries es = { 0 };
 	uint64_t *gone = NULL, *ids = NULL;
 	size_t n_gone = 0, n_ids = 0;
-	bool walked = false, was_gone;
+	bool walked = false, was_gone, sweep;
 	char path[PATH_MAX];
 	struct stat st;
 	int live;
@@ -271,16 +310,16 @@ void workloads_reclaim(struct agent *a, uint64_t now)
 		goto out;
 	/*
 	 * A labelled cgroup is looked up by its path: a few stats. The rest
-	 * (other, unnamed) only by a walk of every cgroup, now and then. The
+	 * (other, unnamed) only by a walk of every cgroup (walk_for). The
 	 * entries were read first: a cgroup made since is not one of them.
 	 */
-	if (now - a->wl.swept_ns >= WL_SWEEP_NS) {
-		for (size_t i = 0; i < es.n && !walked; i++)
-			walked = !entry_path(a, &es.e[i], path, sizeof(path));
-		if (walked) {
+	sweep = now - a->wl.swept_ns >= WL_SWEEP_NS;
+	for (size_t i = 0; i < es.n && !walked; i++)
+		walked = !entry_path(a, &es.e[i], path, sizeof(path)) && walk_for(a, &es.e[i], sweep);
+	if (walked) {
+		if (sweep)
 			a->wl.swept_ns = now;
-			walked = walk_ids(a, &ids, &n_ids);
-		}
+		walked = walk_ids(a, &es, &ids, &n_ids);
 	}
 	for (size_t i = 0; i < es.n; i++) {
 		const struct wl_entry *e = &es.e[i];

@@ -27,6 +27,10 @@
 #  k) sockets made in a workload, each connected from its own cgroup outside
 #     the enforcement cgroup (found by review): "other", no label taken, so
 #     outsiders cannot crowd workloads out of theirs.
+#  l) workloads that connect and go with no scrape or /status in between
+#     (found by review: such labels waited for the once-a-minute walk):
+#     their labels come back within seconds, named by the agent's own
+#     looks, and a new cgroup takes one under its own name.
 # Every count is exact; the independent truths are kbtool's own tallies, the
 # listeners' accept counts and /proc/PID/cgroup.
 . "$(dirname "$0")/lib.sh"
@@ -36,9 +40,9 @@ command -v jq >/dev/null || need "jq not installed (make deps)"
 command -v nsenter >/dev/null || need "nsenter (util-linux) not installed"
 t_setup
 
-PB=$(test_port 8)
+PB=$(test_port 10)
 P_PW=$PB P_SH=$((PB + 1)) P_MV=$((PB + 2)) P_WIDE=$((PB + 3)) P_RE=$((PB + 4)) P_Y=$((PB + 5))
-P_Z=$((PB + 6)) P_OUT=$((PB + 7))
+P_Z=$((PB + 6)) P_OUT=$((PB + 7)) P_LAB=$((PB + 8)) P_ST=$((PB + 9))
 T_LISTEN="127.0.0.1:$(free_port)"
 ctl() { "$KBREAKERCTL" --url "http://$T_LISTEN" "$@"; }
 RESULTS="success refused timeout unreachable error cancelled"
@@ -488,4 +492,40 @@ expect_eq "kbreaker_workloads" "$(msum "$T_DIR/m" kbreaker_workloads)" 1
 expect_eq "kbreaker_workloads_folded" "$(msum "$T_DIR/m" kbreaker_workloads_folded)" 0
 kill "$L_OUT"; wait "$L_OUT" 2>/dev/null
 expect_eq "out listener accepted" "$(cat "$T_DIR/l_out")" accepted=4
+
+log "l) workloads that connect and go, no scrape in between: their labels come back"
+stop_agent
+t_subcg U1 U2
+agent_config poll_interval=100ms "workloads={depth: 1, max: 4}" \
+	defaults: mode=enforce consecutive_failures=3 open_duration=1h \
+	dest: name=lab host=$T_ADDR port=$P_LAB breaker=per_workload > "$T_DIR/kb-lab.yaml"
+start_agent "$T_DIR/kb-lab.yaml"
+start_listener $T_ADDR "$P_LAB" "$T_DIR/l_lab"; L_LAB=$LISTENER
+ID_U1=$(stat -c %i "$T_CG/U1")
+expect_field "U1's connect" success 1 in_cg U1 "$KBTOOL" connect $T_ADDR "$P_LAB" 1
+expect_field "U2's connect" success 1 in_cg U2 "$KBTOOL" connect $T_ADDR "$P_LAB" 1
+rmdir "$T_CG/U1"; expect_eq "rmdir U1" "$?" 0
+# No scrape, no /status: only the agent's own looks name the labels. U1
+# went at once: named U1, or cgroup-ID when it was gone at the first look.
+u1_gone() { log_has "msg=\"workload gone\" workload=(U1|cgroup-$ID_U1) index=[0-9]"; }
+check "U1's label given back, without a scrape" wait_until "$T_WAIT_S" u1_gone
+# U2 was there at each look that gave U1's label back: named from its path.
+rmdir "$T_CG/U2"; expect_eq "rmdir U2" "$?" 0
+u2_gone() { log_has 'msg="workload gone" workload=U2 index=[0-9]'; }
+check "U2's label given back, under its name" wait_until "$T_WAIT_S" u2_gone
+t_subcg U3
+expect_field "U3's connect" success 1 in_cg U3 "$KBTOOL" connect $T_ADDR "$P_LAB" 1
+kill "$L_LAB"; wait "$L_LAB" 2>/dev/null
+expect_eq "lab listener accepted" "$(cat "$T_DIR/l_lab")" accepted=3
+u3_in() { snap && [ "$(msum "$T_DIR/m" $W circuit_name=lab workload=U3 result=success)" = 1 ]; }
+wait_until "$T_WAIT_S" u3_in
+expect_eq "labels: U3 alone" "$(mlabels "$T_DIR/m" $W workload | tr '\n' ' ')" "U3 "
+expect_eq "U3: every count" "$(msum "$T_DIR/m" $W circuit_name=lab workload=U3)" 1
+expect_eq "U3's breaker closed" \
+	"$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=lab workload=U3 state=closed)" 1
+expect_eq "kbreaker_workloads_reclaimed_total" "$(msum "$T_DIR/m" kbreaker_workloads_reclaimed_total)" 2
+expect_eq "kbreaker_workloads" "$(msum "$T_DIR/m" kbreaker_workloads)" 1
+expect_eq "kbreaker_workloads_folded" "$(msum "$T_DIR/m" kbreaker_workloads_folded)" 0
+expect_eq "lab destination success (every workload's)" \
+	"$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=lab result=success)" 3
 t_done

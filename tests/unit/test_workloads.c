@@ -395,13 +395,17 @@ static void test_reclaim(void **state)
 	assert_true(has_workload_entry(t.id_b));
 	assert_true(has_workload_entry(ino(c_dir)));
 	assert_int_equal(a.wl.reclaimed, 1);
-	/* A cgroup the tree never had (numbered from outside): only a walk, once a minute, sees it. */
+	/*
+	 * A cgroup the tree does not have (numbered from outside, or gone
+	 * before any look): a new label has no path, so a walk looks at once,
+	 * and at the next look again: gone at both, it goes.
+	 */
 	io = fake_workload(12345);
 	assert_int_equal(io, 2);
 	assert_int_equal(agent_tick(&a, now + 6 * WL_CHECK_NS), 0);
-	assert_int_equal(agent_tick(&a, now + 7 * WL_CHECK_NS), 0);
 	assert_true(has_workload_entry(12345));
-	assert_int_equal(agent_tick(&a, now + 6 * WL_CHECK_NS + WL_SWEEP_NS), 0);
+	assert_string_equal(a.wl.names[io], "cgroup-12345");
+	assert_int_equal(agent_tick(&a, now + 7 * WL_CHECK_NS), 0);
 	assert_false(has_workload_entry(12345));
 	assert_int_equal(a.wl.reclaimed, 2);
 	assert_int_equal(fake_maps.n_free, 1);
@@ -410,6 +414,69 @@ static void test_reclaim(void **state)
 	assert_true(has_workload_entry(ino(c_dir)));
 	agent_fini(&a);
 	rmdir(c_dir);
+	tree_drop(&t);
+	drop(cfg);
+}
+
+/*
+ * Labels no page ever asked for (found by review: only the once-a-minute
+ * walk gave them back): a new label is named from a walk at the next
+ * look, so a cgroup removed comes back within two more looks, whether it
+ * was there at the first one (its path) or already gone (the walk).
+ */
+static void test_reclaim_unnamed(void **state)
+{
+	struct config *cfg = parse("per_workload", CONFIG("per_workload"));
+	const struct agent_circuit *db;
+	char c_dir[96], d_dir[96], e_dir[96], *text;
+	uint64_t now = mono_now(), id_d;
+	uint32_t ic, id, ie;
+	struct agent a;
+	struct tree t;
+
+	start_in_tree(&a, cfg, &t, now);
+	db = circuit_named(&a, "db");
+	snprintf(c_dir, sizeof(c_dir), "%s/C", t.dir);
+	snprintf(d_dir, sizeof(d_dir), "%s/D", t.dir);
+	snprintf(e_dir, sizeof(e_dir), "%s/E", t.dir);
+	assert_int_equal(mkdir(c_dir, 0700), 0);
+	assert_int_equal(mkdir(d_dir, 0700), 0);
+	ic = fake_workload(ino(c_dir));
+	id_d = ino(d_dir);
+	id = fake_workload(id_d);
+	fake_wl_count(db->slot, ic, KB_RES_REFUSED, 1);
+	fake_wl_count(db->slot, id, KB_RES_REFUSED, 1);
+	/* D goes before any look, C after the first: no page in between. */
+	assert_int_equal(rmdir(d_dir), 0);
+	assert_int_equal(agent_tick(&a, now + WL_CHECK_NS), 0);
+	assert_string_equal(a.wl.names[ic], "C");
+	assert_int_equal(rmdir(c_dir), 0);
+	assert_int_equal(agent_tick(&a, now + 2 * WL_CHECK_NS), 0);
+	assert_false(has_workload_entry(id_d));
+	assert_int_equal(a.wl.reclaimed, 1);
+	assert_int_equal(agent_tick(&a, now + 3 * WL_CHECK_NS), 0);
+	assert_int_equal(a.wl.reclaimed, 2);
+	assert_int_equal(fake_maps.n_workloads, 0);
+	assert_int_equal(fake_maps.n_free, 2);
+	assert_false(has_wstats_of(ic));
+	assert_false(has_wstats_of(id));
+	/* A new cgroup takes a label back, under its own name. */
+	assert_int_equal(mkdir(e_dir, 0700), 0);
+	ie = fake_workload(ino(e_dir));
+	assert_true(ie == ic || ie == id);
+	fake_wl_count(db->slot, ie, KB_RES_SUCCESS, 1);
+	assert_int_equal(agent_tick(&a, now + 4 * WL_CHECK_NS), 0);
+	assert_string_equal(a.wl.names[ie], "E");
+	text = render("metrics", &a, agent_metrics);
+	assert_non_null(strstr(text, "kbreaker_workload_tcp_connects_total{circuit_name=\"db\","
+			       "workload=\"E\",result=\"success\"} 1\n"));
+	assert_null(strstr(text, "workload=\"C\""));
+	assert_null(strstr(text, "workload=\"cgroup-"));
+	assert_non_null(strstr(text, "kbreaker_workloads 1\n"));
+	assert_non_null(strstr(text, "kbreaker_workloads_reclaimed_total 2\n"));
+	free(text);
+	agent_fini(&a);
+	rmdir(e_dir);
 	tree_drop(&t);
 	drop(cfg);
 }
@@ -512,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_pages),
 		cmocka_unit_test(test_reclaim),
+		cmocka_unit_test(test_reclaim_unnamed),
 		cmocka_unit_test(test_late_entry),
 	};
 
