@@ -240,6 +240,7 @@ static int load_enforce(struct kb_bpf *k)
 	err = err ?: share_map(k->enf->maps.kb_workloads, k->obs->maps.kb_workloads, "kb_workloads");
 	err = err ?: share_map(k->enf->maps.kb_wstats, k->obs->maps.kb_wstats, "kb_wstats");
 	err = err ?: share_map(k->enf->maps.kb_wl_free, k->obs->maps.kb_wl_free, "kb_wl_free");
+	err = err ?: share_map(k->enf->maps.kb_wl_gen, k->obs->maps.kb_wl_gen, "kb_wl_gen");
 	err = err ?: share_map(k->enf->maps.kb_sk_state, k->obs->maps.kb_sk_state, "kb_sk_state");
 	err = err ?: share_map(k->enf->maps.kb_conn, k->obs->maps.kb_conn, "kb_conn");
 	if (err)

@@ -209,6 +209,13 @@ int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst);
 int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl);
 
 /*
+ * A new generation for workload index idx (kb_wl_gen): what sockets named
+ * under the old one do counts as "other" from now on. Before the index
+ * goes back (kb_bpf_workload_gone). 0 or -errno.
+ */
+int kb_bpf_wl_gen_bump(struct kb_bpf *k, uint32_t idx);
+
+/*
  * The cgroup is gone: delete its entry, and give index idx back to the
  * hooks when it is a label (below max). 0 or -errno.
  */

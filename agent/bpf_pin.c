@@ -68,7 +68,7 @@ static int pin_maps(struct kb_observe *obs, const char *dir, bool *adopted)
 		obs->maps.kb_dst, obs->maps.kb_dst_lpm, obs->maps.kb_stats, obs->maps.kb_verdicts,
 		obs->maps.kb_trips, obs->maps.kb_sk_state, obs->maps.kb_conn, obs->maps.kb_events,
 		obs->maps.kb_saved, obs->maps.kb_owner, obs->maps.kb_wl_ctl, obs->maps.kb_workloads,
-		obs->maps.kb_wstats, obs->maps.kb_wl_free,
+		obs->maps.kb_wstats, obs->maps.kb_wl_free, obs->maps.kb_wl_gen,
 	};
 	char path[4096];
 	int err;

@@ -15,9 +15,27 @@
 #include "config.h"
 #include "log.h"
 
+/*
+ * The workload maps numbered under one setting. Not kb_wl_gen: kb_conn and
+ * kb_sk_state stay when these start afresh, and their records' generations
+ * must keep meaning what they meant (kb_bpf_wl_start bumps them all).
+ */
 static const char *const wl_pinned[] = { "kb_wl_ctl", "kb_workloads", "kb_wstats", "kb_wl_free" };
 
-_Static_assert(CONFIG_WORKLOADS_MAX <= KB_WL_LABELS_MAX, "kb_wl_free holds every label");
+_Static_assert(CONFIG_WORKLOADS_MAX < KB_WL_LABELS_MAX, "kb_wl_free and kb_wl_gen hold every index");
+
+int kb_bpf_wl_gen_bump(struct kb_bpf *k, uint32_t idx)
+{
+	int fd = bpf_map__fd(k->obs->maps.kb_wl_gen);
+	__u32 gen;
+
+	if (bpf_map_lookup_elem(fd, &idx, &gen))
+		return -errno;
+	gen++;
+	if (bpf_map_update_elem(fd, &idx, &gen, BPF_ANY))
+		return -errno;
+	return 0;
+}
 
 uint32_t kb_bpf_wl_stats_max(uint32_t capacity, uint32_t wl_max)
 {
@@ -98,10 +116,11 @@ int kb_bpf_wl_unpin_stale(const char *dir, const struct kb_bpf_opts *opts, uint3
 
 /*
  * kb_wl_free afresh from kb_workloads: every label below next that no
- * cgroup holds. What a previous run pushed is there already; what it
- * took from kb_workloads without pushing yet, or a hook numbered but
- * lost (kb_enforce.bpf.c), comes back here. Before the hooks attach: no
- * writer meanwhile. 0 or -errno.
+ * cgroup holds, each with a new generation (kb_abi.h), whatever the
+ * previous run did before it stopped. What a previous run pushed is there
+ * already; what it took from kb_workloads without pushing yet, or a hook
+ * numbered but lost (kb_enforce.bpf.c), comes back here. Before the hooks
+ * attach: no writer meanwhile. 0 or -errno.
  */
 static int wl_free_rebuild(struct kb_bpf *k, uint32_t max, uint32_t next)
 {
@@ -124,9 +143,13 @@ static int wl_free_rebuild(struct kb_bpf *k, uint32_t max, uint32_t next)
 		if (!bpf_map_lookup_elem(fw, &key, &idx) && idx < n)
 			held[idx] = true;
 	}
-	for (idx = 0; idx < n && !err; idx++)
-		if (!held[idx] && bpf_map_update_elem(fq, NULL, &idx, BPF_ANY))
+	for (idx = 0; idx < n && !err; idx++) {
+		if (held[idx])
+			continue;
+		err = kb_bpf_wl_gen_bump(k, idx);
+		if (!err && bpf_map_update_elem(fq, NULL, &idx, BPF_ANY))
 			err = -errno;
+	}
 	free(held);
 	return err;
 }
@@ -159,6 +182,16 @@ int kb_bpf_wl_start(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 	ctl.max = opts->wl_max;
 	if (bpf_map_update_elem(fd, &zero, &ctl, BPF_ANY))
 		return -errno;
+	/*
+	 * Workload maps made afresh beside a previous run's kb_conn and
+	 * kb_sk_state: their records' indexes name no cgroup any more, and
+	 * the kept kb_wl_gen a new generation of every index tells them so.
+	 */
+	for (__u32 idx = 0; k->adopted && !k->wl_adopted && idx < KB_WL_LABELS_MAX; idx++) {
+		err = kb_bpf_wl_gen_bump(k, idx);
+		if (err)
+			return err;
+	}
 	return opts->wl_max ? wl_free_rebuild(k, ctl.max, ctl.next) : 0;
 }
 

@@ -198,6 +198,19 @@ static void reclaim_one(struct agent *a, const struct wl_entry *e, uint64_t now)
 {
 	int err = 0;
 
+	/*
+	 * First a new generation: from here on, what the gone cgroup's
+	 * sockets do counts as other, not for this label (kb_abi.h). Without
+	 * it the label stays the gone cgroup's: tried again at a later look.
+	 */
+	if (e->idx < a->wl.max) {
+		err = kb_bpf_wl_gen_bump(a->bpf, e->idx);
+		if (err) {
+			a->map_errors++;
+			log_err("bpf: new generation of workload index %u: %s", e->idx, strerror(-err));
+			return;
+		}
+	}
 	/* Before the index goes back, so that its next cgroup finds nothing of this one. */
 	if (e->idx < a->wl.max) {
 		renew_breakers(a, e->idx, now);

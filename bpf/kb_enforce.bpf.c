@@ -120,17 +120,21 @@ static __always_inline __u32 kb_workload(bool locked)
  * else in the socket's storage.
  */
 static __always_inline void kb_name_connect(struct bpf_sock_addr *ctx, struct bpf_sock *sk,
-					    __u32 id)
+					    __u32 id, __u32 wl)
 {
 	struct kb_sk rec = { .dst_id = id, .retrans = KB_CONN_NAMED }, *ks;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 
+	/* After the index was taken (kb_workload): a label given back was bumped before. */
+	rec.wl_gen = kb_wl_gen_of(wl);
 	rec.syn_ns = bpf_ktime_get_ns();
 	if (!bpf_map_update_elem(&kb_conn, &cookie, &rec, BPF_ANY))
 		return;
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (ks)
+	if (ks) {
 		ks->dst_id = id;
+		ks->wl_gen = rec.wl_gen;
+	}
 }
 
 /* Returns 1 to allow, 0 to refuse. locked: see kb_judge.h. */
@@ -201,7 +205,7 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_add
 	return 0;
 allow:
 	if (wl != KB_WL_NONE && sk)
-		kb_name_connect(ctx, sk, kb_sk_id(slot, wl, *dst_id & KB_ID_PER_WORKLOAD));
+		kb_name_connect(ctx, sk, kb_sk_id(slot, wl, *dst_id & KB_ID_PER_WORKLOAD), wl);
 	return 1;
 }
 

@@ -79,6 +79,19 @@ struct {
 	__type(value, __u32);
 } kb_wl_free SEC(".maps");
 
+/*
+ * Workload index -> its label's generation (kb_abi.h). Written by the
+ * agent only: bumped when it gives the index back, before kb_wl_free has
+ * it. Read by the hooks when they name a connect, and by kb_observe
+ * before it counts anything of a named socket for a workload.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KB_WL_LABELS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} kb_wl_gen SEC(".maps");
+
 /* (destination, workload) -> counters. Written by both objects, read by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -117,6 +130,34 @@ static __always_inline __u32 kb_sk_id(__u32 slot, __u32 wl, bool per_workload)
 		return slot;
 	return slot | ((wl + 1) & KB_SK_WL_MASK) << KB_SK_WL_SHIFT |
 	       (per_workload ? KB_ID_PER_WORKLOAD : 0);
+}
+
+/* The generation of workload wl's label now; 0 for one it has none of (other). */
+static __always_inline __u32 kb_wl_gen_of(__u32 wl)
+{
+	__u32 *gen = bpf_map_lookup_elem(&kb_wl_gen, &wl);
+
+	return gen ? *gen : 0;
+}
+
+/*
+ * ks's dst_id as it counts now (kb_sk_id_current): a record that names no
+ * workload costs nothing more, a named one a lookup of its label's
+ * generation.
+ */
+static __always_inline __u32 kb_sk_dst(const struct kb_sk *ks)
+{
+	__u32 id = ks->dst_id, wl = id >> KB_SK_WL_SHIFT & KB_SK_WL_MASK, zero = 0, *gen;
+	struct kb_wl_ctl *c;
+
+	if (!wl)
+		return id;
+	wl--;
+	gen = bpf_map_lookup_elem(&kb_wl_gen, &wl);
+	if (!gen || *gen == ks->wl_gen)
+		return id;
+	c = bpf_map_lookup_elem(&kb_wl_ctl, &zero);
+	return kb_sk_id_current(id, ks->wl_gen, *gen, c ? c->max : 0);
 }
 
 /* The counters of workload wl's connects to dst, created on first use; NULL when full. */

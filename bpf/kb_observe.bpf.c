@@ -204,13 +204,14 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 }
 
 /*
- * The workload kb_enforce gave the socket's storage at connect (kb_sk).
- * A socket it did not name (a TCP Fast Open sendmsg runs no connect
- * hook) counts as "other", so that its outcome still counts somewhere.
+ * The workload kb_enforce gave the socket's storage at connect (kb_sk),
+ * "other" once its label went to another cgroup (kb_sk_dst). A socket it
+ * did not name (a TCP Fast Open sendmsg runs no connect hook) counts as
+ * "other" too, so that its outcome still counts somewhere.
  */
 static __always_inline __u32 kb_sk_workload(const struct kb_sk *ks)
 {
-	__u32 tag = ks->dst_id >> KB_SK_WL_SHIFT & KB_SK_WL_MASK, zero = 0;
+	__u32 tag = kb_sk_dst(ks) >> KB_SK_WL_SHIFT & KB_SK_WL_MASK, zero = 0;
 	struct kb_wl_ctl *c;
 
 	if (tag)
@@ -219,17 +220,17 @@ static __always_inline __u32 kb_sk_workload(const struct kb_sk *ks)
 	return c ? c->max : 0;
 }
 
-/* Count outcome res for the workload ks's connect came from. */
-static __always_inline void kb_count_workload(const struct kb_sk *ks, enum kb_result res)
+/* Count outcome res for the workload of dst_id (as kb_sk_dst gives it). */
+static __always_inline void kb_count_workload(__u32 dst_id, enum kb_result res)
 {
-	__u32 wl = ks->dst_id >> KB_SK_WL_SHIFT & KB_SK_WL_MASK, slot = ks->dst_id & KB_SK_SLOT;
+	__u32 wl = dst_id >> KB_SK_WL_SHIFT & KB_SK_WL_MASK, slot = dst_id & KB_SK_SLOT;
 	struct kb_wl_stats *ws;
 
 	if (!wl || res >= KB_RES_MAX)
 		return;
 	wl--;
 	/* A per_workload destination's counters are its first slot's. */
-	ws = kb_wl_stats_of(ks->dst_id & KB_ID_PER_WORKLOAD ? slot - wl : slot, wl);
+	ws = kb_wl_stats_of(dst_id & KB_ID_PER_WORKLOAD ? slot - wl : slot, wl);
 	if (ws)
 		__sync_fetch_and_add(&ws->connects[res], 1);
 }
@@ -313,6 +314,7 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops, bool locke
 		ks = bpf_map_lookup_elem(&kb_conn, &cookie);
 		if (ks) {
 			rec.dst_id = ks->dst_id;
+			rec.wl_gen = ks->wl_gen;
 			if (ks->retrans == KB_CONN_NAMED) {
 				ks->retrans = 0;
 				ks->syn_ns = rec.syn_ns;
@@ -333,8 +335,10 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops, bool locke
 			wl = kb_sk_workload(ks);
 			per_workload = *dst_id & KB_ID_PER_WORKLOAD;
 			rec.dst_id = kb_sk_id(per_workload ? id + wl : id, wl, per_workload);
+			rec.wl_gen = ks->wl_gen;
 		}
 		ks->dst_id = rec.dst_id;
+		ks->wl_gen = rec.wl_gen;
 		ks->retrans = 0;
 		ks->syn_ns = in_conn ? 0 : rec.syn_ns;
 	}
@@ -348,7 +352,7 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops, bool locke
 /* The counters of the slot ks's connect counts into. */
 static __always_inline struct kb_dst_stats *kb_sk_stats(const struct kb_sk *ks)
 {
-	__u32 slot = ks->dst_id & KB_SK_SLOT;
+	__u32 slot = kb_sk_dst(ks) & KB_SK_SLOT;
 
 	return bpf_map_lookup_elem(&kb_stats, &slot);
 }
@@ -461,6 +465,7 @@ static __always_inline void kb_conn_end(struct bpf_sock *sk, const struct kb_sk 
 		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 		if (ks) {
 			ks->dst_id = rec->dst_id;
+			ks->wl_gen = rec->wl_gen;
 			ks->retrans = rec->retrans;
 			ks->syn_ns = 0;
 		}
@@ -472,7 +477,7 @@ static __always_inline void kb_conn_end(struct bpf_sock *sk, const struct kb_sk 
 static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 {
 	int oldstate = skops->args[0], newstate = skops->args[1], err;
-	__u32 slot, counted = 0, total;
+	__u32 slot, counted = 0, total, dst;
 	struct kb_dst_stats *st;
 	struct tcp_sock *tp;
 	struct bpf_sock *sk;
@@ -493,10 +498,12 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 	 * port as source on loopback) goes SYN_SENT -> SYN_RECV -> ESTABLISHED.
 	 * syn_ns != 0 marks an outcome still to count, so it counts once.
 	 */
+	/* Where it counts: a label given to another cgroup since is not this socket's. */
+	dst = ks ? kb_sk_dst(ks) : 0;
 	if (ks && ks->syn_ns && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
 		res = newstate == TCP_ESTABLISHED ? KB_RES_SUCCESS : kb_close_result(tp);
-		kb_count(ks->dst_id & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns, locked);
-		kb_count_workload(ks, res);
+		kb_count(dst & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns, locked);
+		kb_count_workload(dst, res);
 		ks->syn_ns = 0;
 		outcome = true;
 	}
@@ -511,7 +518,7 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 	 * tcp_disconnect() clears it.
 	 */
 	if (ks) {
-		slot = ks->dst_id & KB_SK_SLOT;
+		slot = dst & KB_SK_SLOT;
 		counted = ks->retrans;
 		ks->retrans = tp->total_retrans;
 		if (cookie)
@@ -561,6 +568,7 @@ static __always_inline void kb_on_rto(struct bpf_sock_ops *skops, bool locked)
 	enum kb_result res;
 	struct kb_sk *ks;
 	__u64 cookie;
+	__u32 dst;
 
 	if (!skops->args[2])
 		return;
@@ -571,8 +579,9 @@ static __always_inline void kb_on_rto(struct bpf_sock_ops *skops, bool locked)
 	if (!ks || !ks->syn_ns)
 		return;
 	res = kb_classify(tp->inet_conn.icsk_inet.sk.sk_err_soft ?: ETIMEDOUT);
-	kb_count(ks->dst_id & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns, locked);
-	kb_count_workload(ks, res);
+	dst = kb_sk_dst(ks);
+	kb_count(dst & KB_SK_SLOT, res, bpf_ktime_get_ns(), ks->syn_ns, locked);
+	kb_count_workload(dst, res);
 	ks->syn_ns = 0;
 }
 
@@ -601,6 +610,7 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 		if (!ks)
 			return;
 		ks->dst_id = slot;
+		ks->wl_gen = 0;
 		ks->retrans = 0;
 		ks->syn_ns = 0;
 	}

@@ -114,7 +114,13 @@ _Static_assert(sizeof(struct kb_lpm_key) == 28, "kb_lpm_key ABI");
  *
  * Labels come back: once a cgroup is gone, the agent deletes its entry
  * and pushes its index onto kb_wl_free, and the hooks hand out indexes
- * from there before new ones from next.
+ * from there before new ones from next. Sockets of the gone cgroup may
+ * live on (their processes moved elsewhere), named with the index: so
+ * each index has a generation (kb_wl_gen), which the agent bumps before
+ * it gives the index back, and a connect is named with the generation it
+ * saw. What a socket named under an older one does later (its outcome,
+ * resets, retransmits) counts as "other" (kb_sk_id_current), never for
+ * the cgroup the label went to.
  */
 struct kb_wl_ctl {
 	__u64 base;	/* agent: the enforcement cgroup's id (its directory's inode) */
@@ -166,8 +172,10 @@ struct kb_sk {
 	__u64 syn_ns;	/* SYN sent; 0 once the outcome is counted */
 	__u32 dst_id;	/* slot | (workload + 1) << KB_SK_WL_SHIFT | KB_ID_PER_WORKLOAD */
 	__u32 retrans;	/* segments counted into retransmits so far */
+	__u32 wl_gen;	/* kb_wl_gen of the workload when the hook named the connect */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct kb_sk) == 16, "kb_sk ABI");
+_Static_assert(sizeof(struct kb_sk) == 24, "kb_sk ABI");
 
 #define KB_SK_SLOT 0xfffffU
 #define KB_SK_WL_SHIFT 20
@@ -185,6 +193,26 @@ _Static_assert(sizeof(struct kb_sk) == 16, "kb_sk ABI");
 static inline int kb_conn_stale(const struct kb_sk *r, __u64 now)
 {
 	return r->retrans == KB_CONN_NAMED && now > r->syn_ns && now - r->syn_ns >= KB_CONN_STALE_NS;
+}
+
+/*
+ * kb_sk.dst_id as it counts now, for a record named with generation
+ * wl_gen of its workload's label, whose generation is cur: the same while
+ * they agree (or the record names no workload); else the label was given
+ * back since (its cgroup gone) and may be another cgroup's, so the record
+ * counts as workload "other" (index max), and for a per_workload
+ * destination in its "other" breaker's slot (first slot + max).
+ */
+static inline __u32 kb_sk_id_current(__u32 dst_id, __u32 wl_gen, __u32 cur, __u32 max)
+{
+	__u32 tag = dst_id >> KB_SK_WL_SHIFT & KB_SK_WL_MASK, slot = dst_id & KB_SK_SLOT;
+
+	if (!tag || wl_gen == cur || !max)
+		return dst_id;
+	if (dst_id & KB_ID_PER_WORKLOAD)
+		slot = slot - (tag - 1) + max;
+	return (slot & KB_SK_SLOT) | ((max + 1) & KB_SK_WL_MASK) << KB_SK_WL_SHIFT |
+	       (dst_id & KB_ID_PER_WORKLOAD);
 }
 
 /* Distinct cgroups kb_workloads remembers; past it every new one is "other" unremembered. */

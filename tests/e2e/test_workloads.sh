@@ -31,6 +31,12 @@
 #     (found by review: such labels waited for the once-a-minute walk):
 #     their labels come back within seconds, named by the agent's own
 #     looks, and a new cgroup takes one under its own name.
+#  m) a workload's process moved to another cgroup with 5 connections open,
+#     its cgroup removed, its label taken by a new cgroup V (found by
+#     review: a delegated sub-cgroup's owner opened another workload's
+#     breaker so): the aborts of those connections afterwards count as
+#     other's, open other's breaker (resets are failures here), and V's
+#     stays closed.
 # Every count is exact; the independent truths are kbtool's own tallies, the
 # listeners' accept counts and /proc/PID/cgroup.
 . "$(dirname "$0")/lib.sh"
@@ -295,7 +301,7 @@ le() { local i; for ((i = 0; i < $1; i++)); do printf '%02x ' $(($2 >> (8 * i) &
 # plant KEY SYN_NS RETRANS: a record for a socket cookie no socket has (2^52 and up).
 plant() {
 	bpftool map update pinned "$STATE/kb_conn" key hex $(le 8 "$1") \
-		value hex $(le 8 "$2") $(le 4 0) $(le 4 "$3")
+		value hex $(le 8 "$2") $(le 4 0) $(le 4 "$3") $(le 8 0)
 }
 K=$((1 << 52))
 read -r UP _ < /proc/uptime	# boot time, in 1/100 s: never behind bpf_ktime_get_ns
@@ -528,4 +534,59 @@ expect_eq "kbreaker_workloads" "$(msum "$T_DIR/m" kbreaker_workloads)" 1
 expect_eq "kbreaker_workloads_folded" "$(msum "$T_DIR/m" kbreaker_workloads_folded)" 0
 expect_eq "lab destination success (every workload's)" \
 	"$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=lab result=success)" 3
+
+log "m) connections of a gone workload, its label now V's: their resets are other's"
+stop_agent
+t_subcg X1 X2
+agent_config poll_interval=100ms "workloads={depth: 1, max: 4}" \
+	defaults: mode=enforce consecutive_failures=3 open_duration=1h \
+	'failures=[refused, timeout, unreachable, error, reset]' \
+	dest: name=st host=$T_ADDR port=$P_ST breaker=per_workload > "$T_DIR/kb-st.yaml"
+start_agent "$T_DIR/kb-st.yaml"
+start_listener $T_ADDR "$P_ST" "$T_DIR/l_st"; L_ST=$LISTENER
+mkfifo "$T_DIR/st.fifo"
+exec {STW}<>"$T_DIR/st.fifo"
+( exec {STW}>&- && echo "$BASHPID" > "$T_CG/X1/cgroup.procs" &&
+  exec ip netns exec "$T_NS" "$KBTOOL" rstlater $T_ADDR "$P_ST" 5 < "$T_DIR/st.fifo" > "$T_DIR/st.out" ) &
+ST=$!
+st_line() { grep -qx "$1" "$T_DIR/st.out" 2>/dev/null; }
+check "X1: 5 connections open" wait_until "$T_WAIT_S" st_line connected=5
+echo "$ST" > "$T_CG/X2/cgroup.procs"
+expect_eq "their process ($ST) in X2" "$(cg_of "$ST")" X2
+ID_X1=$(stat -c %i "$T_CG/X1")
+rmdir "$T_CG/X1"; expect_eq "rmdir X1" "$?" 0
+# X1 connected first: index 0, the only one handed out, so the next new cgroup takes it.
+x1_gone() { log_has "msg=\"workload gone\" workload=(X1|cgroup-$ID_X1) index=0"; }
+check "X1's label (index 0) given back" wait_until "$T_WAIT_S" x1_gone
+t_subcg V
+expect_field "V -> st: connects (X1's label)" success 1 in_cg V "$KBTOOL" connect $T_ADDR "$P_ST" 1
+echo go >&"$STW"
+check "X1's connections aborted from X2" wait_until "$T_WAIT_S" st_line aborted=5
+exec {STW}>&-
+check "rstlater ended" wait "$ST"
+rst_in() { snap && [ "$(m0 "$T_DIR/m" kbreaker_tcp_resets_total circuit_name=st direction=sent)" = 5 ]; }
+check "st: the 5 resets sent counted" wait_until "$T_WAIT_S" rst_in
+# other's breaker has no series while other has no connects of its own: the log says it.
+other_open() { log_has 'msg="breaker open" circuit=st workload=other old_state=closed new_state=open .*cause=reset'; }
+check "st: other's breaker opened by them" wait_until "$T_WAIT_S" other_open
+check "st: V's breaker closed" wl_state st V closed
+check "st: V's breaker never opened" eval '! log_has "msg=\"breaker open\" circuit=st workload=V "'
+expect_field "V -> st afterwards: connects" success 3 in_cg V "$KBTOOL" connect $T_ADDR "$P_ST" 3
+kill "$L_ST"; wait "$L_ST" 2>/dev/null
+expect_eq "st listener accepted (X1's 5, V's 4)" "$(cat "$T_DIR/l_st")" accepted=9
+v_in() { snap && [ "$(msum "$T_DIR/m" $W circuit_name=st workload=V result=success)" = 4 ]; }
+wait_until "$T_WAIT_S" v_in
+expect_eq "V success" "$(msum "$T_DIR/m" $W circuit_name=st workload=V result=success)" 4
+expect_eq "V: every count" "$(msum "$T_DIR/m" $W circuit_name=st workload=V)" 4
+expect_eq "V blocked" "$(m0 "$T_DIR/m" kbreaker_workload_connects_blocked_total circuit_name=st workload=V)" 0
+for s in open closed; do
+	expect_eq "V state $s" "$(msum "$T_DIR/m" circuit_breaker_workload_state circuit_name=st workload=V state=$s)" \
+		"$([ $s = closed ] && echo 1 || echo 0)"
+done
+expect_eq "labels (X1's counts went with its label)" "$(mlabels "$T_DIR/m" $W workload | tr '\n' ' ')" "V "
+expect_eq "st destination success" "$(msum "$T_DIR/m" kbreaker_tcp_connects_total circuit_name=st result=success)" 9
+expect_eq "st resets sent" "$(msum "$T_DIR/m" kbreaker_tcp_resets_total circuit_name=st direction=sent)" 5
+expect_eq "st resets received" "$(m0 "$T_DIR/m" kbreaker_tcp_resets_total circuit_name=st direction=received)" 0
+expect_eq "kbreaker_workloads_reclaimed_total" "$(msum "$T_DIR/m" kbreaker_workloads_reclaimed_total)" 1
+expect_eq "kbreaker_workloads" "$(msum "$T_DIR/m" kbreaker_workloads)" 1
 t_done

@@ -31,6 +31,10 @@
  *   kbtool hold ADDR PORT COUNT
  *	connect, then read until the peer ends the connection (at most 30 s);
  *	prints "success=S reset=R eof=E" (a kbtool listen --rst peer resets)
+ *   kbtool rstlater ADDR PORT COUNT
+ *	COUNT connects kept open; prints "connected=N" (flushed), then waits
+ *	for a line on stdin (a test may move the process to another cgroup
+ *	meanwhile) and closes each with SO_LINGER 0: prints "aborted=N"
  *   kbtool lconnect ADDR PORT [TIMEOUT_MS]
  *	one blocking TCP connect per line read on stdin, all from this one
  *	process (a test can move it to another cgroup between two lines), until
@@ -374,6 +378,34 @@ static int do_rst(const struct tool_dst *d, long count, int argc, char **argv)
 static int do_hold(const struct tool_dst *d, long count, int argc, char **argv)
 {
 	return rst_or_hold(d, count, true);
+}
+
+static int do_rstlater(const struct tool_dst *d, long count, int argc, char **argv)
+{
+	long connected = 0, aborted = 0;
+	char line[64];
+	int fds[64];
+
+	if (count > (long)(sizeof(fds) / sizeof(fds[0])))
+		return 2;
+	for (long i = 0; i < count; i++) {
+		fds[connected] = socket(d->ss.ss_family, SOCK_STREAM, 0);
+		if (fds[connected] < 0)
+			continue;
+		if (connect(fds[connected], tool_dst_sa(d), d->len)) {
+			close(fds[connected]);
+			continue;
+		}
+		connected++;
+	}
+	printf("connected=%ld\n", connected);
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	for (long i = 0; i < connected; i++, aborted++)
+		tool_close_rst(fds[i]);
+	printf("aborted=%ld\n", aborted);
+	return 0;
 }
 
 /* SIGTERM held pending, for loops that check it between two steps. */
@@ -748,7 +780,7 @@ static const struct {
 } batches[] = {
 	{ "connect", do_connect }, { "pconnect", do_pconnect }, { "spconnect", do_spconnect },
 	{ "fconnect", do_fconnect }, { "cancel", do_cancel }, { "rst", do_rst }, { "hold", do_hold },
-	{ "cgconnect", do_cgconnect }, { "mvconnect", do_mvconnect },
+	{ "cgconnect", do_cgconnect }, { "mvconnect", do_mvconnect }, { "rstlater", do_rstlater },
 };
 
 static int do_attached(int argc, char **argv)
@@ -915,6 +947,6 @@ int main(int argc, char **argv)
 		return do_attached(argc, argv);
 	if (!strcmp(cmd, "get"))
 		return do_get(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|cgconnect|mvconnect|lconnect|sconnect|reuse|notify-recv|udp|udpsink|listen|attached|get ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|rstlater|cgconnect|mvconnect|lconnect|sconnect|reuse|notify-recv|udp|udpsink|listen|attached|get ...\n");
 	return 2;
 }

@@ -510,8 +510,20 @@ int kb_bpf_workload_gone(struct kb_bpf *k, uint64_t cgroup, uint32_t idx)
 		if (fake_maps.workloads[i].cgroup != cgroup)
 			fake_maps.workloads[out++] = fake_maps.workloads[i];
 	fake_maps.n_workloads = out;
-	if (idx < fake_maps.wl_ctl.max && fake_maps.n_free < FAKE_WORKLOADS)
+	if (idx < fake_maps.wl_ctl.max && fake_maps.n_free < FAKE_WORKLOADS) {
+		fake_maps.free_gen[fake_maps.n_free] = idx < FAKE_WORKLOADS ? fake_maps.wl_gen[idx] : 0;
 		fake_maps.free[fake_maps.n_free++] = idx;
+	}
+	return 0;
+}
+
+int kb_bpf_wl_gen_bump(struct kb_bpf *k, uint32_t idx)
+{
+	if (fault_here())
+		return -EIO;
+	if (idx >= FAKE_WORKLOADS)
+		return -E2BIG;
+	fake_maps.wl_gen[idx]++;
 	return 0;
 }
 

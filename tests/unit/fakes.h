@@ -64,6 +64,8 @@ struct fake_maps {
 	struct { uint64_t cgroup; uint32_t index; } workloads[FAKE_WORKLOADS];	/* kb_workloads */
 	size_t n_free;
 	uint32_t free[FAKE_WORKLOADS];			/* kb_wl_free, oldest first */
+	uint32_t wl_gen[FAKE_WORKLOADS];		/* kb_wl_gen */
+	uint32_t free_gen[FAKE_WORKLOADS];		/* kb_wl_gen[free[i]] when pushed */
 	size_t n_wstats;
 	struct { struct kb_wl_key key; struct kb_wl_stats st; } wstats[FAKE_WSTATS];	/* kb_wstats */
 };

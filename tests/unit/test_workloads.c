@@ -52,6 +52,44 @@ static void test_utf8(void **state)
 	}
 }
 
+/*
+ * A record named under an older generation of its label than the label's
+ * now counts as other (kb_sk_id_current, kb_abi.h): index max, and for a
+ * per_workload destination the other member's slot (first + max).
+ */
+static void test_label_generation(void **state)
+{
+#define WL(n) ((__u32)(n) + 1) << KB_SK_WL_SHIFT
+	static const struct {
+		const char *name;
+		__u32 dst_id, wl_gen, cur, max, want;
+	} cases[] = {
+		{ "no workload", 7, 0, 3, 4, 7 },
+		{ "current", 7 | WL(2), 1, 1, 4, 7 | WL(2) },
+		{ "shared, label moved on", 7 | WL(2), 0, 1, 4, 7 | WL(4) },
+		{ "per_workload, label moved on", 12 | WL(2) | KB_ID_PER_WORKLOAD, 0, 1, 4,
+		  14 | WL(4) | KB_ID_PER_WORKLOAD },
+		{ "per_workload, first label", 10 | WL(0) | KB_ID_PER_WORKLOAD, 5, 6, 4,
+		  14 | WL(4) | KB_ID_PER_WORKLOAD },
+		{ "other already: stays", 14 | WL(4) | KB_ID_PER_WORKLOAD, 3, 0, 4,
+		  14 | WL(4) | KB_ID_PER_WORKLOAD },
+		{ "largest slot and max", (KB_SK_SLOT - 1000) | WL(999) | KB_ID_PER_WORKLOAD, 0, 1, 1000,
+		  (KB_SK_SLOT - 999) | WL(1000) | KB_ID_PER_WORKLOAD },
+		{ "attribution off", 7 | WL(2), 0, 1, 0, 7 | WL(2) },
+	};
+#undef WL
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		__u32 got = kb_sk_id_current(cases[i].dst_id, cases[i].wl_gen, cases[i].cur, cases[i].max);
+
+		if (got != cases[i].want)
+			fail_msg("%s: got %#x, want %#x", cases[i].name, got, cases[i].want);
+		/* Once other, always other: other's generation (0) never moves. */
+		if (got != cases[i].dst_id)
+			assert_int_equal(kb_sk_id_current(got, cases[i].wl_gen, 0, cases[i].max), got);
+	}
+}
+
 static void test_names(void **state)
 {
 	struct workloads w;
@@ -366,6 +404,10 @@ static void test_reclaim(void **state)
 	assert_true(has_workload_entry(t.id_b));
 	assert_int_equal(fake_maps.n_free, 1);
 	assert_int_equal(fake_maps.free[0], ia);
+	/* A new generation first: A's sockets that live on count as other. */
+	assert_int_equal(fake_maps.wl_gen[ia], 1);
+	assert_int_equal(fake_maps.free_gen[0], 1);
+	assert_int_equal(fake_maps.wl_gen[ib], 0);
 	assert_false(has_wstats_of(ia));
 	assert_true(has_wstats_of(ib));
 	assert_int_equal(a.slots[db->slot + ia].br.state, BS_CLOSED);
@@ -573,6 +615,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_label_generation),
 		cmocka_unit_test(test_forget),
 		cmocka_unit_test(test_per_workload_slots),
 		cmocka_unit_test(test_reload_switch),
