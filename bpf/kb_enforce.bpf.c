@@ -17,8 +17,6 @@
 #define SOCK_STREAM 1
 #define AF_INET 2
 #define AF_INET6 10
-/* What an IPv6 socket bound to a non-mapped address has as its IPv4 source (net/ipv6/af_inet6.c). */
-#define LOOPBACK4_IPV6 0x7f000006
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -210,19 +208,19 @@ allow:
 }
 
 /*
- * The peer for a TCP connect to the unspecified address: the socket's own
- * IPv4 source, or 127.0.0.1, as ip_route_connect() picks it (inet_bind()
- * keeps no source for a multicast or broadcast bind). Looked up as given,
+ * The peer for a TCP connect to the unspecified address, as
+ * ip_route_connect() picks it: the socket's IPv4 source (inet_saddr, which
+ * inet_bind() leaves empty for a broadcast or multicast address and
+ * inet6_bind() sets for an IPv6 socket), or 127.0.0.1. Looked up as given,
  * 0.0.0.0 would pass an open breaker of any local address that
  * TCP_CONNECT_CB then counts. The hooks also write it in: a socket bound
  * to a device would have the kernel pick that device's address instead.
  */
-static __always_inline __u32 kb_any4_peer(__u32 src)
+static __always_inline __u32 kb_any4_peer(struct bpf_sock *sk)
 {
-	__u32 h = bpf_ntohl(src);
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+	__u32 src = tp ? tp->inet_conn.icsk_inet.inet_saddr : 0;
 
-	if ((h >> 28) == 0xe || h == 0xffffffff)
-		src = 0;
 	return src ? src : bpf_htonl(0x7f000001);
 }
 
@@ -254,7 +252,7 @@ static __always_inline int kb_connect4_run(struct bpf_sock_addr *ctx, bool locke
 		return 1;
 	a = ctx->user_ip4;
 	if (!a) {
-		a = kb_any4_peer(sk ? sk->src_ip4 : 0);
+		a = kb_any4_peer(sk);
 		ctx->user_ip4 = a;
 	}
 	kb_key_ip4(&key, a);
@@ -265,26 +263,17 @@ static __always_inline int kb_connect4_run(struct bpf_sock_addr *ctx, bool locke
 /*
  * The peer of a connect6 to the unspecified address, as tcp_v6_connect()
  * picks it: :: reaches ::1, or 127.0.0.1 for a socket bound to a mapped
- * address; ::ffff:0.0.0.0 goes the IPv4 way from the socket's IPv4
- * source, which is a mapped bound address's, 0 for an unbound socket and
- * LOOPBACK4_IPV6 for one bound to an IPv6 address.
+ * address; ::ffff:0.0.0.0 goes the IPv4 way (kb_any4_peer).
  */
 static __always_inline void kb_any6_peer(struct kb_dst_key *key, struct bpf_sock *sk, bool mapped)
 {
-	__u32 s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-	bool src_mapped, src_any;
+	bool src_mapped = false;
 
-	if (sk) {
-		s0 = sk->src_ip6[0];
-		s1 = sk->src_ip6[1];
-		s2 = sk->src_ip6[2];
-		s3 = sk->src_ip6[3];
-	}
-	src_mapped = !s0 && !s1 && s2 == bpf_htonl(0xffff);
-	src_any = !s0 && !s1 && !s2 && !s3;
+	if (sk)
+		src_mapped = !sk->src_ip6[0] && !sk->src_ip6[1] && sk->src_ip6[2] == bpf_htonl(0xffff);
 	__builtin_memset(key->addr, 0, sizeof(key->addr));
 	if (mapped)
-		kb_key_ip4(key, kb_any4_peer(src_mapped ? s3 : src_any ? 0 : bpf_htonl(LOOPBACK4_IPV6)));
+		kb_key_ip4(key, kb_any4_peer(sk));
 	else if (src_mapped)
 		kb_key_ip4(key, bpf_htonl(0x7f000001));
 	else
@@ -311,10 +300,16 @@ static __always_inline int kb_connect6_run(struct bpf_sock_addr *ctx, bool locke
 	__builtin_memcpy(&key.addr[12], &a3, 4);
 	if (!a0 && !a1 && !a3 && (!a2 || a2 == bpf_htonl(0xffff))) {
 		kb_any6_peer(&key, sk, a2);
-		/* Written in, as connect4 does. */
+		/*
+		 * Written in, as connect4 does. barrier_var(): else clang may
+		 * store through ctx plus an offset it keeps in a register, a
+		 * modified context pointer the verifier refuses.
+		 */
 		__builtin_memcpy(&a2, &key.addr[8], 4);
 		__builtin_memcpy(&a3, &key.addr[12], 4);
+		barrier_var(ctx);
 		ctx->user_ip6[2] = a2;
+		barrier_var(ctx);
 		ctx->user_ip6[3] = a3;
 	}
 	key.port = (__u16)ctx->user_port;

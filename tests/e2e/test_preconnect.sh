@@ -61,6 +61,8 @@ refused "bound to $T_ADDR, 0.0.0.0 -> $T_ADDR" 0.0.0.0 "$P" 1 bind=$T_ADDR
 # kernel would pick that device's address: the hook writes its peer in.
 refused "bound to 255.255.255.255, 0.0.0.0 -> 127.0.0.1" 0.0.0.0 "$P" 1 bind=255.255.255.255
 refused "bound to 224.0.0.1, 0.0.0.0 -> 127.0.0.1" 0.0.0.0 "$P" 1 bind=224.0.0.1
+refused "bound to 127.255.255.255 (lo's broadcast), 0.0.0.0 -> 127.0.0.1" 0.0.0.0 "$P" 1 \
+	bind=127.255.255.255
 refused "bound to device kbdev, 0.0.0.0 -> 127.0.0.1, not $DEVADDR" 0.0.0.0 "$P" 1 dev=kbdev
 expect_field "bound to device kbdev, 0.0.0.0 port $FREE (dev open there): not to $DEVADDR" success 0 \
 	in_test "$KBTOOL" connect 0.0.0.0 "$FREE" 1 dev=kbdev
@@ -76,7 +78,7 @@ expect_eq "accepted by 127.0.0.1's server" "$(field accepted "$(cat "$T_DIR/l4")
 expect_eq "accepted by $T_ADDR's server" "$(field accepted "$(cat "$T_DIR/lown")")" 0
 expect_eq "accepted by ::1's server" "$(field accepted "$(cat "$T_DIR/l6")")" 0
 expect_eq "accepted on the free port" "$(field accepted "$(cat "$T_DIR/lfree")")" 1
-expect_metric 'kbreaker_connects_blocked_total{circuit_name="lo4"}' 6
+expect_metric 'kbreaker_connects_blocked_total{circuit_name="lo4"}' 7
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="own"}' 2
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="lo6"}' 1
 for c in lo4 own lo6 dev; do
