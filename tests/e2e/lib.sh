@@ -212,6 +212,19 @@ start_agent_hosts() { start_agent_bound "$1" /etc/hosts "$2"; }
 # start_agent_resolv RESOLV CONFIG: the same with RESOLV over /etc/resolv.conf.
 start_agent_resolv() { start_agent_bound "$1" /etc/resolv.conf "$2"; }
 
+# start_dns_sink SECONDS: a name server on DNS=$T_NET.0.53 that takes every
+# query and answers none, for SECONDS (killed when the test ends), and
+# $T_DIR/resolv.conf naming it with glibc's longest timeout (30 s, one
+# try), for start_agent_resolv. A check that it listens; the test ends if not.
+start_dns_sink() {
+	DNS=$T_NET.0.53
+	printf 'nameserver %s\noptions timeout:30 attempts:1\n' "$DNS" > "$T_DIR/resolv.conf"
+	"$KBTOOL" udpsink "$DNS" 53 "$1" "$T_DIR/dns-ready" > "$T_DIR/dns.out" &
+	t_on_exit "kill $! 2>/dev/null"
+	wait_until "$T_WAIT_S" test -e "$T_DIR/dns-ready"
+	t_check $? "a name server that never answers, on $DNS" || t_done
+}
+
 start_agent_bound() {
 	command -v unshare >/dev/null || need "unshare (util-linux) not installed"
 	start_agent_cmd unshare -m --propagation private sh -c \

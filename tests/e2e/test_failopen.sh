@@ -128,13 +128,7 @@ expect_eq "listener accepted what got through" "$(cat "$T_DIR/listen-stop.out")"
 # connect comes 12 s after the hooks attached, past the grace, and must be
 # seen to come before the start ends.
 log "a start waiting 30 s on DNS: the restored open breaker still blocks"
-DNS=$T_NET.0.53
-printf 'nameserver %s\noptions timeout:30 attempts:1\n' "$DNS" > "$T_DIR/resolv.conf"
-"$KBTOOL" udpsink "$DNS" 53 120 "$T_DIR/dns-ready" > "$T_DIR/dns.out" &
-SINK=$!
-t_on_exit "kill $SINK 2>/dev/null"
-wait_until "$T_WAIT_S" test -e "$T_DIR/dns-ready"
-t_check $? "a name server that never answers, on $DNS" || t_done
+start_dns_sink 120
 agent_config state_dir=$STATE "${conf[@]}" \
 	dest: name=slow host=slow.kbreaker-test.invalid port=$((PORT + 1)) > "$T_DIR/kb-state.yaml"
 start_listener $T_ADDR "$PORT" "$T_DIR/listen-dns.out"

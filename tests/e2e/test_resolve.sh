@@ -131,13 +131,7 @@ expect_metric "$MP" 7
 log "a reload adding 3 names that a name server never answers: the loop goes on"
 stop_agent
 Q=$(test_port 5)
-DNS=$T_NET.0.53
-printf 'nameserver %s\noptions timeout:30 attempts:1\n' "$DNS" > "$T_DIR/resolv.conf"
-"$KBTOOL" udpsink "$DNS" 53 600 "$T_DIR/dns-ready" > "$T_DIR/dns.out" &
-SINK=$!
-t_on_exit "kill $SINK 2>/dev/null"
-wait_until "$T_WAIT_S" test -e "$T_DIR/dns-ready"
-t_check $? "a name server that never answers, on $DNS" || t_done
+start_dns_sink 600
 # brief's open period ends during the lookups; hold's does not end at all.
 dns_conf=(poll_interval=100ms defaults: mode=enforce consecutive_failures=3 half_open_permits=1
 	half_open_successes=1 dest: name=brief host=$T_ADDR port=$Q open_duration=2s
