@@ -6,7 +6,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-build}" && pwd); shift || true
 export KBREAKERD="$build/kbreakerd" KBTOOL="$build/kbtool" PROMTOOL="${PROMTOOL:-promtool}"
-passed=0 failed=0 skipped=0 times=""
+passed=0 failed=0 skipped=0 times="" failed_names=""
 tests=("$@"); [ ${#tests[@]} -gt 0 ] || tests=("$here"/test_*.sh)
 # A signal stops the running test, which cleans up after itself, then the
 # run. Each test runs as a waited-for job so the signal is acted on at once.
@@ -27,10 +27,12 @@ for t in "${tests[@]}"; do
 	case $rc in
 	0) passed=$((passed + 1)) ;;
 	77) skipped=$((skipped + 1)) ;;
-	*) failed=$((failed + 1)) ;;
+	*) failed=$((failed + 1)); failed_names="$failed_names $(basename "$t" .sh)" ;;
 	esac
 done
 # The kernel matrix runs these in qemu: the CI time budget is spent here.
 echo "e2e: seconds per test:$times"
+# CI shows only the end of the log: name what failed where it is seen.
+[ -z "$failed_names" ] || echo "e2e: failed:$failed_names"
 echo "e2e: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]
