@@ -335,6 +335,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	k->set_retval = libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
 						BPF_FUNC_set_retval, NULL) == 1;
 	kb_bpf_set_lookup_flags(k, opts->lookup_flags);
+	kb_bpf_set_failopen_after(k, opts->failopen_after_ns);
 	kb_bpf_alive(k, clock_mono_ns());
 	err = attach_all(k, opts->cgroup, opts->state_dir);
 	if (err)

@@ -38,6 +38,7 @@ struct kb_bpf_opts {
 	uint32_t lookup_flags;
 	uint32_t wl_depth;	/* workloads: levels below cgroup that make one (kb_wl_ctl) */
 	uint32_t wl_max;	/* workloads: labelled ones; 0 = attribution off */
+	uint64_t failopen_after_ns;	/* the liveness grace (kb_bpf_alive); 0: the default */
 };
 
 typedef void (*kb_event_fn)(void *ctx, const struct kb_event *ev);
@@ -166,14 +167,19 @@ int kb_bpf_drain(struct kb_bpf *k, kb_event_fn fn, void *ctx);
 uint64_t kb_bpf_lost_total(const struct kb_bpf *k);
 
 /*
- * The agent is alive: the hooks go on refusing for KB_ALIVE_GRACE_NS after
- * now (CLOCK_MONOTONIC ns), and let every connect through past that. Its
- * loop calls this at least every KB_ALIVE_BEAT_NS; a stopped or hung agent
- * then blocks nothing after the grace, as a dead one blocks nothing at once.
+ * The agent is alive: the hooks go on refusing for the grace
+ * (failopen_after, KB_ALIVE_GRACE_NS unless set) after now
+ * (CLOCK_MONOTONIC ns), and let every connect through past that. Its loop
+ * calls this at least every KB_ALIVE_BEAT_NS, the beat thread too while
+ * the loop waits on a start's lookup; a stopped or hung agent then blocks
+ * nothing after the grace, as a dead one blocks nothing at once.
  */
 #define KB_ALIVE_BEAT_NS 1000000000ULL
 #define KB_ALIVE_GRACE_NS (10 * KB_ALIVE_BEAT_NS)
 void kb_bpf_alive(struct kb_bpf *k, uint64_t now);
+
+/* A new grace (a reload's failopen_after), from the next kb_bpf_alive on. */
+void kb_bpf_set_failopen_after(struct kb_bpf *k, uint64_t ns);
 
 /* Connects the hooks let through because the agent was not alive (kb_bpf_alive), ever. */
 uint64_t kb_bpf_failopen_total(const struct kb_bpf *k);

@@ -450,7 +450,14 @@ uint64_t kb_bpf_lost_total(const struct kb_bpf *k)
 
 void kb_bpf_alive(struct kb_bpf *k, uint64_t now)
 {
-	__atomic_store_n(&k->enf->bss->kb_alive_until_ns, now + KB_ALIVE_GRACE_NS, __ATOMIC_RELAXED);
+	uint64_t grace = __atomic_load_n(&k->grace_ns, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&k->enf->bss->kb_alive_until_ns, now + grace, __ATOMIC_RELAXED);
+}
+
+void kb_bpf_set_failopen_after(struct kb_bpf *k, uint64_t ns)
+{
+	__atomic_store_n(&k->grace_ns, ns ? ns : KB_ALIVE_GRACE_NS, __ATOMIC_RELAXED);
 }
 
 uint64_t kb_bpf_failopen_total(const struct kb_bpf *k)

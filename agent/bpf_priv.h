@@ -29,6 +29,7 @@ struct kb_bpf {
 	uint32_t wl_max;	/* workloads: max; 0 = attribution off */
 	__u32 last_gen;		/* kb_verdict.gen of the latest write */
 	uint64_t portless;	/* keys with port "any": while any, kb_ports proves nothing */
+	uint64_t grace_ns;	/* atomic: the beat thread reads it (kb_bpf_alive) */
 };
 
 /*

@@ -84,6 +84,9 @@ static const struct yamlwalk_key top_keys[] = {
 	{ "poll_interval", KEY_DURATION, FIELD(struct config, poll_interval_ns), NS_PER_MS, NS_PER_H },
 	{ "resolve_interval", KEY_DURATION, FIELD(struct config, resolve_interval_ns), NS_PER_S,
 	  24 * NS_PER_H },
+	/* At least two of the loop's one-second beats: one late beat must not open everything. */
+	{ "failopen_after", KEY_DURATION, FIELD(struct config, failopen_after_ns), 2 * NS_PER_S,
+	  NS_PER_H },
 	{ "metrics_compact", KEY_BOOL, FIELD(struct config, metrics_compact), 0, 1 },
 	{ "max_destinations", KEY_UINT, FIELD(struct config, max_destinations), 1,
 	  CONFIG_MAX_DESTINATIONS },
@@ -322,6 +325,7 @@ void config_init(struct config *cfg)
 	cfg->listen_port = 9877;
 	cfg->poll_interval_ns = 100 * NS_PER_MS;
 	cfg->resolve_interval_ns = 30 * NS_PER_S;
+	cfg->failopen_after_ns = 10 * NS_PER_S;
 	cfg->max_destinations = 16384;
 	cfg->workloads_depth = 1;
 	cfg->workloads_max = 50;

@@ -56,6 +56,7 @@ struct config {
 	char state_dir[CONFIG_PATH_MAX];	/* bpffs directory for state kept across restarts; "" = none */
 	uint64_t poll_interval_ns;		/* default 100ms, 1ms..1h */
 	uint64_t resolve_interval_ns;		/* DNS re-resolution; default 30s, 1s..24h */
+	uint64_t failopen_after_ns;		/* a stopped loop's hooks let all through; 10s, 2s..1h */
 	uint32_t max_destinations;		/* BPF map capacity; default 16384, 1..1048576 */
 	uint8_t metrics_compact;		/* omit zero-valued per-destination series (0 or 1) */
 	char log_level[8];			/* "error".."debug"; "" = info unless --log-level */

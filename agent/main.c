@@ -445,6 +445,7 @@ static int daemon_start(struct kbreakerd *d)
 		}
 	}
 	bo.lookup_flags = agent_lookup_flags(cfg);
+	bo.failopen_after_ns = cfg->failopen_after_ns;
 	if (cfg->workloads_on) {
 		bo.wl_depth = cfg->workloads_depth;
 		bo.wl_max = cfg->workloads_max;

@@ -460,7 +460,7 @@ const struct metrics_family metrics_families[] = {
 	  AGENT(events_lost, MV_U64) },
 	{ "kbreaker_connects_failopen_total", "counter", NULL,
 	  "Connects to open destinations the hooks let through because the agent had not run its "
-	  "loop for 10 s (stopped or hung): it could not have ended the block.",
+	  "loop for failopen_after (stopped or hung): it could not have ended the block.",
 	  AGENT(connects_failopen, MV_U64) },
 	{ "circuit_breaker_state", "gauge", NULL,
 	  "Breaker state: 1 for the current state, 0 for the others.", .samples = dst_state },

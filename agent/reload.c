@@ -273,6 +273,7 @@ static void reload_commit(struct agent *a, struct reload *r)
 	r->next = NULL;
 	free(old);
 	kb_bpf_set_lookup_flags(a->bpf, agent_lookup_flags(r->cfg));
+	kb_bpf_set_failopen_after(a->bpf, r->cfg->failopen_after_ns);
 	__atomic_store_n(&a->poll_interval_ns, r->cfg->poll_interval_ns, __ATOMIC_RELAXED);
 	a->deadline_stale = true;	/* a new policy may move a deadline without a new verdict */
 	a->reloads_ok++;

@@ -46,6 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		check(cfg.listen_port > 0, "listen port", err);
 		check(cfg.poll_interval_ns >= NS_PER_MS, "poll_interval", err);
+		/* Below two beats, one late beat would let every open destination through. */
+		check(cfg.failopen_after_ns >= 2 * NS_PER_S && cfg.failopen_after_ns <= NS_PER_H,
+		      "failopen_after", err);
 		check(cfg.n_dsts <= CONFIG_MAX_DESTINATIONS, "destination count", err);
 		check(cfg.n_dsts == 0 || cfg.dsts != NULL, "destinations array", err);
 		for (size_t i = 0; i < cfg.n_dsts; i++) {

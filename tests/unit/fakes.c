@@ -299,6 +299,11 @@ void kb_bpf_set_lookup_flags(struct kb_bpf *k, uint32_t flags)
 	fake_maps.lookup_flags = flags;
 }
 
+void kb_bpf_set_failopen_after(struct kb_bpf *k, uint64_t ns)
+{
+	fake_maps.failopen_after_ns = ns;
+}
+
 /* As the real one: every write a new gen, never 0. */
 int kb_bpf_set_verdict(struct kb_bpf *k, uint32_t dst_id, const struct kb_verdict *v)
 {

@@ -59,6 +59,7 @@ struct fake_maps {
 	bool saved_used[FAKE_SLOTS];
 	struct persist_record saved[FAKE_SLOTS];
 	uint32_t lookup_flags;
+	uint64_t failopen_after_ns;			/* kb_bpf_set_failopen_after */
 	struct kb_wl_ctl wl_ctl;			/* kb_wl_ctl */
 	size_t n_workloads;
 	struct { uint64_t cgroup; uint32_t index; } workloads[FAKE_WORKLOADS];	/* kb_workloads */

@@ -570,6 +570,11 @@ static const struct {
 
 	/* issue 4: top-level keys */
 	{ "resolve ok", "resolve_interval: 1m\n", NULL },
+	{ "failopen ok", "failopen_after: 2s\n", NULL },
+	{ "failopen 1s", "failopen_after: 1s\n",
+	  "kb.yaml:1:17: failopen_after: must be between 2s and 1h" },
+	{ "failopen 2h", "failopen_after: 2h\n",
+	  "kb.yaml:1:17: failopen_after: must be between 2s and 1h" },
 	{ "resolve 500ms", "resolve_interval: 500ms\n",
 	  "kb.yaml:1:19: resolve_interval: must be between 1s and 24h" },
 	{ "max_destinations 0", "max_destinations: 0\n",
@@ -1130,6 +1135,7 @@ static void test_fixture_engine(void **state)
 	if (config_load(&cfg, "tests/data/engine.yaml", err, sizeof(err)))
 		fail_msg("%s", err);
 	check_eq("resolve", cfg.resolve_interval_ns, 2 * MIN);
+	check_eq("failopen", cfg.failopen_after_ns, 45 * SEC);
 	check_eq("max_dsts", cfg.max_destinations, 8);
 	d = &cfg.defaults;
 	check_policy("defaults", d, MODE_OBSERVE, 0, 5 * SEC, 4);
@@ -1197,6 +1203,7 @@ static void test_engine_defaults(void **state)
 	check_eq("builtin", p.recovery_ramp_ns, 0);
 	config_init(&cfg);
 	check_eq("init", cfg.resolve_interval_ns, 30 * SEC);
+	check_eq("init", cfg.failopen_after_ns, 10 * SEC);
 	check_eq("init", cfg.max_destinations, 16384);
 	assert_memory_equal(&cfg.defaults, &p, sizeof(p));
 	check_str("modes", config_mode_name(MODE_DISABLED), "disabled");

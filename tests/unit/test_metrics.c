@@ -121,7 +121,7 @@ static const char want_empty[] =
 	"# HELP kbreaker_events_lost_total Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.\n"
 	"# TYPE kbreaker_events_lost_total counter\n"
 	"kbreaker_events_lost_total 7\n"
-	"# HELP kbreaker_connects_failopen_total Connects to open destinations the hooks let through because the agent had not run its loop for 10 s (stopped or hung): it could not have ended the block.\n"
+	"# HELP kbreaker_connects_failopen_total Connects to open destinations the hooks let through because the agent had not run its loop for failopen_after (stopped or hung): it could not have ended the block.\n"
 	"# TYPE kbreaker_connects_failopen_total counter\n"
 	"kbreaker_connects_failopen_total 3\n"
 	HEAD_STATE

@@ -74,7 +74,7 @@ static const struct reload_case cases[] = {
 			"  - { name: svc, host: svc.test, port: 9090 }\n"
 			"  - { name: inns, host: 10.0.0.6, port: 80, netns: /run/netns/blue }\n"
 			"  - { name: movens, host: 10.0.0.7, port: 80, netns: /run/netns/blue }\n",
-		.after = HEAD PERSIST "max_destinations: 32\ndestinations:\n"
+		.after = HEAD PERSIST "max_destinations: 32\nfailopen_after: 3s\ndestinations:\n"
 			"  - { name: inns, host: 10.0.0.6, port: 80, netns: /run/netns/blue }\n"
 			"  - { name: movens, host: 10.0.0.7, port: 80, netns: /run/netns/green2 }\n"
 			"  - { name: keep, host: 10.0.0.1, port: 80 }\n"
@@ -362,6 +362,7 @@ static void snap_check(const char *ctx, const struct agent *a, const struct agen
 			fail_msg("%s: kb_saved[%zu] changed", ctx, id);
 	}
 	check_eq(ctx, fake_maps.lookup_flags, m->lookup_flags);
+	check_eq(ctx, fake_maps.failopen_after_ns, m->failopen_after_ns);
 }
 
 /* Open every breaker of the named circuits with two refusals each. */
@@ -526,6 +527,8 @@ static void run_case(const struct reload_case *tc)
 		drop(running);
 		running = next;
 		check_reload_metrics(ctx, a, 1, 1, n - 1);
+		/* The hooks' grace is the new one (a rejected reload kept it: snap_check). */
+		check_eq(ctx, fake_maps.failopen_after_ns, next->failopen_after_ns);
 		check_after(ctx, a, tc);
 		check_resolved(ctx, a, tc);
 	}
