@@ -11,6 +11,16 @@ P=$(test_port 1)
 T_LISTEN="127.0.0.1:$(free_port)"
 NAME=svc.kbreaker-test.invalid
 
+# put_hosts FORMAT ARGS...: rewrite the hosts file in place (the bind mount
+# follows the inode) as the resolver thread reads it every second: never
+# empty or cut short, as printf > FILE leaves it between its truncation and
+# its line-by-line writes: one write over the old text, then the old tail cut.
+put_hosts() {
+	# shellcheck disable=SC2059
+	printf "$@" > "$T_DIR/hosts.new"
+	dd if="$T_DIR/hosts.new" of="$T_DIR/hosts" bs=64k conv=notrunc status=none
+	truncate -s "$(stat -c %s "$T_DIR/hosts.new")" "$T_DIR/hosts"
+}
 printf '127.0.0.1 localhost\n%s %s\n' "$T_NET.0.5" "$NAME" > "$T_DIR/hosts"
 agent_config resolve_interval=1s defaults: mode=observe consecutive_failures=1000000 \
 	dest: name=svc host=$NAME port=$P > "$T_DIR/kb.yaml"
@@ -25,7 +35,7 @@ expect_metric "$M" 4
 
 log "the name moves to $T_NET.0.6 and gains $T_ADDR6"
 # Rewrite in place: the bind mount follows the inode.
-printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$T_NET.0.6" "$NAME" "$T_ADDR6" "$NAME" > "$T_DIR/hosts"
+put_hosts '127.0.0.1 localhost\n%s %s\n%s %s\n' "$T_NET.0.6" "$NAME" "$T_ADDR6" "$NAME"
 moved() {
 	log_has "msg=\"address removed\" circuit=svc .*address=${T_NET//./\\.}\\.0\\.5\$" &&
 	log_has "msg=\"address added\" circuit=svc .*address=${T_NET//./\\.}\\.0\\.6\$" &&
@@ -40,7 +50,7 @@ expect_metric "$M" 9
 
 log "the name stops resolving: the agent keeps the last good addresses"
 expect_metric 'kbreaker_resolve_errors_total' 0
-printf '127.0.0.1 localhost\n' > "$T_DIR/hosts"
+put_hosts '127.0.0.1 localhost\n'
 # One error per failed round (every resolve_interval): how many a slow
 # machine counts before its scrape is its own business; one at least.
 wait_until "$T_WAIT_S" metric_above 'kbreaker_resolve_errors_total' 0
@@ -55,7 +65,7 @@ expect_metric "$M" 11
 # resolves to it (dup). The kernel's key leads to one of them; the literal
 # outranks the name, and neither ever removes the other's key.
 DUP=dup.kbreaker-test.invalid A=$T_NET.0.7
-printf '127.0.0.1 localhost\n%s %s\n' "$A" "$DUP" > "$T_DIR/hosts"
+put_hosts '127.0.0.1 localhost\n%s %s\n' "$A" "$DUP"
 ML='kbreaker_tcp_connects_total{circuit_name="lit",result="refused"}'
 MD='kbreaker_tcp_connects_total{circuit_name="dup",result="refused"}'
 reloads=0
@@ -71,8 +81,11 @@ lit=(dest: name=lit host=$A port=$P) dup=(dest: name=dup host=$DUP port=$P)
 
 log "a literal and a name for $A:$P, added by one reload: the literal's"
 reload_to "${lit[@]}" "${dup[@]}"
-check "the name's address logged as taken" \
-	log_has "msg=\"address taken\" circuit=dup host=$DUP address=${A//./\\.} port=$P by=lit"
+# A reload's new name is looked up by the resolver thread, after the reload
+# is counted, and after the lookup it may be in (DNS may take seconds).
+dup_taken() { log_has "msg=\"address taken\" circuit=dup host=$DUP address=${A//./\\.} port=$P by=lit"; }
+wait_until "$T_WAIT_S" dup_taken
+check "the name's address logged as taken" dup_taken
 in_test "$KBTOOL" connect "$A" "$P" 2 >/dev/null
 expect_metric "$ML" 2
 expect_metric "$MD" 0
@@ -105,14 +118,20 @@ expect_metric "$ML" 5
 # per_address: each address its own breaker; the destination's counters
 # are their sum, and stay so when an address goes.
 PA=pa.kbreaker-test.invalid
-printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$T_NET.0.8" "$PA" "$T_NET.0.9" "$PA" > "$T_DIR/hosts"
+put_hosts '127.0.0.1 localhost\n%s %s\n%s %s\n' "$T_NET.0.8" "$PA" "$T_NET.0.9" "$PA"
 MP='kbreaker_tcp_connects_total{circuit_name="pa",result="refused"}'
 log "per_address: 4 + 2 refused on two addresses, then the name drops $T_NET.0.8"
 reload_to dest: name=pa host=$PA port=$P per_address=true
+# pa is new: its addresses come from the resolver thread, later than the
+# reload, behind the lookup it may be in (svc's, which goes to DNS now).
+pa_addrs() { http_get /status | jq -c '[.destinations[] | select(.name == "pa") | .addresses[].address]'; }
+pa_resolved() { [ "$(pa_addrs)" = "[\"$T_NET.0.8\",\"$T_NET.0.9\"]" ]; }
+wait_until "$T_WAIT_S" pa_resolved
+expect_eq "/status: pa's addresses once resolved" "$(pa_addrs)" "[\"$T_NET.0.8\",\"$T_NET.0.9\"]"
 in_test "$KBTOOL" connect "$T_NET.0.8" "$P" 4 >/dev/null
 in_test "$KBTOOL" connect "$T_NET.0.9" "$P" 2 >/dev/null
 expect_metric "$MP" 6
-printf '127.0.0.1 localhost\n%s %s\n' "$T_NET.0.9" "$PA" > "$T_DIR/hosts"
+put_hosts '127.0.0.1 localhost\n%s %s\n' "$T_NET.0.9" "$PA"
 pa_dropped() { log_has "msg=\"address removed\" circuit=pa .*address=${T_NET//./\\.}\\.0\\.8\$"; }
 wait_until "$T_WAIT_S" pa_dropped
 check "$T_NET.0.8 removed" pa_dropped

@@ -268,7 +268,8 @@ start_agent "$T_DIR/kb.yaml"
 expect_metric 'circuit_breaker_state{circuit_name="keep",state="open"}' 1
 expect_field "keep blocked after the restart" refused 3 in_test "$KBTOOL" connect $T_ADDR "$P_KEEP" 3
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="keep"}' 3
-wait_until "$T_WAIT_S" test "$(saved_records)" = 1
+saved_records_are() { [ "$(saved_records)" = "$1" ]; }
+wait_until "$T_WAIT_S" saved_records_are 1
 expect_eq "saved breakers: keep's alone" "$(saved_records)" 1
 stop_agent
 start_agent "$T_DIR/kb.yaml"

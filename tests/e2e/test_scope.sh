@@ -84,7 +84,8 @@ wait_state dbns open 5
 expect_metric 'kbreaker_tcp_connects_total{circuit_name="dbns",result="refused"}' 3
 rm -f "$T_DIR/ready"
 ( exec ip netns exec "$NS2" "$KBTOOL" listen 127.0.0.1 "$S" 60 "$T_DIR/ready" > "$T_DIR/listen4.out" ) &
-for _ in $(seq 1 100); do [ -e "$T_DIR/ready" ] && break; sleep 0.02; done
+wait_until "$T_WAIT_S" test -e "$T_DIR/ready"
+check "listener on $NS2's 127.0.0.1:$S is up" test -e "$T_DIR/ready" || t_done
 expect_field "the other namespace's 127.0.0.1:$S is not blocked" success 2 in_cg_ns "$NS2" "$KBTOOL" connect 127.0.0.1 "$S" 2
 expect_field "the workload's is" refused 1 in_test "$KBTOOL" connect 127.0.0.1 "$S" 1
 expect_metric 'kbreaker_connects_blocked_total{circuit_name="dbns"}' 1
