@@ -15,7 +15,7 @@ t_setup
 HTTPABUSE="$(dirname "$KBREAKERD")/httpabuse"
 [ -x "$HTTPABUSE" ] || { fail "missing $HTTPABUSE (make all builds it)"; t_done; }
 
-PORT=$((30000 + RANDOM % 10000))
+PORT=$(test_port 1)
 HPORT=$(free_port)
 T_LISTEN="127.0.0.1:$HPORT"
 MARK="kbmark$$x$RANDOM"

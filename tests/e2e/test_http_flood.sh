@@ -40,7 +40,7 @@ RSS_MAX_KB=$((64 * 1024))
 RSS_GROWTH_MAX_KB=$((8 * 1024))
 ASAN=0
 ldd "$KBREAKERD" 2>/dev/null | grep -q libasan && { ASAN=1; RSS_MAX_KB=$((512 * 1024)); }
-agent_config poll_interval=100ms dest: name=svc host=127.0.0.1 port=$((30000 + RANDOM % 10000)) \
+agent_config poll_interval=100ms dest: name=svc host=127.0.0.1 port=$(test_port 1) \
 	> "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 
