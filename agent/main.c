@@ -197,23 +197,33 @@ static void loop_close(struct loop *l)
 		close(l->sfd);
 }
 
-/* SIGHUP reloads; any other signal of the set stops the loop. */
+/*
+ * SIGHUP reloads; any other signal of the set stops the loop. The pending
+ * signals are read first and one reload answers them all: a SIGHUP that
+ * comes in during the reload is the next pass's, after the loop has beaten
+ * (kb_bpf_alive). Reloading for as long as SIGHUPs kept coming held the
+ * loop, and with it every open breaker fell open after failopen_after.
+ */
 static void read_signals(struct loop *l)
 {
 	struct signalfd_siginfo si;
+	bool hup = false;
 
 	while (read(l->sfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			log_info("SIGHUP: reloading %s", l->path);
-			sd_notify_msg("RELOADING=1");
-			reload(l->a, l->path, l->cfg, l->level_given);
-			sd_notify_msg("READY=1");
-			l->poll_ns = (*l->cfg)->poll_interval_ns;
+			hup = true;
 			continue;
 		}
 		log_info("signal %s: stopping", strsignal(si.ssi_signo));
 		l->stop = true;
 	}
+	if (!hup || l->stop)
+		return;
+	log_info("SIGHUP: reloading %s", l->path);
+	sd_notify_msg("RELOADING=1");
+	reload(l->a, l->path, l->cfg, l->level_given);
+	sd_notify_msg("READY=1");
+	l->poll_ns = (*l->cfg)->poll_interval_ns;
 }
 
 /* Runs until SIGTERM/SIGINT (signals: the blocked set it reads). Returns 0 or -errno. */
