@@ -211,8 +211,12 @@ int kb_bpf_wstats_each(struct kb_bpf *k, kb_wstats_fn fn, void *ctx);
 /* Drop destination dst's workload counters: its slot serves a new one. 0 or -errno. */
 int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst);
 
-/* Drop workload wl's counters at every destination: its index serves a new one. 0 or -errno. */
-int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl);
+/*
+ * Drop the counters, at every destination, of each workload index i below
+ * n with gone[i] set: those indexes serve new workloads. One walk of the
+ * map for them all. 0 or -errno.
+ */
+int kb_bpf_wstats_forget_workloads(struct kb_bpf *k, const bool *gone, uint32_t n);
 
 /*
  * A new generation for workload index idx (kb_wl_gen): what sockets named

@@ -271,11 +271,12 @@ int kb_bpf_workload_gone(struct kb_bpf *k, uint64_t cgroup, uint32_t idx)
 #define WL_ANY UINT32_MAX
 
 /*
- * Delete the kb_wstats entries of destination dst and workload wl (WL_ANY:
- * any). The keys are gathered first: a walk that deletes as it goes
- * starts over after each delete. 0 or -errno.
+ * Delete the kb_wstats entries of destination dst (WL_ANY: any) and of
+ * the workloads set in gone[0..n) (NULL: any). The keys are gathered
+ * first: a walk that deletes as it goes starts over after each delete.
+ * 0 or -errno.
  */
-static int wstats_forget(struct kb_bpf *k, uint32_t dst, uint32_t wl)
+static int wstats_forget(struct kb_bpf *k, uint32_t dst, const bool *gone, uint32_t n_gone)
 {
 	int fd = bpf_map__fd(k->obs->maps.kb_wstats), err = 0;
 	struct kb_wl_key key, next, *prev = NULL, *del = NULL, *more;
@@ -284,7 +285,8 @@ static int wstats_forget(struct kb_bpf *k, uint32_t dst, uint32_t wl)
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
-		if ((dst != WL_ANY && key.dst != dst) || (wl != WL_ANY && key.workload != wl))
+		if ((dst != WL_ANY && key.dst != dst) ||
+		    (gone && (key.workload >= n_gone || !gone[key.workload])))
 			continue;
 		if (n == alloc) {
 			alloc = alloc ? 2 * alloc : 64;
@@ -306,10 +308,10 @@ static int wstats_forget(struct kb_bpf *k, uint32_t dst, uint32_t wl)
 
 int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst)
 {
-	return wstats_forget(k, dst, WL_ANY);
+	return wstats_forget(k, dst, NULL, 0);
 }
 
-int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl)
+int kb_bpf_wstats_forget_workloads(struct kb_bpf *k, const bool *gone, uint32_t n)
 {
-	return wstats_forget(k, WL_ANY, wl);
+	return wstats_forget(k, WL_ANY, gone, n);
 }

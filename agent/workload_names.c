@@ -193,10 +193,26 @@ static void renew_breakers(struct agent *a, uint32_t idx, uint64_t now)
 	}
 }
 
-/* The cgroup of entry e is gone: give its label back. */
-static void reclaim_one(struct agent *a, const struct wl_entry *e, uint64_t now)
+/*
+ * The cgroups of a look found gone, their labels given back together:
+ * one walk of kb_wstats for them all, not one each (a walk is a syscall
+ * per key: thousands of them at hundreds of workloads, and churn of
+ * hundreds of cgroups held the loop past failopen_after).
+ */
+struct wl_reclaim {
+	const struct wl_entry **e;	/* at most WL_RECLAIM_MAX */
+	size_t n;
+	bool *labels;			/* [max]: the labels among them, wstats to forget */
+};
+
+/*
+ * The cgroup of entry e is gone: its label starts on its way back
+ * (reclaim_end gives it back). False when it must wait for a later look.
+ */
+static bool reclaim_begin(struct agent *a, struct wl_reclaim *r, const struct wl_entry *e,
+			  uint64_t now)
 {
-	int err = 0;
+	int err;
 
 	/*
 	 * First a new generation: from here on, what the gone cgroup's
@@ -208,22 +224,37 @@ static void reclaim_one(struct agent *a, const struct wl_entry *e, uint64_t now)
 		if (err) {
 			a->map_errors++;
 			log_err("bpf: new generation of workload index %u: %s", e->idx, strerror(-err));
-			return;
+			return false;
 		}
-	}
-	/* Before the index goes back, so that its next cgroup finds nothing of this one. */
-	if (e->idx < a->wl.max) {
 		renew_breakers(a, e->idx, now);
-		err = kb_bpf_wstats_forget_workload(a->bpf, e->idx);
-		log_info("workload gone\tworkload=%s index=%u", a->wl.names[e->idx][0] ?
-			 a->wl.names[e->idx] : "?", e->idx);
-		workloads_forget(&a->wl, e->idx);
-		a->wl.reclaimed++;
+		r->labels[e->idx] = true;
 	}
-	err = err ?: kb_bpf_workload_gone(a->bpf, e->id, e->idx);
-	if (err) {
-		a->map_errors++;
-		log_err("bpf: give back workload index %u: %s", e->idx, strerror(-err));
+	r->e[r->n++] = e;
+	return true;
+}
+
+/* Forget the gone labels' counters, then give them back. */
+static void reclaim_end(struct agent *a, struct wl_reclaim *r)
+{
+	/* Before the indexes go back, so that their next cgroups find nothing of these. */
+	int forgot = kb_bpf_wstats_forget_workloads(a->bpf, r->labels, a->wl.max), err;
+
+	for (size_t i = 0; i < r->n; i++) {
+		const struct wl_entry *e = r->e[i];
+
+		err = 0;
+		if (e->idx < a->wl.max) {
+			log_info("workload gone\tworkload=%s index=%u", a->wl.names[e->idx][0] ?
+				 a->wl.names[e->idx] : "?", e->idx);
+			workloads_forget(&a->wl, e->idx);
+			a->wl.reclaimed++;
+			err = forgot;
+		}
+		err = err ?: kb_bpf_workload_gone(a->bpf, e->id, e->idx);
+		if (err) {
+			a->map_errors++;
+			log_err("bpf: give back workload index %u: %s", e->idx, strerror(-err));
+		}
 	}
 }
 
@@ -305,6 +336,8 @@ static bool walk_for(const struct agent *a, const struct wl_entry *e, bool sweep
 
 void workloads_reclaim(struct agent *a, uint64_t now)
 {
+	const struct wl_entry *batch[WL_RECLAIM_MAX];
+	struct wl_reclaim r = { .e = batch };
 	struct wl_entries es = { 0 };
 	uint64_t *gone = NULL, *ids = NULL;
 	size_t n_gone = 0, n_ids = 0;
@@ -319,7 +352,8 @@ void workloads_reclaim(struct agent *a, uint64_t now)
 	if (kb_bpf_workloads_each(a->bpf, entry_one, &es) || es.oom || !es.n)
 		goto out;
 	gone = malloc(es.n * sizeof(*gone));
-	if (!gone)
+	r.labels = calloc(a->wl.max, sizeof(*r.labels));
+	if (!gone || !r.labels)
 		goto out;
 	/*
 	 * A labelled cgroup is looked up by its path: a few stats. The rest
@@ -347,18 +381,22 @@ void workloads_reclaim(struct agent *a, uint64_t now)
 			if (was_gone)
 				gone[n_gone++] = e->id;
 		} else if (!live) {
-			if (was_gone)
-				reclaim_one(a, e, now);
-			else
+			/* Past the look's batch: the next look's, 2 s on. */
+			if (!was_gone || r.n == WL_RECLAIM_MAX)
 				gone[n_gone++] = e->id;
+			else
+				reclaim_begin(a, &r, e, now);
 		}
 	}
+	if (r.n)
+		reclaim_end(a, &r);
 	qsort(gone, n_gone, sizeof(*gone), by_id);
 	free(a->wl.gone);
 	a->wl.gone = gone;
 	a->wl.n_gone = n_gone;
 	gone = NULL;
 out:
+	free(r.labels);
 	free(gone);
 	free(ids);
 	free(es.e);

@@ -40,6 +40,12 @@ struct workloads {
  */
 #define WL_CHECK_NS 2000000000ULL
 #define WL_SWEEP_NS 60000000000ULL
+/*
+ * Labels a look gives back at most: each renews the workload's breaker of
+ * every per_workload destination, and the loop must beat (failopen_after)
+ * through a churn of thousands of cgroups. The rest wait for a next look.
+ */
+#define WL_RECLAIM_MAX 64
 
 /* Room for max workloads (0: off). 0 or -ENOMEM. */
 int workloads_init(struct workloads *w, uint32_t max, uint32_t depth);

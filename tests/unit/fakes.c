@@ -534,29 +534,33 @@ int kb_bpf_wl_gen_bump(struct kb_bpf *k, uint32_t idx)
 
 #define FAKE_ANY UINT32_MAX
 
-/* Drop the kb_wstats entries of destination dst and workload wl (FAKE_ANY: any). */
-static int wstats_forget(uint32_t dst, uint32_t wl)
+/* Drop the kb_wstats entries of destination dst (FAKE_ANY: any) and of the workloads set in gone (NULL: any). */
+static int wstats_forget(uint32_t dst, const bool *gone, uint32_t n_gone)
 {
 	size_t out = 0;
 
 	if (fault_here())
 		return -EIO;
-	for (size_t i = 0; i < fake_maps.n_wstats; i++)
+	fake_maps.wstats_walks++;
+	for (size_t i = 0; i < fake_maps.n_wstats; i++) {
+		uint32_t wl = fake_maps.wstats[i].key.workload;
+
 		if ((dst != FAKE_ANY && fake_maps.wstats[i].key.dst != dst) ||
-		    (wl != FAKE_ANY && fake_maps.wstats[i].key.workload != wl))
+		    (gone && (wl >= n_gone || !gone[wl])))
 			fake_maps.wstats[out++] = fake_maps.wstats[i];
+	}
 	fake_maps.n_wstats = out;
 	return 0;
 }
 
 int kb_bpf_wstats_forget(struct kb_bpf *k, uint32_t dst)
 {
-	return wstats_forget(dst, FAKE_ANY);
+	return wstats_forget(dst, NULL, 0);
 }
 
-int kb_bpf_wstats_forget_workload(struct kb_bpf *k, uint32_t wl)
+int kb_bpf_wstats_forget_workloads(struct kb_bpf *k, const bool *gone, uint32_t n)
 {
-	return wstats_forget(FAKE_ANY, wl);
+	return wstats_forget(FAKE_ANY, gone, n);
 }
 
 int kb_bpf_saved_each(struct kb_bpf *k, kb_saved_fn fn, void *ctx)

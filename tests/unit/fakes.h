@@ -33,7 +33,7 @@ bool fault_fired(void);
 
 #define FAKE_SLOTS 64	/* dst_ids the fake maps hold */
 #define FAKE_KEYS 256	/* kb_dst and kb_dst_lpm entries together */
-#define FAKE_WORKLOADS 64	/* kb_workloads entries */
+#define FAKE_WORKLOADS 160	/* kb_workloads entries */
 #define FAKE_WSTATS 256	/* kb_wstats entries */
 
 /* A kb_dst (prefix_len 128) or kb_dst_lpm entry. */
@@ -68,6 +68,7 @@ struct fake_maps {
 	uint32_t wl_gen[FAKE_WORKLOADS];		/* kb_wl_gen */
 	uint32_t free_gen[FAKE_WORKLOADS];		/* kb_wl_gen[free[i]] when pushed */
 	size_t n_wstats;
+	unsigned wstats_walks;			/* forgets: each a walk of kb_wstats */
 	struct { struct kb_wl_key key; struct kb_wl_stats st; } wstats[FAKE_WSTATS];	/* kb_wstats */
 };
 

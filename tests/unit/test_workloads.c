@@ -461,6 +461,63 @@ static void test_reclaim(void **state)
 }
 
 /*
+ * A churn of cgroups (found by review: 300 made, connected and removed a
+ * round held the loop 16 s, one walk of kb_wstats per label given back,
+ * and the hooks failed open): a look gives back at most WL_RECLAIM_MAX
+ * labels, with one walk for them all, and the next look the rest.
+ */
+static void test_reclaim_churn(void **state)
+{
+	struct config *cfg = parse("churn", "resolve_interval: 24h\nmax_destinations: 16\n"
+				   "workloads: { depth: 1, max: 150 }\n"
+				   "destinations:\n  - { name: db, host: 10.0.0.1, port: 5432 }\n");
+	enum { N = WL_RECLAIM_MAX + 36 };
+	const struct agent_circuit *db;
+	uint64_t now = mono_now();
+	char dir[N][96];
+	unsigned walks;
+	struct agent a;
+	struct tree t;
+
+	start_in_tree(&a, cfg, &t, now);
+	fake_maps.wl_ctl.max = 150;
+	db = circuit_named(&a, "db");
+	fake_wl_count(db->slot, fake_workload(t.id_b), KB_RES_SUCCESS, 1);
+	for (int i = 0; i < N; i++) {
+		snprintf(dir[i], sizeof(dir[i]), "%s/w%d", t.dir, i);
+		assert_int_equal(mkdir(dir[i], 0700), 0);
+		fake_wl_count(db->slot, fake_workload(ino(dir[i])), KB_RES_REFUSED, 1);
+	}
+	assert_int_equal(agent_tick(&a, now + WL_CHECK_NS), 0);
+	assert_int_equal(a.wl.labelled, N + 1);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(rmdir(dir[i]), 0);
+	/* Gone at one look: not yet. */
+	walks = fake_maps.wstats_walks;
+	assert_int_equal(agent_tick(&a, now + 2 * WL_CHECK_NS), 0);
+	assert_int_equal(a.wl.reclaimed, 0);
+	assert_int_equal(fake_maps.wstats_walks, walks);
+	/* At two: the first WL_RECLAIM_MAX, in one walk of kb_wstats. */
+	assert_int_equal(agent_tick(&a, now + 3 * WL_CHECK_NS), 0);
+	assert_int_equal(a.wl.reclaimed, WL_RECLAIM_MAX);
+	assert_int_equal(fake_maps.n_free, WL_RECLAIM_MAX);
+	assert_int_equal(fake_maps.wstats_walks, walks + 1);
+	assert_int_equal(fake_maps.n_wstats, 1 + N - WL_RECLAIM_MAX);
+	/* The next look the rest, B kept. */
+	assert_int_equal(agent_tick(&a, now + 4 * WL_CHECK_NS), 0);
+	assert_int_equal(a.wl.reclaimed, N);
+	assert_int_equal(fake_maps.n_free, N);
+	assert_int_equal(fake_maps.wstats_walks, walks + 2);
+	assert_int_equal(fake_maps.n_wstats, 1);
+	assert_true(has_wstats_of(fake_workload(t.id_b)));
+	assert_int_equal(a.wl.labelled, 1);
+	assert_int_equal(a.map_errors, 0);
+	agent_fini(&a);
+	tree_drop(&t);
+	drop(cfg);
+}
+
+/*
  * Labels no page ever asked for (found by review: only the once-a-minute
  * walk gave them back): a new label is named from a walk at the next
  * look, so a cgroup removed comes back within two more looks, whether it
@@ -623,6 +680,7 @@ int main(void)
 		cmocka_unit_test(test_pages),
 		cmocka_unit_test(test_reclaim),
 		cmocka_unit_test(test_reclaim_unnamed),
+		cmocka_unit_test(test_reclaim_churn),
 		cmocka_unit_test(test_late_entry),
 	};
 
