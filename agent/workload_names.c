@@ -207,9 +207,9 @@ struct wl_reclaim {
 
 /*
  * The cgroup of entry e is gone: its label starts on its way back
- * (reclaim_end gives it back). False when it must wait for a later look.
+ * (reclaim_end gives it back), unless its generation cannot move on.
  */
-static bool reclaim_begin(struct agent *a, struct wl_reclaim *r, const struct wl_entry *e,
+static void reclaim_begin(struct agent *a, struct wl_reclaim *r, const struct wl_entry *e,
 			  uint64_t now)
 {
 	int err;
@@ -224,13 +224,12 @@ static bool reclaim_begin(struct agent *a, struct wl_reclaim *r, const struct wl
 		if (err) {
 			a->map_errors++;
 			log_err("bpf: new generation of workload index %u: %s", e->idx, strerror(-err));
-			return false;
+			return;
 		}
 		renew_breakers(a, e->idx, now);
 		r->labels[e->idx] = true;
 	}
 	r->e[r->n++] = e;
-	return true;
 }
 
 /* Forget the gone labels' counters, then give them back. */
