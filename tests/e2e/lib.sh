@@ -211,17 +211,13 @@ start_agent_cmd() {
 # /etc/resolv.conf names a local address where nothing listens, refused at
 # once.
 start_agent_hosts() {
-	[ -e /etc/resolv.conf ] || { start_agent_bound "$1" /etc/hosts "$2"; return; }
+	[ -e /etc/resolv.conf ] || { start_agent_bound "$2" "$1" /etc/hosts; return; }
 	printf 'nameserver %s\noptions timeout:1 attempts:1\n' "$T_NET.0.54" > "$T_DIR/resolv-none.conf"
-	command -v unshare >/dev/null || need "unshare (util-linux) not installed"
-	start_agent_cmd unshare -m --propagation private sh -c \
-		'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf &&
-		 exec "$3" -c "$4" --log-level debug' \
-		sh "$1" "$T_DIR/resolv-none.conf" "$KBREAKERD" "$2"
+	start_agent_bound "$2" "$1" /etc/hosts "$T_DIR/resolv-none.conf" /etc/resolv.conf
 }
 
 # start_agent_resolv RESOLV CONFIG: the same with RESOLV over /etc/resolv.conf.
-start_agent_resolv() { start_agent_bound "$1" /etc/resolv.conf "$2"; }
+start_agent_resolv() { start_agent_bound "$2" "$1" /etc/resolv.conf; }
 
 # start_dns_sink SECONDS: a name server on DNS=$T_NET.0.53 that takes every
 # query and answers none, for SECONDS (killed when the test ends), and
@@ -236,11 +232,15 @@ start_dns_sink() {
 	t_check $? "a name server that never answers, on $DNS" || t_done
 }
 
+# start_agent_bound CONFIG FILE TARGET [FILE TARGET...]: start_agent with
+# each FILE bind-mounted over its TARGET in the agent's own mount namespace.
 start_agent_bound() {
 	command -v unshare >/dev/null || need "unshare (util-linux) not installed"
 	start_agent_cmd unshare -m --propagation private sh -c \
-		'mount --bind "$1" "$2" && exec "$3" -c "$4" --log-level debug' \
-		sh "$1" "$2" "$KBREAKERD" "$3"
+		'kb=$1 cfg=$2; shift 2
+		 while [ $# -ge 2 ]; do mount --bind "$1" "$2" || exit 1; shift 2; done
+		 exec "$kb" -c "$cfg" --log-level debug' \
+		sh "$KBREAKERD" "$@"
 }
 
 # agent_alive WHAT: a check that the agent still runs; the test ends if not.
