@@ -255,8 +255,8 @@ static int load_enforce(struct kb_bpf *k)
 	return err;
 }
 
-/* Attach one connect hook to the cgroup. 0 or -errno, logged. */
-static int attach_connect(struct kb_bpf *k, struct bpf_program *prog, struct bpf_link **link,
+/* Attach one of kb_enforce's programs to the cgroup. 0 or -errno, logged. */
+static int attach_hook(struct kb_bpf *k, struct bpf_program *prog, struct bpf_link **link,
 			  const char *hook, const char *cgroup)
 {
 	int err;
@@ -273,7 +273,7 @@ static int attach_connect(struct kb_bpf *k, struct bpf_program *prog, struct bpf
  * Open the cgroup, attach observation, then (verdict gens settled) the
  * connect hooks. 0 or -errno, logged.
  */
-static int attach_all(struct kb_bpf *k, const char *cgroup, const char *state_dir)
+static int attach_all(struct kb_bpf *k, const char *cgroup, const struct kb_bpf_opts *opts)
 {
 	struct kb_enforce *e = k->enf;
 	bool a = k->atomics;
@@ -291,7 +291,7 @@ static int attach_all(struct kb_bpf *k, const char *cgroup, const char *state_di
 		log_err("bpf: cgroup %s: not a cgroup v2 directory", cgroup);
 		return -ENOTDIR;
 	}
-	err = kb_bpf_attach_observe(k->obs, k->cgroup_fd, state_dir);
+	err = kb_bpf_attach_observe(k->obs, k->cgroup_fd, opts->state_dir);
 	if (err) {
 		log_err("bpf: attach observation (sockops to %s): %s",
 			cgroup, strerror(-err));
@@ -301,11 +301,14 @@ static int attach_all(struct kb_bpf *k, const char *cgroup, const char *state_di
 	if (err)
 		return err;
 	/* The build load_enforce() loaded (kb_judge.h). */
-	err = attach_connect(k, a ? e->progs.kb_connect4 : e->progs.kb_connect4_locked,
+	err = attach_hook(k, a ? e->progs.kb_connect4 : e->progs.kb_connect4_locked,
 			     a ? &e->links.kb_connect4 : &e->links.kb_connect4_locked, "connect4", cgroup);
-	return err ?: attach_connect(k, a ? e->progs.kb_connect6 : e->progs.kb_connect6_locked,
-				     a ? &e->links.kb_connect6 : &e->links.kb_connect6_locked,
-				     "connect6", cgroup);
+	err = err ?: attach_hook(k, a ? e->progs.kb_connect6 : e->progs.kb_connect6_locked,
+				    a ? &e->links.kb_connect6 : &e->links.kb_connect6_locked,
+				    "connect6", cgroup);
+	if (err || !opts->fastopen_ignore)
+		return err;
+	return attach_hook(k, e->progs.kb_sockopt, &e->links.kb_sockopt, "setsockopt", cgroup);
 }
 
 int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
@@ -337,7 +340,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	kb_bpf_set_lookup_flags(k, opts->lookup_flags);
 	kb_bpf_set_failopen_after(k, opts->failopen_after_ns);
 	kb_bpf_alive(k, clock_mono_ns());
-	err = attach_all(k, opts->cgroup, opts->state_dir);
+	err = attach_all(k, opts->cgroup, opts);
 	if (err)
 		goto fail;
 	k->rb = ring_buffer__new(bpf_map__fd(k->obs->maps.kb_events), on_sample, k, NULL);
@@ -359,8 +362,10 @@ void kb_bpf_detach_enforcement(struct kb_bpf *k)
 		return;
 	bpf_link__destroy(k->enf->links.kb_connect4);
 	bpf_link__destroy(k->enf->links.kb_connect6);
+	bpf_link__destroy(k->enf->links.kb_sockopt);
 	k->enf->links.kb_connect4 = NULL;
 	k->enf->links.kb_connect6 = NULL;
+	k->enf->links.kb_sockopt = NULL;
 }
 
 void kb_bpf_close(struct kb_bpf *k)

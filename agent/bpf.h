@@ -39,6 +39,8 @@ struct kb_bpf_opts {
 	uint32_t wl_depth;	/* workloads: levels below cgroup that make one (kb_wl_ctl) */
 	uint32_t wl_max;	/* workloads: labelled ones; 0 = attribution off */
 	uint64_t failopen_after_ns;	/* the liveness grace (kb_bpf_alive); 0: the default */
+	/* fastopen_connect: ignore: kb_sockopt at cgroup/setsockopt, unpinned like the hooks */
+	bool fastopen_ignore;
 };
 
 typedef void (*kb_event_fn)(void *ctx, const struct kb_event *ev);
@@ -183,6 +185,9 @@ void kb_bpf_set_failopen_after(struct kb_bpf *k, uint64_t ns);
 
 /* Connects the hooks let through because the agent was not alive (kb_bpf_alive), ever. */
 uint64_t kb_bpf_failopen_total(const struct kb_bpf *k);
+
+/* setsockopt(TCP_FASTOPEN_CONNECT) calls in the cgroup made to do nothing, ever. */
+uint64_t kb_bpf_fastopen_ignored_total(const struct kb_bpf *k);
 
 /* Whether this process may still use the maps (a harmless lookup). 0 or -errno. */
 int kb_bpf_probe_access(struct kb_bpf *k);

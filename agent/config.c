@@ -88,6 +88,7 @@ static const struct yamlwalk_key top_keys[] = {
 	{ "failopen_after", KEY_DURATION, FIELD(struct config, failopen_after_ns), 2 * NS_PER_S,
 	  NS_PER_H },
 	{ "metrics_compact", KEY_BOOL, FIELD(struct config, metrics_compact), 0, 1 },
+	{ "fastopen_connect", KEY_FASTOPEN, FIELD(struct config, fastopen_ignore), 0, 1 },
 	{ "max_destinations", KEY_UINT, FIELD(struct config, max_destinations), 1,
 	  CONFIG_MAX_DESTINATIONS },
 	{ "defaults", KEY_POLICY, FIELD(struct config, defaults), 0, 0 },

@@ -59,6 +59,7 @@ struct config {
 	uint64_t failopen_after_ns;		/* a stopped loop's hooks let all through; 10s, 2s..1h */
 	uint32_t max_destinations;		/* BPF map capacity; default 16384, 1..1048576 */
 	uint8_t metrics_compact;		/* omit zero-valued per-destination series (0 or 1) */
+	uint8_t fastopen_ignore;		/* fastopen_connect: ignore (1) or allow (0); start only */
 	char log_level[8];			/* "error".."debug"; "" = info unless --log-level */
 	char user[32];				/* run as this user once attached; "" = stay root */
 	uint8_t workloads_on;			/* workloads: present, attribution on; start only */
@@ -101,11 +102,11 @@ int config_start_only_changed(const struct config *cur, const struct config *nex
 
 /*
  * The keys read at start only that next changes from cur and a reload
- * leaves as they were (listen, cgroup, state_dir, user), named in buf as
+ * leaves as they were (listen, cgroup, state_dir, user, fastopen_connect), named in buf as
  * "listen, user"; "" when none. len >= CONFIG_RESTART_KEYS_MAX holds all.
  * Pure: the reload warns with it.
  */
-#define CONFIG_RESTART_KEYS_MAX 32
+#define CONFIG_RESTART_KEYS_MAX 64
 const char *config_restart_keys(const struct config *cur, const struct config *next, char *buf,
 				size_t len);
 

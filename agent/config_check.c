@@ -333,6 +333,7 @@ const char *config_restart_keys(const struct config *cur, const struct config *n
 		{ "cgroup", strcmp(cur->cgroup, next->cgroup) },
 		{ "state_dir", strcmp(cur->state_dir, next->state_dir) },
 		{ "user", strcmp(cur->user, next->user) },
+		{ "fastopen_connect", cur->fastopen_ignore != next->fastopen_ignore },
 	};
 	size_t n = 0;
 
@@ -350,4 +351,5 @@ void config_keep_start_only(struct config *next, const struct config *cur)
 	memcpy(next->cgroup, cur->cgroup, sizeof(next->cgroup));
 	memcpy(next->state_dir, cur->state_dir, sizeof(next->state_dir));
 	memcpy(next->user, cur->user, sizeof(next->user));
+	next->fastopen_ignore = cur->fastopen_ignore;
 }

@@ -33,6 +33,7 @@ enum key_type {
 	KEY_LOG_LEVEL,	/* error | warn | info | debug, as text */
 	KEY_USER,	/* a user name: [a-z_][a-z0-9_-]*, at most max chars */
 	KEY_BREAKER,	/* shared (0) | per_workload (1), 1-byte field */
+	KEY_FASTOPEN,	/* allow (0) | ignore (1), 1-byte field */
 	KEY_POLICY,	/* mapping walked with config_policy_keys */
 	KEY_DSTS,	/* sequence of at most max destination mappings; base is a config */
 	KEY_WORKLOADS,	/* mapping of workloads: keys; the field is its 1-byte "present" */

@@ -280,21 +280,32 @@ static int set_window_size(struct parse *p, const struct yamlwalk_key *row, cons
 		    row->key, WINDOW_MAX_CALLS);
 }
 
-/* A word, not a bool: the file says what kind of breaker, and a third kind would fit. */
-static int set_breaker(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
-		       void *base)
+/* One of two words into a 1-byte field (0, 1): the file says what, and a third would fit. */
+static int set_word(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
+		    void *base, const char *w0, const char *w1)
 {
 	uint8_t *field = field_of(row, base);
 	const char *s = yamlwalk_scalar(v);
 
-	if (!strcmp(s, "shared"))
+	if (!strcmp(s, w0))
 		*field = 0;
-	else if (!strcmp(s, "per_workload"))
+	else if (!strcmp(s, w1))
 		*field = 1;
 	else
-		return fail(p, v->start_mark, "%s: must be \"shared\" or \"per_workload\"",
-			    row->key);
+		return fail(p, v->start_mark, "%s: must be \"%s\" or \"%s\"", row->key, w0, w1);
 	return 0;
+}
+
+static int set_breaker(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
+		       void *base)
+{
+	return set_word(p, row, v, base, "shared", "per_workload");
+}
+
+static int set_fastopen(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
+			void *base)
+{
+	return set_word(p, row, v, base, "allow", "ignore");
 }
 
 static int set_bool(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,
@@ -408,6 +419,7 @@ static const struct {
 	[KEY_LOG_LEVEL] = { set_log_level, true },
 	[KEY_USER] = { set_user, true },
 	[KEY_BREAKER] = { set_breaker, true },
+	[KEY_FASTOPEN] = { set_fastopen, true },
 };
 
 int config_set_leaf(struct parse *p, const struct yamlwalk_key *row, const yaml_node_t *v,

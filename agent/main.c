@@ -456,6 +456,7 @@ static int daemon_start(struct kbreakerd *d)
 	}
 	bo.lookup_flags = agent_lookup_flags(cfg);
 	bo.failopen_after_ns = cfg->failopen_after_ns;
+	bo.fastopen_ignore = cfg->fastopen_ignore;
 	if (cfg->workloads_on) {
 		bo.wl_depth = cfg->workloads_depth;
 		bo.wl_max = cfg->workloads_max;

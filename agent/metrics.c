@@ -462,6 +462,10 @@ const struct metrics_family metrics_families[] = {
 	  "Connects to open destinations the hooks let through because the agent had not run its "
 	  "loop for failopen_after (stopped or hung): it could not have ended the block.",
 	  AGENT(connects_failopen, MV_U64) },
+	{ "kbreaker_fastopen_connect_ignored_total", "counter", NULL,
+	  "setsockopt(TCP_FASTOPEN_CONNECT) calls in the enforcement cgroup made to do nothing "
+	  "(fastopen_connect: ignore), so that every SYN passes a connect hook.",
+	  AGENT(fastopen_ignored, MV_U64) },
 	{ "circuit_breaker_state", "gauge", NULL,
 	  "Breaker state: 1 for the current state, 0 for the others.", .samples = dst_state },
 	{ "circuit_breaker_state_transition_total", "counter", NULL, "Breaker state transitions.",

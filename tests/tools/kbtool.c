@@ -80,9 +80,27 @@
  *	stdout. Exit status as curl -sf: 7 no connection, 22 a status of 400 or
  *	more, 56 a broken reply. curl needs seconds to start in a guest under
  *	emulation, and the tests scrape /metrics hundreds of times.
+ *   kbtool tfolisten ADDR PORT SECONDS READY_FILE
+ *	listen with TCP Fast Open on; for each connection in turn, read one
+ *	byte (20 s at most) and echo it; prints "accepted=N echoed=E" at the
+ *	end (as listen: SECONDS, SIGTERM, READY_FILE)
+ *   kbtool tfoconnect ADDR PORT
+ *	one socket with TCP_FASTOPEN_CONNECT: prints "setopt=ERR opt=V
+ *	connect=ERR state=S" (V: the option read back; S: the TCP state once
+ *	connect() returned, syn_sent for a deferred connect, whose SYN waits
+ *	for the first write), then after a line on stdin writes one byte and
+ *	waits 5 s at most for the echo: "write=ERR echo=0|1 syn_data=0|1"
+ *	(syn_data: the byte went in the SYN and the peer took it)
+ *   kbtool tfosend ADDR PORT
+ *	sendto(MSG_FASTOPEN) of one byte on a new socket (this caches the
+ *	peer's Fast Open cookie), then the echo: "send=ERR echo=0|1 syn_data=0|1"
+ *   kbtool bigopt
+ *	setsockopt(SO_RCVBUF) on a TCP socket with an 8 KiB buffer (longer
+ *	than a page: what a cgroup setsockopt program must pass untouched);
+ *	prints "bigopt=ERR"
  *   kbtool attached CGROUP
  *	programs attached to the cgroup directory CGROUP at the hooks kbreaker
- *	uses (connect4, connect6, sock_ops), from BPF_PROG_QUERY: prints
+ *	uses (connect4, connect6, sock_ops, setsockopt), from BPF_PROG_QUERY: prints
  *	"attached=N", or fails. bpftool 7.1's `cgroup show` lists nothing on
  *	Linux 5.10 (it stops at the first attach type that kernel lacks).
  *
@@ -102,6 +120,7 @@
 #include <arpa/inet.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -772,6 +791,148 @@ static int do_notify_recv(int argc, char **argv)
 	return 0;
 }
 
+static const char *err_name(int err)
+{
+	return err ? strerrorname_np(err) : "none";
+}
+
+/* Read one byte (timeout_s at most) and echo it; whether it did. */
+static bool echo_one(int c, int timeout_s)
+{
+	struct timeval tv = { .tv_sec = timeout_s };
+	char b;
+
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return read(c, &b, 1) == 1 && write(c, &b, 1) == 1;
+}
+
+static int do_tfolisten(int argc, char **argv)
+{
+	struct tool_dst d;
+	sigset_t unblocked;
+	long long end = 0;
+	long accepted = 0, echoed = 0;
+	int fd, c, one = 1, qlen = 16;
+	FILE *ready;
+
+	if (argc < 6)
+		return 2;
+	tool_dst_arg("kbtool", argv[2], argv[3], &d);
+	catch_sigterm(&unblocked);
+	fd = socket(d.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen)) ||
+	    bind(fd, tool_dst_sa(&d), d.len) || listen(fd, SOMAXCONN)) {
+		perror("kbtool: tfolisten");
+		return 1;
+	}
+	ready = fopen(argv[5], "w");
+	if (ready)
+		fclose(ready);
+	if (atol(argv[4]) > 0)
+		end = now_us() + atol(argv[4]) * 1000000LL;
+	while (!got_sigterm && wait_readable(fd, end, &unblocked)) {
+		while ((c = accept4(fd, NULL, NULL, 0)) >= 0) {
+			accepted++;
+			echoed += echo_one(c, 20);
+			close(c);
+		}
+	}
+	printf("accepted=%ld echoed=%ld\n", accepted, echoed);
+	return 0;
+}
+
+/* The echo of one byte, then whether the byte rode in the SYN: "echo=E syn_data=S". */
+static void print_echo(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct tcp_info ti = { 0 };
+	socklen_t len = sizeof(ti);
+	char b;
+	bool echo = poll(&p, 1, 5000) == 1 && read(fd, &b, 1) == 1;
+
+	getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
+	printf(" echo=%d syn_data=%d\n", echo, !!(ti.tcpi_options & TCPI_OPT_SYN_DATA));
+}
+
+static const char *tcp_state_name(int fd)
+{
+	struct tcp_info ti = { 0 };
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return "unknown";
+	return ti.tcpi_state == TCP_ESTABLISHED ? "established" :
+	       ti.tcpi_state == TCP_SYN_SENT ? "syn_sent" : "other";
+}
+
+static int do_tfoconnect(int argc, char **argv)
+{
+	struct tool_dst d;
+	int fd, one = 1, opt = -1, set, err;
+	socklen_t len = sizeof(opt);
+	char line[64];
+
+	if (argc < 4)
+		return 2;
+	tool_dst_arg("kbtool", argv[2], argv[3], &d);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	fd = socket(d.ss.ss_family, SOCK_STREAM, 0);
+	if (fd < 0) {
+		perror("kbtool: socket");
+		return 1;
+	}
+	set = setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one)) ? errno : 0;
+	getsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &opt, &len);
+	err = connect(fd, tool_dst_sa(&d), d.len) ? errno : 0;
+	printf("setopt=%s opt=%d connect=%s state=%s\n", err_name(set), opt, err_name(err),
+	       err ? "none" : tcp_state_name(fd));
+	if (err)
+		return 0;
+	if (!fgets(line, sizeof(line), stdin))
+		return 0;
+	err = write(fd, "x", 1) == 1 ? 0 : errno;
+	printf("write=%s", err_name(err));
+	print_echo(fd);
+	return 0;
+}
+
+static int do_tfosend(int argc, char **argv)
+{
+	struct tool_dst d;
+	int fd, err;
+
+	if (argc < 4)
+		return 2;
+	tool_dst_arg("kbtool", argv[2], argv[3], &d);
+	fd = socket(d.ss.ss_family, SOCK_STREAM, 0);
+	if (fd < 0) {
+		perror("kbtool: socket");
+		return 1;
+	}
+	err = sendto(fd, "x", 1, MSG_FASTOPEN, tool_dst_sa(&d), d.len) == 1 ? 0 : errno;
+	printf("send=%s", err_name(err));
+	if (err)
+		printf(" echo=0 syn_data=0\n");
+	else
+		print_echo(fd);
+	return 0;
+}
+
+static int do_bigopt(void)
+{
+	static int buf[2048] = { 65536 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), err;
+
+	if (fd < 0) {
+		perror("kbtool: socket");
+		return 1;
+	}
+	err = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, buf, sizeof(buf)) ? errno : 0;
+	printf("bigopt=%s\n", err_name(err));
+	return 0;
+}
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct {
@@ -787,6 +948,7 @@ static int do_attached(int argc, char **argv)
 {
 	static const enum bpf_attach_type hooks[] = {
 		BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_SOCK_OPS,
+		BPF_CGROUP_SETSOCKOPT,
 	};
 	unsigned long total = 0;
 	int fd;
@@ -945,8 +1107,16 @@ int main(int argc, char **argv)
 		return do_listen(argc, argv);
 	if (!strcmp(cmd, "attached"))
 		return do_attached(argc, argv);
+	if (!strcmp(cmd, "tfolisten"))
+		return do_tfolisten(argc, argv);
+	if (!strcmp(cmd, "tfoconnect"))
+		return do_tfoconnect(argc, argv);
+	if (!strcmp(cmd, "tfosend"))
+		return do_tfosend(argc, argv);
+	if (!strcmp(cmd, "bigopt"))
+		return do_bigopt();
 	if (!strcmp(cmd, "get"))
 		return do_get(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|rstlater|cgconnect|mvconnect|lconnect|sconnect|reuse|notify-recv|udp|udpsink|listen|attached|get ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|rstlater|cgconnect|mvconnect|lconnect|sconnect|reuse|notify-recv|udp|udpsink|listen|tfolisten|tfoconnect|tfosend|bigopt|attached|get ...\n");
 	return 2;
 }

@@ -571,6 +571,9 @@ static const struct {
 	/* issue 4: top-level keys */
 	{ "resolve ok", "resolve_interval: 1m\n", NULL },
 	{ "failopen ok", "failopen_after: 2s\n", NULL },
+	{ "fastopen ignore", "fastopen_connect: ignore\n", NULL },
+	{ "fastopen bool", "fastopen_connect: false\n",
+	  "kb.yaml:1:19: fastopen_connect: must be \"allow\" or \"ignore\"" },
 	{ "failopen 1s", "failopen_after: 1s\n",
 	  "kb.yaml:1:17: failopen_after: must be between 2s and 1h" },
 	{ "failopen 2h", "failopen_after: 2h\n",
@@ -1136,6 +1139,7 @@ static void test_fixture_engine(void **state)
 		fail_msg("%s", err);
 	check_eq("resolve", cfg.resolve_interval_ns, 2 * MIN);
 	check_eq("failopen", cfg.failopen_after_ns, 45 * SEC);
+	check_eq("fastopen", cfg.fastopen_ignore, 1);
 	check_eq("max_dsts", cfg.max_destinations, 8);
 	d = &cfg.defaults;
 	check_policy("defaults", d, MODE_OBSERVE, 0, 5 * SEC, 4);
@@ -1204,6 +1208,7 @@ static void test_engine_defaults(void **state)
 	config_init(&cfg);
 	check_eq("init", cfg.resolve_interval_ns, 30 * SEC);
 	check_eq("init", cfg.failopen_after_ns, 10 * SEC);
+	check_eq("init", cfg.fastopen_ignore, 0);
 	check_eq("init", cfg.max_destinations, 16384);
 	assert_memory_equal(&cfg.defaults, &p, sizeof(p));
 	check_str("modes", config_mode_name(MODE_DISABLED), "disabled");
@@ -1475,10 +1480,13 @@ static void test_restart_keys(void **state)
 		{ "state_dir added", { "user: nobody\n", "state_dir: /sys/fs/bpf/kb\nuser: nobody\n" },
 		  "state_dir" },
 		{ "user removed", { "user: nobody\n", "log_level: info\n" }, "user" },
-		{ "all four", { "user: nobody\n",
+		{ "fastopen_connect", { "fastopen_connect: allow\n", "fastopen_connect: ignore\n" },
+		  "fastopen_connect" },
+		{ "fastopen_connect default", { "log_level: info\n", "fastopen_connect: allow\n" }, "" },
+		{ "all five", { "user: nobody\n",
 				"listen: 127.0.0.1:9001\ncgroup: /sys/fs/cgroup/a\n"
-				"state_dir: /sys/fs/bpf/kb\nuser: kb\n" },
-		  "listen, cgroup, state_dir, user" },
+				"state_dir: /sys/fs/bpf/kb\nuser: kb\nfastopen_connect: ignore\n" },
+		  "listen, cgroup, state_dir, user, fastopen_connect" },
 	};
 	char err[CONFIG_ERR_MAX], keys[CONFIG_RESTART_KEYS_MAX];
 	struct config cfg[2];

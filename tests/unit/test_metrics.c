@@ -124,6 +124,9 @@ static const char want_empty[] =
 	"# HELP kbreaker_connects_failopen_total Connects to open destinations the hooks let through because the agent had not run its loop for failopen_after (stopped or hung): it could not have ended the block.\n"
 	"# TYPE kbreaker_connects_failopen_total counter\n"
 	"kbreaker_connects_failopen_total 3\n"
+	"# HELP kbreaker_fastopen_connect_ignored_total setsockopt(TCP_FASTOPEN_CONNECT) calls in the enforcement cgroup made to do nothing (fastopen_connect: ignore), so that every SYN passes a connect hook.\n"
+	"# TYPE kbreaker_fastopen_connect_ignored_total counter\n"
+	"kbreaker_fastopen_connect_ignored_total 4\n"
 	HEAD_STATE
 	HEAD_TRANSITIONS
 	HEAD_FAILURE_RATE
@@ -142,6 +145,7 @@ static void test_no_destinations(void **state)
 {
 	struct metrics_agent info = {
 		.version = "1.2.3", .kernel = "6.1.0", .events_lost = 7, .connects_failopen = 3,
+		.fastopen_ignored = 4,
 		.capacity = 16384,
 		.reload_ok = 1, .last_reload_ok_wall = 1700000000, .reloads_ok = 2,
 		.reloads_failed = 1, .resolve_errors = 3, .map_errors = 4,

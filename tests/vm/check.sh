@@ -16,9 +16,9 @@ build=$(cd "$2" && pwd) || exit 1
 export KBREAKERD="$build/kbreakerd" KBTOOL="$build/kbtool"
 KERNEL_E2E="test_accuracy test_scope test_loop test_restart test_scale test_failopen test_policy
 	    test_reload test_blast_radius test_resolve test_startup test_cli test_load test_workloads
-	    test_preconnect"
+	    test_preconnect test_fastopen"
 # Under emulation (a guest of tests/vm/run.sh, which has /run/kbvm), empty
-# programs stay attached at kbreaker's three cgroup hooks, on a cgroup of
+# programs stay attached at kbreaker's four cgroup hooks, on a cgroup of
 # their own, for the whole run (bench/kbfloor.c, no ports: it turns nothing
 # on). The hooks' static keys then never flip while a test connects: QEMU's
 # TCG once ran a half-patched key, "Oops: int3" at __inet_stream_connect,
