@@ -205,9 +205,10 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 
 /*
  * The workload kb_enforce gave the socket's storage at connect (kb_sk),
- * "other" once its label went to another cgroup (kb_sk_dst). A socket it
- * did not name (a TCP Fast Open sendmsg runs no connect hook) counts as
- * "other" too, so that its outcome still counts somewhere.
+ * "other" once its label went to another cgroup (kb_sk_dst). A connect
+ * whose named record the agent deleted as stale (a Fast Open connect
+ * deferred to a late first write, kb_abi.h) counts as "other" too, so that
+ * its outcome still counts somewhere.
  */
 static __always_inline __u32 kb_sk_workload(const struct kb_sk *ks)
 {

@@ -140,7 +140,8 @@ KB_JUDGE_INLINE void kb_probe_sent(const struct kb_verdict *v, struct kb_trip *t
  * that failed in between, for good. A Fast Open connect deferred to its
  * first write (TCP_FASTOPEN_CONNECT) is one until it writes: given back
  * after the agent's grace, its SYN is then one probe more, rather than
- * holding the breaker half_open should it never write.
+ * holding the breaker half_open should it never write (fastopen_connect:
+ * ignore leaves no such connect in scope).
  */
 KB_JUDGE_INLINE __u32 kb_permits_unsent(const struct kb_verdict *v, const struct kb_trip *t)
 {
