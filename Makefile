@@ -164,7 +164,7 @@ test: deps
 # ASan+UBSan build, in its own build dir.
 ASAN_E2E := test_loop test_cli test_accuracy test_reload test_restart test_policy \
 	    test_blast_radius test_resolve test_scale test_ctl test_scope test_http test_http_flood \
-	    test_workloads test_preconnect test_fastopen
+	    test_workloads test_preconnect test_fastopen test_log_stall
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 test-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)-asan SAN_FLAGS="$(ASAN_FLAGS)" CFLAGS="-O1 -g" \

@@ -221,7 +221,7 @@ static int load_observe(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 }
 
 /* Open kb_enforce on kb_observe's maps and load it. 0 or -errno, logged. */
-static int load_enforce(struct kb_bpf *k)
+static int load_enforce(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 {
 	int err;
 
@@ -249,6 +249,7 @@ static int load_enforce(struct kb_bpf *k)
 	bpf_program__set_autoload(k->enf->progs.kb_connect6, k->atomics);
 	bpf_program__set_autoload(k->enf->progs.kb_connect4_locked, !k->atomics);
 	bpf_program__set_autoload(k->enf->progs.kb_connect6_locked, !k->atomics);
+	k->enf->rodata->kb_fastopen_guard = opts->fastopen_ignore;
 	err = kb_enforce__load(k->enf);
 	if (err)
 		log_err("bpf: load kb_enforce: %s", strerror(-err));
@@ -257,7 +258,7 @@ static int load_enforce(struct kb_bpf *k)
 
 /* Attach one of kb_enforce's programs to the cgroup. 0 or -errno, logged. */
 static int attach_hook(struct kb_bpf *k, struct bpf_program *prog, struct bpf_link **link,
-			  const char *hook, const char *cgroup)
+		       const char *hook, const char *cgroup)
 {
 	int err;
 
@@ -271,10 +272,11 @@ static int attach_hook(struct kb_bpf *k, struct bpf_program *prog, struct bpf_li
 
 /*
  * Open the cgroup, attach observation, then (verdict gens settled) the
- * connect hooks. 0 or -errno, logged.
+ * connect hooks, and the setsockopt one if asked. 0 or -errno, logged.
  */
-static int attach_all(struct kb_bpf *k, const char *cgroup, const struct kb_bpf_opts *opts)
+static int attach_all(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 {
+	const char *cgroup = opts->cgroup;
 	struct kb_enforce *e = k->enf;
 	bool a = k->atomics;
 	struct statfs sfs;
@@ -302,10 +304,10 @@ static int attach_all(struct kb_bpf *k, const char *cgroup, const struct kb_bpf_
 		return err;
 	/* The build load_enforce() loaded (kb_judge.h). */
 	err = attach_hook(k, a ? e->progs.kb_connect4 : e->progs.kb_connect4_locked,
-			     a ? &e->links.kb_connect4 : &e->links.kb_connect4_locked, "connect4", cgroup);
+			  a ? &e->links.kb_connect4 : &e->links.kb_connect4_locked, "connect4", cgroup);
 	err = err ?: attach_hook(k, a ? e->progs.kb_connect6 : e->progs.kb_connect6_locked,
-				    a ? &e->links.kb_connect6 : &e->links.kb_connect6_locked,
-				    "connect6", cgroup);
+				 a ? &e->links.kb_connect6 : &e->links.kb_connect6_locked,
+				 "connect6", cgroup);
 	if (err || !opts->fastopen_ignore)
 		return err;
 	return attach_hook(k, e->progs.kb_sockopt, &e->links.kb_sockopt, "setsockopt", cgroup);
@@ -322,7 +324,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	err = probe_kernel();
 	k->atomics = err > 0;
 	err = err < 0 ? err : load_observe(k, opts);
-	err = err ?: load_enforce(k);
+	err = err ?: load_enforce(k, opts);
 	if (err)
 		goto fail;
 	err = kb_bpf_ports_adopt(k);
@@ -340,7 +342,7 @@ int kb_bpf_open(struct kb_bpf **out, const struct kb_bpf_opts *opts)
 	kb_bpf_set_lookup_flags(k, opts->lookup_flags);
 	kb_bpf_set_failopen_after(k, opts->failopen_after_ns);
 	kb_bpf_alive(k, clock_mono_ns());
-	err = attach_all(k, opts->cgroup, opts);
+	err = attach_all(k, opts);
 	if (err)
 		goto fail;
 	k->rb = ring_buffer__new(bpf_map__fd(k->obs->maps.kb_events), on_sample, k, NULL);

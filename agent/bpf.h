@@ -186,8 +186,10 @@ void kb_bpf_set_failopen_after(struct kb_bpf *k, uint64_t ns);
 /* Connects the hooks let through because the agent was not alive (kb_bpf_alive), ever. */
 uint64_t kb_bpf_failopen_total(const struct kb_bpf *k);
 
-/* setsockopt(TCP_FASTOPEN_CONNECT) calls in the cgroup made to do nothing, ever. */
+/* setsockopt(TCP_FASTOPEN_CONNECT, 1) calls in the cgroup turned into 0, ever. */
 uint64_t kb_bpf_fastopen_ignored_total(const struct kb_bpf *k);
+/* Connects refused for a TCP_FASTOPEN_CONNECT set where kb_sockopt did not run, ever. */
+uint64_t kb_bpf_fastopen_refused_total(const struct kb_bpf *k);
 
 /* Whether this process may still use the maps (a harmless lookup). 0 or -errno. */
 int kb_bpf_probe_access(struct kb_bpf *k);

@@ -469,3 +469,8 @@ uint64_t kb_bpf_fastopen_ignored_total(const struct kb_bpf *k)
 {
 	return __atomic_load_n(&k->enf->bss->kb_fastopen_ignored_total, __ATOMIC_RELAXED);
 }
+
+uint64_t kb_bpf_fastopen_refused_total(const struct kb_bpf *k)
+{
+	return __atomic_load_n(&k->enf->bss->kb_fastopen_refused_total, __ATOMIC_RELAXED);
+}

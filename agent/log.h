@@ -9,6 +9,7 @@
 #define KB_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -16,6 +17,16 @@ enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 void log_set_level(enum log_level lvl);
 /* Parse "error", "warn", "info", "debug". 0 or -EINVAL. */
 int log_parse_level(const char *s, enum log_level *lvl);
+
+/*
+ * Write to fd (stderr) without ever waiting on its reader: a line that
+ * does not fit is dropped and counted, and the next one written is
+ * preceded by how many were. Before any thread starts. Until called,
+ * lines go to stderr as it is (blocking). 0 or -errno: then as it is.
+ */
+int log_open(int fd);
+/* Lines dropped because fd did not take them, ever. Any thread. */
+uint64_t log_dropped_total(void);
 
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -534,6 +534,10 @@ int main(int argc, char **argv)
 	err = parse_args(argc, argv, &o);
 	if (err)
 		return err > 0 ? 0 : 2;
+	err = log_open(STDERR_FILENO);
+	if (err)
+		log_warn("stderr: cannot reopen it non-blocking (%s): a stalled log reader can hold the agent",
+			 strerror(-err));
 	d.cfg = load_config(&o);
 	if (!d.cfg)
 		return 1;

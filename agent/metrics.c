@@ -463,9 +463,16 @@ const struct metrics_family metrics_families[] = {
 	  "loop for failopen_after (stopped or hung): it could not have ended the block.",
 	  AGENT(connects_failopen, MV_U64) },
 	{ "kbreaker_fastopen_connect_ignored_total", "counter", NULL,
-	  "setsockopt(TCP_FASTOPEN_CONNECT) calls in the enforcement cgroup made to do nothing "
+	  "setsockopt(TCP_FASTOPEN_CONNECT, 1) calls in the enforcement cgroup turned into 0 "
 	  "(fastopen_connect: ignore), so that every SYN passes a connect hook.",
 	  AGENT(fastopen_ignored, MV_U64) },
+	{ "kbreaker_fastopen_connects_refused_total", "counter", NULL,
+	  "Connects to enforced destinations refused because their socket had TCP_FASTOPEN_CONNECT "
+	  "set where the setsockopt program does not run (a 32-bit syscall, before the agent "
+	  "started); fastopen_connect: ignore.", AGENT(fastopen_refused, MV_U64) },
+	{ "kbreaker_log_lines_dropped_total", "counter", NULL,
+	  "Log lines dropped because stderr did not take them (a stalled reader): the agent never "
+	  "waits on it.", AGENT(log_dropped, MV_U64) },
 	{ "circuit_breaker_state", "gauge", NULL,
 	  "Breaker state: 1 for the current state, 0 for the others.", .samples = dst_state },
 	{ "circuit_breaker_state_transition_total", "counter", NULL, "Breaker state transitions.",

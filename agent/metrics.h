@@ -41,7 +41,9 @@ struct metrics_agent {
 	const char *kernel;		/* uname release */
 	uint64_t events_lost;		/* outcomes the ring could not hold */
 	uint64_t connects_failopen;	/* let through, the agent not alive (kb_bpf_alive) */
-	uint64_t fastopen_ignored;	/* setsockopt(TCP_FASTOPEN_CONNECT) made to do nothing */
+	uint64_t fastopen_ignored;	/* setsockopt(TCP_FASTOPEN_CONNECT, 1) turned into 0 */
+	uint64_t fastopen_refused;	/* connects with it set where that did not run */
+	uint64_t log_dropped;		/* log lines stderr did not take (log_dropped_total) */
 	uint32_t capacity;		/* breakers the maps hold (max_destinations) */
 	uint64_t slots_used;		/* breakers in use */
 	bool reload_ok;			/* the last (re)load was accepted */

@@ -271,6 +271,8 @@ static int render_metrics(struct agent *a, const struct page *p, FILE *out, bool
 	info.events_lost = kb_bpf_lost_total(a->bpf);
 	info.connects_failopen = kb_bpf_failopen_total(a->bpf);
 	info.fastopen_ignored = kb_bpf_fastopen_ignored_total(a->bpf);
+	info.fastopen_refused = kb_bpf_fastopen_refused_total(a->bpf);
+	info.log_dropped = log_dropped_total();
 	info.last_scrape_seconds = __atomic_load_n(&a->last_scrape_ns, __ATOMIC_RELAXED) / 1e9;
 	info.openmetrics = openmetrics;
 	err = metrics_render(out, &info, md, s->n);

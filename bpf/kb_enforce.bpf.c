@@ -30,8 +30,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  */
 volatile __u64 kb_alive_until_ns = 0;
 __u64 kb_failopen_total = 0;
-/* setsockopt(TCP_FASTOPEN_CONNECT) calls kb_sockopt made do nothing. */
+/* fastopen_connect: ignore. Set before load: the verifier drops what it guards when off. */
+const volatile bool kb_fastopen_guard = false;
+/* setsockopt(TCP_FASTOPEN_CONNECT, 1) calls kb_sockopt turned into 0. */
 __u64 kb_fastopen_ignored_total = 0;
+/* Connects refused for a TCP_FASTOPEN_CONNECT that kb_sockopt never saw. */
+__u64 kb_fastopen_refused_total = 0;
 
 /*
  * The cgroup level that makes a workload: the enforcement cgroup's own,
@@ -139,6 +143,41 @@ static __always_inline void kb_name_connect(struct bpf_sock_addr *ctx, struct bp
 	}
 }
 
+/*
+ * Refuse the connect. bpf_set_retval() (5.18+) turns the refusal into
+ * ECONNREFUSED, what a dead peer's RST would give. Older kernels report
+ * EPERM. The check is a CO-RE relocation against the running kernel's enum
+ * bpf_func_id, so the dead branch is removed before the verifier sees the
+ * helper call.
+ */
+static __always_inline int kb_refuse(void)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_set_retval))
+		bpf_set_retval(-ECONNREFUSED);
+	return 0;
+}
+
+/*
+ * A socket whose SYN may wait for its first write: TCP_FASTOPEN_CONNECT
+ * set where kb_sockopt does not run (a 32-bit syscall: the kernel runs no
+ * cgroup setsockopt program for compat calls; or before the agent started).
+ */
+static __always_inline bool kb_fastopen_deferrable(struct bpf_sock *sk)
+{
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+
+	return tp && BPF_CORE_READ_BITFIELD(tp, fastopen_connect);
+}
+
+/*
+ * Whether v enforces anything: not observe, and not disabled (an allow
+ * that no failure can ever change).
+ */
+static __always_inline bool kb_enforced(const struct kb_verdict *v)
+{
+	return !v->observe && (v->action != KB_ACT_ALLOW || v->fail_mask);
+}
+
 /* Returns 1 to allow, 0 to refuse. locked: see kb_judge.h. */
 static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_addr *ctx,
 				     struct bpf_sock *sk, bool locked)
@@ -163,6 +202,18 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_add
 	t = bpf_map_lookup_elem(&kb_trips, &slot);
 	if (!v || !t)
 		goto allow;
+	/*
+	 * Judged now, its SYN could leave once the breaker is open: refused
+	 * whatever the state, unless the agent is not alive (fail open).
+	 */
+	if (kb_fastopen_guard && kb_enforced(v) && kb_fastopen_deferrable(sk)) {
+		if (bpf_ktime_get_ns() > kb_alive_until_ns) {
+			__sync_fetch_and_add(&kb_failopen_total, 1);
+			goto allow;
+		}
+		__sync_fetch_and_add(&kb_fastopen_refused_total, 1);
+		return kb_refuse();
+	}
 	switch (kb_effective_action(v, t)) {
 	case KB_ACT_BLOCK:
 		break;
@@ -196,15 +247,7 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_add
 		if (ws)
 			__sync_fetch_and_add(&ws->blocked, 1);
 	}
-	/*
-	 * bpf_set_retval() (5.18+) turns the refusal into ECONNREFUSED, what a
-	 * dead peer's RST would give. Older kernels report EPERM. The check is a
-	 * CO-RE relocation against the running kernel's enum bpf_func_id, so the
-	 * dead branch is removed before the verifier sees the helper call.
-	 */
-	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_set_retval))
-		bpf_set_retval(-ECONNREFUSED);
-	return 0;
+	return kb_refuse();
 allow:
 	if (wl != KB_WL_NONE && sk)
 		kb_name_connect(ctx, sk, kb_sk_id(slot, wl, *dst_id & KB_ID_PER_WORKLOAD), wl);
@@ -349,19 +392,22 @@ int kb_connect6_locked(struct bpf_sock_addr *ctx)
  * fastopen_connect: ignore (attached only then). A socket with
  * TCP_FASTOPEN_CONNECT and a cached cookie is judged at connect() but sends
  * its SYN at its first write, with no hook on the way: staged while a breaker
- * is closed, it would reach the destination once open. Without the option the
- * SYN leaves at connect(), after the hook. The call succeeds and does nothing,
- * as on a kernel without Fast Open, so no program fails on it;
- * sendto(MSG_FASTOPEN) still sends data in the SYN, and passes the hook.
+ * is closed, it would reach the destination once open. Turning it on becomes
+ * turning it off: the call succeeds (the kernel's handler still runs, with
+ * its own errors for a bad value, a listening socket or Fast Open off) and
+ * the SYN leaves at connect(), after the hook. sendto(MSG_FASTOPEN) still
+ * sends data in the SYN, and passes the hook. Any socket type: SMC hands
+ * SOL_TCP options to a TCP socket of its own, past this hook.
  */
 SEC("cgroup/setsockopt")
 int kb_sockopt(struct bpf_sockopt *ctx)
 {
-	struct bpf_sock *sk = ctx->sk;
+	__u8 *p = ctx->optval, *end = ctx->optval_end;
 
-	if (sk && (sk->protocol == IPPROTO_TCP || sk->protocol == IPPROTO_MPTCP) &&
-	    ctx->level == SOL_TCP && ctx->optname == TCP_FASTOPEN_CONNECT) {
-		ctx->optlen = -1;	/* the kernel's handler does not run; 0 is returned */
+	if (ctx->level == SOL_TCP && ctx->optname == TCP_FASTOPEN_CONNECT &&
+	    ctx->optlen >= 4 && p + 4 <= end && *(__u32 *)p == 1) {
+		*(__u32 *)p = 0;
+		ctx->optlen = 4;	/* the buffer changed: the kernel takes it, not the caller's */
 		__sync_fetch_and_add(&kb_fastopen_ignored_total, 1);
 		return 1;
 	}

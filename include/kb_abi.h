@@ -163,7 +163,7 @@ _Static_assert(sizeof(struct kb_wl_stats) == (KB_RES_MAX + 1) * 8, "kb_wl_stats 
  * there: the agent deletes such records once KB_CONN_STALE_NS old. A
  * deferred Fast Open connect (TCP_FASTOPEN_CONNECT) sends its SYN at its
  * first write: one that waits longer counts as workload "other"
- * (fastopen_connect: ignore leaves no such connect in scope). The
+ * (fastopen_connect: ignore turns the option off, or refuses the connect). The
  * agent reads a record, then deletes it by key: a takeover, or a new
  * connect of the same socket, that falls between the two (microseconds,
  * once every 10 s, and only on a socket whose record is that old) loses

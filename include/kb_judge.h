@@ -141,7 +141,7 @@ KB_JUDGE_INLINE void kb_probe_sent(const struct kb_verdict *v, struct kb_trip *t
  * first write (TCP_FASTOPEN_CONNECT) is one until it writes: given back
  * after the agent's grace, its SYN is then one probe more, rather than
  * holding the breaker half_open should it never write (fastopen_connect:
- * ignore leaves no such connect in scope).
+ * ignore turns the option off, or refuses the connect).
  */
 KB_JUDGE_INLINE __u32 kb_permits_unsent(const struct kb_verdict *v, const struct kb_trip *t)
 {

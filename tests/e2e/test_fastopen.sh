@@ -11,23 +11,31 @@
 # - ignore: in scope the option reads back 0 and connect() completes the
 #   handshake while the breaker is closed; outside the cgroup Fast Open is
 #   untouched; sendto(MSG_FASTOPEN) and new connects are refused while open;
-#   an 8 KiB setsockopt (past a page) still works; a reload does not change
-#   the setting (start only); the agent gone, the option works again.
+#   an 8 KiB setsockopt (past a page) still works, a bad value still fails
+#   as the kernel fails it; a reload does not change the setting (start
+#   only); the agent gone, the option works again.
+# - where the setsockopt program does not run (a 32-bit syscall; the option
+#   set before the agent started), the connect hook refuses such a socket's
+#   connect to an enforced destination, whatever the breaker's state, and
+#   lets it through to a disabled one.
 . "$(dirname "$0")/lib.sh"
 t_setup
-P=$(test_port 1)
+P=$(test_port 2)
+P2=$((P + 1))
 T_LISTEN="127.0.0.1:$(free_port)"
 ip netns exec "$T_NS" sysctl -qw net.ipv4.tcp_fastopen=3 || need "cannot turn on TCP Fast Open"
 REFUSED=ECONNREFUSED
 [ -n "${KB_EPERM_IS_REFUSED:-}" ] && REFUSED=EPERM
 dest=(dest: name=fo host=$T_ADDR port=$P)
 
-ready="$T_DIR/tfo-ready"
-ip netns exec "$T_NS" "$KBTOOL" tfolisten $T_ADDR "$P" 0 "$ready" > "$T_DIR/tfolisten.out" &
-LISTENER=$!
-t_on_exit "kill $LISTENER 2>/dev/null"
-wait_until "$T_WAIT_S" ready_or_gone "$ready" "$LISTENER"
-check "Fast Open listener up" test -e "$ready" || t_done
+for port in "$P" "$P2"; do
+	ready="$T_DIR/tfo-ready-$port"
+	ip netns exec "$T_NS" "$KBTOOL" tfolisten $T_ADDR "$port" 0 "$ready" > "$T_DIR/tfolisten-$port.out" &
+	LISTENER=$!
+	t_on_exit "kill $LISTENER 2>/dev/null"
+	wait_until "$T_WAIT_S" ready_or_gone "$ready" "$LISTENER"
+	check "Fast Open listener up on port $port" test -e "$ready" || t_done
+done
 # The cookie, cached in the namespace: later TCP_FASTOPEN_CONNECT sockets defer.
 expect_field "sendto(MSG_FASTOPEN) from outside the cgroup, the cookie taken" echo 1 \
 	ip netns exec "$T_NS" "$KBTOOL" tfosend $T_ADDR "$P"
@@ -74,10 +82,33 @@ expect_eq "the staged SYN, data in it, reached the forced_open destination" "$ST
 	"write=none echo=1 syn_data=1"
 check "agent stops cleanly" stop_agent
 
-log "fastopen_connect: ignore"
-agent_config fastopen_connect=ignore "${dest[@]}" > "$T_DIR/kb.yaml"
+log "fastopen_connect: ignore; a socket given the option before the start"
+mkfifo "$T_DIR/go-pre"
+exec 9<>"$T_DIR/go-pre"
+( echo "$BASHPID" > "$T_CG/cgroup.procs" &&
+  exec ip netns exec "$T_NS" "$KBTOOL" tfoconnect $T_ADDR "$P" wait <"$T_DIR/go-pre" >"$T_DIR/pre.out" ) &
+PRE=$!
+wait_until "$T_WAIT_S" grep -qs '^ready' "$T_DIR/pre.out"
+agent_config fastopen_connect=ignore "${dest[@]}" dest: name=off host=$T_ADDR port=$P2 mode=disabled \
+	> "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 expect_eq "programs attached (and setsockopt)" "$(attached_progs "$T_CG")" 4
+printf 'go\ngo\n' >&9	# the second line would let a connect that got through end
+wait "$PRE"
+expect_eq "the option set before the start: connect() refused while closed" \
+	"$(sed -n 2p "$T_DIR/pre.out")" "setopt=none opt=1 connect=$REFUSED state=none"
+expect_eq "set by a 32-bit syscall, past the setsockopt program: connect() refused" \
+	"$(in_test "$KBTOOL" tfoconnect $T_ADDR "$P" compat </dev/null)" \
+	"setopt=none opt=1 connect=$REFUSED state=none"
+expect_eq "the same to a disabled destination: let through, deferred" \
+	"$(in_test "$KBTOOL" tfoconnect $T_ADDR "$P2" compat </dev/null)" \
+	"setopt=none opt=1 connect=none state=syn_sent"
+expect_eq "the same outside the cgroup: untouched" \
+	"$(ip netns exec "$T_NS" "$KBTOOL" tfoconnect $T_ADDR "$P" compat </dev/null)" \
+	"setopt=none opt=1 connect=none state=syn_sent"
+expect_metric kbreaker_fastopen_connects_refused_total 2
+expect_field "a bad value fails as the kernel fails it" setopt EINVAL \
+	in_test "$KBTOOL" tfoconnect $T_ADDR "$P" val=2 </dev/null
 out=$(echo go | ip netns exec "$T_NS" "$KBTOOL" tfoconnect $T_ADDR "$P")
 expect_eq "outside the cgroup Fast Open is untouched" "$(tr '\n' ' ' <<<"$out")" \
 	"setopt=none opt=1 connect=none state=syn_sent write=none echo=1 syn_data=1 "
@@ -95,7 +126,8 @@ expect_field "a TCP_FASTOPEN_CONNECT socket's connect() is refused" connect "$RE
 	in_test "$KBTOOL" tfoconnect $T_ADDR "$P" </dev/null
 expect_field "sendto(MSG_FASTOPEN) is refused" send "$REFUSED" in_test "$KBTOOL" tfosend $T_ADDR "$P"
 expect_metric kbreaker_fastopen_connect_ignored_total 2
-expect_metric 'kbreaker_tcp_connects_total{circuit_name="fo",result="success"}' 2
+# The staged socket, sendto(MSG_FASTOPEN) and the bad value's plain connect.
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="fo",result="success"}' 3
 log "a reload to allow keeps ignore until a restart"
 agent_config fastopen_connect=allow "${dest[@]}" > "$T_DIR/kb.yaml"
 kill -HUP "$T_AGENT_PID"
@@ -103,6 +135,7 @@ wait_metric 'kbreaker_config_reloads_total{result="success"}' 2
 check "the reload names fastopen_connect" log_has 'fastopen_connect changed; not applied until the next restart'
 expect_field "still ignored" opt 0 in_test "$KBTOOL" tfoconnect $T_ADDR "$P" </dev/null
 expect_metric kbreaker_fastopen_connect_ignored_total 3
+expect_metric kbreaker_fastopen_connects_refused_total 2
 check "agent stops cleanly" stop_agent
 expect_eq "programs left on the cgroup" "$(attached_progs "$T_CG")" 0
 expect_field "the agent gone, the option works again" opt 1 \

@@ -84,13 +84,15 @@
  *	listen with TCP Fast Open on; for each connection in turn, read one
  *	byte (20 s at most) and echo it; prints "accepted=N echoed=E" at the
  *	end (as listen: SECONDS, SIGTERM, READY_FILE)
- *   kbtool tfoconnect ADDR PORT
- *	one socket with TCP_FASTOPEN_CONNECT: prints "setopt=ERR opt=V
- *	connect=ERR state=S" (V: the option read back; S: the TCP state once
- *	connect() returned, syn_sent for a deferred connect, whose SYN waits
- *	for the first write), then after a line on stdin writes one byte and
- *	waits 5 s at most for the echo: "write=ERR echo=0|1 syn_data=0|1"
- *	(syn_data: the byte went in the SYN and the peer took it)
+ *   kbtool tfoconnect ADDR PORT [compat] [wait] [val=N]
+ *	one socket with TCP_FASTOPEN_CONNECT (set to N, 1 by default; compat:
+ *	through the 32-bit syscall); wait: then prints "ready" and waits for a
+ *	line on stdin; then connects and prints "setopt=ERR opt=V connect=ERR
+ *	state=S" (V: the option read back; S: the TCP state once connect()
+ *	returned, syn_sent for a deferred connect, whose SYN waits for the
+ *	first write), then after a line on stdin writes one byte and waits 5 s
+ *	at most for the echo: "write=ERR echo=0|1 syn_data=0|1" (syn_data: the
+ *	byte went in the SYN and the peer took it)
  *   kbtool tfosend ADDR PORT
  *	sendto(MSG_FASTOPEN) of one byte on a new socket (this caches the
  *	peer's Fast Open cookie), then the echo: "send=ERR echo=0|1 syn_data=0|1"
@@ -121,6 +123,7 @@
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -866,23 +869,69 @@ static const char *tcp_state_name(int fd)
 	       ti.tcpi_state == TCP_SYN_SENT ? "syn_sent" : "other";
 }
 
+/*
+ * setsockopt of an int as a 32-bit program calls it: int $0x80, the
+ * kernel's compat path (i386 setsockopt is 366), its buffer below 4 GiB.
+ * 0 or the errno.
+ */
+static int setsockopt_compat(int fd, int level, int name, int val)
+{
+#ifdef __x86_64__
+	int *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+			-1, 0);
+	long ret;
+
+	if (low == MAP_FAILED)
+		return errno;
+	*low = val;
+	__asm__ volatile("int $0x80"
+			 : "=a"(ret)
+			 : "a"(366L), "b"((long)fd), "c"((long)level), "d"((long)name),
+			   "S"((long)(uintptr_t)low), "D"((long)sizeof(int))
+			 : "memory", "r8", "r9", "r10", "r11");
+	munmap(low, 4096);
+	return ret < 0 ? (int)-ret : 0;
+#else
+	return ENOSYS;
+#endif
+}
+
 static int do_tfoconnect(int argc, char **argv)
 {
+	bool compat = false, wait_line = false;
 	struct tool_dst d;
-	int fd, one = 1, opt = -1, set, err;
+	int fd, val = 1, opt = -1, set, err;
 	socklen_t len = sizeof(opt);
 	char line[64];
 
 	if (argc < 4)
 		return 2;
 	tool_dst_arg("kbtool", argv[2], argv[3], &d);
+	for (int i = 4; i < argc; i++) {
+		if (!strcmp(argv[i], "compat"))
+			compat = true;
+		else if (!strcmp(argv[i], "wait"))
+			wait_line = true;
+		else if (!strncmp(argv[i], "val=", 4))
+			val = atoi(argv[i] + 4);
+		else
+			return 2;
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	fd = socket(d.ss.ss_family, SOCK_STREAM, 0);
 	if (fd < 0) {
 		perror("kbtool: socket");
 		return 1;
 	}
-	set = setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one)) ? errno : 0;
+	if (compat)
+		set = setsockopt_compat(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, val);
+	else
+		set = setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &val, sizeof(val)) ? errno : 0;
+	if (wait_line) {
+		printf("ready\n");
+		if (!fgets(line, sizeof(line), stdin))
+			return 0;
+	}
 	getsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &opt, &len);
 	err = connect(fd, tool_dst_sa(&d), d.len) ? errno : 0;
 	printf("setopt=%s opt=%d connect=%s state=%s\n", err_name(set), opt, err_name(err),

@@ -412,6 +412,11 @@ uint64_t kb_bpf_fastopen_ignored_total(const struct kb_bpf *k)
 	return 0;
 }
 
+uint64_t kb_bpf_fastopen_refused_total(const struct kb_bpf *k)
+{
+	return 0;
+}
+
 size_t kb_bpf_prog_stats(struct kb_bpf *k, struct kb_prog_stats *out, size_t max)
 {
 	return 0;

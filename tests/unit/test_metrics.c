@@ -124,9 +124,15 @@ static const char want_empty[] =
 	"# HELP kbreaker_connects_failopen_total Connects to open destinations the hooks let through because the agent had not run its loop for failopen_after (stopped or hung): it could not have ended the block.\n"
 	"# TYPE kbreaker_connects_failopen_total counter\n"
 	"kbreaker_connects_failopen_total 3\n"
-	"# HELP kbreaker_fastopen_connect_ignored_total setsockopt(TCP_FASTOPEN_CONNECT) calls in the enforcement cgroup made to do nothing (fastopen_connect: ignore), so that every SYN passes a connect hook.\n"
+	"# HELP kbreaker_fastopen_connect_ignored_total setsockopt(TCP_FASTOPEN_CONNECT, 1) calls in the enforcement cgroup turned into 0 (fastopen_connect: ignore), so that every SYN passes a connect hook.\n"
 	"# TYPE kbreaker_fastopen_connect_ignored_total counter\n"
 	"kbreaker_fastopen_connect_ignored_total 4\n"
+	"# HELP kbreaker_fastopen_connects_refused_total Connects to enforced destinations refused because their socket had TCP_FASTOPEN_CONNECT set where the setsockopt program does not run (a 32-bit syscall, before the agent started); fastopen_connect: ignore.\n"
+	"# TYPE kbreaker_fastopen_connects_refused_total counter\n"
+	"kbreaker_fastopen_connects_refused_total 6\n"
+	"# HELP kbreaker_log_lines_dropped_total Log lines dropped because stderr did not take them (a stalled reader): the agent never waits on it.\n"
+	"# TYPE kbreaker_log_lines_dropped_total counter\n"
+	"kbreaker_log_lines_dropped_total 5\n"
 	HEAD_STATE
 	HEAD_TRANSITIONS
 	HEAD_FAILURE_RATE
@@ -145,7 +151,7 @@ static void test_no_destinations(void **state)
 {
 	struct metrics_agent info = {
 		.version = "1.2.3", .kernel = "6.1.0", .events_lost = 7, .connects_failopen = 3,
-		.fastopen_ignored = 4,
+		.fastopen_ignored = 4, .fastopen_refused = 6, .log_dropped = 5,
 		.capacity = 16384,
 		.reload_ok = 1, .last_reload_ok_wall = 1700000000, .reloads_ok = 2,
 		.reloads_failed = 1, .resolve_errors = 3, .map_errors = 4,
