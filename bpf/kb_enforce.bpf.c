@@ -182,7 +182,7 @@ static __always_inline bool kb_enforced(const struct kb_verdict *v)
 static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_addr *ctx,
 				     struct bpf_sock *sk, bool locked)
 {
-	__u32 *dst_id, id, slot, wl = KB_WL_NONE;
+	__u32 *dst_id, id, slot, action, wl = KB_WL_NONE;
 	struct kb_dst_stats *st;
 	struct kb_wl_stats *ws;
 	struct kb_verdict *v;
@@ -202,11 +202,14 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_add
 	t = bpf_map_lookup_elem(&kb_trips, &slot);
 	if (!v || !t)
 		goto allow;
+	action = kb_effective_action(v, t);
 	/*
-	 * Judged now, its SYN could leave once the breaker is open: refused
-	 * whatever the state, unless the agent is not alive (fail open).
+	 * Let through now, its SYN could leave once the breaker is open:
+	 * refused, unless the agent is not alive (fail open). A block is
+	 * counted as one below.
 	 */
-	if (kb_fastopen_guard && kb_enforced(v) && kb_fastopen_deferrable(sk)) {
+	if (kb_fastopen_guard && action != KB_ACT_BLOCK && kb_enforced(v) &&
+	    kb_fastopen_deferrable(sk)) {
 		if (bpf_ktime_get_ns() > kb_alive_until_ns) {
 			__sync_fetch_and_add(&kb_failopen_total, 1);
 			goto allow;
@@ -214,7 +217,7 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_add
 		__sync_fetch_and_add(&kb_fastopen_refused_total, 1);
 		return kb_refuse();
 	}
-	switch (kb_effective_action(v, t)) {
+	switch (action) {
 	case KB_ACT_BLOCK:
 		break;
 	case KB_ACT_PROBE:
