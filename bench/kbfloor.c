@@ -2,14 +2,16 @@
 /*
  * kbfloor: the least any cgroup program at kbreaker's hooks can cost.
  *
- *   kbfloor CGROUP SECONDS [PORT...]
+ *   kbfloor [--sockopt] CGROUP SECONDS [PORT...]
  *	Attaches to CGROUP a connect4 and a connect6 program that allow
  *	everything, and a sock_ops program that does nothing but, at
  *	TCP_CONNECT_CB for a peer on one of the PORTs, turn on the state, RTO
  *	and retransmit callbacks, as kb_observe does for a configured
- *	destination; and a setsockopt program that passes every option on as
- *	given (kb_enforce's with fastopen_connect: ignore, which the kernel
- *	matrix's guests hold at the hook too: tests/vm/check.sh).
+ *	destination. --sockopt: also a setsockopt program that passes every
+ *	option on as given (kb_enforce's with fastopen_connect: ignore, which
+ *	the kernel matrix's guests hold at the hook too: tests/vm/check.sh);
+ *	not for bench/run.sh, whose connects each make a setsockopt call and
+ *	whose agent attaches no such program.
  *	Prints "attached" and holds the links for SECONDS or until
  *	SIGTERM/SIGINT; they go with the process.
  *
@@ -22,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,12 +133,19 @@ int main(int argc, char **argv)
 	struct bpf_insn allow[2], ops[10 + MAX_PORTS], sockopt[4];
 	struct sigaction sa = { .sa_handler = on_term };
 	struct timespec tick = { .tv_nsec = 10000000 };
-	int cg, p4, p6, pops, pso, nports = argc - 3;
+	bool with_sockopt = argc > 1 && !strcmp(argv[1], "--sockopt");
+	int cg, p4, p6, pops, pso = 0, nports;
 	__u16 ports[MAX_PORTS];
 	long ticks;
 
+	if (with_sockopt) {
+		argv++;
+		argc--;
+	}
+	nports = argc - 3;
 	if (argc < 3 || nports > MAX_PORTS) {
-		fprintf(stderr, "usage: kbfloor CGROUP SECONDS [PORT...] (at most %d ports)\n", MAX_PORTS);
+		fprintf(stderr, "usage: kbfloor [--sockopt] CGROUP SECONDS [PORT...] (at most %d ports)\n",
+			MAX_PORTS);
 		return 2;
 	}
 	for (int k = 0; k < nports; k++)
@@ -155,12 +165,14 @@ int main(int argc, char **argv)
 	sockopt[1] = insn(BPF_STX | BPF_MEM | BPF_W, 1, 2, offsetof(struct bpf_sockopt, optlen), 0);
 	sockopt[2] = allow[0];
 	sockopt[3] = allow[1];
-	pso = prog_load("floor_sockopt", BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_CGROUP_SETSOCKOPT, sockopt, 4);
+	if (with_sockopt)
+		pso = prog_load("floor_sockopt", BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_CGROUP_SETSOCKOPT,
+				sockopt, 4);
 	if (p4 < 0 || p6 < 0 || pops < 0 || pso < 0 ||
 	    link_create(p4, cg, BPF_CGROUP_INET4_CONNECT) < 0 ||
 	    link_create(p6, cg, BPF_CGROUP_INET6_CONNECT) < 0 ||
 	    link_create(pops, cg, BPF_CGROUP_SOCK_OPS) < 0 ||
-	    link_create(pso, cg, BPF_CGROUP_SETSOCKOPT) < 0)
+	    (with_sockopt && link_create(pso, cg, BPF_CGROUP_SETSOCKOPT) < 0))
 		return 1;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

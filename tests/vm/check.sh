@@ -38,7 +38,7 @@ if [ -d /run/kbvm ]; then
 	floor_cg=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)/kbvm-floor
 	floor_out=$(mktemp)
 	mkdir -p "$floor_cg"
-	"$build/kbfloor" "$floor_cg" 86400 >"$floor_out" 2>&1 &
+	"$build/kbfloor" --sockopt "$floor_cg" 86400 >"$floor_out" 2>&1 &
 	floor_pid=$!
 	trap floor_stop EXIT
 	for _ in $(seq 100); do	# 10 s; it attaches in milliseconds
