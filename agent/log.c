@@ -25,6 +25,7 @@ static bool log_sock;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t log_dropped;		/* read by log_dropped_total(), any thread */
 static uint64_t log_unreported;		/* under log_lock */
+static bool log_midline;		/* under log_lock: a line was cut, its newline owed */
 
 void log_set_level(enum log_level lvl)
 {
@@ -74,7 +75,9 @@ uint64_t log_dropped_total(void)
 
 /*
  * Write one line whole, or none of it; true if written. A line cut short
- * (a socket took part of it) gets LOG_PARTIAL_WAIT_MS for the rest.
+ * (a socket or terminal took part of it) gets LOG_PARTIAL_WAIT_MS for the
+ * rest; past that it stays cut, and the next line written starts on a line
+ * of its own.
  */
 static bool write_line(const char *buf, size_t len)
 {
@@ -93,6 +96,7 @@ static bool write_line(const char *buf, size_t len)
 			poll(&(struct pollfd){ .fd = log_fd, .events = POLLOUT }, 1, 10);
 			waited += 10;
 		} else {
+			log_midline = off > 0;
 			return false;
 		}
 	}
@@ -113,6 +117,12 @@ static size_t line_head(char *buf, size_t len, enum log_level lvl)
 	return n < 0 ? 0 : (size_t)n;
 }
 
+static void drop(void)
+{
+	log_unreported++;
+	__atomic_fetch_add(&log_dropped, 1, __ATOMIC_RELAXED);
+}
+
 /*
  * A reader that stalls (journald busy, a pipe nobody drains) costs lines,
  * never the loop: held on a write past failopen_after, every open breaker
@@ -120,6 +130,13 @@ static size_t line_head(char *buf, size_t len, enum log_level lvl)
  */
 static void emit(const char *line, size_t len)
 {
+	if (log_midline) {
+		if (!write_line("\n", 1)) {
+			drop();
+			return;
+		}
+		log_midline = false;
+	}
 	if (log_unreported) {
 		char note[128];
 		size_t n = line_head(note, sizeof(note), LOG_LVL_WARN);
@@ -128,21 +145,19 @@ static void emit(const char *line, size_t len)
 				      "msg=\"log lines dropped: stderr did not take them\" dropped=%llu\n",
 				      (unsigned long long)log_unreported);
 		if (n >= sizeof(note) || !write_line(note, n)) {
-			log_unreported++;
-			__atomic_fetch_add(&log_dropped, 1, __ATOMIC_RELAXED);
+			drop();
 			return;
 		}
 		log_unreported = 0;
 	}
-	if (!write_line(line, len)) {
-		log_unreported++;
-		__atomic_fetch_add(&log_dropped, 1, __ATOMIC_RELAXED);
-	}
+	if (!write_line(line, len))
+		drop();
 }
 
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
-	char text[1024], line[1200], *fields, *p;
+	/* Room for all of text, quoted, after the head: a line is never cut here. */
+	char text[1024], line[sizeof(text) + 96], *fields, *p;
 	size_t n;
 
 	if (lvl > log_level)
@@ -163,10 +178,6 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	n = line_head(line, sizeof(line), lvl);
 	n += (size_t)snprintf(line + n, sizeof(line) - n, "msg=\"%s\"%s%s\n", text,
 			      fields ? " " : "", fields ? fields : "");
-	if (n >= sizeof(line)) {	/* a line cut at the buffer still ends in one newline */
-		n = sizeof(line) - 1;
-		line[n - 1] = '\n';
-	}
 	pthread_mutex_lock(&log_lock);
 	emit(line, n);
 	pthread_mutex_unlock(&log_lock);

@@ -534,6 +534,8 @@ int main(int argc, char **argv)
 	err = parse_args(argc, argv, &o);
 	if (err)
 		return err > 0 ? 0 : 2;
+	/* Before any log line: a stderr pipe with no reader must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
 	err = log_open(STDERR_FILENO);
 	if (err)
 		log_warn("stderr: cannot reopen it non-blocking (%s): a stalled log reader can hold the agent",
@@ -554,7 +556,6 @@ int main(int argc, char **argv)
 	sigaddset(&signals, SIGINT);
 	sigaddset(&signals, SIGHUP);
 	sigprocmask(SIG_BLOCK, &signals, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	err = daemon_start(&d);
 	if (!err) {

@@ -471,8 +471,8 @@ const struct metrics_family metrics_families[] = {
 	  "set where the setsockopt program does not run (a 32-bit syscall, before the agent "
 	  "started); fastopen_connect: ignore.", AGENT(fastopen_refused, MV_U64) },
 	{ "kbreaker_log_lines_dropped_total", "counter", NULL,
-	  "Log lines dropped because stderr did not take them (a stalled reader): the agent never "
-	  "waits on it.", AGENT(log_dropped, MV_U64) },
+	  "Log lines dropped because stderr (a pipe, terminal or journald socket) did not take "
+	  "them: the agent does not wait on a stalled reader.", AGENT(log_dropped, MV_U64) },
 	{ "circuit_breaker_state", "gauge", NULL,
 	  "Breaker state: 1 for the current state, 0 for the others.", .samples = dst_state },
 	{ "circuit_breaker_state_transition_total", "counter", NULL, "Breaker state transitions.",

@@ -205,15 +205,13 @@ static __always_inline int kb_decide(struct kb_dst_key *key, struct bpf_sock_add
 	action = kb_effective_action(v, t);
 	/*
 	 * Let through now, its SYN could leave once the breaker is open:
-	 * refused, unless the agent is not alive (fail open). A block is
-	 * counted as one below.
+	 * refused, unless the agent is not alive (fail open; not counted as
+	 * such, the breaker may be closed). A block is counted as one below.
 	 */
 	if (kb_fastopen_guard && action != KB_ACT_BLOCK && kb_enforced(v) &&
 	    kb_fastopen_deferrable(sk)) {
-		if (bpf_ktime_get_ns() > kb_alive_until_ns) {
-			__sync_fetch_and_add(&kb_failopen_total, 1);
+		if (bpf_ktime_get_ns() > kb_alive_until_ns)
 			goto allow;
-		}
 		__sync_fetch_and_add(&kb_fastopen_refused_total, 1);
 		return kb_refuse();
 	}

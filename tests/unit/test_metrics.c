@@ -130,7 +130,7 @@ static const char want_empty[] =
 	"# HELP kbreaker_fastopen_connects_refused_total Connects to enforced destinations refused because their socket had TCP_FASTOPEN_CONNECT set where the setsockopt program does not run (a 32-bit syscall, before the agent started); fastopen_connect: ignore.\n"
 	"# TYPE kbreaker_fastopen_connects_refused_total counter\n"
 	"kbreaker_fastopen_connects_refused_total 6\n"
-	"# HELP kbreaker_log_lines_dropped_total Log lines dropped because stderr did not take them (a stalled reader): the agent never waits on it.\n"
+	"# HELP kbreaker_log_lines_dropped_total Log lines dropped because stderr (a pipe, terminal or journald socket) did not take them: the agent does not wait on a stalled reader.\n"
 	"# TYPE kbreaker_log_lines_dropped_total counter\n"
 	"kbreaker_log_lines_dropped_total 5\n"
 	HEAD_STATE
