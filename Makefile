@@ -142,9 +142,11 @@ $(AGENT_UNIT_BINS): $(BUILD)/tests/%: tests/unit/%.c $(AGENT_TEST_OBJS) | $(BUIL
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(AGENT_TEST_OBJS) -o $@ $(LDLIBS) -lcmocka $(AGENT_TEST_WRAP)
 
-$(BUILD)/kbtool: tests/tools/kbtool.c | $(BUILD)
+KBTOOL_SRCS = tests/tools/kbtool.c tests/tools/kbtool_tfo.c
+
+$(BUILD)/kbtool: $(KBTOOL_SRCS) | $(BUILD)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@
+	$(Q)$(CC) $(ALL_CFLAGS) $(KBTOOL_SRCS) -o $@
 
 test-unit: $(UNIT_BINS)
 	$(Q)rc=0; for t in $(UNIT_BINS); do echo "  UNIT     $$t"; $$t || rc=1; done; exit $$rc
