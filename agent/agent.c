@@ -282,7 +282,7 @@ int agent_tick(struct agent *a, uint64_t now)
 		enum breaker_state old = s->br.state;
 
 		if (s->used && breaker_tick(&s->br, now))
-			slot_publish(a, s, old, old == BS_OPEN ? "open period elapsed" :
+			slot_publish(a, s, old, old == BS_OPEN ? "open_duration_elapsed" :
 					   old == BS_HALF_OPEN ? "max_half_open_duration" : "ramp", now);
 		else if (s->used && s->dirty)
 			slot_save(a, i);	/* windows and counts, at most once a poll */

@@ -249,6 +249,8 @@ static int load_enforce(struct kb_bpf *k, const struct kb_bpf_opts *opts)
 	bpf_program__set_autoload(k->enf->progs.kb_connect6, k->atomics);
 	bpf_program__set_autoload(k->enf->progs.kb_connect4_locked, !k->atomics);
 	bpf_program__set_autoload(k->enf->progs.kb_connect6_locked, !k->atomics);
+	/* Not loaded unless attached: /metrics lists every program loaded. */
+	bpf_program__set_autoload(k->enf->progs.kb_sockopt, opts->fastopen_ignore);
 	k->enf->rodata->kb_fastopen_guard = opts->fastopen_ignore;
 	err = kb_enforce__load(k->enf);
 	if (err)

@@ -170,9 +170,10 @@ static void where_dst(struct parse *p, const yaml_node_t *map, size_t idx)
 static int check_dst_keys(struct parse *p, const struct config_dst *d,
 			  const struct yamlwalk_seen *seen)
 {
-	if (d->per_address && d->host_kind == HOST_ADDR)
+	/* A prefix's addresses cannot be listed: only a name's answers can. */
+	if (d->per_address && d->host_kind != HOST_NAME)
 		return fail(p, seen->val[DST_PER_ADDRESS]->start_mark,
-			    "per_address: needs a host that is a DNS name or a CIDR prefix");
+			    "per_address: needs a host that is a DNS name");
 	/* Both split one destination into breakers; the kernel keys a slot by one or the other. */
 	if (d->per_workload && d->per_address)
 		return fail(p, seen->val[DST_BREAKER]->start_mark,

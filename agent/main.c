@@ -302,8 +302,11 @@ static int drop_privileges(struct kb_bpf *bpf, const char *user)
 			err = privs_lower(keep | sw);
 		}
 	}
-	if (!err && user[0])
+	if (!err && user[0]) {
 		err = privs_become(user, keep != 0);
+		if (err)
+			return err;	/* logged, naming the user */
+	}
 	err = err ?: privs_limit(keep);
 	if (err) {
 		log_err("drop capabilities: %s", strerror(-err));

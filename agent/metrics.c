@@ -453,7 +453,7 @@ const struct metrics_family metrics_families[] = {
 	  PROG(run_time_ns, MV_NS_SECONDS) },
 	{ "kbreaker_bpf_program_recursion_misses_total", "counter", NULL,
 	  "Runs of each BPF program the kernel skipped because it was already running on that "
-	  "CPU (an interrupt's softirq); an outcome can go uncounted this way.",
+	  "CPU; kbreaker's programs run where the kernel never skips them, so this stays 0.",
 	  PROG(recursion_misses, MV_U64) },
 	{ "kbreaker_events_lost_total", "counter", NULL,
 	  "Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.",

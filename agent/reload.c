@@ -188,9 +188,6 @@ static void reload_start(struct agent *a, struct reload *r, uint32_t i)
 	struct kb_verdict v;
 
 	log_info("circuit added\tcircuit=%s host=%s", c->cfg->name, c->cfg->host);
-	if (c->cfg->per_address && !grouped(c->cfg))
-		log_warn("circuit %s: per_address needs a name to enumerate; one breaker for %s",
-			 c->cfg->name, c->cfg->host);
 	for (size_t m = 0; m < circuit_n_slots(c); m++) {
 		uint32_t id = circuit_slot(c, m);
 		struct agent_slot *s;

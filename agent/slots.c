@@ -236,7 +236,7 @@ void slot_adopt_trip(struct agent *a, struct agent_slot *s, uint64_t at)
 
 	s->dirty = true;
 	if (breaker_adopt_trip(&s->br, at))
-		slot_publish(a, s, old, "kernel trip", at);
+		slot_publish(a, s, old, breaker_cause_name(s->br.cause), at);
 }
 
 /* --- slots --------------------------------------------------------------- */
@@ -605,9 +605,6 @@ int circuit_start(struct agent *a, uint32_t ci, uint64_t now, bool restored)
 	int64_t id;
 
 	if (!restored && !grouped(c->cfg)) {
-		if (c->cfg->per_address)
-			log_warn("circuit %s: per_address needs a name to enumerate; one breaker for %s",
-				 c->cfg->name, c->cfg->host);
 		id = slot_take_n(a, ci, NULL, circuit_n_slots(c), now);
 		if (id < 0) {
 			log_err("circuit %s: %s (raise max_destinations)", c->cfg->name, strerror((int)-id));

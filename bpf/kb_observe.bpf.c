@@ -51,11 +51,15 @@ struct {
 	__uint(max_entries, KB_EVENTS_BYTES);
 } kb_events SEC(".maps");
 
-/* Breakers saved for the agent's next start (agent/persist.h); never touched by the programs. */
+/*
+ * Breakers saved for the agent's next start (agent/persist.h); never touched
+ * by the programs. Sizes, not types: a key with BTF and a value without is
+ * refused, and libbpf would log an error and create it again without BTF.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, KB_MAX_DESTINATIONS_DEFAULT);
-	__type(key, __u32);
+	__uint(key_size, sizeof(__u32));
 	__uint(value_size, KB_SAVED_SIZE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } kb_saved SEC(".maps");

@@ -30,19 +30,21 @@ static const char usage[] =
 	"                            --by-workload: one row per destination and workload\n"
 	"                            (needs workloads: in the agent's config)\n"
 	"  watch [--interval DURATION] [--count N]\n"
-	"                            refresh the table every DURATION (default 1s), N times\n"
+	"                            refresh the table every DURATION, 10ms to 1h (default\n"
+	"                            1s), N times\n"
 	"                            (default: until interrupted)\n"
 	"\n"
 	"Options:\n"
 	"  -u, --url URL             the agent's HTTP endpoint (default $KBREAKER_URL or\n"
 	"                            " DEFAULT_URL ")\n"
-	"  -t, --timeout DURATION    give up on a request after DURATION (default 5s)\n"
+	"  -t, --timeout DURATION    give up on a request after DURATION, 1ms to 1h\n"
+	"                            (default 5s)\n"
 	"  -h, --help                show this help and exit\n"
 	"  -V, --version             show the version and exit\n"
 	"\n"
-	"DURATION is an integer with a unit: ms, s, m (e.g. 500ms, 2s).\n"
-	"Exit status: 0 ok, 1 the agent could not be read (or, for --by-workload, its\n"
-	"workload attribution is off), 2 usage error.\n";
+	"DURATION is an integer with a unit: ms, s, m, h (e.g. 500ms, 2s).\n"
+	"Exit status: 0 ok, 1 the agent could not be read (or, for the table of\n"
+	"--by-workload, its workload attribution is off), 2 usage error.\n";
 
 struct ctl_opts {
 	const char *url;

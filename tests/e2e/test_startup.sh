@@ -6,7 +6,8 @@
 # Covered: not root (uid 65534), cgroup path missing inside the cgroup2
 # mount, a regular file, a directory outside cgroup2; listen address taken
 # on IPv6, not local to this host, invalid (config errors); config errors
-# met on a real start (aliases, unknown key, NUL, over 1 MiB, a directory).
+# met on a real start (aliases, unknown key, NUL, over 1 MiB, a directory);
+# a user that does not exist.
 . "$(dirname "$0")/lib.sh"
 check "$KBREAKERD built" test -x "$KBREAKERD" || t_done
 t_setup
@@ -70,6 +71,10 @@ fails_with "listen: port 0" "c.yaml:1:9: listen: port must be an integer between
 fails_with "listen: a name" "c.yaml:1:9: listen: host must be an IP address" "$(cfg "$T_CG" localhost:80)"
 fails_with "listen: IPv6 without brackets" "c.yaml:1:9: listen: IPv6 addresses need brackets" \
 	"$(cfg "$T_CG" '"::1:80"')"
+
+log "user"
+printf 'user: kb-no-such-user\n' >> "$(cfg "$T_CG" "127.0.0.1:$HPORT")"
+fails_with "user that does not exist" "user kb-no-such-user: no such user" "$T_DIR/c.yaml"
 
 log "config errors on a real start"
 fails_with "aliases" "alias.yaml:1:11: anchors and aliases are not allowed" \

@@ -537,12 +537,14 @@ static const struct {
 	{ "port Any", DST "  - {name: b, host: 10.0.0.1, port: Any}\n",
 	  "kb.yaml:5:37: destination \"b\": " PORT_RULE },
 	{ "per_address cidr", DST "  - {name: b, host: 10.0.0.0/24, port: 80, per_address: true,"
-	  " max_open_percent: 50}\n", NULL },
+	  " max_open_percent: 50}\n",
+	  "kb.yaml:5:57: destination \"b\": per_address: needs a host that is a DNS name" },
+	{ "per_address name max_open_percent", DST "  - {name: b, host: db.internal, port: 80,"
+	  " per_address: true, max_open_percent: 50}\n", NULL },
 	{ "per_address name", DST "  - {name: b, host: db.internal, port: 80, per_address: false}\n",
 	  NULL },
 	{ "per_address address", DST "    per_address: true\n",
-	  "kb.yaml:5:18: destination \"a\": per_address: needs a host that is a DNS name or a "
-	  "CIDR prefix" },
+	  "kb.yaml:5:18: destination \"a\": per_address: needs a host that is a DNS name" },
 	{ "per_address yes", DST "    per_address: yes\n",
 	  "kb.yaml:5:18: destination \"a\": per_address: must be true or false" },
 	{ "max_open_percent 0", DST "    max_open_percent: 0\n",
@@ -1106,7 +1108,7 @@ static void test_fixture_errors(void **state)
 		  "after the prefix length" },
 		{ "tests/data/bad-per-address.yaml",
 		  "tests/data/bad-per-address.yaml:5:18: destination \"payments\": per_address: needs a "
-		  "host that is a DNS name or a CIDR prefix" },
+		  "host that is a DNS name" },
 		{ "tests/data/bad-breaker.yaml",
 		  "tests/data/bad-breaker.yaml:5:14: destination \"payments\": breaker: "
 		  "per_workload needs workloads: (attribution) turned on" },
@@ -1160,8 +1162,8 @@ static void test_fixture_engine(void **state)
 	check_eq("payments", cfg.dsts[0].host_kind, HOST_CIDR);
 	assert_memory_equal(cfg.dsts[0].addr, net10, 16);
 	check_eq("payments", cfg.dsts[0].prefix_len, 96 + 16);
-	check_eq("payments", cfg.dsts[0].per_address, 1);
-	check_eq("payments", cfg.dsts[0].max_open_percent, 50);
+	check_eq("payments", cfg.dsts[0].per_address, 0);
+	check_eq("payments", cfg.dsts[0].max_open_percent, 100);
 	check_eq("payments", cfg.dsts[0].policy.window_type, WINDOW_COUNT);
 	check_eq("payments", cfg.dsts[0].policy.window_size, 200);
 	check_eq("payments", cfg.dsts[0].policy.recovery_ramp_ns, MIN);
@@ -1171,7 +1173,8 @@ static void test_fixture_engine(void **state)
 	assert_memory_equal(cfg.dsts[1].addr, zero, 16);
 	check_eq("search", cfg.dsts[1].prefix_len, 0);
 	check_eq("search", cfg.dsts[1].port, 0);
-	check_eq("search", cfg.dsts[1].max_open_percent, 100);
+	check_eq("search", cfg.dsts[1].per_address, 1);
+	check_eq("search", cfg.dsts[1].max_open_percent, 50);
 	check_eq("search", cfg.dsts[1].policy.mode, MODE_FORCED_OPEN);
 	check_eq("search", cfg.dsts[1].policy.failures, 0);
 	check_eq("search", cfg.dsts[1].policy.window_size, 30);

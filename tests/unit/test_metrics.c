@@ -116,7 +116,7 @@ static const char want_empty[] =
 	"# TYPE kbreaker_bpf_program_runs_total counter\n"
 	"# HELP kbreaker_bpf_program_run_seconds_total Time spent in each BPF program; counted while kernel.bpf_stats_enabled is 1.\n"
 	"# TYPE kbreaker_bpf_program_run_seconds_total counter\n"
-	"# HELP kbreaker_bpf_program_recursion_misses_total Runs of each BPF program the kernel skipped because it was already running on that CPU (an interrupt's softirq); an outcome can go uncounted this way.\n"
+	"# HELP kbreaker_bpf_program_recursion_misses_total Runs of each BPF program the kernel skipped because it was already running on that CPU; kbreaker's programs run where the kernel never skips them, so this stays 0.\n"
 	"# TYPE kbreaker_bpf_program_recursion_misses_total counter\n"
 	"# HELP kbreaker_events_lost_total Connect outcomes the kernel could not queue for the breakers; counted anyway, applied late.\n"
 	"# TYPE kbreaker_events_lost_total counter\n"
