@@ -6,17 +6,27 @@
  * each hold one: at most PAGES_LIVE are rendered and held at once; a
  * request beyond that is given the newest page of its kind already
  * rendered, shared, and renders only if there is none. Below the limit
- * every request renders: no page is ever staler than its request unless
- * the limit is reached. Pure bookkeeping under a mutex, no I/O.
+ * every request renders, unless its kind's last render was a long one:
+ * for as long again after it, that page is given, held by the cache
+ * meanwhile. So each kind renders at most half of the time, and /healthz
+ * waits behind one render of each kind at most, however many clients ask
+ * (a HEAD, or a client gone before its page is sent, would otherwise have
+ * every request render, each in turn on the one HTTP thread). A cheap
+ * page is never held: it is never staler than its request. Pure
+ * bookkeeping under a mutex, no I/O, no clock: the caller passes times.
  */
 #ifndef KB_PAGE_CACHE_H
 #define KB_PAGE_CACHE_H
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Rendered pages held at once before requests share them. */
 #define PAGES_LIVE 4
+
+/* A render at least this long is shared for as long again after it. */
+#define PAGE_SHARE_MIN_NS 1000000ULL
 
 /* What a page is; a request is only ever given a page of its own kind. */
 enum page_kind {
@@ -43,33 +53,38 @@ struct page_body {
 /*
  * With one renderer at a time (libmicrohttpd's one thread), at most
  * PAGES_LIVE + PAGE_KINDS - 1 pages are alive: at the limit, only a kind
- * with none alive renders one.
+ * with none alive renders one (a page the cache holds counts as alive).
  */
 struct page_cache {
 	pthread_mutex_t lock;
 	unsigned live;			/* pages alive or being rendered */
 	struct page_body *pages;	/* those alive, newest first */
+	/* Each kind's last long render: a reference of the cache's, shared until then. */
+	struct page_body *recent[PAGE_KINDS];
+	uint64_t share_until_ns[PAGE_KINDS];
 };
 
 void page_cache_init(struct page_cache *c);
 
-/* Once every page is released. */
+/* Once every response's page is released; lets go of the cache's own. */
 void page_cache_fini(struct page_cache *c);
 
 /*
- * A page of kind to send, or NULL: render one, then page_cache_add() it
- * (or page_cache_cancel() if that failed). A page returned is the caller's
- * reference, for page_body_put().
+ * A page of kind to send for a request at now (a monotonic clock, ns), or
+ * NULL: render one, then page_cache_add() it (or page_cache_cancel() if
+ * that failed). A page returned is the caller's reference, for
+ * page_body_put().
  */
-struct page_body *page_cache_get(struct page_cache *c, enum page_kind kind);
+struct page_body *page_cache_get(struct page_cache *c, enum page_kind kind, uint64_t now);
 
 /*
- * The page rendered after page_cache_get() returned NULL: text (len bytes,
- * freed with free_text) becomes a page with one reference, the caller's.
- * NULL if out of memory: text is freed, and the room given back.
+ * The page rendered after page_cache_get() returned NULL, begun at
+ * started and done at now: text (len bytes, freed with free_text) becomes
+ * a page with one reference, the caller's. NULL if out of memory: text is
+ * freed, and the room given back.
  */
 struct page_body *page_cache_add(struct page_cache *c, enum page_kind kind, char *text, size_t len,
-				 void (*free_text)(void *text));
+				 void (*free_text)(void *text), uint64_t started, uint64_t now);
 
 /* Rendering failed after page_cache_get() returned NULL: give its room back. */
 void page_cache_cancel(struct page_cache *c);

@@ -157,14 +157,16 @@ typedef int page_render_fn(struct agent *a, const struct page *p, FILE *out, boo
 
 /*
  * What both pages do around their rendering: snapshot, counters, buffer;
- * or, with PAGES_LIVE pages held by responses still being sent, the newest
- * one of this kind instead (page_cache.h), and *rendered is false. The
+ * or, with PAGES_LIVE pages held by responses still being sent or right
+ * after a long render of this kind, the newest one of this kind instead
+ * (page_cache.h), and *rendered is false. The
  * page is the response's to release (req->free_body). 200, 503 or -errno.
  */
 static int page_serve(struct agent *a, enum page_kind kind, const char *what,
 		      page_render_fn *render, struct http_request *req, char **body, size_t *len,
 		      bool *rendered)
 {
+	uint64_t started = clock_mono_ns();
 	struct pagebuf pb = { 0 };
 	struct page_body *pg;
 	struct page p;
@@ -173,7 +175,7 @@ static int page_serve(struct agent *a, enum page_kind kind, const char *what,
 
 	*body = NULL;
 	*rendered = false;
-	pg = page_cache_get(&a->pages, kind);
+	pg = page_cache_get(&a->pages, kind, started);
 	if (!pg) {
 		err = page_start(a, &p);
 		if (err) {
@@ -189,7 +191,8 @@ static int page_serve(struct agent *a, enum page_kind kind, const char *what,
 			return status;
 		}
 		*rendered = true;
-		pg = page_cache_add(&a->pages, kind, *body, *len, pagebuf_free);
+		pg = page_cache_add(&a->pages, kind, *body, *len, pagebuf_free, started,
+				    clock_mono_ns());
 		if (!pg) {
 			*body = NULL;
 			return -ENOMEM;
@@ -236,11 +239,11 @@ static bool wants_openmetrics(const char *accept)
 static int render_metrics(struct agent *a, const struct page *p, FILE *out, bool openmetrics)
 {
 	const struct snapshot *s = p->snap;
-	double wall_now = (double)time(NULL);
+	double wall_now = clock_wall_s();
+	uint64_t mono_now = clock_mono_ns();
 	struct kb_prog_stats progs[16];
 	struct metrics_agent info = s->info;
 	struct metrics_dst *md;
-	uint64_t mono_now = clock_mono_ns();
 	int err;
 
 	md = malloc((s->n ? s->n : 1) * sizeof(*md));
