@@ -346,6 +346,7 @@ static __always_inline void kb_on_connect(struct bpf_sock_ops *skops, bool locke
 		ks->wl_gen = rec.wl_gen;
 		ks->retrans = 0;
 		ks->syn_ns = in_conn ? 0 : rec.syn_ns;
+		ks->flags = 0;
 	}
 	kb_sent(rec.dst_id & KB_SK_SLOT, locked);
 	if (!ks && !in_conn)
@@ -473,6 +474,7 @@ static __always_inline void kb_conn_end(struct bpf_sock *sk, const struct kb_sk 
 			ks->wl_gen = rec->wl_gen;
 			ks->retrans = rec->retrans;
 			ks->syn_ns = 0;
+			ks->flags = 0;
 		}
 	}
 	bpf_map_delete_elem(&kb_conn, &cookie);
@@ -498,6 +500,8 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 	if (!tp)
 		return;
 	ks = kb_rec_of(skops, sk, oldstate, true, &cookie);
+	if (ks && (ks->flags & KB_SK_PASSIVE))
+		return;
 	/*
 	 * SYN_RECV too: a simultaneous open (or a connect that picked its own
 	 * port as source on loopback) goes SYN_SENT -> SYN_RECV -> ESTABLISHED.
@@ -608,6 +612,8 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 	if (!kb_counted_sk(skops, &sk))
 		return;
 	ks = kb_rec_of(skops, sk, skops->state, false, &cookie);
+	if (ks && (ks->flags & KB_SK_PASSIVE))
+		return;
 	if (!ks) {
 		if (kb_slot_again(skops, sk, &slot))
 			return;
@@ -618,11 +624,34 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 		ks->wl_gen = 0;
 		ks->retrans = 0;
 		ks->syn_ns = 0;
+		ks->flags = 0;
 	}
 	st = kb_sk_stats(ks);
 	if (st)
 		__sync_fetch_and_add(&st->retransmits, skops->args[1]);
 	ks->retrans += skops->args[1];
+}
+
+/*
+ * BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: an accepted socket copies its
+ * listener's callbacks, and a listener that connected before (to a
+ * configured destination: kb_forget keeps them) hands them on. Such a
+ * socket keeps no record, and its peer, any client's choice of address
+ * and port, would be looked up as a destination (kb_slot_again): marked
+ * passive, its callbacks count nothing. Only sockets that carry the
+ * callbacks pay for the storage.
+ */
+static __always_inline void kb_on_passive(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct kb_sk *ks;
+
+	if (!sk || !(skops->bpf_sock_ops_cb_flags & (BPF_SOCK_OPS_STATE_CB_FLAG |
+						      BPF_SOCK_OPS_RETRANS_CB_FLAG)))
+		return;
+	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (ks)
+		ks->flags = KB_SK_PASSIVE;
 }
 
 static __always_inline int kb_sockops_run(struct bpf_sock_ops *skops, bool locked)
@@ -639,6 +668,9 @@ static __always_inline int kb_sockops_run(struct bpf_sock_ops *skops, bool locke
 		break;
 	case BPF_SOCK_OPS_RETRANS_CB:
 		kb_on_retrans(skops);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		kb_on_passive(skops);
 		break;
 	}
 	return 1;

@@ -174,9 +174,12 @@ struct kb_sk {
 	__u32 dst_id;	/* slot | (workload + 1) << KB_SK_WL_SHIFT | KB_ID_PER_WORKLOAD */
 	__u32 retrans;	/* segments counted into retransmits so far */
 	__u32 wl_gen;	/* kb_wl_gen of the workload when the hook named the connect */
-	__u32 pad;
+	__u32 flags;	/* KB_SK_*; 0 in kb_conn */
 };
 _Static_assert(sizeof(struct kb_sk) == 24, "kb_sk ABI");
+
+/* kb_sk.flags: an accepted socket, whose callbacks count nothing (kb_observe.bpf.c). */
+#define KB_SK_PASSIVE 1U
 
 #define KB_SK_SLOT 0xfffffU
 #define KB_SK_WL_SHIFT 20

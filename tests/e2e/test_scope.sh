@@ -5,7 +5,9 @@
 # the protected destination's address and port, from another network
 # namespace and from the workload's own: the breakers stay closed, count
 # nothing, run no kbreaker program, and the workload keeps connecting. The
-# same failures from inside the cgroup still open the breaker. A
+# same failures from inside the cgroup still open the breaker. Resets an
+# outsider sends, from the destination's own address and port, to a
+# workload's listener that connected there before count nothing. A
 # destination that names a network namespace counts and blocks only
 # connects made in it: another namespace's loopback is another destination.
 . "$(dirname "$0")/lib.sh"
@@ -13,7 +15,7 @@ t_setup
 command -v setpriv >/dev/null || need "setpriv (util-linux) not installed"
 id nobody >/dev/null 2>&1 || need "no user nobody"
 P=$((20000 + RANDOM % 3000)) Q=$((23000 + RANDOM % 3000)) R=$((26000 + RANDOM % 3000))
-S=$((29000 + RANDOM % 3000))
+S=$((29000 + RANDOM % 3000)) U=$((32000 + RANDOM % 3000))
 T_LISTEN="127.0.0.1:$(free_port)"
 NS2="kb-scope-out-$$"
 ip netns add "$NS2" || need "cannot create a second network namespace"
@@ -26,7 +28,9 @@ sysctl -qw kernel.bpf_stats_enabled=1
 agent_config defaults: mode=enforce consecutive_failures=3 open_duration=60s \
 	dest: name=db host=127.0.0.1 port=$P dest: name=db2 host=127.0.0.1 port=$Q \
 	dest: name=db3 host=127.0.0.1 port=$R \
-	dest: name=dbns host=127.0.0.1 port=$S netns=/run/netns/$T_NS > "$T_DIR/kb.yaml"
+	dest: name=dbns host=127.0.0.1 port=$S netns=/run/netns/$T_NS \
+	dest: name=db5 host=127.0.0.1 port=$U 'failures=[refused, timeout, unreachable, error, reset]' \
+	> "$T_DIR/kb.yaml"
 start_agent "$T_DIR/kb.yaml"
 
 # outsider NETNS CMD...: run as nobody, outside the test's cgroup, in NETNS.
@@ -75,6 +79,27 @@ expect_metric 'kbreaker_connects_blocked_total{circuit_name="db3"}' 2
 log "while an outsider still reaches the same address and port"
 expect_field "outsider is never blocked" success 1 outsider "$T_NS" "$KBTOOL" connect 127.0.0.1 "$R" 1
 
+# A socket that connected (callbacks on) and then listens hands its
+# callbacks to what it accepts, whose peer, anyone's choice of address and
+# port, was looked up as a destination (found by review).
+log "a listener that connected to db5 first: what it accepts is not db5, whatever the peer's address"
+rm -f "$T_DIR/cl.ready"
+bg_test "$T_DIR/cl.out" "$KBTOOL" connlisten 127.0.0.1 "$U" 60 "$T_DIR/cl.ready"
+CL=$BG
+wait_until "$T_WAIT_S" test -s "$T_DIR/cl.ready"
+check "the workload's listener is up" test -s "$T_DIR/cl.ready" || t_done
+wait_metric 'kbreaker_tcp_connects_total{circuit_name="db5",result="refused"}' 1
+expect_field "nobody resets 3 connections to it, from 127.0.0.1:$U" success 3 \
+	outsider "$T_NS" "$KBTOOL" rst 127.0.0.1 "$(cat "$T_DIR/cl.ready")" 3 from=127.0.0.1 "$U"
+kill "$CL"; wait "$CL"
+check "the listener accepted them (connect refused first)" grep -q '^connect=ECONNREFUSED accepted=3$' "$T_DIR/cl.out" ||
+	log "listener: $(cat "$T_DIR/cl.out")"
+expect_metric 'kbreaker_tcp_resets_total{circuit_name="db5",direction="received"}' 0
+expect_metric 'kbreaker_tcp_resets_total{circuit_name="db5",direction="sent"}' 0
+expect_metric 'circuit_breaker_state{circuit_name="db5",state="closed"}' 1
+start_listener 127.0.0.1 "$U" 60 "$T_DIR/listen5.out"
+expect_field "the workload still connects to db5" success 1 in_test "$KBTOOL" connect 127.0.0.1 "$U" 1
+
 log "netns: dbns is 127.0.0.1:$S in the workload's namespace only"
 expect_field "refused by the other namespace's loopback" refused 3 in_cg_ns "$NS2" "$KBTOOL" connect 127.0.0.1 "$S" 3
 expect_metric 'kbreaker_tcp_connects_total{circuit_name="dbns",result="refused"}' 0
@@ -115,6 +140,6 @@ wait_metric 'kbreaker_config_reload_success' 0
 check "the rejection names the file and says to use /run/netns" grep -q \
 	"reload rejected, keeping the running configuration: $T_DIR/kb.yaml:[0-9]*:[0-9]*: destination .other.: netns: /proc/$SLEEPER/ns/net: permission denied (.*ip netns attach NAME PID" \
 	"$T_DIR/agent.log"
-expect_metric 'kbreaker_destinations' 4
+expect_metric 'kbreaker_destinations' 5
 kill "$SLEEPER"; wait "$SLEEPER" 2>/dev/null
 t_done

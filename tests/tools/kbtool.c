@@ -26,8 +26,9 @@
  *   kbtool cancel ADDR PORT COUNT
  *	non-blocking connects closed at once, before they complete (use a
  *	peer that drops SYNs); prints "pending=P" (not yet finished at close)
- *   kbtool rst ADDR PORT COUNT
- *	connect, then close with SO_LINGER 0 so an RST is sent; prints counts
+ *   kbtool rst ADDR PORT COUNT [from=SADDR SPORT]
+ *	connect, then close with SO_LINGER 0 so an RST is sent; prints counts;
+ *	from: each socket bound to SADDR:SPORT first (SO_REUSEADDR)
  *   kbtool hold ADDR PORT COUNT
  *	connect, then read until the peer ends the connection (at most 30 s);
  *	prints "success=S reset=R eof=E" (a kbtool listen --rst peer resets)
@@ -75,6 +76,10 @@
  *	starves neither drops SYNs nor the handshakes' last ACKs, so every
  *	connect that succeeded is accepted. With --rst each accepted connection
  *	is closed with SO_LINGER 0 (an RST to the client).
+ *   kbtool connlisten ADDR PORT SECONDS READY_FILE
+ *	connect to ADDR:PORT, then listen on the same socket (the port its
+ *	connect bound, written to READY_FILE) and accept as listen does; at the
+ *	end prints "connect=ERR accepted=N"
  *   kbtool get http://ADDR:PORT/PATH
  *	an HTTP/1.0 GET of a literal address (IPv6 in brackets); the body on
  *	stdout. Exit status as curl -sf: 7 no connection, 22 a status of 400 or
@@ -323,9 +328,10 @@ static int do_mvconnect(const struct tool_dst *d, long parallel, int argc, char 
 	return cg_connects(d, parallel, argc, argv, true);
 }
 
-static int rst_or_hold(const struct tool_dst *d, long count, bool hold)
+static int rst_or_hold(const struct tool_dst *d, long count, bool hold, const struct tool_dst *src)
 {
 	struct tally t = { 0 };
+	int one = 1;
 
 	for (long i = 0; i < count; i++) {
 		/* The peer resets at once, but a loaded machine may take seconds to schedule it. */
@@ -334,6 +340,11 @@ static int rst_or_hold(const struct tool_dst *d, long count, bool hold)
 		char buf[64];
 		ssize_t n;
 
+		if (src->len && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+				 bind(fd, tool_dst_sa(src), src->len))) {
+			perror("kbtool rst: bind");
+			return 1;
+		}
 		if (connect(fd, tool_dst_sa(d), d->len)) {
 			/*
 			 * The handshake completed and the peer's reset came before
@@ -369,12 +380,16 @@ static int rst_or_hold(const struct tool_dst *d, long count, bool hold)
 
 static int do_rst(const struct tool_dst *d, long count, int argc, char **argv)
 {
-	return rst_or_hold(d, count, false);
+	struct tool_dst src = { .len = 0 };
+
+	if (argc > 6 && !strncmp(argv[5], "from=", 5))
+		tool_dst_arg("kbtool", argv[5] + 5, argv[6], &src);
+	return rst_or_hold(d, count, false, &src);
 }
 
 static int do_hold(const struct tool_dst *d, long count, int argc, char **argv)
 {
-	return rst_or_hold(d, count, true);
+	return rst_or_hold(d, count, true, &(struct tool_dst){ .len = 0 });
 }
 
 static int do_rstlater(const struct tool_dst *d, long count, int argc, char **argv)
@@ -724,6 +739,51 @@ static int do_listen(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * connlisten: connect, then listen on the same socket (its port, bound by
+ * the connect), which hands the callbacks the connect asked for to every
+ * connection it accepts.
+ */
+static int do_connlisten(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct tool_dst d;
+	sigset_t unblocked;
+	long long end = 0;
+	long accepted = 0;
+	int fd, err;
+	FILE *ready;
+
+	if (argc < 6)
+		return 2;
+	tool_dst_arg("kbtool", argv[2], argv[3], &d);
+	catch_sigterm(&unblocked);
+	fd = socket(d.ss.ss_family, SOCK_STREAM, 0);
+	if (fd < 0) {
+		perror("kbtool: socket");
+		return 1;
+	}
+	err = connect(fd, tool_dst_sa(&d), d.len) ? errno : 0;
+	if (listen(fd, SOMAXCONN) || getsockname(fd, (struct sockaddr *)&ss, &len) ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK)) {
+		perror("kbtool: connlisten");
+		return 1;
+	}
+	ready = fopen(argv[5], "w");
+	if (ready) {
+		fprintf(ready, "%u\n", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+		fclose(ready);
+	}
+	if (atol(argv[4]) > 0)
+		end = now_us() + atol(argv[4]) * 1000000LL;
+	while (!got_sigterm && wait_readable(fd, end, &unblocked))
+		accepted += accept_queued(fd, false);
+	accepted += accept_queued(fd, false);
+	printf("connect=%s accepted=%ld\n", err_name(err), accepted);
+	return 0;
+}
+
 /* Print each datagram queued on the non-blocking fd, one per line. */
 static void print_queued(int fd)
 {
@@ -936,6 +996,8 @@ int main(int argc, char **argv)
 		return do_reuse(argc, argv);
 	if (!strcmp(cmd, "listen"))
 		return do_listen(argc, argv);
+	if (!strcmp(cmd, "connlisten"))
+		return do_connlisten(argc, argv);
 	if (!strcmp(cmd, "attached"))
 		return do_attached(argc, argv);
 	if (!strcmp(cmd, "tfolisten"))
@@ -950,6 +1012,6 @@ int main(int argc, char **argv)
 		return do_compat();
 	if (!strcmp(cmd, "get"))
 		return do_get(argc, argv);
-	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|rstlater|cgconnect|mvconnect|lconnect|sconnect|reuse|notify-recv|udp|udpsink|listen|tfolisten|tfoconnect|tfosend|compat|bigopt|attached|get ...\n");
+	fprintf(stderr, "usage: kbtool connect|pconnect|spconnect|fconnect|cancel|rst|hold|rstlater|cgconnect|mvconnect|lconnect|sconnect|reuse|notify-recv|udp|udpsink|listen|connlisten|tfolisten|tfoconnect|tfosend|compat|bigopt|attached|get ...\n");
 	return 2;
 }
