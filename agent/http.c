@@ -168,17 +168,20 @@ int http_start(struct http_server **out, int fd, const struct http_route *routes
 	s->n_routes = n;
 	s->ctx = ctx;
 	s->listen_fd = fd;
-	s->stop_fd = s->epoll_fd = -1;
+	s->stop_fd = s->epoll_fd = s->freed_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	s->freed_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (s->stop_fd < 0 || s->epoll_fd < 0) {
+	if (s->stop_fd < 0 || s->freed_fd < 0 || s->epoll_fd < 0) {
 		err = -errno;
 		log_err("http: eventfd/epoll: %s", strerror(-err));
 		goto fail;
 	}
 	if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->stop_fd,
 		      &(struct epoll_event){ .events = EPOLLIN, .data.u64 = EV_STOP }) ||
+	    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->freed_fd,
+		      &(struct epoll_event){ .events = EPOLLIN, .data.u64 = EV_FREED }) ||
 	    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->listen_fd,
 		      &(struct epoll_event){ .events = EPOLLIN, .data.u64 = EV_LISTEN })) {
 		err = -errno;
@@ -200,7 +203,7 @@ int http_start(struct http_server **out, int fd, const struct http_route *routes
 				     NULL, NULL, on_request, s,
 				     /* first, so MHD's own start-up messages come through it too */
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MHD_CONNECTIONS,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MHD_LIMIT,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
 				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 				     MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, s,
@@ -249,5 +252,8 @@ void http_stop(struct http_server *s)
 		close(s->stop_fd);
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);
+	/* After the daemon: its closes signal it. */
+	if (s->freed_fd >= 0)
+		close(s->freed_fd);
 	http_free(s);
 }

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -26,7 +27,12 @@
  * still waiting for its request is shut down to make room (evict_one); any
  * other new connection goes to the pen: held, unread, until its request is
  * whole (then admitted, if within the request deadline), its client gives
- * up or the pen is full (then the oldest there is closed). A scraper sends
+ * up or the pen is full (then the oldest there is closed). A whole request
+ * that finds every entry taken (most by connections libmicrohttpd is still
+ * closing) waits in the pen too, and whole requests there are admitted in
+ * their order of arrival, before any new one, as entries are freed: under
+ * a flood of whole requests a scrape waits its turn, it is not turned
+ * away. A scraper sends
  * its request as it connects, so a flood, however many connections it holds
  * and from whichever address, never keeps it out; and a flood that reopens
  * what it loses finds nothing to reopen while the pen holds it, so it cannot
@@ -77,12 +83,31 @@ static bool same_socket(const struct http_conn *c)
 	return !fstat(c->fd, &st) && st.st_dev == c->dev && st.st_ino == c->ino;
 }
 
-/* Shut a connection down; libmicrohttpd sees the end of the stream and closes it as usual. */
+/*
+ * Shut a connection down; libmicrohttpd sees the end of the stream and closes
+ * it as usual. One being answered is reset instead: its answer is cut short
+ * anyway, and libmicrohttpd, blocked on a full send buffer, would not see a
+ * shutdown before its idle timeout, the entry and up to 2 x HTTP_SNDBUF of
+ * the kernel's memory held all along, then left to an orphan in FIN_WAIT1
+ * for as long as the client reads. A disconnect (connect to AF_UNSPEC) sends
+ * a reset, frees the send queue at once and reports the error, so
+ * libmicrohttpd closes the connection now; should it fail, a zero linger
+ * makes libmicrohttpd's close send the reset.
+ */
 static void shut(struct http_conn *c)
 {
 	c->shut = true;
-	if (same_socket(c))
-		shutdown(c->fd, SHUT_RDWR);
+	if (!same_socket(c))
+		return;
+	if (c->answering) {
+		struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &(struct linger){ .l_onoff = 1 },
+			   sizeof(struct linger));
+		if (!connect(c->fd, &unspec, sizeof(unspec)))
+			return;
+	}
+	shutdown(c->fd, SHUT_RDWR);
 }
 
 /* What a connection's unread input says of its client. */
@@ -127,21 +152,27 @@ static int live_conns(const struct http_server *s)
 
 /*
  * Make room for one connection: shut down the oldest one waiting for a
- * request that has not sent one whole; failing that (every other one is
- * being answered, a slow reader, or has its request pending), the oldest.
+ * request that has not sent one whole; failing that, the oldest being
+ * answered (a slow reader); failing that (every other one has its request
+ * pending), the oldest. A pending request is passed over while there is a
+ * reader to cut: under a flood of whole requests libmicrohttpd starts many
+ * at once, and each start would otherwise shut one admitted before it and
+ * not yet read, a scrape's among them.
  */
 static void evict_one(struct http_server *s, const struct http_conn *keep)
 {
 	bool passed[HTTP_MHD_CONNECTIONS] = { 0 };
-	struct http_conn *c, *oldest, *victim;
+	struct http_conn *c, *oldest, *reader, *victim;
 
 	for (;;) {
-		oldest = victim = NULL;
+		oldest = reader = victim = NULL;
 		for (c = s->conns; c < CONNS_END(s); c++) {
 			if (!c->used || c->shut || c == keep)
 				continue;
 			if (!oldest || c->age < oldest->age)
 				oldest = c;
+			if (c->answering && (!reader || c->age < reader->age))
+				reader = c;
 			if (!c->answering && !passed[c - s->conns] && (!victim || c->age < victim->age))
 				victim = c;
 		}
@@ -150,7 +181,7 @@ static void evict_one(struct http_server *s, const struct http_conn *keep)
 		passed[victim - s->conns] = true;
 	}
 	if (!victim)
-		victim = oldest;
+		victim = reader ? reader : oldest;
 	if (!victim)
 		return;
 	shut(victim);
@@ -189,6 +220,8 @@ void http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_ct
 		/* Closed: libmicrohttpd closes the fd after this returns, so it is never seen reused. */
 		((struct http_conn *)*socket_ctx)->used = false;
 		*socket_ctx = NULL;
+		/* Whole requests may wait in the pen for this entry. */
+		eventfd_write(s->freed_fd, 1);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -268,6 +301,15 @@ static void count(struct http_server *s, unsigned long long *counter)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* A pen slot is empty now (its connection closed or admitted). */
+static void pen_release(struct http_server *s, struct http_parked *p)
+{
+	if (p->fd >= 0 && p->whole)
+		s->pen_whole--;
+	p->fd = -1;
+	p->whole = false;
+}
+
 /* Close the pen's oldest connection (or skip its empty slot). */
 void http_pen_drop_oldest(struct http_server *s)
 {
@@ -275,13 +317,16 @@ void http_pen_drop_oldest(struct http_server *s)
 
 	if (p->fd >= 0)
 		close(p->fd);
-	p->fd = -1;
+	pen_release(s, p);
 	s->pen_head = (s->pen_head + 1) % s->pen_cap;
 	s->pen_len--;
 }
 
-/* Hold fd, unread, until its request is whole or its client gives up. */
-static void pen_park(struct http_server *s, int fd)
+/*
+ * Hold fd, unread, until its request is whole or its client gives up; if
+ * whole already, until an entry is free and its turn comes (pen_admit_whole).
+ */
+static void pen_park(struct http_server *s, int fd, bool whole)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
 	int rcvbuf = HTTP_PEEK_BYTES;
@@ -301,26 +346,57 @@ static void pen_park(struct http_server *s, int fd)
 	i = (s->pen_head + s->pen_len++) % s->pen_cap;
 	p = &s->pen[i];
 	*p = (struct http_parked){ .fd = fd, .deadline_ms = mono_ms() + HTTP_REQUEST_DEADLINE_MS };
+	if (whole)
+		s->pen_whole++, p->whole = true;
 	/* What it may send while held stays small: enough to see a whole request. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	ev.data.u64 = EV_PEN + i;
 	if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev)) {
 		close(fd);
-		p->fd = -1;
+		pen_release(s, p);
 		count(s, &s->dropped);
 		return;
 	}
 	count(s, &s->parked);
 }
 
-static void hand_over(struct http_server *s, int fd, enum peek_result input);
+static void give(struct http_server *s, struct http_conn *c, int fd);
+
+/*
+ * Admit the pen's whole requests in their order of arrival while entries
+ * are free; close those past their deadline (too late, as they would be if
+ * served).
+ */
+static void pen_admit_whole(struct http_server *s)
+{
+	for (unsigned k = 0; k < s->pen_len && s->pen_whole; k++) {
+		struct http_parked *p = &s->pen[(s->pen_head + k) % s->pen_cap];
+		struct http_conn *c;
+		int fd = p->fd;
+
+		if (fd < 0 || !p->whole)
+			continue;
+		if (mono_ms() > p->deadline_ms) {
+			close(fd);
+			pen_release(s, p);
+			count(s, &s->dropped);
+			continue;
+		}
+		c = admit(s, fd, true);
+		if (!c)
+			return;
+		epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+		pen_release(s, p);
+		give(s, c, fd);
+	}
+}
 
 /*
  * Something arrived on a held connection (edge-triggered: new bytes, or the
- * end): admit it once its request is whole, close it once its client is
- * done or its request deadline has passed. A stale event may name a slot
- * reused since; what is done then depends on that slot's connection alone,
- * so that is harmless.
+ * end): once its request is whole it waits its turn (pen_admit_whole); close
+ * it once its client is done or its request deadline has passed. A stale
+ * event may name a slot reused since; what is done then depends on that
+ * slot's connection alone, so that is harmless.
  */
 static void pen_event(struct http_server *s, unsigned i)
 {
@@ -333,9 +409,8 @@ static void pen_event(struct http_server *s, unsigned i)
 	case PEEK_WHOLE:
 		if (mono_ms() > p->deadline_ms)
 			break;	/* too late, as it would be if served */
-		epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-		p->fd = -1;
-		hand_over(s, fd, PEEK_WHOLE);
+		if (!p->whole)
+			s->pen_whole++, p->whole = true;
 		return;
 	case PEEK_PARTIAL:
 		if (!client_done(fd))
@@ -345,31 +420,37 @@ static void pen_event(struct http_server *s, unsigned i)
 		break;
 	}
 	close(fd);
-	p->fd = -1;
+	pen_release(s, p);
 }
 
-/* A new connection, or one leaving the pen: admit it, hold it or close it. */
+/*
+ * A new connection: admit it, hold it or close it. A whole request waits
+ * behind those in the pen, and in the pen if every entry is taken (most by
+ * connections being closed: a moment's overload).
+ */
 static void hand_over(struct http_server *s, int fd, enum peek_result input)
 {
-	struct sockaddr_storage peer;
-	socklen_t len = sizeof(peer);
-	struct http_conn *c;
+	struct http_conn *c = NULL;
 
 	if (input == PEEK_GONE) {
 		close(fd);
 		return;
 	}
-	c = admit(s, fd, input == PEEK_WHOLE);
+	if (input != PEEK_WHOLE || !s->pen_whole)
+		c = admit(s, fd, input == PEEK_WHOLE);
 	if (!c) {
-		if (input == PEEK_WHOLE) {
-			/* Every entry taken, most by connections being closed: a moment's overload. */
-			close(fd);
-			count(s, &s->dropped);
-		} else {
-			pen_park(s, fd);
-		}
+		pen_park(s, fd, input == PEEK_WHOLE);
 		return;
 	}
+	give(s, c, fd);
+}
+
+/* Hand fd, admitted to entry c, to libmicrohttpd. */
+static void give(struct http_server *s, struct http_conn *c, int fd)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+
 	/* MHD closes fd if it fails; the entry goes now, before the number can be reused. */
 	if (getpeername(fd, (struct sockaddr *)&peer, &len)) {
 		pthread_mutex_lock(&s->lock);
@@ -467,13 +548,18 @@ void *http_acceptor_main(void *arg)
 			break;
 		}
 		for (int i = 0; i < n; i++) {
+			eventfd_t v;
+
 			if (evs[i].data.u64 == EV_STOP)
 				return NULL;
 			if (evs[i].data.u64 == EV_LISTEN)
 				accept_ready = true;
+			else if (evs[i].data.u64 == EV_FREED)
+				eventfd_read(s->freed_fd, &v);
 			else
 				pen_event(s, (unsigned)(evs[i].data.u64 - EV_PEN));
 		}
+		pen_admit_whole(s);
 		if (accept_ready) {
 			err = accept_some(s);
 			if (err && s->pen_len) {

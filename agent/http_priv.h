@@ -15,8 +15,21 @@
 
 /* Connections served at once; see "Admission" in http_admit.c for the rest. */
 #define HTTP_MAX_CONNECTIONS 64
-/* libmicrohttpd's own limit, never reached: room for the evicted ones it is closing. */
-#define HTTP_MHD_CONNECTIONS (2 * HTTP_MAX_CONNECTIONS)
+/*
+ * libmicrohttpd's own limit, never reached: room for the evicted ones it is
+ * closing. Under 0.9.75's epoll batch (128 events): given a full batch, it
+ * waits again, with its whole timeout (up to HTTP_IDLE_TIMEOUT_S), before
+ * acting on any of it, and with every entry taken nothing wakes it. Its
+ * epoll set holds these and its wake-up descriptor, so 126 never fill a batch.
+ */
+#define HTTP_MHD_EPOLL_BATCH 128
+#define HTTP_MHD_CONNECTIONS (HTTP_MHD_EPOLL_BATCH - 2)
+/*
+ * The limit libmicrohttpd is given. It counts a connection until it has
+ * cleaned it up, after telling us of its close (which frees the entry): at
+ * HTTP_MHD_CONNECTIONS it would refuse, and close, a request just admitted.
+ */
+#define HTTP_MHD_LIMIT (HTTP_MHD_CONNECTIONS + HTTP_MAX_CONNECTIONS)
 /*
  * The pen: connections held at most. Each costs a descriptor and a
  * socket's kernel memory, its receive buffer cut to HTTP_PEEK_BYTES; the
@@ -47,11 +60,15 @@ struct http_conn {
 /* A connection in the pen; fd -1 once it has left out of turn. */
 struct http_parked {
 	int fd;
+	bool whole;		/* its request is whole: it waits for an entry, in turn */
 	long long deadline_ms;	/* its request must be whole by then to be served */
 };
 
-/* epoll tags in the acceptor: the stop signal, the listen socket, then pen slot i as EV_PEN + i. */
-enum { EV_STOP, EV_LISTEN, EV_PEN };
+/*
+ * epoll tags in the acceptor: the stop signal, the listen socket, an entry
+ * freed, then pen slot i as EV_PEN + i.
+ */
+enum { EV_STOP, EV_LISTEN, EV_FREED, EV_PEN };
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -60,12 +77,14 @@ struct http_server {
 	void *ctx;
 	int listen_fd;
 	int stop_fd;			/* eventfd: the acceptor ends when it is readable */
+	int freed_fd;			/* eventfd: libmicrohttpd closed a connection, its entry is free */
 	int epoll_fd;			/* the acceptor's: stop_fd, listen_fd, the pen */
 	pthread_t acceptor;
 	bool acceptor_running;
 	/* The pen, a ring in the order of arrival: the acceptor's alone. */
 	struct http_parked *pen;
 	unsigned pen_cap, pen_head, pen_len;
+	unsigned pen_whole;		/* of those, how many have their request whole */
 	pthread_mutex_t lock;		/* everything below */
 	unsigned long long next_age;
 	/* Since the last report: connections put in the pen, closed unserved, evicted. */
