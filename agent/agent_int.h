@@ -20,10 +20,7 @@ static inline const struct config_dst *slot_cfg(const struct agent *a, const str
 	return a->circuits[s->circuit].cfg;
 }
 
-/*
- * One breaker per address: only names can be enumerated. A CIDR asked for
- * per_address gets one breaker, and a warning at start.
- */
+/* One breaker per address: only names can be enumerated (config.c allows no other). */
 static inline bool grouped(const struct config_dst *cfg)
 {
 	return cfg->per_address && cfg->host_kind == HOST_NAME;

@@ -39,7 +39,7 @@ struct config_dst {
 	uint8_t addr[16];		/* ADDR/CIDR: network order; IPv4 as ::ffff:a.b.c.d */
 	uint8_t prefix_len;		/* in that 128-bit space: 128 for ADDR, 96+n for IPv4 /n */
 	uint16_t port;			/* host order, 1..65535; 0 = any port ("any") */
-	uint8_t per_address;		/* NAME/CIDR: one breaker per address (0 or 1) */
+	uint8_t per_address;		/* NAME only: one breaker per address (0 or 1) */
 	uint8_t per_workload;		/* breaker: per_workload (0 or 1); max + 1 slots */
 	uint32_t max_open_percent;	/* per_address/per_workload: most open at once, 1..100 */
 	char netns[CONFIG_NETNS_MAX];	/* network namespace file; "" = every namespace */

@@ -30,9 +30,9 @@
  * up or the pen is full (then the oldest there is closed). A whole request
  * that finds every entry taken (most by connections libmicrohttpd is still
  * closing) waits in the pen too, and whole requests there are admitted in
- * their order of arrival, before any new one, as entries are freed: under
- * a flood of whole requests a scrape waits its turn, it is not turned
- * away. A scraper sends
+ * their order of arrival, before any new one that would wait, as entries
+ * are freed: under a flood of whole requests a scrape waits its turn, it is
+ * not turned away unless the pen overflows. A scraper sends
  * its request as it connects, so a flood, however many connections it holds
  * and from whichever address, never keeps it out; and a flood that reopens
  * what it loses finds nothing to reopen while the pen holds it, so it cannot

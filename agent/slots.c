@@ -219,9 +219,10 @@ void slot_record(struct agent *a, struct agent_slot *s, enum kb_result res,
 	enum breaker_state old = s->br.state;
 
 	s->dirty = true;
+	/* An open names its rule: a success may open one (a slow call, minimum_calls reached). */
 	if (breaker_record_guarded(&s->br, res, start_ns, now, slot_may_open(a, s)))
-		slot_publish(a, s, old, breaker_is_failure(res) || res == KB_RES_CANCELLED ?
-			     breaker_cause_name(s->br.cause) : breaker_result_name(res), now);
+		slot_publish(a, s, old, s->br.state == BS_OPEN ? breaker_cause_name(s->br.cause) :
+			     breaker_result_name(res), now);
 }
 
 /*

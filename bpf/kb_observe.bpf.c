@@ -640,14 +640,25 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
  * and port, would be looked up as a destination (kb_slot_again): marked
  * passive, its callbacks count nothing. Only sockets that carry the
  * callbacks pay for the storage.
+ *
+ * A simultaneous open (a loopback connect that picked its own port as
+ * source) runs this callback too, on our own connect: it has its record,
+ * in kb_conn or in storage, which an accepted socket never has (storage
+ * is not cloned, its cookie is new). That one is not marked.
  */
 static __always_inline void kb_on_passive(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
 	struct kb_sk *ks;
+	__u64 cookie;
 
 	if (!sk || !(skops->bpf_sock_ops_cb_flags & (BPF_SOCK_OPS_STATE_CB_FLAG |
 						      BPF_SOCK_OPS_RETRANS_CB_FLAG)))
+		return;
+	if (bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0))
+		return;
+	cookie = bpf_get_socket_cookie(skops);
+	if (bpf_map_lookup_elem(&kb_conn, &cookie))
 		return;
 	ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (ks)

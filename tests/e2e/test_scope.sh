@@ -15,7 +15,7 @@ t_setup
 command -v setpriv >/dev/null || need "setpriv (util-linux) not installed"
 id nobody >/dev/null 2>&1 || need "no user nobody"
 P=$((20000 + RANDOM % 3000)) Q=$((23000 + RANDOM % 3000)) R=$((26000 + RANDOM % 3000))
-S=$((29000 + RANDOM % 3000)) U=$((32000 + RANDOM % 3000))
+S=$((29000 + RANDOM % 3000)) U=$((17000 + RANDOM % 3000))
 T_LISTEN="127.0.0.1:$(free_port)"
 NS2="kb-scope-out-$$"
 ip netns add "$NS2" || need "cannot create a second network namespace"
@@ -96,6 +96,14 @@ check "the listener accepted them (connect refused first)" grep -q '^connect=ECO
 	log "listener: $(cat "$T_DIR/cl.out")"
 expect_metric 'kbreaker_tcp_resets_total{circuit_name="db5",direction="received"}' 0
 expect_metric 'kbreaker_tcp_resets_total{circuit_name="db5",direction="sent"}' 0
+expect_metric 'circuit_breaker_state{circuit_name="db5",state="closed"}' 1
+# A simultaneous open runs the accepted sockets' callback on our own
+# connect: it must not be marked (found by review), its reset counts.
+log "a workload's connect to its own port (a simultaneous open) still counts, and its reset"
+expect_field "connected to itself, then reset" success 1 \
+	in_test "$KBTOOL" rst 127.0.0.1 "$U" 1 from=127.0.0.1 "$U"
+expect_metric 'kbreaker_tcp_connects_total{circuit_name="db5",result="success"}' 1
+expect_metric 'kbreaker_tcp_resets_total{circuit_name="db5",direction="sent"}' 1
 expect_metric 'circuit_breaker_state{circuit_name="db5",state="closed"}' 1
 start_listener 127.0.0.1 "$U" 60 "$T_DIR/listen5.out"
 expect_field "the workload still connects to db5" success 1 in_test "$KBTOOL" connect 127.0.0.1 "$U" 1
