@@ -255,9 +255,11 @@ setpriv --reuid=nobody --regid=nogroup --clear-groups \
 	"$HTTPABUSE" slowread 127.0.0.1 "$HPORT" "$EVICT_READERS" "$SLOW_S" /metrics "$EVICT_KIB_S" \
 	> "$T_DIR/evict.out" &
 SLOW=$!
-# The readers are in (more than the agent serves) before /healthz is asked.
-wait_until "$EVICT_WAIT_S" crowded
-t_check $? "evicted readers: only $(est_count) connections established after ${EVICT_WAIT_S}s"
+# Give the readers a moment to crowd in before /healthz is asked. Not a
+# check: on a loaded machine they may arrive one by one, each taking the
+# oldest's place, never more than the agent serves at once; the count
+# closed by the agent below shows they were there.
+wait_until 10 crowded || log "  readers: never more than $CONN_MAX established at once"
 : > "$T_DIR/lat"
 for i in $(seq 1 5); do
 	r=$(curl -s -o /dev/null --interface 127.0.0.1 -m "$HEALTH_MAX_S" \
