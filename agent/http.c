@@ -104,6 +104,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (r == s->routes + s->n_routes)
 		return static_reply(conn, MHD_HTTP_NOT_FOUND, "not found\n");
 	req.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+	req.head = !strcmp(method, MHD_HTTP_METHOD_HEAD);
 	req.content_type = r->content_type;
 	status = r->body(s->ctx, &req, &body, &len);
 	if (status < 0)

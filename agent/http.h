@@ -7,12 +7,14 @@
 #ifndef KB_HTTP_H
 #define KB_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* What a body function may need of the request. */
 struct http_request {
 	const char *accept;		/* the Accept header, or NULL */
+	bool head;			/* a HEAD: the body's length is all that is sent */
 	const char *content_type;	/* in: the route's; out: the answer's */
 	void (*free_body)(void *owner);	/* out: how the body is freed once sent; NULL: free() */
 	void *body_owner;		/* out: what free_body is given; NULL: the body itself */

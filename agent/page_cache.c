@@ -54,19 +54,21 @@ void page_cache_fini(struct page_cache *c)
 	pthread_mutex_destroy(&c->lock);
 }
 
-struct page_body *page_cache_get(struct page_cache *c, enum page_kind kind, uint64_t now)
+struct page_body *page_cache_get(struct page_cache *c, enum page_kind kind, bool head, uint64_t now)
 {
 	struct page_body *p, *gone = NULL;
 
 	pthread_mutex_lock(&c->lock);
 	p = c->recent[kind];
 	if (p && now < c->share_until_ns[kind]) {
-		p->refs++;
-		pthread_mutex_unlock(&c->lock);
-		return p;
-	}
-	if (p)
+		if (head) {
+			p->refs++;
+			pthread_mutex_unlock(&c->lock);
+			return p;
+		}
+	} else if (p) {
 		gone = let_go_locked(c, kind);
+	}
 	for (p = c->pages; p && p->kind != kind; p = p->next)
 		;
 	if (c->live >= PAGES_LIVE && p)

@@ -6,19 +6,21 @@
  * each hold one: at most PAGES_LIVE are rendered and held at once; a
  * request beyond that is given the newest page of its kind already
  * rendered, shared, and renders only if there is none. Below the limit
- * every request renders, unless its kind's last render was a long one:
- * for as long again after it, that page is given, held by the cache
- * meanwhile. So each kind renders at most half of the time, and /healthz
- * waits behind one render of each kind at most, however many clients ask
- * (a HEAD, or a client gone before its page is sent, would otherwise have
- * every request render, each in turn on the one HTTP thread). A cheap
- * page is never held: it is never staler than its request. Pure
- * bookkeeping under a mutex, no I/O, no clock: the caller passes times.
+ * every request renders, but a HEAD after a long render of its kind: for
+ * as long again after it, a HEAD is given that page, held by the cache
+ * meanwhile. A HEAD's page is freed at once (no body to send), so without
+ * it every HEAD would render, each in turn on the one HTTP thread, with
+ * /healthz queued behind them; now HEADs render each kind at most half of
+ * the time. A GET's page is held while it is sent, so GETs reach the
+ * limit instead, and below it a GET's page is never staler than its
+ * request; nor is a cheap page ever held. Pure bookkeeping under a mutex,
+ * no I/O, no clock: the caller passes the times.
  */
 #ifndef KB_PAGE_CACHE_H
 #define KB_PAGE_CACHE_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,12 +72,13 @@ void page_cache_init(struct page_cache *c);
 void page_cache_fini(struct page_cache *c);
 
 /*
- * A page of kind to send for a request at now (a monotonic clock, ns), or
- * NULL: render one, then page_cache_add() it (or page_cache_cancel() if
+ * A page of kind to send for a request at now (a monotonic clock, ns), a
+ * HEAD or not, or NULL: render one, then page_cache_add() it (or page_cache_cancel() if
  * that failed). A page returned is the caller's reference, for
  * page_body_put().
  */
-struct page_body *page_cache_get(struct page_cache *c, enum page_kind kind, uint64_t now);
+struct page_body *page_cache_get(struct page_cache *c, enum page_kind kind, bool head,
+				 uint64_t now);
 
 /*
  * The page rendered after page_cache_get() returned NULL, begun at

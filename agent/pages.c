@@ -175,7 +175,7 @@ static int page_serve(struct agent *a, enum page_kind kind, const char *what,
 
 	*body = NULL;
 	*rendered = false;
-	pg = page_cache_get(&a->pages, kind, started);
+	pg = page_cache_get(&a->pages, kind, req->head, started);
 	if (!pg) {
 		err = page_start(a, &p);
 		if (err) {

@@ -5,7 +5,7 @@
  * kind has none, so no more than PAGES_LIVE + PAGE_KINDS - 1 pages are
  * ever alive; a page is freed with its last reference, and once every
  * response is done nothing is held, but for a long render's page: given to
- * its kind's requests for as long again as it took, then let go.
+ * its kind's HEADs for as long again as it took, then let go.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,13 +28,13 @@ static void free_text(void *text)
 }
 
 /*
- * A request for kind at now (ns): the page it is given, rendering (and
- * counting) one if it must, which takes took ns.
+ * A request for kind at now (ns), a HEAD or a GET: the page it is given,
+ * rendering (and counting) one if it must, which takes took ns.
  */
 static struct page_body *request_at(struct page_cache *c, enum page_kind kind, int *renders,
-				    uint64_t now, uint64_t took)
+				    bool head, uint64_t now, uint64_t took)
 {
-	struct page_body *p = page_cache_get(c, kind, now);
+	struct page_body *p = page_cache_get(c, kind, head, now);
 	char *text;
 
 	if (p)
@@ -51,7 +51,7 @@ static struct page_body *request_at(struct page_cache *c, enum page_kind kind, i
 /* The same for a render too quick to be held (below PAGE_SHARE_MIN_NS). */
 static struct page_body *request(struct page_cache *c, enum page_kind kind, int *renders)
 {
-	return request_at(c, kind, renders, 0, PAGE_SHARE_MIN_NS - 1);
+	return request_at(c, kind, renders, false, 0, PAGE_SHARE_MIN_NS - 1);
 }
 
 static void test_renders_below_the_limit(void **state)
@@ -144,7 +144,7 @@ static void test_a_failed_render_gives_its_room_back(void **state)
 	for (int i = 0; i < PAGES_LIVE - 1; i++)
 		held[i] = request(&c, PAGE_METRICS, &renders);
 	/* The last room: taken by a render that fails, then given back. */
-	assert_null(page_cache_get(&c, PAGE_METRICS, 0));
+	assert_null(page_cache_get(&c, PAGE_METRICS, false, 0));
 	check_int("rendering", c.live, PAGES_LIVE);
 	page_cache_cancel(&c);
 	check_int("cancelled", c.live, PAGES_LIVE - 1);
@@ -157,9 +157,10 @@ static void test_a_failed_render_gives_its_room_back(void **state)
 }
 
 /*
- * A long render (T ns) is given to every request of its kind for T after
- * it, even when each is done before the next (HEAD, a client gone): held
- * by the cache meanwhile, and let go after. Other kinds are not held back.
+ * A long render (T ns) is given to every HEAD of its kind for T after it,
+ * each done before the next: held by the cache meanwhile, and let go
+ * after. A GET meanwhile renders (below the limit a GET's page is never
+ * staler than its request); other kinds are not held back.
  */
 static void test_a_long_render_is_shared_as_long_again(void **state)
 {
@@ -170,36 +171,41 @@ static void test_a_long_render_is_shared_as_long_again(void **state)
 
 	page_cache_init(&c);
 	freed = 0;
-	first = request_at(&c, PAGE_METRICS, &renders, t0, T);
+	first = request_at(&c, PAGE_METRICS, &renders, false, t0, T);
 	check_int("long render", first->refs, 2);	/* the response's and the cache's */
 	page_body_put(first);
 	check_int("held", freed, 0);
 	check_int("held", c.live, 1);
-	/* Until t0 + 2T (done at t0 + T, as long again): shared, never rendered. */
+	/* Until t0 + 2T (done at t0 + T, as long again): HEADs share it, never render. */
 	for (uint64_t now = t0 + T; now < t0 + 2 * T; now += T / 7) {
-		p = request_at(&c, PAGE_METRICS, &renders, now, T);
+		p = request_at(&c, PAGE_METRICS, &renders, true, now, T);
 		assert_ptr_equal(p, first);
 		page_body_put(p);
 	}
 	check_int("shared", renders, 1);
-	/* Another kind renders its own meanwhile; a quick one is not held. */
-	st = request_at(&c, PAGE_STATUS, &renders, t0 + T, 10);
-	check_int("status", renders, 2);
+	/* A GET meanwhile renders its own, quick: not held, freed when done. */
+	p = request_at(&c, PAGE_METRICS, &renders, false, t0 + T + 1, 10);
+	check_int("GET", renders, 2);
+	page_body_put(p);
+	check_int("GET's page freed", freed, 1);
+	/* Another kind renders its own meanwhile. */
+	st = request_at(&c, PAGE_STATUS, &renders, true, t0 + T, 10);
+	check_int("status", renders, 3);
 	page_body_put(st);
-	check_int("status not held", freed, 1);
-	/* At t0 + 2T the window is over: the held page goes, the request renders. */
-	p = request_at(&c, PAGE_METRICS, &renders, t0 + 2 * T, 10);
-	check_int("after", renders, 3);
-	check_int("after: the old page freed", freed, 2);
+	check_int("status not held", freed, 2);
+	/* At t0 + 2T the window is over: the held page goes, the HEAD renders. */
+	p = request_at(&c, PAGE_METRICS, &renders, true, t0 + 2 * T, 10);
+	check_int("after", renders, 4);
+	check_int("after: the old page freed", freed, 3);
 	page_body_put(p);
 	check_int("all done", c.live, 0);
-	check_int("all done", freed, 3);
+	check_int("all done", freed, 4);
 	/* A long render still held at the end is let go by fini. */
-	p = request_at(&c, PAGE_OPENMETRICS, &renders, t0, T);
+	p = request_at(&c, PAGE_OPENMETRICS, &renders, false, t0, T);
 	page_body_put(p);
 	check_int("held at the end", c.live, 1);
 	page_cache_fini(&c);
-	check_int("fini", freed, 4);
+	check_int("fini", freed, 5);
 }
 
 int main(void)
