@@ -705,20 +705,32 @@ void catch_sigterm(sigset_t *unblocked)
 	sigdelset(unblocked, SIGTERM);
 }
 
+/*
+ * Accept (accept_queued) on the non-blocking listener fd for seconds (0:
+ * no limit) or until SIGTERM; returns how many, those the kernel completed
+ * before the stop included.
+ */
+static long accept_until(int fd, long seconds, bool rst, const sigset_t *unblocked)
+{
+	long long end = seconds > 0 ? now_us() + seconds * 1000000LL : 0;
+	long accepted = 0;
+
+	while (!got_sigterm && wait_readable(fd, end, unblocked))
+		accepted += accept_queued(fd, rst);
+	return accepted + accept_queued(fd, rst);
+}
+
 static int do_listen(int argc, char **argv)
 {
 	struct tool_dst d;
 	sigset_t unblocked;
-	long long end = 0;
 	int fd, one = 1;
-	long accepted = 0, seconds;
 	bool rst = argc > 6 && !strcmp(argv[6], "--rst");
 	FILE *ready;
 
 	if (argc < 6)
 		return 2;
 	tool_dst_arg("kbtool", argv[2], argv[3], &d);
-	seconds = atol(argv[4]);
 	catch_sigterm(&unblocked);
 	fd = socket(d.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -729,13 +741,7 @@ static int do_listen(int argc, char **argv)
 	ready = fopen(argv[5], "w");
 	if (ready)
 		fclose(ready);
-	if (seconds > 0)
-		end = now_us() + seconds * 1000000LL;
-	while (!got_sigterm && wait_readable(fd, end, &unblocked))
-		accepted += accept_queued(fd, rst);
-	/* Handshakes the kernel completed before the stop count as accepted. */
-	accepted += accept_queued(fd, rst);
-	printf("accepted=%ld\n", accepted);
+	printf("accepted=%ld\n", accept_until(fd, atol(argv[4]), rst, &unblocked));
 	return 0;
 }
 
@@ -750,8 +756,6 @@ static int do_connlisten(int argc, char **argv)
 	socklen_t len = sizeof(ss);
 	struct tool_dst d;
 	sigset_t unblocked;
-	long long end = 0;
-	long accepted = 0;
 	int fd, err;
 	FILE *ready;
 
@@ -775,12 +779,8 @@ static int do_connlisten(int argc, char **argv)
 		fprintf(ready, "%u\n", ntohs(((struct sockaddr_in *)&ss)->sin_port));
 		fclose(ready);
 	}
-	if (atol(argv[4]) > 0)
-		end = now_us() + atol(argv[4]) * 1000000LL;
-	while (!got_sigterm && wait_readable(fd, end, &unblocked))
-		accepted += accept_queued(fd, false);
-	accepted += accept_queued(fd, false);
-	printf("connect=%s accepted=%ld\n", err_name(err), accepted);
+	printf("connect=%s accepted=%ld\n", err_name(err),
+	       accept_until(fd, atol(argv[4]), false, &unblocked));
 	return 0;
 }
 
