@@ -2,10 +2,12 @@
 /*
  * kbbench: the clients and helpers of `make bench`. Real sockets, bounded loops.
  *
- *   kbbench loop open|closed ADDR PORT N [PROCS]
- *	N x (socket, connect, [accept], close) to ADDR:PORT; "open" listens on
- *	ADDR:PORT in this process and accepts each connection. Sockets close
- *	with SO_LINGER 0 (RST) so no TIME_WAIT piles up over many rounds.
+ *   kbbench loop open|fin|closed ADDR PORT N [PROCS]
+ *	N x (socket, connect, [accept], close) to ADDR:PORT; "open" and "fin"
+ *	listen on ADDR:PORT in this process and accept each connection.
+ *	Sockets close with SO_LINGER 0 (RST) so no TIME_WAIT piles up over
+ *	many rounds; with "fin" the client closes first, gracefully (its
+ *	TIME_WAIT is reused on loopback, tcp_tw_reuse's default).
  *	With PROCS, a cgroup's cgroup.procs file, the process joins that cgroup
  *	once it made its listener: the server's sockets (accepted ones inherit
  *	the listener's cgroup) stay outside, like a peer on another host, and
@@ -119,13 +121,14 @@ static int do_loop(int argc, char **argv)
 {
 	struct sockaddr_storage ss;
 	long ok = 0, bad = 0, n;
-	int open_port, lfd = -1;
+	int open_port, graceful, lfd = -1;
 	long long t0;
 	socklen_t sl;
 
 	if (argc < 6)
 		return 2;
-	open_port = !strcmp(argv[2], "open");
+	graceful = !strcmp(argv[2], "fin");
+	open_port = graceful || !strcmp(argv[2], "open");
 	sl = tool_sockaddr_arg("kbbench", argv[3], argv[4], &ss);
 	n = atol(argv[5]);
 	if (open_port)
@@ -140,7 +143,10 @@ static int do_loop(int argc, char **argv)
 			if (rc == 0) {
 				int c = accept(lfd, NULL, NULL);
 
-				tool_close_rst(fd);
+				if (graceful)
+					close(fd);
+				else
+					tool_close_rst(fd);
 				if (c >= 0)
 					close(c);
 				ok++;

@@ -271,6 +271,10 @@ START_S=$(date +%s)
 # listener outside the cgroup: a client's cost alone (see loop_in).
 CASES="open_miss:open:$P_OPEN_MISS closed_miss:closed:$P_CLOSED_MISS open_hit:open:$P_OPEN_HIT closed_hit:closed:$P_CLOSED_HIT"
 CASES_OUT="open_miss_out:open:$P_OPEN_MISS:out open_hit_out:open:$P_OPEN_HIT:out"
+# Item 2 only: open_hit with the client closing gracefully (FIN, as most
+# clients do), where the close has nothing to count; the RST closes of
+# the other cases always count a reset sent.
+CASES_FIN="open_hit_fin:fin:$P_OPEN_HIT"
 run_cases() {	# run_cases SIDE ROUND
 	local c name kind port where out
 	for c in $CASES $CASES_OUT; do
@@ -398,10 +402,10 @@ done
 # ---------------------------------------------------------------------------
 # The floor's programs under the same clock: what bpf_stats charges a
 # program that does nothing, at each hook (kbfloor holds their fds).
-log "2. bpf_stats of the floor over the 6 hot-path cases"
+log "2. bpf_stats of the floor over the 6 hot-path cases and open_hit_fin"
 start_floor
 stats_on
-for c in $CASES $CASES_OUT; do
+for c in $CASES $CASES_OUT $CASES_FIN; do
 	IFS=: read -r name kind port where <<<"$c"
 	per=$(case_progs "$B_FLOOR_PID" "floor $name" "$OUT/progs-floor-$name.tmp" "$where" "$kind" "$port")
 	row "2. bpf_stats, $name: empty programs (the floor), ns per run x runs per connect" "${per%; }" "-" "-"
@@ -414,10 +418,10 @@ start_agent
 log "agent up in ${AGENT_START_MS} ms (pid $B_AGENT_PID)"
 
 # 2. Per-program cost from bpf_stats, enabled only while the workload runs.
-log "2. bpf_stats over the 6 hot-path cases"
+log "2. bpf_stats over the 6 hot-path cases and open_hit_fin"
 stats_on
 # One snapshot pair per case: a miss and a hit cost differently.
-for c in $CASES $CASES_OUT; do
+for c in $CASES $CASES_OUT $CASES_FIN; do
 	IFS=: read -r name kind port where <<<"$c"
 	per=$(case_progs "$B_AGENT_PID" "$name" "$OUT/progs-delta-$name.tmp" "$where" "$kind" "$port")
 	hook=$(awk '$1 == "kb_connect4" && $3 > 0 { printf "%.0f", $2 / $3 }' "$OUT/progs-delta-$name.tmp")

@@ -484,6 +484,7 @@ static __always_inline void kb_conn_end(struct bpf_sock *sk, const struct kb_sk 
 static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 {
 	int oldstate = skops->args[0], newstate = skops->args[1], err;
+	enum { KB_RESET_NONE, KB_RESET_RX, KB_RESET_TX } reset = KB_RESET_NONE;
 	__u32 slot, counted = 0, total, dst;
 	struct kb_dst_stats *st;
 	struct tcp_sock *tp;
@@ -526,40 +527,50 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 	 * without it), from the socket's own total: tcp_done() runs before
 	 * tcp_disconnect() clears it.
 	 */
+	total = tp->total_retrans;
 	if (ks) {
-		slot = dst & KB_SK_SLOT;
 		counted = ks->retrans;
-		ks->retrans = tp->total_retrans;
+		ks->retrans = total;
 		if (cookie)
 			kb_conn_end(sk, ks, cookie, true);
-	} else if (kb_slot_again(skops, sk, &slot)) {
-		return;
 	}
+	if (!outcome && oldstate != TCP_SYN_SENT) {
+		/* tcp_reset() stores ECONNRESET (EPIPE in CLOSE_WAIT) just before tcp_done(). */
+		err = kb_sk_error(tp);
+		if (err == ECONNRESET || err == EPIPE)
+			reset = KB_RESET_RX;
+		/*
+		 * An abort: tcp_disconnect() (SO_LINGER 0) and a close with
+		 * unread data enter CLOSE straight from ESTABLISHED or
+		 * CLOSE_WAIT, then send the RST and only then set sk_err, both
+		 * with the socket held. A graceful close passes through FIN_WAIT
+		 * or LAST_ACK; an error has set sk_err before tcp_done(), and a
+		 * timer's (a keepalive or retransmit timeout) may have been taken
+		 * by SO_ERROR already, but a timer never runs while a task holds
+		 * the socket.
+		 */
+		else if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) &&
+			 !tp->inet_conn.icsk_inet.sk.sk_err && kb_sk_user_owned(tp))
+			reset = KB_RESET_TX;
+	}
+	/*
+	 * Most connections end with nothing left to count: a socket that kept
+	 * no record then skips looking its destination up again.
+	 */
+	if (total <= counted && reset == KB_RESET_NONE)
+		return;
+	if (ks)
+		slot = dst & KB_SK_SLOT;
+	else if (kb_slot_again(skops, sk, &slot))
+		return;
 	st = bpf_map_lookup_elem(&kb_stats, &slot);
 	if (!st)
 		return;
-	total = tp->total_retrans;
 	if (total > counted)
 		__sync_fetch_and_add(&st->retransmits, total - counted);
-	if (outcome || oldstate == TCP_SYN_SENT)
-		return;
-	/* tcp_reset() stores ECONNRESET (EPIPE in CLOSE_WAIT) just before tcp_done(). */
-	err = kb_sk_error(tp);
-	if (err == ECONNRESET || err == EPIPE) {
+	if (reset == KB_RESET_RX)
 		__sync_fetch_and_add(&st->resets_rx, 1);
-		return;
-	}
-	/*
-	 * An abort: tcp_disconnect() (SO_LINGER 0) and a close with unread data
-	 * enter CLOSE straight from ESTABLISHED or CLOSE_WAIT, then send the
-	 * RST and only then set sk_err, both with the socket held. A graceful
-	 * close passes through FIN_WAIT or LAST_ACK; an error has set sk_err
-	 * before tcp_done(), and a timer's (a keepalive or retransmit timeout)
-	 * may have been taken by SO_ERROR already, but a timer never runs
-	 * while a task holds the socket.
-	 */
-	if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) &&
-	    !tp->inet_conn.icsk_inet.sk.sk_err && kb_sk_user_owned(tp))
+	else if (reset == KB_RESET_TX)
 		__sync_fetch_and_add(&st->resets_tx, 1);
 }
 
