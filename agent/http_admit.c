@@ -141,6 +141,17 @@ static bool client_done(int fd)
 	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) || ti.tcpi_state != TCP_ESTABLISHED;
 }
 
+/*
+ * Entry c is free again (s->lock held). Whole requests may wait in the pen
+ * for it: the acceptor's next wait returns at once, even when it is the
+ * acceptor that frees it, rather than at the watchdog's next pass.
+ */
+static void entry_free(struct http_server *s, struct http_conn *c)
+{
+	c->used = false;
+	eventfd_write(s->freed_fd, 1);
+}
+
 static int live_conns(const struct http_server *s)
 {
 	int n = 0;
@@ -218,10 +229,8 @@ void http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_ct
 		}
 	} else if (*socket_ctx) {
 		/* Closed: libmicrohttpd closes the fd after this returns, so it is never seen reused. */
-		((struct http_conn *)*socket_ctx)->used = false;
+		entry_free(s, *socket_ctx);
 		*socket_ctx = NULL;
-		/* Whole requests may wait in the pen for this entry. */
-		eventfd_write(s->freed_fd, 1);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -454,7 +463,7 @@ static void give(struct http_server *s, struct http_conn *c, int fd)
 	/* MHD closes fd if it fails; the entry goes now, before the number can be reused. */
 	if (getpeername(fd, (struct sockaddr *)&peer, &len)) {
 		pthread_mutex_lock(&s->lock);
-		c->used = false;
+		entry_free(s, c);
 		pthread_mutex_unlock(&s->lock);
 		close(fd);	/* gone already */
 		return;
@@ -463,7 +472,7 @@ static void give(struct http_server *s, struct http_conn *c, int fd)
 	if (MHD_add_connection(s->daemon, fd, (struct sockaddr *)&peer, len) != MHD_YES) {
 		pthread_mutex_lock(&s->lock);
 		if (!c->started)
-			c->used = false;
+			entry_free(s, c);
 		pthread_mutex_unlock(&s->lock);
 	}
 }
@@ -502,7 +511,7 @@ static void watchdog_pass(struct http_server *s, long long *reported_ms)
 			continue;
 		if (!c->started) {
 			if (now - c->added_ms >= HTTP_WATCHDOG_MS && !same_socket(c))
-				c->used = false;
+				entry_free(s, c);
 			continue;
 		}
 		if (c->shut || now < c->deadline_ms)
