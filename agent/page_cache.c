@@ -80,6 +80,19 @@ struct page_body *page_cache_get(struct page_cache *c, enum page_kind kind, bool
 	return p;
 }
 
+void page_cache_expire(struct page_cache *c, uint64_t now)
+{
+	struct page_body *gone[PAGE_KINDS] = { 0 };
+
+	pthread_mutex_lock(&c->lock);
+	for (int k = 0; k < PAGE_KINDS; k++)
+		if (c->recent[k] && now >= c->share_until_ns[k])
+			gone[k] = let_go_locked(c, (enum page_kind)k);
+	pthread_mutex_unlock(&c->lock);
+	for (int k = 0; k < PAGE_KINDS; k++)
+		page_free(gone[k]);
+}
+
 void page_cache_cancel(struct page_cache *c)
 {
 	pthread_mutex_lock(&c->lock);
@@ -87,8 +100,9 @@ void page_cache_cancel(struct page_cache *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-struct page_body *page_cache_add(struct page_cache *c, enum page_kind kind, char *text, size_t len,
-				 void (*free_text)(void *text), uint64_t started, uint64_t now)
+struct page_body *page_cache_add(struct page_cache *c, enum page_kind kind, bool head, char *text,
+				 size_t len, void (*free_text)(void *text), uint64_t started,
+				 uint64_t now)
 {
 	struct page_body *p = malloc(sizeof(*p)), *gone = NULL;
 	uint64_t took = now > started ? now - started : 0;
@@ -103,7 +117,7 @@ struct page_body *page_cache_add(struct page_cache *c, enum page_kind kind, char
 	pthread_mutex_lock(&c->lock);
 	p->next = c->pages;
 	c->pages = p;
-	if (took >= PAGE_SHARE_MIN_NS) {
+	if (head && took >= PAGE_SHARE_MIN_NS) {
 		gone = let_go_locked(c, kind);
 		c->recent[kind] = p;
 		p->refs++;

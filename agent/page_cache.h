@@ -6,14 +6,16 @@
  * each hold one: at most PAGES_LIVE are rendered and held at once; a
  * request beyond that is given the newest page of its kind already
  * rendered, shared, and renders only if there is none. Below the limit
- * every request renders, but a HEAD after a long render of its kind: for
- * as long again after it, a HEAD is given that page, held by the cache
- * meanwhile. A HEAD's page is freed at once (no body to send), so without
- * it every HEAD would render, each in turn on the one HTTP thread, with
- * /healthz queued behind them; now HEADs render each kind at most half of
- * the time. A GET's page is held while it is sent, so GETs reach the
- * limit instead, and below it a GET's page is never staler than its
- * request; nor is a cheap page ever held. Pure bookkeeping under a mutex,
+ * every request renders, but a HEAD after a HEAD's long render of its
+ * kind: for as long again after it, a HEAD is given that page, held by
+ * the cache meanwhile. A HEAD's page is freed at once (no body to send),
+ * so without it every HEAD would render, each in turn on the one HTTP
+ * thread, with /healthz queued behind them; now HEADs render each kind at
+ * most half of the time. A GET's page is held while it is sent, so GETs
+ * reach the limit instead, and below it a GET's page is never staler than
+ * its request; nor is a GET's or a cheap page ever held, so scrapes leave
+ * nothing behind. A held page goes at the next request of its kind after
+ * its window, or at page_cache_expire(). Pure bookkeeping under a mutex,
  * no I/O, no clock: the caller passes the times.
  */
 #ifndef KB_PAGE_CACHE_H
@@ -81,13 +83,21 @@ struct page_body *page_cache_get(struct page_cache *c, enum page_kind kind, bool
 				 uint64_t now);
 
 /*
- * The page rendered after page_cache_get() returned NULL, begun at
- * started and done at now: text (len bytes, freed with free_text) becomes
- * a page with one reference, the caller's. NULL if out of memory: text is
- * freed, and the room given back.
+ * The page rendered after page_cache_get() returned NULL, for a HEAD or
+ * not, begun at started and done at now: text (len bytes, freed with
+ * free_text) becomes a page with one reference, the caller's. NULL if out
+ * of memory: text is freed, and the room given back.
  */
-struct page_body *page_cache_add(struct page_cache *c, enum page_kind kind, char *text, size_t len,
-				 void (*free_text)(void *text), uint64_t started, uint64_t now);
+struct page_body *page_cache_add(struct page_cache *c, enum page_kind kind, bool head, char *text,
+				 size_t len, void (*free_text)(void *text), uint64_t started,
+				 uint64_t now);
+
+/*
+ * Let go of the pages held for HEADs whose window is over at now, so an
+ * agent that is asked nothing more does not keep tens of MB (called from
+ * the agent's poll).
+ */
+void page_cache_expire(struct page_cache *c, uint64_t now);
 
 /* Rendering failed after page_cache_get() returned NULL: give its room back. */
 void page_cache_cancel(struct page_cache *c);

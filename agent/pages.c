@@ -158,7 +158,7 @@ typedef int page_render_fn(struct agent *a, const struct page *p, FILE *out, boo
 /*
  * What both pages do around their rendering: snapshot, counters, buffer;
  * or, with PAGES_LIVE pages held by responses still being sent (or, for a
- * HEAD, right after a long render of this kind), the newest one of this
+ * HEAD, right after a HEAD's long render of this kind), the newest one of this
  * kind instead (page_cache.h), and *rendered is false. The
  * page is the response's to release (req->free_body). 200, 503 or -errno.
  */
@@ -191,7 +191,7 @@ static int page_serve(struct agent *a, enum page_kind kind, const char *what,
 			return status;
 		}
 		*rendered = true;
-		pg = page_cache_add(&a->pages, kind, *body, *len, pagebuf_free, started,
+		pg = page_cache_add(&a->pages, kind, req->head, *body, *len, pagebuf_free, started,
 				    clock_mono_ns());
 		if (!pg) {
 			*body = NULL;

@@ -4,8 +4,9 @@
  * request is given the newest page of its kind, and renders only when its
  * kind has none, so no more than PAGES_LIVE + PAGE_KINDS - 1 pages are
  * ever alive; a page is freed with its last reference, and once every
- * response is done nothing is held, but for a long render's page: given to
- * its kind's HEADs for as long again as it took, then let go.
+ * response is done nothing is held, but for a HEAD's long render: given to
+ * its kind's HEADs for as long again as it took, then let go, at the next
+ * request or by page_cache_expire().
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,7 +44,7 @@ static struct page_body *request_at(struct page_cache *c, enum page_kind kind, i
 	text = malloc(16);
 	assert_non_null(text);
 	snprintf(text, 16, "page %d", *renders);
-	p = page_cache_add(c, kind, text, strlen(text), free_text, now, now + took);
+	p = page_cache_add(c, kind, head, text, strlen(text), free_text, now, now + took);
 	assert_non_null(p);
 	return p;
 }
@@ -157,10 +158,10 @@ static void test_a_failed_render_gives_its_room_back(void **state)
 }
 
 /*
- * A long render (T ns) is given to every HEAD of its kind for T after it,
- * each done before the next: held by the cache meanwhile, and let go
- * after. A GET meanwhile renders (below the limit a GET's page is never
- * staler than its request); other kinds are not held back.
+ * A HEAD's long render (T ns) is given to every HEAD of its kind for T
+ * after it, each done before the next: held by the cache meanwhile, and
+ * let go after. A GET meanwhile renders (below the limit a GET's page is
+ * never staler than its request); other kinds are not held back.
  */
 static void test_a_long_render_is_shared_as_long_again(void **state)
 {
@@ -171,7 +172,7 @@ static void test_a_long_render_is_shared_as_long_again(void **state)
 
 	page_cache_init(&c);
 	freed = 0;
-	first = request_at(&c, PAGE_METRICS, &renders, false, t0, T);
+	first = request_at(&c, PAGE_METRICS, &renders, true, t0, T);
 	check_int("long render", first->refs, 2);	/* the response's and the cache's */
 	page_body_put(first);
 	check_int("held", freed, 0);
@@ -201,11 +202,60 @@ static void test_a_long_render_is_shared_as_long_again(void **state)
 	check_int("all done", c.live, 0);
 	check_int("all done", freed, 4);
 	/* A long render still held at the end is let go by fini. */
-	p = request_at(&c, PAGE_OPENMETRICS, &renders, false, t0, T);
+	p = request_at(&c, PAGE_OPENMETRICS, &renders, true, t0, T);
 	page_body_put(p);
 	check_int("held at the end", c.live, 1);
 	page_cache_fini(&c);
 	check_int("fini", freed, 5);
+}
+
+/*
+ * A GET's long render is never held: a scrape leaves nothing behind, and
+ * the HEAD after it renders. A page held for HEADs goes at
+ * page_cache_expire() once its window is over, not before, and only the
+ * cache's reference: a response still sending it keeps it.
+ */
+static void test_scrapes_leave_nothing_held(void **state)
+{
+	const uint64_t T = 50 * PAGE_SHARE_MIN_NS, t0 = 1000 * PAGE_SHARE_MIN_NS;
+	struct page_body *p, *head, *get;
+	struct page_cache c;
+	int renders = 0;
+
+	page_cache_init(&c);
+	freed = 0;
+	p = request_at(&c, PAGE_METRICS, &renders, false, t0, T);
+	check_int("GET, long", p->refs, 1);
+	page_body_put(p);
+	check_int("GET's page freed", freed, 1);
+	check_int("GET's page freed", c.live, 0);
+	p = request_at(&c, PAGE_METRICS, &renders, true, t0 + T, 10);
+	check_int("HEAD after it renders", renders, 2);
+	page_body_put(p);
+	check_int("quick HEAD not held", c.live, 0);
+
+	/* Held for HEADs; a GET takes a reference to its own page meanwhile. */
+	head = request_at(&c, PAGE_METRICS, &renders, true, t0 + 2 * T, T);
+	page_body_put(head);
+	get = request_at(&c, PAGE_STATUS, &renders, false, t0 + 2 * T, T);
+	check_int("held", c.live, 2);
+	page_cache_expire(&c, t0 + 4 * T - 1);
+	check_int("window not over", c.live, 2);
+	check_int("window not over", freed, 2);
+	/* A HEAD still sending the held page when it expires keeps it. */
+	p = request_at(&c, PAGE_METRICS, &renders, true, t0 + 4 * T - 1, 10);
+	assert_ptr_equal(p, head);
+	page_cache_expire(&c, t0 + 4 * T);
+	check_int("expired, still sent", freed, 2);
+	page_body_put(p);
+	check_int("expired, sent", freed, 3);
+	check_int("the GET's is its own", c.live, 1);
+	page_body_put(get);
+	check_int("all done", c.live, 0);
+	check_int("all done", freed, 4);
+	page_cache_expire(&c, t0 + 5 * T);
+	page_cache_fini(&c);
+	check_int("fini", freed, 4);
 }
 
 int main(void)
@@ -215,6 +265,7 @@ int main(void)
 		cmocka_unit_test(test_shares_the_newest_at_the_limit),
 		cmocka_unit_test(test_a_failed_render_gives_its_room_back),
 		cmocka_unit_test(test_a_long_render_is_shared_as_long_again),
+		cmocka_unit_test(test_scrapes_leave_nothing_held),
 	};
 
 	return cmocka_run_group_tests_name("page_cache", tests, NULL, NULL);
