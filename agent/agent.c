@@ -290,6 +290,7 @@ int agent_tick(struct agent *a, uint64_t now)
 			slot_check_permits(a, s, now);
 	}
 	workloads_reclaim(a, now);
+	/* May unmap a page of tens of MB here: about a millisecond, well inside a beat. */
 	page_cache_expire(&a->pages, now);
 	/* Even with attribution off: a restart may have adopted the previous run's records. */
 	if (now - a->conn_swept_ns >= CONN_SWEEP_NS) {

@@ -77,7 +77,7 @@ struct http_server {
 	void *ctx;
 	int listen_fd;
 	int stop_fd;			/* eventfd: the acceptor ends when it is readable */
-	int freed_fd;			/* eventfd: libmicrohttpd closed a connection, its entry is free */
+	int freed_fd;			/* eventfd: an entry is free (a connection closed, or dropped unstarted) */
 	int epoll_fd;			/* the acceptor's: stop_fd, listen_fd, the pen */
 	pthread_t acceptor;
 	bool acceptor_running;

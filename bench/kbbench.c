@@ -6,8 +6,9 @@
  *	N x (socket, connect, [accept], close) to ADDR:PORT; "open" and "fin"
  *	listen on ADDR:PORT in this process and accept each connection.
  *	Sockets close with SO_LINGER 0 (RST) so no TIME_WAIT piles up over
- *	many rounds; with "fin" the client closes first, gracefully (its
- *	TIME_WAIT is reused on loopback, tcp_tw_reuse's default).
+ *	many rounds; with "fin" the client closes first, gracefully, and each
+ *	connect leaves a TIME_WAIT for 60 s (reused only a second on): keep N
+ *	well below the ephemeral port range.
  *	With PROCS, a cgroup's cgroup.procs file, the process joins that cgroup
  *	once it made its listener: the server's sockets (accepted ones inherit
  *	the listener's cgroup) stay outside, like a peer on another host, and
