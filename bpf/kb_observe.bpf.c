@@ -247,11 +247,12 @@ static __always_inline void kb_count_workload(__u32 dst_id, enum kb_result res)
  * about half of what making a socket's storage does, in the program and
  * again when the socket is freed (BENCHMARKS.md), and most sockets need
  * nothing of theirs after the outcome: their destination is looked up
- * again when they close. The socket's storage (kb_sk_state) keeps it
- * instead when kb_conn is full, and from the outcome on for a connection
- * that retransmits (its count so far must last as long as the socket
- * does) or whose destination has a breaker per workload (its slot is the
- * workload's).
+ * again when they close, and only if the close has something to count
+ * (a reset, retransmits the callbacks missed). The socket's storage
+ * (kb_sk_state) keeps it instead when kb_conn is full, and from the
+ * outcome on for a connection that retransmits (its count so far must
+ * last as long as the socket does) or whose destination has a breaker per
+ * workload (its slot is the workload's).
  */
 
 /*
