@@ -136,7 +136,7 @@ AGENT_TEST_OBJS = $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(AGENT_CORE_SRCS)) \
 		  $(BUILD)/tests/fakes.o $(BUILD)/tests/agent_test.o $(PURE_OBJS)
 AGENT_TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=log_msg
 AGENT_UNIT_BINS := $(addprefix $(BUILD)/tests/,test_reload test_restore test_resolver test_pages test_workloads \
-		   test_permits)
+		   test_permits test_resets)
 
 $(BUILD)/tests/fakes.o $(BUILD)/tests/agent_test.o: $(BUILD)/tests/%.o: tests/unit/%.c | $(BUILD)/tests
 	$(call msg,CC,$@)

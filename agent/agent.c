@@ -195,7 +195,10 @@ static void apply_lost(struct agent *a, uint64_t now)
 	}
 }
 
-/* Resets count as failures only where the policy says so: only those slots are read. */
+/*
+ * Resets count as failures only where the policy says so: only those slots
+ * are read, and only the resets since it said so count.
+ */
 static void apply_resets(struct agent *a, uint64_t now)
 {
 	struct kb_dst_stats st;
@@ -208,6 +211,12 @@ static void apply_resets(struct agent *a, uint64_t now)
 		    kb_bpf_read_stats(a->bpf, i, &st))
 			continue;
 		total = st.resets_rx + st.resets_tx;
+		if (s->resets_rebase) {
+			s->resets_seen = total;
+			s->resets_rebase = false;
+			s->dirty = true;
+			continue;
+		}
 		for (; s->resets_seen < total; s->resets_seen++) {
 			enum breaker_state old = s->br.state;
 

@@ -138,6 +138,12 @@ int slots_extend(struct agent *a, size_t n);
 void slot_init(struct agent_slot *s, uint32_t ci, const struct config_dst *cfg,
 	       const kb_addr_t addr, uint64_t now);
 
+/*
+ * s's breaker takes policy p (breaker_reconfigure(), whose result it
+ * returns). Resets it counted before p made them failures stay out of it.
+ */
+bool slot_reconfigure(struct agent_slot *s, const struct breaker_policy *p, uint64_t now);
+
 void slot_drop(struct agent *a, uint32_t id);
 
 /*

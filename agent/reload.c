@@ -230,7 +230,7 @@ static void reload_commit(struct agent *a, struct reload *r)
 		moved = guard_moved(&old[s->circuit], &r->next[r->old_to_new[s->circuit]]);
 		s->circuit = r->old_to_new[s->circuit];
 		cfg = r->next[s->circuit].cfg;
-		if (!breaker_reconfigure(&s->br, &cfg->policy, r->now) && !moved)
+		if (!slot_reconfigure(s, &cfg->policy, r->now) && !moved)
 			continue;
 		/* reload_write() kept every slot it wrote a verdict for, in this order. */
 		if (rk->synced)

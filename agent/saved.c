@@ -103,6 +103,7 @@ static void slot_take_state(struct agent_slot *s, const struct persist_state *st
 	s->br = st->br;
 	memcpy(s->lost_seen, st->lost_seen, sizeof(s->lost_seen));
 	s->resets_seen = st->resets_seen;
+	s->resets_rebase = false;	/* the saved count is where this breaker's resets stand */
 }
 
 /*
@@ -172,7 +173,7 @@ static int restore_slot(struct restore_ctx *rc, uint32_t id, uint32_t ci,
 	slot_take_state(s, st);
 	a->restored++;
 	was = s->br.state;
-	breaker_reconfigure(&s->br, &cfg->policy, rc->now);
+	slot_reconfigure(s, &cfg->policy, rc->now);
 	slot_resume(a, s, was, rc->now);
 	log_info("breaker restored\tcircuit=%s%s%s state=%s", cfg->name, addr ? " address=" : "",
 		 text, breaker_state_name(breaker_public_state(&s->br)));
@@ -208,8 +209,9 @@ static int restore_member(struct restore_ctx *rc, uint32_t id, uint32_t ci, uint
 			s = &a->slots[base + m];
 			slot_init(s, ci, c->cfg, NULL, rc->now);
 			s->workload = m;
-			/* Counted before this run, as a restored breaker's are. */
+			/* Counted before this run, as a restored breaker's are; resets too, until a record says. */
 			s->events = true;
+			s->resets_rebase = true;
 		}
 		c->slot = base;
 		rc->restored[ci] = true;
@@ -233,7 +235,7 @@ static void saved_publish_members(struct agent *a, const bool *restored, uint64_
 			struct agent_slot *s = &a->slots[circuit_slot(c, m)];
 			enum breaker_state was = s->br.state;
 
-			breaker_reconfigure(&s->br, &c->cfg->policy, now);
+			slot_reconfigure(s, &c->cfg->policy, now);
 			slot_resume(a, s, was, now);
 			if (s->br.state != BS_CLOSED)
 				log_info("breaker restored\tcircuit=%s workload_index=%zu state=%s",

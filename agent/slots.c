@@ -283,6 +283,13 @@ void slot_init(struct agent_slot *s, uint32_t ci, const struct config_dst *cfg,
 	breaker_init(&s->br, &cfg->policy, now);
 }
 
+bool slot_reconfigure(struct agent_slot *s, const struct breaker_policy *p, uint64_t now)
+{
+	if (!(s->br.policy.failures & POLICY_FAIL_RESET) && (p->failures & POLICY_FAIL_RESET))
+		s->resets_rebase = true;
+	return breaker_reconfigure(&s->br, p, now);
+}
+
 /* The first of n consecutive unused slots, or -ENOSPC / -ENOMEM. Never-used ones go first. */
 static int64_t slots_find(struct agent *a, size_t n)
 {

@@ -7,7 +7,8 @@
 # shows in kbreaker_config_reload_success. Failures counted before a reload
 # that rewrites a closed breaker's verdict end with the next success, in the
 # kernel as in the agent. A reload in half_open that rewrites the verdict
-# gives no permit a pending probe took. A reload applies log_level (unless
+# gives no permit a pending probe took. Resets a reload makes failures count
+# from the reload on. A reload applies log_level (unless
 # --log-level was given) and names the start-only keys it changed but left.
 . "$(dirname "$0")/lib.sh"
 t_setup
@@ -141,6 +142,35 @@ expect_field "a second connect: blocked, the permit is still taken" refused 1 \
 	in_test "$KBTOOL" connect $T_ADDR "$P_HO" 1 300
 expect_metric "kbreaker_connects_blocked_total{$H}" 1
 kill "$PROBE"; wait "$PROBE" 2>/dev/null
+stop_agent; expect_eq "exit status" "$?" 0
+
+# Resets made failures by a reload count from then on: the ones before it
+# were not failures when they came (found in session 18: all of them fed
+# the breaker at the next poll, and opened it).
+log "a reload that makes resets failures: the resets before it do not open the breaker"
+P_RST=$P_GONE
+rst_conf() {
+	agent_config defaults: mode=enforce consecutive_failures=2 open_duration=1h \
+		dest: name=rst host=$T_ADDR port=$P_RST "$@"
+}
+rst_conf > "$T_DIR/kb.yaml"
+start_agent "$T_DIR/kb.yaml"
+start_listener $T_ADDR "$P_RST" "$T_DIR/l_rst"
+expect_field "3 connections reset by the client" success 3 in_test "$KBTOOL" rst $T_ADDR "$P_RST" 3
+wait_metric 'kbreaker_tcp_resets_total{circuit_name="rst",direction="sent"}' 3
+rst_conf 'failures=[refused, timeout, unreachable, error, reset]' > "$T_DIR/kb.yaml"
+kill -HUP "$T_AGENT_PID"
+wait_metric 'kbreaker_config_reloads_total{result="success"}' 1
+# Each connect's success reaches the agent before its reset: one reset
+# since the reload is one failure in a row, and no more.
+expect_field "one more reset, after the reload" success 1 in_test "$KBTOOL" rst $T_ADDR "$P_RST" 1
+wait_metric 'kbreaker_tcp_resets_total{circuit_name="rst",direction="sent"}' 4
+wait_metric 'circuit_breaker_consecutive_failures{circuit_name="rst"}' 1
+st rst closed
+expect_eq "two connects, then their two resets" \
+	"$(echo go | in_test "$KBTOOL" rstlater $T_ADDR "$P_RST" 2 | tr '\n' ' ')" "connected=2 aborted=2 "
+wait_state rst open
+kill "$LISTENER"; wait "$LISTENER"
 stop_agent; expect_eq "exit status" "$?" 0
 
 # Each SIGHUP logs "SIGHUP: reloading" at info, before the file is read:

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Resets count as failures from the moment a policy says so, and only
+ * from then: resets the kernel counted before (under a policy without
+ * `reset`, in the previous run) never reach the breaker. The real agent
+ * runs against fakes.c; the test plays the kernel's counters.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "kb_test.h"
+
+#include "agent.h"
+#include "agent_int.h"
+#include "agent_test.h"
+#include "fakes.h"
+
+#define SEC 1000000000ULL
+
+#define HEAD "resolve_interval: 24h\nmax_destinations: 8\n" \
+	     "defaults: { mode: enforce, consecutive_failures: 2, open_duration: 1h }\n"
+#define PERSIST "state_dir: /sys/fs/bpf/kb-unit\n"
+#define RESET "failures: [refused, timeout, unreachable, error, reset]"
+
+static const char plain[] = HEAD "destinations:\n"
+	"  - { name: d, host: 10.0.0.1, port: 80 }\n"
+	"  - { name: e, host: 10.0.0.2, port: 80 }\n";
+
+static const char with_reset[] = HEAD "destinations:\n"
+	"  - { name: d, host: 10.0.0.1, port: 80, " RESET " }\n"
+	"  - { name: e, host: 10.0.0.2, port: 80 }\n";
+
+static const char plain_saved[] = HEAD PERSIST "destinations:\n"
+	"  - { name: d, host: 10.0.0.1, port: 80 }\n";
+
+static const char reset_saved[] = HEAD PERSIST "destinations:\n"
+	"  - { name: d, host: 10.0.0.1, port: 80, " RESET " }\n";
+
+static enum breaker_state state_of(const struct agent *a, const char *name)
+{
+	return a->slots[circuit_named(a, name)->slot].br.state;
+}
+
+static void resets(const struct agent *a, const char *name, uint64_t rx, uint64_t tx)
+{
+	uint32_t id = circuit_named(a, name)->slot;
+
+	fake_maps.stats[id].resets_rx = rx;
+	fake_maps.stats[id].resets_tx = tx;
+}
+
+/* From the start: two resets in a row open d; e's resets are not failures. */
+static void test_policy_from_start(void **state)
+{
+	struct config *cfg = parse("start", with_reset);
+	uint64_t now = mono_now();
+	struct agent a;
+
+	(void)state;
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
+	resets(&a, "d", 1, 0);
+	resets(&a, "e", 5, 5);
+	assert_int_equal(agent_tick(&a, now + 1), 0);
+	check_eq("d, one reset", state_of(&a, "d"), BS_CLOSED);
+	check_eq("e, ten resets", state_of(&a, "e"), BS_CLOSED);
+	resets(&a, "d", 1, 1);
+	assert_int_equal(agent_tick(&a, now + 2), 0);
+	check_eq("d, two resets", state_of(&a, "d"), BS_OPEN);
+	check_eq("e, ten resets", state_of(&a, "e"), BS_CLOSED);
+	agent_fini(&a);
+	drop(cfg);
+}
+
+/* A reload that adds reset: the ten resets before it are not failures, the next two are. */
+static void test_reload_adds_reset(void **state)
+{
+	struct config *cfg = parse("before", plain), *next;
+	uint64_t now = mono_now();
+	struct agent a;
+
+	(void)state;
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
+	resets(&a, "d", 5, 5);
+	assert_int_equal(agent_tick(&a, now + 1), 0);
+	next = parse("after", with_reset);
+	assert_int_equal(agent_reload(&a, next, now + 2), 0);
+	drop(cfg);
+	cfg = next;
+	assert_int_equal(agent_tick(&a, now + 3), 0);
+	check_eq("d, resets before the reload", state_of(&a, "d"), BS_CLOSED);
+	resets(&a, "d", 6, 5);
+	assert_int_equal(agent_tick(&a, now + 4), 0);
+	check_eq("d, one reset since", state_of(&a, "d"), BS_CLOSED);
+	resets(&a, "d", 7, 5);
+	assert_int_equal(agent_tick(&a, now + 5), 0);
+	check_eq("d, two resets since", state_of(&a, "d"), BS_OPEN);
+	agent_fini(&a);
+	drop(cfg);
+}
+
+/* A restart whose config adds reset: the previous run's resets are not failures. */
+static void test_restart_adds_reset(void **state)
+{
+	struct config *cfg = parse("first run", plain_saved);
+	uint64_t now = mono_now();
+	struct agent a;
+
+	(void)state;
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
+	resets(&a, "d", 4, 4);
+	assert_int_equal(agent_tick(&a, now + 1), 0);
+	agent_fini(&a);
+	drop(cfg);
+
+	cfg = parse("second run", reset_saved);
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 8, now + 2), 0);
+	check_eq("restored", a.restored, 1);
+	assert_int_equal(agent_tick(&a, now + 3), 0);
+	check_eq("d, the first run's resets", state_of(&a, "d"), BS_CLOSED);
+	resets(&a, "d", 5, 5);
+	assert_int_equal(agent_tick(&a, now + 4), 0);
+	check_eq("d, two resets since", state_of(&a, "d"), BS_OPEN);
+	agent_fini(&a);
+	drop(cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_policy_from_start),
+		cmocka_unit_test(test_reload_adds_reset),
+		cmocka_unit_test(test_restart_adds_reset),
+	};
+
+	return cmocka_run_group_tests_name("resets", tests, NULL, NULL);
+}
