@@ -96,6 +96,7 @@ int agent_init(struct agent *a, const struct config *cfg, struct kb_bpf *bpf,
 	free(restored);
 	if (err)
 		return err;
+	slots_rebase_resets(a);
 	if (kb_bpf_adopted(bpf))
 		adopted_cleanup(a);
 	a->lost_seen = kb_bpf_lost_total(bpf);
@@ -212,6 +213,7 @@ static void apply_resets(struct agent *a, uint64_t now)
 			continue;
 		total = st.resets_rx + st.resets_tx;
 		if (s->resets_rebase) {
+			/* Its counters could not be read when resets became failures. */
 			s->resets_seen = total;
 			s->resets_rebase = false;
 			s->dirty = true;

@@ -140,9 +140,21 @@ void slot_init(struct agent_slot *s, uint32_t ci, const struct config_dst *cfg,
 
 /*
  * s's breaker takes policy p (breaker_reconfigure(), whose result it
- * returns). Resets it counted before p made them failures stay out of it.
+ * returns). When p makes resets failures, s is marked to take the
+ * kernel's count of them as seen (slots_rebase_resets()): resets that
+ * came before were not failures.
  */
 bool slot_reconfigure(struct agent_slot *s, const struct breaker_policy *p, uint64_t now);
+
+/*
+ * s takes the kernel's count of its resets as seen, now: only the resets
+ * after this count. A slot whose counters cannot be read is left marked
+ * (resets_rebase), for apply_resets() to try again.
+ */
+void slot_rebase_resets(struct agent *a, struct agent_slot *s);
+
+/* slot_rebase_resets() for every marked slot. */
+void slots_rebase_resets(struct agent *a);
 
 void slot_drop(struct agent *a, uint32_t id);
 

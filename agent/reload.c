@@ -313,8 +313,10 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 	if (!err) {
 		err = reload_plan(a, &r);
 		err = err ?: reload_write(a, &r);
-		if (!err)
+		if (!err) {
 			reload_commit(a, &r);
+			slots_rebase_resets(a);
+		}
 	}
 	reload_free(&r);
 	if (err) {

@@ -15,6 +15,9 @@ static bool saved_fill(const struct agent *a, uint32_t id, struct persist_record
 	const struct config_dst *cfg = slot_cfg(a, s);
 	struct persist_state st = { .br = s->br, .resets_seen = s->resets_seen };
 
+	/* Not rebased yet: saved as not counting resets, the next run rebases it. */
+	if (s->resets_rebase)
+		st.br.policy.failures &= ~POLICY_FAIL_RESET;
 	memcpy(st.lost_seen, s->lost_seen, sizeof(st.lost_seen));
 	persist_encode(&st, cfg->name, cfg->host, cfg->port, cfg->netns_ino, rec);
 	if (a->circuits[s->circuit].n_wl)

@@ -290,6 +290,25 @@ bool slot_reconfigure(struct agent_slot *s, const struct breaker_policy *p, uint
 	return breaker_reconfigure(&s->br, p, now);
 }
 
+void slot_rebase_resets(struct agent *a, struct agent_slot *s)
+{
+	struct kb_dst_stats st;
+
+	s->resets_rebase = true;
+	if (kb_bpf_read_stats(a->bpf, s - a->slots, &st))
+		return;
+	s->resets_seen = st.resets_rx + st.resets_tx;
+	s->resets_rebase = false;
+	s->dirty = true;
+}
+
+void slots_rebase_resets(struct agent *a)
+{
+	for (size_t i = 0; i < a->n_slots; i++)
+		if (a->slots[i].used && a->slots[i].resets_rebase)
+			slot_rebase_resets(a, &a->slots[i]);
+}
+
 /* The first of n consecutive unused slots, or -ENOSPC / -ENOMEM. Never-used ones go first. */
 static int64_t slots_find(struct agent *a, size_t n)
 {
@@ -331,6 +350,8 @@ static int64_t slot_take_n(struct agent *a, uint32_t ci, const kb_addr_t addr, s
 		if (err) {
 			a->map_errors++;
 			log_err("bpf: reset counters of slot %u: %s", id, strerror(-err));
+			/* A previous destination's resets: not this one's failures. */
+			s->resets_rebase = true;
 		}
 		/* A fresh breaker may start in forced_open: its verdict is not always ALLOW. */
 		slot_publish(a, s, s->br.state, "start", now);

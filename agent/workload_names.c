@@ -189,6 +189,7 @@ static void renew_breakers(struct agent *a, uint32_t idx, uint64_t now)
 		s->br.denied_trips = was.denied_trips;
 		/* What its counters hold is the gone workload's: not fed again. */
 		s->events = true;
+		slot_rebase_resets(a, s);
 		slot_publish(a, s, was.state, "workload_gone", now);
 	}
 }

@@ -145,8 +145,8 @@ kill "$PROBE"; wait "$PROBE" 2>/dev/null
 stop_agent; expect_eq "exit status" "$?" 0
 
 # Resets made failures by a reload count from then on: the ones before it
-# were not failures when they came (found in session 18: all of them fed
-# the breaker at the next poll, and opened it).
+# were not failures when they came (all of them used to reach the breaker
+# at the next poll, and open it).
 log "a reload that makes resets failures: the resets before it do not open the breaker"
 P_RST=$P_GONE
 rst_conf() {

@@ -6,6 +6,7 @@
  * runs against fakes.c; the test plays the kernel's counters.
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -128,12 +129,119 @@ static void test_restart_adds_reset(void **state)
 	drop(cfg);
 }
 
+/* Resets right after the reload, before any poll: they count. */
+static void test_reload_then_resets(void **state)
+{
+	struct config *cfg = parse("before", plain), *next;
+	uint64_t now = mono_now();
+	struct agent a;
+
+	(void)state;
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
+	resets(&a, "d", 5, 5);
+	next = parse("after", with_reset);
+	assert_int_equal(agent_reload(&a, next, now + 1), 0);
+	drop(cfg);
+	cfg = next;
+	resets(&a, "d", 6, 6);
+	assert_int_equal(agent_tick(&a, now + 2), 0);
+	check_eq("d, two resets since the reload", state_of(&a, "d"), BS_OPEN);
+	agent_fini(&a);
+	drop(cfg);
+}
+
+/*
+ * Stopped right after a reload that added reset (no poll in between),
+ * restarted with the same config: the resets before the reload stay out,
+ * whether or not the counters could be read at the reload.
+ */
+static void stop_after_reload(bool readable)
+{
+	const char *ctx = readable ? "counters read" : "counters unreadable";
+	struct config *cfg = parse(ctx, plain_saved), *next;
+	uint64_t now = mono_now();
+	struct agent_slot *d;
+	struct agent a;
+
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
+	resets(&a, "d", 4, 4);
+	assert_int_equal(agent_tick(&a, now + 1), 0);
+	next = parse(ctx, reset_saved);
+	assert_int_equal(agent_reload(&a, next, now + 2), 0);
+	d = &a.slots[circuit_named(&a, "d")->slot];
+	check_eq(ctx, d->resets_seen, 8);
+	if (!readable) {
+		/* As the reload leaves it when the read fails. */
+		d->resets_seen = 0;
+		d->resets_rebase = true;
+		fault_arm(1);
+		slots_rebase_resets(&a);
+		check_eq(ctx, fault_fired(), true);
+		fault_arm(0);
+		check_eq(ctx, d->resets_seen, 0);
+	}
+	check_eq(ctx, d->resets_rebase, !readable);
+	drop(cfg);
+	cfg = next;
+	agent_fini(&a);
+	drop(cfg);
+
+	cfg = parse(ctx, reset_saved);
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 8, now + 3), 0);
+	check_eq(ctx, a.restored, 1);
+	assert_int_equal(agent_tick(&a, now + 4), 0);
+	check_eq(ctx, state_of(&a, "d"), BS_CLOSED);
+	resets(&a, "d", 5, 5);
+	assert_int_equal(agent_tick(&a, now + 5), 0);
+	check_eq(ctx, state_of(&a, "d"), BS_OPEN);
+	agent_fini(&a);
+	drop(cfg);
+}
+
+static void test_stop_after_reload(void **state)
+{
+	(void)state;
+	stop_after_reload(true);
+	stop_after_reload(false);
+}
+
+/* Reset a failure in both runs: resets made while no agent ran count at the start. */
+static void test_restart_keeps_count(void **state)
+{
+	struct config *cfg = parse("first run", reset_saved);
+	uint64_t now = mono_now();
+	struct agent a;
+	uint32_t id;
+
+	(void)state;
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
+	id = circuit_named(&a, "d")->slot;
+	resets(&a, "d", 1, 0);
+	assert_int_equal(agent_tick(&a, now + 1), 0);
+	check_eq("one reset", a.slots[id].br.consecutive_failures, 1);
+	agent_fini(&a);
+	drop(cfg);
+
+	cfg = parse("second run", reset_saved);
+	fake_maps.stats[id].resets_tx = 2;	/* the kernel's counters outlive the agent */
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 8, now + 2), 0);
+	check_eq("restored", a.restored, 1);
+	check_eq("the first run's reset seen", a.slots[id].resets_seen, 1);
+	assert_int_equal(agent_tick(&a, now + 3), 0);
+	check_eq("d, two resets while stopped", state_of(&a, "d"), BS_OPEN);
+	agent_fini(&a);
+	drop(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_policy_from_start),
 		cmocka_unit_test(test_reload_adds_reset),
 		cmocka_unit_test(test_restart_adds_reset),
+		cmocka_unit_test(test_reload_then_resets),
+		cmocka_unit_test(test_stop_after_reload),
+		cmocka_unit_test(test_restart_keeps_count),
 	};
 
 	return cmocka_run_group_tests_name("resets", tests, NULL, NULL);
