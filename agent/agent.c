@@ -213,7 +213,7 @@ static void apply_resets(struct agent *a, uint64_t now)
 			continue;
 		total = st.resets_rx + st.resets_tx;
 		if (s->resets_rebase) {
-			/* Its counters could not be read when resets became failures. */
+			/* Resets before its mark were not its failures; the read then failed. */
 			s->resets_seen = total;
 			s->resets_rebase = false;
 			s->dirty = true;

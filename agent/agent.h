@@ -38,7 +38,7 @@ struct agent_slot {
 	struct breaker br;
 	uint64_t lost_seen[KB_RES_MAX];	/* kb_dst_stats.lost already applied */
 	uint64_t resets_seen;		/* resets already fed to the breaker */
-	bool resets_rebase;		/* resets became failures: take the kernel's count as seen */
+	bool resets_rebase;		/* resets_seen is not this breaker's: take the kernel's count as seen */
 	bool dirty;			/* changed since last saved (state_dir) */
 	bool events;			/* its verdict queues every outcome (kb_verdict.events) */
 	uint64_t counted[KB_RES_MAX];	/* no events: kernel counts already fed to the window */

@@ -315,6 +315,7 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 		err = err ?: reload_write(a, &r);
 		if (!err) {
 			reload_commit(a, &r);
+			/* After the switch, which cannot fail: a failed read waits for the next poll. */
 			slots_rebase_resets(a);
 		}
 	}

@@ -212,7 +212,10 @@ static int restore_member(struct restore_ctx *rc, uint32_t id, uint32_t ci, uint
 			s = &a->slots[base + m];
 			slot_init(s, ci, c->cfg, NULL, rc->now);
 			s->workload = m;
-			/* Counted before this run, as a restored breaker's are; resets too, until a record says. */
+			/*
+			 * Counted before this run, as a restored breaker's are;
+			 * resets too, until a record says where they stand.
+			 */
 			s->events = true;
 			s->resets_rebase = true;
 		}

@@ -351,7 +351,7 @@ static int64_t slot_take_n(struct agent *a, uint32_t ci, const kb_addr_t addr, s
 			a->map_errors++;
 			log_err("bpf: reset counters of slot %u: %s", id, strerror(-err));
 			/* A previous destination's resets: not this one's failures. */
-			s->resets_rebase = true;
+			slot_rebase_resets(a, s);
 		}
 		/* A fresh breaker may start in forced_open: its verdict is not always ALLOW. */
 		slot_publish(a, s, s->br.state, "start", now);
