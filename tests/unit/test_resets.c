@@ -54,6 +54,25 @@ static void resets(const struct agent *a, const char *name, uint64_t rx, uint64_
 	fake_maps.stats[id].resets_tx = tx;
 }
 
+/* d's counters show rx + tx resets at the next poll, at now: d's state must then be want. */
+static void poll_d(struct agent *a, uint64_t rx, uint64_t tx, uint64_t now, enum breaker_state want,
+		   const char *ctx)
+{
+	resets(a, "d", rx, tx);
+	assert_int_equal(agent_tick(a, now), 0);
+	check_eq(ctx, state_of(a, "d"), want);
+}
+
+/* Reload a to yaml; the config it ran before is freed, *cfg is the new one. */
+static void reload_to(struct agent *a, struct config **cfg, const char *yaml, uint64_t now)
+{
+	struct config *next = parse("reload", yaml);
+
+	assert_int_equal(agent_reload(a, next, now), 0);
+	drop(*cfg);
+	*cfg = next;
+}
+
 /* From the start: two resets in a row open d; e's resets are not failures. */
 static void test_policy_from_start(void **state)
 {
@@ -68,9 +87,7 @@ static void test_policy_from_start(void **state)
 	assert_int_equal(agent_tick(&a, now + 1), 0);
 	check_eq("d, one reset", state_of(&a, "d"), BS_CLOSED);
 	check_eq("e, ten resets", state_of(&a, "e"), BS_CLOSED);
-	resets(&a, "d", 1, 1);
-	assert_int_equal(agent_tick(&a, now + 2), 0);
-	check_eq("d, two resets", state_of(&a, "d"), BS_OPEN);
+	poll_d(&a, 1, 1, now + 2, BS_OPEN, "d, two resets");
 	check_eq("e, ten resets", state_of(&a, "e"), BS_CLOSED);
 	agent_fini(&a);
 	drop(cfg);
@@ -79,26 +96,17 @@ static void test_policy_from_start(void **state)
 /* A reload that adds reset: the ten resets before it are not failures, the next two are. */
 static void test_reload_adds_reset(void **state)
 {
-	struct config *cfg = parse("before", plain), *next;
+	struct config *cfg = parse("before", plain);
 	uint64_t now = mono_now();
 	struct agent a;
 
 	(void)state;
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
-	resets(&a, "d", 5, 5);
-	assert_int_equal(agent_tick(&a, now + 1), 0);
-	next = parse("after", with_reset);
-	assert_int_equal(agent_reload(&a, next, now + 2), 0);
-	drop(cfg);
-	cfg = next;
-	assert_int_equal(agent_tick(&a, now + 3), 0);
-	check_eq("d, resets before the reload", state_of(&a, "d"), BS_CLOSED);
-	resets(&a, "d", 6, 5);
-	assert_int_equal(agent_tick(&a, now + 4), 0);
-	check_eq("d, one reset since", state_of(&a, "d"), BS_CLOSED);
-	resets(&a, "d", 7, 5);
-	assert_int_equal(agent_tick(&a, now + 5), 0);
-	check_eq("d, two resets since", state_of(&a, "d"), BS_OPEN);
+	poll_d(&a, 5, 5, now + 1, BS_CLOSED, "d, resets not failures yet");
+	reload_to(&a, &cfg, with_reset, now + 2);
+	poll_d(&a, 5, 5, now + 3, BS_CLOSED, "d, resets before the reload");
+	poll_d(&a, 6, 5, now + 4, BS_CLOSED, "d, one reset since");
+	poll_d(&a, 7, 5, now + 5, BS_OPEN, "d, two resets since");
 	agent_fini(&a);
 	drop(cfg);
 }
@@ -112,19 +120,15 @@ static void test_restart_adds_reset(void **state)
 
 	(void)state;
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
-	resets(&a, "d", 4, 4);
-	assert_int_equal(agent_tick(&a, now + 1), 0);
+	poll_d(&a, 4, 4, now + 1, BS_CLOSED, "d, resets not failures yet");
 	agent_fini(&a);
 	drop(cfg);
 
 	cfg = parse("second run", reset_saved);
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 8, now + 2), 0);
 	check_eq("restored", a.restored, 1);
-	assert_int_equal(agent_tick(&a, now + 3), 0);
-	check_eq("d, the first run's resets", state_of(&a, "d"), BS_CLOSED);
-	resets(&a, "d", 5, 5);
-	assert_int_equal(agent_tick(&a, now + 4), 0);
-	check_eq("d, two resets since", state_of(&a, "d"), BS_OPEN);
+	poll_d(&a, 4, 4, now + 3, BS_CLOSED, "d, the first run's resets");
+	poll_d(&a, 5, 5, now + 4, BS_OPEN, "d, two resets since");
 	agent_fini(&a);
 	drop(cfg);
 }
@@ -132,20 +136,15 @@ static void test_restart_adds_reset(void **state)
 /* Resets right after the reload, before any poll: they count. */
 static void test_reload_then_resets(void **state)
 {
-	struct config *cfg = parse("before", plain), *next;
+	struct config *cfg = parse("before", plain);
 	uint64_t now = mono_now();
 	struct agent a;
 
 	(void)state;
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
 	resets(&a, "d", 5, 5);
-	next = parse("after", with_reset);
-	assert_int_equal(agent_reload(&a, next, now + 1), 0);
-	drop(cfg);
-	cfg = next;
-	resets(&a, "d", 6, 6);
-	assert_int_equal(agent_tick(&a, now + 2), 0);
-	check_eq("d, two resets since the reload", state_of(&a, "d"), BS_OPEN);
+	reload_to(&a, &cfg, with_reset, now + 1);
+	poll_d(&a, 6, 6, now + 2, BS_OPEN, "d, two resets since the reload");
 	agent_fini(&a);
 	drop(cfg);
 }
@@ -158,16 +157,14 @@ static void test_reload_then_resets(void **state)
 static void stop_after_reload(bool readable)
 {
 	const char *ctx = readable ? "counters read" : "counters unreadable";
-	struct config *cfg = parse(ctx, plain_saved), *next;
+	struct config *cfg = parse(ctx, plain_saved);
 	uint64_t now = mono_now();
 	struct agent_slot *d;
 	struct agent a;
 
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
-	resets(&a, "d", 4, 4);
-	assert_int_equal(agent_tick(&a, now + 1), 0);
-	next = parse(ctx, reset_saved);
-	assert_int_equal(agent_reload(&a, next, now + 2), 0);
+	poll_d(&a, 4, 4, now + 1, BS_CLOSED, ctx);
+	reload_to(&a, &cfg, reset_saved, now + 2);
 	d = &a.slots[circuit_named(&a, "d")->slot];
 	check_eq(ctx, d->resets_seen, 8);
 	if (!readable) {
@@ -181,19 +178,14 @@ static void stop_after_reload(bool readable)
 		check_eq(ctx, d->resets_seen, 0);
 	}
 	check_eq(ctx, d->resets_rebase, !readable);
-	drop(cfg);
-	cfg = next;
 	agent_fini(&a);
 	drop(cfg);
 
 	cfg = parse(ctx, reset_saved);
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 8, now + 3), 0);
 	check_eq(ctx, a.restored, 1);
-	assert_int_equal(agent_tick(&a, now + 4), 0);
-	check_eq(ctx, state_of(&a, "d"), BS_CLOSED);
-	resets(&a, "d", 5, 5);
-	assert_int_equal(agent_tick(&a, now + 5), 0);
-	check_eq(ctx, state_of(&a, "d"), BS_OPEN);
+	poll_d(&a, 4, 4, now + 4, BS_CLOSED, ctx);
+	poll_d(&a, 5, 5, now + 5, BS_OPEN, ctx);
 	agent_fini(&a);
 	drop(cfg);
 }
@@ -216,8 +208,7 @@ static void test_restart_keeps_count(void **state)
 	(void)state;
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
 	id = circuit_named(&a, "d")->slot;
-	resets(&a, "d", 1, 0);
-	assert_int_equal(agent_tick(&a, now + 1), 0);
+	poll_d(&a, 1, 0, now + 1, BS_CLOSED, "d, one reset");
 	check_eq("one reset", a.slots[id].br.consecutive_failures, 1);
 	agent_fini(&a);
 	drop(cfg);
@@ -227,8 +218,7 @@ static void test_restart_keeps_count(void **state)
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 8, now + 2), 0);
 	check_eq("restored", a.restored, 1);
 	check_eq("the first run's reset seen", a.slots[id].resets_seen, 1);
-	assert_int_equal(agent_tick(&a, now + 3), 0);
-	check_eq("d, two resets while stopped", state_of(&a, "d"), BS_OPEN);
+	poll_d(&a, 1, 2, now + 3, BS_OPEN, "d, two resets while stopped");
 	agent_fini(&a);
 	drop(cfg);
 }
