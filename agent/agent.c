@@ -208,17 +208,16 @@ static void apply_resets(struct agent *a, uint64_t now)
 		struct agent_slot *s = &a->slots[i];
 		uint64_t total;
 
-		if (!s->used || !(s->br.policy.failures & POLICY_FAIL_RESET) ||
-		    kb_bpf_read_stats(a->bpf, i, &st))
+		if (!s->used || !(s->br.policy.failures & POLICY_FAIL_RESET))
 			continue;
-		total = st.resets_rx + st.resets_tx;
 		if (s->resets_rebase) {
 			/* Resets before its mark were not its failures; the read then failed. */
-			s->resets_seen = total;
-			s->resets_rebase = false;
-			s->dirty = true;
+			slot_rebase_resets(a, s);
 			continue;
 		}
+		if (kb_bpf_read_stats(a->bpf, i, &st))
+			continue;
+		total = st.resets_rx + st.resets_tx;
 		for (; s->resets_seen < total; s->resets_seen++) {
 			enum breaker_state old = s->br.state;
 
