@@ -130,7 +130,46 @@ void agent_fini(struct agent *a)
 	page_cache_fini(&a->pages);
 }
 
-/* qsort_r comparator: circuit indices by the circuits' names. */
+/*
+ * Resets count as failures only where the policy says so: only those slots
+ * are read, and only the resets since it said so count. The kernel counts
+ * them among the failures in a row (kb_judge_reset) and trips on them;
+ * here they reach the agent's own breaker.
+ */
+static void slot_apply_resets(struct agent *a, struct agent_slot *s, uint64_t now)
+{
+	struct kb_dst_stats st;
+	uint64_t total;
+
+	if (!s->used || !(s->br.policy.failures & POLICY_FAIL_RESET))
+		return;
+	if (s->resets_rebase) {
+		/* Resets before its mark were not its failures; the read then failed. */
+		slot_rebase_resets(a, s);
+		return;
+	}
+	if (kb_bpf_read_stats(a->bpf, s - a->slots, &st))
+		return;
+	total = st.resets_rx + st.resets_tx;
+	if (total <= s->resets_seen)
+		return;
+	s->dirty = true;
+	if (!s->events) {
+		/* In the kernel's count already: the window's alone, the count is the kernel's. */
+		breaker_count_resets(&s->br, total - s->resets_seen, now);
+		s->resets_seen = total;
+		slot_sync_count(a, s);
+		return;
+	}
+	for (; s->resets_seen < total; s->resets_seen++) {
+		enum breaker_state old = s->br.state;
+
+		if (breaker_record_reset_guarded(&s->br, now, slot_may_open(a, s)))
+			slot_publish(a, s, old, "reset", now);
+	}
+}
+
+/* One outcome from the ring, or a kernel trip. */
 static void on_event(void *ctx, const struct kb_event *ev)
 {
 	struct agent *a = ctx;
@@ -139,9 +178,13 @@ static void on_event(void *ctx, const struct kb_event *ev)
 	if (ev->dst_id >= a->n_slots || !a->slots[ev->dst_id].used || ev->result >= KB_RES_MAX)
 		return;	/* a socket tagged for a destination since removed */
 	s = &a->slots[ev->dst_id];
-	slot_record(a, s, ev->result, ev->ts_ns - ev->latency_ns, ev->ts_ns);
+	/* A reset that tripped: this slot's resets now, not at the next poll. */
+	if (ev->flags & KB_EV_RESET)
+		slot_apply_resets(a, s, ev->ts_ns);
+	else
+		slot_record(a, s, ev->result, ev->ts_ns - ev->latency_ns, ev->ts_ns);
 	if (ev->flags & KB_EV_TRIPPED)
-		slot_adopt_trip(a, s, ev->ts_ns);
+		slot_adopt_trip(a, s, ev->ts_ns, ev->flags & KB_EV_RESET ? "reset" : NULL);
 }
 
 int agent_drain(struct agent *a, uint64_t now)
@@ -182,9 +225,11 @@ static void apply_lost(struct agent *a, uint64_t now)
 
 		if (!s->used)
 			continue;
-		/* A kernel trip whose event was lost is in force all the same. */
-		if (!kb_bpf_read_trip(a->bpf, i, &trip, &v) && v.gen && trip.tripped == v.gen)
-			slot_adopt_trip(a, s, trip.tripped_ns);
+		/* A kernel trip whose event was lost is in force all the same; a reset's, with its resets. */
+		if (!kb_bpf_read_trip(a->bpf, i, &trip, &v) && v.gen && trip.tripped == v.gen) {
+			slot_apply_resets(a, s, trip.tripped_ns);
+			slot_adopt_trip(a, s, trip.tripped_ns, NULL);
+		}
 		if (kb_bpf_read_stats(a->bpf, i, &st))
 			continue;
 		for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
@@ -196,36 +241,10 @@ static void apply_lost(struct agent *a, uint64_t now)
 	}
 }
 
-/*
- * Resets count as failures only where the policy says so: only those slots
- * are read, and only the resets since it said so count.
- */
-static void apply_resets(struct agent *a, uint64_t now)
+void agent_apply_resets(struct agent *a, uint64_t now)
 {
-	struct kb_dst_stats st;
-
-	for (size_t i = 0; i < a->n_slots; i++) {
-		struct agent_slot *s = &a->slots[i];
-		uint64_t total;
-
-		if (!s->used || !(s->br.policy.failures & POLICY_FAIL_RESET))
-			continue;
-		if (s->resets_rebase) {
-			/* Resets before its mark were not its failures; the read then failed. */
-			slot_rebase_resets(a, s);
-			continue;
-		}
-		if (kb_bpf_read_stats(a->bpf, i, &st))
-			continue;
-		total = st.resets_rx + st.resets_tx;
-		for (; s->resets_seen < total; s->resets_seen++) {
-			enum breaker_state old = s->br.state;
-
-			s->dirty = true;
-			if (breaker_record_reset_guarded(&s->br, now, slot_may_open(a, s)))
-				slot_publish(a, s, old, "reset", now);
-		}
-	}
+	for (size_t i = 0; i < a->n_slots; i++)
+		slot_apply_resets(a, &a->slots[i], now);
 }
 
 /*
@@ -285,7 +304,7 @@ int agent_tick(struct agent *a, uint64_t now)
 {
 	__atomic_store_n(&a->last_tick_ns, now, __ATOMIC_RELAXED);
 	apply_lost(a, now);
-	apply_resets(a, now);
+	agent_apply_resets(a, now);
 	apply_counts(a, now);
 	for (size_t i = 0; i < a->n_slots; i++) {
 		struct agent_slot *s = &a->slots[i];

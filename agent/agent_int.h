@@ -122,11 +122,14 @@ void slot_record(struct agent *a, struct agent_slot *s, enum kb_result res, uint
 /* Blast-radius guard: may one more member of s's group open? */
 bool slot_may_open(const struct agent *a, const struct agent_slot *s);
 
+/* Feed each slot the resets its counters show beyond those it was fed, where they are failures. */
+void agent_apply_resets(struct agent *a, uint64_t now);
+
 /* A closed breaker without events takes the kernel's consecutive count (kb_judge.h). */
 void slot_sync_count(struct agent *a, struct agent_slot *s);
 
-/* The kernel tripped s at `at`: adopt it (kb_judge.h). */
-void slot_adopt_trip(struct agent *a, struct agent_slot *s, uint64_t at);
+/* The kernel tripped s at `at`: adopt it (kb_judge.h), logged with cause, or the breaker's if NULL. */
+void slot_adopt_trip(struct agent *a, struct agent_slot *s, uint64_t at, const char *cause);
 
 /* Room for slots[0..n-1], none of them put in use. 0 or -ENOMEM. */
 int slots_reserve(struct agent *a, size_t n);

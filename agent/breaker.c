@@ -324,6 +324,16 @@ bool breaker_tick(struct breaker *b, uint64_t now)
 	}
 }
 
+/* n calls into the closed window, neither slow. */
+static void window_count(struct breaker *b, bool failure, uint64_t n, uint64_t now)
+{
+	/* A count window holds at most its size: older calls would only fall out again. */
+	if (b->policy.window_type == WINDOW_COUNT && n > b->policy.window_size)
+		n = b->policy.window_size;
+	while (n--)
+		window_add(&b->window, failure, false, now);
+}
+
 void breaker_count(struct breaker *b, enum kb_result res, uint64_t n, uint64_t now)
 {
 	bool failure;
@@ -333,11 +343,13 @@ void breaker_count(struct breaker *b, enum kb_result res, uint64_t n, uint64_t n
 	failure = breaker_policy_is_failure(&b->policy, res);
 	if (!failure && res != KB_RES_SUCCESS)
 		return;
-	/* A count window holds at most its size: older calls would only fall out again. */
-	if (b->policy.window_type == WINDOW_COUNT && n > b->policy.window_size)
-		n = b->policy.window_size;
-	while (n--)
-		window_add(&b->window, failure, false, now);
+	window_count(b, failure, n, now);
+}
+
+void breaker_count_resets(struct breaker *b, uint64_t n, uint64_t now)
+{
+	if (running(b) && b->state == BS_CLOSED && (b->policy.failures & POLICY_FAIL_RESET))
+		window_count(b, true, n, now);
 }
 
 void breaker_adopt_count(struct breaker *b, uint32_t consecutive)
@@ -397,6 +409,8 @@ void breaker_verdict(const struct breaker *b, struct kb_verdict *v)
 	/* Observe mode decides as enforce would, so the kernel can count would_block. */
 	v->observe = b->policy.mode == MODE_OBSERVE;
 	v->fail_mask = b->policy.failures & ((1U << KB_RES_MAX) - 1);
+	if (b->policy.failures & POLICY_FAIL_RESET)
+		v->fail_mask |= KB_RESETS_FAIL;
 	v->since_ns = b->state_since_ns;
 	switch (b->state) {
 	case BS_OPEN:
@@ -421,16 +435,15 @@ void breaker_verdict(const struct breaker *b, struct kb_verdict *v)
 		v->trip_after = b->policy.consecutive_failures;
 		v->fails_base = b->consecutive_failures;
 		if (b->policy.failure_rate_threshold)
-			v->wake_mask = v->fail_mask;
+			v->wake_mask = v->fail_mask & ~KB_RESETS_FAIL;
 		/*
 		 * The agent needs each outcome in order only where a rule of its
-		 * own decides: rates over a window, slow calls, resets counted
-		 * among consecutive failures. Consecutive failures alone are
-		 * the kernel's to count; the window then only feeds the
+		 * own decides: rates over a window, slow calls. Consecutive
+		 * failures alone, resets among them (kb_judge_reset), are the
+		 * kernel's to count; the window then only feeds the
 		 * failure-rate gauge, from counters (breaker_count).
 		 */
-		v->events = b->policy.failure_rate_threshold || b->policy.slow_call_rate_threshold ||
-			    (b->policy.failures & POLICY_FAIL_RESET);
+		v->events = b->policy.failure_rate_threshold || b->policy.slow_call_rate_threshold;
 		if (b->ramp_until_ns) {
 			/* 5%, 10%, ... 95%: all is reached when the ramp ends (ALLOW). */
 			v->action = KB_ACT_RAMP;

@@ -131,6 +131,13 @@ bool breaker_tick(struct breaker *b, uint64_t now);
 void breaker_count(struct breaker *b, enum kb_result res, uint64_t n, uint64_t now);
 
 /*
+ * n resets the kernel already counted among the failures in a row that
+ * breaker_adopt_count() took: into the closed window alone, where `reset`
+ * is in failures.
+ */
+void breaker_count_resets(struct breaker *b, uint64_t n, uint64_t now);
+
+/*
  * The kernel's count of consecutive failures, for a closed breaker whose
  * outcomes it does not see one by one: the truth it carries on from.
  */

@@ -24,7 +24,8 @@ enum window_type {
 /*
  * breaker_policy.failures: which outcomes count as failures. Bit i is
  * enum kb_result i (breaker.c asserts it); reset is an RST on an established
- * connection, fed by breaker_record_reset().
+ * connection, counted in a row by the kernel (KB_RESETS_FAIL) and fed to the
+ * agent's breaker from the counters (agent_apply_resets()).
  */
 #define POLICY_FAIL_REFUSED (1u << 1)
 #define POLICY_FAIL_TIMEOUT (1u << 2)

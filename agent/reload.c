@@ -311,6 +311,12 @@ int agent_reload(struct agent *a, const struct config *cfg, uint64_t now)
 		err = err ?: reload_match(a, &r);
 	}
 	if (!err) {
+		/*
+		 * Resets not fed yet, fed under the policy they came under: a
+		 * breaker whose count is the kernel's (resets in it) and one
+		 * whose count is its own (not yet) may trade places.
+		 */
+		agent_apply_resets(a, now);
 		err = reload_plan(a, &r);
 		err = err ?: reload_write(a, &r);
 		if (!err) {

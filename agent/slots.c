@@ -15,7 +15,7 @@ void circuit_verdict(const struct agent_circuit *c, const struct breaker *br, st
 	if (guarded(c)) {
 		/* The blast-radius guard is the agent's: no trip in the kernel, wake it instead. */
 		v->trip_after = 0;
-		v->wake_mask |= v->fail_mask;
+		v->wake_mask |= v->fail_mask & ~KB_RESETS_FAIL;
 		v->events = 1;
 	}
 }
@@ -103,16 +103,46 @@ void slot_write_verdict(struct agent *a, uint32_t id, const struct kb_verdict *v
  * kernel's count in that verdict's gen, while the breaker is in the state
  * that verdict was written for.
  */
-void slot_sync_count(struct agent *a, struct agent_slot *s)
+static bool sync_count(struct agent *a, struct agent_slot *s, struct kb_verdict *v)
 {
-	struct kb_verdict v;
 	struct kb_trip t;
 
 	if (s->events || s->br.state != BS_CLOSED ||
-	    kb_bpf_read_trip(a->bpf, s - a->slots, &t, &v) || !v.gen ||
-	    v.since_ns != s->br.state_since_ns)
+	    kb_bpf_read_trip(a->bpf, s - a->slots, &t, v) || !v->gen ||
+	    v->since_ns != s->br.state_since_ns)
+		return false;
+	breaker_adopt_count(&s->br, kb_fails_in_row(v, t.fails));
+	return true;
+}
+
+void slot_sync_count(struct agent *a, struct agent_slot *s)
+{
+	struct kb_verdict v;
+
+	sync_count(a, s, &v);
+}
+
+/*
+ * s took the kernel's count, which held resets too (v said KB_RESETS_FAIL):
+ * those the agent had not seen go to the window alone, or a restart would
+ * count them twice.
+ */
+static void resets_in_count(struct agent *a, struct agent_slot *s, const struct kb_verdict *v,
+			    uint64_t now)
+{
+	struct kb_dst_stats st;
+	uint64_t total;
+
+	if (!(v->fail_mask & KB_RESETS_FAIL) || s->resets_rebase)
 		return;
-	breaker_adopt_count(&s->br, kb_fails_in_row(&v, t.fails));
+	if (kb_bpf_read_stats(a->bpf, s - a->slots, &st)) {
+		s->resets_rebase = true;	/* taken as seen at the next poll, not counted twice */
+		return;
+	}
+	total = st.resets_rx + st.resets_tx;
+	if (total > s->resets_seen)
+		breaker_count_resets(&s->br, total - s->resets_seen, now);
+	s->resets_seen = total;
 }
 
 /*
@@ -164,7 +194,8 @@ void slot_resume(struct agent *a, struct agent_slot *s, enum breaker_state was, 
 
 	/* The kernel's count of failures in a row, in the verdict the previous run wrote. */
 	s->events = false;
-	slot_sync_count(a, s);
+	if (sync_count(a, s, &have))
+		resets_in_count(a, s, &have, now);
 	circuit_verdict(&a->circuits[s->circuit], &s->br, &want);
 	if (!kb_bpf_get_verdict(a->bpf, s - a->slots, &have) && have.gen) {
 		want.gen = have.gen;
@@ -231,13 +262,13 @@ void slot_record(struct agent *a, struct agent_slot *s, enum kb_result res,
  * our breaker has not counted the same failures (CPUs raced a success
  * past a failure), and write the verdict that carries it on.
  */
-void slot_adopt_trip(struct agent *a, struct agent_slot *s, uint64_t at)
+void slot_adopt_trip(struct agent *a, struct agent_slot *s, uint64_t at, const char *cause)
 {
 	enum breaker_state old = s->br.state;
 
 	s->dirty = true;
 	if (breaker_adopt_trip(&s->br, at))
-		slot_publish(a, s, old, breaker_cause_name(s->br.cause), at);
+		slot_publish(a, s, old, cause ? cause : breaker_cause_name(s->br.cause), at);
 }
 
 /* --- slots --------------------------------------------------------------- */

@@ -208,6 +208,38 @@ static __always_inline void kb_count(__u32 dst_id, enum kb_result res, __u64 now
 }
 
 /*
+ * A reset on a connection to dst_id, counted already: a failure in a
+ * row where the verdict says so (kb_judge_reset). Only a trip is queued,
+ * to wake the agent; other resets wait for its poll, in the counters.
+ */
+static __always_inline void kb_judge_reset_of(__u32 dst_id, bool locked)
+{
+	struct kb_verdict *v = bpf_map_lookup_elem(&kb_verdicts, &dst_id);
+	struct kb_trip *t = bpf_map_lookup_elem(&kb_trips, &dst_id);
+	struct kb_event *ev;
+	__u64 now;
+
+	if (!v || !t)
+		return;
+	now = bpf_ktime_get_ns();
+	if (!kb_judge_reset(v, t, now, locked))
+		return;
+	ev = bpf_ringbuf_reserve(&kb_events, sizeof(*ev), 0);
+	if (!ev) {
+		/* The agent then finds the trip in kb_trips (apply_lost). */
+		__sync_fetch_and_add(&kb_lost_total, 1);
+		return;
+	}
+	ev->ts_ns = now;
+	ev->latency_ns = 0;
+	ev->dst_id = dst_id;
+	ev->result = 0;
+	ev->flags = KB_EV_TRIPPED | KB_EV_RESET;
+	ev->pad = 0;
+	bpf_ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP);
+}
+
+/*
  * The workload kb_enforce gave the socket's storage at connect (kb_sk),
  * "other" once its label went to another cgroup (kb_sk_dst). A connect
  * whose named record the agent deleted as stale (a Fast Open connect
@@ -430,7 +462,11 @@ static __always_inline struct kb_sk *kb_rec_of(struct bpf_sock_ops *skops, struc
 	return bpf_sk_storage_get(&kb_sk_state, sk, NULL, 0);
 }
 
-/* The slot of a tagged socket that kept no record: its destination, looked up again. */
+/*
+ * The slot of a tagged socket that kept no record: its destination, looked
+ * up again. Returns -1 if none, 1 if the destination has a breaker per
+ * workload (which one's is then not known: KB_SK_NO_WL), else 0.
+ */
 static __always_inline int kb_slot_again(struct bpf_sock_ops *skops, struct bpf_sock *sk,
 					 __u32 *slot)
 {
@@ -443,7 +479,7 @@ static __always_inline int kb_slot_again(struct bpf_sock_ops *skops, struct bpf_
 	if (!id)
 		return -1;
 	*slot = *id & KB_ID_SLOT;
-	return 0;
+	return (*id & KB_ID_PER_WORKLOAD) != 0;
 }
 
 /* The socket of a callback this copy counts, or NULL. */
@@ -484,7 +520,7 @@ static __always_inline void kb_conn_end(struct bpf_sock *sk, const struct kb_sk 
 /* BPF_SOCK_OPS_STATE_CB, for tagged sockets only. */
 static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 {
-	int oldstate = skops->args[0], newstate = skops->args[1], err;
+	int oldstate = skops->args[0], newstate = skops->args[1], err, no_wl;
 	enum { KB_RESET_NONE, KB_RESET_RX, KB_RESET_TX } reset = KB_RESET_NONE;
 	__u32 slot, counted = 0, total, dst;
 	struct kb_dst_stats *st;
@@ -560,10 +596,14 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 	 */
 	if (total <= counted && reset == KB_RESET_NONE)
 		return;
-	if (ks)
+	if (ks) {
 		slot = dst & KB_SK_SLOT;
-	else if (kb_slot_again(skops, sk, &slot))
-		return;
+		no_wl = ks->flags & KB_SK_NO_WL;
+	} else {
+		no_wl = kb_slot_again(skops, sk, &slot);
+		if (no_wl < 0)
+			return;
+	}
 	st = bpf_map_lookup_elem(&kb_stats, &slot);
 	if (!st)
 		return;
@@ -573,6 +613,9 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 		__sync_fetch_and_add(&st->resets_rx, 1);
 	else if (reset == KB_RESET_TX)
 		__sync_fetch_and_add(&st->resets_tx, 1);
+	/* Not some workload's breaker for a connection it may not have made. */
+	if (reset != KB_RESET_NONE && !no_wl)
+		kb_judge_reset_of(slot, locked);
 }
 
 /*
@@ -620,6 +663,7 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 	struct kb_sk *ks;
 	__u64 cookie;
 	__u32 slot;
+	int no_wl;
 
 	if (!kb_counted_sk(skops, &sk))
 		return;
@@ -627,7 +671,8 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 	if (ks && (ks->flags & KB_SK_PASSIVE))
 		return;
 	if (!ks) {
-		if (kb_slot_again(skops, sk, &slot))
+		no_wl = kb_slot_again(skops, sk, &slot);
+		if (no_wl < 0)
 			return;
 		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!ks)
@@ -636,7 +681,7 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 		ks->wl_gen = 0;
 		ks->retrans = 0;
 		ks->syn_ns = 0;
-		ks->flags = 0;
+		ks->flags = no_wl ? KB_SK_NO_WL : 0;
 	}
 	st = kb_sk_stats(ks);
 	if (st)

@@ -180,6 +180,12 @@ _Static_assert(sizeof(struct kb_sk) == 24, "kb_sk ABI");
 
 /* kb_sk.flags: an accepted socket, whose callbacks count nothing (kb_observe.bpf.c). */
 #define KB_SK_PASSIVE 1U
+/*
+ * kb_sk.flags: its destination has a breaker per workload, but which
+ * workload's is not known (storage made after the outcome): counted in
+ * the destination's first slot, its resets judged by no breaker.
+ */
+#define KB_SK_NO_WL 2U
 
 #define KB_SK_SLOT 0xfffffU
 #define KB_SK_WL_SHIFT 20
@@ -256,7 +262,7 @@ struct kb_verdict {
 	__u32 permits;		/* KB_ACT_PROBE: connects let through in this gen */
 	__u32 observe;		/* 0 or 1 */
 	__u32 trip_after;	/* consecutive failures that trip in the kernel; 0: never */
-	__u32 fail_mask;	/* 1 << enum kb_result for each result that is a failure */
+	__u32 fail_mask;	/* 1 << enum kb_result for each result that is a failure; KB_RESETS_FAIL */
 	__u32 fails_base;	/* consecutive failures the agent had counted at this write */
 	__u32 wake_mask;	/* 1 << enum kb_result for each result that wakes the agent at once */
 	__u32 gen;		/* never 0; differs from the previous write's */
@@ -264,6 +270,14 @@ struct kb_verdict {
 	__u64 since_ns;		/* outcomes of connects begun earlier are ignored */
 };
 _Static_assert(sizeof(struct kb_verdict) == 48, "kb_verdict ABI");
+
+/*
+ * In kb_verdict.fail_mask: a reset, received or sent, on a connection to
+ * the destination is a failure too, in the kernel's count of failures in
+ * a row (kb_judge_reset), so that resets trip as soon as connects do and
+ * the count outlives the agent. Above every enum kb_result bit.
+ */
+#define KB_RESETS_FAIL (1U << 31)
 
 /*
  * The kernel's half of a breaker: written only by the BPF programs
@@ -290,13 +304,14 @@ _Static_assert(sizeof(struct kb_trip) == 40, "kb_trip ABI");
 /*
  * One connect outcome, in ring-buffer order, queued only for destinations
  * whose policy needs the order (kb_verdict.events: count windows, slow
- * calls, resets as failures, half_open probes, the blast-radius guard) and
- * for every kernel trip; the agent reads the others' counters. Counters
+ * calls, half_open probes, the blast-radius guard) and for every kernel
+ * trip, a reset's too; the agent reads the others' counters. Counters
  * stay the truth for metrics. Only outcomes that decide something
  * (kb_verdict.wake_mask, a kernel trip) wake the agent at once; the rest
  * wait for its poll.
  */
 #define KB_EV_TRIPPED 0x1	/* this outcome tripped the breaker in the kernel */
+#define KB_EV_RESET 0x2		/* not a connect's outcome: a reset that tripped it (result 0) */
 
 struct kb_event {
 	__u64 ts_ns;		/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */

@@ -220,4 +220,27 @@ KB_JUDGE_INLINE __u32 kb_judge(const struct kb_verdict *v, struct kb_trip *t, __
 	return flags;
 }
 
+/*
+ * A reset on a connection to v's destination, at `now`: a failure in the
+ * same count as a connect's where v says so (KB_RESETS_FAIL), while the
+ * breaker is closed (allow, ramp), as the agent counts them. Whenever the
+ * connection began: a reset ends it now. Returns KB_EV_TRIPPED if it
+ * tripped the breaker, else 0.
+ */
+KB_JUDGE_INLINE __u32 kb_judge_reset(const struct kb_verdict *v, struct kb_trip *t, __u64 now,
+				     bool locked)
+{
+	__u32 flags;
+
+	if (!v->gen || !(v->fail_mask & KB_RESETS_FAIL) ||
+	    (v->action != KB_ACT_ALLOW && v->action != KB_ACT_RAMP))
+		return 0;
+	if (locked)
+		kb_lock(&t->lock);
+	flags = kb_judge_trip(v, t, KB_RES_ERROR, now, locked);
+	if (locked)
+		kb_unlock(&t->lock);
+	return flags;
+}
+
 #endif /* KB_JUDGE_H */

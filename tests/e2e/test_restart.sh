@@ -6,6 +6,7 @@
 # failed connects and loses no count, while nothing is blocked in between.
 # A destination given as a prefix (net) counts exactly across the restarts
 # too: the new programs look prefixes up from the moment they take over.
+# Resets counted as failures in a row carry on across a restart as well.
 # A second agent on the same state_dir, and --clear-state, are refused while
 # one runs. The kernel's count of failures in a row, and the half-open
 # permits taken, carry on across a restart. Each address of a per_address
@@ -13,8 +14,9 @@
 # retired at the first resolution, its counts kept with the destination.
 . "$(dirname "$0")/lib.sh"
 t_setup
-B=$(test_port 7)
+B=$(test_port 8)
 P_OK=$B P_DEAD=$((B+1)) P_NET=$((B+2)) P_RUN=$((B+3)) P_HO=$((B+4)) P_PA=$((B+5)) P_KEEP=$((B+6))
+P_RS=$((B+7))
 T_LISTEN="127.0.0.1:$(free_port)"
 STATE=/sys/fs/bpf/kb-test-restart-$$
 # conf [dest: WORDS]...: the config, with the destinations ok and net and those given.
@@ -170,6 +172,50 @@ expect_metric "circuit_breaker_state{$R,state=\"closed\"}" 1
 fail_run "after the start" 1
 wait_state run open
 expect_metric "kbreaker_tcp_connects_total{$R,result=\"refused\"}" 4
+
+# rs: resets are failures. The kernel counts them among the failures in a
+# row and trips on them itself: the count outlives the agent, and the
+# connect right after the reset that trips is refused at once, not at the
+# agent's next poll (an hour here; it used to apply resets only then, and
+# a restart lost the resets in the count).
+log "resets in a row across a restart: 1, the stop, 1 while down, the start, 1 trips it in the kernel"
+stop_agent
+"$KBREAKERD" --clear-state -c "$T_DIR/kb.yaml" >/dev/null
+agent_config state_dir=$STATE poll_interval=1h \
+	defaults: mode=enforce consecutive_failures=3 open_duration=1h \
+	'failures=[refused, timeout, unreachable, error, reset]' \
+	dest: name=rs host=$T_ADDR port=$P_RS > "$T_DIR/kb.yaml"
+RS='circuit_name="rs"'
+start_agent "$T_DIR/kb.yaml"
+start_listener $T_ADDR "$P_RS" "$T_DIR/l_rs"
+mkfifo "$T_DIR/rs.fifo"
+exec {RSW}<>"$T_DIR/rs.fifo"
+# Not bg_test: a command in the background reads /dev/null unless its own redirection says otherwise.
+( exec {RSW}>&- && echo "$BASHPID" > "$T_CG/cgroup.procs" &&
+  exec ip netns exec "$T_NS" "$KBTOOL" rstlater $T_ADDR "$P_RS" 3 < "$T_DIR/rs.fifo" > "$T_DIR/rs.out" ) &
+RST_PID=$!
+rs_line() { grep -qx "$1" "$T_DIR/rs.out" 2>/dev/null; }
+check "rs: 3 connections open" wait_until "$T_WAIT_S" rs_line connected=3
+rs_abort() {	# rs_abort N: one more connection reset, N in all
+	echo 1 >&"$RSW"
+	check "rs: reset $1" wait_until "$T_WAIT_S" rs_line "aborted=$1"
+}
+rs_abort 1
+wait_metric "kbreaker_tcp_resets_total{$RS,direction=\"sent\"}" 1
+stop_agent
+rs_abort 2
+start_agent "$T_DIR/kb.yaml"
+expect_metric "kbreaker_tcp_resets_total{$RS,direction=\"sent\"}" 2
+expect_metric "circuit_breaker_state{$RS,state=\"closed\"}" 1
+expect_metric "circuit_breaker_consecutive_failures{$RS}" 2
+rs_abort 3
+expect_field "the connect right after the third reset: refused" refused 1 \
+	in_test "$KBTOOL" connect $T_ADDR "$P_RS" 1
+wait_state rs open
+check "rs opened by a reset" log_has 'msg="breaker open" circuit=rs old_state=closed new_state=open .*cause=reset'
+exec {RSW}>&-
+check "rstlater ended" wait "$RST_PID"
+kill "$LISTENER"; wait "$LISTENER"
 
 # ho: one permit in half_open; a probe whose SYN is dropped holds it.
 log "half_open across a restart: the permit a pending probe took stays taken"

@@ -412,12 +412,16 @@ static int do_rstlater(const struct tool_dst *d, long count, int argc, char **ar
 	}
 	printf("connected=%ld\n", connected);
 	fflush(stdout);
-	if (!fgets(line, sizeof(line), stdin))
-		return 1;
-	for (long i = 0; i < connected; i++, aborted++)
-		tool_close_rst(fds[i]);
-	printf("aborted=%ld\n", aborted);
-	return 0;
+	/* Each line a number aborts that many more; any other line, all the rest. */
+	while (aborted < connected && fgets(line, sizeof(line), stdin)) {
+		long n = strtol(line, NULL, 10);
+
+		for (long k = 0; aborted < connected && (n <= 0 || k < n); k++)
+			tool_close_rst(fds[aborted++]);
+		printf("aborted=%ld\n", aborted);
+		fflush(stdout);
+	}
+	return aborted == connected ? 0 : 1;
 }
 
 /* SIGTERM held pending, for loops that check it between two steps. */

@@ -14,6 +14,7 @@
 #include "bpf.h"
 #include "config.h"
 #include "fakes.h"
+#include "kb_judge.h"
 #include "log.h"
 #include "resolve.h"
 
@@ -141,6 +142,21 @@ void fake_event(uint32_t dst_id, enum kb_result res, uint64_t ts_ns)
 	if (fake_queued < sizeof(fake_queue) / sizeof(fake_queue[0]))
 		fake_queue[fake_queued++] = (struct kb_event){
 			.ts_ns = ts_ns, .dst_id = dst_id, .result = res,
+		};
+}
+
+void fake_reset(uint32_t dst_id, bool rx, uint64_t ts_ns)
+{
+	struct kb_dst_stats *st = &fake_maps.stats[dst_id];
+
+	if (rx)
+		st->resets_rx++;
+	else
+		st->resets_tx++;
+	if (kb_judge_reset(&fake_maps.verdicts[dst_id], &fake_maps.trips[dst_id], ts_ns, false) &&
+	    fake_queued < sizeof(fake_queue) / sizeof(fake_queue[0]))
+		fake_queue[fake_queued++] = (struct kb_event){
+			.ts_ns = ts_ns, .dst_id = dst_id, .flags = KB_EV_TRIPPED | KB_EV_RESET,
 		};
 }
 

@@ -92,6 +92,13 @@ void fake_wl_count(uint32_t dst, uint32_t wl, int res, uint64_t n);
 /* Queue one outcome for the next kb_bpf_drain(). */
 void fake_event(uint32_t dst_id, enum kb_result res, uint64_t ts_ns);
 
+/*
+ * The kernel saw a reset, received (rx) or sent, on a connection to
+ * dst_id: kb_observe counts it, judges it under the verdict in force
+ * (kb_judge_reset) and queues the trip, if it tripped.
+ */
+void fake_reset(uint32_t dst_id, bool rx, uint64_t ts_ns);
+
 /* resolve_name() answers from names[] (kept by reference); a name not there is EAI_NONAME. */
 struct fake_name {
 	const char *name;

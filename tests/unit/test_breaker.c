@@ -1601,7 +1601,9 @@ static void test_verdict_events(void **state)
 		{ "consecutive only: the kernel's", 0, 0, POLICY_FAIL_DEFAULT, false, 0 },
 		{ "failure rate", 50, 0, POLICY_FAIL_DEFAULT, false, 1 },
 		{ "slow calls", 0, 50, POLICY_FAIL_DEFAULT, false, 1 },
-		{ "resets among failures", 0, 0, POLICY_FAIL_DEFAULT | POLICY_FAIL_RESET, false, 1 },
+		{ "resets among failures: the kernel's", 0, 0, POLICY_FAIL_DEFAULT | POLICY_FAIL_RESET,
+		  false, 0 },
+		{ "resets and a rate", 50, 0, POLICY_FAIL_DEFAULT | POLICY_FAIL_RESET, false, 1 },
 		{ "half_open probes", 0, 0, POLICY_FAIL_DEFAULT, true, 1 },
 	};
 

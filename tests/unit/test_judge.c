@@ -2,10 +2,10 @@
 /*
  * The rules the kernel applies on its own (include/kb_judge.h), compiled
  * here from the very header the BPF objects include: the consecutive-
- * failure trip, gens starting the kernel's state afresh, and permits.
- * Every test of these runs twice: with atomics, as kernels from 5.12 run
- * it, and under kb_trip.lock, as older ones do. Last, which records of
- * kb_conn the agent may delete (kb_abi.h).
+ * failure trip, resets among the failures, gens starting the kernel's
+ * state afresh, and permits. Every test of these runs twice: with
+ * atomics, as kernels from 5.12 run it, and under kb_trip.lock, as older
+ * ones do. Last, which records of kb_conn the agent may delete (kb_abi.h).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -48,7 +48,7 @@ static struct kb_verdict verdict(__u32 action, __u32 gen, __u32 trip_after, __u3
 	return v;
 }
 
-/* A string of outcomes: S success, R refused, T timeout, C cancelled, E error. */
+/* A string of outcomes: S success, R refused, T timeout, C cancelled, E error (X: judge_all). */
 static __u32 result_of(char c)
 {
 	switch (c) {
@@ -58,6 +58,29 @@ static __u32 result_of(char c)
 	case 'C': return KB_RES_CANCELLED;
 	default: return KB_RES_ERROR;
 	}
+}
+
+/*
+ * Judge each outcome of the string in turn, the kth at 1000 + k, connects
+ * begun at 200 (X: a reset). Returns the index of the one that tripped,
+ * -1 if none did; fails on a second trip.
+ */
+static int judge_all(const struct kb_verdict *v, struct kb_trip *t, const char *name,
+		     const char *outcomes)
+{
+	int tripped_at = -1;
+
+	for (int k = 0; outcomes[k]; k++) {
+		__u32 got = outcomes[k] == 'X' ? kb_judge_reset(v, t, 1000 + k, locked) :
+			    kb_judge(v, t, result_of(outcomes[k]), 200, 1000 + k, locked);
+
+		if (got != KB_EV_TRIPPED)
+			continue;
+		if (tripped_at >= 0)
+			fail_msg("%s: tripped twice", name);
+		tripped_at = k;
+	}
+	return tripped_at;
 }
 
 static void test_judge_table(void **state)
@@ -87,17 +110,8 @@ static void test_judge_table(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct kb_verdict v = verdict(cases[i].action, 7, cases[i].trip_after, cases[i].base);
 		struct kb_trip t = { 0 };
-		int tripped_at = -1;
+		int tripped_at = judge_all(&v, &t, cases[i].name, cases[i].outcomes);
 
-		for (int k = 0; cases[i].outcomes[k]; k++) {
-			__u32 got = kb_judge(&v, &t, result_of(cases[i].outcomes[k]), 200, 1000 + k, locked);
-
-			if (got == KB_EV_TRIPPED) {
-				if (tripped_at >= 0)
-					fail_msg("%s: tripped twice", cases[i].name);
-				tripped_at = k;
-			}
-		}
 		check_int(cases[i].name, tripped_at, cases[i].trips_at);
 		check_eq(cases[i].name, kb_fails_in_row(&v, t.fails), cases[i].fails_after);
 		check_eq(cases[i].name, t.tripped, tripped_at >= 0 ? 7 : 0);
@@ -107,6 +121,55 @@ static void test_judge_table(void **state)
 		} else {
 			check_eq(cases[i].name, kb_effective_action(&v, &t), cases[i].action);
 		}
+	}
+}
+
+/*
+ * Resets (X) among connect outcomes: failures in the same count where the
+ * verdict says so (KB_RESETS_FAIL), and only while closed (allow, ramp).
+ * A reset ends its connection now, whenever it began: it has no start to judge.
+ */
+static void test_judge_resets(void **state)
+{
+	static const struct {
+		const char *name;
+		__u32 action, trip_after, base;
+		bool resets_fail;
+		const char *outcomes;
+		int trips_at;
+		__u32 fails_after;
+	} cases[] = {
+		{ "two resets trip at the second", KB_ACT_ALLOW, 2, 0, true, "XX", 1, 2 },
+		{ "resets and refusals count together", KB_ACT_ALLOW, 3, 0, true, "RXR", 2, 3 },
+		{ "the agent's base counts", KB_ACT_ALLOW, 3, 2, true, "X", 0, 3 },
+		{ "a success between restarts the count", KB_ACT_ALLOW, 2, 0, true, "XSX", -1, 1 },
+		{ "a ramp may trip", KB_ACT_RAMP, 1, 0, true, "X", 0, 1 },
+		{ "not failures: no count", KB_ACT_ALLOW, 1, 0, false, "XXX", -1, 0 },
+		{ "nor with refusals", KB_ACT_ALLOW, 2, 0, false, "RXXX", -1, 1 },
+		{ "half_open: a probe's outcome decides, not a reset", KB_ACT_PROBE, 1, 0, true, "X", -1, 0 },
+		{ "blocked: no count", KB_ACT_BLOCK, 1, 0, true, "XX", -1, 0 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct kb_verdict v = verdict(cases[i].action, 7, cases[i].trip_after, cases[i].base);
+		struct kb_trip t = { 0 };
+		int tripped_at;
+
+		if (cases[i].resets_fail)
+			v.fail_mask |= KB_RESETS_FAIL;
+		tripped_at = judge_all(&v, &t, cases[i].name, cases[i].outcomes);
+		check_int(cases[i].name, tripped_at, cases[i].trips_at);
+		check_eq(cases[i].name, kb_fails_in_row(&v, t.fails), cases[i].fails_after);
+		check_eq(cases[i].name, t.tripped, tripped_at >= 0 ? 7 : 0);
+	}
+	/* gen 0 is "never written": nothing counts. */
+	{
+		struct kb_verdict v = verdict(KB_ACT_ALLOW, 0, 1, 0);
+		struct kb_trip t = { 0 };
+
+		v.fail_mask |= KB_RESETS_FAIL;
+		assert_int_equal(kb_judge_reset(&v, &t, 1000, locked), 0);
+		assert_int_equal(t.fails, 0);
 	}
 }
 
@@ -279,6 +342,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		BOTH(test_judge_table),
 		BOTH(test_judge_since),
+		BOTH(test_judge_resets),
 		BOTH(test_gen_restarts),
 		BOTH(test_permits_unsent),
 		BOTH(test_permits_race),

@@ -44,7 +44,7 @@ static const char *per_destination(const char *text)
 	"# HELP circuit_breaker_slow_call_rate Share of the calls in the breaker's window slower than slow_call_duration_threshold, 0 to 1.\n" \
 	"# TYPE circuit_breaker_slow_call_rate gauge\n"
 #define HEAD_CONSECUTIVE \
-	"# HELP circuit_breaker_consecutive_failures Failed connects in a row while closed.\n" \
+	"# HELP circuit_breaker_consecutive_failures Failures in a row while closed: failed connects, and resets where they are failures.\n" \
 	"# TYPE circuit_breaker_consecutive_failures gauge\n"
 #define HEAD_LAST_TRANSITION \
 	"# HELP circuit_breaker_last_transition_timestamp_seconds When the breaker last changed state (start-up if never).\n" \

@@ -2,8 +2,10 @@
 /*
  * Resets count as failures from the moment a policy says so, and only
  * from then: resets the kernel counted before (under a policy without
- * `reset`, in the previous run) never reach the breaker. The real agent
- * runs against fakes.c; the test plays the kernel's counters.
+ * `reset`, in the previous run) never reach the breaker. The kernel counts
+ * them among the failures in a row and trips on them (kb_judge_reset), so
+ * that count outlives the agent. The real agent runs against fakes.c; the
+ * test plays the kernel (fake_reset).
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -41,24 +43,40 @@ static const char plain_saved[] = HEAD PERSIST "destinations:\n"
 static const char reset_saved[] = HEAD PERSIST "destinations:\n"
 	"  - { name: d, host: 10.0.0.1, port: 80, " RESET " }\n";
 
+/* A rate that never trips here, so that every outcome reaches the agent in order (events). */
+#define RATE "failure_rate_threshold: 90, minimum_calls: 100"
+
+static const char rate_saved[] = HEAD PERSIST "destinations:\n"
+	"  - { name: d, host: 10.0.0.1, port: 80, consecutive_failures: 3, " RESET ", " RATE " }\n";
+
+static const char reset3[] = HEAD "destinations:\n"
+	"  - { name: d, host: 10.0.0.1, port: 80, consecutive_failures: 3, " RESET " }\n";
+
+static const char rate3[] = HEAD "destinations:\n"
+	"  - { name: d, host: 10.0.0.1, port: 80, consecutive_failures: 3, " RESET ", " RATE " }\n";
+
 static enum breaker_state state_of(const struct agent *a, const char *name)
 {
 	return a->slots[circuit_named(a, name)->slot].br.state;
 }
 
-static void resets(const struct agent *a, const char *name, uint64_t rx, uint64_t tx)
+/* The kernel sees resets on name's connections until its counters show rx and tx. */
+static void resets(const struct agent *a, const char *name, uint64_t rx, uint64_t tx, uint64_t now)
 {
 	uint32_t id = circuit_named(a, name)->slot;
 
-	fake_maps.stats[id].resets_rx = rx;
-	fake_maps.stats[id].resets_tx = tx;
+	while (fake_maps.stats[id].resets_rx < rx)
+		fake_reset(id, true, now);
+	while (fake_maps.stats[id].resets_tx < tx)
+		fake_reset(id, false, now);
 }
 
-/* d's counters show rx + tx resets at the next poll, at now: d's state must then be want. */
+/* d's counters show rx + tx resets, then the agent runs at now: d's state must then be want. */
 static void poll_d(struct agent *a, uint64_t rx, uint64_t tx, uint64_t now, enum breaker_state want,
 		   const char *ctx)
 {
-	resets(a, "d", rx, tx);
+	resets(a, "d", rx, tx, now);
+	assert_int_equal(agent_drain(a, now), 0);
 	assert_int_equal(agent_tick(a, now), 0);
 	check_eq(ctx, state_of(a, "d"), want);
 }
@@ -82,12 +100,16 @@ static void test_policy_from_start(void **state)
 
 	(void)state;
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
-	resets(&a, "d", 1, 0);
-	resets(&a, "e", 5, 5);
+	resets(&a, "d", 1, 0, now + 1);
+	resets(&a, "e", 5, 5, now + 1);
 	assert_int_equal(agent_tick(&a, now + 1), 0);
 	check_eq("d, one reset", state_of(&a, "d"), BS_CLOSED);
 	check_eq("e, ten resets", state_of(&a, "e"), BS_CLOSED);
-	poll_d(&a, 1, 1, now + 2, BS_OPEN, "d, two resets");
+	/* The kernel trips on the second: the agent learns it from the event, before any poll. */
+	resets(&a, "d", 1, 1, now + 2);
+	check_eq("tripped", fake_maps.trips[circuit_named(&a, "d")->slot].tripped != 0, true);
+	assert_int_equal(agent_drain(&a, now + 2), 0);
+	check_eq("d, two resets", state_of(&a, "d"), BS_OPEN);
 	check_eq("e, ten resets", state_of(&a, "e"), BS_CLOSED);
 	agent_fini(&a);
 	drop(cfg);
@@ -142,7 +164,7 @@ static void test_reload_then_resets(void **state)
 
 	(void)state;
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
-	resets(&a, "d", 5, 5);
+	resets(&a, "d", 5, 5, now);
 	reload_to(&a, &cfg, with_reset, now + 1);
 	poll_d(&a, 6, 6, now + 2, BS_OPEN, "d, two resets since the reload");
 	agent_fini(&a);
@@ -197,10 +219,58 @@ static void test_stop_after_reload(void **state)
 	stop_after_reload(false);
 }
 
-/* Reset a failure in both runs: resets made while no agent ran count at the start. */
+/*
+ * Reset a failure in both runs: the count of failures in a row, resets
+ * among them, carries over a restart (the kernel's), and resets made while
+ * no agent ran count at the start.
+ */
+static void restart_keeps_count(bool while_stopped)
+{
+	const char *ctx = while_stopped ? "a reset while stopped" : "no reset while stopped";
+	struct config *cfg = parse(ctx, reset_saved);
+	uint64_t now = mono_now();
+	struct agent a;
+	uint32_t id;
+
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
+	id = circuit_named(&a, "d")->slot;
+	poll_d(&a, 1, 0, now + 1, BS_CLOSED, ctx);
+	check_eq(ctx, a.slots[id].br.consecutive_failures, 1);
+	agent_fini(&a);
+	drop(cfg);
+
+	cfg = parse(ctx, reset_saved);
+	if (while_stopped)
+		fake_reset(id, false, now + 2);	/* the kernel outlives the agent */
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 8, now + 3), 0);
+	check_eq(ctx, a.restored, 1);
+	check_eq(ctx, a.slots[id].br.consecutive_failures, 1 + while_stopped);
+	check_eq(ctx, a.slots[id].resets_seen, 1 + while_stopped);
+	if (while_stopped) {
+		poll_d(&a, 1, 1, now + 4, BS_OPEN, ctx);
+	} else {
+		poll_d(&a, 1, 0, now + 4, BS_CLOSED, ctx);
+		poll_d(&a, 2, 0, now + 5, BS_OPEN, ctx);
+	}
+	agent_fini(&a);
+	drop(cfg);
+}
+
 static void test_restart_keeps_count(void **state)
 {
-	struct config *cfg = parse("first run", reset_saved);
+	(void)state;
+	restart_keeps_count(false);
+	restart_keeps_count(true);
+}
+
+/*
+ * The same where the agent counts outcomes in order too (a rate): the
+ * count it takes from the kernel at the start holds the reset made while
+ * stopped, which must not then count once more.
+ */
+static void test_restart_with_events(void **state)
+{
+	struct config *cfg = parse("first run", rate_saved);
 	uint64_t now = mono_now();
 	struct agent a;
 	uint32_t id;
@@ -208,19 +278,57 @@ static void test_restart_keeps_count(void **state)
 	(void)state;
 	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
 	id = circuit_named(&a, "d")->slot;
-	poll_d(&a, 1, 0, now + 1, BS_CLOSED, "d, one reset");
+	check_eq("events", a.slots[id].events, true);
+	poll_d(&a, 1, 0, now + 1, BS_CLOSED, "one reset");
 	check_eq("one reset", a.slots[id].br.consecutive_failures, 1);
 	agent_fini(&a);
 	drop(cfg);
 
-	cfg = parse("second run", reset_saved);
-	fake_maps.stats[id].resets_tx = 2;	/* the kernel's counters outlive the agent */
-	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 8, now + 2), 0);
+	cfg = parse("second run", rate_saved);
+	fake_reset(id, false, now + 2);
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_adopt(), 8, now + 3), 0);
 	check_eq("restored", a.restored, 1);
-	check_eq("the first run's reset seen", a.slots[id].resets_seen, 1);
-	poll_d(&a, 1, 2, now + 3, BS_OPEN, "d, two resets while stopped");
+	check_eq("events again", a.slots[id].events, true);
+	check_eq("restored count", a.slots[id].br.consecutive_failures, 2);
+	poll_d(&a, 1, 1, now + 4, BS_CLOSED, "the reset while stopped, once");
+	check_eq("counted once", a.slots[id].br.consecutive_failures, 2);
+	poll_d(&a, 2, 1, now + 5, BS_OPEN, "a third reset");
 	agent_fini(&a);
 	drop(cfg);
+}
+
+/*
+ * Two resets not polled yet, then a reload that moves d's count from the
+ * kernel's to the agent's own (a rate added: events) or back: they count
+ * once, whichever way, and a third opens it.
+ */
+static void reload_switches(const char *from, const char *to, bool events_after)
+{
+	const char *ctx = events_after ? "to events" : "from events";
+	struct config *cfg = parse(ctx, from);
+	uint64_t now = mono_now();
+	struct agent a;
+	uint32_t id;
+
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
+	id = circuit_named(&a, "d")->slot;
+	check_eq(ctx, a.slots[id].events, !events_after);
+	resets(&a, "d", 2, 0, now + 1);
+	reload_to(&a, &cfg, to, now + 2);
+	check_eq(ctx, a.slots[id].events, events_after);
+	check_eq(ctx, a.slots[id].br.consecutive_failures, 2);
+	poll_d(&a, 2, 0, now + 3, BS_CLOSED, ctx);
+	check_eq(ctx, a.slots[id].br.consecutive_failures, 2);
+	poll_d(&a, 3, 0, now + 4, BS_OPEN, ctx);
+	agent_fini(&a);
+	drop(cfg);
+}
+
+static void test_reload_switches(void **state)
+{
+	(void)state;
+	reload_switches(reset3, rate3, true);
+	reload_switches(rate3, reset3, false);
 }
 
 int main(void)
@@ -232,6 +340,8 @@ int main(void)
 		cmocka_unit_test(test_reload_then_resets),
 		cmocka_unit_test(test_stop_after_reload),
 		cmocka_unit_test(test_restart_keeps_count),
+		cmocka_unit_test(test_restart_with_events),
+		cmocka_unit_test(test_reload_switches),
 	};
 
 	return cmocka_run_group_tests_name("resets", tests, NULL, NULL);
