@@ -1654,6 +1654,57 @@ static void test_count_feeds_window(void **state)
 	assert_int_equal(b.consecutive_failures, 0);
 }
 
+/*
+ * Resets the kernel counted in a row already (its count adopted): failures
+ * in the window alone, only while closed and where `reset` is a failure.
+ */
+static void test_count_resets(void **state)
+{
+	struct breaker_policy p = policy_of(MODE_ENFORCE, 3, 5 * SEC, 2);
+	uint64_t now = T0, calls;
+	struct kb_verdict v;
+	struct breaker b;
+
+	p.window_size = 10;
+	breaker_init(&b, &p, now);
+	breaker_count_resets(&b, 4, now);
+	assert_int_equal(breaker_window_calls(&b, now), 0);	/* not failures here */
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.fail_mask & KB_RESETS_FAIL, 0);
+
+	p.failures |= POLICY_FAIL_RESET;
+	p.failure_rate_threshold = 50;
+	p.minimum_calls = 100;
+	breaker_init(&b, &p, now);
+	breaker_count_resets(&b, 4, now);
+	breaker_count(&b, KB_RES_SUCCESS, 4, now);
+	assert_int_equal(breaker_window_calls(&b, now), 8);
+	assert_true(breaker_failure_rate(&b, now) == 0.5);
+	assert_int_equal(b.consecutive_failures, 0);	/* the kernel's to count */
+	assert_int_equal(b.state, BS_CLOSED);
+	breaker_count_resets(&b, 25, now);
+	assert_int_equal(breaker_window_calls(&b, now), 10);	/* a count window holds 10 */
+	assert_true(breaker_failure_rate(&b, now) == 1.0);
+	breaker_verdict(&b, &v);
+	assert_int_equal(v.fail_mask & KB_RESETS_FAIL, KB_RESETS_FAIL);
+	assert_int_equal(v.wake_mask & KB_RESETS_FAIL, 0);	/* wake bits are results' */
+
+	p.window_type = WINDOW_TIME;
+	breaker_init(&b, &p, now);
+	breaker_count_resets(&b, 25, now);
+	assert_int_equal(breaker_window_calls(&b, now), 25);
+	/* Not closed, or not running: nothing to feed. */
+	to_half_open(&b, &now);
+	calls = breaker_window_calls(&b, now);
+	breaker_count_resets(&b, 3, now);
+	assert_int_equal(b.state, BS_HALF_OPEN);
+	assert_int_equal(breaker_window_calls(&b, now), calls);
+	p.mode = MODE_DISABLED;
+	breaker_init(&b, &p, now);
+	breaker_count_resets(&b, 3, now);
+	assert_int_equal(breaker_window_calls(&b, now), 0);
+}
+
 /* A kernel trip is adopted as it stands: closed or half_open opens at its time. */
 static void test_adopt_trip(void **state)
 {
@@ -1907,6 +1958,7 @@ int main(void)
 		cmocka_unit_test(test_adopt_trip),
 		cmocka_unit_test(test_verdict_events),
 		cmocka_unit_test(test_count_feeds_window),
+		cmocka_unit_test(test_count_resets),
 		cmocka_unit_test(test_reconfigure_window),
 		cmocka_unit_test(test_reconfigure_modes),
 		cmocka_unit_test(test_reconfigure_ramp),
