@@ -172,6 +172,36 @@ static void test_reload_then_resets(void **state)
 }
 
 /*
+ * A reload that added reset could not read the counters to rebase d (as
+ * it leaves a failed read: marked): the next poll rebases it, and the
+ * resets before the reload stay out of d's own count (a rate: events).
+ */
+static void test_rebase_at_poll(void **state)
+{
+	struct config *cfg = parse("before", plain);
+	uint64_t now = mono_now();
+	struct agent_slot *d;
+	struct agent a;
+
+	(void)state;
+	assert_int_equal(agent_init(&a, cfg, fake_bpf_open(), 8, now), 0);
+	resets(&a, "d", 5, 5, now);
+	reload_to(&a, &cfg, rate3, now + 1);
+	d = &a.slots[circuit_named(&a, "d")->slot];
+	check_eq("events", d->events, true);
+	d->resets_seen = 0;
+	d->resets_rebase = true;
+	poll_d(&a, 5, 5, now + 2, BS_CLOSED, "d, the resets before the reload");
+	check_eq("rebased", d->resets_rebase, false);
+	check_eq("rebased", d->resets_seen, 10);
+	check_eq("none in a row", d->br.consecutive_failures, 0);
+	poll_d(&a, 7, 5, now + 3, BS_CLOSED, "d, two resets since");
+	poll_d(&a, 8, 5, now + 4, BS_OPEN, "d, three resets since");
+	agent_fini(&a);
+	drop(cfg);
+}
+
+/*
  * Stopped right after a reload that added reset (no poll in between),
  * restarted with the same config: the resets before the reload stay out,
  * whether or not the counters could be read at the reload.
@@ -338,6 +368,7 @@ int main(void)
 		cmocka_unit_test(test_reload_adds_reset),
 		cmocka_unit_test(test_restart_adds_reset),
 		cmocka_unit_test(test_reload_then_resets),
+		cmocka_unit_test(test_rebase_at_poll),
 		cmocka_unit_test(test_stop_after_reload),
 		cmocka_unit_test(test_restart_keeps_count),
 		cmocka_unit_test(test_restart_with_events),
