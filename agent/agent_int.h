@@ -152,7 +152,7 @@ bool slot_reconfigure(struct agent_slot *s, const struct breaker_policy *p, uint
 /*
  * s takes the kernel's count of its resets as seen, now: only the resets
  * after this count. A slot whose counters cannot be read is left marked
- * (resets_rebase), for apply_resets() to try again.
+ * (resets_rebase), for agent_apply_resets() to try again.
  */
 void slot_rebase_resets(struct agent *a, struct agent_slot *s);
 

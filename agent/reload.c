@@ -235,9 +235,11 @@ static void reload_commit(struct agent *a, struct reload *r)
 		/* reload_write() kept every slot it wrote a verdict for, in this order. */
 		if (rk->synced)
 			breaker_adopt_count(&s->br, rk->fails);
-		reload_feed_pending(&s->br, s->counted, rk, r->now);
+		reload_feed_pending(&s->br, s->counted, s->resets_seen, rk, r->now);
 		if (rk->counted || rk->pending)
 			memcpy(s->counted, rk->connects, sizeof(s->counted));
+		if (rk->resets > s->resets_seen)
+			s->resets_seen = rk->resets;
 		rk++;
 		circuit_verdict(&r->next[s->circuit], &s->br, &v);
 		s->events = v.events;

@@ -47,15 +47,17 @@ struct reload_kept {
 	bool counted;			/* its events stop: connects[] were fed as events */
 	bool pending;			/* its events start: connects[] past slot.counted are fed first */
 	uint64_t connects[KB_RES_MAX];
+	uint64_t resets;		/* pending and fails held resets (KB_RESETS_FAIL): the counter; else 0 */
 };
 
 /*
  * A kept breaker whose events start takes what the kernel counted since the
- * last once-a-second read (reload_kept.pending): the same on reload_keep()'s
- * copy and in reload_commit().
+ * last once-a-second read (reload_kept.pending), and the resets its count
+ * took from the kernel holds past resets_seen, into the window alone: the
+ * same on reload_keep()'s copy and in reload_commit().
  */
 void reload_feed_pending(struct breaker *br, const uint64_t counted[KB_RES_MAX],
-			 const struct reload_kept *rk, uint64_t now);
+			 uint64_t resets_seen, const struct reload_kept *rk, uint64_t now);
 
 /* Per circuit of the new config. */
 struct reload_circuit {

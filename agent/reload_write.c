@@ -131,6 +131,7 @@ static int reload_keep(struct agent *a, struct reload *r, const struct agent_slo
 	int err;
 
 	rk->id = id;
+	rk->resets = 0;
 	/* slot_sync_count()'s, as slot_publish() does before a new gen starts the kernel's count afresh. */
 	rk->synced = !s->events && br->state == BS_CLOSED;
 	err = rk->synced ? kb_bpf_read_trip(a->bpf, id, &trip, was) : kb_bpf_get_verdict(a->bpf, id, was);
@@ -150,21 +151,26 @@ static int reload_keep(struct agent *a, struct reload *r, const struct agent_slo
 	if (!err && (rk->counted || rk->pending)) {
 		err = kb_bpf_read_stats(a->bpf, id, &st);
 		memcpy(rk->connects, st.connects, sizeof(rk->connects));
+		/* Resets since agent_reload() fed them are in fails: not to be fed once more. */
+		rk->resets = rk->pending && rk->synced && (was->fail_mask & KB_RESETS_FAIL) ?
+			     st.resets_rx + st.resets_tx : 0;
 	}
 	if (err)
 		return reload_fail(r, err, "bpf: read the kernel's state of slot %u", id);
-	reload_feed_pending(br, s->counted, rk, r->now);
+	reload_feed_pending(br, s->counted, s->resets_seen, rk, r->now);
 	return 0;
 }
 
 void reload_feed_pending(struct breaker *br, const uint64_t counted[KB_RES_MAX],
-			 const struct reload_kept *rk, uint64_t now)
+			 uint64_t resets_seen, const struct reload_kept *rk, uint64_t now)
 {
 	if (!rk->pending)
 		return;
 	for (int res = 0; res < KB_RES_MAX; res++)
 		if (rk->connects[res] > counted[res])
 			breaker_count(br, res, rk->connects[res] - counted[res], now);
+	if (rk->resets > resets_seen)
+		breaker_count_resets(br, rk->resets - resets_seen, now);
 }
 
 /* Zero slot id's counters for a new breaker, journaled with what they were. */

@@ -464,14 +464,17 @@ static __always_inline struct kb_sk *kb_rec_of(struct bpf_sock_ops *skops, struc
 
 /*
  * The slot of a tagged socket that kept no record: its destination, looked
- * up again. Returns -1 if none, 1 if the destination has a breaker per
- * workload (which one's is then not known: KB_SK_NO_WL), else 0.
+ * up again. Where that destination has a breaker per workload, which
+ * workload's is not known: "other"'s (first slot + max), as for a connect
+ * whose workload is not known (kb_sk_id_current), not the first
+ * workload's.
  */
 static __always_inline int kb_slot_again(struct bpf_sock_ops *skops, struct bpf_sock *sk,
 					 __u32 *slot)
 {
 	struct kb_dst_key key = {};
-	__u32 *id;
+	struct kb_wl_ctl *c;
+	__u32 *id, zero = 0;
 
 	if (kb_skops_key(skops, &key))
 		return -1;
@@ -479,7 +482,12 @@ static __always_inline int kb_slot_again(struct bpf_sock_ops *skops, struct bpf_
 	if (!id)
 		return -1;
 	*slot = *id & KB_ID_SLOT;
-	return (*id & KB_ID_PER_WORKLOAD) != 0;
+	if (*id & KB_ID_PER_WORKLOAD) {
+		c = bpf_map_lookup_elem(&kb_wl_ctl, &zero);
+		if (c)
+			*slot += c->max;
+	}
+	return 0;
 }
 
 /* The socket of a callback this copy counts, or NULL. */
@@ -520,7 +528,7 @@ static __always_inline void kb_conn_end(struct bpf_sock *sk, const struct kb_sk 
 /* BPF_SOCK_OPS_STATE_CB, for tagged sockets only. */
 static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 {
-	int oldstate = skops->args[0], newstate = skops->args[1], err, no_wl;
+	int oldstate = skops->args[0], newstate = skops->args[1], err;
 	enum { KB_RESET_NONE, KB_RESET_RX, KB_RESET_TX } reset = KB_RESET_NONE;
 	__u32 slot, counted = 0, total, dst;
 	struct kb_dst_stats *st;
@@ -596,14 +604,10 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 	 */
 	if (total <= counted && reset == KB_RESET_NONE)
 		return;
-	if (ks) {
+	if (ks)
 		slot = dst & KB_SK_SLOT;
-		no_wl = ks->flags & KB_SK_NO_WL;
-	} else {
-		no_wl = kb_slot_again(skops, sk, &slot);
-		if (no_wl < 0)
-			return;
-	}
+	else if (kb_slot_again(skops, sk, &slot))
+		return;
 	st = bpf_map_lookup_elem(&kb_stats, &slot);
 	if (!st)
 		return;
@@ -613,8 +617,7 @@ static __always_inline void kb_on_state(struct bpf_sock_ops *skops, bool locked)
 		__sync_fetch_and_add(&st->resets_rx, 1);
 	else if (reset == KB_RESET_TX)
 		__sync_fetch_and_add(&st->resets_tx, 1);
-	/* Not some workload's breaker for a connection it may not have made. */
-	if (reset != KB_RESET_NONE && !no_wl)
+	if (reset != KB_RESET_NONE)
 		kb_judge_reset_of(slot, locked);
 }
 
@@ -663,7 +666,6 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 	struct kb_sk *ks;
 	__u64 cookie;
 	__u32 slot;
-	int no_wl;
 
 	if (!kb_counted_sk(skops, &sk))
 		return;
@@ -671,8 +673,7 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 	if (ks && (ks->flags & KB_SK_PASSIVE))
 		return;
 	if (!ks) {
-		no_wl = kb_slot_again(skops, sk, &slot);
-		if (no_wl < 0)
+		if (kb_slot_again(skops, sk, &slot))
 			return;
 		ks = bpf_sk_storage_get(&kb_sk_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!ks)
@@ -681,7 +682,7 @@ static __always_inline void kb_on_retrans(struct bpf_sock_ops *skops)
 		ks->wl_gen = 0;
 		ks->retrans = 0;
 		ks->syn_ns = 0;
-		ks->flags = no_wl ? KB_SK_NO_WL : 0;
+		ks->flags = 0;
 	}
 	st = kb_sk_stats(ks);
 	if (st)

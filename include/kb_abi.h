@@ -180,12 +180,6 @@ _Static_assert(sizeof(struct kb_sk) == 24, "kb_sk ABI");
 
 /* kb_sk.flags: an accepted socket, whose callbacks count nothing (kb_observe.bpf.c). */
 #define KB_SK_PASSIVE 1U
-/*
- * kb_sk.flags: its destination has a breaker per workload, but which
- * workload's is not known (storage made after the outcome): counted in
- * the destination's first slot, its resets judged by no breaker.
- */
-#define KB_SK_NO_WL 2U
 
 #define KB_SK_SLOT 0xfffffU
 #define KB_SK_WL_SHIFT 20

@@ -35,7 +35,9 @@
  *   kbtool rstlater ADDR PORT COUNT
  *	COUNT connects kept open; prints "connected=N" (flushed), then waits
  *	for a line on stdin (a test may move the process to another cgroup
- *	meanwhile) and closes each with SO_LINGER 0: prints "aborted=N"
+ *	meanwhile) and closes with SO_LINGER 0 as many as the line's number
+ *	says, or all the rest for any other line: prints "aborted=N" (N in
+ *	all, flushed) after each line, until all are
  *   kbtool lconnect ADDR PORT [TIMEOUT_MS]
  *	one blocking TCP connect per line read on stdin, all from this one
  *	process (a test can move it to another cgroup between two lines), until
