@@ -167,12 +167,15 @@ start_listener $T_ADDR "$Q" "$T_DIR/listen-brief.out"
 agent_config "${dns_conf[@]}" dest: name=s1 host=s1.kbreaker-test.invalid port=$((Q + 2)) \
 	dest: name=s2 host=s2.kbreaker-test.invalid port=$((Q + 3)) \
 	dest: name=s3 host=s3.kbreaker-test.invalid port=$((Q + 4)) > "$T_DIR/kb.yaml"
-t0=$(date +%s%N)
+# The bounds below are the first lookup's end, 30 s after the SIGHUP (each
+# lookup takes glibc's longest timeout), not figures: the reload takes
+# milliseconds, and SIGTERM one second; a guest of the kernel matrix under
+# emulation has taken 1.3 s and 5.9 s.
+t_hup=$(date +%s%N)
 kill -HUP "$T_AGENT_PID"
-# A bound, not a figure: the reload takes milliseconds; looking the names up took 30 s.
-wait_until 5 log_has 'msg="configuration reloaded'
-t_check $? "reloaded within 5 s of SIGHUP, before any lookup ended" || t_done
-log "configuration reloaded $(( ($(date +%s%N) - t0) / 1000000 )) ms after SIGHUP (as seen by polling)"
+wait_until 25 log_has 'msg="configuration reloaded'
+t_check $? "reloaded within 25 s of SIGHUP, before any lookup ended" || t_done
+log "configuration reloaded $(( ($(date +%s%N) - t_hup) / 1000000 )) ms after SIGHUP (as seen by polling)"
 expect_metric 'kbreaker_config_reloads_total{result="success"}' 1
 expect_eq "/status: s1's addresses" \
 	"$(http_get /status | jq -c '.destinations[] | select(.name == "s1") | .addresses')" "[]"
@@ -192,20 +195,23 @@ while [ "$R" != success ] && [ $(( ($(date +%s%N) - t0) / 1000000000 )) -lt "$T_
 	[ "$(field success "$out")" = 1 ] && { R=success; passed=1; }
 	[ "$R" = success ] || sleep 0.1
 done
-el=$(( ($(date +%s%N) - t0) / 1000000 ))
+now=$(date +%s%N)
+el=$(( (now - t0) / 1000000 )) el_hup=$(( (now - t_hup) / 1000000 ))
 log "first connect through hold $el ms after SIGTERM ($refused refused before it)"
 expect_eq "hold: a connect got through after SIGTERM" "$R" success
-check "... within 5 s, not after the lookups (a bound: it takes milliseconds): $el ms" test "$el" -lt 5000
+check "... before the first lookup could end: $el_hup ms after SIGHUP (lookups take 30 000)" \
+	test "$el_hup" -lt 30000
 out=$(in_test "$KBTOOL" connect $T_ADDR $((Q + 1)) 3)
 expect_eq "hold: connects after that, none refused" "$(field success "$out")" 3
 passed=$((passed + 3))
 wait "$T_AGENT_PID"; rc=$?
 T_AGENT_PID=""
-el=$(( ($(date +%s%N) - t0) / 1000000 ))
+now=$(date +%s%N)
+el=$(( (now - t0) / 1000000 )) el_hup=$(( (now - t_hup) / 1000000 ))
 log "agent exited $el ms after SIGTERM (it waits 1 s for the lookup in flight, then leaves it)"
 expect_eq "agent exit status" "$rc" 0
-# A bound: the lookup in flight had up to 30 s to go, and exit used to wait for it.
-check "exited within 10 s of SIGTERM: $el ms" test "$el" -lt 10000
+# Exit used to wait for the lookup in flight.
+check "exited before the first lookup could end: $el_hup ms after SIGHUP" test "$el_hup" -lt 30000
 check "said so" log_has 'msg="resolver: a name lookup is still in flight; not waiting for it"'
 check "stopped, hooks detached" log_has 'msg="kbreakerd stopped; all hooks detached"'
 kill "$HOLD_LISTENER"; wait "$HOLD_LISTENER"

@@ -7,16 +7,16 @@
 # Exit 0 when everything passed. Usage: tests/vm/check.sh MODE BUILD_DIR
 # KB_VM_E2E: the tests a supported kernel runs, names without .sh, or "all".
 # The default leaves out what only user space decides (HTTP serving,
-# kbreakerctl, install, Prometheus rules, valgrind): under emulation they
-# would cost most of the time and prove nothing about the kernel.
+# kbreakerctl, install, Prometheus rules, valgrind, the command line,
+# start-up errors, name resolution): under emulation they would cost most
+# of the time and prove nothing about the kernel.
 set -uo pipefail
 [ $# = 2 ] || { echo "usage: tests/vm/check.sh supported|probe|unsupported BUILD_DIR" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$2" && pwd) || exit 1
 export KBREAKERD="$build/kbreakerd" KBTOOL="$build/kbtool"
 KERNEL_E2E="test_accuracy test_scope test_loop test_restart test_scale test_failopen test_policy
-	    test_reload test_blast_radius test_resolve test_startup test_cli test_load test_workloads
-	    test_preconnect test_fastopen"
+	    test_reload test_blast_radius test_load test_workloads test_preconnect test_fastopen"
 # Under emulation (a guest of tests/vm/run.sh, which has /run/kbvm), empty
 # programs stay attached at kbreaker's four cgroup hooks, on a cgroup of
 # their own, for the whole run (bench/kbfloor.c, no ports: it turns nothing
