@@ -86,14 +86,22 @@ log "a listener that connected to db5 first: what it accepts is not db5, whateve
 rm -f "$T_DIR/cl.ready"
 bg_test "$T_DIR/cl.out" "$KBTOOL" connlisten 127.0.0.1 "$U" 60 "$T_DIR/cl.ready"
 CL=$BG
-wait_until "$T_WAIT_S" test -s "$T_DIR/cl.ready"
-check "the workload's listener is up" test -s "$T_DIR/cl.ready" || t_done
+wait_until "$T_WAIT_S" ready_or_gone "$T_DIR/cl.ready" "$CL"
 wait_metric 'kbreaker_tcp_connects_total{circuit_name="db5",result="refused"}' 1
-expect_field "nobody resets 3 connections to it, from 127.0.0.1:$U" success 3 \
-	outsider "$T_NS" "$KBTOOL" rst 127.0.0.1 "$(cat "$T_DIR/cl.ready")" 3 from=127.0.0.1 "$U"
-kill "$CL"; wait "$CL"
-check "the listener accepted them (connect refused first)" grep -q '^connect=ECONNREFUSED accepted=3$' "$T_DIR/cl.out" ||
-	log "listener: $(cat "$T_DIR/cl.out")"
+if grep -q '^connect=ECONNREFUSED listen=EINVAL$' "$T_DIR/cl.out"; then
+	# 6.18.44 here refuses listen() on any socket that called connect():
+	# there is no such listener to attack; the kernel matrix's kernels allow it.
+	wait "$CL"
+	log "   this kernel refuses listen() after connect() (EINVAL): nothing to accept"
+else
+	wait_until "$T_WAIT_S" test -s "$T_DIR/cl.ready"
+	check "the workload's listener is up ($(cat "$T_DIR/cl.out"))" test -s "$T_DIR/cl.ready" || t_done
+	expect_field "nobody resets 3 connections to it, from 127.0.0.1:$U" success 3 \
+		outsider "$T_NS" "$KBTOOL" rst 127.0.0.1 "$(cat "$T_DIR/cl.ready")" 3 from=127.0.0.1 "$U"
+	kill "$CL"; wait "$CL"
+	check "the listener accepted them (connect refused first)" grep -q '^connect=ECONNREFUSED accepted=3$' "$T_DIR/cl.out" ||
+		log "listener: $(cat "$T_DIR/cl.out")"
+fi
 expect_metric 'kbreaker_tcp_resets_total{circuit_name="db5",direction="received"}' 0
 expect_metric 'kbreaker_tcp_resets_total{circuit_name="db5",direction="sent"}' 0
 expect_metric 'circuit_breaker_state{circuit_name="db5",state="closed"}' 1

@@ -81,7 +81,8 @@
  *   kbtool connlisten ADDR PORT SECONDS READY_FILE
  *	connect to ADDR:PORT, then listen on the same socket (the port its
  *	connect bound, written to READY_FILE) and accept as listen does; at the
- *	end prints "connect=ERR accepted=N"
+ *	end prints "connect=ERR accepted=N", or "connect=ERR listen=ERR" and
+ *	exits 3 when the kernel refuses listen() on that socket
  *   kbtool get http://ADDR:PORT/PATH
  *	an HTTP/1.0 GET of a literal address (IPv6 in brackets); the body on
  *	stdout. Exit status as curl -sf: 7 no connection, 22 a status of 400 or
@@ -775,8 +776,12 @@ static int do_connlisten(int argc, char **argv)
 		return 1;
 	}
 	err = connect(fd, tool_dst_sa(&d), d.len) ? errno : 0;
-	if (listen(fd, SOMAXCONN) || getsockname(fd, (struct sockaddr *)&ss, &len) ||
-	    fcntl(fd, F_SETFL, O_NONBLOCK)) {
+	/* Some kernels (6.18.44 here) refuse listen() on a socket that connected: say so. */
+	if (listen(fd, SOMAXCONN)) {
+		printf("connect=%s listen=%s\n", err_name(err), err_name(errno));
+		return 3;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) || fcntl(fd, F_SETFL, O_NONBLOCK)) {
 		perror("kbtool: connlisten");
 		return 1;
 	}
