@@ -89,8 +89,9 @@ CL=$BG
 wait_until "$T_WAIT_S" ready_or_gone "$T_DIR/cl.ready" "$CL"
 wait_metric 'kbreaker_tcp_connects_total{circuit_name="db5",result="refused"}' 1
 if grep -q '^connect=ECONNREFUSED listen=EINVAL$' "$T_DIR/cl.out"; then
-	# 6.18.44 here refuses listen() on any socket that called connect():
-	# there is no such listener to attack; the kernel matrix's kernels allow it.
+	# A host kernel, 6.18.44-fc-v1045, refuses listen() on any socket that
+	# called connect(): no such listener to attack there. Its build v782
+	# and the kernel matrix's kernels allow it, and run the rest.
 	wait "$CL"
 	log "   this kernel refuses listen() after connect() (EINVAL): nothing to accept"
 else

@@ -776,7 +776,7 @@ static int do_connlisten(int argc, char **argv)
 		return 1;
 	}
 	err = connect(fd, tool_dst_sa(&d), d.len) ? errno : 0;
-	/* Some kernels (6.18.44 here) refuse listen() on a socket that connected: say so. */
+	/* Some kernels (6.18.44-fc-v1045) refuse listen() on a socket that connected: say so. */
 	if (listen(fd, SOMAXCONN)) {
 		printf("connect=%s listen=%s\n", err_name(err), err_name(errno));
 		return 3;
